@@ -1,0 +1,69 @@
+"""What every column type shares: config fields, and the contract for generating values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class StrictModel(BaseModel):
+    """Config models reject unknown keys: a typo must be an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class ChunkContext:
+    """Everything a column needs to fill one chunk.
+
+    `rng` is this column's own stream for this chunk (derived from the dataset seed, the
+    chunk's first row and the column name), so adding a column never changes another.
+    """
+
+    rows: int
+    first_row: int
+    rng: np.random.Generator
+    locale: str = "en_US"
+    values: dict[str, pa.Array] = field(default_factory=dict)
+
+
+class Column(StrictModel):
+    """Fields shared by every column type."""
+
+    type_name: ClassVar[str]
+
+    name: str = Field(pattern=IDENTIFIER, description="Column name (a SQL-friendly identifier).")
+    description: str | None = Field(
+        default=None, description="What the column means; shown in reports and LLM prompts."
+    )
+    nullable: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of rows set to null (0 to 1)."
+    )
+    unique: bool = Field(
+        default=False,
+        description="Every non-null value appears once in the dataset (duplicates are redrawn).",
+    )
+
+    def references(self) -> set[str]:
+        """Names of other columns this column reads; they must come earlier in the list."""
+        return set()
+
+    def arrow_type(self) -> pa.DataType:
+        raise NotImplementedError
+
+    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+        """How many distinct values this column can take, or None when unbounded/unknown.
+
+        `earlier` holds the capacities of earlier columns, for columns derived from them.
+        """
+        return None
+
+    def generate(self, ctx: ChunkContext) -> pa.Array:
+        """Return `ctx.rows` values (nulls are applied afterwards from `nullable`)."""
+        raise NotImplementedError

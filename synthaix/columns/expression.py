@@ -1,0 +1,130 @@
+"""Text built from earlier columns with a Jinja2 template, e.g. an email from the names.
+
+Rendering a template once per row costs a few µs; for the common shape (text, `{{ column }}`
+and string filters such as lower/upper/title/trim/replace) the template is compiled to
+vectorised pyarrow string kernels instead. Anything else renders row by row with Jinja2, with
+the same result (nulls are empty text in both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Literal, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import Field, model_validator
+
+from synthaix.columns.base import ChunkContext, Column
+from synthaix.errors import ConfigError
+
+_ENV = SandboxedEnvironment(
+    undefined=StrictUndefined, finalize=lambda v: "" if v is None else v, autoescape=False
+)
+_FILTERS: dict[str, Callable[..., pa.Array]] = {
+    "lower": pc.utf8_lower,
+    "upper": pc.utf8_upper,
+    "title": pc.utf8_title,
+    "capitalize": pc.utf8_capitalize,
+    "trim": pc.utf8_trim_whitespace,
+    "replace": lambda a, old, new: pc.replace_substring(a, old, new),
+}
+# Arrow prints these types exactly as Python's str() does; others (floats, bools, timestamps)
+# differ, so templates over them take the row-by-row path.
+_SAME_AS_PYTHON = (pa.types.is_string, pa.types.is_integer, pa.types.is_date32)
+
+
+class ExpressionColumn(Column):
+    """A Jinja2 template over earlier columns: `"{{ first_name|lower }}@example.com"`."""
+
+    type: Literal["expression"] = "expression"
+    template: str = Field(description="Jinja2 template; `{{ name }}` inserts an earlier column.")
+
+    @model_validator(mode="after")
+    def _check_template(self) -> Self:
+        try:
+            _ = self._parsed
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"template is not valid Jinja2: {exc.message} (line {exc.lineno})") from exc
+        return self
+
+    @cached_property
+    def _parsed(self) -> nodes.Template:
+        return _ENV.parse(self.template)
+
+    def references(self) -> set[str]:
+        return set(meta.find_undeclared_variables(self._parsed))
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.string()
+
+    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+        # A template can produce at most one value per combination of the columns it reads.
+        total = 1
+        for name in self.references():
+            size = earlier.get(name)
+            if size is None:
+                return None
+            total *= size
+        return total
+
+    def generate(self, ctx: ChunkContext) -> pa.Array:
+        fast = self.vectorised(ctx.values)
+        if fast is not None:
+            return fast
+        return self.render_rows(ctx.values, ctx.rows)
+
+    def render_rows(self, values: dict[str, pa.Array], rows: int) -> pa.Array:
+        template = _ENV.from_string(self.template)
+        names = sorted(self.references())
+        columns = [["" if v is None else v for v in values[name].to_pylist()] for name in names]
+        try:
+            out = [template.render(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
+            return pa.array(out if names else [template.render()] * rows, type=pa.string())
+        except Exception as exc:  # any Jinja2 runtime error is a problem of the template
+            raise ConfigError(
+                f"column '{self.name}': template failed on the data: {type(exc).__name__}: {exc}",
+                hint="nulls render as empty text; check comparisons and filters in the template",
+            ) from exc
+
+    def vectorised(self, values: dict[str, pa.Array]) -> pa.Array | None:
+        """The template as pyarrow kernels, or None when it uses anything beyond the simple shape."""
+        body = self._parsed.body
+        if len(body) != 1 or not isinstance(body[0], nodes.Output):
+            return None
+        parts = []
+        for node in body[0].nodes:
+            part = _compile(node, values)
+            if part is None:
+                return None
+            parts.append(part)
+        length = len(next(iter(values.values()))) if values else 0
+        arrays = [pa.array([p] * length, pa.string()) if isinstance(p, str) else p for p in parts]
+        if not arrays:
+            return pa.array([""] * length, pa.string())
+        if len(arrays) == 1:
+            return arrays[0]
+        return pc.binary_join_element_wise(*arrays, "")
+
+
+def _compile(node: nodes.Node, values: dict[str, pa.Array]) -> pa.Array | str | None:
+    if isinstance(node, nodes.TemplateData):
+        return node.data
+    if isinstance(node, nodes.Name) and node.name in values:
+        column = values[node.name]
+        if not any(check(column.type) for check in _SAME_AS_PYTHON):
+            return None
+        return pc.fill_null(column.cast(pa.string()), "")
+    if isinstance(node, nodes.Filter) and node.name in _FILTERS and not node.kwargs and node.node:
+        inner = _compile(node.node, values)
+        args = [a.value for a in node.args if isinstance(a, nodes.Const) and isinstance(a.value, str)]
+        if inner is None or isinstance(inner, str) or len(args) != len(node.args):
+            return None
+        try:
+            return _FILTERS[node.name](inner, *args)
+        except TypeError:  # wrong number of filter arguments: let Jinja2 report it
+            return None
+    return None

@@ -1,0 +1,198 @@
+"""The dataset config: typed models of the YAML file, validated once, at the edge."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, ValidationError, model_validator
+
+from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
+from synthaix.columns.base import IDENTIFIER
+from synthaix.columns.people import check_locale
+from synthaix.errors import ConfigError
+from synthaix.yaml_source import YamlDocument
+
+
+class OutputConfig(StrictModel):
+    """Where and how the dataset is written."""
+
+    dir: Path | None = Field(
+        default=None, description="Output directory (default: out/<name>), relative to the CWD."
+    )
+    formats: list[Literal["parquet", "duckdb"]] = Field(
+        default=["parquet", "duckdb"], min_length=1, description="Which outputs to write."
+    )
+    duckdb: Path | None = Field(
+        default=None, description="DuckDB database file (default: <dir>/<name>.duckdb)."
+    )
+    table: str | None = Field(
+        default=None, pattern=IDENTIFIER, description="DuckDB table name (default: <name>)."
+    )
+
+
+class RunnerConfig(StrictModel):
+    """How chunk tasks are executed."""
+
+    type: Literal["thread"] = Field(default="thread", description="Task runner: a local thread pool.")
+    workers: int = Field(default=4, ge=1, le=256, description="Chunk tasks running at once.")
+
+
+class DatasetConfig(StrictModel):
+    """A dataset to build: its columns, size, seed and outputs."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Dataset name; also the default table name.")
+    description: str | None = Field(default=None, description="What the dataset is, in plain words.")
+    rows: int = Field(gt=0, le=10_000_000_000, description="Exact number of rows to deliver.")
+    seed: int = Field(default=0, ge=0, description="Same config + seed gives the same data.")
+    chunk_size: int = Field(
+        default=10_000, gt=0, le=10_000_000, description="Rows generated per chunk task."
+    )
+    locale: str = Field(default="en_US", description="Default Faker locale for person/address data.")
+    mode: Literal["overwrite", "append"] = Field(
+        default="overwrite",
+        description="overwrite replaces the previous output atomically; append adds rows to it.",
+    )
+    columns: list[ColumnSpec] = Field(min_length=1, description="The columns, in order.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where to write.")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="How to run chunks.")
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> Self:
+        check_locale(self.locale)
+        problems = list(_column_problems(self))
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output.dir if self.output.dir is not None else Path("out") / self.name
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.output.duckdb or self.output_dir / f"{self.name}.duckdb"
+
+    @property
+    def table(self) -> str:
+        return self.output.table or self.name
+
+    def with_overrides(
+        self, *, rows: int | None = None, seed: int | None = None, out: Path | None = None,
+        mode: str | None = None,
+    ) -> DatasetConfig:
+        """A re-validated copy with command-line overrides applied."""
+        data = self.model_dump(mode="python", exclude_unset=True)
+        if rows is not None:
+            data["rows"] = rows
+        if seed is not None:
+            data["seed"] = seed
+        if mode is not None:
+            data["mode"] = mode
+        if out is not None:
+            data["output"] = {**data.get("output", {}), "dir": out}
+        return parse_config(data)
+
+
+class CrossFieldError(ValueError):
+    """Problems that involve several columns, each with its own location."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+def _column_problems(config: DatasetConfig):
+    seen: dict[str, int] = {}
+    capacities: dict[str, int | None] = {}
+    for index, column in enumerate(config.columns):
+        where = ("columns", index)
+        if column.name in seen:
+            yield where + ("name",), f"duplicate column name '{column.name}'"
+        for ref in sorted(column.references()):
+            if ref not in seen:
+                later = any(c.name == ref for c in config.columns[index + 1 :])
+                why = "comes later; move it above" if later else "is not a column"
+                earlier = ", ".join(seen) or "none"
+                yield where, f"references '{ref}', which {why} (earlier columns: {earlier})"
+        seen[column.name] = index
+        capacity = column.capacity(capacities, config.locale)
+        capacities[column.name] = capacity
+        needed = config.rows if column.nullable == 0 else int(config.rows * (1 - column.nullable))
+        if column.unique and capacity is not None and capacity < needed:
+            yield where + ("unique",), (
+                f"unique column can take only {capacity:,} distinct values but {needed:,} rows "
+                "are asked for; widen its range, lower rows, or drop unique"
+            )
+
+
+def parse_config(data: Any, source: YamlDocument | None = None) -> DatasetConfig:
+    """Validate raw data into a DatasetConfig, or raise one ConfigError listing every problem."""
+    try:
+        return DatasetConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, data, source) from None
+
+
+def load_config(path: str | Path) -> DatasetConfig:
+    """Read and validate a YAML dataset config; errors name the file and line."""
+    document = YamlDocument.read(Path(path))
+    if not isinstance(document.data, dict):
+        raise ConfigError(f"{path}: a dataset config must be a YAML mapping (name: ..., rows: ...)")
+    return parse_config(document.data, document)
+
+
+def _config_error(exc: ValidationError, data: Any, source: YamlDocument | None) -> ConfigError:
+    lines = []
+    for error in exc.errors():
+        nested = error.get("ctx", {}).get("error")
+        if isinstance(nested, CrossFieldError):
+            pairs = [(tuple(error["loc"]) + loc, message) for loc, message in nested.problems]
+        else:
+            pairs = [(tuple(error["loc"]), _message(error))]
+        for loc, message in pairs:
+            where = f"{source.path}:{source.line_of(loc)}: " if source else ""
+            lines.append(f"  {where}{_label(loc, data)}: {message}")
+    origin = f"{source.path}" if source else "config"
+    count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
+    hint = f"fix and check again with: synthaix validate {source.path}" if source else None
+    return ConfigError(f"invalid config {origin} ({count}):\n" + "\n".join(lines), hint=hint)
+
+
+_KNOWN_KEYS = sorted(
+    {name for model in (DatasetConfig, OutputConfig, RunnerConfig) for name in model.model_fields}
+    | {name for cls in REGISTRY.values() for name in cls.model_fields}
+)
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind, loc = error["type"], error["loc"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _KNOWN_KEYS, n=1)
+        return f"unknown key '{loc[-1]}'" + (f"; did you mean '{close[0]}'?" if close else "")
+    if kind == "union_tag_not_found":
+        return f"missing 'type'; valid types: {', '.join(REGISTRY)}"
+    if kind == "union_tag_invalid":
+        tag = error["ctx"]["tag"]
+        close = difflib.get_close_matches(str(tag), list(REGISTRY), n=1)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown column type '{tag}'; {guess}valid types: {', '.join(REGISTRY)}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _label(loc: tuple[str | int, ...], data: Any) -> str:
+    """`('columns', 3, 'integer', 'min')` -> `columns[3] (age).min`, skipping union tags."""
+    label, node = "", data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            node = node[part]
+            name = node.get("name") if isinstance(node, dict) else None
+            label += f"[{part}]" + (f" ({name})" if name else "")
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+            label += f".{part}" if label else str(part)
+        elif not isinstance(node, dict) or part not in REGISTRY:
+            label += f".{part}" if label else str(part)
+    return label or "config"

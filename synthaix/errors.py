@@ -1,0 +1,26 @@
+"""One exception hierarchy; the CLI turns each into a one-line message."""
+
+from __future__ import annotations
+
+
+class SynthaixError(Exception):
+    """Base of every error SynthAIx raises on purpose."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class ConfigError(SynthaixError):
+    """The dataset config is invalid. Never retried."""
+
+
+class CapacityError(SynthaixError):
+    """The config cannot yield the number of distinct rows asked for."""
+
+
+class OutputError(SynthaixError):
+    """The output location cannot be used (locked, incompatible with append, ...)."""
