@@ -35,7 +35,9 @@ class OutputConfig(StrictModel):
 class RunnerConfig(StrictModel):
     """How chunk tasks are executed."""
 
-    type: Literal["thread"] = Field(default="thread", description="Task runner: a local thread pool.")
+    type: Literal["thread"] = Field(
+        default="thread", description="Task runner: a local thread pool."
+    )
     workers: int = Field(default=4, ge=1, le=256, description="Chunk tasks running at once.")
 
 
@@ -43,13 +45,17 @@ class DatasetConfig(StrictModel):
     """A dataset to build: its columns, size, seed and outputs."""
 
     name: str = Field(pattern=IDENTIFIER, description="Dataset name; also the default table name.")
-    description: str | None = Field(default=None, description="What the dataset is, in plain words.")
+    description: str | None = Field(
+        default=None, description="What the dataset is, in plain words."
+    )
     rows: int = Field(gt=0, le=10_000_000_000, description="Exact number of rows to deliver.")
     seed: int = Field(default=0, ge=0, description="Same config + seed gives the same data.")
     chunk_size: int = Field(
         default=10_000, gt=0, le=10_000_000, description="Rows generated per chunk task."
     )
-    locale: str = Field(default="en_US", description="Default Faker locale for person/address data.")
+    locale: str = Field(
+        default="en_US", description="Default Faker locale for person/address data."
+    )
     mode: Literal["overwrite", "append"] = Field(
         default="overwrite",
         description="overwrite replaces the previous output atomically; append adds rows to it.",
@@ -79,7 +85,11 @@ class DatasetConfig(StrictModel):
         return self.output.table or self.name
 
     def with_overrides(
-        self, *, rows: int | None = None, seed: int | None = None, out: Path | None = None,
+        self,
+        *,
+        rows: int | None = None,
+        seed: int | None = None,
+        out: Path | None = None,
         mode: str | None = None,
     ) -> DatasetConfig:
         """A re-validated copy with command-line overrides applied."""
@@ -109,7 +119,7 @@ def _column_problems(config: DatasetConfig):
     for index, column in enumerate(config.columns):
         where = ("columns", index)
         if column.name in seen:
-            yield where + ("name",), f"duplicate column name '{column.name}'"
+            yield (*where, "name"), f"duplicate column name '{column.name}'"
         for ref in sorted(column.references()):
             if ref not in seen:
                 later = any(c.name == ref for c in config.columns[index + 1 :])
@@ -121,9 +131,12 @@ def _column_problems(config: DatasetConfig):
         capacities[column.name] = capacity
         needed = config.rows if column.nullable == 0 else int(config.rows * (1 - column.nullable))
         if column.unique and capacity is not None and capacity < needed:
-            yield where + ("unique",), (
-                f"unique column can take only {capacity:,} distinct values but {needed:,} rows "
-                "are asked for; widen its range, lower rows, or drop unique"
+            yield (
+                (*where, "unique"),
+                (
+                    f"unique column can take only {capacity:,} distinct values but {needed:,} rows "
+                    "are asked for; widen its range, lower rows, or drop unique"
+                ),
             )
 
 

@@ -7,6 +7,9 @@ class SynthaixError(Exception):
     """Base of every error SynthAIx raises on purpose."""
 
     hint: str | None = None
+    #: Transient errors (a provider's 503, a dropped connection) may succeed when retried;
+    #: everything else fails at once. Retry layers decide by this flag, never by message text.
+    transient: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""Column types. The registry maps each YAML `type:` to the class that validates and generates it."""
+"""Column types: the registry maps each YAML `type:` to the class that validates and fills it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from synthaix.columns.expression import ExpressionColumn
 from synthaix.columns.identity import UuidColumn
 from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
 from synthaix.columns.people import FakerColumn, LoremColumn, NameColumn
-from synthaix.columns.temporal import DatetimeColumn, DateColumn
+from synthaix.columns.temporal import DateColumn, DatetimeColumn
 
 COLUMN_CLASSES: tuple[type[Column], ...] = (
     UuidColumn,

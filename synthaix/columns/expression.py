@@ -48,7 +48,9 @@ class ExpressionColumn(Column):
         try:
             _ = self._parsed
         except TemplateSyntaxError as exc:
-            raise ValueError(f"template is not valid Jinja2: {exc.message} (line {exc.lineno})") from exc
+            raise ValueError(
+                f"template is not valid Jinja2: {exc.message} (line {exc.lineno})"
+            ) from exc
         return self
 
     @cached_property
@@ -82,7 +84,10 @@ class ExpressionColumn(Column):
         names = sorted(self.references())
         columns = [["" if v is None else v for v in values[name].to_pylist()] for name in names]
         try:
-            out = [template.render(dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
+            out = [
+                template.render(dict(zip(names, row, strict=True)))
+                for row in zip(*columns, strict=True)
+            ]
             return pa.array(out if names else [template.render()] * rows, type=pa.string())
         except Exception as exc:  # any Jinja2 runtime error is a problem of the template
             raise ConfigError(
@@ -91,7 +96,7 @@ class ExpressionColumn(Column):
             ) from exc
 
     def vectorised(self, values: dict[str, pa.Array]) -> pa.Array | None:
-        """The template as pyarrow kernels, or None when it uses anything beyond the simple shape."""
+        """The template as pyarrow kernels, or None when it goes beyond the simple shape."""
         body = self._parsed.body
         if len(body) != 1 or not isinstance(body[0], nodes.Output):
             return None
@@ -120,7 +125,9 @@ def _compile(node: nodes.Node, values: dict[str, pa.Array]) -> pa.Array | str | 
         return pc.fill_null(column.cast(pa.string()), "")
     if isinstance(node, nodes.Filter) and node.name in _FILTERS and not node.kwargs and node.node:
         inner = _compile(node.node, values)
-        args = [a.value for a in node.args if isinstance(a, nodes.Const) and isinstance(a.value, str)]
+        args = [
+            a.value for a in node.args if isinstance(a, nodes.Const) and isinstance(a.value, str)
+        ]
         if inner is None or isinstance(inner, str) or len(args) != len(node.args):
             return None
         try:

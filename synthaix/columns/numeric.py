@@ -15,7 +15,9 @@ Distribution = Literal["uniform", "normal", "lognormal", "poisson"]
 
 
 class _Numeric(Column):
-    min: float | None = Field(default=None, description="Smallest value; samples below are clipped.")
+    min: float | None = Field(
+        default=None, description="Smallest value; samples below are clipped."
+    )
     max: float | None = Field(default=None, description="Largest value; samples above are clipped.")
     distribution: Distribution = Field(
         default="uniform",
@@ -23,7 +25,9 @@ class _Numeric(Column):
         "of the values themselves, mean > 0) or poisson (mean).",
     )
     mean: float | None = Field(default=None, description="Mean of normal/lognormal/poisson.")
-    std: float | None = Field(default=None, gt=0, description="Standard deviation (normal, lognormal).")
+    std: float | None = Field(
+        default=None, gt=0, description="Standard deviation (normal, lognormal)."
+    )
 
     @model_validator(mode="after")
     def _check_parameters(self) -> Self:
@@ -32,7 +36,11 @@ class _Numeric(Column):
             raise ValueError(f"min ({_num(lo)}) is greater than max ({_num(hi)}); swap them")
         if dist == "uniform" and (lo is None or hi is None):
             raise ValueError("a uniform distribution needs both min and max")
-        if dist == "normal" and (lo is None or hi is None) and (self.mean is None or self.std is None):
+        if (
+            dist == "normal"
+            and (lo is None or hi is None)
+            and (self.mean is None or self.std is None)
+        ):
             raise ValueError("a normal distribution needs mean and std (or both min and max)")
         if dist == "lognormal" and (self.mean is None or self.std is None or self.mean <= 0):
             raise ValueError("a lognormal distribution needs mean > 0 and std > 0")
@@ -73,7 +81,11 @@ class IntegerColumn(_Numeric):
 
     @model_validator(mode="after")
     def _check_integer_range(self) -> Self:
-        if self.min is not None and self.max is not None and math.ceil(self.min) > math.floor(self.max):
+        if (
+            self.min is not None
+            and self.max is not None
+            and math.ceil(self.min) > math.floor(self.max)
+        ):
             raise ValueError(f"no whole number lies between min ({self.min}) and max ({self.max})")
         return self
 
@@ -93,7 +105,9 @@ class FloatColumn(_Numeric):
     """Real numbers, e.g. prices or sensor readings; `decimals` rounds them."""
 
     type: Literal["float"] = "float"
-    decimals: int | None = Field(default=None, ge=0, le=12, description="Round to this many decimals.")
+    decimals: int | None = Field(
+        default=None, ge=0, le=12, description="Round to this many decimals."
+    )
 
     def arrow_type(self) -> pa.DataType:
         return pa.float64()

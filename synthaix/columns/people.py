@@ -38,7 +38,9 @@ def check_locale(locale: str | None) -> None:
     if locale is not None and locale not in AVAILABLE_LOCALES:
         close = [name for name in AVAILABLE_LOCALES if name.split("_")[0] == locale.split("_")[0]]
         suggestion = f"; did you mean one of {', '.join(sorted(close))}?" if close else ""
-        raise ValueError(f"unknown locale '{locale}'{suggestion} (Faker locales, e.g. en_US, de_DE)")
+        raise ValueError(
+            f"unknown locale '{locale}'{suggestion} (Faker locales, e.g. en_US, de_DE)"
+        )
 
 
 def faker_for(locale: str, seed: int) -> Faker:
@@ -90,7 +92,9 @@ class NameColumn(_LocaleColumn):
         return pa.string()
 
     def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
-        sizes = [len(set(found[0])) if found else None for found in self._lists(self.locale or locale)]
+        sizes = [
+            len(set(found[0])) if found else None for found in self._lists(self.locale or locale)
+        ]
         if None in sizes:
             return None
         return int(np.prod(sizes))
@@ -138,7 +142,7 @@ class FakerColumn(_LocaleColumn):
         return pa.string()
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
-        return _pooled(self, ctx, _FAKER_METHODS[self.type], {})
+        return _pooled(self, ctx, _FAKER_METHODS[self.type], {}, line_break=", ")
 
 
 class LoremColumn(_LocaleColumn):
@@ -152,10 +156,12 @@ class LoremColumn(_LocaleColumn):
         return pa.string()
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
-        return _pooled(self, ctx, "text", {"max_nb_chars": self.max_chars})
+        return _pooled(self, ctx, "text", {"max_nb_chars": self.max_chars}, line_break=" ")
 
 
-def _pooled(column: FakerColumn | LoremColumn, ctx: ChunkContext, method: str, kwargs: dict) -> pa.Array:
+def _pooled(
+    column: FakerColumn | LoremColumn, ctx: ChunkContext, method: str, kwargs: dict
+) -> pa.Array:
     fake = faker_for(column._locale(ctx), int(ctx.rng.integers(2**63)))
     make = getattr(fake, method)
     per_row = column.unique or column.pool == 0 or column.pool >= ctx.rows

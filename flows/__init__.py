@@ -1,0 +1,13 @@
+"""Prefect flows: composition only; the work happens in `tasks/` and `synthaix/`."""
+
+from __future__ import annotations
+
+import os
+
+# Quiet, offline-friendly defaults for Prefect; any value the user sets wins.
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_CLI_PROMPT": "false",
+}
+for _key, _value in _PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)

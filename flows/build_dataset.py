@@ -1,0 +1,89 @@
+"""The dataset build flow: plan chunks, map generation over them, stream into the sink, publish."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, unmapped
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from synthaix import progress
+from synthaix.assemble import Assembler, RoundPlanner, UniqueFilter, tracked_unique_columns
+from synthaix.config import DatasetConfig, load_config
+from synthaix.errors import ConfigError
+from synthaix.generate import Chunk, dataset_schema
+from synthaix.sink import DatasetWriter
+from synthaix.summary import BuildSummary
+from tasks.generate import generate_chunk
+from tasks.publish import publish
+
+
+@flow(
+    name="build-dataset",
+    task_runner=ThreadPoolTaskRunner(max_workers=16),
+    validate_parameters=True,
+)
+def build_dataset(
+    config_path: str | None = None,
+    config: DatasetConfig | None = None,
+    rows: int | None = None,
+    seed: int | None = None,
+    out: str | None = None,
+    mode: Literal["overwrite", "append"] | None = None,
+) -> BuildSummary:
+    """Build a dataset from a YAML config file (`config_path`) or an inline `config`."""
+    started = time.perf_counter()
+    if (config_path is None) == (config is None):
+        raise ConfigError("give exactly one of config_path or config")
+    base = config if config is not None else load_config(config_path)  # type: ignore[arg-type]
+    config = base.with_overrides(rows=rows, seed=seed, out=Path(out) if out else None, mode=mode)
+
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        unique = tracked_unique_columns(config)
+        filter_ = UniqueFilter(unique, writer.existing_values(unique))
+
+        def sink(table) -> None:
+            writer.write(table)
+            progress.advanced(table.num_rows)
+
+        assembler = Assembler(config.rows, filter_, sink)
+        planner = RoundPlanner(config, first_row=writer.existing.rows)
+        progress.started(config.name, config.rows)
+        while chunks := planner.next_round(assembler):
+            _run_round(config, chunks, assembler)
+        outputs = publish(writer)
+        total = writer.existing.rows + assembler.delivered
+
+    return BuildSummary(
+        dataset=config.name,
+        mode=config.mode,
+        seed=config.seed,
+        rows=assembler.delivered,
+        total_rows=total,
+        generated_rows=assembler.generated,
+        dropped_duplicates=assembler.dropped_duplicates,
+        chunks=planner.next_index,
+        fill_rounds=planner.rounds - 1,
+        seconds=round(time.perf_counter() - started, 3),
+        outputs={kind: str(path) for kind, path in outputs.items()},
+    )
+
+
+def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler) -> None:
+    """Keep at most `workers` chunks in flight and as many finished-but-early ones buffered, so
+    memory stays bounded by the window, not by the dataset size."""
+    limit = config.runner.workers
+    pending = list(reversed(chunks))
+    in_flight: dict[PrefectFuture, Chunk] = {}
+    while pending or in_flight:
+        free = limit - len(in_flight) - assembler.buffered
+        if pending and (free > 0 or not in_flight):
+            batch = [pending.pop() for _ in range(min(max(free, 1), len(pending)))]
+            futures = generate_chunk.map(config=unmapped(config), chunk=batch)
+            in_flight.update(zip(futures, batch, strict=True))
+        done = next(as_completed(list(in_flight)))
+        chunk = in_flight.pop(done)
+        assembler.add(chunk.index, done.result())

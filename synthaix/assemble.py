@@ -1,0 +1,146 @@
+"""Turn chunks that finish in any order into exactly N rows, in a deterministic order.
+
+Chunks are released in index order (a small buffer holds the ones that finish early), rows
+that repeat a value of a `unique` column are dropped, and fill-up rounds replace them. Because
+every decision is taken in index order, the output does not depend on completion order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import pyarrow as pa
+
+from synthaix.columns.identity import UuidColumn
+from synthaix.columns.numeric import SequenceColumn
+from synthaix.config import DatasetConfig
+from synthaix.errors import CapacityError
+from synthaix.generate import Chunk, plan_chunks
+
+MAX_FILL_ROUNDS = 25
+STALLED_ROUNDS = 3
+
+
+def tracked_unique_columns(config: DatasetConfig) -> list[str]:
+    """Unique columns that need checking: sequences are unique by construction, and random
+    v4 UUIDs collide with odds of about 1e-25 per million rows."""
+    return [
+        c.name
+        for c in config.columns
+        if c.unique and not isinstance(c, SequenceColumn | UuidColumn)
+    ]
+
+
+class UniqueFilter:
+    """Keeps rows whose unique-column values were never seen before (nulls are exempt)."""
+
+    def __init__(self, columns: list[str], seen: dict[str, set] | None = None) -> None:
+        self.columns = columns
+        self.seen = [set((seen or {}).get(name, ())) for name in columns]
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        if not self.columns:
+            return table
+        keep = []
+        seen = self.seen
+        for i, row in enumerate(zip(*(table[c].to_pylist() for c in self.columns), strict=True)):
+            if any(v is not None and v in seen[j] for j, v in enumerate(row)):
+                continue
+            for j, v in enumerate(row):
+                if v is not None:
+                    seen[j].add(v)
+            keep.append(i)
+        if len(keep) == table.num_rows:
+            return table
+        return table.take(pa.array(keep, type=pa.int64()))
+
+
+class Assembler:
+    """Receives chunk tables in any order and hands exactly `target` rows to `sink`, in order."""
+
+    def __init__(self, target: int, unique: UniqueFilter, sink: Callable[[pa.Table], None]) -> None:
+        self.target = target
+        self.unique = unique
+        self.sink = sink
+        self.delivered = 0
+        self.generated = 0
+        self.dropped_duplicates = 0
+        self.next_index = 0
+        self._early: dict[int, pa.Table] = {}
+
+    @property
+    def buffered(self) -> int:
+        return len(self._early)
+
+    @property
+    def complete(self) -> bool:
+        return self.delivered >= self.target
+
+    def add(self, index: int, table: pa.Table) -> None:
+        self._early[index] = table
+        while self.next_index in self._early:
+            self._release(self._early.pop(self.next_index))
+            self.next_index += 1
+
+    def _release(self, table: pa.Table) -> None:
+        self.generated += table.num_rows
+        if self.complete:
+            return
+        kept = self.unique.apply(table)
+        self.dropped_duplicates += table.num_rows - kept.num_rows
+        kept = kept.slice(0, self.target - self.delivered)
+        if kept.num_rows:
+            self.sink(kept)
+            self.delivered += kept.num_rows
+
+
+class RoundPlanner:
+    """Plans the first round (all N rows) and then fill-up rounds sized from the shortfall."""
+
+    def __init__(self, config: DatasetConfig, first_row: int) -> None:
+        self.config = config
+        self.next_row = first_row
+        self.next_index = 0
+        self.rounds = 0
+        self._stalled = 0
+        self._last_delivered = -1
+
+    def next_round(self, assembler: Assembler) -> list[Chunk]:
+        missing = assembler.target - assembler.delivered
+        if missing <= 0:
+            return []
+        if self.rounds:
+            self._check_progress(assembler)
+        # Ask for more than missing when rows are being dropped, so fill-up converges quickly.
+        acceptance = assembler.delivered / assembler.generated if assembler.generated else 1.0
+        rows = missing if self.rounds == 0 else math.ceil(missing / max(acceptance, 0.05) * 1.2)
+        chunks = plan_chunks(
+            rows, self.config.chunk_size, first_row=self.next_row, first_index=self.next_index
+        )
+        self.next_row += rows
+        self.next_index += len(chunks)
+        self.rounds += 1
+        return chunks
+
+    def _check_progress(self, assembler: Assembler) -> None:
+        self._stalled = self._stalled + 1 if assembler.delivered == self._last_delivered else 0
+        self._last_delivered = assembler.delivered
+        if self._stalled >= STALLED_ROUNDS or self.rounds > MAX_FILL_ROUNDS:
+            columns = ", ".join(assembler.unique.columns) or "(none)"
+            raise CapacityError(
+                f"could only produce {assembler.delivered:,} of {assembler.target:,} rows with "
+                f"distinct values in the unique columns ({columns}) after {self.rounds} rounds",
+                hint="widen the value ranges of the unique columns, lower rows, or drop unique",
+            )
+
+
+def chunk_batches(chunks: Iterable[Chunk], size: int) -> Iterable[list[Chunk]]:
+    batch: list[Chunk] = []
+    for chunk in chunks:
+        batch.append(chunk)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

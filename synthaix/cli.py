@@ -1,0 +1,168 @@
+"""The `synthaix` command line: build, validate, schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from synthaix import progress
+from synthaix.config import DatasetConfig, load_config
+from synthaix.errors import SynthaixError
+
+app = typer.Typer(
+    help="Build synthetic tabular datasets from YAML configs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+ConfigArg = Annotated[Path, typer.Argument(help="Dataset config (YAML).", show_default=False)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        console.print_exception()
+    message = str(exc) if isinstance(exc, SynthaixError) else f"{type(exc).__name__}: {exc}"
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2 if isinstance(exc, SynthaixError) else 1)
+
+
+@app.command()
+def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
+    """Check a config without generating anything."""
+    try:
+        dataset = load_config(config)
+    except SynthaixError as exc:
+        _fail(exc, debug)
+    table = Table(title=f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}")
+    for heading in ("column", "type", "nullable", "unique"):
+        table.add_column(heading)
+    for column in dataset.columns:
+        table.add_row(
+            column.name,
+            column.type,  # type: ignore[attr-defined]
+            f"{column.nullable:.0%}" if column.nullable else "",
+            "yes" if column.unique else "",
+        )
+    out.print(table)
+    out.print(f"[green]OK[/] {config} is valid; outputs go to {dataset.output_dir}")
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of dataset configs (for editor completion and checks)."""
+    text = json.dumps(DatasetConfig.model_json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+class Mode(StrEnum):
+    overwrite = "overwrite"
+    append = "append"
+
+
+class _RichProgress:
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting Prefect", total=None)
+
+    def started(self, dataset: str, total_rows: int) -> None:
+        self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
+
+    def advanced(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)
+
+
+@app.command()
+def build(
+    config: ConfigArg,
+    rows: Annotated[int | None, typer.Option(help="Override the number of rows.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Override output.dir.")] = None,
+    mode: Annotated[Mode | None, typer.Option(help="Override mode.", show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's logs.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Build a dataset: generate, check, and write Parquet + DuckDB outputs."""
+    started = time.perf_counter()
+    try:
+        # Validate before starting Prefect, so a bad config fails in a second with nothing written.
+        load_config(config).with_overrides(
+            rows=rows, seed=seed, out=out_dir, mode=mode.value if mode else None
+        )
+        if not verbose:
+            # Prefect's console logs would interleave with the progress bar; they still reach
+            # the Prefect API (and UI) when one is configured.
+            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
+        from flows.build_dataset import build_dataset
+
+        columns = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
+        bar = Progress(*columns, console=console, transient=True)
+        with bar, progress.listening(_RichProgress(bar)):
+            summary = build_dataset(
+                config_path=str(config),
+                rows=rows,
+                seed=seed,
+                out=str(out_dir) if out_dir else None,
+                mode=mode.value if mode else None,
+            )
+    except Exception as exc:  # the one place that turns any failure into a one-line message
+        _fail(exc, debug)
+
+    wall = time.perf_counter() - started
+    appended = f" ({summary.total_rows:,} in total)" if summary.mode == "append" else ""
+    out.print(
+        f"[green]built[/] {summary.dataset}: {summary.rows:,} rows{appended} in {wall:.1f} s "
+        f"(flow {summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s)"
+    )
+    if summary.dropped_duplicates:
+        out.print(
+            f"  redrew {summary.dropped_duplicates:,} rows with repeated unique values "
+            f"({summary.fill_rounds} fill-up round{'s' if summary.fill_rounds != 1 else ''})"
+        )
+    for kind, path in summary.outputs.items():
+        out.print(f"  {kind}: {path}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,34 @@
+"""Build progress events, so the CLI (or anything else) can show them without Prefect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+
+class ProgressListener(Protocol):
+    def started(self, dataset: str, total_rows: int) -> None: ...
+    def advanced(self, rows: int) -> None: ...
+
+
+_listeners: list[ProgressListener] = []
+
+
+@contextmanager
+def listening(listener: ProgressListener) -> Iterator[None]:
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def started(dataset: str, total_rows: int) -> None:
+    for listener in _listeners:
+        listener.started(dataset, total_rows)
+
+
+def advanced(rows: int) -> None:
+    for listener in _listeners:
+        listener.advanced(rows)

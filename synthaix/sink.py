@@ -1,0 +1,189 @@
+"""Parquet + DuckDB outputs that change atomically.
+
+Layout of an output directory:
+
+    out/customers/
+      data -> .current              the Parquet dataset (only when 'parquet' is in formats)
+      customers.duckdb              replaced atomically (os.replace) at commit
+      .current -> .versions/<build> the current build's parts, swapped atomically at commit
+      .versions/<build>/part-*.parquet
+      .staging/<build>/             this build's parts until commit; removed on failure
+      .lock                         one build at a time per output directory
+
+Readers see the old dataset until commit and the new one after, never a mix. A failed build
+only leaves a staging directory, which the next build removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthaix.config import DatasetConfig
+from synthaix.errors import OutputError
+
+
+@dataclass
+class Existing:
+    """What the previous build left, as seen by an `append` build."""
+
+    rows: int = 0
+    parts: list[Path] = field(default_factory=list)
+    schema: pa.Schema | None = None
+
+
+class DatasetWriter:
+    def __init__(self, config: DatasetConfig, schema: pa.Schema) -> None:
+        self.config = config
+        self.schema = schema
+        self.root = config.output_dir
+        self.build_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        self.staging = self.root / ".staging" / self.build_id
+        self.data_link = self.root / "data"
+        self.current_link = self.root / ".current"
+        self.parts: list[Path] = []
+        self.existing = Existing()
+        self._lock_file: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> DatasetWriter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        shutil.rmtree(self.root / ".staging", ignore_errors=True)  # left by a crashed build
+        self.staging.mkdir(parents=True)
+        if self.config.mode == "append":
+            self.existing = self._read_existing()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.staging.parent.rmdir()  # only succeeds when empty
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing releases the flock
+            self._lock_file = None
+
+    def _lock(self) -> None:
+        fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                f"{self.root} is being written by another build", hint="wait for it to finish"
+            ) from None
+        self._lock_file = fd
+
+    # -- reading what is there ---------------------------------------------------------------
+    def current_parts(self) -> list[Path]:
+        if not self.current_link.exists():
+            return []
+        return sorted(self.current_link.resolve().glob("part-*.parquet"))
+
+    def _read_existing(self) -> Existing:
+        parts = self.current_parts()
+        if not parts:
+            return Existing()
+        schema = pq.read_schema(parts[0])
+        if not schema.remove_metadata().equals(self.schema.remove_metadata()):
+            raise OutputError(
+                f"cannot append to {self.data_link}: its columns differ from the config's "
+                f"(existing: {_describe(schema)}; config: {_describe(self.schema)})",
+                hint="use mode: overwrite (or --mode overwrite) to replace it",
+            )
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+        return Existing(rows=rows, parts=parts, schema=schema)
+
+    def existing_values(self, columns: list[str]) -> dict[str, set]:
+        """Values already stored in the given columns (for uniqueness across appends)."""
+        if not columns or not self.existing.parts:
+            return {}
+        table = pq.read_table(self.existing.parts, columns=columns)
+        return {name: set(table[name].drop_null().to_pylist()) for name in columns}
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(self, table: pa.Table) -> None:
+        number = len(self.existing.parts) + len(self.parts)
+        path = self.staging / f"part-{number:06d}-{self.build_id}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        self.parts.append(path)
+
+    def commit(self) -> dict[str, Path]:
+        """Publish this build: the DuckDB file, then the Parquet symlink. Returns output paths."""
+        formats = self.config.output.formats
+        version = self.root / ".versions" / self.build_id
+        version.mkdir(parents=True)
+        for part in self.existing.parts:  # appended builds share the old parts, without copies
+            os.link(part, version / part.name)
+        for part in self.parts:
+            _fsync(part)
+            os.replace(part, version / part.name)
+        all_parts = sorted(version.glob("part-*.parquet"))
+        outputs: dict[str, Path] = {}
+        if "duckdb" in formats:
+            outputs["duckdb"] = self._publish_duckdb(all_parts)
+        # The parts are kept even for DuckDB-only outputs: they are what `append` builds on.
+        _replace_symlink(self.current_link, Path(".versions") / self.build_id)
+        if "parquet" in formats:
+            if not self.data_link.is_symlink():
+                _replace_symlink(self.data_link, Path(".current"))
+            outputs["parquet"] = self.data_link
+        elif self.data_link.is_symlink():
+            self.data_link.unlink()
+        self._remove_old_versions(keep=version)
+        return outputs
+
+    def _publish_duckdb(self, parts: list[Path]) -> Path:
+        target = self.config.duckdb_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_name(f".{target.name}.{self.build_id}")
+        try:
+            with duckdb.connect(str(staged)) as con:
+                files = [str(p) for p in parts]
+                con.execute(
+                    f'CREATE TABLE "{self.config.table}" AS SELECT * FROM read_parquet(?)', [files]
+                )
+            _fsync(staged)
+            os.replace(staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
+            Path(f"{staged}.wal").unlink(missing_ok=True)
+        return target
+
+    def _remove_old_versions(self, keep: Path) -> None:
+        for old in (self.root / ".versions").iterdir():
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_symlink(link: Path, target: Path) -> None:
+    if link.exists() and not link.is_symlink():
+        raise OutputError(f"{link} exists and is not a symlink made by SynthAIx; move it away")
+    temporary = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
+    temporary.symlink_to(target)
+    os.replace(temporary, link)  # atomic: readers see the old target or the new one
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}:{f.type}" for f in schema)

@@ -1,0 +1,23 @@
+"""What a build produced, for the CLI summary and the flow's return value."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class BuildSummary(BaseModel):
+    dataset: str
+    mode: str
+    seed: int
+    rows: int
+    total_rows: int
+    generated_rows: int
+    dropped_duplicates: int
+    chunks: int
+    fill_rounds: int
+    seconds: float
+    outputs: dict[str, str]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0

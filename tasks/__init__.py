@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that add retries, names and tags to `synthaix` functions."""

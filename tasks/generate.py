@@ -1,0 +1,26 @@
+"""Chunk generation as a Prefect task."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from synthaix import generate
+from synthaix.config import DatasetConfig
+from synthaix.generate import Chunk
+from tasks.retry import retry_only_transient
+
+
+@task(
+    name="generate-chunk",
+    task_run_name="chunk-{chunk.index}",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_only_transient,
+    cache_policy=NO_CACHE,
+    tags=["synthaix"],
+)
+def generate_chunk(config: DatasetConfig, chunk: Chunk) -> pa.Table:
+    return generate.generate_chunk(config, chunk)
