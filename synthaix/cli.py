@@ -137,7 +137,7 @@ def build(
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
-        bar = Progress(*columns, console=console, transient=True)
+        bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
         with bar, progress.listening(_RichProgress(bar)):
             summary = build_dataset(
                 config_path=str(config),

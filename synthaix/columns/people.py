@@ -160,13 +160,19 @@ class LoremColumn(_LocaleColumn):
 
 
 def _pooled(
-    column: FakerColumn | LoremColumn, ctx: ChunkContext, method: str, kwargs: dict
+    column: FakerColumn | LoremColumn,
+    ctx: ChunkContext,
+    method: str,
+    kwargs: dict,
+    line_break: str,
 ) -> pa.Array:
     fake = faker_for(column._locale(ctx), int(ctx.rng.integers(2**63)))
     make = getattr(fake, method)
     per_row = column.unique or column.pool == 0 or column.pool >= ctx.rows
     size = ctx.rows if per_row else column.pool
-    pool = pa.array([make(**kwargs).replace("\n", ", ") for _ in range(size)], type=pa.string())
+    pool = pa.array(
+        [make(**kwargs).replace("\n", line_break) for _ in range(size)], type=pa.string()
+    )
     if per_row:
         return pool
     return pool.take(pa.array(ctx.rng.integers(0, size, size=ctx.rows)))
