@@ -8,7 +8,7 @@ every decision is taken in index order, the output does not depend on completion
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -20,6 +20,7 @@ from synthaix.generate import Chunk, plan_chunks
 
 MAX_FILL_ROUNDS = 25
 STALLED_ROUNDS = 3
+MIN_ACCEPTANCE = 0.01
 
 
 def tracked_unique_columns(config: DatasetConfig) -> list[str]:
@@ -104,6 +105,7 @@ class RoundPlanner:
         self.next_index = 0
         self.rounds = 0
         self._stalled = 0
+        self._round_start = (0, 0)
         self._last_delivered = -1
 
     def next_round(self, assembler: Assembler) -> list[Chunk]:
@@ -112,9 +114,18 @@ class RoundPlanner:
             return []
         if self.rounds:
             self._check_progress(assembler)
-        # Ask for more than missing when rows are being dropped, so fill-up converges quickly.
-        acceptance = assembler.delivered / assembler.generated if assembler.generated else 1.0
-        rows = missing if self.rounds == 0 else math.ceil(missing / max(acceptance, 0.05) * 1.2)
+        # Size the round from the last round's acceptance (it falls as unique values run out),
+        # with a margin, so fill-up converges in a few rounds.
+        delivered, generated = assembler.delivered, assembler.generated
+        if self.rounds == 0:
+            rows = missing
+        else:
+            tried = generated - self._round_start[1]
+            acceptance = (delivered - self._round_start[0]) / tried if tried else 1.0
+            rows = math.ceil(missing / max(acceptance, MIN_ACCEPTANCE) * 1.2)
+            # Never more than a whole build in one round: bounds the waste when it cannot work.
+            rows = min(rows, max(assembler.target, self.config.chunk_size))
+        self._round_start = (delivered, generated)
         chunks = plan_chunks(
             rows, self.config.chunk_size, first_row=self.next_row, first_index=self.next_index
         )
@@ -133,14 +144,3 @@ class RoundPlanner:
                 f"distinct values in the unique columns ({columns}) after {self.rounds} rounds",
                 hint="widen the value ranges of the unique columns, lower rows, or drop unique",
             )
-
-
-def chunk_batches(chunks: Iterable[Chunk], size: int) -> Iterable[list[Chunk]]:
-    batch: list[Chunk] = []
-    for chunk in chunks:
-        batch.append(chunk)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

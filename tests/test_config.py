@@ -1,0 +1,129 @@
+"""Config errors name the file, the line, the column and the field, and how to fix them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import make_config
+from synthaix.config import load_config
+from synthaix.errors import ConfigError
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value)
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    message = _error(tmp_path, "name: x\nrows: 10\ncolumns:\n  - {name: a, type: uuid\n")
+    assert f"{tmp_path / 'bad.yaml'}:5" in message
+    assert "invalid YAML" in message
+
+
+def test_unknown_type_lists_valid_ones_and_suggests(tmp_path: Path) -> None:
+    message = _error(
+        tmp_path,
+        "name: x\nrows: 10\ncolumns:\n  - {name: a, type: uuid}\n  - {name: b, type: integr}\n",
+    )
+    assert "bad.yaml:5: columns[1] (b)" in message
+    assert "unknown column type 'integr'" in message
+    assert "did you mean 'integer'" in message
+    for valid in ("uuid", "category", "person.first_name", "expression", "datetime"):
+        assert valid in message
+
+
+def test_bad_range_names_column_and_field(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrows: 10\ncolumns:\n  - name: age\n    type: integer\n    min: 90\n    max: 18\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:4: columns[0] (age)" in message
+    assert "min (90) is greater than max (18)" in message
+
+
+def test_non_positive_weights_and_unknown_locale(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        "  - {name: city, type: category, values: {Berlin: 0.5, Paris: 0}}\n"
+        "  - {name: first, type: person.first_name, locale: xx_YY}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:4: columns[0] (city): weights must be positive" in message
+    assert "bad.yaml:5: columns[1] (first): unknown locale 'xx_YY'" in message
+    assert "2 problems" in message
+
+
+def test_unknown_keys_are_errors_with_suggestion(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrows: 10\nchunk_sise: 5\ncolumns:\n  - {name: a, type: integer, mn: 1, max: 3}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:3: chunk_sise: unknown key 'chunk_sise'; did you mean 'chunk_size'?" in message
+    assert "bad.yaml:5: columns[0] (a).mn: unknown key 'mn'; did you mean 'min'?" in message
+
+
+def test_references_must_be_earlier_columns(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        '  - {name: email, type: expression, template: "{{ first }}.{{ lastt }}"}\n'
+        "  - {name: first, type: person.first_name}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "references 'first', which comes later; move it above" in message
+    assert "references 'lastt', which is not a column" in message
+
+
+def test_unique_beyond_capacity_fails_before_generating(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrows: 100\ncolumns:\n"
+        "  - {name: size, type: category, values: [S, M, L]}\n"
+        "  - {name: flag, type: boolean}\n"
+        '  - {name: combo, type: expression, template: "{{ size }}-{{ flag }}", unique: true}\n'
+        "  - {name: n, type: integer, min: 1, max: 50, unique: true}\n"
+    )
+    message = _error(tmp_path, text)
+    assert (
+        "columns[2] (combo).unique: unique column can take only 6 distinct values but 100"
+        in message
+    )
+    assert "columns[3] (n).unique: unique column can take only 50 distinct values" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_duplicate_names_and_missing_required_fields(tmp_path: Path) -> None:
+    text = (
+        "name: x\ncolumns:\n  - {name: a, type: uuid}\n"
+        "  - {name: a, type: date, start: 2020-01-01}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "rows: Field required" in message
+    assert "columns[1] (a).end: Field required" in message
+
+
+def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    assert "must be a YAML mapping" in _error(tmp_path, "- just\n- a list\n")
+
+
+def test_overrides_are_validated() -> None:
+    config = make_config(
+        [{"name": "a", "type": "integer", "min": 1, "max": 5, "unique": True}], rows=5
+    )
+    assert config.with_overrides(rows=4, seed=9).seed == 9
+    with pytest.raises(ConfigError, match="can take only 5 distinct values but 6"):
+        config.with_overrides(rows=6)
+    with pytest.raises(ConfigError, match="rows"):
+        config.with_overrides(rows=0)
+
+
+def test_example_configs_are_valid() -> None:
+    configs = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        load_config(path)

@@ -1,0 +1,101 @@
+"""Outputs change atomically: overwrite replaces, append adds, a failed build changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from conftest import make_config
+from synthaix.config import DatasetConfig
+from synthaix.errors import OutputError
+from synthaix.generate import dataset_schema, generate_chunk, plan_chunks
+from synthaix.sink import DatasetWriter
+
+COLUMNS = [{"name": "id", "type": "sequence"}, {"name": "v", "type": "float", "min": 0, "max": 1}]
+
+
+def _config(tmp_path: Path, **overrides) -> DatasetConfig:
+    return make_config(
+        COLUMNS, rows=100, chunk_size=40, output={"dir": str(tmp_path / "out")}, **overrides
+    )
+
+
+def _write(config: DatasetConfig, fail_after: int | None = None) -> dict[str, Path]:
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        first = writer.existing.rows
+        for n, chunk in enumerate(plan_chunks(config.rows, config.chunk_size, first_row=first)):
+            if fail_after is not None and n == fail_after:
+                raise RuntimeError("boom")
+            writer.write(generate_chunk(config, chunk))
+        return writer.commit()
+
+
+def _parquet(config: DatasetConfig) -> pa.Table:
+    return ds.dataset(config.output_dir / "data", format="parquet").to_table()
+
+
+def _duckdb(config: DatasetConfig) -> pa.Table:
+    with duckdb.connect(str(config.duckdb_path), read_only=True) as con:
+        return con.sql(f"SELECT * FROM {config.table}").to_arrow_table()
+
+
+def test_overwrite_writes_parquet_and_duckdb(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    outputs = _write(config)
+    assert outputs == {"duckdb": config.duckdb_path, "parquet": config.output_dir / "data"}
+    assert _parquet(config)["id"].to_pylist() == list(range(1, 101))
+    assert _duckdb(config)["id"].to_pylist() == list(range(1, 101))
+    _write(config.with_overrides(rows=10, seed=2))
+    assert _parquet(config).num_rows == 10 and _duckdb(config).num_rows == 10
+    assert len(list((config.output_dir / ".versions").iterdir())) == 1
+
+
+def test_append_adds_rows_and_continues_sequences(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    _write(config)
+    _write(config.with_overrides(rows=30, mode="append"))
+    for table in (_parquet(config), _duckdb(config)):
+        assert table["id"].to_pylist() == list(range(1, 131))
+
+
+def test_failed_build_leaves_previous_output_intact(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    _write(config)
+    before_parquet, before_duckdb = _parquet(config), _duckdb(config)
+    for mode in ("overwrite", "append"):
+        with pytest.raises(RuntimeError, match="boom"):
+            _write(config.with_overrides(seed=3, mode=mode), fail_after=2)
+        assert _parquet(config).equals(before_parquet)
+        assert _duckdb(config).equals(before_duckdb)
+    assert not (config.output_dir / ".staging").exists()
+
+
+def test_append_with_other_columns_is_refused(tmp_path: Path) -> None:
+    _write(_config(tmp_path))
+    other = make_config(
+        [{"name": "id", "type": "uuid"}],
+        rows=5,
+        mode="append",
+        output={"dir": str(tmp_path / "out")},
+    )
+    with pytest.raises(OutputError, match="columns differ"):
+        _write(other)
+
+
+def test_one_build_at_a_time_per_output(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    with DatasetWriter(config, dataset_schema(config)), pytest.raises(OutputError, match="another"):
+        _write(config)
+
+
+def test_duckdb_only_output_can_still_be_appended(tmp_path: Path) -> None:
+    output = {"dir": str(tmp_path / "db"), "formats": ["duckdb"], "table": "facts"}
+    only_db = make_config(COLUMNS, rows=20, output=output)
+    assert set(_write(only_db)) == {"duckdb"}
+    assert not (only_db.output_dir / "data").exists()
+    _write(only_db.with_overrides(mode="append", rows=5))
+    assert _duckdb(only_db)["id"].to_pylist() == list(range(1, 26))
