@@ -93,7 +93,7 @@ class DatasetConfig(StrictModel):
         mode: str | None = None,
     ) -> DatasetConfig:
         """A re-validated copy with command-line overrides applied."""
-        data = self.model_dump(mode="python", exclude_unset=True)
+        data = self.model_dump(mode="python")
         if rows is not None:
             data["rows"] = rows
         if seed is not None:
@@ -101,7 +101,7 @@ class DatasetConfig(StrictModel):
         if mode is not None:
             data["mode"] = mode
         if out is not None:
-            data["output"] = {**data.get("output", {}), "dir": out}
+            data["output"] = {**data["output"], "dir": out}
         return parse_config(data)
 
 

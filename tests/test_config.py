@@ -127,3 +127,22 @@ def test_example_configs_are_valid() -> None:
     assert len(configs) >= 4
     for path in configs:
         load_config(path)
+
+
+def test_committed_json_schema_is_current() -> None:
+    import json
+
+    from synthaix.config import DatasetConfig
+
+    committed = Path(__file__).parents[1] / "configs" / "synthaix.schema.json"
+    assert json.loads(committed.read_text()) == DatasetConfig.model_json_schema(), (
+        "regenerate with: synthaix schema -o configs/synthaix.schema.json"
+    )
+
+
+def test_overrides_work_on_configs_built_in_code() -> None:
+    from synthaix.columns.identity import UuidColumn
+    from synthaix.config import DatasetConfig
+
+    config = DatasetConfig(name="x", rows=5, columns=[UuidColumn(name="a")])
+    assert config.with_overrides(rows=7, out=Path("elsewhere")).output_dir == Path("elsewhere")

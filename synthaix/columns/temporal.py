@@ -35,7 +35,7 @@ class DateColumn(Column):
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
         first = (self.start - _EPOCH).days
-        days = ctx.rng.integers(first, first + self.capacity({}, ctx.locale), size=ctx.rows)  # type: ignore[operator]
+        days = ctx.rng.integers(first, (self.end - _EPOCH).days, size=ctx.rows, endpoint=True)
         return pa.array(days.astype(np.int32), type=pa.date32())
 
 
@@ -68,6 +68,6 @@ class DatetimeColumn(Column):
         return int((self.end - self.start).total_seconds()) + 1
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
-        first = int(self.start.replace(tzinfo=dt.UTC).timestamp())
-        seconds = ctx.rng.integers(first, first + self.capacity({}, ctx.locale), size=ctx.rows)  # type: ignore[operator]
+        first, last = (int(t.replace(tzinfo=dt.UTC).timestamp()) for t in (self.start, self.end))
+        seconds = ctx.rng.integers(first, last, size=ctx.rows, endpoint=True)
         return pa.array(seconds.astype(np.int64), type=pa.timestamp("s"))
