@@ -12,12 +12,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from synthaix import progress
 from synthaix.assemble import Assembler, RoundPlanner, UniqueFilter, tracked_unique_columns
+from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError
 from synthaix.generate import Chunk, dataset_schema
+from synthaix.llm.stats import LlmStats
 from synthaix.sink import DatasetWriter
 from synthaix.summary import BuildSummary
-from tasks.generate import generate_chunk
+from tasks.generate import check_provider, generate_chunk
 from tasks.publish import publish
 
 
@@ -51,9 +53,12 @@ def build_dataset(
 
         assembler = Assembler(config.rows, filter_, sink)
         planner = RoundPlanner(config, first_row=writer.existing.rows)
+        if any(isinstance(c, LlmColumn) for c in config.columns):
+            check_provider(config.provider)
         progress.started(config.name, config.rows)
+        llm = LlmStats()
         while chunks := planner.next_round(assembler):
-            _run_round(config, chunks, assembler)
+            llm += _run_round(config, chunks, assembler)
         outputs = publish(writer)
         total = writer.existing.rows + assembler.delivered
 
@@ -69,15 +74,17 @@ def build_dataset(
         fill_rounds=planner.rounds - 1,
         seconds=round(time.perf_counter() - started, 3),
         outputs={kind: str(path) for kind, path in outputs.items()},
+        llm=llm,
     )
 
 
-def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler) -> None:
+def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler) -> LlmStats:
     """Keep at most `workers` chunks in flight and as many finished-but-early ones buffered, so
     memory stays bounded by the window, not by the dataset size."""
     limit = config.runner.workers
     pending = list(reversed(chunks))
     in_flight: dict[PrefectFuture, Chunk] = {}
+    llm = LlmStats()
     while pending or in_flight:
         free = limit - len(in_flight) - assembler.buffered
         if pending and (free > 0 or not in_flight):
@@ -86,4 +93,7 @@ def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler)
             in_flight.update(zip(futures, batch, strict=True))
         done = next(as_completed(list(in_flight)))
         chunk = in_flight.pop(done)
-        assembler.add(chunk.index, done.result())
+        result = done.result()
+        llm += result.llm
+        assembler.add(chunk.index, result.table)
+    return llm

@@ -12,6 +12,7 @@ from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER
 from synthaix.columns.people import check_locale
 from synthaix.errors import ConfigError
+from synthaix.llm.provider import ProviderConfig
 from synthaix.yaml_source import YamlDocument
 
 
@@ -63,6 +64,9 @@ class DatasetConfig(StrictModel):
     columns: list[ColumnSpec] = Field(min_length=1, description="The columns, in order.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where to write.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig, description="How to run chunks.")
+    provider: ProviderConfig = Field(
+        default_factory=ProviderConfig, description="The LLM endpoint, for `llm` columns."
+    )
 
     @model_validator(mode="after")
     def _check_columns(self) -> Self:
@@ -174,13 +178,22 @@ def _config_error(exc: ValidationError, data: Any, source: YamlDocument | None) 
 
 
 _KNOWN_KEYS = sorted(
-    {name for model in (DatasetConfig, OutputConfig, RunnerConfig) for name in model.model_fields}
+    {
+        name
+        for model in (DatasetConfig, OutputConfig, RunnerConfig, ProviderConfig)
+        for name in model.model_fields
+    }
     | {name for cls in REGISTRY.values() for name in cls.model_fields}
 )
 
 
 def _message(error: dict[str, Any]) -> str:
     kind, loc = error["type"], error["loc"]
+    if kind == "extra_forbidden" and "key" in str(loc[-1]).lower():
+        return (
+            f"'{loc[-1]}' does not belong in a config file: put the key in the environment "
+            "variable named by provider.api_key_env (default OPENAI_API_KEY)"
+        )
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _KNOWN_KEYS, n=1)
         return f"unknown key '{loc[-1]}'" + (f"; did you mean '{close[0]}'?" if close else "")

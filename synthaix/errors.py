@@ -27,3 +27,21 @@ class CapacityError(SynthaixError):
 
 class OutputError(SynthaixError):
     """The output location cannot be used (locked, incompatible with append, ...)."""
+
+
+class ProviderError(SynthaixError):
+    """The LLM endpoint failed. `cause` names the kind (rate_limit, server_error, ...)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cause: str = "provider",
+        transient: bool = False,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.cause = cause
+        self.transient = transient
+        self.retry_after = retry_after

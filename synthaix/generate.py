@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthaix.columns import ChunkContext
+from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
+from synthaix.llm.client import client_for
+from synthaix.llm.fill import StageFiller, stage_of
+from synthaix.llm.stats import LlmStats, StatsRecorder
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,43 @@ def column_rng(seed: int, first_row: int, column: str) -> np.random.Generator:
     )
 
 
-def generate_chunk(config: DatasetConfig, chunk: Chunk) -> pa.Table:
+@dataclass
+class ChunkResult:
+    """A generated chunk: its rows, and what the LLM path spent on them."""
+
+    table: pa.Table
+    llm: LlmStats = field(default_factory=LlmStats)
+
+
+def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
+    """Sampler columns from the chunk's seeded streams; LLM columns in batched requests.
+
+    Rows whose LLM values could not be obtained (after re-asks) are left out: the build's
+    fill-up rounds replace them.
+    """
     schema = dataset_schema(config)
     values: dict[str, pa.Array] = {}
-    for column, field in zip(config.columns, schema, strict=True):
+    complete = np.ones(chunk.rows, dtype=bool)
+    recorder = StatsRecorder()
+    for column, field_ in zip(config.columns, schema, strict=True):
         rng = column_rng(config.seed, chunk.first_row, column.name)
-        ctx = ChunkContext(chunk.rows, chunk.first_row, rng, config.locale, values)
-        array = column.generate(ctx)
+        if isinstance(column, LlmColumn):
+            if column.name not in values:  # filled together with the rest of its stage
+                stage = stage_of(config.columns, config.columns.index(column))
+                filler = StageFiller(
+                    client_for(config.provider), config.description, stage, recorder
+                )
+                filled, mask = filler.fill(values, chunk.rows)
+                values.update(filled)
+                complete &= mask
+            array = values[column.name]
+        else:
+            ctx = ChunkContext(chunk.rows, chunk.first_row, rng, config.locale, values)
+            array = column.generate(ctx)
         if column.nullable > 0:
             array = pc.if_else(pa.array(rng.random(chunk.rows) < column.nullable), None, array)
-        values[column.name] = array.cast(field.type)
-    return pa.Table.from_arrays(list(values.values()), schema=schema)
+        values[column.name] = array.cast(field_.type)
+    table = pa.Table.from_arrays([values[f.name] for f in schema], schema=schema)
+    if not complete.all():
+        table = table.filter(pa.array(complete))
+    return ChunkResult(table, recorder.stats)

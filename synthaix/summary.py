@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from synthaix.llm.stats import LlmStats
 
 
 class BuildSummary(BaseModel):
@@ -17,6 +19,7 @@ class BuildSummary(BaseModel):
     fill_rounds: int
     seconds: float
     outputs: dict[str, str]
+    llm: LlmStats = Field(default_factory=LlmStats)
 
     @property
     def rows_per_second(self) -> float:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from synthaix import generate
 from synthaix.config import DatasetConfig
-from synthaix.generate import Chunk
+from synthaix.generate import Chunk, ChunkResult
+from synthaix.llm.client import client_for
+from synthaix.llm.provider import ProviderConfig
 from tasks.retry import retry_only_transient
 
 
@@ -22,5 +23,11 @@ from tasks.retry import retry_only_transient
     cache_policy=NO_CACHE,
     tags=["synthaix"],
 )
-def generate_chunk(config: DatasetConfig, chunk: Chunk) -> pa.Table:
+def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
     return generate.generate_chunk(config, chunk)
+
+
+@task(name="check-provider", cache_policy=NO_CACHE, tags=["synthaix"])
+def check_provider(provider: ProviderConfig) -> None:
+    """Fail fast on a wrong endpoint, key or model, before any chunk runs."""
+    client_for(provider).check()

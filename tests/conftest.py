@@ -27,7 +27,7 @@ def make_config(columns: list[dict[str, Any]], **overrides: Any) -> DatasetConfi
 def generate_all(config: DatasetConfig) -> pa.Table:
     """All planned chunks of a config, generated directly (no Prefect, no uniqueness filter)."""
     chunks = plan_chunks(config.rows, config.chunk_size)
-    return pa.concat_tables(generate_chunk(config, c) for c in chunks)
+    return pa.concat_tables(generate_chunk(config, c).table for c in chunks)
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

@@ -30,7 +30,7 @@ def _write(config: DatasetConfig, fail_after: int | None = None) -> dict[str, Pa
         for n, chunk in enumerate(plan_chunks(config.rows, config.chunk_size, first_row=first)):
             if fail_after is not None and n == fail_after:
                 raise RuntimeError("boom")
-            writer.write(generate_chunk(config, chunk))
+            writer.write(generate_chunk(config, chunk).table)
         return writer.commit()
 
 

@@ -10,6 +10,7 @@ from synthaix.columns.base import ChunkContext, Column, StrictModel
 from synthaix.columns.choice import BooleanColumn, CategoryColumn
 from synthaix.columns.expression import ExpressionColumn
 from synthaix.columns.identity import UuidColumn
+from synthaix.columns.llm import LlmColumn
 from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
 from synthaix.columns.people import FakerColumn, LoremColumn, NameColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
@@ -27,6 +28,7 @@ COLUMN_CLASSES: tuple[type[Column], ...] = (
     FakerColumn,
     LoremColumn,
     ExpressionColumn,
+    LlmColumn,
 )
 
 

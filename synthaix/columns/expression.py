@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from synthaix.columns.base import ChunkContext, Column
 from synthaix.errors import ConfigError
 
-_ENV = SandboxedEnvironment(
+TEMPLATES = SandboxedEnvironment(
     undefined=StrictUndefined, finalize=lambda v: "" if v is None else v, autoescape=False
 )
 _FILTERS: dict[str, Callable[..., pa.Array]] = {
@@ -55,7 +55,7 @@ class ExpressionColumn(Column):
 
     @cached_property
     def _parsed(self) -> nodes.Template:
-        return _ENV.parse(self.template)
+        return TEMPLATES.parse(self.template)
 
     def references(self) -> set[str]:
         return set(meta.find_undeclared_variables(self._parsed))
@@ -80,7 +80,7 @@ class ExpressionColumn(Column):
         return self.render_rows(ctx.values, ctx.rows)
 
     def render_rows(self, values: dict[str, pa.Array], rows: int) -> pa.Array:
-        template = _ENV.from_string(self.template)
+        template = TEMPLATES.from_string(self.template)
         names = sorted(self.references())
         columns = [["" if v is None else v for v in values[name].to_pylist()] for name in names]
         try:

@@ -1,0 +1,99 @@
+"""Columns written by an LLM: free text or structured values, conditioned on earlier columns."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any, Literal, Self
+
+import pyarrow as pa
+from jinja2 import TemplateSyntaxError, meta, nodes
+from pydantic import ConfigDict, Field, model_validator
+
+from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.expression import TEMPLATES
+
+_JSON_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
+_ARROW = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+}
+
+
+class LlmColumn(Column):
+    """A value the LLM writes for each row: `prompt: "A review by a {{ age }}-year-old"`.
+
+    Rows are sent in batches; `prompt` is rendered per row with the row's earlier columns.
+    Objects and arrays are stored as JSON text.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["llm"] = "llm"
+    prompt: str | None = Field(
+        default=None,
+        description="Jinja2 instruction per row (default: the column's description or name).",
+    )
+    value_schema: dict[str, Any] | None = Field(
+        default=None,
+        alias="schema",
+        description="JSON Schema of the value (default {type: string}); objects and arrays "
+        "are stored as JSON text.",
+    )
+    max_length: int | None = Field(default=None, ge=1, description="Longest text, in characters.")
+    enum: list[str] | None = Field(default=None, min_length=1, description="Allowed values.")
+    pattern: str | None = Field(default=None, description="Regular expression the text must match.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.prompt is not None:
+            try:
+                _ = self._parsed
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"prompt is not valid Jinja2: {exc.message}") from exc
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        kind = (self.value_schema or {}).get("type", "string")
+        if kind not in _JSON_TYPES:
+            raise ValueError(f"schema type must be one of {', '.join(sorted(_JSON_TYPES))}")
+        if kind != "string" and (self.max_length or self.enum or self.pattern):
+            raise ValueError("max_length, enum and pattern apply to text values only")
+        return self
+
+    @cached_property
+    def _parsed(self) -> nodes.Template:
+        return TEMPLATES.parse(self.prompt or "")
+
+    @property
+    def per_row(self) -> bool:
+        """Whether the instruction differs per row (it reads other columns)."""
+        return bool(self.references())
+
+    def references(self) -> set[str]:
+        return set(meta.find_undeclared_variables(self._parsed)) if self.prompt else set()
+
+    def instruction(self, row: dict[str, Any] | None = None) -> str:
+        if self.prompt is None:
+            return self.description or f"a realistic value for '{self.name}'"
+        return TEMPLATES.from_string(self.prompt).render(row or {})
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = dict(self.value_schema or {"type": "string"})
+        if self.max_length:
+            schema["maxLength"] = self.max_length
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        if self.pattern:
+            schema["pattern"] = self.pattern
+        return schema
+
+    def arrow_type(self) -> pa.DataType:
+        return _ARROW.get(self.json_schema().get("type", "string"), pa.string())
+
+    def generate(self, ctx: ChunkContext) -> pa.Array:
+        raise RuntimeError("llm columns are filled in batches by synthaix.llm.fill")

@@ -1,0 +1,1 @@
+"""LLM access: the provider client, prompts, parsing and batch filling."""

@@ -1,0 +1,307 @@
+"""The one place that talks to the LLM endpoint: the official `openai` client, plus
+tenacity retries for transient errors, a shared RPM/TPM limiter and a concurrency cap.
+
+Retries live here and only here (the openai client's own retries are off): transport errors,
+timeouts, 408/409/5xx and 429 are retried with jittered backoff, 429 after the Retry-After the
+server asked for; 400/401/403/404 fail at once with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from synthaix.errors import ProviderError
+from synthaix.llm.provider import DEFAULT_BASE_URL, ProviderConfig
+from synthaix.llm.stats import StatsRecorder
+
+CHARS_PER_TOKEN = 4.0  # a calibrated estimate; real counts come back in `usage`
+_FALLBACK = {"json_schema": "json_object", "json_object": "tools"}
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+class RateLimiter:
+    """Keeps requests and tokens within a sliding minute, and pauses everyone after a 429."""
+
+    def __init__(self, rpm: int | None, tpm: int | None) -> None:
+        self.rpm, self.tpm = rpm, tpm
+        self._window: deque[tuple[float, int]] = deque()
+        self._pause_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self, tokens: int) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._window and self._window[0][0] <= now - 60:
+                    self._window.popleft()
+                wait = self._pause_until - now
+                used = sum(t for _, t in self._window)
+                full = (self.rpm and len(self._window) >= self.rpm) or (
+                    self.tpm and self._window and used + tokens > self.tpm
+                )
+                if full:
+                    wait = max(wait, self._window[0][0] + 60 - now)
+                if wait <= 0:
+                    self._window.append((now, tokens))
+                    return
+            time.sleep(min(wait, 5.0))
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+
+
+class LlmClient:
+    def __init__(self, provider: ProviderConfig) -> None:
+        self.provider = provider
+        self.base_url = provider.resolved_base_url()
+        key = os.environ.get(provider.api_key_env, "")
+        if not key and self.base_url == DEFAULT_BASE_URL:
+            raise ProviderError(
+                f"no API key: ${provider.api_key_env} is not set",
+                cause="credentials",
+                hint=f"export {provider.api_key_env}=... or point provider.base_url at a local "
+                "server (try `synthaix sim`)",
+            )
+        self._secret = key or "not-needed"  # local servers (Ollama, vLLM, llama.cpp) take any key
+        self._openai = openai.OpenAI(
+            base_url=self.base_url, api_key=self._secret, max_retries=0, timeout=provider.timeout
+        )
+        self.limiter = RateLimiter(provider.rpm, provider.tpm)
+        self._slots = threading.BoundedSemaphore(provider.max_concurrency)
+        auto = provider.structured_output == "auto"
+        self.mode = "json_schema" if auto else provider.structured_output
+        self._auto = auto
+
+    # -- public ------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast, before any chunk runs, on a wrong URL, key or model name."""
+        try:
+            models = [
+                m.id for m in self._openai.models.list(timeout=min(15, self.provider.timeout))
+            ]
+        except openai.NotFoundError:
+            return  # some servers have no /models; the first request will tell
+        except openai.APIError as exc:
+            raise self._wrap(exc) from None
+        if models and self.provider.model not in models:
+            shown = ", ".join(sorted(models)[:10])
+            raise ProviderError(
+                f"model '{self.provider.model}' is not served by {self.base_url} (it has: {shown})",
+                cause="model_not_found",
+                hint="set provider.model to one of those names",
+            )
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        max_tokens: int,
+        recorder: StatsRecorder,
+    ) -> Completion:
+        """One answer, retried on transient errors; mode falls back when `auto` and unsupported."""
+        estimate = sum(estimate_tokens(m["content"]) for m in messages) + max_tokens // 2
+        retrying = Retrying(
+            stop=stop_after_attempt(self.provider.max_attempts),
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
+            wait=_wait,
+            before_sleep=lambda state: self._before_retry(state, recorder),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self.limiter.acquire(estimate)
+                    with self._slots:
+                        return self._once(messages, schema, max_tokens, recorder)
+        except ProviderError as exc:
+            if exc.transient:
+                raise ProviderError(
+                    f"gave up after {self.provider.max_attempts} attempts: {exc}",
+                    cause=exc.cause,
+                    hint=exc.hint
+                    or "the endpoint keeps failing; try again later or lower "
+                    "provider.max_concurrency",
+                ) from None
+            raise
+        raise AssertionError("unreachable")
+
+    # -- one request -------------------------------------------------------------------------
+    def _once(
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        max_tokens: int,
+        recorder: StatsRecorder,
+    ) -> Completion:
+        while True:
+            try:
+                response = self._openai.chat.completions.create(
+                    model=self.provider.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=self.provider.temperature,
+                    max_tokens=max_tokens,
+                    **self._format(schema),
+                )
+            except openai.BadRequestError as exc:
+                if self._auto and self.mode in _FALLBACK and _mentions_format(exc):
+                    self.mode = _FALLBACK[self.mode]  # this endpoint lacks that structured output
+                    continue
+                raise self._wrap(exc) from None
+            except openai.APIError as exc:
+                raise self._wrap(exc) from None
+            return self._completion(response, messages, recorder)
+
+    def _format(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self.mode == "json_schema":
+            spec = {"name": "rows", "schema": schema, "strict": True}
+            return {"response_format": {"type": "json_schema", "json_schema": spec}}
+        if self.mode == "tools":
+            tool = {"type": "function", "function": {"name": "emit_rows", "parameters": schema}}
+            choice = {"type": "function", "function": {"name": "emit_rows"}}
+            return {"tools": [tool], "tool_choice": choice}
+        return {"response_format": {"type": "json_object"}}
+
+    def _completion(
+        self, response: Any, messages: list[dict[str, str]], recorder: StatsRecorder
+    ) -> Completion:
+        if not response.choices:
+            raise ProviderError(
+                "the endpoint answered with no choices", cause="empty", transient=True
+            )
+        choice = response.choices[0]
+        calls = getattr(choice.message, "tool_calls", None) or []
+        text = calls[0].function.arguments if calls else (choice.message.content or "")
+        usage = response.usage
+        prompt = (
+            usage.prompt_tokens if usage else sum(estimate_tokens(m["content"]) for m in messages)
+        )
+        completion = usage.completion_tokens if usage else estimate_tokens(text)
+        recorder.request(prompt, completion, self.provider.cost(prompt, completion))
+        return Completion(text, choice.finish_reason or "stop", prompt, completion)
+
+    # -- errors ------------------------------------------------------------------------------
+    def _before_retry(self, state: Any, recorder: StatsRecorder) -> None:
+        exc = state.outcome.exception()
+        recorder.retry(exc.cause)
+        if exc.retry_after:
+            self.limiter.pause(exc.retry_after)
+
+    def _wrap(self, exc: openai.APIError) -> ProviderError:
+        where, env = self.base_url, self.provider.api_key_env
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderError(f"{where} timed out", cause="timeout", transient=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderError(
+                f"cannot reach {where}",
+                cause="connection",
+                transient=True,
+                hint="is the server running? check provider.base_url (or $OPENAI_BASE_URL)",
+            )
+        status = getattr(exc, "status_code", 0)
+        detail = self._scrub(_detail(exc))
+        if status == 429:
+            return ProviderError(
+                f"{where} is rate limiting (HTTP 429): {detail}",
+                cause="rate_limit",
+                transient=True,
+                retry_after=_retry_after(exc),
+            )
+        if status in (408, 409) or status >= 500:
+            return ProviderError(
+                f"{where} failed (HTTP {status}): {detail}",
+                cause="server_error" if status >= 500 else f"http_{status}",
+                transient=True,
+                retry_after=_retry_after(exc),
+            )
+        if status in (401, 403):
+            return ProviderError(
+                f"{where} rejected the credentials (HTTP {status})",
+                cause="credentials",
+                hint=f"check the API key in ${env} (and that it may use model "
+                f"'{self.provider.model}')",
+            )
+        if status == 404:
+            return ProviderError(
+                f"model '{self.provider.model}' not found at {where} (HTTP 404): {detail}",
+                cause="model_not_found",
+                hint="check provider.model and provider.base_url",
+            )
+        return ProviderError(
+            f"{where} refused the request (HTTP {status}): {detail}",
+            cause=f"http_{status}",
+            hint="if the context is too long, lower provider.rows_per_request or max_length",
+        )
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if len(self._secret) > 3 else text
+
+
+def _wait(state: Any) -> float:
+    exc = state.outcome.exception()
+    backoff = wait_exponential_jitter(initial=0.25, max=10)(state)
+    if isinstance(exc, ProviderError) and exc.retry_after:
+        return exc.retry_after + backoff * 0.1
+    return backoff
+
+
+def _retry_after(exc: openai.APIError) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = response.headers if response is not None else {}
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
+
+
+def _detail(exc: openai.APIError) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", "") or exc)
+
+
+def _mentions_format(exc: openai.BadRequestError) -> bool:
+    # The structured-output fallback is the one place a message is read: a 400 about
+    # response_format/tools means "not supported here", which has no status code of its own.
+    text = _detail(exc).lower()
+    return any(word in text for word in ("response_format", "json_schema", "tool", "structured"))
+
+
+_clients: dict[str, LlmClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(provider: ProviderConfig) -> LlmClient:
+    """One client per provider per process, so chunk tasks share its limiter and slots."""
+    key = provider.model_dump_json()
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = LlmClient(provider)
+        return _clients[key]

@@ -1,0 +1,62 @@
+"""The provider block of a config: which OpenAI-compatible endpoint, model, limits and prices."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import Field
+
+from synthaix.columns.base import StrictModel
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ProviderConfig(StrictModel):
+    """An OpenAI-compatible endpoint. The API key is read from the environment, never the file."""
+
+    base_url: str | None = Field(
+        default=None,
+        description="Endpoint, e.g. http://127.0.0.1:11434/v1 for Ollama "
+        "(default: $OPENAI_BASE_URL, else OpenAI).",
+    )
+    model: str = Field(default="gpt-4o-mini", description="Model name as the endpoint knows it.")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY", description="Environment variable that holds the API key."
+    )
+    temperature: float = Field(default=1.0, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(
+        default=4096, ge=64, description="Output token limit of one request (the model's limit)."
+    )
+    timeout: float = Field(default=120, gt=0, description="Seconds before a request times out.")
+    max_concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight.")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute allowed.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute allowed.")
+    price_input_per_million: float = Field(
+        default=0.0, ge=0, description="USD per 1M input tokens."
+    )
+    price_output_per_million: float = Field(
+        default=0.0, ge=0, description="USD per 1M output tokens."
+    )
+    structured_output: Literal["auto", "json_schema", "json_object", "tools"] = Field(
+        default="auto",
+        description="How to ask for JSON: auto tries json_schema, then json_object, then tools.",
+    )
+    rows_per_request: int | None = Field(
+        default=None, ge=1, le=500, description="Rows asked for per request (default: estimated)."
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Attempts per request on transient errors."
+    )
+    max_reasks: int = Field(
+        default=4, ge=0, le=20, description="Times a row that came back invalid is asked again."
+    )
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.price_input_per_million
+            + completion_tokens * self.price_output_per_million
+        ) / 1e6

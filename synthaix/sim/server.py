@@ -1,0 +1,345 @@
+"""An OpenAI-compatible HTTP server that answers with schema-valid rows, and misbehaves on request.
+
+Endpoints: POST /v1/chat/completions (response_format json_schema / json_object, tools, or
+plain), POST /v1/embeddings, GET /v1/models; GET /sim/stats and POST /sim/reset for tests and
+benchmarks. It serves the test suite, the benchmarks, and users who want to try the LLM path
+without a key. Standard library only: one thread per connection, latency by sleeping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import socket
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+from synthaix.sim.faults import FaultRates, dumps, spoil_rows, spoil_text
+from synthaix.sim.values import fake_value
+
+_FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.DOTALL)
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class SimConfig:
+    latency: float = 0.0  # seconds per request
+    latency_per_token: float = 0.0  # seconds per completion token
+    rpm: int | None = None
+    tpm: int | None = None
+    faults: FaultRates = field(default_factory=FaultRates)
+    models: tuple[str, ...] = ("sim-small", "sim-large")
+    api_key: str | None = None  # when set, other keys get 401
+    context_window: int = 32_000
+    seed: int = 0
+    retry_after_ms: int = 200
+
+
+class _State:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.rng = random.Random(config.seed)
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts: Counter[str] = Counter()
+            self.in_flight = 0
+            self.peak_in_flight = 0
+            self.window: deque[tuple[float, int]] = deque()
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def fork_rng(self) -> random.Random:
+        with self.lock:
+            return random.Random(self.rng.getrandbits(64))
+
+    def over_limit(self, tokens: int) -> float | None:
+        """Seconds until this request would fit the RPM/TPM window, or None if it fits now."""
+        cfg, now = self.config, time.monotonic()
+        with self.lock:
+            while self.window and self.window[0][0] <= now - 60:
+                self.window.popleft()
+            used = sum(t for _, t in self.window)
+            if (cfg.rpm and len(self.window) >= cfg.rpm) or (cfg.tpm and used + tokens > cfg.tpm):
+                return max(0.05, self.window[0][0] + 60 - now) if self.window else 1.0
+            self.window.append((now, tokens))
+            return None
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "counts": dict(self.counts),
+                "in_flight": self.in_flight,
+                "peak_in_flight": self.peak_in_flight,
+            }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SimServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet by default
+        pass
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, code: str, headers: dict | None = None) -> None:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        self._json(status, {"error": {"message": message, "type": kind, "code": code}}, headers)
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def _authorised(self) -> bool:
+        expected = self.server.state.config.api_key
+        if expected and self.headers.get("Authorization") != f"Bearer {expected}":
+            self._error(401, "Incorrect API key provided.", "invalid_api_key")
+            return False
+        return True
+
+    # -- routes -----------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/sim/stats":
+            self._json(200, self.server.state.stats())
+        elif self.path.rstrip("/").endswith("/models") and self._authorised():
+            models = [{"id": m, "object": "model", "owned_by": "sim"} for m in self._models()]
+            self._json(200, {"object": "list", "data": models})
+        elif not self.path.rstrip("/").endswith("/models"):
+            self._error(404, f"no route {self.path}", "not_found")
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        if self.path.rstrip("/") == "/sim/reset":
+            state.reset()
+            self._json(200, {"ok": True})
+            return
+        state.enter()
+        try:
+            body = self._body()
+            if not self._authorised():
+                return
+            if self.path.endswith("/chat/completions"):
+                self._chat(body)
+            elif self.path.endswith("/embeddings"):
+                self._embeddings(body)
+            else:
+                self._error(404, f"no route {self.path}", "not_found")
+        finally:
+            state.leave()
+
+    def _models(self) -> tuple[str, ...]:
+        return self.server.state.config.models
+
+    def _count(self, *names: str) -> None:
+        with self.server.state.lock:
+            self.server.state.counts.update(names)
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        state, cfg = self.server.state, self.server.state.config
+        rng = state.fork_rng()
+        self._count("requests")
+        model = body.get("model", "")
+        if model not in cfg.models:
+            self._count("404")
+            self._error(404, f"The model `{model}` does not exist.", "model_not_found")
+            return
+        prompt_text = "".join(str(m.get("content") or "") for m in body.get("messages", []))
+        prompt_tokens = math.ceil(len(prompt_text) / CHARS_PER_TOKEN)
+        if prompt_tokens > cfg.context_window:
+            self._count("400")
+            message = f"This model's maximum context length is {cfg.context_window} tokens."
+            self._error(400, message, "context_length_exceeded")
+            return
+        wait = state.over_limit(prompt_tokens)
+        if wait is not None or rng.random() < cfg.faults.rate_limit:
+            self._count("429")
+            ms = int((wait or cfg.retry_after_ms / 1000) * 1000)
+            headers = {"retry-after-ms": str(ms), "Retry-After": str(max(1, math.ceil(ms / 1000)))}
+            self._error(429, "Rate limit reached; please retry.", "rate_limit_exceeded", headers)
+            return
+        if rng.random() < cfg.faults.server_error:
+            self._count("5xx")
+            status = rng.choice([500, 502, 503])
+            self._error(status, "The server had an error processing your request.", "server_error")
+            return
+        if rng.random() < cfg.faults.dropped:
+            self._count("dropped")
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        text, finish, faults = self._answer(body, rng)
+        completion_tokens = math.ceil(len(text) / CHARS_PER_TOKEN)
+        delay = cfg.latency + cfg.latency_per_token * completion_tokens
+        if rng.random() < cfg.faults.slow:
+            faults.append("slow")
+            delay *= 3
+        self._count(*faults, "200")
+        time.sleep(delay)
+        self._json(200, _completion(body, text, finish, prompt_tokens, completion_tokens))
+
+    def _answer(self, body: dict[str, Any], rng: random.Random) -> tuple[str, str, list[str]]:
+        faults = self.server.state.config.faults
+        schema = _requested_schema(body)
+        inputs = _inputs(body.get("messages", []))
+        payload = _payload(schema, inputs, rng)
+        applied = []
+        if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
+            applied += spoil_rows(payload["rows"], faults, rng)
+        text, more = spoil_text(dumps(payload), faults, rng)
+        applied += more
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if limit and len(text) > limit * CHARS_PER_TOKEN:
+            return text[: limit * CHARS_PER_TOKEN], "length", [*applied, "length"]
+        return text, "tool_calls" if body.get("tools") else "stop", applied
+
+    def _embeddings(self, body: dict[str, Any]) -> None:
+        texts = body.get("input", [])
+        texts = [texts] if isinstance(texts, str) else texts
+        dims = int(body.get("dimensions") or 256)
+        self._count("embeddings")
+        data = [
+            {"object": "embedding", "index": i, "embedding": _embed(str(t), dims)}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(math.ceil(len(str(t)) / CHARS_PER_TOKEN) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._json(
+            200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        )
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _Handler)
+        self.state = _State(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> SimServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="synthaix-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return fmt.get("json_schema", {}).get("schema")
+    if body.get("tools"):
+        return body["tools"][0].get("function", {}).get("parameters")
+    for message in body.get("messages", []):  # json_object / plain: the schema is in the prompt
+        for block in _FENCED.findall(str(message.get("content") or "")):
+            try:
+                found = json.loads(block)
+            except ValueError:
+                continue
+            if isinstance(found, dict) and "properties" in found:
+                return found
+    return None
+
+
+def _inputs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input rows of the last user message: a fenced JSON list of objects with an `id`."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        for block in _FENCED.findall(str(message.get("content") or "")):
+            try:
+                found = json.loads(block)
+            except ValueError:
+                continue
+            if isinstance(found, list) and all(isinstance(r, dict) and "id" in r for r in found):
+                return found
+        return []
+    return []
+
+
+def _payload(schema: dict[str, Any] | None, inputs: list[dict], rng: random.Random) -> Any:
+    if schema is None:
+        return {"rows": [{"text": fake_value({"type": "string"}, rng)} for _ in range(5)]}
+    rows_schema = schema.get("properties", {}).get("rows")
+    if not rows_schema or rows_schema.get("type") != "array":
+        return fake_value(schema, rng)
+    items = rows_schema.get("items", {})
+    count = len(inputs) or int(rows_schema.get("maxItems") or rows_schema.get("minItems") or 5)
+    rows = [fake_value(items, rng) for _ in range(count)]
+    for row, given in zip(rows, inputs, strict=False):
+        if "id" in row:
+            row["id"] = given["id"]
+    return {"rows": rows}
+
+
+def _completion(body: dict, text: str, finish: str, prompt: int, completion: int) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if body.get("tools"):
+        name = body["tools"][0].get("function", {}).get("name", "rows")
+        call = {"id": "call_sim", "type": "function", "function": {"name": name, "arguments": text}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    return {
+        "id": f"chatcmpl-sim-{random.getrandbits(32):08x}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
+def _embed(text: str, dims: int) -> list[float]:
+    """A deterministic unit vector from hashed character trigrams (similar texts, close vectors)."""
+    vector = np.zeros(dims)
+    padded = f"  {text.lower()}  "
+    for i in range(len(padded) - 2):
+        digest = hashlib.blake2b(padded[i : i + 3].encode(), digest_size=8).digest()
+        vector[int.from_bytes(digest[:4], "little") % dims] += 1 if digest[4] & 1 else -1
+    norm = np.linalg.norm(vector) or 1.0
+    return (vector / norm).round(6).tolist()
