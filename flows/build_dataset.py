@@ -79,14 +79,15 @@ def build_dataset(
 
 
 def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler) -> LlmStats:
-    """Keep at most `workers` chunks in flight and as many finished-but-early ones buffered, so
-    memory stays bounded by the window, not by the dataset size."""
+    """Keep `workers` chunks in flight, and at most `workers` more finished early and waiting for
+    an earlier one: memory stays bounded by the window, not by the dataset size, and a slow
+    chunk does not idle the others."""
     limit = config.runner.workers
     pending = list(reversed(chunks))
     in_flight: dict[PrefectFuture, Chunk] = {}
     llm = LlmStats()
     while pending or in_flight:
-        free = limit - len(in_flight) - assembler.buffered
+        free = min(limit - len(in_flight), 2 * limit - len(in_flight) - assembler.buffered)
         if pending and (free > 0 or not in_flight):
             batch = [pending.pop() for _ in range(min(max(free, 1), len(pending)))]
             futures = generate_chunk.map(config=unmapped(config), chunk=batch)

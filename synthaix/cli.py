@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -25,8 +27,10 @@ from rich.progress import (
 from rich.table import Table
 
 from synthaix import progress
+from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
+from synthaix.llm.client import client_for
 
 app = typer.Typer(
     help="Build synthetic tabular datasets from YAML configs.",
@@ -117,10 +121,13 @@ def build(
     """Build a dataset: generate, check, and write Parquet + DuckDB outputs."""
     started = time.perf_counter()
     try:
-        # Validate before starting Prefect, so a bad config fails in a second with nothing written.
-        load_config(config).with_overrides(
+        # Check config and endpoint before starting Prefect (~10 s), so mistakes fail at once
+        # with nothing written.
+        dataset = load_config(config).with_overrides(
             rows=rows, seed=seed, out=out_dir, mode=mode.value if mode else None
         )
+        if any(isinstance(c, LlmColumn) for c in dataset.columns):
+            client_for(dataset.provider).check()
         if not verbose:
             # Prefect's console logs would interleave with the progress bar; they still reach
             # the Prefect API (and UI) when one is configured.
@@ -160,8 +167,90 @@ def build(
             f"  redrew {summary.dropped_duplicates:,} rows with repeated unique values "
             f"({summary.fill_rounds} fill-up round{'s' if summary.fill_rounds != 1 else ''})"
         )
+    llm = summary.llm
+    if llm.requests:
+        out.print(
+            f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
+            f"({llm.tokens / max(summary.rows, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
+        )
+        if llm.retries:
+            out.print(f"  retries: {_counts(llm.retries)}")
+        if llm.rejected_rows:
+            out.print(f"  rejected rows: {_counts(llm.rejected_rows)}")
     for kind, path in summary.outputs.items():
         out.print(f"  {kind}: {path}")
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{cause} {n:,}" for cause, n in counter.most_common())
+
+
+@app.command()
+def translate(
+    description: Annotated[str, typer.Argument(help="The dataset, in plain words.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Config file to write.")],
+    rows: Annotated[int, typer.Option(help="Rows the config asks for.")] = 1000,
+    base_url: Annotated[
+        str | None, typer.Option(help="Endpoint (default $OPENAI_BASE_URL).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model name.")] = "gpt-4o-mini",
+    api_key_env: Annotated[str, typer.Option(help="Variable holding the key.")] = "OPENAI_API_KEY",
+    debug: DebugOpt = False,
+) -> None:
+    """Ask the LLM for a dataset config matching a description, and write it as YAML."""
+    from synthaix.llm.provider import ProviderConfig
+    from synthaix.llm.translate import to_yaml
+    from synthaix.llm.translate import translate as run
+
+    try:
+        provider = ProviderConfig(base_url=base_url, model=model, api_key_env=api_key_env)
+        config, notes = run(description, provider, rows=rows, name=_name_from(output))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        temporary = output.with_name(f".{output.name}.tmp")
+        temporary.write_text(to_yaml(config, notes), encoding="utf-8")
+        temporary.replace(output)
+    except Exception as exc:
+        _fail(exc, debug)
+    out.print(f"[green]wrote[/] {output}: {len(config.columns)} columns")
+    for note in notes:
+        out.print(f"  repaired: {note}")
+    out.print(f"next: synthaix validate {output} && synthaix build {output}")
+
+
+def _name_from(path: Path) -> str | None:
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", path.stem).strip("_")
+    return stem if stem and not stem[0].isdigit() else None
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8089,
+    latency: Annotated[float, typer.Option(help="Seconds per request.")] = 0.2,
+    latency_per_token: Annotated[float, typer.Option(help="Seconds per output token.")] = 0.0,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute before 429s.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute before 429s.")] = None,
+    faults: Annotated[
+        str, typer.Option(help="Fault rates, e.g. malformed=0.3,rate_limit=0.1,server_error=0.05")
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the simulator's choices.")] = 0,
+) -> None:
+    """Run the OpenAI-compatible simulator: try the LLM path with no key."""
+    from synthaix.sim.faults import FaultRates
+    from synthaix.sim.server import SimConfig, SimServer
+
+    try:
+        rates = FaultRates.parse(faults)
+    except ValueError as exc:
+        _fail(SynthaixError(f"--faults: {exc}"), False)
+    config = SimConfig(latency, latency_per_token, rpm, tpm, rates, seed=seed)
+    server = SimServer(config, host, port)
+    out.print(f"simulator on {server.url} (models: {', '.join(config.models)}); Ctrl-C stops it")
+    out.print(f"  use it with: provider: {{base_url: {server.url}, model: sim-small}}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
 
 
 if __name__ == "__main__":

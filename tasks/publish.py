@@ -10,6 +10,6 @@ from prefect.cache_policies import NO_CACHE
 from synthaix.sink import DatasetWriter
 
 
-@task(name="publish-dataset", cache_policy=NO_CACHE, tags=["synthaix"])
+@task(name="publish-dataset", cache_policy=NO_CACHE)
 def publish(writer: DatasetWriter) -> dict[str, Path]:
     return writer.commit()

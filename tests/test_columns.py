@@ -237,5 +237,6 @@ def test_every_registered_type_is_covered_here() -> None:
         "company.name",
         "text.lorem",
         "expression",
+        "llm",  # against the simulator: test_llm_build.py, test_llm_parts.py
     }
     assert set(REGISTRY) == tested

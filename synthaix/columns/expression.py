@@ -46,7 +46,7 @@ class ExpressionColumn(Column):
     @model_validator(mode="after")
     def _check_template(self) -> Self:
         try:
-            _ = self._parsed
+            _ = self.parsed_template
         except TemplateSyntaxError as exc:
             raise ValueError(
                 f"template is not valid Jinja2: {exc.message} (line {exc.lineno})"
@@ -54,11 +54,15 @@ class ExpressionColumn(Column):
         return self
 
     @cached_property
-    def _parsed(self) -> nodes.Template:
+    def parsed_template(self) -> nodes.Template:
         return TEMPLATES.parse(self.template)
 
+    @cached_property
+    def referenced_names(self) -> frozenset[str]:
+        return frozenset(meta.find_undeclared_variables(self.parsed_template))
+
     def references(self) -> set[str]:
-        return set(meta.find_undeclared_variables(self._parsed))
+        return set(self.referenced_names)
 
     def arrow_type(self) -> pa.DataType:
         return pa.string()
@@ -97,7 +101,7 @@ class ExpressionColumn(Column):
 
     def vectorised(self, values: dict[str, pa.Array]) -> pa.Array | None:
         """The template as pyarrow kernels, or None when it goes beyond the simple shape."""
-        body = self._parsed.body
+        body = self.parsed_template.body
         if len(body) != 1 or not isinstance(body[0], nodes.Output):
             return None
         parts = []

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any, Literal, Self
 
 import pyarrow as pa
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import Template, TemplateSyntaxError, meta, nodes
 from pydantic import ConfigDict, Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
@@ -50,7 +50,7 @@ class LlmColumn(Column):
     def _check(self) -> Self:
         if self.prompt is not None:
             try:
-                _ = self._parsed
+                _ = self.parsed_template
             except TemplateSyntaxError as exc:
                 raise ValueError(f"prompt is not valid Jinja2: {exc.message}") from exc
         if self.pattern is not None:
@@ -66,21 +66,31 @@ class LlmColumn(Column):
         return self
 
     @cached_property
-    def _parsed(self) -> nodes.Template:
+    def parsed_template(self) -> nodes.Template:
         return TEMPLATES.parse(self.prompt or "")
+
+    @cached_property
+    def compiled_prompt(self) -> Template:
+        return TEMPLATES.from_string(self.prompt or "")
 
     @property
     def per_row(self) -> bool:
         """Whether the instruction differs per row (it reads other columns)."""
         return bool(self.references())
 
+    @cached_property
+    def referenced_names(self) -> frozenset[str]:
+        if not self.prompt:
+            return frozenset()
+        return frozenset(meta.find_undeclared_variables(self.parsed_template))
+
     def references(self) -> set[str]:
-        return set(meta.find_undeclared_variables(self._parsed)) if self.prompt else set()
+        return set(self.referenced_names)
 
     def instruction(self, row: dict[str, Any] | None = None) -> str:
         if self.prompt is None:
             return self.description or f"a realistic value for '{self.name}'"
-        return TEMPLATES.from_string(self.prompt).render(row or {})
+        return self.compiled_prompt.render(row or {})
 
     def json_schema(self) -> dict[str, Any]:
         schema = dict(self.value_schema or {"type": "string"})

@@ -202,10 +202,7 @@ class LlmClient:
 
     # -- errors ------------------------------------------------------------------------------
     def _before_retry(self, state: Any, recorder: StatsRecorder) -> None:
-        exc = state.outcome.exception()
-        recorder.retry(exc.cause)
-        if exc.retry_after:
-            self.limiter.pause(exc.retry_after)
+        recorder.retry(state.outcome.exception().cause)
 
     def _wrap(self, exc: openai.APIError) -> ProviderError:
         where, env = self.base_url, self.provider.api_key_env

@@ -4,18 +4,19 @@ has used up its re-asks. Instructions are paid once per request, not once per ro
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel
 
 from synthaix.columns.llm import LlmColumn
 from synthaix.llm.client import LlmClient
-from synthaix.llm.parse import parse_answer, row_model
+from synthaix.llm.parse import ParsedAnswer, parse_answer, row_model
 from synthaix.llm.prompts import render, rows_schema
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.stats import StatsRecorder
@@ -54,7 +55,8 @@ def rows_per_request(provider: ProviderConfig, columns: Sequence[LlmColumn]) -> 
 @dataclass
 class _Batch:
     ids: list[int]
-    feedback: list[str] = field(default_factory=list)
+    inputs: list[dict[str, Any]] | None  # None: new rows from scratch
+    feedback: list[str]
 
 
 class StageFiller:
@@ -96,34 +98,42 @@ class StageFiller:
     def _fill_per_row(self, values: dict[str, pa.Array], rows: int) -> dict[int, dict]:
         names = set().union(*(c.references() for c in self.columns))
         context = {name: values[name].to_pylist() for name in names}
+        per_row = [c for c in self.columns if c.per_row]
         inputs = []
         for i in range(rows):
             row = {name: context[name][i] for name in names}
             item: dict[str, Any] = {"id": i}
-            item.update({c.name: c.instruction(row) for c in self.columns if c.per_row})
+            item.update({c.name: c.instruction(row) for c in per_row})
             inputs.append(item)
         model = row_model(self.columns, with_id=True)
         found: dict[int, dict] = {}
         feedback: dict[int, list[str]] = {}
-        pending = list(range(rows))
-        for _ in range(self.provider.max_reasks + 1):
-            if not pending:
-                break
-            batches = [
-                _Batch(pending[s : s + self.size]) for s in range(0, len(pending), self.size)
-            ]
-            for batch in batches:
-                batch.feedback = [f for i in batch.ids for f in feedback.get(i, [])][:10]
-            for batch, answer in self._ask(batches, lambda b: [inputs[i] for i in b.ids], model):
-                for row in answer.rows:
-                    found[row.pop("id")] = row
-                for message in answer.feedback:
-                    for i in batch.ids:
-                        if i not in found:
-                            feedback.setdefault(i, []).append(message)
-            pending = [i for i in pending if i not in found]
-        if pending:
-            self.recorder.rejected(Counter({"gave_up": len(pending)}))
+        asked: Counter[int] = Counter()
+        waiting = deque(range(rows))
+
+        def next_batch(idle: bool) -> _Batch | None:
+            # Full batches go at once; a partial one (re-asks) only when capacity is idle,
+            # so re-asked rows share a request instead of paying the instructions again.
+            if not waiting or (len(waiting) < self.size and not idle):
+                return None
+            ids = [waiting.popleft() for _ in range(min(self.size, len(waiting)))]
+            notes = [f for i in ids for f in feedback.get(i, [])][:10]
+            return _Batch(ids, [inputs[i] for i in ids], notes)
+
+        def done(batch: _Batch, answer: ParsedAnswer) -> None:
+            for row in answer.rows:
+                found[row.pop("id")] = row
+            for i in batch.ids:
+                if i in found:
+                    continue
+                feedback.setdefault(i, []).extend(answer.feedback[:2])
+                asked[i] += 1
+                if asked[i] <= self.provider.max_reasks:
+                    waiting.append(i)
+
+        self._pipeline(next_batch, done, model)
+        if len(found) < rows:
+            self.recorder.rejected(Counter({"gave_up": rows - len(found)}))
         return found
 
     # -- rows made from scratch (whole-row mode) ---------------------------------------------
@@ -131,54 +141,76 @@ class StageFiller:
         model = row_model(self.columns, with_id=False)
         made: list[dict] = []
         seen: set[str] = set()
-        for _ in range(self.provider.max_reasks + 1):
-            missing = rows - len(made)
-            if missing <= 0:
-                break
-            sizes = [min(self.size, missing - s) for s in range(0, missing, self.size)]
-            batches = [_Batch(list(range(n))) for n in sizes]
-            for _, answer in self._ask(batches, None, model):
-                duplicates = 0
-                for row in answer.rows:
-                    key = json.dumps(row, sort_keys=True, ensure_ascii=False).lower()
-                    if key in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(key)
-                    made.append(row)
-                if duplicates:
-                    self.recorder.rejected(Counter({"duplicate": duplicates}))
+        budget = [-(-rows // self.size) * (self.provider.max_reasks + 1)]  # requests allowed
+        outstanding = [0]
+
+        def next_batch(idle: bool) -> _Batch | None:
+            need = rows - len(made) - outstanding[0]
+            if need <= 0 or budget[0] <= 0:
+                return None
+            count = min(self.size, need)
+            budget[0] -= 1
+            outstanding[0] += count
+            return _Batch(list(range(count)), None, [])
+
+        def done(batch: _Batch, answer: ParsedAnswer) -> None:
+            outstanding[0] -= len(batch.ids)
+            duplicates = 0
+            for row in answer.rows:
+                key = json.dumps(row, sort_keys=True, ensure_ascii=False).casefold()
+                if key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
+                made.append(row)
+            if duplicates:
+                self.recorder.rejected(Counter({"duplicate": duplicates}))
+
+        self._pipeline(next_batch, done, model)
         if len(made) < rows:
             self.recorder.rejected(Counter({"gave_up": rows - len(made)}))
         return dict(enumerate(made[:rows]))
 
     # -- requests ----------------------------------------------------------------------------
-    def _ask(self, batches: list[_Batch], inputs_of: Any, model: Any) -> list[tuple[_Batch, Any]]:
-        def one(batch: _Batch) -> tuple[_Batch, Any]:
-            inputs = inputs_of(batch) if inputs_of else None
-            count = len(batch.ids)
-            schema = rows_schema(self.columns, count, with_ids=inputs is not None)
-            in_prompt = self.client.mode != "json_schema"
-            messages = render(
-                self.description, self.columns, inputs, count, in_prompt, batch.feedback
-            )
-            completion = self.client.complete(
-                messages, schema, self.provider.max_tokens, self.recorder
-            )
-            if completion.finish_reason == "length" and self.size > 1:
-                self.size = max(1, self.size // 2)  # answers are longer than estimated
-            expected = set(batch.ids) if inputs is not None else None
-            answer = parse_answer(completion.text, model, expected)
-            if answer.rejected.pop("malformed_json", 0):
-                answer.repaired = True  # nothing usable: every row of the batch is lost to it
-            absent = count - len(answer.rows) - sum(answer.rejected.values())
-            if absent > 0:  # rows lost to broken JSON, or a short answer
-                answer.rejected["malformed_json" if answer.repaired else "not_returned"] += absent
-            self.recorder.rejected(answer.rejected)
-            return batch, answer
+    def _pipeline(
+        self,
+        next_batch: Callable[[bool], _Batch | None],
+        done: Callable[[_Batch, ParsedAnswer], None],
+        model: type[BaseModel],
+    ) -> None:
+        """Keep up to max_concurrency requests of this stage in flight; hand each answer to
+        `done` as it arrives and refill at once, so re-asks never wait for a whole round."""
+        limit = self.provider.max_concurrency
+        with ThreadPoolExecutor(limit, thread_name_prefix="synthaix-llm") as pool:
+            running: set[Future] = set()
+            while True:
+                while len(running) < limit:
+                    batch = next_batch(not running)
+                    if batch is None:
+                        break
+                    running.add(pool.submit(self._ask, batch, model))
+                if not running:
+                    return
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(*future.result())
 
-        workers = min(self.provider.max_concurrency, len(batches))
-        if workers <= 1:
-            return [one(b) for b in batches]
-        with ThreadPoolExecutor(workers, thread_name_prefix="synthaix-llm") as pool:
-            return list(pool.map(one, batches))
+    def _ask(self, batch: _Batch, model: type[BaseModel]) -> tuple[_Batch, ParsedAnswer]:
+        count = len(batch.ids)
+        schema = rows_schema(self.columns, count, with_ids=batch.inputs is not None)
+        in_prompt = self.client.mode != "json_schema"
+        messages = render(
+            self.description, self.columns, batch.inputs, count, in_prompt, batch.feedback
+        )
+        completion = self.client.complete(messages, schema, self.provider.max_tokens, self.recorder)
+        if completion.finish_reason == "length" and self.size > 1:
+            self.size = max(1, self.size // 2)  # answers are longer than estimated
+        expected = set(batch.ids) if batch.inputs is not None else None
+        answer = parse_answer(completion.text, model, expected)
+        if answer.rejected.pop("malformed_json", 0):
+            answer.repaired = True  # nothing usable: every row of the batch is lost to it
+        absent = count - len(answer.rows) - sum(answer.rejected.values())
+        if absent > 0:  # rows lost to broken JSON, or a short answer
+            answer.rejected["malformed_json" if answer.repaired else "not_returned"] += absent
+        self.recorder.rejected(answer.rejected)
+        return batch, answer

@@ -31,12 +31,8 @@ class LlmStats(BaseModel):
         )
 
     @property
-    def tokens_per_row(self) -> float:
-        return (
-            (self.prompt_tokens + self.completion_tokens) / self.rows_filled
-            if self.rows_filled
-            else 0.0
-        )
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 class StatsRecorder:

@@ -40,6 +40,7 @@ class SimConfig:
     models: tuple[str, ...] = ("sim-small", "sim-large")
     api_key: str | None = None  # when set, other keys get 401
     context_window: int = 32_000
+    formats: tuple[str, ...] = ("json_schema", "json_object", "tools")  # structured outputs served
     seed: int = 0
     retry_after_ms: int = 200
 
@@ -171,6 +172,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._count("404")
             self._error(404, f"The model `{model}` does not exist.", "model_not_found")
             return
+        asked = _format_of(body)
+        if asked not in cfg.formats and asked != "text":
+            self._count("400")
+            self._error(400, f"response_format '{asked}' is not supported", "invalid_request")
+            return
         prompt_text = "".join(str(m.get("content") or "") for m in body.get("messages", []))
         prompt_tokens = math.ceil(len(prompt_text) / CHARS_PER_TOKEN)
         if prompt_tokens > cfg.context_window:
@@ -264,6 +270,12 @@ class SimServer(ThreadingHTTPServer):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _format_of(body: dict[str, Any]) -> str:
+    if body.get("tools"):
+        return "tools"
+    return (body.get("response_format") or {}).get("type", "text")
 
 
 def _requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,0 +1,194 @@
+"""Plain words -> a dataset config: ask the LLM for column specs, repair what does not validate,
+and write a commented YAML file the user can edit and build."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from synthaix.columns import REGISTRY, ColumnSpec
+from synthaix.config import DatasetConfig, parse_config
+from synthaix.errors import ConfigError, ProviderError
+from synthaix.llm.client import LlmClient
+from synthaix.llm.parse import extract_payload
+from synthaix.llm.provider import ProviderConfig
+from synthaix.llm.stats import StatsRecorder
+
+_NULLABLE = {"type": ["number", "null"]}
+_TEXT = {"type": ["string", "null"]}
+_PARAMS = {
+    "min": _NULLABLE,
+    "max": _NULLABLE,
+    "values": {"type": ["array", "null"], "items": {"type": "string"}},
+    "start": _TEXT,
+    "end": _TEXT,
+    "template": _TEXT,
+    "prompt": _TEXT,
+    "max_length": {"type": ["integer", "null"]},
+}
+_COLUMN = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "type": {"type": "string", "enum": list(REGISTRY)},
+        "description": {"type": "string"},
+        "unique": {"type": "boolean"},
+        **_PARAMS,
+    },
+    "required": ["name", "type", "description", "unique", *_PARAMS],
+    "additionalProperties": False,
+}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "columns": {"type": "array", "items": _COLUMN, "minItems": 1, "maxItems": 40},
+    },
+    "required": ["name", "columns"],
+    "additionalProperties": False,
+}
+PROMPT = """Design the columns of a synthetic dataset: {description}
+
+Column types: {types}.
+Prefer sampler types (no LLM needed): person.* for names/emails/phones, address.* for places,
+integer/float with min and max for numbers, category with values for fixed sets, date/datetime
+with start and end (YYYY-MM-DD), expression with a Jinja2 template over earlier columns, uuid or
+sequence for ids. Use llm (with a prompt, which may use {{{{ earlier_column }}}}) only for free
+text a sampler cannot make, such as reviews or descriptions. Names are snake_case.
+Unused parameters are null."""
+MAX_ASKS = 3
+_COLUMN_SPEC: TypeAdapter[Any] = TypeAdapter(ColumnSpec)
+
+
+def translate(
+    description: str, provider: ProviderConfig, rows: int = 1000, name: str | None = None
+) -> tuple[DatasetConfig, list[str]]:
+    """A valid config for the description, and notes on what had to be repaired."""
+    client, recorder = LlmClient(provider), StatsRecorder()
+    prompt = PROMPT.format(description=description.strip(), types=", ".join(REGISTRY))
+    feedback = ""
+    for _ in range(MAX_ASKS):
+        messages = [
+            {"role": "system", "content": "You design dataset schemas. Answer with JSON only."},
+            {"role": "user", "content": prompt + feedback},
+        ]
+        answer = client.complete(messages, SCHEMA, provider.max_tokens, recorder)
+        payload, _ = extract_payload(answer.text)
+        if isinstance(payload, dict) and isinstance(payload.get("columns"), list):
+            return _repair(payload, description, provider, rows, name)
+        feedback = '\n\nYour last answer was not JSON of the form {"name": ..., "columns": [...]}.'
+    raise ProviderError(
+        f"the model gave no usable column list after {MAX_ASKS} tries",
+        hint="try a more capable model, or describe the columns more explicitly",
+    )
+
+
+def _repair(
+    payload: dict[str, Any],
+    description: str,
+    provider: ProviderConfig,
+    rows: int,
+    name: str | None,
+) -> tuple[DatasetConfig, list[str]]:
+    notes: list[str] = []
+    columns: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for index, raw in enumerate(c for c in payload["columns"] if isinstance(c, dict)):
+        column_name = _identifier(str(raw.get("name") or ""), f"column_{index + 1}", taken)
+        columns.append(_column(column_name, raw, notes))
+    data = {
+        "name": name or _identifier(str(payload.get("name") or ""), "dataset", set()),
+        "description": description.strip(),
+        "rows": rows,
+        "seed": 0,
+        "chunk_size": min(rows, 1000),
+        "columns": columns,
+        "provider": provider.model_dump(exclude_defaults=True),
+    }
+    for _ in range(len(columns) + 1):  # each pass fixes at least one cross-column problem
+        try:
+            return parse_config(data), notes
+        except ConfigError as exc:
+            if not _fix_cross_column(data["columns"], str(exc), notes):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _column(name: str, raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    kind = raw.get("type") if raw.get("type") in REGISTRY else "llm"
+    accepted = {f.alias or n for n, f in REGISTRY[kind].model_fields.items()} | set(
+        REGISTRY[kind].model_fields
+    )
+    spec = {k: v for k, v in raw.items() if k in accepted and v not in (None, "", [])}
+    spec.update(name=name, type=kind)
+    if not spec.get("unique"):
+        spec.pop("unique", None)
+    try:
+        _COLUMN_SPEC.validate_python(spec)
+        return spec
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+    fallback = {"name": name, "type": "llm", "description": raw.get("description") or name}
+    fallback["prompt"] = raw.get("prompt") or f"A realistic {name.replace('_', ' ')}"
+    notes.append(f"{name}: the suggested {kind} spec was invalid ({problem}); an llm column now")
+    return fallback
+
+
+def _fix_cross_column(columns: list[dict[str, Any]], message: str, notes: list[str]) -> bool:
+    for column in columns:
+        label = f"({column['name']})"
+        if label not in message:
+            continue
+        if "unique column can take only" in message and column.get("unique"):
+            column.pop("unique")
+            notes.append(f"{column['name']}: dropped unique (too few distinct values)")
+            return True
+        if "references" in message and column["type"] in ("expression", "llm"):
+            prompt = column.pop("template", None) or column.pop("prompt", None)
+            column.update(type="llm", prompt=re.sub(r"{{.*?}}", "", prompt or column["name"]))
+            notes.append(f"{column['name']}: referenced unknown columns; an llm column now")
+            return True
+    return False
+
+
+def _identifier(text: str, default: str, taken: set[str]) -> str:
+    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or default
+    if name[0].isdigit():
+        name = f"c_{name}"
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def to_yaml(config: DatasetConfig, notes: list[str]) -> str:
+    """The config as a commented YAML file: one line per column, its description above it."""
+    dump = config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    lines = [
+        "# yaml-language-server: $schema=synthaix.schema.json",
+        "# Generated by `synthaix translate` from:",
+        *[f"#   {line}" for line in (config.description or "").splitlines()],
+        "# Edit freely, then: synthaix validate <this file> && synthaix build <this file>",
+    ]
+    lines += [f"# repaired: {note}" for note in notes]
+    head = {key: getattr(config, key) for key in ("name", "description", "rows", "seed")}
+    lines += [_block(head), "columns:"]
+    for column, data in zip(config.columns, dump["columns"], strict=True):
+        data.pop("description", None)
+        if column.description:
+            lines.append(f"  # {column.description}")
+        data = {"name": column.name, "type": column.type, **data}  # type: ignore[attr-defined]
+        flow = yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10**6)
+        lines.append(f"  - {flow.strip()}")
+    tail = {"chunk_size": config.chunk_size, "provider": dump.get("provider", {})}
+    tail["output"] = {"dir": f"out/{config.name}"}
+    lines.append(_block(tail))
+    return "\n".join(lines) + "\n"
+
+
+def _block(value: dict[str, Any]) -> str:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100).rstrip()

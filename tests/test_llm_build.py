@@ -1,0 +1,182 @@
+"""LLM builds over real HTTP against the simulator, with the real openai client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from llm_helpers import FAULT_MIX, provider, simulator
+
+from conftest import write_config
+from synthaix.config import load_config
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _read(path: Path, table: str) -> list[dict]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.sql(f"SELECT * FROM {table}").to_arrow_table().to_pylist()
+
+
+def test_llm_column_build_delivers_every_row_despite_faults(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    with simulator(FAULT_MIX, seed=3) as sim:
+        config = write_config(
+            tmp_path / "reviews.yaml",
+            {
+                "name": "reviews",
+                "description": "Reviews of an online shop",
+                "rows": 2000,
+                "chunk_size": 500,
+                "columns": [
+                    {"name": "age", "type": "integer", "min": 18, "max": 80},
+                    {"name": "city", "type": "category", "values": ["Berlin", "Paris"]},
+                    {
+                        "name": "review",
+                        "type": "llm",
+                        "max_length": 120,
+                        "prompt": "A one-sentence review by a {{ age }}-year-old from {{ city }}",
+                    },
+                    {
+                        "name": "stars",
+                        "type": "llm",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 5},
+                    },
+                ],
+                "provider": provider(sim.url, rows_per_request=20),
+                "output": {"dir": str(tmp_path / "out")},
+            },
+        )
+        summary = build_dataset(config_path=str(config))
+        peak = sim.state.stats()["peak_in_flight"]
+
+    rows = _read(tmp_path / "out" / "reviews.duckdb", "reviews")
+    assert summary.rows == len(rows) == 2000
+    assert all(isinstance(r["review"], str) and 1 <= len(r["review"]) <= 120 for r in rows)
+    assert all(1 <= r["stars"] <= 5 for r in rows)
+    llm = summary.llm
+    assert {"rate_limit", "server_error"} <= set(llm.retries)
+    assert {"malformed_json", "wrong_type"} <= set(llm.rejected_rows)
+    assert llm.prompt_tokens > 0 and llm.completion_tokens > 0
+    assert peak <= 8  # provider.max_concurrency
+
+
+def test_whole_row_build_from_a_description(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    with simulator(FAULT_MIX, seed=4) as sim:
+        config = load_config(
+            write_config(
+                tmp_path / "products.yaml",
+                {
+                    "name": "products",
+                    "description": "Products of a hardware store with a price and a short pitch",
+                    "rows": 2000,
+                    "chunk_size": 500,
+                    "columns": [
+                        {
+                            "name": "product",
+                            "type": "llm",
+                            "description": "product name",
+                            "max_length": 60,
+                        },
+                        {
+                            "name": "price",
+                            "type": "llm",
+                            "schema": {"type": "number", "minimum": 1, "maximum": 500},
+                        },
+                        {"name": "category", "type": "llm", "enum": ["tools", "garden", "paint"]},
+                    ],
+                    "provider": provider(
+                        sim.url, price_input_per_million=0.15, price_output_per_million=0.6
+                    ),
+                },
+            )
+        )
+        summary = build_dataset(config=config, out=str(tmp_path / "out"))
+
+    rows = _read(tmp_path / "out" / "products.duckdb", "products")
+    assert summary.rows == len(rows) == 2000
+    assert all(
+        1 <= r["price"] <= 500 and r["category"] in ("tools", "garden", "paint") for r in rows
+    )
+    assert len({(r["product"], r["price"], r["category"]) for r in rows}) == 2000
+    assert summary.llm.rejected_rows["duplicate"] > 0
+    assert summary.llm.cost_usd > 0
+
+
+def test_translate_writes_a_config_that_builds(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+    from flows.translate_schema import translate_schema
+    from synthaix.llm.provider import ProviderConfig
+
+    with simulator(seed=5) as sim:
+        target = tmp_path / "customers.yaml"
+        translate_schema(
+            "Customers with name, email, age and a short review",
+            str(target),
+            rows=120,
+            provider=ProviderConfig(base_url=sim.url, model="sim-small"),
+        )
+        text = target.read_text()
+        assert text.startswith("# yaml-language-server") and "Customers with name" in text
+        config = load_config(target)
+        summary = build_dataset(config=config, out=str(tmp_path / "out"))
+    assert summary.rows == 120
+
+
+SECRET = "sk-test-THIS-MUST-NEVER-BE-PRINTED"
+
+
+def _cli(*args: str, env_key: str = SECRET) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OPENAI_API_KEY": env_key}
+    env.pop("OPENAI_BASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "synthaix.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def _llm_config(tmp_path: Path, url: str, model: str = "sim-small") -> Path:
+    return write_config(
+        tmp_path / "c.yaml",
+        {
+            "name": "c",
+            "rows": 10,
+            "columns": [{"name": "t", "type": "llm", "max_length": 30}],
+            "provider": {"base_url": url, "model": model, "max_attempts": 2},
+            "output": {"dir": str(tmp_path / "out")},
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("bad_key", "rejected the credentials (HTTP 401)"),
+        ("unknown_model", "model 'gpt-nope' is not served by"),
+        ("unreachable", "cannot reach http://127.0.0.1:9/v1"),
+    ],
+)
+def test_provider_problems_are_one_line_without_the_key(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    with simulator(api_key="sk-the-right-one") as sim:
+        url = "http://127.0.0.1:9/v1" if case == "unreachable" else sim.url
+        model = "gpt-nope" if case == "unknown_model" else "sim-small"
+        key = SECRET if case == "bad_key" else "sk-the-right-one"
+        result = _cli("build", str(_llm_config(tmp_path, url, model)), env_key=key)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert expected in output
+    assert "Traceback" not in output and SECRET not in output
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] != []
+    assert not (tmp_path / "out" / "data").exists()

@@ -1,0 +1,99 @@
+"""The LLM path's parts: parsing broken answers, prompts, batch sizes, format fallback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from llm_helpers import simulator
+
+from conftest import make_config
+from synthaix.columns.llm import LlmColumn
+from synthaix.errors import ConfigError
+from synthaix.llm.client import LlmClient
+from synthaix.llm.fill import rows_per_request
+from synthaix.llm.parse import extract_payload, parse_answer, row_model
+from synthaix.llm.prompts import render, rows_schema
+from synthaix.llm.provider import ProviderConfig
+from synthaix.llm.stats import StatsRecorder
+
+REVIEW = LlmColumn(name="review", prompt="A review by a {{ age }}-year-old", max_length=40)
+STARS = LlmColumn(name="stars", schema={"type": "integer", "minimum": 1, "maximum": 5})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"rows": [{"id": 1, "review": "ok"}]}',
+        'Sure! Here you go:\n```json\n{"rows": [{"id": 1, "review": "ok"}]}\n```\nAnything else?',
+        '{"rows": [{"id": 1, "review": "ok"}, {"id": 2, "rev',
+        "{'rows': [{'id': 1, 'review': 'ok'},]}",
+    ],
+)
+def test_answers_are_found_and_repaired(text: str) -> None:
+    payload, _ = extract_payload(text)
+    assert payload["rows"][0] == {"id": 1, "review": "ok"}
+
+
+def test_each_row_is_validated_on_its_own() -> None:
+    model = row_model([REVIEW, STARS], with_id=True)
+    rows = [
+        {"id": 0, "review": "great", "stars": 5},
+        {"id": 1, "review": 12345, "stars": 4},  # wrong type
+        {"id": 2, "stars": 3},  # missing field
+        {"id": 3, "review": "x" * 41, "stars": 2},  # too long
+        {"id": 4, "review": "fine", "stars": 9},  # out of range
+        {"id": 0, "review": "again", "stars": 1},  # id answered twice
+        {"id": 77, "review": "who?", "stars": 1},  # id never asked
+    ]
+    answer = parse_answer(json.dumps({"rows": rows}), model, expected_ids={0, 1, 2, 3, 4})
+    assert [r["id"] for r in answer.rows] == [0]
+    assert answer.rejected == {
+        "wrong_type": 1,
+        "missing_field": 1,
+        "constraint": 2,
+        "duplicate_id": 1,
+        "unknown_id": 1,
+    }
+    assert any("id 3" in f and "review" in f for f in answer.feedback)
+
+
+def test_hopeless_answer_is_malformed() -> None:
+    answer = parse_answer("I cannot help with that.", row_model([REVIEW], True), {0})
+    assert answer.rejected == {"malformed_json": 1} and not answer.rows
+
+
+def test_prompt_carries_inputs_once_and_schema_when_asked() -> None:
+    inputs = [{"id": i, "review": REVIEW.instruction({"age": 20 + i})} for i in range(3)]
+    messages = render("Shop reviews", [REVIEW, STARS], inputs, 3, schema_in_prompt=True)
+    user = messages[1]["content"]
+    assert "A review by a 22-year-old" in user and "Shop reviews" in messages[0]["content"]
+    assert json.dumps(rows_schema([REVIEW, STARS], 3, with_ids=True)) in user
+    plain = render(None, [STARS], None, 7, schema_in_prompt=False)[1]["content"]
+    assert "exactly 7 new rows" in plain and "schema" not in plain
+
+
+def test_rows_per_request_follows_the_output_budget() -> None:
+    short = rows_per_request(ProviderConfig(max_tokens=4096), [STARS])
+    long = rows_per_request(ProviderConfig(max_tokens=4096), [LlmColumn(name="t", max_length=2000)])
+    assert short == 50 and 1 <= long < 10
+    assert rows_per_request(ProviderConfig(rows_per_request=7), [STARS]) == 7
+
+
+def test_auto_structured_output_falls_back_when_unsupported() -> None:
+    with simulator(formats=("json_object",)) as sim:
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small"))
+        schema = rows_schema([STARS], 2, with_ids=False)
+        messages = render(None, [STARS], None, 2, schema_in_prompt=True)
+        answer = client.complete(messages, schema, 512, StatsRecorder())
+    assert client.mode == "json_object"
+    assert len(json.loads(answer.text)["rows"]) == 2
+
+
+def test_llm_config_errors() -> None:
+    with pytest.raises(ConfigError, match="max_length, enum and pattern apply to text"):
+        make_config([{"name": "n", "type": "llm", "schema": {"type": "integer"}, "max_length": 3}])
+    with pytest.raises(ConfigError, match="references 'missing'"):
+        make_config([{"name": "r", "type": "llm", "prompt": "about {{ missing }}"}])
+    with pytest.raises(ConfigError, match="does not belong in a config file"):
+        make_config([{"name": "r", "type": "llm"}], provider={"api_key": "sk-123"})
