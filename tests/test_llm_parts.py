@@ -97,3 +97,22 @@ def test_llm_config_errors() -> None:
         make_config([{"name": "r", "type": "llm", "prompt": "about {{ missing }}"}])
     with pytest.raises(ConfigError, match="does not belong in a config file"):
         make_config([{"name": "r", "type": "llm"}], provider={"api_key": "sk-123"})
+
+
+def test_truncated_answers_keep_what_parsed_and_shrink_batches() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from synthaix.llm.fill import StageFiller
+
+    column = LlmColumn(name="story", prompt="A story about {{ n }}", max_length=200)
+    with simulator() as sim:
+        config = ProviderConfig(
+            base_url=sim.url, model="sim-small", max_tokens=300, rows_per_request=20
+        )
+        recorder = StatsRecorder()
+        filler = StageFiller(LlmClient(config), None, [column], recorder)
+        arrays, mask = filler.fill({"n": pa.array(np.arange(40))}, 40)
+    assert filler.size < 20  # halved after `finish_reason: length`
+    assert mask.all() and all(arrays["story"].to_pylist())
+    assert recorder.stats.rejected_rows["malformed_json"] > 0  # the cut-off rows, asked again
