@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -17,10 +18,11 @@ from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError
 from synthaix.generate import Chunk, dataset_schema
 from synthaix.llm.stats import LlmStats
+from synthaix.manifest import BUILD_KEY, build_manifest, config_hash
 from synthaix.sink import DatasetWriter
 from synthaix.summary import BuildSummary
 from tasks.generate import check_provider, generate_chunk
-from tasks.publish import publish
+from tasks.publish import publish, report_artifacts
 
 
 @flow(
@@ -44,6 +46,8 @@ def build_dataset(
     config = base.with_overrides(rows=rows, seed=seed, out=Path(out) if out else None, mode=mode)
 
     with DatasetWriter(config, dataset_schema(config)) as writer:
+        identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
+        writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
         unique = tracked_unique_columns(config)
         filter_ = UniqueFilter(unique, writer.existing_values(unique))
 
@@ -56,26 +60,34 @@ def build_dataset(
         if any(isinstance(c, LlmColumn) for c in config.columns):
             check_provider(config.provider)
         progress.started(config.name, config.rows)
+        prepared = time.perf_counter()
         llm = LlmStats()
         while chunks := planner.next_round(assembler):
             llm += _run_round(config, chunks, assembler)
-        outputs = publish(writer)
-        total = writer.existing.rows + assembler.delivered
-
-    return BuildSummary(
-        dataset=config.name,
-        mode=config.mode,
-        seed=config.seed,
-        rows=assembler.delivered,
-        total_rows=total,
-        generated_rows=assembler.generated,
-        dropped_duplicates=assembler.dropped_duplicates,
-        chunks=planner.next_index,
-        fill_rounds=planner.rounds - 1,
-        seconds=round(time.perf_counter() - started, 3),
-        outputs={kind: str(path) for kind, path in outputs.items()},
-        llm=llm,
-    )
+        generated = time.perf_counter()
+        summary = BuildSummary(
+            dataset=config.name,
+            mode=config.mode,
+            seed=config.seed,
+            rows=assembler.delivered,
+            total_rows=writer.existing.rows + assembler.delivered,
+            generated_rows=assembler.generated,
+            dropped_duplicates=assembler.dropped_duplicates,
+            chunks=planner.next_index,
+            fill_rounds=planner.rounds - 1,
+            seconds=round(generated - started, 3),
+            outputs={kind: str(path) for kind, path in writer.output_paths().items()},
+            llm=llm,
+            stage_seconds={
+                "prepare": round(prepared - started, 3),
+                "generate": round(generated - prepared, 3),
+            },
+        )
+        manifest = build_manifest(config, summary, writer.build_id)
+        publish(writer, manifest)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    report_artifacts(config, manifest)
+    return summary
 
 
 def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler) -> LlmStats:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -32,6 +34,8 @@ import pyarrow.parquet as pq
 
 from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
+
+MANIFEST_KEY = b"synthaix.manifest"
 
 
 @dataclass
@@ -54,6 +58,8 @@ class DatasetWriter:
         self.current_link = self.root / ".current"
         self.parts: list[Path] = []
         self.existing = Existing()
+        self.part_metadata: dict[bytes, bytes] = {}
+        self._held: pa.Table | None = None  # the last part, written at commit with the manifest
         self._lock_file: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -116,13 +122,30 @@ class DatasetWriter:
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, table: pa.Table) -> None:
+        """Stage a part. The newest one is held back, to carry the manifest in its metadata."""
+        if self._held is not None:
+            self._write_part(self._held, self.part_metadata)
+        self._held = table
+
+    def _write_part(self, table: pa.Table, metadata: dict[bytes, bytes]) -> None:
         number = len(self.existing.parts) + len(self.parts)
         path = self.staging / f"part-{number:06d}-{self.build_id}.parquet"
-        pq.write_table(table, path, compression="zstd")
+        merged = {**(table.schema.metadata or {}), **metadata}
+        pq.write_table(table.replace_schema_metadata(merged), path, compression="zstd")
         self.parts.append(path)
 
-    def commit(self) -> dict[str, Path]:
-        """Publish this build: the DuckDB file, then the Parquet symlink. Returns output paths."""
+    def output_paths(self) -> dict[str, Path]:
+        formats = self.config.output.formats
+        paths = {"duckdb": self.config.duckdb_path, "parquet": self.data_link}
+        return {kind: path for kind, path in paths.items() if kind in formats}
+
+    def commit(self, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
+        """Publish this build: the DuckDB file, the Parquet symlink, then manifest.json."""
+        text = json.dumps(manifest, indent=2) if manifest is not None else None
+        if self._held is not None:
+            extra = {MANIFEST_KEY: text.encode()} if text else {}
+            self._write_part(self._held, {**self.part_metadata, **extra})
+            self._held = None
         formats = self.config.output.formats
         version = self.root / ".versions" / self.build_id
         version.mkdir(parents=True)
@@ -144,6 +167,10 @@ class DatasetWriter:
         elif self.data_link.is_symlink():
             self.data_link.unlink()
         self._remove_old_versions(keep=version)
+        if text is not None:
+            temporary = self.root / f".manifest.{self.build_id}.json"
+            temporary.write_text(text + "\n", encoding="utf-8")
+            os.replace(temporary, self.root / "manifest.json")
         return outputs
 
     def _publish_duckdb(self, parts: list[Path]) -> Path:

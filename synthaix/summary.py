@@ -20,6 +20,7 @@ class BuildSummary(BaseModel):
     seconds: float
     outputs: dict[str, str]
     llm: LlmStats = Field(default_factory=LlmStats)
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
