@@ -91,6 +91,12 @@ def schema(
         output.write_text(text, encoding="utf-8")
 
 
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
 class Mode(StrEnum):
     overwrite = "overwrite"
     append = "append"
@@ -115,6 +121,7 @@ def build(
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Override output.dir.")] = None,
     mode: Annotated[Mode | None, typer.Option(help="Override mode.", show_default=False)] = None,
+    report: Annotated[bool, typer.Option("--report", help="Write report.html at the end.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's logs.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -179,6 +186,69 @@ def build(
             out.print(f"  rejected rows: {_counts(llm.rejected_rows)}")
     for kind, path in summary.outputs.items():
         out.print(f"  {kind}: {path}")
+    out.print(f"  manifest: {dataset.output_dir / 'manifest.json'}")
+    if report:
+        _report(dataset.output_dir, None, debug)
+
+
+def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
+    from synthaix.report.html import write_report
+
+    try:
+        path = write_report(output_dir, target)
+    except FileNotFoundError as exc:
+        _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
+    out.print(f"  report: {path}")
+
+
+@app.command("report")
+def report_command(
+    output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a self-contained HTML report: profile, charts, constraint checks, samples."""
+    _report(output_dir, output, debug)
+
+
+@app.command()
+def preview(
+    config: ConfigArg,
+    rows: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Show a few generated rows in the terminal; writes nothing."""
+    from synthaix.generate import Chunk, generate_chunk
+
+    try:
+        dataset = load_config(config).with_overrides(rows=rows, seed=seed)
+        table = generate_chunk(dataset, Chunk(0, 0, rows)).table
+    except Exception as exc:
+        _fail(exc, debug)
+    view = Table(title=f"{dataset.name}: first {table.num_rows} rows (seed {dataset.seed})")
+    for field in table.schema:
+        view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
+    for row in table.to_pylist():
+        view.add_row(*("[dim]null[/]" if v is None else escape(str(v)) for v in row.values()))
+    out.print(view)
+
+
+@app.command()
+def export(
+    output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a built dataset to one CSV, JSON Lines or Parquet file."""
+    from synthaix.export import export_dataset
+
+    try:
+        path = export_dataset(output_dir, fmt.value, output)
+    except Exception as exc:
+        _fail(exc, debug)
+    out.print(f"[green]wrote[/] {path}")
 
 
 def _counts(counter: Counter[str]) -> str:

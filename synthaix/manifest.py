@@ -23,8 +23,10 @@ _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 def config_hash(config: DatasetConfig) -> str:
-    """Hash of the config as validated (defaults filled in), so equal configs hash equal."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    """Hash of the config as validated (defaults filled in) and redacted, so equal configs hash
+    equal and the hash of the manifest's own `config` matches."""
+    dumped = redact(config.model_dump(mode="json", by_alias=True), secrets_of(config))
+    canonical = json.dumps(dumped, sort_keys=True)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

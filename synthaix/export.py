@@ -1,0 +1,31 @@
+"""Export a built dataset to CSV, JSON Lines or a single Parquet file, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+
+from synthaix.errors import OutputError
+from synthaix.report.profile import parts_of
+
+Format = Literal["csv", "jsonl", "parquet"]
+_COPY = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "parquet": "FORMAT parquet"}
+
+
+def export_dataset(output_dir: Path, fmt: Format, target: Path | None = None) -> Path:
+    parts = parts_of(output_dir)
+    if not parts:
+        raise OutputError(f"{output_dir} has no built dataset", hint="run synthaix build first")
+    target = target or output_dir / f"{output_dir.name}.{fmt}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    files = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
+    destination = str(temporary).replace("'", "''")
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet([{files}])) TO '{destination}' ({_COPY[fmt]})"
+        )
+    temporary.replace(target)
+    return target

@@ -1,0 +1,1 @@
+"""The quality report: DuckDB profile, constraint checks, self-contained HTML."""

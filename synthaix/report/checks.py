@@ -1,0 +1,181 @@
+"""Constraint checks: does the built data match its config? Each check passes or fails."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from synthaix.columns import Column
+from synthaix.columns.choice import BooleanColumn, CategoryColumn
+from synthaix.columns.llm import LlmColumn
+from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
+from synthaix.columns.temporal import DateColumn, DatetimeColumn
+from synthaix.config import DatasetConfig
+from synthaix.report.profile import ColumnProfile, DatasetProfile
+
+
+@dataclass
+class Check:
+    column: str
+    name: str
+    expected: str
+    observed: str
+    passed: bool
+
+
+def run_checks(config: DatasetConfig, profile: DatasetProfile) -> list[Check]:
+    checks = [
+        Check(
+            "(dataset)",
+            "row count",
+            f"{config.rows:,} (this build)",
+            f"{profile.rows:,}",
+            profile.rows >= config.rows,
+        ),
+    ]
+    present = {c.name for c in profile.columns}
+    for column in config.columns:
+        if column.name not in present:
+            checks.append(Check(column.name, "present", "column exists", "missing", False))
+            continue
+        checks += _column_checks(column, profile.column(column.name))
+    return checks
+
+
+def _column_checks(column: Column, seen: ColumnProfile) -> list[Check]:
+    name, n = column.name, seen.rows
+    out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
+    if column.unique or isinstance(column, SequenceColumn):
+        non_null = n - seen.nulls
+        out.append(
+            Check(
+                name,
+                "unique",
+                f"{non_null:,} distinct",
+                f"{seen.distinct:,}",
+                seen.distinct == non_null,
+            )
+        )
+    if isinstance(column, IntegerColumn | FloatColumn):
+        out += _range(name, column.min, column.max, seen.minimum, seen.maximum)
+        expected_mean = _expected_mean(column)
+        if expected_mean is not None and seen.mean is not None and seen.std is not None:
+            slack = 4 * seen.std / math.sqrt(max(n - seen.nulls, 1)) + 0.03 * abs(expected_mean)
+            out.append(
+                Check(
+                    name,
+                    "mean",
+                    f"{expected_mean:,.3g} ± {slack:,.2g}",
+                    f"{seen.mean:,.3g}",
+                    abs(seen.mean - expected_mean) <= slack,
+                )
+            )
+    elif isinstance(column, DateColumn | DatetimeColumn):
+        out += _range(name, column.start, column.end, seen.minimum, seen.maximum)
+    elif isinstance(column, CategoryColumn):
+        out += _weights(column, seen)
+    elif isinstance(column, BooleanColumn):
+        share = dict(seen.top).get(True, 0) / max(n - seen.nulls, 1)
+        out.append(_rate(name, "share true", column.p, share, n - seen.nulls))
+    elif isinstance(column, LlmColumn):
+        if column.max_length and seen.max_length is not None:
+            out.append(
+                Check(
+                    name,
+                    "max length",
+                    f"≤ {column.max_length}",
+                    str(seen.max_length),
+                    seen.max_length <= column.max_length,
+                )
+            )
+        if column.enum:
+            values = {v for v, _ in seen.top}
+            out.append(
+                Check(
+                    name,
+                    "allowed values",
+                    ", ".join(column.enum),
+                    ", ".join(sorted(map(str, values))),
+                    values <= set(column.enum),
+                )
+            )
+    return out
+
+
+def _rate(column: str, name: str, expected: float, observed: float, n: int) -> Check:
+    slack = 4 * math.sqrt(max(expected * (1 - expected), 1e-9) / max(n, 1)) + 0.005
+    return Check(
+        column,
+        name,
+        f"{expected:.1%} ± {slack:.1%}",
+        f"{observed:.1%}",
+        abs(observed - expected) <= slack,
+    )
+
+
+def _range(column: str, low: Any, high: Any, seen_low: Any, seen_high: Any) -> list[Check]:
+    if seen_low is None:
+        return []
+    low, high = _comparable(low, seen_low), _comparable(high, seen_high)
+    ok = (low is None or seen_low >= low) and (high is None or seen_high <= high)
+    return [
+        Check(
+            column,
+            "range",
+            f"[{_fmt(low)}, {_fmt(high)}]",
+            f"[{_fmt(seen_low)}, {_fmt(seen_high)}]",
+            ok,
+        )
+    ]
+
+
+def _weights(column: CategoryColumn, seen: ColumnProfile) -> list[Check]:
+    counts = dict(seen.top)
+    total = max(seen.rows - seen.nulls, 1)
+    unexpected = set(counts) - set(column.labels())
+    checks = [
+        Check(
+            column.name,
+            "allowed values",
+            f"{len(column.labels())} values",
+            f"{seen.distinct} values"
+            + (f", unexpected: {sorted(map(str, unexpected))}" if unexpected else ""),
+            not unexpected,
+        )
+    ]
+    for label, weight in zip(column.labels(), column.weights(), strict=True):
+        checks.append(
+            _rate(
+                column.name, f"share of {label}", float(weight), counts.get(label, 0) / total, total
+            )
+        )
+    return checks
+
+
+def _expected_mean(column: IntegerColumn | FloatColumn) -> float | None:
+    lo, hi = column.min, column.max
+    if column.distribution == "uniform" and lo is not None and hi is not None:
+        return (lo + hi) / 2
+    if column.distribution == "normal":
+        return column.mean if column.mean is not None else (lo + hi) / 2  # type: ignore[operator]
+    if column.distribution in ("lognormal", "poisson") and lo is None and hi is None:
+        return column.mean
+    return None  # clipped skewed distributions: no simple expected mean
+
+
+def _comparable(bound: Any, seen: Any) -> Any:
+    """Date bounds against timestamps and the other way round (datetime is a date subclass)."""
+    seen_is_datetime = isinstance(seen, dt.datetime)
+    if isinstance(bound, dt.datetime):
+        return bound if seen_is_datetime else bound.date()
+    if isinstance(bound, dt.date) and seen_is_datetime:
+        return dt.datetime.combine(bound, dt.time())
+    return bound
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "open"
+    return f"{value:,.4g}" if isinstance(value, float) else str(value)

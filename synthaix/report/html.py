@@ -1,0 +1,202 @@
+"""The HTML report: one self-contained file (inline CSS and SVG charts, no scripts, no network)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from synthaix.config import parse_config
+from synthaix.manifest import read_manifest
+from synthaix.report.checks import Check, run_checks
+from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
+max-width:1180px;color:#1d2330;background:#f6f7fb}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px}
+.muted{color:#667085}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));
+gap:14px}.card{background:#fff;border:1px solid #e3e6ee;border-radius:10px;padding:14px}
+.card h3{margin:0 0 6px;font-size:15px}.card h3 small{color:#667085;font-weight:normal}
+table{border-collapse:collapse;width:100%}td,th{padding:4px 8px;border-bottom:1px solid #eef0f4;
+text-align:left;vertical-align:top}th{font-weight:600;color:#475467}
+.stats td{font-variant-numeric:tabular-nums}.pass{color:#067647;font-weight:600}
+.fail{color:#b42318;font-weight:600}.kpis{display:flex;gap:12px;flex-wrap:wrap;margin:14px 0}
+.kpi{background:#fff;border:1px solid #e3e6ee;border-radius:10px;padding:10px 14px;min-width:130px}
+.kpi b{display:block;font-size:20px}.sample{overflow-x:auto;background:#fff;border-radius:10px;
+border:1px solid #e3e6ee}.sample td{white-space:nowrap;max-width:320px;overflow:hidden;
+text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
+"""
+
+
+def write_report(output_dir: Path, target: Path | None = None) -> Path:
+    """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
+    manifest = read_manifest(output_dir)
+    config = parse_config(manifest["config"])
+    profile = profile_dataset(output_dir)
+    checks = run_checks(config, profile)
+    html = render(manifest, profile, checks)
+    target = target or output_dir / "report.html"
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(html, encoding="utf-8")
+    temporary.replace(target)
+    return target
+
+
+def render(manifest: dict[str, Any], profile: DatasetProfile, checks: list[Check]) -> str:
+    failed = [c for c in checks if not c.passed]
+    by_column: dict[str, list[Check]] = {}
+    for check in checks:
+        by_column.setdefault(check.column, []).append(check)
+    llm = manifest["llm"]
+    dropped = manifest["dropped"]
+    kpis = [
+        ("rows", f"{profile.rows:,}"),
+        ("columns", str(len(profile.columns))),
+        ("duplicate rows", f"{profile.duplicate_rows / max(profile.rows, 1):.2%}"),
+        ("checks", f"{len(checks) - len(failed)}/{len(checks)} pass"),
+        ("dropped", f"{sum(dropped.values()):,}"),
+        ("LLM cost", f"${llm['cost_usd']:.4f}"),
+    ]
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{escape(manifest['dataset'])} - SynthAIx report</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{escape(manifest['dataset'])}</h1>",
+        f"<div class=muted>build {escape(manifest['build_id'])} · {escape(manifest['created_at'])}"
+        f" · seed {manifest['seed']} · mode {escape(manifest['mode'])} · config "
+        f"<code>{escape(manifest['config_hash'][:19])}</code></div>",
+        "<div class=kpis>"
+        + "".join(f"<div class=kpi><span class=muted>{k}</span><b>{v}</b></div>" for k, v in kpis)
+        + "</div>",
+        _summary_table(manifest),
+        "<h2>Columns</h2><div class=grid>",
+        *[_column_card(c, by_column.get(c.name, [])) for c in profile.columns],
+        "</div>",
+        "<h2>Constraint checks</h2>",
+        _checks_table(checks),
+        "<h2>Sample rows</h2>",
+        _sample_table(profile),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _summary_table(manifest: dict[str, Any]) -> str:
+    rows, dropped, llm = manifest["rows"], manifest["dropped"], manifest["llm"]
+    items = [
+        (
+            "rows",
+            f"{rows['delivered']:,} delivered, {rows['generated']:,} generated, "
+            f"{rows['total']:,} in the dataset",
+        ),
+        ("dropped", ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in dropped.items())),
+        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items())),
+        ("outputs", ", ".join(f"{k}: {v}" for k, v in manifest["outputs"].items())),
+    ]
+    if llm["requests"]:
+        tokens = llm["prompt_tokens"] + llm["completion_tokens"]
+        items += [
+            ("LLM", f"{llm['requests']:,} requests, {tokens:,} tokens, ${llm['cost_usd']:.4f}"),
+            ("retries", json.dumps(llm["retries"])),
+            ("rejected rows", json.dumps(llm["rejected_rows"])),
+        ]
+    body = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in items)
+    return f"<div class=card><table>{body}</table></div>"
+
+
+def _column_card(column: ColumnProfile, checks: list[Check]) -> str:
+    stats = [
+        ("nulls", f"{column.nulls:,} ({column.null_rate:.1%})"),
+        ("distinct", f"{column.distinct:,}"),
+    ]
+    if column.minimum is not None:
+        stats.append(("min / max", f"{_fmt(column.minimum)} / {_fmt(column.maximum)}"))
+    if column.mean is not None:
+        stats.append(("mean / std", f"{_fmt(column.mean)} / {_fmt(column.std)}"))
+    if column.max_length is not None:
+        stats.append(("longest", f"{column.max_length} characters"))
+    verdicts = "".join(
+        f"<span class={'pass' if c.passed else 'fail'}>{'✓' if c.passed else '✗'} "
+        f"{escape(c.name)}</span> "
+        for c in checks
+    )
+    chart = _histogram_svg(column) if column.histogram and not column.top else _bars_svg(column)
+    table = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in stats)
+    return (
+        f"<div class=card><h3>{escape(column.name)} <small>{escape(column.sql_type)}</small></h3>"
+        f"{chart}<table class=stats>{table}</table><div>{verdicts}</div></div>"
+    )
+
+
+def _histogram_svg(column: ColumnProfile, width: int = 340, height: int = 120) -> str:
+    counts = [n for _, _, n in column.histogram]
+    top = max(counts) or 1
+    bar = width / len(counts)
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - 18 - n / top * (height - 24):.1f}" '
+        f'width="{bar - 1:.1f}" height="{n / top * (height - 24):.1f}" fill="#4f7cff">'
+        f"<title>{_fmt(lo, column)} to {_fmt(hi, column)}: {n:,}</title></rect>"
+        for i, (lo, hi, n) in enumerate(column.histogram)
+    )
+    first, last = column.histogram[0][0], column.histogram[-1][1]
+    labels = (
+        f'<text x="0" y="{height - 4}">{escape(_fmt(first, column))}</text>'
+        f'<text x="{width}" y="{height - 4}" text-anchor="end">{escape(_fmt(last, column))}</text>'
+    )
+    return f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">{rects}{labels}</svg>'
+
+
+def _bars_svg(column: ColumnProfile, width: int = 340) -> str:
+    if not column.top:
+        return ""
+    top = max(n for _, n in column.top) or 1
+    row = 18
+    height = row * len(column.top)
+    bars = []
+    for i, (value, n) in enumerate(column.top):
+        label = escape(_fmt(value)[:28])
+        length = n / top * (width - 190)
+        bars.append(
+            f'<text x="0" y="{i * row + 13}">{label}</text>'
+            f'<rect x="150" y="{i * row + 3}" width="{length:.1f}" height="{row - 6}" '
+            f'fill="#12b76a"></rect><text x="{155 + length:.1f}" y="{i * row + 13}">{n:,}</text>'
+        )
+    return f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">{"".join(bars)}</svg>'
+
+
+def _checks_table(checks: list[Check]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(c.column)}</td><td>{escape(c.name)}</td><td>{escape(c.expected)}</td>"
+        f"<td>{escape(c.observed)}</td><td class={'pass' if c.passed else 'fail'}>"
+        f"{'pass' if c.passed else 'FAIL'}</td></tr>"
+        for c in checks
+    )
+    head = "<tr><th>column</th><th>check</th><th>expected</th><th>observed</th><th></th></tr>"
+    return f"<div class=card><table>{head}{rows}</table></div>"
+
+
+def _sample_table(profile: DatasetProfile) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in profile.sample_columns)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{escape(_fmt(row[c]))}</td>" for c in profile.sample_columns)
+        + "</tr>"
+        for row in profile.sample
+    )
+    return f"<div class=sample><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _fmt(value: Any, column: ColumnProfile | None = None) -> str:
+    if value is None:
+        return "null"
+    if column is not None and column.histogram_of == "length":
+        return f"{value:.0f} chars"
+    if column is not None and not column.numeric and isinstance(value, float):
+        moment = dt.datetime.fromtimestamp(value, dt.UTC)  # histogram edges of dates are epochs
+        return moment.strftime("%Y-%m-%d" if column.sql_type == "DATE" else "%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
