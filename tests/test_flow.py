@@ -90,3 +90,14 @@ def test_invalid_config_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rows"):
         build_dataset(config_path=str(path))
     assert not (tmp_path / "out").exists()
+
+
+def test_flow_publishes_a_summary_artifact(tmp_path: Path) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.build_dataset import build_dataset
+
+    build_dataset(config_path=str(_config_file(tmp_path, rows=300)))
+    artifact = Artifact.get("people-summary")
+    assert artifact is not None and artifact.type == "markdown"
+    assert "# people: 300 rows" in artifact.data and "exact duplicates" in artifact.data
