@@ -104,7 +104,7 @@ class DatasetWriter:
         if not parts:
             return Existing()
         schema = pq.read_schema(parts[0])
-        if not schema.remove_metadata().equals(self.schema.remove_metadata()):
+        if _shape(schema) != _shape(self.schema):  # descriptions may change; names and types not
             raise OutputError(
                 f"cannot append to {self.data_link}: its columns differ from the config's "
                 f"(existing: {_describe(schema)}; config: {_describe(self.schema)})",
@@ -210,6 +210,10 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _shape(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    return [(f.name, f.type) for f in schema]
 
 
 def _describe(schema: pa.Schema) -> str:

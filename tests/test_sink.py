@@ -99,3 +99,11 @@ def test_duckdb_only_output_can_still_be_appended(tmp_path: Path) -> None:
     assert not (only_db.output_dir / "data").exists()
     _write(only_db.with_overrides(mode="append", rows=5))
     assert _duckdb(only_db)["id"].to_pylist() == list(range(1, 26))
+
+
+def test_append_accepts_changed_descriptions(tmp_path: Path) -> None:
+    _write(_config(tmp_path))
+    described = [{**COLUMNS[0], "description": "row number"}, COLUMNS[1]]
+    config = make_config(described, rows=5, mode="append", output={"dir": str(tmp_path / "out")})
+    _write(config)
+    assert _parquet(config).num_rows == 105
