@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -142,6 +143,8 @@ def build(
             os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
         from flows.build_dataset import build_dataset
 
+        signal.signal(signal.SIGINT, _interrupted)
+
         columns = [
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -171,7 +174,7 @@ def build(
     )
     if summary.dropped_duplicates:
         out.print(
-            f"  redrew {summary.dropped_duplicates:,} rows with repeated unique values "
+            f"  redrew {summary.dropped_duplicates:,} rows repeating a unique value "
             f"({summary.fill_rounds} fill-up round{'s' if summary.fill_rounds != 1 else ''})"
         )
     llm = summary.llm
@@ -191,9 +194,24 @@ def build(
         _report(dataset.output_dir, None, debug)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    # Outputs only change at the final atomic swap, so stopping at once is safe: the previous
+    # output stays as it was and the next build removes the staged parts.
+    console.print("[yellow]interrupted:[/] nothing published; the previous output is unchanged")
+    from flows.local_server import stop_temporary_servers
+
+    stop_temporary_servers()
+    os._exit(130)
+
+
 def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
     from synthaix.report.html import write_report
 
+    if not (output_dir / "manifest.json").is_file():
+        hint = "pass a build's output directory, e.g. out/customers (synthaix build CONFIG first)"
+        _fail(
+            SynthaixError(f"{output_dir} is not the output directory of a build", hint=hint), debug
+        )
     try:
         path = write_report(output_dir, target)
     except FileNotFoundError as exc:
@@ -265,9 +283,14 @@ def translate(
     ] = None,
     model: Annotated[str, typer.Option(help="Model name.")] = "gpt-4o-mini",
     api_key_env: Annotated[str, typer.Option(help="Variable holding the key.")] = "OPENAI_API_KEY",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Ask the LLM for a dataset config matching a description, and write it as YAML."""
+    if output.exists() and not force:
+        _fail(
+            SynthaixError(f"{output} exists", hint="choose another -o path, or add --force"), debug
+        )
     from synthaix.llm.provider import ProviderConfig
     from synthaix.llm.translate import to_yaml
     from synthaix.llm.translate import translate as run

@@ -6,7 +6,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER
@@ -68,9 +68,14 @@ class DatasetConfig(StrictModel):
         default_factory=ProviderConfig, description="The LLM endpoint, for `llm` columns."
     )
 
+    @field_validator("locale")
+    @classmethod
+    def _check_locale(cls, locale: str) -> str:
+        check_locale(locale)
+        return locale
+
     @model_validator(mode="after")
     def _check_columns(self) -> Self:
-        check_locale(self.locale)
         problems = list(_column_problems(self))
         if problems:
             raise CrossFieldError(problems)
@@ -106,7 +111,7 @@ class DatasetConfig(StrictModel):
             data["mode"] = mode
         if out is not None:
             data["output"] = {**data["output"], "dir": out}
-        return parse_config(data)
+        return parse_config(data, origin="config with the command-line overrides")
 
 
 class CrossFieldError(ValueError):
@@ -144,12 +149,14 @@ def _column_problems(config: DatasetConfig):
             )
 
 
-def parse_config(data: Any, source: YamlDocument | None = None) -> DatasetConfig:
+def parse_config(
+    data: Any, source: YamlDocument | None = None, origin: str = "config"
+) -> DatasetConfig:
     """Validate raw data into a DatasetConfig, or raise one ConfigError listing every problem."""
     try:
         return DatasetConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, data, source) from None
+        raise _config_error(exc, data, source, origin) from None
 
 
 def load_config(path: str | Path) -> DatasetConfig:
@@ -160,7 +167,9 @@ def load_config(path: str | Path) -> DatasetConfig:
     return parse_config(document.data, document)
 
 
-def _config_error(exc: ValidationError, data: Any, source: YamlDocument | None) -> ConfigError:
+def _config_error(
+    exc: ValidationError, data: Any, source: YamlDocument | None, origin: str
+) -> ConfigError:
     lines = []
     for error in exc.errors():
         nested = error.get("ctx", {}).get("error")
@@ -171,7 +180,7 @@ def _config_error(exc: ValidationError, data: Any, source: YamlDocument | None) 
         for loc, message in pairs:
             where = f"{source.path}:{source.line_of(loc)}: " if source else ""
             lines.append(f"  {where}{_label(loc, data)}: {message}")
-    origin = f"{source.path}" if source else "config"
+    origin = f"{source.path}" if source else origin
     count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
     hint = f"fix and check again with: synthaix validate {source.path}" if source else None
     return ConfigError(f"invalid config {origin} ({count}):\n" + "\n".join(lines), hint=hint)

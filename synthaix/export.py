@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -18,14 +19,26 @@ def export_dataset(output_dir: Path, fmt: Format, target: Path | None = None) ->
     parts = parts_of(output_dir)
     if not parts:
         raise OutputError(f"{output_dir} has no built dataset", hint="run synthaix build first")
-    target = target or output_dir / f"{output_dir.name}.{fmt}"
+    name = _dataset_name(output_dir)
+    if target is None or target.is_dir():
+        target = (target or output_dir) / f"{name}.{fmt}"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     files = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
     destination = str(temporary).replace("'", "''")
-    with duckdb.connect() as con:
-        con.execute(
-            f"COPY (SELECT * FROM read_parquet([{files}])) TO '{destination}' ({_COPY[fmt]})"
-        )
-    temporary.replace(target)
+    try:
+        with duckdb.connect() as con:
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet([{files}])) TO '{destination}' ({_COPY[fmt]})"
+            )
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
     return target
+
+
+def _dataset_name(output_dir: Path) -> str:
+    manifest = output_dir / "manifest.json"
+    if manifest.is_file():
+        return str(json.loads(manifest.read_text(encoding="utf-8"))["dataset"])
+    return output_dir.name

@@ -88,7 +88,10 @@ def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
             ctx = ChunkContext(chunk.rows, chunk.first_row, rng, config.locale, values)
             array = column.generate(ctx)
         if column.nullable > 0:
-            array = pc.if_else(pa.array(rng.random(chunk.rows) < column.nullable), None, array)
+            # Own stream, so which rows are null does not depend on how many values the
+            # column drew (a preview of 20 rows shows the build's first 20).
+            nulls = column_rng(config.seed, chunk.first_row, f"{column.name}\0nulls")
+            array = pc.if_else(pa.array(nulls.random(chunk.rows) < column.nullable), None, array)
         values[column.name] = array.cast(field_.type)
     table = pa.Table.from_arrays([values[f.name] for f in schema], schema=schema)
     if not complete.all():

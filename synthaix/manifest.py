@@ -73,6 +73,8 @@ def build_manifest(config: DatasetConfig, summary: BuildSummary, build_id: str) 
             "delivered": summary.rows,
             "total": summary.total_rows,
             "generated": summary.generated_rows,
+            # generated rows beyond what was needed (the last chunk's overshoot), not dropped
+            "unused": summary.generated_rows - summary.rows - summary.dropped_duplicates,
         },
         "dropped": {
             "invalid": llm.rejected_rows.get("gave_up", 0),

@@ -28,6 +28,7 @@ class YamlDocument:
             ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        _reject_duplicate_keys(path, self.node)
 
     @classmethod
     def read(cls, path: Path) -> YamlDocument:
@@ -64,3 +65,22 @@ class YamlDocument:
                 node = node.value[part]
                 line = node.start_mark.line + 1
         return line
+
+
+def _reject_duplicate_keys(path: Path, node: yaml.Node | None) -> None:
+    """YAML keeps the last of two equal keys silently; a config must not."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                raise ConfigError(
+                    f"{path}:{line}: key '{key.value}' appears twice (first on line "
+                    f"{seen[key.value]})",
+                    hint="keep one of them",
+                )
+            seen[key.value] = line
+            _reject_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(path, item)

@@ -146,3 +146,21 @@ def test_overrides_work_on_configs_built_in_code() -> None:
 
     config = DatasetConfig(name="x", rows=5, columns=[UuidColumn(name="a")])
     assert config.with_overrides(rows=7, out=Path("elsewhere")).output_dir == Path("elsewhere")
+
+
+def test_unknown_jinja_filter_is_a_config_error(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrows: 10\ncolumns:\n  - {name: a, type: uuid}\n"
+        '  - {name: b, type: expression, template: "{{ a | nosuchfilter }}"}\n'
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:5: columns[1] (b): template is not valid Jinja2: No filter named" in message
+
+
+def test_duplicate_keys_and_top_level_locale_are_located(tmp_path: Path) -> None:
+    message = _error(tmp_path, "name: x\nrows: 10\nrows: 20\ncolumns: [{name: a, type: uuid}]\n")
+    assert "bad.yaml:3: key 'rows' appears twice (first on line 2)" in message
+    message = _error(
+        tmp_path, "name: x\nrows: 10\nlocale: xx_YY\ncolumns: [{name: a, type: uuid}]\n"
+    )
+    assert "bad.yaml:3: locale: unknown locale 'xx_YY'" in message

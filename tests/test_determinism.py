@@ -11,7 +11,7 @@ from conftest import make_config
 from synthaix.assemble import Assembler, RoundPlanner, UniqueFilter, tracked_unique_columns
 from synthaix.config import DatasetConfig
 from synthaix.errors import CapacityError
-from synthaix.generate import generate_chunk
+from synthaix.generate import Chunk, generate_chunk
 
 COLUMNS = [
     {"name": "id", "type": "uuid"},
@@ -95,3 +95,13 @@ def test_impossible_uniqueness_found_at_run_time_fails_clearly() -> None:
     columns = [{"name": "country", "type": "address.country", "unique": True}]
     with pytest.raises(CapacityError, match=r"could only produce \d+ of 1,000 rows"):
         build_in_memory(make_config(columns, rows=1000, chunk_size=500))
+
+
+def test_first_rows_do_not_depend_on_the_chunk_length() -> None:
+    columns = [
+        *COLUMNS,
+        {"name": "code", "type": "category", "values": ["A", "B"], "nullable": 0.5},
+    ]
+    short = generate_chunk(make_config(columns, rows=8), Chunk(0, 0, 8)).table
+    long = generate_chunk(make_config(columns, rows=2000), Chunk(0, 0, 2000)).table
+    assert long.slice(0, 8).equals(short)  # what `synthaix preview` shows is what build makes

@@ -183,3 +183,40 @@ def test_sink_writes_manifest_into_the_last_part(tmp_path: Path) -> None:
     assert len(parts) == 3
     assert MANIFEST_KEY not in (pq.read_metadata(parts[0]).metadata or {})
     assert json.loads(pq.read_metadata(parts[-1]).metadata[MANIFEST_KEY]) == {"dataset": "t"}
+
+
+def test_report_and_export_guide_users_who_pass_the_wrong_path(built: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(built / "manifest.json")])
+    assert result.exit_code == 2 and "not the output directory of a build" in result.output
+    path = export_dataset(built, "csv", tmp_path)  # a directory: file named after the dataset
+    assert path == tmp_path / "items.csv" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ctrl_c_stops_a_build_and_keeps_the_previous_output(built: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    before = (built / "items.duckdb").read_bytes()
+    config = write_config(
+        tmp_path / "big.yaml",
+        {
+            "name": "items",
+            "rows": 50_000_000,
+            "chunk_size": 200_000,
+            "columns": [{"name": "id", "type": "sequence"}, {"name": "v", "type": "uuid"}],
+            "output": {"dir": str(built)},
+        },
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synthaix.cli", "build", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((built / ".staging").glob("*/part-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert (built / "items.duckdb").read_bytes() == before

@@ -107,3 +107,19 @@ def test_append_accepts_changed_descriptions(tmp_path: Path) -> None:
     config = make_config(described, rows=5, mode="append", output={"dir": str(tmp_path / "out")})
     _write(config)
     assert _parquet(config).num_rows == 105
+
+
+def test_append_with_datetime_columns(tmp_path: Path) -> None:
+    columns = [
+        *COLUMNS,
+        {
+            "name": "at",
+            "type": "datetime",
+            "start": "2024-01-01 00:00:00",
+            "end": "2024-12-31 23:59:59",
+        },
+    ]
+    config = make_config(columns, rows=50, output={"dir": str(tmp_path / "out")})
+    _write(config)
+    _write(config.with_overrides(rows=20, mode="append"))
+    assert _duckdb(config).num_rows == 70 and _parquet(config)["at"].null_count == 0

@@ -46,7 +46,7 @@ class ExpressionColumn(Column):
     @model_validator(mode="after")
     def _check_template(self) -> Self:
         try:
-            _ = self.parsed_template
+            TEMPLATES.from_string(self.template)  # compiling also finds unknown filters
         except TemplateSyntaxError as exc:
             raise ValueError(
                 f"template is not valid Jinja2: {exc.message} (line {exc.lineno})"

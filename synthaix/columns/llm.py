@@ -50,7 +50,7 @@ class LlmColumn(Column):
     def _check(self) -> Self:
         if self.prompt is not None:
             try:
-                _ = self.parsed_template
+                TEMPLATES.from_string(self.prompt)  # compiling also finds unknown filters
             except TemplateSyntaxError as exc:
                 raise ValueError(f"prompt is not valid Jinja2: {exc.message}") from exc
         if self.pattern is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -100,11 +99,16 @@ def _summary_table(manifest: dict[str, Any]) -> str:
         tokens = llm["prompt_tokens"] + llm["completion_tokens"]
         items += [
             ("LLM", f"{llm['requests']:,} requests, {tokens:,} tokens, ${llm['cost_usd']:.4f}"),
-            ("retries", json.dumps(llm["retries"])),
-            ("rejected rows", json.dumps(llm["rejected_rows"])),
+            ("retries", _counts(llm["retries"])),
+            ("rejected rows", _counts(llm["rejected_rows"])),
         ]
     body = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in items)
     return f"<div class=card><table>{body}</table></div>"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    ordered = sorted(counts.items(), key=lambda item: -item[1])
+    return ", ".join(f"{cause.replace('_', ' ')} {n:,}" for cause, n in ordered) or "none"
 
 
 def _column_card(column: ColumnProfile, checks: list[Check]) -> str:
