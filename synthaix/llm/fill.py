@@ -143,9 +143,13 @@ class StageFiller:
         seen: set[str] = set()
         budget = [-(-rows // self.size) * (self.provider.max_reasks + 1)]  # requests allowed
         outstanding = [0]
+        asked, got = [0], [0]
 
         def next_batch(idle: bool) -> _Batch | None:
-            need = rows - len(made) - outstanding[0]
+            # Count rows in flight at the share that has been arriving valid, so losses to
+            # broken or short answers are asked for early instead of in a slow last round.
+            expected_yield = max(0.5, got[0] / asked[0]) if asked[0] else 1.0
+            need = rows - len(made) - int(outstanding[0] * expected_yield)
             if need <= 0 or budget[0] <= 0:
                 return None
             count = min(self.size, need)
@@ -155,6 +159,8 @@ class StageFiller:
 
         def done(batch: _Batch, answer: ParsedAnswer) -> None:
             outstanding[0] -= len(batch.ids)
+            asked[0] += len(batch.ids)
+            got[0] += len(answer.rows)
             duplicates = 0
             for row in answer.rows:
                 key = json.dumps(row, sort_keys=True, ensure_ascii=False).casefold()
