@@ -171,7 +171,10 @@ def _config_error(
     exc: ValidationError, data: Any, source: YamlDocument | None, origin: str
 ) -> ConfigError:
     lines = []
-    for error in exc.errors():
+    errors = exc.errors()
+    for error in errors:
+        if _explained_by_a_typo(error, errors):
+            continue
         nested = error.get("ctx", {}).get("error")
         if isinstance(nested, CrossFieldError):
             pairs = [(tuple(error["loc"]) + loc, message) for loc, message in nested.problems]
@@ -184,6 +187,19 @@ def _config_error(
     count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
     hint = f"fix and check again with: synthaix validate {source.path}" if source else None
     return ConfigError(f"invalid config {origin} ({count}):\n" + "\n".join(lines), hint=hint)
+
+
+def _explained_by_a_typo(error: Any, errors: list[Any]) -> bool:
+    """`valuse:` makes two errors (unknown key, and `values` missing); report only the typo."""
+    if error["type"] != "missing":
+        return False
+    parent, field = tuple(error["loc"][:-1]), str(error["loc"][-1])
+    return any(
+        other["type"] == "extra_forbidden"
+        and tuple(other["loc"][:-1]) == parent
+        and difflib.get_close_matches(str(other["loc"][-1]), [field], n=1)
+        for other in errors
+    )
 
 
 _KNOWN_KEYS = sorted(

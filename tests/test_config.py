@@ -164,3 +164,9 @@ def test_duplicate_keys_and_top_level_locale_are_located(tmp_path: Path) -> None
         tmp_path, "name: x\nrows: 10\nlocale: xx_YY\ncolumns: [{name: a, type: uuid}]\n"
     )
     assert "bad.yaml:3: locale: unknown locale 'xx_YY'" in message
+
+
+def test_a_misspelt_required_key_is_one_problem(tmp_path: Path) -> None:
+    text = "name: x\nrows: 10\ncolumns:\n  - {name: c, type: category, valuse: [a, b]}\n"
+    message = _error(tmp_path, text)
+    assert "1 problem" in message and "unknown key 'valuse'; did you mean 'values'?" in message
