@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from synthaix.files import write_text_atomic
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.translate import to_yaml, translate
 
@@ -26,9 +27,4 @@ def translate_schema(
 ) -> str:
     """Write a config for `description` to `output_path`; returns the path."""
     text, _ = translate_task(description, provider or ProviderConfig(), rows)
-    path = Path(output_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-    return str(path)
+    return str(write_text_atomic(Path(output_path), text))

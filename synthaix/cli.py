@@ -31,6 +31,7 @@ from synthaix import progress
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
+from synthaix.files import write_text_atomic
 from synthaix.llm.client import client_for
 
 app = typer.Typer(
@@ -298,10 +299,7 @@ def translate(
     try:
         provider = ProviderConfig(base_url=base_url, model=model, api_key_env=api_key_env)
         config, notes = run(description, provider, rows=rows, name=_name_from(output))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_name(f".{output.name}.tmp")
-        temporary.write_text(to_yaml(config, notes), encoding="utf-8")
-        temporary.replace(output)
+        write_text_atomic(output, to_yaml(config, notes))
     except Exception as exc:
         _fail(exc, debug)
     out.print(f"[green]wrote[/] {output}: {len(config.columns)} columns")

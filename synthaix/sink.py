@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
+from synthaix.files import write_text_atomic
 
 MANIFEST_KEY = b"synthaix.manifest"
 
@@ -168,9 +169,7 @@ class DatasetWriter:
             self.data_link.unlink()
         self._remove_old_versions(keep=version)
         if text is not None:
-            temporary = self.root / f".manifest.{self.build_id}.json"
-            temporary.write_text(text + "\n", encoding="utf-8")
-            os.replace(temporary, self.root / "manifest.json")
+            write_text_atomic(self.root / "manifest.json", text + "\n")
         return outputs
 
     def _publish_duckdb(self, parts: list[Path]) -> Path:

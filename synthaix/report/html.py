@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from synthaix.config import parse_config
+from synthaix.files import write_text_atomic
 from synthaix.manifest import read_manifest
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
@@ -37,11 +38,7 @@ def write_report(output_dir: Path, target: Path | None = None) -> Path:
     profile = profile_dataset(output_dir)
     checks = run_checks(config, profile)
     html = render(manifest, profile, checks)
-    target = target or output_dir / "report.html"
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(html, encoding="utf-8")
-    temporary.replace(target)
-    return target
+    return write_text_atomic(target or output_dir / "report.html", html)
 
 
 def render(manifest: dict[str, Any], profile: DatasetProfile, checks: list[Check]) -> str:
