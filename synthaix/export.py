@@ -9,7 +9,7 @@ from typing import Literal
 import duckdb
 
 from synthaix.errors import OutputError
-from synthaix.report.profile import parts_of
+from synthaix.report.profile import parquet_source, parts_of, sql_literal
 
 Format = Literal["csv", "jsonl", "parquet"]
 _COPY = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "parquet": "FORMAT parquet"}
@@ -24,12 +24,11 @@ def export_dataset(output_dir: Path, fmt: Format, target: Path | None = None) ->
         target = (target or output_dir) / f"{name}.{fmt}"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
-    files = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
-    destination = str(temporary).replace("'", "''")
     try:
         with duckdb.connect() as con:
             con.execute(
-                f"COPY (SELECT * FROM read_parquet([{files}])) TO '{destination}' ({_COPY[fmt]})"
+                f"COPY (SELECT * FROM {parquet_source(parts)}) "
+                f"TO {sql_literal(str(temporary))} ({_COPY[fmt]})"
             )
         temporary.replace(target)
     finally:

@@ -54,13 +54,21 @@ def parts_of(output_dir: Path) -> list[str]:
     return [str(p) for p in sorted((output_dir / ".current").resolve().glob("part-*.parquet"))]
 
 
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def parquet_source(parts: list[str]) -> str:
+    """`read_parquet([...])` over the parts, as SQL (views and COPY take no parameters)."""
+    return f"read_parquet([{', '.join(sql_literal(p) for p in parts)}])"
+
+
 def profile_dataset(output_dir: Path, sample_rows: int = 10) -> DatasetProfile:
     parts = parts_of(output_dir)
     if not parts:
         raise FileNotFoundError(f"{output_dir} has no built dataset (no Parquet parts)")
     with duckdb.connect() as con:
-        files = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
-        con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet([{files}])")
+        con.execute(f"CREATE VIEW data AS SELECT * FROM {parquet_source(parts)}")
         rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
         described = con.execute("DESCRIBE data").fetchall()
         columns = [_profile_column(con, name, sql_type, rows) for name, sql_type, *_ in described]
