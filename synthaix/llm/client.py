@@ -40,12 +40,11 @@ def estimate_tokens(text: str) -> int:
 
 
 class RateLimiter:
-    """Keeps requests and tokens within a sliding minute, and pauses everyone after a 429."""
+    """Keeps requests and tokens within a sliding minute."""
 
     def __init__(self, rpm: int | None, tpm: int | None) -> None:
         self.rpm, self.tpm = rpm, tpm
         self._window: deque[tuple[float, int]] = deque()
-        self._pause_until = 0.0
         self._lock = threading.Lock()
 
     def acquire(self, tokens: int) -> None:
@@ -54,21 +53,15 @@ class RateLimiter:
                 now = time.monotonic()
                 while self._window and self._window[0][0] <= now - 60:
                     self._window.popleft()
-                wait = self._pause_until - now
                 used = sum(t for _, t in self._window)
                 full = (self.rpm and len(self._window) >= self.rpm) or (
                     self.tpm and self._window and used + tokens > self.tpm
                 )
-                if full:
-                    wait = max(wait, self._window[0][0] + 60 - now)
-                if wait <= 0:
+                if not full:
                     self._window.append((now, tokens))
                     return
-            time.sleep(min(wait, 5.0))
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+                wait = self._window[0][0] + 60 - now
+            time.sleep(min(max(wait, 0.0), 5.0))
 
 
 class LlmClient:
