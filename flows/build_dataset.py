@@ -15,10 +15,11 @@ from synthaix import progress
 from synthaix.assemble import Assembler, RoundPlanner, UniqueFilter, tracked_unique_columns
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
+from synthaix.dedupe.index import DedupeIndex
 from synthaix.errors import ConfigError
 from synthaix.generate import Chunk, dataset_schema
 from synthaix.llm.stats import LlmStats
-from synthaix.manifest import BUILD_KEY, build_manifest, config_hash
+from synthaix.manifest import BUILD_KEY, build_manifest, config_hash, next_row
 from synthaix.sink import DatasetWriter
 from synthaix.summary import BuildSummary
 from tasks.generate import check_provider, generate_chunk
@@ -48,6 +49,7 @@ def build_dataset(
     with DatasetWriter(config, dataset_schema(config)) as writer:
         identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
         writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
+        previous = writer.previous_manifest()
         unique = tracked_unique_columns(config)
         filter_ = UniqueFilter(unique, writer.existing_values(unique))
 
@@ -55,15 +57,22 @@ def build_dataset(
             writer.write(table)
             progress.advanced(table.num_rows)
 
-        assembler = Assembler(config.rows, filter_, sink)
-        planner = RoundPlanner(config, first_row=writer.existing.rows)
         if any(isinstance(c, LlmColumn) for c in config.columns):
             check_provider(config.provider)
+        dedupe = DedupeIndex(config)
+        dedupe.open(writer.build_id, previous.get("dedupe"), writer.existing.parts)
+        assembler = Assembler(config.rows, filter_, sink, dedupe)
+        planner = RoundPlanner(config, first_row=next_row(previous, writer.existing.rows))
         progress.started(config.name, config.rows)
         prepared = time.perf_counter()
         llm = LlmStats()
-        while chunks := planner.next_round(assembler):
-            llm += _run_round(config, chunks, assembler)
+        try:
+            while chunks := planner.next_round(assembler):
+                llm += _run_round(config, chunks, assembler)
+            dedupe_section = dedupe.finish()
+        except BaseException:
+            dedupe.abort()
+            raise
         generated = time.perf_counter()
         summary = BuildSummary(
             dataset=config.name,
@@ -73,6 +82,9 @@ def build_dataset(
             total_rows=writer.existing.rows + assembler.delivered,
             generated_rows=assembler.generated,
             dropped_duplicates=assembler.dropped_duplicates,
+            dropped_exact=dedupe.stats.exact,
+            dropped_near=dedupe.stats.near,
+            next_row=planner.next_row,
             chunks=planner.next_index,
             fill_rounds=planner.rounds - 1,
             seconds=round(generated - started, 3),
@@ -83,8 +95,13 @@ def build_dataset(
                 "generate": round(generated - prepared, 3),
             },
         )
-        manifest = build_manifest(config, summary, writer.build_id)
-        publish(writer, manifest)
+        manifest = build_manifest(config, summary, writer.build_id, dedupe_section)
+        try:
+            publish(writer, manifest)
+        except BaseException:
+            dedupe.abort()
+            raise
+        dedupe.committed()
     summary.seconds = round(time.perf_counter() - started, 3)
     report_artifacts(config, manifest)
     return summary
@@ -108,5 +125,5 @@ def _run_round(config: DatasetConfig, chunks: list[Chunk], assembler: Assembler)
         chunk = in_flight.pop(done)
         result = done.result()
         llm += result.llm
-        assembler.add(chunk.index, result.table)
+        assembler.add(chunk.index, result.table, result.row_ids)
     return llm

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 
 from synthaix.columns.identity import UuidColumn
 from synthaix.columns.numeric import SequenceColumn
 from synthaix.config import DatasetConfig
+from synthaix.dedupe.index import DedupeIndex
 from synthaix.errors import CapacityError
 from synthaix.generate import Chunk, plan_chunks
 
@@ -58,17 +60,25 @@ class UniqueFilter:
 
 
 class Assembler:
-    """Receives chunk tables in any order and hands exactly `target` rows to `sink`, in order."""
+    """Receives chunk tables in any order and hands exactly `target` rows to `sink`, in order:
+    rows repeating a `unique` column's value, and exact or near duplicates, are dropped."""
 
-    def __init__(self, target: int, unique: UniqueFilter, sink: Callable[[pa.Table], None]) -> None:
+    def __init__(
+        self,
+        target: int,
+        unique: UniqueFilter,
+        sink: Callable[[pa.Table], None],
+        dedupe: DedupeIndex | None = None,
+    ) -> None:
         self.target = target
         self.unique = unique
+        self.dedupe = dedupe
         self.sink = sink
         self.delivered = 0
         self.generated = 0
         self.dropped_duplicates = 0
         self.next_index = 0
-        self._early: dict[int, pa.Table] = {}
+        self._early: dict[int, tuple[pa.Table, np.ndarray]] = {}
 
     @property
     def buffered(self) -> int:
@@ -78,22 +88,32 @@ class Assembler:
     def complete(self) -> bool:
         return self.delivered >= self.target
 
-    def add(self, index: int, table: pa.Table) -> None:
-        self._early[index] = table
+    def add(self, index: int, table: pa.Table, row_ids: np.ndarray) -> None:
+        """`row_ids`: the generator's number of each row (stable across re-runs of a chunk)."""
+        self._early[index] = (table, row_ids)
         while self.next_index in self._early:
-            self._release(self._early.pop(self.next_index))
+            self._release(*self._early.pop(self.next_index))
             self.next_index += 1
 
-    def _release(self, table: pa.Table) -> None:
+    def _release(self, table: pa.Table, row_ids: np.ndarray) -> None:
         self.generated += table.num_rows
         if self.complete:
             return
-        kept = self.unique.apply(table)
+        numbered = table.append_column(_ROW_ID, pa.array(row_ids, pa.int64()))
+        kept = self.unique.apply(numbered)
         self.dropped_duplicates += table.num_rows - kept.num_rows
-        kept = kept.slice(0, self.target - self.delivered)
-        if kept.num_rows:
-            self.sink(kept)
-            self.delivered += kept.num_rows
+        missing = self.target - self.delivered
+        rows, ids = kept.drop_columns([_ROW_ID]), kept[_ROW_ID].to_numpy()
+        if self.dedupe is not None:
+            rows = self.dedupe.admit(rows, ids, missing)
+        else:
+            rows = rows.slice(0, missing)
+        if rows.num_rows:
+            self.sink(rows)
+            self.delivered += rows.num_rows
+
+
+_ROW_ID = "__synthaix_row_id"
 
 
 class RoundPlanner:
@@ -138,9 +158,23 @@ class RoundPlanner:
         self._stalled = self._stalled + 1 if assembler.delivered == self._last_delivered else 0
         self._last_delivered = assembler.delivered
         if self._stalled >= STALLED_ROUNDS or self.rounds > MAX_FILL_ROUNDS:
-            columns = ", ".join(assembler.unique.columns) or "(none)"
             raise CapacityError(
-                f"could only produce {assembler.delivered:,} of {assembler.target:,} rows with "
-                f"distinct values in the unique columns ({columns}) after {self.rounds} rounds",
-                hint="widen the value ranges of the unique columns, lower rows, or drop unique",
+                f"could only produce {assembler.delivered:,} of {assembler.target:,} rows after "
+                f"{self.rounds} rounds: {_constraints(assembler)} cannot yield more",
+                hint="widen the value ranges or add columns, lower rows, or relax the "
+                "constraints (unique, dedupe.key, dedupe.threshold)",
             )
+
+
+def _constraints(assembler: Assembler) -> str:
+    """What limits the distinct rows: unique columns and the dedupe checks that are on."""
+    found = []
+    if assembler.unique.columns:
+        columns = ", ".join(assembler.unique.columns)
+        found.append(f"distinct values of the unique columns ({columns})")
+    dedupe = assembler.dedupe
+    if dedupe is not None and dedupe.keys:
+        found.append(f"distinct rows over the dedupe key ({', '.join(dedupe.keys)})")
+    if dedupe is not None and dedupe.texts:
+        found.append(f"text that is not a near duplicate ({', '.join(dedupe.texts)})")
+    return " and ".join(found) or "the generator"

@@ -173,11 +173,15 @@ def build(
         f"[green]built[/] {summary.dataset}: {summary.rows:,} rows{appended} in {wall:.1f} s "
         f"(flow {summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s)"
     )
-    if summary.dropped_duplicates:
-        out.print(
-            f"  redrew {summary.dropped_duplicates:,} rows repeating a unique value "
-            f"({summary.fill_rounds} fill-up round{'s' if summary.fill_rounds != 1 else ''})"
-        )
+    redrawn = {
+        "repeating a unique value": summary.dropped_duplicates,
+        "exact duplicates": summary.dropped_exact,
+        "near duplicates": summary.dropped_near,
+    }
+    if any(redrawn.values()):
+        causes = ", ".join(f"{count:,} {why}" for why, count in redrawn.items() if count)
+        rounds = f"{summary.fill_rounds} fill-up round{'s' if summary.fill_rounds != 1 else ''}"
+        out.print(f"  redrew {causes} ({rounds})")
     llm = summary.llm
     if llm.requests:
         out.print(

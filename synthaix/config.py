@@ -6,11 +6,13 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal, Self
 
+import pyarrow as pa
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER
 from synthaix.columns.people import check_locale
+from synthaix.dedupe.settings import DedupeConfig
 from synthaix.errors import ConfigError
 from synthaix.llm.provider import ProviderConfig
 from synthaix.yaml_source import YamlDocument
@@ -67,6 +69,9 @@ class DatasetConfig(StrictModel):
     provider: ProviderConfig = Field(
         default_factory=ProviderConfig, description="The LLM endpoint, for `llm` columns."
     )
+    dedupe: DedupeConfig = Field(
+        default_factory=DedupeConfig, description="Exact and near-duplicate removal."
+    )
 
     @field_validator("locale")
     @classmethod
@@ -122,7 +127,19 @@ class CrossFieldError(ValueError):
         self.problems = problems
 
 
+def _dedupe_problems(config: DatasetConfig):
+    types = {c.name: c.arrow_type() for c in config.columns}
+    for field_ in ("key", "text"):
+        for i, name in enumerate(getattr(config.dedupe, field_) or []):
+            where = ("dedupe", field_, i)
+            if name not in types:
+                yield where, f"'{name}' is not a column (columns: {', '.join(types)})"
+            elif field_ == "text" and not pa.types.is_string(types[name]):
+                yield where, f"'{name}' is not a text column; near-duplicate search embeds text"
+
+
 def _column_problems(config: DatasetConfig):
+    yield from _dedupe_problems(config)
     seen: dict[str, int] = {}
     capacities: dict[str, int | None] = {}
     for index, column in enumerate(config.columns):
@@ -205,7 +222,7 @@ def _explained_by_a_typo(error: Any, errors: list[Any]) -> bool:
 _KNOWN_KEYS = sorted(
     {
         name
-        for model in (DatasetConfig, OutputConfig, RunnerConfig, ProviderConfig)
+        for model in (DatasetConfig, OutputConfig, RunnerConfig, ProviderConfig, DedupeConfig)
         for name in model.model_fields
     }
     | {name for cls in REGISTRY.values() for name in cls.model_fields}

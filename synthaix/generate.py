@@ -56,9 +56,10 @@ def column_rng(seed: int, first_row: int, column: str) -> np.random.Generator:
 
 @dataclass
 class ChunkResult:
-    """A generated chunk: its rows, and what the LLM path spent on them."""
+    """A generated chunk: its rows, their row numbers, and what the LLM path spent on them."""
 
     table: pa.Table
+    row_ids: np.ndarray
     llm: LlmStats = field(default_factory=LlmStats)
 
 
@@ -94,6 +95,8 @@ def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
             array = pc.if_else(pa.array(nulls.random(chunk.rows) < column.nullable), None, array)
         values[column.name] = array.cast(field_.type)
     table = pa.Table.from_arrays([values[f.name] for f in schema], schema=schema)
+    row_ids = np.arange(chunk.first_row, chunk.first_row + chunk.rows, dtype=np.int64)
     if not complete.all():
         table = table.filter(pa.array(complete))
-    return ChunkResult(table, recorder.stats)
+        row_ids = row_ids[complete]
+    return ChunkResult(table, row_ids, recorder.stats)

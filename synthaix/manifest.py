@@ -58,8 +58,14 @@ def secrets_of(config: DatasetConfig) -> list[str]:
     return [key] if len(key) >= 4 else []
 
 
-def build_manifest(config: DatasetConfig, summary: BuildSummary, build_id: str) -> dict[str, Any]:
+def build_manifest(
+    config: DatasetConfig,
+    summary: BuildSummary,
+    build_id: str,
+    dedupe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     llm = summary.llm
+    dropped = summary.dropped_duplicates + summary.dropped_exact + summary.dropped_near
     manifest = {
         "dataset": config.name,
         "build_id": build_id,
@@ -74,13 +80,16 @@ def build_manifest(config: DatasetConfig, summary: BuildSummary, build_id: str) 
             "total": summary.total_rows,
             "generated": summary.generated_rows,
             # generated rows beyond what was needed (the last chunk's overshoot), not dropped
-            "unused": summary.generated_rows - summary.rows - summary.dropped_duplicates,
+            "unused": summary.generated_rows - summary.rows - dropped,
+            "next_row": summary.next_row,
         },
         "dropped": {
             "invalid": llm.rejected_rows.get("gave_up", 0),
-            "exact_duplicate": summary.dropped_duplicates,
-            "near_duplicate": 0,
+            "unique_value": summary.dropped_duplicates,
+            "exact_duplicate": summary.dropped_exact,
+            "near_duplicate": summary.dropped_near,
         },
+        "dedupe": dedupe or {},
         "chunks": summary.chunks,
         "fill_rounds": summary.fill_rounds,
         "llm": {
@@ -101,6 +110,13 @@ def read_manifest(output_dir: Path) -> dict[str, Any]:
     return json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
 
 
+def next_row(previous: dict[str, Any], existing_rows: int) -> int:
+    """Where an append build's row numbers (and so its seeds) start: after every row the
+    earlier builds generated, delivered or not, so no candidate is ever generated twice."""
+    recorded = previous.get("rows", {}).get("next_row") if previous else None
+    return max(int(recorded or 0), existing_rows)
+
+
 def summary_markdown(manifest: dict[str, Any]) -> str:
     """The build summary as Markdown (Prefect artifact, top of the HTML report)."""
     rows, dropped, llm = manifest["rows"], manifest["dropped"], manifest["llm"]
@@ -112,8 +128,9 @@ def summary_markdown(manifest: dict[str, Any]) -> str:
         f"| mode | {manifest['mode']} (total now {rows['total']:,} rows) |",
         f"| seed / config | {manifest['seed']} / `{manifest['config_hash'][:19]}` |",
         f"| generated | {rows['generated']:,} rows in {manifest['chunks']} chunks |",
-        f"| dropped | invalid {dropped['invalid']:,}, exact duplicates "
-        f"{dropped['exact_duplicate']:,}, near duplicates {dropped['near_duplicate']:,} |",
+        f"| dropped | invalid {dropped['invalid']:,}, repeated unique values "
+        f"{dropped.get('unique_value', 0):,}, exact duplicates {dropped['exact_duplicate']:,}, "
+        f"near duplicates {dropped['near_duplicate']:,} |",
     ]
     if llm["requests"]:
         tokens = llm["prompt_tokens"] + llm["completion_tokens"]

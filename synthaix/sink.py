@@ -114,6 +114,15 @@ class DatasetWriter:
         rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         return Existing(rows=rows, parts=parts, schema=schema)
 
+    def previous_manifest(self) -> dict[str, Any]:
+        """The manifest of the build now published, read from its Parquet part, which the
+        symlink swap publishes atomically (manifest.json is written just after it)."""
+        for part in reversed(self.current_parts()):
+            metadata = pq.read_schema(part).metadata or {}
+            if MANIFEST_KEY in metadata:
+                return json.loads(metadata[MANIFEST_KEY])
+        return {}
+
     def existing_values(self, columns: list[str]) -> dict[str, set]:
         """Values already stored in the given columns (for uniqueness across appends)."""
         if not columns or not self.existing.parts:

@@ -14,7 +14,10 @@ class BuildSummary(BaseModel):
     rows: int
     total_rows: int
     generated_rows: int
-    dropped_duplicates: int
+    dropped_duplicates: int  # rows repeating a value of a `unique` column
+    dropped_exact: int = 0  # exact duplicates of a row (dedupe key)
+    dropped_near: int = 0  # near duplicates (dedupe text)
+    next_row: int = 0  # the first row number the next append build generates
     chunks: int
     fill_rounds: int
     seconds: float

@@ -47,7 +47,8 @@ def build_in_memory(config: DatasetConfig, order_seed: int | None = None) -> pa.
         if order_seed is not None:
             random.Random(order_seed).shuffle(chunks)
         for chunk in chunks:
-            assembler.add(chunk.index, generate_chunk(config, chunk).table)
+            result = generate_chunk(config, chunk)
+            assembler.add(chunk.index, result.table, result.row_ids)
     return pa.concat_tables(parts)
 
 

@@ -68,8 +68,8 @@ def test_manifest_matches_the_data(built: Path) -> None:
         count, codes = con.execute("SELECT count(*), count(DISTINCT code) FROM items").fetchone()
     assert manifest["rows"]["delivered"] == manifest["rows"]["total"] == count == codes == 2000
     generated, dropped = manifest["rows"]["generated"], manifest["dropped"]
-    assert dropped["exact_duplicate"] > 0  # 2,000 unique codes out of 3,000 need redraws
-    assert generated >= count + dropped["exact_duplicate"]
+    assert dropped["unique_value"] > 0  # 2,000 unique codes out of 3,000 need redraws
+    assert generated >= count + dropped["unique_value"]
     assert manifest["config_hash"] == config_hash(parse_config(manifest["config"]))
     assert set(manifest["seconds"]) == {"prepare", "generate"}
     assert {"pyarrow", "duckdb", "prefect"} <= set(manifest["versions"])

@@ -13,8 +13,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -25,6 +26,7 @@ from synthaix.llm.stats import StatsRecorder
 
 CHARS_PER_TOKEN = 4.0  # a calibrated estimate; real counts come back in `usage`
 _FALLBACK = {"json_schema": "json_object", "json_object": "tools"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -114,6 +116,30 @@ class LlmClient:
     ) -> Completion:
         """One answer, retried on transient errors; mode falls back when `auto` and unsupported."""
         estimate = sum(estimate_tokens(m["content"]) for m in messages) + max_tokens // 2
+
+        def once() -> Completion:
+            with self._slots:
+                return self._once(messages, schema, max_tokens, recorder)
+
+        return self._with_retries(once, estimate, recorder)
+
+    def embed(self, texts: list[str], model: str, dims: int | None) -> list[list[float]]:
+        """Embeddings of `texts` (one request), with the same retry rules as completions."""
+        options: dict[str, Any] = {"dimensions": dims} if dims else {}
+
+        def once() -> list[list[float]]:
+            with self._slots:
+                try:
+                    response = self._openai.embeddings.create(model=model, input=texts, **options)
+                except openai.APIError as exc:
+                    raise self._wrap(exc) from None
+            ordered = sorted(response.data, key=lambda item: item.index)
+            return [list(item.embedding) for item in ordered]
+
+        estimate = sum(estimate_tokens(t) for t in texts)
+        return self._with_retries(once, estimate, StatsRecorder())
+
+    def _with_retries(self, once: Callable[[], T], estimate: int, recorder: StatsRecorder) -> T:
         retrying = Retrying(
             stop=stop_after_attempt(self.provider.max_attempts),
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
@@ -125,8 +151,7 @@ class LlmClient:
             for attempt in retrying:
                 with attempt:
                     self.limiter.acquire(estimate)
-                    with self._slots:
-                        return self._once(messages, schema, max_tokens, recorder)
+                    return once()
         except ProviderError as exc:
             if exc.transient:
                 raise ProviderError(

@@ -1,0 +1,395 @@
+"""The dataset's persistent dedupe table in LanceDB, and the checks made against it.
+
+One table per dataset (named after it) in a LanceDB database beside the output, or at
+`dedupe.uri`. A row of it is a delivered row: `row_id` (the generator's row number, so a chunk
+that is run again is recognised and never inserted twice), `build`, `key_hash` (exact check)
+and `vector` (near-duplicate check).
+
+- Exact keys never touch the vector path: their hashes (and the stored row ids) are held in
+  sorted numpy runs, 16 bytes a row, so checking a batch is a binary search.
+- Near duplicates: rows covered by the table's IVF_RQ index are searched by LanceDB, one
+  batched call per 1,024 rows, with `fast_search` (indexed rows only). Rows the index does not
+  cover yet (recent builds, this build) are held in memory and searched with a numpy product,
+  as is each sub-batch against itself. Measured with lancedb 0.40 on 2 cores: LanceDB's own
+  flat search of unindexed rows costs ~17 ms a query (5k unindexed rows made a 1,024-query
+  batch take 18 s), and compacting after indexing slows indexed search ~8x, so the table is
+  compacted only just before the index is rebuilt, and rebuilt once the unindexed rows grow
+  past a quarter of the indexed ones.
+- Each committed build tags the table version it left (`synthaix-<build>`); the manifest names
+  the tag. A build that crashed or was killed leaves rows that no manifest names; the next
+  build restores the tagged version, so only delivered rows ever count as seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import datetime as dt
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from lancedb.index import IvfRq
+
+from synthaix.config import DatasetConfig
+from synthaix.dedupe.embedders import Embedder, make_embedder
+from synthaix.dedupe.hashset import SortedRuns
+from synthaix.dedupe.keys import key_columns, key_hashes, row_texts, text_columns
+from synthaix.errors import OutputError
+
+# IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
+# 256 dims on 2 cores: ~2,900 queries/s in 1,000-query calls, 99.6 % of planted near
+# duplicates found, 0.3 GB; its `_distance` is ~2 * (1 - cosine) (p99 error 0.09). IVF_FLAT
+# (exact distances) managed ~900/s at the same recall, IVF_PQ's distances were unusable
+# without refine_factor, and refine_factor cost 8x.
+NPROBES = 20
+KMEANS_ITERATIONS = 20
+REINDEX_FRACTION = 0.25  # rebuild the index when unindexed rows pass this share of the table
+SEARCH_BATCH = 1024  # queries per LanceDB search call, and the size of within-batch matrices
+FLUSH_ROWS = 50_000  # accepted rows buffered before they are written to LanceDB
+
+
+@dataclass
+class DedupeStats:
+    exact: int = 0
+    near: int = 0
+
+
+class DedupeIndex:
+    """Admits rows that repeat nothing delivered before, and remembers them across builds."""
+
+    def __init__(self, config: DatasetConfig, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self.keys = key_columns(config)
+        self.texts = text_columns(config)
+        self.threshold = config.dedupe.threshold
+        self.embedder = embedder
+        if self.texts and embedder is None:
+            self.embedder = make_embedder(config.dedupe, config.provider)
+        self.uri = config.dedupe.uri or str(config.output_dir / ".dedupe")
+        self.name = config.name
+        self.stats = DedupeStats()
+        self.build_id = ""
+        self._table: Any = None
+        self._start_tag: str | None = None
+        self._hashes = SortedRuns()  # key hash -> row id
+        self._ids = SortedRuns()  # row id -> row id (membership)
+        self._pending: list[pa.Table] = []  # accepted rows not yet written to LanceDB
+        self._pending_rows = 0
+        self._unindexed: list[np.ndarray] = []  # vectors the LanceDB index does not cover
+        self._unindexed_builds: list[str] = []  # builds whose rows the index does not cover
+        self._has_index = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys or self.texts)
+
+    @property
+    def dims(self) -> int:
+        return self.embedder.dims if self.embedder is not None else 0
+
+    def signature(self) -> dict[str, Any]:
+        """What stored hashes and vectors depend on; a change means rebuilding the table."""
+        settings = self.config.dedupe
+        return {
+            "key": self.keys,
+            "text": self.texts,
+            "embedder": settings.embedder if self.texts else None,
+            "model": settings.model if self.texts else None,
+            "dims": self.dims,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self, build_id: str, previous: dict[str, Any] | None, existing: list[Path]) -> None:
+        """Open or create the table. `previous` is the dedupe section of the current output's
+        manifest; `existing` the parts an append build adds to (empty for overwrite)."""
+        self.build_id = build_id
+        if not self.enabled:
+            return
+        try:
+            db = lancedb.connect(self.uri)
+            names = set(db.table_names(limit=1_000_000))
+        except Exception as exc:  # lancedb raises plain ValueError/OSError for bad URIs
+            raise OutputError(
+                f"cannot open the dedupe database at {self.uri}: {exc}",
+                hint="fix dedupe.uri (a directory, or an object-store URI such as s3://...)",
+            ) from None
+        tag = _usable_tag(previous, self.uri, self.name, self.signature())
+        if self.name in names:
+            table = db.open_table(self.name)
+            tags = table.tags.list()
+            self._start_tag = tag if tag in tags else None
+            if existing and self._start_tag:
+                if table.version != tags[self._start_tag]["version"]:
+                    table.restore(self._start_tag)  # drop rows of a build that never committed
+                self._table = table
+                assert previous is not None
+                self._unindexed_builds = list(previous.get("unindexed_builds", []))
+                self._has_index = bool(previous.get("indexed", False))
+                self._load()
+                return
+        self._table = db.create_table(self.name, schema=self._schema(), mode="overwrite")
+        if existing:
+            self._backfill(existing)
+
+    def admit(self, table: pa.Table, row_ids: np.ndarray, limit: int) -> pa.Table:
+        """The rows (at most `limit`, in order) that duplicate nothing stored, nothing of this
+        build and nothing earlier in `table`; they are stored. Rows already stored under the
+        same row id (a chunk run twice) are kept and not stored again."""
+        if not self.enabled or table.num_rows == 0:
+            return table.slice(0, limit)
+        rerun = self._ids.contains(row_ids)
+        keep = ~rerun
+        hashes = key_hashes(table, self.keys) if self.keys else np.zeros(len(row_ids), np.int64)
+        if self.keys:
+            keep &= self._exact_fresh(hashes)
+            self.stats.exact += int((~rerun & ~keep).sum())
+        vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
+        if self.texts:
+            before = int(keep.sum())
+            keep = self._near_fresh(table, keep, rerun, limit, vectors)
+            self.stats.near += before - int(keep.sum())
+        delivered = np.flatnonzero(keep | rerun)[:limit]
+        fresh = delivered[~rerun[delivered]]
+        if len(fresh):
+            self._remember(row_ids[fresh], hashes[fresh], vectors[fresh])
+        return table.take(pa.array(delivered, type=pa.int64()))
+
+    def store(self, table: pa.Table, row_ids: np.ndarray) -> None:
+        """Remember rows without checking them: data already delivered (an existing dataset
+        that has no dedupe table yet)."""
+        if not self.enabled or table.num_rows == 0:
+            return
+        hashes = key_hashes(table, self.keys) if self.keys else np.zeros(len(row_ids), np.int64)
+        vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
+        if self.texts:
+            assert self.embedder is not None
+            vectors = self.embedder.embed(row_texts(table, self.texts))
+        self._remember(row_ids, hashes, vectors)
+
+    def finish(self) -> dict[str, Any]:
+        """Write what is pending, (re)build the ANN index when due, tag the version; the
+        returned section goes into the manifest."""
+        if not self.enabled:
+            return {}
+        self._flush()
+        table = self._table
+        rows = table.count_rows()
+        if self.build_id not in self._unindexed_builds:
+            self._unindexed_builds.append(self.build_id)
+        unindexed = sum(len(v) for v in self._unindexed)
+        if (
+            self.texts
+            and rows >= self.config.dedupe.index_rows
+            and (not self._has_index or unindexed > REINDEX_FRACTION * rows)
+        ):
+            self._reindex(rows)
+        tag = f"synthaix-{self.build_id}"
+        if tag in table.tags.list():  # finish() again after a retry
+            table.tags.update(tag, table.version)
+        else:
+            table.tags.create(tag, table.version)
+        return {
+            "uri": self.uri,
+            "table": self.name,
+            "tag": tag,
+            "rows": rows,
+            "indexed": self._has_index,
+            "unindexed_builds": self._unindexed_builds,
+            "signature": self.signature(),
+        }
+
+    def committed(self) -> None:
+        """After the dataset is published: the old tag is no longer needed. (Old versions are
+        pruned when the table is next compacted, just before an index rebuild.)"""
+        if not self.enabled:
+            return
+        if self._start_tag and self._start_tag in self._table.tags.list():
+            self._table.tags.delete(self._start_tag)
+
+    def abort(self) -> None:
+        """A failed build: put the table back as the last committed build left it."""
+        if self._table is None:
+            return
+        with contextlib.suppress(Exception):  # best effort; the next build restores anyway
+            if self._start_tag:
+                self._table.restore(self._start_tag)
+
+    # -- checks ------------------------------------------------------------------------------
+    def _exact_fresh(self, hashes: np.ndarray) -> np.ndarray:
+        """Rows whose key is not stored and is the first of its kind in the batch."""
+        first = np.zeros(len(hashes), dtype=bool)
+        first[np.unique(hashes, return_index=True)[1]] = True
+        return first & ~self._hashes.contains(hashes)
+
+    def _near_fresh(
+        self, table: pa.Table, keep: np.ndarray, rerun: np.ndarray, limit: int, out: np.ndarray
+    ) -> np.ndarray:
+        """Greedy in row order: a row is dropped when a stored row, a row accepted earlier in
+        this build, or an earlier kept row of this batch is at least `threshold` similar.
+        Writes the vectors of the rows it keeps into `out`."""
+        assert self.embedder is not None
+        keep = keep.copy()
+        texts = row_texts(table, self.texts)
+        accepted = int(rerun.sum())
+        earlier: list[np.ndarray] = []  # kept vectors of earlier sub-batches of this call
+        for start in range(0, table.num_rows, SEARCH_BATCH):
+            if accepted >= limit:
+                keep[start:] = False  # not needed: left for a later round, not counted dropped
+                break
+            rows = np.flatnonzero(keep[start : start + SEARCH_BATCH]) + start
+            if not len(rows):
+                continue
+            vectors = self.embedder.embed([texts[i] for i in rows])
+            best = np.maximum(
+                self._stored_similarity(vectors),
+                _best_similarity(vectors, self._unindexed + earlier),
+            )
+            ok = best < self.threshold
+            within = vectors @ vectors.T
+            for i in np.flatnonzero(ok):
+                if i and (within[i, :i][ok[:i]] >= self.threshold).any():
+                    ok[i] = False
+            keep[rows[~ok]] = False
+            out[rows[ok]] = vectors[ok]
+            earlier.append(vectors[ok])
+            accepted += int(ok.sum())
+        return keep
+
+    def _stored_similarity(self, vectors: np.ndarray) -> np.ndarray:
+        """Best similarity of each vector to the rows the LanceDB index covers."""
+        best = np.full(len(vectors), -1.0, dtype=np.float32)
+        if not self._has_index:
+            return best
+        hits = (
+            self._table.search(vectors, vector_column_name="vector")
+            .distance_type("cosine")
+            .limit(1)
+            .nprobes(NPROBES)
+            .fast_search()  # indexed rows only; the others are searched in memory
+            .select(["row_id", "_distance"])
+            .to_arrow()
+        )
+        if hits.num_rows:
+            query = hits["query_index"].to_numpy()
+            similarity = 1.0 - hits["_distance"].to_numpy() / 2.0  # RaBitQ: ~2 * (1 - cos)
+            np.maximum.at(best, query, similarity.astype(np.float32))
+        return best
+
+    # -- storage -----------------------------------------------------------------------------
+    def _schema(self) -> pa.Schema:
+        fields = [
+            pa.field("row_id", pa.int64(), nullable=False),
+            pa.field("build", pa.string()),
+            pa.field("key_hash", pa.int64()),
+        ]
+        if self.texts:
+            fields.append(pa.field("vector", pa.list_(pa.float32(), self.dims)))
+        return pa.schema(fields)
+
+    def _remember(self, row_ids: np.ndarray, hashes: np.ndarray, vectors: np.ndarray) -> None:
+        self._hashes.add(hashes, row_ids)
+        self._ids.add(row_ids, row_ids)
+        columns: dict[str, Any] = {
+            "row_id": pa.array(row_ids, pa.int64()),
+            "build": pa.array([self.build_id] * len(row_ids), pa.string()),
+            "key_hash": pa.array(hashes, pa.int64()),
+        }
+        if self.texts:
+            self._unindexed.append(vectors)
+            columns["vector"] = pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.ravel(), pa.float32()), self.dims
+            )
+        self._pending.append(pa.table(columns, schema=self._schema()))
+        self._pending_rows += len(row_ids)
+        if self._pending_rows >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        rows = pa.concat_tables(self._pending)
+        # Insert-if-absent on row_id: a row written by an earlier attempt is not written twice.
+        self._table.merge_insert("row_id").when_not_matched_insert_all().execute(rows)
+        self._pending, self._pending_rows = [], 0
+
+    def _reindex(self, rows: int) -> None:
+        """Compact, then build the IVF_RQ index over every row."""
+        with warnings.catch_warnings():  # "other readers may fail": the output lock is ours
+            warnings.simplefilter("ignore")
+            self._table.optimize(cleanup_older_than=dt.timedelta(0))  # tagged versions stay
+        self._table.create_index(
+            "vector",
+            config=IvfRq(
+                distance_type="cosine",
+                num_partitions=max(16, math.isqrt(rows)),
+                max_iterations=KMEANS_ITERATIONS,
+            ),
+            replace=True,
+        )
+        self._has_index = True
+        self._unindexed, self._unindexed_builds = [], []
+
+    def _load(self) -> None:
+        count = self._table.count_rows()
+        if not count:
+            return
+        stored = self._table.search().select(["row_id", "key_hash"]).limit(count).to_arrow()
+        row_ids = stored["row_id"].to_numpy()
+        self._ids.add(row_ids, row_ids)
+        if self.keys:
+            self._hashes.add(stored["key_hash"].to_numpy(), row_ids)
+        if self.texts and self._unindexed_builds:
+            builds = ", ".join(_sql_string(b) for b in self._unindexed_builds)
+            recent = (
+                self._table.search()
+                .where(f"build IN ({builds})")
+                .select(["vector"])
+                .limit(count)
+                .to_arrow()
+            )
+            flat = recent["vector"].combine_chunks().flatten().to_numpy()
+            self._unindexed.append(flat.reshape(-1, self.dims))
+
+    def _backfill(self, parts: Iterable[Path]) -> None:
+        """Index a dataset that has no (usable) dedupe table yet: its rows get ids -1, -2, ..."""
+        next_id = -1
+        for batch in _batches(parts):
+            ids = np.arange(next_id, next_id - batch.num_rows, -1, dtype=np.int64)
+            next_id -= batch.num_rows
+            self.store(batch, ids)
+
+
+def _batches(parts: Iterable[Path], rows: int = 100_000) -> Iterable[pa.Table]:
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches(batch_size=rows):
+            yield pa.Table.from_batches([batch])
+
+
+def _usable_tag(
+    previous: dict[str, Any] | None, uri: str, name: str, signature: dict[str, Any]
+) -> str | None:
+    """The tag of the last committed build, if its table is this one and built the same way."""
+    if not previous or previous.get("uri") != uri or previous.get("table") != name:
+        return None
+    if previous.get("signature") != signature:
+        return None
+    return previous.get("tag")
+
+
+def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    best = np.full(len(vectors), -1.0, dtype=np.float32)
+    for block in others:
+        if len(block):
+            best = np.maximum(best, (vectors @ block.T).max(axis=1))
+    return best
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

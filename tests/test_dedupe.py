@@ -1,0 +1,144 @@
+"""Exact and near-duplicate removal against a real LanceDB table in tmp_path."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pytest
+from near_duplicates import distinct_texts, variant
+
+from conftest import make_config
+from synthaix.config import DatasetConfig
+from synthaix.dedupe.embedders import HashingEmbedder
+from synthaix.dedupe.index import DedupeIndex
+from synthaix.dedupe.keys import key_hashes
+
+TEXT_COLUMNS = [{"name": "review", "type": "text.lorem"}]
+
+
+def text_config(tmp_path: Path, **dedupe) -> DatasetConfig:
+    return make_config(
+        TEXT_COLUMNS,
+        name="reviews",
+        output={"dir": str(tmp_path / "out")},
+        dedupe={"near": True, **dedupe},
+    )
+
+
+def texts(values: list[str]) -> pa.Table:
+    return pa.table({"review": pa.array(values, pa.string())})
+
+
+def ids(start: int, count: int) -> np.ndarray:
+    return np.arange(start, start + count, dtype=np.int64)
+
+
+def stored_rows(index: DedupeIndex) -> int:
+    return lancedb.connect(index.uri).open_table(index.name).count_rows()
+
+
+def committed(index: DedupeIndex, build: str, previous=None, existing=()) -> dict:
+    """Open, let the caller admit, then finish and commit as a build would."""
+    index.open(build, previous, list(existing))
+    return {}
+
+
+def test_default_threshold_catches_near_duplicates_with_few_false_positives(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(3)
+    originals = distinct_texts(3000, seed=1)
+    stored, fresh = originals[:2000], originals[2000:]
+    index = DedupeIndex(text_config(tmp_path))
+    index.open("b1", None, [])
+    assert index.admit(texts(stored), ids(0, 2000), 2000).num_rows == 2000
+    index.finish()
+
+    labelled = [variant(rng, rng.choice(stored)) for _ in range(1000)]
+    variants = [text for _, text in labelled]
+    kept = index.admit(texts(variants), ids(10_000, 1000), 1000)
+    caught = 1 - kept.num_rows / len(variants)
+    assert caught >= 0.95, f"caught only {caught:.1%} of near duplicates"
+    assert index.stats.exact + index.stats.near == 1000 - kept.num_rows
+    assert index.stats.exact > 0 and index.stats.near > 0  # case and spacing are exact
+
+    # Distinct texts from the same vocabulary must pass: at most 1 % false positives.
+    kept = index.admit(texts(fresh), ids(20_000, 1000), 1000)
+    assert kept.num_rows >= 990, f"{1000 - kept.num_rows} distinct rows were dropped"
+
+
+def test_near_duplicates_within_one_batch_keep_the_first() -> None:
+    embedder = HashingEmbedder()
+    a, b = embedder.embed(["The quick brown fox jumps", "the quick  brown fox jumsp"])
+    assert float(a @ b) >= 0.8
+    assert float(a @ embedder.embed(["Completely different words here"])[0]) < 0.5
+
+
+def test_exact_keys_are_trimmed_and_case_folded() -> None:
+    table = pa.table({"name": [" Ann ", "ann", "Bob", None], "age": [30, 30, 30, None]})
+    hashes = key_hashes(table, ["name", "age"])
+    assert hashes[0] == hashes[1] and len(set(hashes.tolist())) == 3
+
+
+def test_a_rerun_chunk_is_not_inserted_twice_and_not_counted_as_duplicate(
+    tmp_path: Path,
+) -> None:
+    index = DedupeIndex(text_config(tmp_path))
+    index.open("b1", None, [])
+    batch = texts(distinct_texts(300, seed=7))
+    first = index.admit(batch, ids(0, 300), 300)
+    index.finish()  # written to LanceDB
+    again = index.admit(batch, ids(0, 300), 300)  # the same chunk, run again
+    assert again.equals(first)
+    assert index.stats.exact == index.stats.near == 0
+    index.finish()
+    assert stored_rows(index) == 300
+
+
+def test_rows_of_a_build_that_never_committed_are_forgotten(tmp_path: Path) -> None:
+    config = text_config(tmp_path)
+    index = DedupeIndex(config)
+    index.open("b1", None, [])
+    old = distinct_texts(200, seed=8)
+    index.admit(texts(old[:100]), ids(0, 100), 100)
+    section = index.finish()
+    index.committed()
+
+    crashed = DedupeIndex(config)  # a second build adds rows, then dies before publishing
+    crashed.open("b2", section, [Path("part")])
+    crashed.admit(texts(old[100:]), ids(100, 100), 100)
+    crashed.finish()
+    assert stored_rows(crashed) == 200
+
+    index = DedupeIndex(config)  # the next build starts from what b1 published
+    index.open("b3", section, [Path("part")])
+    assert stored_rows(index) == 100
+    assert index.admit(texts(old[100:]), ids(100, 100), 100).num_rows == 100
+    assert index.admit(texts(old[:100]), ids(500, 100), 100).num_rows == 0
+
+
+def test_overwrite_resets_the_table(tmp_path: Path) -> None:
+    config = text_config(tmp_path)
+    index = DedupeIndex(config)
+    index.open("b1", None, [])
+    rows = texts(distinct_texts(50, seed=9))
+    index.admit(rows, ids(0, 50), 50)
+    section = index.finish()
+    index.committed()
+    fresh = DedupeIndex(config)
+    fresh.open("b2", section, [])  # overwrite: no existing parts to add to
+    assert fresh.admit(rows, ids(0, 50), 50).num_rows == 50
+
+
+@pytest.mark.parametrize("limit", [1, 7])
+def test_admit_stops_at_the_limit(tmp_path: Path, limit: int) -> None:
+    index = DedupeIndex(text_config(tmp_path))
+    index.open("b1", None, [])
+    kept = index.admit(texts(distinct_texts(20, seed=4)), ids(0, 20), limit)
+    assert kept.num_rows == limit
+    index.finish()
+    assert stored_rows(index) == limit
