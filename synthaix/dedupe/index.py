@@ -23,8 +23,8 @@ and `vector` (near-duplicate check).
 from __future__ import annotations
 
 import contextlib
-import math
 import datetime as dt
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
