@@ -1,9 +1,10 @@
 """Dedupe throughput and memory against a LanceDB table that already holds many rows.
 
-For each stored size (default 10k, 100k and 1M rows, hashing embedder, 256 dims), a fresh
-process stores that many distinct rows, builds the ANN index as a build's finish() would, then
-times admit() on new batches: exact-key dedupe alone, then exact + near-duplicate dedupe.
-Prints rows/s and peak RSS (and RSS after loading the table, to show growth). Run:
+For each stored size (default 10k, 100k and 1M rows, hashing embedder, 256 dims), one process
+stores that many distinct rows and finishes as a build would (ANN index included); a second,
+fresh process opens the table as the next build would and times admit() on new batches:
+exact-key dedupe alone, then exact + near-duplicate dedupe. It prints rows/s, RSS after opening
+the table and peak RSS of that second process. Run:
 
     python benchmarks/dedupe_scale.py [--stored 10000,100000,1000000] [--batch 10000]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -35,31 +37,36 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def word_salad(count: int, seed: int) -> list[str]:
-    """Distinct sentences of 8-16 words from Faker's English word list (fast at 1M rows)."""
+BLOCK = 10_000
+
+
+def word_salad(start: int, count: int) -> list[str]:
+    """Rows start..start+count of an endless list of distinct sentences of 8-16 words from
+    Faker's English word list; each block of 10k rows has its own seed, so any slice can be
+    made without the rest."""
     import numpy as np
     from faker.providers.lorem.en_US import Provider
 
     words = np.array(sorted(set(Provider.word_list)))
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(8, 17, count)
-    picks = words[rng.integers(0, len(words), lengths.sum())]
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return [" ".join(picks[bounds[i] : bounds[i + 1]]) for i in range(count)]
+    out: list[str] = []
+    for block in range(start // BLOCK, (start + count - 1) // BLOCK + 1):
+        rng = np.random.default_rng([1, block])
+        lengths = rng.integers(8, 17, BLOCK)
+        picks = words[rng.integers(0, len(words), lengths.sum())]
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        first = max(start, block * BLOCK) - block * BLOCK
+        last = min(start + count, (block + 1) * BLOCK) - block * BLOCK
+        out += [" ".join(picks[bounds[i] : bounds[i + 1]]) for i in range(first, last)]
+    return out
 
 
-def one_size(stored: int, batch: int, batches: int, near: bool) -> dict:
-    import numpy as np
-    import pyarrow as pa
-
+def bench_config(root: Path, stored: int, near: bool):
     from synthaix.config import parse_config
-    from synthaix.dedupe.index import DedupeIndex
 
-    root = Path(tempfile.mkdtemp(prefix="dedupe-bench-"))
-    config = parse_config(
+    return parse_config(
         {
             "name": "bench",
-            "rows": stored,
+            "rows": max(stored, 1),
             "columns": [
                 {"name": "city", "type": "category", "values": ["Berlin", "Paris"]},
                 {"name": "review", "type": "text.lorem"},
@@ -68,59 +75,71 @@ def one_size(stored: int, batch: int, batches: int, near: bool) -> dict:
             "dedupe": {"near": near},
         }
     )
-    texts = word_salad(stored + batch * batches, seed=1)
-    cities = np.where(np.arange(len(texts)) % 2 == 0, "Berlin", "Paris")
 
-    def rows(start: int, count: int) -> tuple[pa.Table, np.ndarray]:
-        table = pa.table(
-            {"city": cities[start : start + count], "review": texts[start : start + count]}
-        )
-        return table, np.arange(start, start + count, dtype=np.int64)
 
-    index = DedupeIndex(config)
+def rows(start: int, count: int):
+    import numpy as np
+    import pyarrow as pa
+
+    ids = np.arange(start, start + count, dtype=np.int64)
+    cities = np.where(ids % 2 == 0, "Berlin", "Paris")
+    return pa.table({"city": cities, "review": word_salad(start, count)}), ids
+
+
+def fill(root: Path, stored: int, near: bool) -> dict:
+    """Store `stored` distinct rows and finish as a build would (index included)."""
+    from synthaix.dedupe.index import DedupeIndex
+
+    index = DedupeIndex(bench_config(root, stored, near))
     index.open("fill", None, [])
     started = time.perf_counter()
     for start in range(0, stored, 100_000):
         index.store(*rows(start, min(100_000, stored - start)))
     section = index.finish()
     index.committed()
-    fill_seconds = time.perf_counter() - started
-    del index
+    return {"section": section, "fill_s": round(time.perf_counter() - started, 1)}
+
+
+def admit(root: Path, stored: int, near: bool, section: dict, batch: int, batches: int) -> dict:
+    """A new build's dedupe against the stored rows: half of each batch repeats stored rows (a
+    quarter exactly up to case, a quarter with doubled spaces and an extra letter), half is
+    new, as an LLM that repeats itself would give."""
+    import numpy as np
+    import pyarrow as pa
+
+    from synthaix.dedupe.index import DedupeIndex
 
     base_rss = _rss_mb()
-    index = DedupeIndex(config)  # a new build opens the stored table, as `append` does
+    index = DedupeIndex(bench_config(root, stored, near))
     started = time.perf_counter()
     index.open("bench", section, [Path("stored")])
     open_seconds = time.perf_counter() - started
     open_rss = _rss_mb()
-    started = time.perf_counter()
-    admitted = 0
+    pick = np.random.default_rng(7)
+    elapsed, admitted = 0.0, 0
     for i in range(batches):
-        table, ids = rows(stored + i * batch, batch)
-        # Half the batch repeats stored rows (a quarter exactly, a quarter nearly), as an LLM
-        # that repeats itself would; the other half is new.
-        old = rng_pick(stored, batch // 2, seed=i)
+        new, ids = rows(stored + i * batch, batch)
+        old = np.sort(pick.choice(stored, size=min(batch // 2, stored), replace=False))
         repeated = [
-            texts[j].upper() if k % 2 else texts[j].replace(" ", "  ", 2) + "x"
-            for k, j in enumerate(old)
+            t.upper() if k % 2 else t.replace(" ", "  ", 2) + "x"
+            for k, t in enumerate(rows_at(old))
         ]
+        half = batch - len(repeated)
         table = pa.table(
             {
-                "city": list(cities[old]) + table["city"].to_pylist()[batch // 2 :],
-                "review": repeated + table["review"].to_pylist()[batch // 2 :],
+                "city": np.where(old % 2 == 0, "Berlin", "Paris").tolist()
+                + new["city"].to_pylist()[:half],
+                "review": repeated + new["review"].to_pylist()[:half],
             }
         )
+        started = time.perf_counter()
         admitted += index.admit(table, ids, batch).num_rows
-    seconds = time.perf_counter() - started
-    shutil.rmtree(root, ignore_errors=True)
+        elapsed += time.perf_counter() - started
     return {
-        "stored": stored,
-        "near": near,
-        "rows_per_s": round(batch * batches / seconds),
+        "rows_per_s": round(batch * batches / elapsed),
         "admitted": admitted,
         "dropped_exact": index.stats.exact,
         "dropped_near": index.stats.near,
-        "fill_s": round(fill_seconds, 1),
         "open_s": round(open_seconds, 2),
         "rss_before_open_mb": round(base_rss),
         "rss_after_open_mb": round(open_rss),
@@ -128,10 +147,22 @@ def one_size(stored: int, batch: int, batches: int, near: bool) -> dict:
     }
 
 
-def rng_pick(stored: int, count: int, seed: int):
-    import numpy as np
+def rows_at(positions) -> list[str]:
+    """Texts of the given stored rows, made block by block."""
+    out: dict[int, str] = {}
+    for block in sorted({int(p) // BLOCK for p in positions}):
+        texts = word_salad(block * BLOCK, BLOCK)
+        for p in positions:
+            if int(p) // BLOCK == block:
+                out[int(p)] = texts[int(p) - block * BLOCK]
+    return [out[int(p)] for p in positions]
 
-    return np.random.default_rng(100 + seed).choice(stored, size=min(count, stored), replace=False)
+
+def _run(*args: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -139,43 +170,37 @@ def main() -> None:
     parser.add_argument("--stored", default="10000,100000,1000000")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one size in this process
+    parser.add_argument("--fill", nargs=3, help=argparse.SUPPRESS)  # internal: DIR N KIND
+    parser.add_argument("--admit", nargs=4, help=argparse.SUPPRESS)  # internal: DIR N KIND JSON
     args = parser.parse_args()
-    if args.one:
-        stored, near = args.one.split(":")
-        result = one_size(int(stored), args.batch, args.batches, near == "near")
+    if args.fill:
+        print(json.dumps(fill(Path(args.fill[0]), int(args.fill[1]), args.fill[2] == "near")))
+        return
+    if args.admit:
+        root, stored, kind, section = args.admit
+        result = admit(
+            Path(root), int(stored), kind == "near", json.loads(section), args.batch, args.batches
+        )
         print(json.dumps(result))
         return
     print(
-        f"{'stored':>9} {'check':>6} {'rows/s':>8} {'exact':>6} {'near':>6} "
-        f"{'open s':>7} {'RSS open':>9} {'peak RSS':>9} {'fill s':>7}"
+        f"{'stored':>9} {'check':>6} {'rows/s':>8} {'exact':>6} {'near':>6} {'open s':>7} "
+        f"{'RSS open':>9} {'peak RSS':>9} {'fill s':>7}   ({os.cpu_count()} cores)"
     )
     for stored in (int(s) for s in args.stored.split(",")):
         for kind in ("exact", "near"):
-            out = (
-                subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--one",
-                        f"{stored}:{kind}",
-                        "--batch",
-                        str(args.batch),
-                        "--batches",
-                        str(args.batches),
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            r = json.loads(out)
+            root = tempfile.mkdtemp(prefix="dedupe-bench-")
+            try:
+                filled = _run("--fill", root, str(stored), kind)
+                section = json.dumps(filled["section"])
+                options = ["--batch", str(args.batch), "--batches", str(args.batches)]
+                r = _run(*options, "--admit", root, str(stored), kind, section)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
             print(
-                f"{r['stored']:>9,} {kind:>6} {r['rows_per_s']:>8,} {r['dropped_exact']:>6,} "
-                f"{r['dropped_near']:>6,} {r['open_s']:>7} {r['rss_after_open_mb']:>7} MB "
-                f"{r['peak_rss_mb']:>6} MB {r['fill_s']:>7}",
+                f"{stored:>9,} {kind:>6} {r['rows_per_s']:>8,} {r['dropped_exact']:>6,} "
+                f"{r['dropped_near']:>6,} {r['open_s']:>7} {r['rss_after_open_mb']:>6} MB "
+                f"{r['peak_rss_mb']:>6} MB {filled['fill_s']:>7}",
                 flush=True,
             )
 

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from synthaix.files import write_text_atomic
 from synthaix.llm.provider import ProviderConfig
-from synthaix.llm.translate import to_yaml, translate
-
-
-@task(name="translate-description", cache_policy=NO_CACHE)
-def translate_task(description: str, provider: ProviderConfig, rows: int) -> tuple[str, list[str]]:
-    config, notes = translate(description, provider, rows=rows)
-    return to_yaml(config, notes), notes
+from tasks.plan import translate_description
 
 
 @flow(name="translate-schema")
@@ -26,5 +19,5 @@ def translate_schema(
     provider: ProviderConfig | None = None,
 ) -> str:
     """Write a config for `description` to `output_path`; returns the path."""
-    text, _ = translate_task(description, provider or ProviderConfig(), rows)
+    _, text = translate_description(description, provider or ProviderConfig(), rows)
     return str(write_text_atomic(Path(output_path), text))

@@ -8,7 +8,9 @@ every decision is taken in index order, the output does not depend on completion
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +18,6 @@ import pyarrow as pa
 from synthaix.columns.identity import UuidColumn
 from synthaix.columns.numeric import SequenceColumn
 from synthaix.config import DatasetConfig
-from synthaix.dedupe.index import DedupeIndex
 from synthaix.errors import CapacityError
 from synthaix.generate import Chunk, plan_chunks
 
@@ -59,16 +60,29 @@ class UniqueFilter:
         return table.take(pa.array(keep, type=pa.int64()))
 
 
+class Deduper(Protocol):
+    """Drops exact and near duplicates (`synthaix.dedupe.index.DedupeIndex`, or a wrapper)."""
+
+    keys: list[str]
+    texts: list[str]
+
+    def admit(self, table: pa.Table, row_ids: np.ndarray, limit: int) -> pa.Table: ...
+
+
 class Assembler:
     """Receives chunk tables in any order and hands exactly `target` rows to `sink`, in order:
-    rows repeating a `unique` column's value, and exact or near duplicates, are dropped."""
+    rows repeating a `unique` column's value, and exact or near duplicates, are dropped.
+
+    Released chunks are deduplicated and written in batches (up to BATCH_ROWS rows, BATCH_CHUNKS
+    chunks or BATCH_SECONDS of waiting), so that a build of many small chunks does not pay a
+    dedupe and a write per chunk; `flush()` settles the batch."""
 
     def __init__(
         self,
         target: int,
         unique: UniqueFilter,
         sink: Callable[[pa.Table], None],
-        dedupe: DedupeIndex | None = None,
+        dedupe: Deduper | None = None,
     ) -> None:
         self.target = target
         self.unique = unique
@@ -79,6 +93,9 @@ class Assembler:
         self.dropped_duplicates = 0
         self.next_index = 0
         self._early: dict[int, tuple[pa.Table, np.ndarray]] = {}
+        self._batch: list[pa.Table] = []
+        self._batch_rows = 0
+        self._batch_started = 0.0
 
     @property
     def buffered(self) -> int:
@@ -102,6 +119,23 @@ class Assembler:
         numbered = table.append_column(_ROW_ID, pa.array(row_ids, pa.int64()))
         kept = self.unique.apply(numbered)
         self.dropped_duplicates += table.num_rows - kept.num_rows
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append(kept)
+        self._batch_rows += kept.num_rows
+        if (
+            self._batch_rows >= BATCH_ROWS
+            or len(self._batch) >= BATCH_CHUNKS
+            or time.monotonic() - self._batch_started >= BATCH_SECONDS
+            or self._batch_rows >= self.target - self.delivered
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._batch:
+            return
+        kept = pa.concat_tables(self._batch)
+        self._batch, self._batch_rows = [], 0
         missing = self.target - self.delivered
         rows, ids = kept.drop_columns([_ROW_ID]), kept[_ROW_ID].to_numpy()
         if self.dedupe is not None:
@@ -113,6 +147,9 @@ class Assembler:
             self.delivered += rows.num_rows
 
 
+BATCH_ROWS = 50_000
+BATCH_CHUNKS = 32
+BATCH_SECONDS = 1.0
 _ROW_ID = "__synthaix_row_id"
 
 
@@ -129,6 +166,7 @@ class RoundPlanner:
         self._last_delivered = -1
 
     def next_round(self, assembler: Assembler) -> list[Chunk]:
+        assembler.flush()
         missing = assembler.target - assembler.delivered
         if missing <= 0:
             return []

@@ -104,6 +104,12 @@ class Mode(StrEnum):
     append = "append"
 
 
+class Runner(StrEnum):
+    thread = "thread"
+    dask = "dask"
+    ray = "ray"
+
+
 class _RichProgress:
     def __init__(self, bar: Progress) -> None:
         self.bar = bar
@@ -123,6 +129,9 @@ def build(
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Override output.dir.")] = None,
     mode: Annotated[Mode | None, typer.Option(help="Override mode.", show_default=False)] = None,
+    runner: Annotated[
+        Runner | None, typer.Option(help="Override runner.type.", show_default=False)
+    ] = None,
     report: Annotated[bool, typer.Option("--report", help="Write report.html at the end.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's logs.")] = False,
     debug: DebugOpt = False,
@@ -133,7 +142,11 @@ def build(
         # Check config and endpoint before starting Prefect (~10 s), so mistakes fail at once
         # with nothing written.
         dataset = load_config(config).with_overrides(
-            rows=rows, seed=seed, out=out_dir, mode=mode.value if mode else None
+            rows=rows,
+            seed=seed,
+            out=out_dir,
+            mode=mode.value if mode else None,
+            runner=runner.value if runner else None,
         )
         if any(isinstance(c, LlmColumn) for c in dataset.columns):
             client_for(dataset.provider).check()
@@ -163,6 +176,7 @@ def build(
                 seed=seed,
                 out=str(out_dir) if out_dir else None,
                 mode=mode.value if mode else None,
+                runner=runner.value if runner else None,
             )
     except Exception as exc:  # the one place that turns any failure into a one-line message
         _fail(exc, debug)
@@ -222,6 +236,25 @@ def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
     except FileNotFoundError as exc:
         _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
     out.print(f"  report: {path}")
+
+
+@app.command()
+def serve(
+    spec: Annotated[
+        Path, typer.Option("--file", help="The prefect.yaml whose deployments to serve.")
+    ] = Path("prefect.yaml"),
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Serve only this deployment (repeatable).")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the scheduled deployments of prefect.yaml on this machine until Ctrl-C."""
+    try:
+        from flows.serve import serve_deployments
+
+        serve_deployments(spec, only)
+    except Exception as exc:
+        _fail(exc, debug)
 
 
 @app.command("report")

@@ -36,12 +36,41 @@ class OutputConfig(StrictModel):
 
 
 class RunnerConfig(StrictModel):
-    """How chunk tasks are executed."""
+    """How chunk tasks are executed, limited and resumed."""
 
-    type: Literal["thread"] = Field(
-        default="thread", description="Task runner: a local thread pool."
+    type: Literal["thread", "dask", "ray"] = Field(
+        default="thread",
+        description="Task runner for chunk tasks: a local thread pool, a Dask cluster "
+        "(pip install 'synthaix[dask]') or a Ray cluster ('synthaix[ray]').",
     )
     workers: int = Field(default=4, ge=1, le=256, description="Chunk tasks running at once.")
+    address: str | None = Field(
+        default=None,
+        description="Scheduler address of an existing cluster (dask: tcp://host:8786, ray: "
+        "ray://host:10001). Default: a local cluster of `workers` processes.",
+    )
+    llm_limit: str | None = Field(
+        default="auto",
+        description="Prefect global concurrency limit that every LLM request holds a slot of, "
+        "shared by all workers and flow runs on one Prefect server; created if missing, with "
+        "provider.max_concurrency slots (and '<name>-rpm' with provider.rpm). 'auto': "
+        "'synthaix-llm' when chunks run in other processes (dask, ray), none for threads, "
+        "where the client's own limits already hold (each shared slot costs ~0.1-1 s of API "
+        "calls on the local SQLite server). null: never.",
+    )
+    retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of a chunk task that failed transiently."
+    )
+    retry_backoff: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds before the first chunk retry; doubled for each next one, +-50 %.",
+    )
+    resume: bool = Field(
+        default=True,
+        description="Keep finished chunks of builds with llm columns in <output dir>/.ledger "
+        "until the build is published, so a crashed or killed build restarts where it stopped.",
+    )
 
 
 class DatasetConfig(StrictModel):
@@ -105,6 +134,7 @@ class DatasetConfig(StrictModel):
         seed: int | None = None,
         out: Path | None = None,
         mode: str | None = None,
+        runner: str | None = None,
     ) -> DatasetConfig:
         """A re-validated copy with command-line overrides applied."""
         data = self.model_dump(mode="python")
@@ -116,6 +146,8 @@ class DatasetConfig(StrictModel):
             data["mode"] = mode
         if out is not None:
             data["output"] = {**data["output"], "dir": out}
+        if runner is not None:
+            data["runner"] = {**data["runner"], "type": runner}
         return parse_config(data, origin="config with the command-line overrides")
 
 

@@ -1,15 +1,17 @@
-"""Chunk generation as a Prefect task."""
+"""Chunk generation as a Prefect task: the only task that runs on the chunk runner (threads,
+Dask or Ray workers), so it installs the shared LLM limits in whatever process it lands."""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
 
 from synthaix import generate
+from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult
-from synthaix.llm.client import client_for
-from synthaix.llm.provider import ProviderConfig
+from tasks.limits import install_llm_gate
 from tasks.retry import retry_only_transient
 
 
@@ -17,7 +19,7 @@ from tasks.retry import retry_only_transient
     name="generate-chunk",
     task_run_name="chunk-{chunk.index}",
     retries=3,
-    retry_delay_seconds=[1, 5, 15],
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),  # 2, 4, 8 s
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_only_transient,
     cache_policy=NO_CACHE,
@@ -25,10 +27,6 @@ from tasks.retry import retry_only_transient
     # which delayed every chunk after the first ones by ~2 s (measured on the local server).
 )
 def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
+    if any(isinstance(c, LlmColumn) for c in config.columns):
+        install_llm_gate(config)
     return generate.generate_chunk(config, chunk)
-
-
-@task(name="check-provider", cache_policy=NO_CACHE)
-def check_provider(provider: ProviderConfig) -> None:
-    """Fail fast on a wrong endpoint, key or model, before any chunk runs."""
-    client_for(provider).check()

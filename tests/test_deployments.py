@@ -28,3 +28,21 @@ def test_every_deployment_is_runnable() -> None:
         )
         for schedule in deployment.get("schedules", []):
             assert len(schedule["cron"].split()) == 5
+
+
+def test_serve_builds_a_deployment_per_entry_with_its_schedules() -> None:
+    import pytest
+
+    from flows.serve import deployments_from
+    from synthaix.errors import ConfigError
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d.name: d for d in deployments_from(ROOT / "prefect.yaml")}
+    assert set(deployments) == {d["name"] for d in spec["deployments"]}
+    nightly = deployments["customers-nightly"]
+    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+    assert Path(nightly.parameters["config_path"]) == ROOT / "configs" / "customers.yaml"
+    assert deployments["orders-hourly-append"].parameters["mode"] == "append"
+    assert deployments_from(ROOT / "prefect.yaml", only=["employees-on-demand"])[0].schedules == []
+    with pytest.raises(ConfigError, match="no deployment named nope"):
+        deployments_from(ROOT / "prefect.yaml", only=["nope"])

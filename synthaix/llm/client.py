@@ -8,12 +8,14 @@ server asked for; 400/401/403/404 fail at once with a message that says what to 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -84,6 +86,9 @@ class LlmClient:
         )
         self.limiter = RateLimiter(provider.rpm, provider.tpm)
         self._slots = threading.BoundedSemaphore(provider.max_concurrency)
+        # Set by the orchestration layer: a context manager taken around every request, e.g.
+        # a slot of a concurrency limit shared by all workers (the core does not know Prefect).
+        self.gate: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
         auto = provider.structured_output == "auto"
         self.mode = "json_schema" if auto else provider.structured_output
         self._auto = auto
@@ -118,7 +123,7 @@ class LlmClient:
         estimate = sum(estimate_tokens(m["content"]) for m in messages) + max_tokens // 2
 
         def once() -> Completion:
-            with self._slots:
+            with self._slots, self.gate():
                 return self._once(messages, schema, max_tokens, recorder)
 
         return self._with_retries(once, estimate, recorder)
@@ -128,7 +133,7 @@ class LlmClient:
         options: dict[str, Any] = {"dimensions": dims} if dims else {}
 
         def once() -> list[list[float]]:
-            with self._slots:
+            with self._slots, self.gate():
                 try:
                     response = self._openai.embeddings.create(model=model, input=texts, **options)
                 except openai.APIError as exc:
@@ -157,6 +162,7 @@ class LlmClient:
                 raise ProviderError(
                     f"gave up after {self.provider.max_attempts} attempts: {exc}",
                     cause=exc.cause,
+                    transient=True,  # still worth a later try: the chunk task retries it
                     hint=exc.hint
                     or "the endpoint keeps failing; try again later or lower "
                     "provider.max_concurrency",

@@ -1,0 +1,68 @@
+"""The chunk ledger: finished chunks saved beside the output until the build is published, so
+a build that crashed or was killed (kill -9) and is started again with the same config and seed
+continues where it stopped instead of paying for the same LLM requests twice.
+
+    out/reviews/.ledger/<key>/chunk-000042.parquet   rows + row numbers; LLM stats in metadata
+
+The key is a hash of the config (with overrides and seed) and of where the build's row numbers
+start, so a changed config or a different append position never reuses stale chunks. Files are
+written to a temporary name and renamed, so a chunk is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synthaix.generate import Chunk, ChunkResult
+from synthaix.llm.stats import LlmStats
+
+_ROW_ID = "__synthaix_row_id"
+_STATS = b"synthaix.llm"
+
+
+class ChunkLedger:
+    def __init__(self, output_dir: Path, config_hash: str, first_row: int) -> None:
+        digest = hashlib.sha256(f"{config_hash}\0{first_row}".encode()).hexdigest()[:16]
+        self.root = output_dir / ".ledger"
+        self.dir = self.root / digest
+
+    def open(self) -> int:
+        """Start using the ledger; ledgers of other configs are stale and removed. Returns the
+        number of chunks a previous attempt left."""
+        if self.root.exists():
+            for other in self.root.iterdir():
+                if other != self.dir:
+                    shutil.rmtree(other, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return len(list(self.dir.glob("chunk-*.parquet")))
+
+    def _path(self, chunk: Chunk) -> Path:
+        return self.dir / f"chunk-{chunk.index:06d}-{chunk.first_row}-{chunk.rows}.parquet"
+
+    def load(self, chunk: Chunk, schema: pa.Schema) -> ChunkResult | None:
+        path = self._path(chunk)
+        if not path.exists():
+            return None
+        table = pq.read_table(path)
+        stats = LlmStats.model_validate_json((table.schema.metadata or {})[_STATS])
+        row_ids = table[_ROW_ID].to_numpy()
+        table = table.drop_columns([_ROW_ID]).cast(schema)
+        return ChunkResult(table, np.asarray(row_ids, dtype=np.int64), stats)
+
+    def save(self, chunk: Chunk, result: ChunkResult) -> None:
+        table = result.table.append_column(_ROW_ID, pa.array(result.row_ids, pa.int64()))
+        table = table.replace_schema_metadata({_STATS: result.llm.model_dump_json().encode()})
+        path = self._path(chunk)
+        temporary = path.with_suffix(".tmp")
+        pq.write_table(table, temporary, compression="zstd")
+        os.replace(temporary, path)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

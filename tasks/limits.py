@@ -1,0 +1,72 @@
+"""LLM request limits shared by every worker of a Prefect server: global concurrency limits.
+
+`runner.llm_limit` names a limit with provider.max_concurrency slots that every LLM request
+holds while it runs, and, when provider.rpm is set, `<name>-rpm`, a rate limit whose slots
+refill at rpm/60 a second. Both are created when missing, so they work out of the box on the
+temporary local server; an operator can change them in the UI (Concurrency) and every worker
+follows. The per-process limits in the LLM client still apply on top.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency, rate_limit
+from prefect.exceptions import ObjectNotFound
+
+from synthaix.config import DatasetConfig
+from synthaix.llm.client import client_for
+
+
+def limit_names(config: DatasetConfig) -> tuple[str | None, str | None]:
+    name = config.runner.llm_limit
+    if name == "auto":
+        name = "synthaix-llm" if config.runner.type != "thread" else None
+    if name is None:
+        return None, None
+    return name, f"{name}-rpm" if config.provider.rpm else None
+
+
+def ensure_limits(config: DatasetConfig) -> None:
+    """Create the config's limits on the Prefect server if they do not exist yet."""
+    name, rpm_name = limit_names(config)
+    wanted = []
+    if name:
+        wanted.append(
+            GlobalConcurrencyLimitCreate(name=name, limit=config.provider.max_concurrency)
+        )
+    if rpm_name and config.provider.rpm:
+        per_second = config.provider.rpm / 60
+        wanted.append(
+            GlobalConcurrencyLimitCreate(
+                name=rpm_name, limit=max(1, math.ceil(per_second)), slot_decay_per_second=per_second
+            )
+        )
+    if not wanted:
+        return
+    with get_client(sync_client=True) as client:
+        for limit in wanted:
+            try:
+                client.read_global_concurrency_limit_by_name(limit.name)
+            except ObjectNotFound:
+                client.create_global_concurrency_limit(limit)
+
+
+def install_llm_gate(config: DatasetConfig) -> None:
+    """Make this process's LLM client take the shared slots around every request."""
+    name, rpm_name = limit_names(config)
+    if name is None:
+        return
+
+    @contextmanager
+    def gate() -> Iterator[None]:
+        if rpm_name:
+            rate_limit(rpm_name, strict=True)
+        with concurrency(name, occupy=1, strict=True):
+            yield
+
+    client_for(config.provider).gate = gate

@@ -1,0 +1,203 @@
+"""Prefect orchestration: task retries, shared LLM limits, resume after kill -9, artifacts and
+the Dask runner. LLM calls go over loopback to the simulator with the real openai client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+from llm_helpers import provider, simulator
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.settings import get_current_settings
+from test_determinism import COLUMNS
+
+from conftest import write_config
+from synthaix.errors import ProviderError
+from synthaix.sim.faults import FaultRates
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _llm_config(tmp_path: Path, url: str, rows: int = 60, **options) -> Path:
+    data = {
+        "name": "notes",
+        "description": "Short notes",
+        "rows": rows,
+        "chunk_size": 10,
+        "columns": [
+            {"name": "topic", "type": "category", "values": ["a", "b", "c"]},
+            {"name": "note", "type": "llm", "prompt": "A note about {{ topic }}"},
+        ],
+        "provider": provider(url, rows_per_request=5, **options.pop("provider", {})),
+        "runner": {"workers": 4, "retry_backoff": 0, **options.pop("runner", {})},
+        "output": {"dir": str(tmp_path / "out")},
+        **options,
+    }
+    return write_config(tmp_path / "notes.yaml", data)
+
+
+def _task_runs(flow_run_id, name: str) -> list:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [r for r in runs if r.name.startswith(name)]
+
+
+def test_transient_failures_are_retried_by_the_chunk_task(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    # One attempt per request in the client, so a 500 fails the chunk and the task retries.
+    with simulator(FaultRates(server_error=0.15), seed=2) as sim:
+        path = _llm_config(tmp_path, sim.url, provider={"max_attempts": 1})
+        state = build_dataset(config_path=str(path), return_state=True)
+        errors = sim.state.stats()["counts"].get("5xx", 0)
+    summary = state.result()
+    assert summary.rows == 60 and errors > 0
+    runs = _task_runs(state.state_details.flow_run_id, "chunk-")
+    assert max(r.run_count for r in runs) > 1  # retried ...
+    assert all(r.state.is_completed() for r in runs)  # ... and succeeded
+
+
+def test_a_non_transient_error_fails_once_without_retries(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    # The endpoint refuses json_schema and the config insists on it: a 400, not retryable.
+    with simulator(formats=("json_object",)) as sim:
+        path = _llm_config(tmp_path, sim.url, provider={"structured_output": "json_schema"})
+        state = build_dataset(config_path=str(path), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ProviderError, match="400"):
+        state.result()
+    runs = _task_runs(state.state_details.flow_run_id, "chunk-")
+    assert runs and all(r.run_count == 1 for r in runs)
+    assert not (tmp_path / "out" / "data").exists()
+
+
+def test_llm_requests_hold_a_shared_concurrency_limit(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    with get_client(sync_client=True) as client:  # an operator set this limit on the server
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="two", limit=2))
+    with simulator(latency=0.05) as sim:
+        path = _llm_config(tmp_path, sim.url, runner={"llm_limit": "two"})
+        assert build_dataset(config_path=str(path)).rows == 60
+        peak = sim.state.stats()["peak_in_flight"]
+    assert peak <= 2  # provider.max_concurrency is 8: the server's limit held
+
+    # A limit named in the config that does not exist is created, with max_concurrency slots.
+    with simulator() as sim:
+        path = _llm_config(tmp_path, sim.url, runner={"llm_limit": "fresh-limit"})
+        build_dataset(config_path=str(path))
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name("fresh-limit").limit == 8
+
+
+def test_artifacts_show_progress_summary_and_sample(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    path = write_config(
+        tmp_path / "people.yaml",
+        {"name": "arty", "rows": 300, "chunk_size": 50, "columns": COLUMNS[:3]},
+    )
+    build_dataset(config_path=str(path), out=str(tmp_path / "out"))
+    with get_client(sync_client=True) as client:
+        keys = ["arty-progress", "arty-summary", "arty-sample"]
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    by_key = {a.key: a for a in found}
+    assert set(by_key) == set(keys)
+    assert by_key["arty-progress"].type == "progress" and by_key["arty-progress"].data == 100.0
+    assert by_key["arty-sample"].type == "table" and "first" in str(by_key["arty-sample"].data)
+    assert "300 rows" in by_key["arty-summary"].data
+
+
+def test_killed_build_resumes_without_repeating_llm_requests(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    # The CLI runs report to the test's Prefect server instead of starting their own.
+    api = get_current_settings().api.url
+    assert api, "the prefect_server fixture should have set an API URL"
+    env = {**os.environ, "PREFECT_API_URL": api, "OPENAI_API_KEY": "x"}
+    with simulator(latency=0.3) as sim:
+        (tmp_path / "fresh").mkdir()
+        build_dataset(config_path=str(_llm_config(tmp_path / "fresh", sim.url, rows=200)))
+        fresh_requests = sim.state.stats()["counts"]["requests"]
+        sim.state.reset()
+
+        path = _llm_config(tmp_path, sim.url, rows=200)
+        command = [sys.executable, "-m", "synthaix.cli", "build", str(path)]
+        first = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        ledger = tmp_path / "out" / ".ledger"
+        deadline = time.monotonic() + 120
+        while len(list(ledger.glob("*/chunk-*.parquet"))) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert len(list(ledger.glob("*/chunk-*.parquet"))) >= 6
+        assert not (tmp_path / "out" / "data").exists()
+        before = sim.state.stats()["counts"]["requests"]
+
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stdout + second.stderr
+        requests = sim.state.stats()["counts"]["requests"] - before
+
+    with duckdb.connect(str(tmp_path / "out" / "notes.duckdb"), read_only=True) as con:
+        rows, notes = con.execute(
+            "SELECT count(*), count(DISTINCT lower(note)) FROM notes"
+        ).fetchone()
+    assert rows == notes == 200
+    assert requests < fresh_requests, (requests, fresh_requests)
+    assert not ledger.exists()  # published: the ledger is gone
+
+
+def test_dask_cluster_of_processes_gives_the_same_sampler_data(tmp_path: Path) -> None:
+    pytest.importorskip("prefect_dask")
+    from flows.build_dataset import build_dataset
+
+    data = {"name": "people", "rows": 1200, "seed": 4, "chunk_size": 200, "columns": COLUMNS}
+    path = write_config(tmp_path / "people.yaml", data)
+    build_dataset(config_path=str(path), out=str(tmp_path / "threads"))
+    build_dataset(config_path=str(path), out=str(tmp_path / "dask"), runner="dask")
+    threads = ds.dataset(tmp_path / "threads" / "data").to_table()
+    dask = ds.dataset(tmp_path / "dask" / "data").to_table()
+    assert threads.num_rows == 1200 and dask.equals(threads)
+
+
+def test_a_description_alone_is_translated_then_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.build_dataset import build_dataset
+
+    with simulator(models=("gpt-4o-mini",)) as sim:
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.url)  # where ProviderConfig() points
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-sim")
+        state = build_dataset(
+            description="customers with name, age and a short review",
+            rows=30,
+            out=str(tmp_path / "out"),
+            return_state=True,
+        )
+    assert state.result().rows == 30
+    names = {r.name for r in _task_runs(state.state_details.flow_run_id, "")}
+    steps = ["translate-description", "plan-build", "open-dedupe", "chunk-", "dedupe-"]
+    steps += ["write-part-", "finish-dedupe", "publish-dataset", "report-build"]
+    for step in steps:  # every sub-step is a visible task run
+        assert any(name.startswith(step) for name in names), (step, names)
