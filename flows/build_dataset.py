@@ -23,7 +23,7 @@ from synthaix.assemble import Assembler, RoundPlanner, UniqueFilter, tracked_uni
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
-from synthaix.ledger import ChunkLedger
+from synthaix.ledger import ChunkLedger, generation_hash
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.stats import LlmStats
 from synthaix.manifest import BUILD_KEY, build_manifest, config_hash, next_row
@@ -63,10 +63,10 @@ def build_dataset(
         identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
         writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
         previous = writer.previous_manifest()
-        first_row = next_row(previous, writer.existing.rows)
+        first_row = next_row(previous, writer.existing.rows, config.mode)
         ledger = None
         if has_llm and config.runner.resume:
-            ledger = ChunkLedger(config.output_dir, config_hash(config), first_row)
+            ledger = ChunkLedger(config.output_dir, generation_hash(config), first_row)
             ledger.open()
         dedupe = open_dedupe(config, writer.build_id, previous, writer.existing.parts)
         unique = tracked_unique_columns(config)

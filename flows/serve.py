@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.settings import get_current_settings
 
 from flows.build_dataset import build_dataset
 from synthaix.errors import ConfigError
@@ -53,4 +54,10 @@ def deployments_from(spec_path: Path, only: list[str] | None = None) -> list[Any
 
 
 def serve_deployments(spec_path: Path, only: list[str] | None = None) -> None:
+    if not get_current_settings().api.url:
+        # Prefect's temporary server runs no scheduler: the schedules would never fire.
+        raise ConfigError(
+            "synthaix serve needs a Prefect server for its schedules",
+            hint="run `prefect server start` and export PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
     serve(*deployments_from(spec_path, only))

@@ -4,14 +4,16 @@ continues where it stopped instead of paying for the same LLM requests twice.
 
     out/reviews/.ledger/<key>/chunk-000042.parquet   rows + row numbers; LLM stats in metadata
 
-The key is a hash of the config (with overrides and seed) and of where the build's row numbers
-start, so a changed config or a different append position never reuses stale chunks. Files are
+The key is a hash of what generation depends on (the config with overrides and seed, without
+the runner and the provider's limits) and of where the build's row numbers start, so a changed
+config or a different append position never reuses stale chunks. Files are
 written to a temporary name and renamed, so a chunk is either complete or absent.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -20,11 +22,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult
 from synthaix.llm.stats import LlmStats
 
 _ROW_ID = "__synthaix_row_id"
 _STATS = b"synthaix.llm"
+
+
+def generation_hash(config: DatasetConfig) -> str:
+    """What the generated chunks depend on: the config without `runner` (how chunks are run)
+    and without the provider's limits, so a restart with more workers or another runner still
+    finds the saved chunks."""
+    data = config.model_dump(mode="json", by_alias=True, exclude={"runner"})
+    for limit in ("max_concurrency", "rpm", "tpm", "timeout", "max_attempts"):
+        data["provider"].pop(limit, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 class ChunkLedger:

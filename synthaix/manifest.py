@@ -110,9 +110,12 @@ def read_manifest(output_dir: Path) -> dict[str, Any]:
     return json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
 
 
-def next_row(previous: dict[str, Any], existing_rows: int) -> int:
-    """Where an append build's row numbers (and so its seeds) start: after every row the
-    earlier builds generated, delivered or not, so no candidate is ever generated twice."""
+def next_row(previous: dict[str, Any], existing_rows: int, mode: str) -> int:
+    """Where a build's row numbers (and so its seeds) start: 0 for overwrite (same config and
+    seed, same data), and for append after every row the earlier builds generated, delivered
+    or not, so no candidate is ever generated twice."""
+    if mode != "append":
+        return 0
     recorded = previous.get("rows", {}).get("next_row") if previous else None
     return max(int(recorded or 0), existing_rows)
 

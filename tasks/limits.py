@@ -9,6 +9,7 @@ follows. The per-process limits in the LLM client still apply on top.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from prefect.concurrency.sync import concurrency, rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from synthaix.config import DatasetConfig
+from synthaix.errors import ProviderError
 from synthaix.llm.client import client_for
 
 
@@ -59,14 +61,27 @@ def ensure_limits(config: DatasetConfig) -> None:
 def install_llm_gate(config: DatasetConfig) -> None:
     """Make this process's LLM client take the shared slots around every request."""
     name, rpm_name = limit_names(config)
+    client = client_for(config.provider)
     if name is None:
+        client.gate = contextlib.nullcontext  # the client is cached: drop an earlier build's
         return
 
     @contextmanager
     def gate() -> Iterator[None]:
-        if rpm_name:
-            rate_limit(rpm_name, strict=True)
-        with concurrency(name, occupy=1, strict=True):
+        try:
+            if rpm_name:
+                rate_limit(rpm_name, strict=True)
+            slot = concurrency(name, occupy=1, strict=True)
+            slot.__enter__()
+        except Exception as exc:  # the Prefect API is down or busy: worth a retry
+            raise ProviderError(
+                f"could not take a slot of concurrency limit '{name}': {exc}",
+                cause="concurrency_limit",
+                transient=True,
+            ) from None
+        try:
             yield
+        finally:
+            slot.__exit__(None, None, None)
 
-    client_for(config.provider).gate = gate
+    client.gate = gate

@@ -47,16 +47,20 @@ def committed(index: DedupeIndex, build: str, previous=None, existing=()) -> dic
     return {}
 
 
+@pytest.mark.parametrize("search", ["in memory", "ANN index"])
 def test_default_threshold_catches_near_duplicates_with_few_false_positives(
-    tmp_path: Path,
+    tmp_path: Path, search: str
 ) -> None:
     rng = random.Random(3)
     originals = distinct_texts(3000, seed=1)
     stored, fresh = originals[:2000], originals[2000:]
-    index = DedupeIndex(text_config(tmp_path))
+    # With index_rows below the stored 2,000, finish() builds the IVF_RQ index and the
+    # stored rows are searched through LanceDB; otherwise they stay in memory.
+    options = {"index_rows": 1000} if search == "ANN index" else {}
+    index = DedupeIndex(text_config(tmp_path, **options))
     index.open("b1", None, [])
     assert index.admit(texts(stored), ids(0, 2000), 2000).num_rows == 2000
-    index.finish()
+    assert index.finish()["indexed"] == (search == "ANN index")
 
     labelled = [variant(rng, rng.choice(stored)) for _ in range(1000)]
     variants = [text for _, text in labelled]

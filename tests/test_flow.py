@@ -101,3 +101,14 @@ def test_flow_publishes_a_summary_artifact(tmp_path: Path) -> None:
     artifact = Artifact.get("people-summary")
     assert artifact is not None and artifact.type == "markdown"
     assert "# people: 300 rows" in artifact.data and "exact duplicates" in artifact.data
+
+
+def test_rebuilding_with_overwrite_gives_the_same_data(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    path = _config_file(tmp_path, rows=600)
+    build_dataset(config_path=str(path))
+    first = ds.dataset(tmp_path / "out" / "data", format="parquet").to_table()
+    build_dataset(config_path=str(path))  # same config and seed, over the first build
+    again = ds.dataset(tmp_path / "out" / "data", format="parquet").to_table()
+    assert again.equals(first)

@@ -152,9 +152,7 @@ class DedupeIndex:
             self.stats.exact += int((~rerun & ~keep).sum())
         vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
         if self.texts:
-            before = int(keep.sum())
             keep = self._near_fresh(table, keep, rerun, limit, vectors)
-            self.stats.near += before - int(keep.sum())
         delivered = np.flatnonzero(keep | rerun)[:limit]
         fresh = delivered[~rerun[delivered]]
         if len(fresh):
@@ -181,15 +179,8 @@ class DedupeIndex:
         self._flush()
         table = self._table
         rows = table.count_rows()
-        if self.build_id not in self._unindexed_builds:
+        if self._unindexed and self.build_id not in self._unindexed_builds:
             self._unindexed_builds.append(self.build_id)
-        unindexed = sum(len(v) for v in self._unindexed)
-        if (
-            self.texts
-            and rows >= self.config.dedupe.index_rows
-            and (not self._has_index or unindexed > REINDEX_FRACTION * rows)
-        ):
-            self._reindex(rows)
         tag = f"synthaix-{self.build_id}"
         if tag in table.tags.list():  # finish() again after a retry
             table.tags.update(tag, table.version)
@@ -257,6 +248,7 @@ class DedupeIndex:
                 if i and (within[i, :i][ok[:i]] >= self.threshold).any():
                     ok[i] = False
             keep[rows[~ok]] = False
+            self.stats.near += int((~ok).sum())
             out[rows[ok]] = vectors[ok]
             earlier.append(vectors[ok])
             accepted += int(ok.sum())
@@ -318,6 +310,14 @@ class DedupeIndex:
         # Insert-if-absent on row_id: a row written by an earlier attempt is not written twice.
         self._table.merge_insert("row_id").when_not_matched_insert_all().execute(rows)
         self._pending, self._pending_rows = [], 0
+        # Rows the index does not cover are searched in memory (~1 KB a row at 256 dims):
+        # once they pass a quarter of the table, index them, so a build of millions of rows
+        # keeps both memory and search time bounded.
+        stored = self._table.count_rows()
+        unindexed = sum(len(v) for v in self._unindexed)
+        due = not self._has_index or unindexed > REINDEX_FRACTION * stored
+        if self.texts and stored >= self.config.dedupe.index_rows and due:
+            self._reindex(stored)
 
     def _reindex(self, rows: int) -> None:
         """Compact, then build the IVF_RQ index over every row."""
