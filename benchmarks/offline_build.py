@@ -45,14 +45,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--no-dedupe", action="store_true", help="dedupe: {exact: false} (the exact-row check)"
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.yaml"
-        config.write_text(
-            CONFIG.format(rows=args.rows, chunk_size=args.chunk_size, workers=args.workers)
-        )
+        text = CONFIG.format(rows=args.rows, chunk_size=args.chunk_size, workers=args.workers)
+        if args.no_dedupe:
+            text += "dedupe: {exact: false}\n"
+        config.write_text(text)
         from flows.build_dataset import build_dataset
 
         started = time.perf_counter()

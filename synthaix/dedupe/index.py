@@ -40,7 +40,13 @@ from lancedb.index import IvfRq
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.embedders import Embedder, make_embedder
 from synthaix.dedupe.hashset import SortedRuns
-from synthaix.dedupe.keys import key_columns, key_hashes, row_texts, text_columns
+from synthaix.dedupe.keys import (
+    HASH_VERSION,
+    key_columns,
+    key_hashes,
+    row_texts,
+    text_columns,
+)
 from synthaix.errors import OutputError
 
 # IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
@@ -99,6 +105,7 @@ class DedupeIndex:
         settings = self.config.dedupe
         return {
             "key": self.keys,
+            "key_hash": HASH_VERSION if self.keys else None,
             "text": self.texts,
             "embedder": settings.embedder if self.texts else None,
             "model": settings.model if self.texts else None,

