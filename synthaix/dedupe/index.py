@@ -153,7 +153,7 @@ class DedupeIndex:
             return table.slice(0, limit)
         rerun = self._ids.contains(row_ids)
         keep = ~rerun
-        hashes = key_hashes(table, self.keys) if self.keys else np.zeros(len(row_ids), np.int64)
+        hashes = self._key_hashes(table)
         if self.keys:
             keep &= self._exact_fresh(hashes)
             self.stats.exact += int((~rerun & ~keep).sum())
@@ -171,7 +171,7 @@ class DedupeIndex:
         that has no dedupe table yet)."""
         if not self.enabled or table.num_rows == 0:
             return
-        hashes = key_hashes(table, self.keys) if self.keys else np.zeros(len(row_ids), np.int64)
+        hashes = self._key_hashes(table)
         vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
         if self.texts:
             assert self.embedder is not None
@@ -220,6 +220,12 @@ class DedupeIndex:
                 self._table.restore(self._start_tag)
 
     # -- checks ------------------------------------------------------------------------------
+    def _key_hashes(self, table: pa.Table) -> np.ndarray:
+        """Exact-key hashes of the rows; zeros (stored, never compared) when `exact` is off."""
+        if not self.keys:
+            return np.zeros(table.num_rows, np.int64)
+        return key_hashes(table, self.keys)
+
     def _exact_fresh(self, hashes: np.ndarray) -> np.ndarray:
         """Rows whose key is not stored and is the first of its kind in the batch."""
         first = np.zeros(len(hashes), dtype=bool)
@@ -317,13 +323,15 @@ class DedupeIndex:
         # Insert-if-absent on row_id: a row written by an earlier attempt is not written twice.
         self._table.merge_insert("row_id").when_not_matched_insert_all().execute(rows)
         self._pending, self._pending_rows = [], 0
+        if not self.texts:
+            return  # no vectors: nothing to index
         # Rows the index does not cover are searched in memory (~1 KB a row at 256 dims):
         # once they pass a quarter of the table, index them, so a build of millions of rows
         # keeps both memory and search time bounded.
         stored = self._table.count_rows()
         unindexed = sum(len(v) for v in self._unindexed)
         due = not self._has_index or unindexed > REINDEX_FRACTION * stored
-        if self.texts and stored >= self.config.dedupe.index_rows and due:
+        if stored >= self.config.dedupe.index_rows and due:
             self._reindex(stored)
 
     def _reindex(self, rows: int) -> None:
