@@ -3,7 +3,8 @@ tenacity retries for transient errors, a shared RPM/TPM limiter and a concurrenc
 
 Retries live here and only here (the openai client's own retries are off): transport errors,
 timeouts, 408/409/5xx and 429 are retried with jittered backoff, 429 after the Retry-After the
-server asked for; 400/401/403/404 fail at once with a message that says what to fix.
+server asked for; 400/401/403/404 fail at once with a message that says what to fix, and so do
+405/501/505, which mean the URL is not an LLM API at all (e.g. a plain web server).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from synthaix.llm.stats import StatsRecorder
 
 CHARS_PER_TOKEN = 4.0  # a calibrated estimate; real counts come back in `usage`
 _FALLBACK = {"json_schema": "json_object", "json_object": "tools"}
+# Answers that say "this URL does not serve the API", not "try again": a web server that has no
+# POST, or an HTTP stack that is no API. Retrying them only delays the failure by minutes.
+_NOT_AN_API = (405, 501, 505)
+_BASE_URL_HINT = (
+    "check provider.base_url: it should be the API root that serves /chat/completions, usually "
+    "ending in /v1, e.g. http://127.0.0.1:11434/v1 for Ollama"
+)
 T = TypeVar("T")
 
 
@@ -95,22 +103,67 @@ class LlmClient:
 
     # -- public ------------------------------------------------------------------------------
     def check(self) -> None:
-        """Fail fast, before any chunk runs, on a wrong URL, key or model name."""
+        """Fail fast, before any chunk runs, on a wrong URL, key or model name, and on a URL
+        that is no LLM endpoint at all (a web server would be retried for minutes)."""
         try:
-            models = [
-                m.id for m in self._openai.models.list(timeout=min(15, self.provider.timeout))
-            ]
+            raw = self._openai.models.with_raw_response.list(timeout=min(15, self.provider.timeout))
         except openai.NotFoundError:
-            return  # some servers have no /models; the first request will tell
+            seen = "HTTP 404"  # some real servers have no /models: a tiny completion decides
         except openai.APIError as exc:
             raise self._wrap(exc) from None
-        if models and self.provider.model not in models:
-            shown = ", ".join(sorted(models)[:10])
-            raise ProviderError(
-                f"model '{self.provider.model}' is not served by {self.base_url} (it has: {shown})",
-                cause="model_not_found",
-                hint="set provider.model to one of those names",
+        else:
+            # Read the body ourselves: the client's parser turns a web page into an
+            # AttributeError and `{"hello": 1}` into an empty list of models.
+            models = _model_ids(raw.http_response)
+            if models is None:
+                seen = f"{_seen(raw.http_response)}, not a list of models"
+            elif models and self.provider.model not in models:
+                shown = ", ".join(sorted(models)[:10])
+                raise ProviderError(
+                    f"model '{self.provider.model}' is not served by {self.base_url} "
+                    f"(it has: {shown})",
+                    cause="model_not_found",
+                    hint="set provider.model to one of those names",
+                )
+            else:
+                return
+        self._probe(f"GET /models answered {seen}")
+
+    def _probe(self, models_seen: str) -> None:
+        """One tiny completion, for a URL whose /models told nothing. An LLM endpoint answers it
+        with a completion or an error about the request; a web server answers 404/405/501 or a
+        page, in milliseconds, where the build would retry it for minutes."""
+        try:
+            raw = self._openai.chat.completions.with_raw_response.create(
+                model=self.provider.model,
+                messages=[{"role": "user", "content": "Say OK."}],
+                max_tokens=1,
+                timeout=min(10, self.provider.timeout),
             )
+        except openai.APITimeoutError:
+            return  # it took the request and is thinking (a model loading?): no web server does
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            # A 404 is either an unknown model (OpenAI, Ollama and vLLM say so in JSON) or an
+            # unknown path; no status tells them apart, so the message has to.
+            model_404 = status == 404 and "model" in _detail(exc).lower()
+            if status in (401, 403) or model_404:
+                raise self._wrap(exc) from None
+            if status != 404 and status not in _NOT_AN_API:
+                return  # a 400 about the parameters, a 429 or a 503 is still an LLM endpoint
+            seen = f"HTTP {status}"
+        except openai.APIError as exc:
+            raise self._wrap(exc) from None
+        else:
+            if _is_completion(raw.http_response):
+                return
+            seen = f"{_seen(raw.http_response)}, not a chat completion"
+        raise ProviderError(
+            f"{self.base_url} is not an OpenAI-compatible endpoint: {models_seen} and "
+            f"POST /chat/completions answered {seen}",
+            cause="not_an_endpoint",
+            hint=_BASE_URL_HINT,
+        )
 
     def complete(
         self,
@@ -248,6 +301,13 @@ class LlmClient:
                 transient=True,
                 retry_after=_retry_after(exc),
             )
+        if status in _NOT_AN_API:
+            return ProviderError(
+                f"{where} does not look like an OpenAI-compatible endpoint "
+                f"(HTTP {status}): {detail}",
+                cause="not_an_endpoint",
+                hint=_BASE_URL_HINT,
+            )
         if status in (408, 409) or status >= 500:
             return ProviderError(
                 f"{where} failed (HTTP {status}): {detail}",
@@ -308,9 +368,36 @@ def _detail(exc: openai.APIError) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # a web page, or nothing; JSONDecodeError is a ValueError
+        return None
+
+
+def _model_ids(response: Any) -> list[str] | None:
+    """The ids of a `GET /models` answer, or None when it is no list of models."""
+    body = _json(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+
+
+def _is_completion(response: Any) -> bool:
+    body = _json(response)
+    return isinstance(body, dict) and isinstance(body.get("choices"), list)
+
+
+def _seen(response: Any) -> str:
+    """What an answer was, for a message: `HTTP 200 text/html`."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip()
+    return f"HTTP {response.status_code} {kind or 'with no content type'}"
+
+
 def _mentions_format(exc: openai.BadRequestError) -> bool:
-    # The structured-output fallback is the one place a message is read: a 400 about
-    # response_format/tools means "not supported here", which has no status code of its own.
+    # A message is read only where no status code tells (here and the 404 of `_probe`): a 400
+    # about response_format/tools means "not supported here", which has no status of its own.
     text = _detail(exc).lower()
     return any(word in text for word in ("response_format", "json_schema", "tool", "structured"))
 
