@@ -34,6 +34,16 @@ class OutputConfig(StrictModel):
         default=None, pattern=IDENTIFIER, description="DuckDB table name (default: <name>)."
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _not_root_or_home(cls, folder: Path | None) -> Path | None:
+        # Each dataset gets a folder of its own; these two are never one.
+        resolved = folder.expanduser().resolve() if folder is not None else None
+        if resolved is not None and resolved in (Path(resolved.anchor), Path.home().resolve()):
+            where = "the root folder" if resolved == Path(resolved.anchor) else "the home folder"
+            raise ValueError(f"{folder} is {where}; set a folder of its own, e.g. out/<name>")
+        return folder
+
 
 class RunnerConfig(StrictModel):
     """How chunk tasks are executed, limited and resumed."""
@@ -117,11 +127,13 @@ class DatasetConfig(StrictModel):
 
     @property
     def output_dir(self) -> Path:
-        return self.output.dir if self.output.dir is not None else Path("out") / self.name
+        folder = self.output.dir
+        return folder.expanduser() if folder is not None else Path("out") / self.name
 
     @property
     def duckdb_path(self) -> Path:
-        return self.output.duckdb or self.output_dir / f"{self.name}.duckdb"
+        path = self.output.duckdb
+        return path.expanduser() if path is not None else self.output_dir / f"{self.name}.duckdb"
 
     @property
     def table(self) -> str:

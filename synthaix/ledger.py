@@ -12,10 +12,11 @@ written to a temporary name and renamed, so a chunk is either complete or absent
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,12 @@ import pyarrow.parquet as pq
 from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult
 from synthaix.llm.stats import LlmStats
+from synthaix.ownership import remove_our_files
 
 _ROW_ID = "__synthaix_row_id"
 _STATS = b"synthaix.llm"
+_CHUNK_FILE = re.compile(r"chunk-\d{6}-\d+-\d+\.(parquet|tmp)")
+_LEDGER_DIR = re.compile(r"[0-9a-f]{16}")
 
 
 def generation_hash(config: DatasetConfig) -> str:
@@ -49,10 +53,10 @@ class ChunkLedger:
     def open(self) -> int:
         """Start using the ledger; ledgers of other configs are stale and removed. Returns the
         number of chunks a previous attempt left."""
-        if self.root.exists():
+        if self.root.is_dir():
             for other in self.root.iterdir():
-                if other != self.dir:
-                    shutil.rmtree(other, ignore_errors=True)
+                if other != self.dir and _LEDGER_DIR.fullmatch(other.name):
+                    remove_our_files(other, _CHUNK_FILE)
         self.dir.mkdir(parents=True, exist_ok=True)
         return len(list(self.dir.glob("chunk-*.parquet")))
 
@@ -78,4 +82,6 @@ class ChunkLedger:
         os.replace(temporary, path)
 
     def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_our_files(self.dir, _CHUNK_FILE)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only when no other ledger (or file of the user's) is left

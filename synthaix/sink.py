@@ -1,17 +1,21 @@
-"""Parquet + DuckDB outputs that change atomically.
+"""Parquet + DuckDB outputs that change atomically, in folders SynthAIx owns.
 
 Layout of an output directory:
 
     out/customers/
+      .synthaix-output              marker: this folder is a SynthAIx output (of this dataset)
       data -> .current              the Parquet dataset (only when 'parquet' is in formats)
-      customers.duckdb              replaced atomically (os.replace) at commit
+      customers.duckdb              the default database; any database may be named instead
       .current -> .versions/<build> the current build's parts, swapped atomically at commit
       .versions/<build>/part-*.parquet
       .staging/<build>/             this build's parts until commit; removed on failure
       .lock                         one build at a time per output directory
 
-Readers see the old dataset until commit and the new one after, never a mix. A failed build
-only leaves a staging directory, which the next build removes.
+Every precondition is checked before the first write (`check_output`). Publishing: the parts
+move into a new version folder (invisible until linked), the DuckDB table is swapped in one
+transaction (the commit point), then the `.current` link and manifest.json follow. A build
+killed between the DuckDB commit and the link swap is rolled forward by the next build, so
+readers see the old dataset or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -21,22 +25,51 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthaix import duckdb_sink
 from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
+from synthaix.ownership import (
+    PART,
+    TEMP_LINK,
+    check_output_dir,
+    claim,
+    os_errors,
+    remove_our_files,
+    remove_stale_builds,
+)
 
 MANIFEST_KEY = b"synthaix.manifest"
+_active_staging: set[Path] = set()  # this process's staging folders, for a hard exit
+
+
+def check_output(config: DatasetConfig) -> tuple[bool, bool]:
+    """Refuse an output SynthAIx may not write, writing nothing. Returns (folder needs its
+    marker, folder is a 0.1 build's output)."""
+    root = config.output_dir
+    with os_errors("check"):
+        needs_marker = check_output_dir(root, config.name)
+        legacy = needs_marker and root.is_dir() and any(root.iterdir())
+        if "duckdb" in config.output.formats:
+            duckdb_sink.check_target(config.duckdb_path, config.table, config.name, legacy)
+    return needs_marker, legacy
+
+
+def discard_staged_parts() -> None:
+    """Remove the parts staged by builds of this process (before a hard exit on a signal)."""
+    for staging in list(_active_staging):
+        with contextlib.suppress(OSError):
+            remove_our_files(staging, PART)
+            staging.parent.rmdir()
 
 
 @dataclass
@@ -62,26 +95,66 @@ class DatasetWriter:
         self.part_metadata: dict[bytes, bytes] = {}
         self._held: pa.Table | None = None  # the last part, written at commit with the manifest
         self._lock_file: int | None = None
+        self.legacy = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> DatasetWriter:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock()
-        shutil.rmtree(self.root / ".staging", ignore_errors=True)  # left by a crashed build
-        self.staging.mkdir(parents=True)
-        if self.config.mode == "append":
-            self.existing = self._read_existing()
+        needs_marker, self.legacy = check_output(self.config)
+        with os_errors("write to"):
+            if needs_marker:
+                claim(self.root, self.config.name)
+            self._lock()
+        try:
+            with os_errors("write to"):
+                self._tidy()
+                self.staging.mkdir(parents=True)
+            _active_staging.add(self.staging)
+            if self.config.mode == "append":
+                self.existing = self._read_existing()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        _active_staging.discard(self.staging)
         with contextlib.suppress(OSError):
+            remove_our_files(self.staging, PART)
             self.staging.parent.rmdir()  # only succeeds when empty
+        self._unlock()
+
+    def _unlock(self) -> None:
         if self._lock_file is not None:
             os.close(self._lock_file)  # closing releases the flock
             self._lock_file = None
+
+    def _tidy(self) -> None:
+        """Finish what a killed build left: roll an interrupted publish forward, then remove
+        its staged parts, superseded versions and temporary links (only files of ours)."""
+        self._roll_forward()
+        remove_stale_builds(self.root / ".staging")
+        current = self.current_link.resolve() if self.current_link.is_symlink() else None
+        remove_stale_builds(self.root / ".versions", keep=current)
+        for entry in self.root.iterdir():
+            if TEMP_LINK.fullmatch(entry.name) and entry.is_symlink():
+                entry.unlink()
+
+    def _roll_forward(self) -> None:
+        if "duckdb" not in self.config.output.formats:
+            return
+        config = self.config
+        built = duckdb_sink.published_build(config.duckdb_path, config.table, config.name)
+        target = Path(".versions") / built if built else None
+        if target is None or not (self.root / target).is_dir():
+            return
+        if self.current_link.is_symlink() and Path(os.readlink(self.current_link)) == target:
+            return
+        _replace_symlink(self.current_link, target)
+        manifest = self.previous_manifest()
+        if manifest:
+            write_text_atomic(self.root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
@@ -134,7 +207,8 @@ class DatasetWriter:
     def write(self, table: pa.Table) -> None:
         """Stage a part. The newest one is held back, to carry the manifest in its metadata."""
         if self._held is not None:
-            self._write_part(self._held, self.part_metadata)
+            with os_errors("write to"):
+                self._write_part(self._held, self.part_metadata)
         self._held = table
 
     def _write_part(self, table: pa.Table, metadata: dict[bytes, bytes]) -> None:
@@ -150,7 +224,12 @@ class DatasetWriter:
         return {kind: path for kind, path in paths.items() if kind in formats}
 
     def commit(self, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
-        """Publish this build: the DuckDB file, the Parquet symlink, then manifest.json."""
+        """Publish this build: the DuckDB table (the commit point), the Parquet link, then
+        manifest.json. A failure before the DuckDB commit leaves the previous output as it was."""
+        with os_errors("publish to"):
+            return self._commit(manifest)
+
+    def _commit(self, manifest: dict[str, Any] | None) -> dict[str, Path]:
         text = json.dumps(manifest, indent=2) if manifest is not None else None
         if self._held is not None:
             extra = {MANIFEST_KEY: text.encode()} if text else {}
@@ -167,7 +246,11 @@ class DatasetWriter:
         all_parts = sorted(version.glob("part-*.parquet"))
         outputs: dict[str, Path] = {}
         if "duckdb" in formats:
-            outputs["duckdb"] = self._publish_duckdb(all_parts)
+            config = self.config
+            duckdb_sink.publish(
+                config.duckdb_path, config.table, config.name, self.build_id, all_parts, self.legacy
+            )
+            outputs["duckdb"] = config.duckdb_path
         # The parts are kept even for DuckDB-only outputs: they are what `append` builds on.
         _replace_symlink(self.current_link, Path(".versions") / self.build_id)
         if "parquet" in formats:
@@ -176,32 +259,10 @@ class DatasetWriter:
             outputs["parquet"] = self.data_link
         elif self.data_link.is_symlink():
             self.data_link.unlink()
-        self._remove_old_versions(keep=version)
         if text is not None:
             write_text_atomic(self.root / "manifest.json", text + "\n")
+        remove_stale_builds(self.root / ".versions", keep=version)
         return outputs
-
-    def _publish_duckdb(self, parts: list[Path]) -> Path:
-        target = self.config.duckdb_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staged = target.with_name(f".{target.name}.{self.build_id}")
-        try:
-            with duckdb.connect(str(staged)) as con:
-                files = [str(p) for p in parts]
-                con.execute(
-                    f'CREATE TABLE "{self.config.table}" AS SELECT * FROM read_parquet(?)', [files]
-                )
-            _fsync(staged)
-            os.replace(staged, target)
-        finally:
-            staged.unlink(missing_ok=True)
-            Path(f"{staged}.wal").unlink(missing_ok=True)
-        return target
-
-    def _remove_old_versions(self, keep: Path) -> None:
-        for old in (self.root / ".versions").iterdir():
-            if old != keep:
-                shutil.rmtree(old, ignore_errors=True)
 
 
 def _replace_symlink(link: Path, target: Path) -> None:

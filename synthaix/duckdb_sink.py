@@ -1,0 +1,178 @@
+"""Publishing a dataset's table into a DuckDB database, which may be the user's own.
+
+The file is never replaced: the table is loaded under a temporary name and swapped in by rename,
+in one transaction, so readers see the old table or the new one and every other table of the
+database is left as it was. A table SynthAIx made carries the comment `synthaix:<dataset>:<build>`;
+a table of the same name without it belongs to someone else and is never dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+from synthaix.errors import OutputError
+from synthaix.ownership import check_creatable, check_writable
+
+MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+LOCK_WAIT = 60.0  # seconds to wait for another build's publish into the same file
+_process_locks: dict[Path, threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+
+
+def table_comment(dataset: str, build_id: str) -> str:
+    return f"synthaix:{dataset}:{build_id}"
+
+
+def check_target(path: Path, table: str, dataset: str, legacy: bool) -> None:
+    """Refuse, before anything is written, a target SynthAIx may not publish into."""
+    if not path.exists() and not path.is_symlink():
+        check_creatable(path)
+        return
+    if not path.is_file():
+        raise OutputError(f"output.duckdb {path} is not a file", hint="point it at a .duckdb file")
+    if not is_duckdb_file(path):
+        raise OutputError(
+            f"output.duckdb {path} is not a DuckDB database; SynthAIx publishes into DuckDB "
+            "databases only and never replaces another file",
+            hint="choose another output.duckdb path",
+        )
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from exc
+    with con:
+        _check_owner(con, path, table, dataset, legacy)
+    check_writable(path.parent)  # DuckDB writes a .wal file beside the database
+
+
+def publish(
+    path: Path,
+    table: str,
+    dataset: str,
+    build_id: str,
+    parts: list[Path],
+    legacy: bool,
+) -> None:
+    """Load `parts` as `table` and swap it in, in one transaction."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = f"__synthaix_stage_{build_id.replace('-', '_')}"
+    with _process_lock(path):
+        con = _connect_waiting(path)
+        try:
+            _check_owner(con, path, table, dataset, legacy)
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                f"CREATE TABLE {_quote(stage)} AS SELECT * FROM read_parquet(?)",
+                [[str(p) for p in parts]],
+            )
+            con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+            con.execute(f"ALTER TABLE {_quote(stage)} RENAME TO {_quote(table)}")
+            comment = table_comment(dataset, build_id).replace("'", "''")
+            con.execute(f"COMMENT ON TABLE {_quote(table)} IS '{comment}'")
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        finally:
+            con.close()
+
+
+def published_build(path: Path, table: str, dataset: str) -> str | None:
+    """The build whose table the database holds now (None: no table of ours)."""
+    if not path.is_file() or not is_duckdb_file(path):
+        return None
+    try:
+        with _connect_waiting(path, read_only=True) as con:
+            comment = _comment(con, table)
+    except OutputError:
+        return None
+    prefix = f"synthaix:{dataset}:"
+    return comment[len(prefix) :] if comment and comment.startswith(prefix) else None
+
+
+def is_duckdb_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(12)[8:12] == MAGIC
+    except OSError:
+        return False
+
+
+def _check_owner(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, dataset: str, legacy: bool
+) -> None:
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+        [table],
+    ).fetchone()
+    views = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
+        [table],
+    ).fetchone()
+    if views and views[0]:
+        raise OutputError(
+            f"{path} has a view named '{table}'; SynthAIx never replaces it",
+            hint="set output.table to another name",
+        )
+    if not exists or not exists[0]:
+        return
+    comment = _comment(con, table) or ""
+    if comment.startswith(f"synthaix:{dataset}:") or (legacy and not comment):
+        return  # ours (a 0.1 build made its database file whole and left no comment)
+    owner = "made by another SynthAIx dataset" if comment else "not made by SynthAIx"
+    raise OutputError(
+        f"table '{table}' in {path} was {owner}; SynthAIx replaces only its own tables, and "
+        "nothing was written",
+        hint="set output.table to a new name, or drop that table yourself if it may go",
+    )
+
+
+def _comment(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    row = con.execute(
+        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+        [table],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _connect_waiting(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """DuckDB lets one process write a file at a time; wait while another build publishes."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            # DuckDB has no error class of its own for a held file lock; its message says so.
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise _open_error(path, exc) from exc
+            time.sleep(0.2)
+        except duckdb.Error as exc:
+            raise _open_error(path, exc) from exc
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> OutputError:
+    if "lock" in str(exc).lower():
+        return OutputError(
+            f"{path} is open in another program (DuckDB allows one writer at a time)",
+            hint="close the program that has it open, then build again",
+        )
+    return OutputError(f"cannot open the DuckDB database {path}: {exc}")
+
+
+def _process_lock(path: Path) -> threading.Lock:
+    with _process_locks_guard:
+        return _process_locks.setdefault(path.resolve(), threading.Lock())
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # no transaction was open
+        con.execute("ROLLBACK")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,205 @@
+"""What SynthAIx may touch in an output folder, decided before the first write.
+
+A folder is ours when it holds the marker file a build wrote when it first used the folder
+(`.synthaix-output`), or when it is empty or absent. A non-empty folder without the marker is
+refused: it may hold anything of the user's. Deleting is by name pattern only: a file is removed
+when it has the shape of a file we write (a part, a temporary link) in a place we write it, and
+folders only through `rmdir`, which fails on anything a user left inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from synthaix.errors import OutputError
+
+MARKER = ".synthaix-output"
+BUILD_ID = r"\d{8}T\d{6}-[0-9a-f]{6}"
+PART = re.compile(rf"part-\d{{6}}-{BUILD_ID}\.parquet")
+TEMP_LINK = re.compile(r"\.(data|current)\.[0-9a-f]{8}")
+TEMP_TEXT = re.compile(r"\..+\.tmp")
+# Everything a build may leave at the top of its folder (a 0.1 build left no marker).
+_OURS = {"data", ".current", ".versions", ".staging", ".lock", "manifest.json", "report.html"}
+_OURS |= {".dedupe", ".ledger", MARKER}
+
+
+def check_output_dir(root: Path, dataset: str) -> bool:
+    """Refuse a folder SynthAIx may not write into; True when a marker must be written."""
+    _refuse_special(root)
+    if not root.exists():
+        if root.is_symlink():
+            raise OutputError(f"output.dir {root} is a broken symbolic link; fix or remove it")
+        check_creatable(root)
+        return True
+    if not root.is_dir():
+        raise OutputError(
+            f"output.dir {root} exists and is a file, not a folder",
+            hint="set output.dir (or --out) to a new or empty folder",
+        )
+    marker = root / MARKER
+    if marker.is_file():
+        owner = _marker_dataset(marker)
+        if owner != dataset:
+            raise OutputError(
+                f"output.dir {root} holds the SynthAIx dataset '{owner}', not '{dataset}'",
+                hint="give each dataset its own output.dir",
+            )
+        _check_layout(root)
+        check_writable(root)
+        return False
+    entries = sorted(p.name for p in root.iterdir())
+    if not entries:
+        check_writable(root)
+        return True
+    if _is_legacy_output(root, entries):
+        _check_layout(root)
+        check_writable(root)
+        return True
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    raise OutputError(
+        f"output.dir {root} is not empty and was not created by SynthAIx (it holds {shown}); "
+        "nothing was written",
+        hint="choose a new or empty folder for output.dir (or --out); SynthAIx never writes "
+        "into a folder it did not create",
+    )
+
+
+def claim(root: Path, dataset: str) -> None:
+    """Mark a folder as this dataset's output (after `check_output_dir` allowed it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"owner": "synthaix", "dataset": dataset}) + "\n"
+    temporary = root / f".{MARKER}.tmp"
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, root / MARKER)
+
+
+def remove_our_files(folder: Path, pattern: re.Pattern[str]) -> None:
+    """Delete the files of `folder` whose names match `pattern`, then the folder if empty."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in folder.iterdir():
+        if pattern.fullmatch(entry.name) and (entry.is_file() or entry.is_symlink()):
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # fails, as it should, when anything else is inside
+
+
+def remove_stale_builds(folder: Path, keep: Path | None = None) -> None:
+    """Remove build folders (`.staging/<build>`, `.versions/<build>`) other than `keep`."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in folder.iterdir():
+        if entry != keep and re.fullmatch(BUILD_ID, entry.name):
+            remove_our_files(entry, PART)
+
+
+@contextlib.contextmanager
+def os_errors(action: str) -> Iterator[None]:
+    """Turn a file-system failure into an OutputError that names the path and what to do."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(exc, action) from exc
+
+
+def output_error(exc: OSError, action: str) -> OutputError:
+    path = exc.filename or "the output"
+    hints = {
+        errno.EACCES: "fix the permissions of that folder, or choose another output.dir",
+        errno.EPERM: "fix the permissions of that folder, or choose another output.dir",
+        errno.EROFS: "that file system is read-only: choose another output.dir",
+        errno.ENOSPC: "the disk is full: free space or choose another output.dir",
+    }
+    return OutputError(
+        f"cannot {action} {path}: {exc.strerror or exc}",
+        hint=hints.get(exc.errno or 0, "check the path, or choose another output.dir"),
+    )
+
+
+def _refuse_special(root: Path) -> None:
+    resolved = root.expanduser().resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        raise OutputError(
+            f"output.dir {root} is {'the home folder' if resolved != Path('/') else 'the root'} "
+            "itself; SynthAIx writes each dataset into a folder of its own",
+            hint="set output.dir to a new folder, e.g. out/<name>",
+        )
+
+
+def _marker_dataset(marker: Path) -> str:
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        return str(data["dataset"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OutputError(
+            f"{marker} is damaged: {exc}",
+            hint="if the folder is a SynthAIx output, delete the marker's folder and rebuild",
+        ) from exc
+
+
+def _is_legacy_output(root: Path, entries: list[str]) -> bool:
+    """A 0.1 build's folder: only our names, and `.current` naming the manifest's build."""
+    others = [e for e in entries if e not in _OURS and not e.endswith(".duckdb")]
+    current = root / ".current"
+    if others or not current.is_symlink():
+        return False
+    try:
+        build = json.loads((root / "manifest.json").read_text(encoding="utf-8"))["build_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return os.readlink(current) == str(Path(".versions") / str(build))
+
+
+def _check_layout(root: Path) -> None:
+    for name in ("data", ".current"):
+        path = root / name
+        if path.exists() and not path.is_symlink():
+            raise OutputError(
+                f"{path} exists and is not the link SynthAIx makes; nothing was written",
+                hint=f"move {path} out of the output folder, or choose another output.dir",
+            )
+    for name in (".versions", ".staging", ".ledger"):
+        path = root / name
+        if path.exists() and (path.is_symlink() or not path.is_dir()):
+            raise OutputError(
+                f"{path} is not a folder; nothing was written",
+                hint=f"move {path} out of the output folder, or choose another output.dir",
+            )
+
+
+def check_creatable(path: Path) -> None:
+    """The nearest existing parent of `path` is a folder we may write into."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create {path}: {parent} is a file, not a folder")
+    check_writable(parent)
+
+
+def check_writable(folder: Path) -> None:
+    if _read_only(folder):
+        raise OutputError(
+            f"cannot write to {folder}: read-only file system",
+            hint="choose an output.dir on a writable file system",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot write to {folder}: permission denied",
+            hint="fix the permissions of that folder, or choose another output.dir",
+        )
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -1,0 +1,304 @@
+"""A build never loses the user's data: it writes only where it may, replaces only what it made,
+and checks every precondition before its first write."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from safety_helpers import file_sums, table_counts
+from typer.testing import CliRunner
+
+from conftest import make_config, write_config
+from synthaix import duckdb_sink, sink
+from synthaix.cli import app
+from synthaix.errors import OutputError
+from synthaix.generate import dataset_schema, generate_chunk, plan_chunks
+from synthaix.sink import DatasetWriter
+
+runner = CliRunner()
+COLUMNS = [
+    {"name": "id", "type": "sequence"},
+    {"name": "name", "type": "person.full_name"},
+    {"name": "v", "type": "integer", "min": 1, "max": 1_000_000},
+]
+
+
+def _config(tmp_path: Path, **output: Any) -> Path:
+    data = {"name": "shop", "rows": 300, "seed": 1, "chunk_size": 100, "columns": COLUMNS}
+    data["output"] = {"dir": str(tmp_path / "out"), **output}
+    return write_config(tmp_path / "shop.yaml", data)
+
+
+def _build(config: Path, *args: str):
+    return runner.invoke(app, ["build", str(config), *args])
+
+
+def _user_database(path: Path, table: str = "precious", rows: int = 7) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE TABLE {table} AS SELECT range AS x FROM range({rows})")
+        con.execute(f"CREATE VIEW {table}_view AS SELECT x * 2 AS y FROM {table}")
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_publishing_into_a_users_database_keeps_its_other_tables(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    _user_database(warehouse)
+    before = _rows(warehouse, "SELECT * FROM precious ORDER BY x")
+    config = _config(tmp_path, duckdb=str(warehouse), table="newtable")
+
+    result = _build(config)
+    assert result.exit_code == 0, result.output
+    assert table_counts(warehouse) == {"precious": 7, "newtable": 300}
+    result = _build(config, "--rows", "120")  # a rebuild swaps our table, nothing else
+    assert result.exit_code == 0, result.output
+    assert table_counts(warehouse) == {"precious": 7, "newtable": 120}
+    assert _rows(warehouse, "SELECT * FROM precious ORDER BY x") == before
+    assert _rows(warehouse, "SELECT count(*) FROM precious_view") == [(7,)]
+    comment = _rows(warehouse, "SELECT comment FROM duckdb_tables() WHERE table_name='newtable'")
+    assert comment[0][0].startswith("synthaix:shop:")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_users_table_of_the_same_name_is_never_replaced(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    _user_database(warehouse)
+    sums = file_sums(tmp_path)
+    result = _build(_config(tmp_path, duckdb=str(warehouse), table="precious"))
+    assert result.exit_code == 2
+    assert "table 'precious'" in result.output and "not made by SynthAIx" in result.output
+    assert file_sums(tmp_path) == {**sums, "shop.yaml": file_sums(tmp_path)["shop.yaml"]}
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"name,age\nada,36\n", b"\0" * 64])
+def test_a_file_that_is_not_a_duckdb_database_is_refused(tmp_path: Path, content: bytes) -> None:
+    target = tmp_path / "notes.duckdb"
+    target.write_bytes(content)
+    config = _config(tmp_path, duckdb=str(target))
+    sums = file_sums(tmp_path)
+    for command in ("validate", "build"):
+        result = runner.invoke(app, [command, str(config)])
+        assert result.exit_code == 2, result.output
+        assert "is not a DuckDB database" in result.output
+        assert "Traceback" not in result.output
+    assert file_sums(tmp_path) == sums  # nothing written, not even the output folder
+
+
+def _hold_database(path: Path, seconds: float) -> subprocess.Popen[str]:
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+        "time.sleep(float(sys.argv[2])); c.close()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_a_database_open_in_another_program_is_refused_before_any_write(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    _user_database(warehouse)
+    config = _config(tmp_path, duckdb=str(warehouse))
+    holder = _hold_database(warehouse, 30)
+    try:
+        result = runner.invoke(app, ["validate", str(config)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2
+    assert "is open in another program" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_publish_waits_for_another_writer_of_the_database(tmp_path: Path) -> None:
+    """The file is locked: a second writer (process or thread) waits its turn, then swaps."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    _user_database(warehouse)
+    parts = _parts(tmp_path)
+    holder = _hold_database(warehouse, 1.5)
+    started = time.monotonic()
+    errors: list[BaseException] = []
+
+    def publish(table: str) -> None:
+        try:
+            duckdb_sink.publish(warehouse, table, "shop", "20260101T000000-abcdef", parts, False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(t,)) for t in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    holder.wait()
+    assert not errors
+    assert time.monotonic() - started >= 1.0  # it waited for the other process
+    assert table_counts(warehouse) == {"precious": 7, "a": 300, "b": 300}
+
+
+def _parts(tmp_path: Path) -> list[Path]:
+    config = make_config(COLUMNS, rows=300, chunk_size=100)
+    paths = []
+    for chunk in plan_chunks(config.rows, config.chunk_size):
+        path = tmp_path / f"part-{chunk.index}.parquet"
+        pq.write_table(generate_chunk(config, chunk).table, path)
+        paths.append(path)
+    return paths
+
+
+def test_a_folder_synthaix_did_not_make_is_refused_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for name, text in {
+        ".staging/mine.txt": "mine",
+        ".versions/old/keep.txt": "keep",
+        "manifest.json": '{"mine": true}',
+    }.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    _user_database(out / "shop.duckdb")
+    sums, counts = file_sums(out), table_counts(out / "shop.duckdb")
+
+    for command in ("validate", "build"):
+        result = runner.invoke(app, [command, str(_config(tmp_path))])
+        assert result.exit_code == 2, result.output
+        assert "is not empty and was not created by SynthAIx" in result.output
+    assert file_sums(out) == sums
+    assert table_counts(out / "shop.duckdb") == counts
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_files_a_user_adds_to_an_output_folder_survive_every_build(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert _build(config).exit_code == 0
+    mine = {
+        ".staging/mine.txt": "mine",
+        ".staging/20260101T000000-abcdef/notes.txt": "shaped like a build folder",
+        ".versions/old/keep.txt": "keep",
+        ".ledger/mine.txt": "ledger notes",
+        "notes.txt": "notes",
+    }
+    for name, text in mine.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    with duckdb.connect(str(out / "shop.duckdb")) as con:
+        con.execute("CREATE TABLE mine AS SELECT 42 AS answer")
+    sums = {name: file_sums(out)[name] for name in mine}
+
+    for args in ([], ["--mode", "append", "--rows", "50"], ["--rows", "80"]):
+        result = _build(config, *args)
+        assert result.exit_code == 0, result.output
+    assert {name: file_sums(out)[name] for name in mine} == sums
+    assert table_counts(out / "shop.duckdb") == {"shop": 80, "mine": 1}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_failed_precondition_writes_nothing(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert _build(config).exit_code == 0
+    (out / "data").unlink()
+    (out / "data").mkdir()
+    (out / "data" / "mine.csv").write_text("a,b\n")
+    sums = file_sums(out)
+
+    result = _build(config, "--rows", "10")
+    assert result.exit_code == 2
+    assert "is not the link SynthAIx makes" in result.output
+    assert file_sums(out) == sums  # no DuckDB swap, no .current, no dedupe tag, no staging
+    assert table_counts(out / "shop.duckdb") == {"shop": 300}
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [("/", "is the root folder"), ("~", "is the home folder")],
+)
+def test_root_and_home_are_never_output_folders(tmp_path: Path, folder: str, message: str) -> None:
+    result = runner.invoke(app, ["validate", str(_config(tmp_path, dir=folder))])
+    assert result.exit_code == 2
+    assert message in result.output and "shop.yaml:" in result.output
+
+
+def test_an_output_folder_that_is_a_file_is_caught_by_validate(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file")
+    result = runner.invoke(app, ["validate", str(_config(tmp_path))])
+    assert result.exit_code == 2
+    assert "exists and is a file, not a folder" in result.output
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(folder)])
+    if mounted.returncode != 0:
+        pytest.skip("root, and cannot mount a read-only file system here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_output_is_one_clear_line(tmp_path: Path, read_only_folder: Path) -> None:
+    config = _config(tmp_path, dir=str(read_only_folder / "out"))
+    for command in ("validate", "build"):
+        result = runner.invoke(app, [command, str(config)])
+        assert result.exit_code == 2, result.output
+        assert f"cannot write to {read_only_folder}" in result.output
+        assert "Traceback" not in result.output and "Error:" not in result.output
+
+
+def test_an_interrupted_publish_is_rolled_forward(tmp_path: Path, monkeypatch) -> None:
+    """Killed between the DuckDB commit and the link swap: the next build finishes the swap,
+    so Parquet, DuckDB and manifest.json agree again."""
+    config = make_config(COLUMNS, rows=100, chunk_size=50, output={"dir": str(tmp_path / "o")})
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        writer.write(generate_chunk(config, plan_chunks(100, 50)[0]).table)
+        writer.commit({"build_id": writer.build_id})
+    real_swap = sink._replace_symlink
+
+    def killed(link: Path, target: Path) -> None:
+        raise KeyboardInterrupt
+
+    second = config.with_overrides(rows=30)
+    monkeypatch.setattr(sink, "_replace_symlink", killed)
+    with pytest.raises(KeyboardInterrupt), DatasetWriter(second, dataset_schema(second)) as w:
+        w.write(generate_chunk(second, plan_chunks(30, 50)[0]).table)
+        new_build = w.build_id
+        w.commit({"build_id": new_build})
+    monkeypatch.setattr(sink, "_replace_symlink", real_swap)
+    assert table_counts(config.duckdb_path) == {"t": 30}  # DuckDB committed the new build
+
+    with DatasetWriter(second, dataset_schema(second)) as writer:
+        assert writer.current_parts()[0].parent.name == new_build
+        assert writer.previous_manifest()["build_id"] == new_build
+    assert '"build_id": "' + new_build in (config.output_dir / "manifest.json").read_text()
+    assert sorted(p.name for p in (config.output_dir / ".versions").iterdir()) == [new_build]
+
+
+def test_a_marker_of_another_dataset_is_refused(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        writer.write(generate_chunk(config, plan_chunks(10, 10)[0]).table)
+        writer.commit()
+    other = make_config(COLUMNS, name="other", rows=10, output={"dir": str(tmp_path / "o")})
+    with pytest.raises(OutputError, match="holds the SynthAIx dataset 't'"):
+        DatasetWriter(other, dataset_schema(other)).__enter__()
