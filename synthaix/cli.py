@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,6 +35,7 @@ from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
 from synthaix.files import write_text_atomic
 from synthaix.llm.client import client_for
+from synthaix.sink import check_output
 
 app = typer.Typer(
     help="Build synthetic tabular datasets from YAML configs.",
@@ -50,6 +53,10 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         console.print_exception()
+    if isinstance(exc, OSError) and exc.filename:  # a path the user can fix
+        exc = SynthaixError(
+            f"cannot use {exc.filename}: {exc.strerror}", hint="check that path and its permissions"
+        )
     message = str(exc) if isinstance(exc, SynthaixError) else f"{type(exc).__name__}: {exc}"
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     hint = getattr(exc, "hint", None)
@@ -63,6 +70,7 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
     """Check a config without generating anything."""
     try:
         dataset = load_config(config)
+        check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
     table = Table(title=f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}")
@@ -117,9 +125,90 @@ class _RichProgress:
 
     def started(self, dataset: str, total_rows: int) -> None:
         self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
+        _interrupts.flow_started()
 
     def advanced(self, rows: int) -> None:
         self.bar.advance(self.task, rows)
+
+    def publishing(self) -> None:
+        _interrupts.phase = "publishing"
+
+    def published(self) -> None:
+        _interrupts.published()
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM (from `timeout`, systemd, Kubernetes) stop a build within seconds,
+    and say truthfully whether it published. Outputs change only while publishing, which takes
+    a moment: a signal then waits for it to finish. Staged parts are removed, a flow run on a
+    Prefect server is set to Cancelled, and the temporary server is stopped."""
+
+    def __init__(self) -> None:
+        self.phase = "building"  # -> publishing -> published
+        self.pending: int | None = None
+        self.run_id: str | None = None
+        self.cancel_run = False
+
+    def install(self) -> dict[int, Any]:
+        """Handle both signals; returns the handlers they had, to restore after the build."""
+        return {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def flow_started(self) -> None:
+        from prefect.runtime import flow_run
+
+        self.run_id = flow_run.get_id()
+        if threading.current_thread() is threading.main_thread():
+            self.install()  # the flow engine put its own SIGTERM handler in place of ours
+
+    def published(self) -> None:
+        self.phase = "published"
+        if self.pending is not None:
+            self.exit(self.pending)
+
+    def failed(self) -> None:
+        self.phase = "building"
+        if self.pending is not None:
+            self.exit(self.pending)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.phase == "publishing":
+            self.pending = signum
+            return
+        self.exit(signum)
+
+    def exit(self, signum: int) -> None:
+        from flows.local_server import stop_temporary_servers
+        from synthaix.sink import discard_staged_parts
+
+        name = signal.Signals(signum).name
+        if self.phase == "published":
+            what = "published; interrupted during shutdown"
+        else:
+            what = "nothing published; the previous output is unchanged"
+        console.print(f"[yellow]interrupted ({name}):[/] {what}")
+        discard_staged_parts()
+        if self.cancel_run and self.run_id:
+            _cancel_flow_run(self.run_id, f"interrupted by {name}")
+        stop_temporary_servers()
+        os._exit(128 + signum)
+
+
+_interrupts = _Interrupts()
+
+
+def _cancel_flow_run(run_id: str, message: str) -> None:
+    """Mark the run Cancelled on the server (else it shows RUNNING forever); at most 3 s."""
+
+    def cancel() -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled
+
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+
+    worker = threading.Thread(target=cancel, daemon=True)
+    worker.start()
+    worker.join(timeout=3)
 
 
 @app.command()
@@ -138,9 +227,12 @@ def build(
 ) -> None:
     """Build a dataset: generate, check, and write Parquet + DuckDB outputs."""
     started = time.perf_counter()
+    global _interrupts
+    _interrupts = _Interrupts()  # a fresh state for each build of the process
+    previous_handlers = _interrupts.install()
     try:
-        # Check config and endpoint before starting Prefect (~10 s), so mistakes fail at once
-        # with nothing written.
+        # Check config, outputs and endpoint before starting Prefect (~10 s), so mistakes fail
+        # at once with nothing written.
         dataset = load_config(config).with_overrides(
             rows=rows,
             seed=seed,
@@ -148,6 +240,7 @@ def build(
             mode=mode.value if mode else None,
             runner=runner.value if runner else None,
         )
+        check_output(dataset)
         if any(isinstance(c, LlmColumn) for c in dataset.columns):
             client_for(dataset.provider).check()
         if not verbose:
@@ -156,8 +249,7 @@ def build(
             os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
             os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
         from flows.build_dataset import build_dataset
-
-        signal.signal(signal.SIGINT, _interrupted)
+        from flows.local_server import prefect_api
 
         columns = [
             SpinnerColumn(),
@@ -169,7 +261,8 @@ def build(
             TimeRemainingColumn(),
         ]
         bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
-        with bar, progress.listening(_RichProgress(bar)):
+        with bar, progress.listening(_RichProgress(bar)), prefect_api() as temporary:
+            _interrupts.cancel_run = temporary is None  # a temporary server dies with us anyway
             summary = build_dataset(
                 config_path=str(config),
                 rows=rows,
@@ -179,7 +272,11 @@ def build(
                 runner=runner.value if runner else None,
             )
     except Exception as exc:  # the one place that turns any failure into a one-line message
+        _interrupts.failed()
         _fail(exc, debug)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
     wall = time.perf_counter() - started
     appended = f" ({summary.total_rows:,} in total)" if summary.mode == "append" else ""
@@ -211,16 +308,6 @@ def build(
     out.print(f"  manifest: {dataset.output_dir / 'manifest.json'}")
     if report:
         _report(dataset.output_dir, None, debug)
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    # Outputs only change at the final atomic swap, so stopping at once is safe: the previous
-    # output stays as it was and the next build removes the staged parts.
-    console.print("[yellow]interrupted:[/] nothing published; the previous output is unchanged")
-    from flows.local_server import stop_temporary_servers
-
-    stop_temporary_servers()
-    os._exit(130)
 
 
 def _report(output_dir: Path, target: Path | None, debug: bool) -> None:

@@ -10,6 +10,8 @@ from typing import Protocol
 class ProgressListener(Protocol):
     def started(self, dataset: str, total_rows: int) -> None: ...
     def advanced(self, rows: int) -> None: ...
+    def publishing(self) -> None: ...
+    def published(self) -> None: ...
 
 
 _listeners: list[ProgressListener] = []
@@ -32,3 +34,14 @@ def started(dataset: str, total_rows: int) -> None:
 def advanced(rows: int) -> None:
     for listener in _listeners:
         listener.advanced(rows)
+
+
+def publishing() -> None:
+    """The build is about to change its outputs: an interrupt now should wait for `published`."""
+    for listener in _listeners:
+        listener.publishing()
+
+
+def published() -> None:
+    for listener in _listeners:
+        listener.published()
