@@ -48,6 +48,7 @@ out = Console(soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Dataset config (YAML).", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
@@ -310,6 +311,13 @@ def build(
         _report(dataset.output_dir, None, debug)
 
 
+def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
+    """A file named with -o may be the user's: never overwritten without --force."""
+    if path is not None and path.is_file() and not force:
+        hint = "choose another -o path, or add --force to overwrite it"
+        _fail(SynthaixError(f"{path} exists", hint=hint), debug)
+
+
 def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
     from synthaix.report.html import write_report
 
@@ -348,9 +356,11 @@ def serve(
 def report_command(
     output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+    force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Write a self-contained HTML report: profile, charts, constraint checks, samples."""
+    _refuse_existing(output, force, debug)
     _report(output_dir, output, debug)
 
 
@@ -382,11 +392,13 @@ def export(
     output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+    force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Export a built dataset to one CSV, JSON Lines or Parquet file."""
     from synthaix.export import export_dataset
 
+    _refuse_existing(output, force, debug)
     try:
         path = export_dataset(output_dir, fmt.value, output)
     except Exception as exc:
@@ -408,14 +420,11 @@ def translate(
     ] = None,
     model: Annotated[str, typer.Option(help="Model name.")] = "gpt-4o-mini",
     api_key_env: Annotated[str, typer.Option(help="Variable holding the key.")] = "OPENAI_API_KEY",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Ask the LLM for a dataset config matching a description, and write it as YAML."""
-    if output.exists() and not force:
-        _fail(
-            SynthaixError(f"{output} exists", hint="choose another -o path, or add --force"), debug
-        )
+    _refuse_existing(output, force, debug)
     from synthaix.llm.provider import ProviderConfig
     from synthaix.llm.translate import to_yaml
     from synthaix.llm.translate import translate as run

@@ -302,3 +302,19 @@ def test_a_marker_of_another_dataset_is_refused(tmp_path: Path) -> None:
     other = make_config(COLUMNS, name="other", rows=10, output={"dir": str(tmp_path / "o")})
     with pytest.raises(OutputError, match="holds the SynthAIx dataset 't'"):
         DatasetWriter(other, dataset_schema(other)).__enter__()
+
+
+def test_export_and_report_never_overwrite_a_file_without_force(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        writer.write(generate_chunk(config, plan_chunks(10, 10)[0]).table)
+        writer.commit()
+    mine = tmp_path / "mine.csv"
+    mine.write_text("precious\n")
+    for command in (["export", str(config.output_dir)], ["report", str(config.output_dir)]):
+        result = runner.invoke(app, [*command, "-o", str(mine)])
+        assert result.exit_code == 2 and "mine.csv exists" in result.output
+        assert mine.read_text() == "precious\n"
+    result = runner.invoke(app, ["export", str(config.output_dir), "-o", str(mine), "--force"])
+    assert result.exit_code == 0, result.output
+    assert mine.read_text().splitlines()[0] == "id,name,v"
