@@ -10,15 +10,27 @@ import yaml
 
 from synthaix.errors import ConfigError
 
+#: A config is typed by hand; anything larger is a mistake (a data file given as config).
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
+#: Values that aliases may add on top of the ones the file spells out. A real config adds a few
+#: hundred; an alias bomb ("billion laughs") adds billions from a few lines of text.
+MAX_ALIAS_VALUES = 100_000
+
 
 class YamlDocument:
     """A parsed YAML file plus its node tree, for mapping a validation `loc` to a line."""
 
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
+        loader = yaml.SafeLoader(text)
         try:
-            self.node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data: Any = yaml.safe_load(text)
+            self.node: yaml.Node | None = loader.get_single_node()
+            if self.node is not None:
+                # Both checks walk the node graph, where an alias is the same node again, so
+                # they cost the size of the file rather than the size of the data it expands to.
+                _reject_alias_expansion(path, self.node)
+                _reject_duplicate_keys(path, self.node)
+            self.data: Any = None if self.node is None else loader.construct_document(self.node)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -28,14 +40,27 @@ class YamlDocument:
             ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-        _reject_duplicate_keys(path, self.node)
+        except RecursionError as exc:  # the YAML parser recurses once per nesting level
+            raise ConfigError(
+                f"{path}: YAML is nested too deeply",
+                hint="a config needs a few levels of nesting; check for unclosed [ or {",
+            ) from exc
+        finally:
+            loader.dispose()
 
     @classmethod
     def read(cls, path: Path) -> YamlDocument:
         try:
-            text = path.read_text(encoding="utf-8")
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise _too_large(path, path.stat().st_size)
+            with path.open(encoding="utf-8") as file:
+                text = file.read(MAX_CONFIG_BYTES + 1)  # a pipe or device has no size to stat
+            if len(text) > MAX_CONFIG_BYTES:
+                raise _too_large(path, len(text))
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: no such config file") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: config is not UTF-8 text ({exc.reason})") from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
         return cls(path, text)
@@ -52,7 +77,9 @@ class YamlDocument:
         line = node.start_mark.line + 1
         for part in loc:
             if isinstance(node, yaml.MappingNode):
-                for key, value in node.value:
+                # Constructing a `<<:` merge puts the merged pairs in front of the mapping's
+                # own; the last pair with a key is the one whose value was kept.
+                for key, value in reversed(node.value):
                     if key.value == str(part):
                         line = key.start_mark.line + 1
                         node = value
@@ -67,20 +94,88 @@ class YamlDocument:
         return line
 
 
-def _reject_duplicate_keys(path: Path, node: yaml.Node | None) -> None:
-    """YAML keeps the last of two equal keys silently; a config must not."""
+def _too_large(path: Path, size: int) -> ConfigError:
+    return ConfigError(
+        f"{path}: config file is {size / 2**20:,.1f} MiB or more; a config may be at most "
+        f"{MAX_CONFIG_BYTES // 2**20} MiB",
+        hint="is this the right file? Keep large value lists out of the config",
+    )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            line = key.start_mark.line + 1
-            if key.value in seen:
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _reject_alias_expansion(path: Path, root: yaml.Node) -> None:
+    """Refuse a document whose aliases would expand it by more than MAX_ALIAS_VALUES values.
+
+    Each node's expanded size (itself plus its children's) is computed once and remembered;
+    meeting a node again means an alias, which adds that size once more.
+    """
+    sizes: dict[int, int] = {}
+    added = 0
+
+    def size(node: yaml.Node) -> int:
+        nonlocal added
+        sizes[id(node)] = 0  # being sized
+        total = 1
+        for child in _children(node):
+            known = sizes.get(id(child))
+            if known is None:
+                total += size(child)
+                continue
+            if known == 0:  # still being sized: the alias sits inside its own anchor
                 raise ConfigError(
-                    f"{path}:{line}: key '{key.value}' appears twice (first on line "
-                    f"{seen[key.value]})",
-                    hint="keep one of them",
+                    f"{path}:{child.start_mark.line + 1}: the value anchored here contains an "
+                    "alias to itself, so it never ends",
+                    hint="an alias (*name) may only repeat an anchor (&name) from outside it",
                 )
-            seen[key.value] = line
-            _reject_duplicate_keys(path, value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _reject_duplicate_keys(path, item)
+            added += known
+            total += known
+            if added > MAX_ALIAS_VALUES:
+                raise ConfigError(
+                    f"{path}:{node.start_mark.line + 1}: YAML aliases expand to more than "
+                    f"{MAX_ALIAS_VALUES:,} values beyond those written in the file (an alias "
+                    "bomb?)",
+                    hint="repeat a block with an alias (*name) only a few times; write large "
+                    "value lists out, or generate them with a column type",
+                )
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def _reject_duplicate_keys(path: Path, root: yaml.Node) -> None:
+    """YAML keeps the last of two equal keys silently; a config must not.
+
+    Each node is checked once, however many aliases repeat it.
+    """
+    checked: set[int] = set()
+
+    def check(node: yaml.Node) -> None:
+        if id(node) in checked:
+            return
+        checked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                line = key.start_mark.line + 1
+                if isinstance(key, yaml.ScalarNode):  # others are refused when constructing
+                    if key.value in seen:
+                        raise ConfigError(
+                            f"{path}:{line}: key '{key.value}' appears twice (first on line "
+                            f"{seen[key.value]})",
+                            hint="keep one of them",
+                        )
+                    seen[key.value] = line
+                check(value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                check(item)
+
+    check(root)

@@ -3,7 +3,8 @@
 Rendering a template once per row costs a few µs; for the common shape (text, `{{ column }}`
 and string filters such as lower/upper/title/trim/replace) the template is compiled to
 vectorised pyarrow string kernels instead. Anything else renders row by row with Jinja2, with
-the same result (nulls are empty text in both).
+the same result (nulls are empty text in both), and both refuse a value longer than
+MAX_RENDERED_CHARS. Row by row, synthaix.columns.sandbox bounds time and memory.
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ from typing import Literal, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError, meta, nodes
 from pydantic import Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.sandbox import MAX_RENDERED_CHARS, TEMPLATES, TemplateLimitError, render
 from synthaix.errors import ConfigError
 
-TEMPLATES = SandboxedEnvironment(
-    undefined=StrictUndefined, finalize=lambda v: "" if v is None else v, autoescape=False
-)
 _FILTERS: dict[str, Callable[..., pa.Array]] = {
     "lower": pc.utf8_lower,
     "upper": pc.utf8_upper,
@@ -89,10 +87,12 @@ class ExpressionColumn(Column):
         columns = [["" if v is None else v for v in values[name].to_pylist()] for name in names]
         try:
             out = [
-                template.render(dict(zip(names, row, strict=True)))
+                render(template, dict(zip(names, row, strict=True)))
                 for row in zip(*columns, strict=True)
             ]
-            return pa.array(out if names else [template.render()] * rows, type=pa.string())
+            return pa.array(out if names else [render(template)] * rows, type=pa.string())
+        except TemplateLimitError as exc:
+            raise ConfigError(f"column '{self.name}': {exc}", hint=exc.hint) from exc
         except Exception as exc:  # any Jinja2 runtime error is a problem of the template
             raise ConfigError(
                 f"column '{self.name}': template failed on the data: {type(exc).__name__}: {exc}",
@@ -114,9 +114,15 @@ class ExpressionColumn(Column):
         arrays = [pa.array([p] * length, pa.string()) if isinstance(p, str) else p for p in parts]
         if not arrays:
             return pa.array([""] * length, pa.string())
+        if sum(_longest(a) for a in arrays) > MAX_RENDERED_CHARS:
+            return None  # the row-by-row path names the bound the first long value passes
         if len(arrays) == 1:
             return arrays[0]
         return pc.binary_join_element_wise(*arrays, "")
+
+
+def _longest(array: pa.Array) -> int:
+    return (pc.max(pc.utf8_length(array)).as_py() or 0) if len(array) else 0
 
 
 def _compile(node: nodes.Node, values: dict[str, pa.Array]) -> pa.Array | str | None:
@@ -134,8 +140,20 @@ def _compile(node: nodes.Node, values: dict[str, pa.Array]) -> pa.Array | str | 
         ]
         if inner is None or isinstance(inner, str) or len(args) != len(node.args):
             return None
+        if node.name == "replace" and len(args) == 2 and not _replace_fits(inner, *args):
+            return None
         try:
             return _FILTERS[node.name](inner, *args)
         except TypeError:  # wrong number of filter arguments: let Jinja2 report it
             return None
     return None
+
+
+def _replace_fits(array: pa.Array, old: str, new: str) -> bool:
+    """Whether pyarrow can replace `old` by `new` here: not for an empty pattern (pyarrow never
+    finishes one; Jinja2 inserts between characters), nor beyond MAX_RENDERED_CHARS (chained
+    replaces grow exponentially). The row-by-row path handles both, and refuses the second."""
+    if not old:
+        return False
+    growth = pc.multiply(pc.count_substring(array, old), len(new) - len(old))
+    return (pc.max(pc.add(pc.utf8_length(array), growth)).as_py() or 0) <= MAX_RENDERED_CHARS

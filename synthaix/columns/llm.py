@@ -11,7 +11,8 @@ from jinja2 import Template, TemplateSyntaxError, meta, nodes
 from pydantic import ConfigDict, Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
-from synthaix.columns.expression import TEMPLATES
+from synthaix.columns.sandbox import TEMPLATES, TemplateLimitError, render
+from synthaix.errors import ConfigError
 
 _JSON_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
 _ARROW = {
@@ -90,7 +91,10 @@ class LlmColumn(Column):
     def instruction(self, row: dict[str, Any] | None = None) -> str:
         if self.prompt is None:
             return self.description or f"a realistic value for '{self.name}'"
-        return self.compiled_prompt.render(row or {})
+        try:
+            return render(self.compiled_prompt, row)
+        except TemplateLimitError as exc:
+            raise ConfigError(f"column '{self.name}': prompt {exc}", hint=exc.hint) from exc
 
     def json_schema(self) -> dict[str, Any]:
         schema = dict(self.value_schema or {"type": "string"})

@@ -1,0 +1,658 @@
+"""The Jinja2 environment for templates in configs: a sandbox bounded in time and memory.
+
+Jinja2's sandbox keeps a template away from Python's internals, but not from asking for
+`'x' * 10**9`, `'x'|center(10**9)` or two nested loops over `range(100000)`. A config may come
+from anyone, and `validate` must answer at once, so this environment:
+
+- never evaluates anything while compiling: Jinja2 folds constant expressions at compile time
+  (its optimizer, and a separate pass for `{{ }}` output), which made `validate` compute
+  `'x' * 10**9`. `optimized=False` turns the first off; routing every output through a
+  context filter (which Jinja2 never folds) turns off the second;
+- checks, before computing it, every string or list that an operator, filter or method would
+  make longer than MAX_RENDERED_CHARS: repetition, concatenation, powers, widths, indents,
+  formatting, joins, replacements; list, tuple and dict literals too, as they nest by
+  reference (`[a, a]`, ten levels deep, prints `a` 1,024 times);
+- counts the work of each rendered value (loop iterations, calls, filters, operators, and
+  the characters they produce) and stops at MAX_STEPS;
+- stops a rendering as soon as its output passes MAX_RENDERED_CHARS, and caps what it writes
+  in total (inside blocks and macros too) at MAX_WRITTEN_CHARS.
+
+Compile with TEMPLATES and render with `render()`; a template over a bound raises
+TemplateLimitError.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections import abc
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from functools import wraps
+from itertools import chain
+from typing import Any, ClassVar
+
+from jinja2 import StrictUndefined, Template, nodes, pass_context
+from jinja2.runtime import Context, LoopContext, Macro, Namespace, markup_join, str_join
+from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
+from jinja2.utils import generate_lorem_ipsum
+from jinja2.visitor import NodeTransformer
+from markupsafe import EscapeFormatter, Markup
+
+#: The longest value a template may render, and the longest string or list it may make on the
+#: way. A real value is a name, an address, a sentence or a paragraph.
+MAX_RENDERED_CHARS = 100_000
+#: Work units for one value: one per loop iteration, call, filter, operator and attribute,
+#: plus one per 1,000 characters they produce. A real template needs tens; a million take
+#: from a fraction of a second to about two, depending on what each step does.
+MAX_STEPS = 1_000_000
+#: Characters a template may write for one value, counting text written into `{% set %}`
+#: blocks, macros and filter blocks that it may then discard.
+MAX_WRITTEN_CHARS = 10 * MAX_RENDERED_CHARS
+#: A macro call costs Jinja2 some 40 times a loop step (a new frame, arguments, its output).
+_MACRO_STEPS = 20
+#: An integer of more bits prints as more digits than a value may have (log2(10) < 10/3).
+_MAX_INT_BITS = MAX_RENDERED_CHARS * 10 // 3
+
+_HINT = (
+    f"a template value may be at most {MAX_RENDERED_CHARS:,} characters and take at most "
+    f"{MAX_STEPS:,} steps; loop over fewer items and build smaller text"
+)
+
+
+class TemplateLimitError(Exception):
+    """A template asked for more time or memory than one value may use."""
+
+    hint = _HINT
+
+
+class _Budget:
+    """The work done so far for one rendered value."""
+
+    __slots__ = ("steps", "written")
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.written = 0
+
+    def charge(self, steps: int) -> None:
+        self.steps += steps
+        if self.steps > MAX_STEPS:
+            raise TemplateLimitError(
+                f"template takes more than {MAX_STEPS:,} steps (loop iterations, calls, "
+                "filters) to render one value"
+            )
+
+
+# Set by render() for the value being rendered; None while compiling, where only the size
+# checks apply.
+_BUDGET: ContextVar[_Budget | None] = ContextVar("synthaix_template_budget", default=None)
+
+
+def _charge(steps: int) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(steps)
+
+
+def _limit(size: int, what: str) -> None:
+    if size > MAX_RENDERED_CHARS:
+        raise TemplateLimitError(
+            f"{what} would make a value of {size:,} characters or items; a template value may "
+            f"be at most {MAX_RENDERED_CHARS:,}"
+        )
+
+
+def _limit_number(number: Any, what: str) -> None:
+    """A width, count or precision: at most MAX_RENDERED_CHARS (non-integers are the
+    filter's own business)."""
+    if isinstance(number, int):
+        _limit(abs(number), what)
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+_TEXT = (str, bytes)
+_SEQUENCES = (str, bytes, list, tuple)
+# What str() prints item by item (concrete types: ABC checks cost a µs on every value).
+_CONTAINERS = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    dict,
+    type({}.keys()),
+    type({}.values()),
+    type({}.items()),
+    Namespace,
+)
+_SCALARS = frozenset({int, float, bool, type(None)})
+_END = object()
+
+
+def _is_iterator(value: Any) -> bool:
+    """A one-pass iterable such as a lazy filter's result (a loop's `loop` is one, too, but it
+    must stay untouched)."""
+    kind = type(value)
+    return hasattr(kind, "__next__") and hasattr(kind, "__iter__") and kind is not LoopContext
+
+
+def _items(container: Any) -> Iterator[Any]:
+    if isinstance(container, Namespace):
+        container = container._Namespace__attrs  # what its repr prints
+    if isinstance(container, dict):
+        return chain.from_iterable(container.items())
+    return iter(container)
+
+
+def _size(value: Any, indent: int = 0) -> int:
+    """Characters and items `value` prints as, counted until just past MAX_RENDERED_CHARS.
+
+    A list repeated by reference is small in memory but prints in full each time, so shared
+    items count each time they appear. `indent` adds that many characters per nesting level
+    of each item, as indented JSON and pretty-printing write them.
+    """
+    if isinstance(value, _TEXT):
+        return len(value)
+    if type(value) in _SCALARS or not isinstance(value, _CONTAINERS):
+        return 0
+    total = visits = 0
+    stack = [_items(value)]
+    while stack and total <= MAX_RENDERED_CHARS:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            continue
+        visits += 1
+        total += 1 + indent * len(stack)
+        if isinstance(item, _TEXT):
+            total += len(item)
+        elif isinstance(item, _CONTAINERS):
+            stack.append(_items(item))
+    _charge(visits)
+    return total
+
+
+def _text_size(value: Any) -> int:
+    """Length of str(value), computed without making a large string."""
+    if isinstance(value, (*_TEXT, *_CONTAINERS)):
+        return _size(value)
+    return len(str(value))
+
+
+def _produced(value: Any, what: str) -> Any:
+    """`value`, once it is known to be within bounds; producing it costs work by its size."""
+    if isinstance(value, _TEXT):
+        size = len(value)
+    elif type(value) in _SCALARS:
+        size = 0
+    elif _is_iterator(value):  # a lazy filter's result is checked as it is read
+        return value
+    else:
+        size = _size(value)
+    _charge(1 + size // 1_000)
+    _limit(size, what)
+    return value
+
+
+def _read(values: Any, what: str) -> Any:
+    """An iterator as a list, read only while it stays within bounds; other values checked."""
+    if type(values) in _SCALARS:
+        return values
+    if not _is_iterator(values):
+        size = _size(values)
+        _charge(size // 1_000)  # reading it costs time too (comparing, counting, copying)
+        _limit(size, what)
+        return values
+    items = []
+    size = 0
+    for item in values:
+        size += 1 + _size(item)
+        _limit(size, what)
+        items.append(item)
+    _charge(len(items))
+    return items
+
+
+# -- checks of arguments that set the size of a result -------------------------------------
+
+# A %-conversion: %[(key)][flags][width][.precision]type; `%%` is a literal percent sign.
+_PERCENT_SPEC = re.compile(r"%(?:%|(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?)")
+
+
+def _number(digits: str) -> int:
+    return int(digits) if len(digits) < 10 else 10**10
+
+
+def _check_percent(template: str, args: Any) -> None:
+    """Widths and precisions of `template % args`, including `*` ones taken from args."""
+    values = args if isinstance(args, tuple) else (args,)
+    for match in _PERCENT_SPEC.finditer(template):
+        for part in match.groups():
+            if part == "*":
+                _limit(max((v for v in values if isinstance(v, int)), default=0), "a * width")
+            elif part:
+                _limit(_number(part), "a width or precision in % formatting")
+
+
+def _check_format_spec(spec: str) -> None:
+    """A str.format spec such as `>10` or `.3f`: every number in it is a width or precision
+    (a fill character is a single one)."""
+    for digits in re.findall(r"\d+", spec):
+        _limit(_number(digits), "a width or precision in str.format")
+
+
+def _replace_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
+    hits = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    return len(text) + hits * (len(new) - len(old))
+
+
+def _join_size(items: Any, separator: int) -> int:
+    total = 0
+    for count, item in enumerate(items):
+        total += _text_size(item) + (separator if count else 0)
+        _limit(total, "join")
+    return total
+
+
+def _center(value: Any, width: Any = 80, *_: Any, **__: Any) -> None:
+    _limit_number(width, "center width")
+
+
+def _indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> None:
+    text = str(value)
+    pad = len(width) if isinstance(width, str) else width
+    if isinstance(pad, int):
+        _limit(len(text) + (text.count("\n") + 1) * pad, "indent")
+
+
+def _wordwrap(
+    value: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None,
+    *_: Any, **__: Any,
+) -> None:  # fmt: skip
+    text = str(value)
+    if isinstance(width, int) and width > 0:
+        # Each line but the last of a paragraph is followed by one at least as long as the
+        # rest of its width, so a paragraph of n characters has at most 2n/width + 1 lines.
+        lines = 2 * len(text) // width + text.count("\n") + 1
+        separator = len(wrapstring) if isinstance(wrapstring, str) else 1
+        _limit(len(text) + lines * separator, "wordwrap")
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> None:
+    _check_percent(str(value), kwargs or args)
+
+
+def _join(value: Any, d: Any = "", *_: Any, **__: Any) -> None:
+    _join_size(value, len(str(d)))
+
+
+def _replace(
+    value: Any, old: Any = "", new: Any = "", count: Any = None, *_: Any, **__: Any
+) -> None:
+    _limit(_replace_size(str(value), str(old), str(new), count), "replace")
+
+
+def _tojson(value: Any, indent: Any = None, *_: Any, **__: Any) -> None:
+    width = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
+    _limit(_size(value, indent=max(width, 0)), "tojson")
+
+
+def _pprint(value: Any, *_: Any, **__: Any) -> None:
+    _limit(_size(value, indent=1), "pprint")
+
+
+def _batch(value: Any, linecount: Any = 1, fill_with: Any = None, *_: Any, **__: Any) -> None:
+    if fill_with is not None:  # the last batch is padded to linecount items
+        _limit_number(linecount, "batch size")
+
+
+def _slice(value: Any, slices: Any = 1, *_: Any, **__: Any) -> None:
+    _limit_number(slices, "slice count")
+
+
+def _round(value: Any, precision: Any = 0, *_: Any, **__: Any) -> None:
+    _limit_number(precision, "round precision")  # round(5, -10**9) computes 10**(10**9)
+
+
+def _sum(value: Any, attribute: Any = None, start: Any = 0, *_: Any, **__: Any) -> None:
+    if isinstance(start, list | tuple) and isinstance(value, abc.Sized):
+        # Adding sequences copies the total so far each time: quadratic work.
+        _charge(len(value) * _size(value) // 2)
+
+
+def _urlize(
+    value: Any, trim_url_limit: Any = None, nofollow: Any = False, target: Any = None,
+    rel: Any = None, *_: Any, **__: Any,
+) -> None:  # fmt: skip
+    text = str(value)
+    links = sum(1 for word in text.split() if "." in word or "@" in word or ":" in word)
+    extra = len(str(target or "")) + len(str(rel or ""))
+    _limit(3 * len(text) + links * (100 + extra), "urlize")
+
+
+_FILTER_CHECKS: dict[str, Callable[..., None]] = {
+    "center": _center,
+    "indent": _indent,
+    "wordwrap": _wordwrap,
+    "format": _format,
+    "join": _join,
+    "replace": _replace,
+    "tojson": _tojson,
+    "pprint": _pprint,
+    "batch": _batch,
+    "slice": _slice,
+    "round": _round,
+    "sum": _sum,
+    "urlize": _urlize,
+}
+# `truncate` only shortens (its length is an upper bound, not a size), like most filters; the
+# result of every filter is still checked.
+
+
+def _check_text_method(text: str | bytes, name: str, args: tuple[Any, ...], kwargs: Any) -> None:
+    """str (and bytes) methods whose result grows with an argument."""
+    first = args[0] if args else None
+    kind = str if isinstance(text, str) else bytes
+    if name in ("center", "ljust", "rjust", "zfill"):
+        _limit_number(first, f"{name} width")
+    elif name == "expandtabs":
+        tabsize = first if args else kwargs.get("tabsize", 8)
+        if isinstance(tabsize, int):
+            tabs = text.count("\t" if isinstance(text, str) else b"\t")
+            _limit(len(text) + tabs * tabsize, "expandtabs")
+    elif name == "replace" and len(args) >= 2 and all(isinstance(a, kind) for a in args[:2]):
+        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
+        _limit(_replace_size(text, args[0], args[1], count), "replace")
+    elif name == "join" and args:
+        _join_size(args[0], len(text))
+    elif name == "translate" and isinstance(first, Mapping):
+        longest = max((len(v) for v in first.values() if isinstance(v, str)), default=1)
+        _limit(len(text) * max(longest, 1), "translate")
+
+
+def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja2's lorem-ipsum global, for at most MAX_RENDERED_CHARS characters."""
+    if isinstance(n, int) and isinstance(max, int):
+        _limit(n * max * 8, "lipsum")  # words average under 8 characters with their spaces
+    return generate_lorem_ipsum(n, html, min, max)
+
+
+# -- the template rewrite --------------------------------------------------------------------
+# Context filters, because Jinja2 calls a filter directly (no sandbox call in between) and
+# never folds a context filter at compile time. The names cannot be written in a template.
+
+_LOOP, _CONCAT, _WRITE, _VALUE = (
+    "synthaix:loop",
+    "synthaix:concat",
+    "synthaix:write",
+    "synthaix:value",
+)
+
+
+@pass_context
+def _count_loop(context: Context, iterable: Any) -> Any:
+    budget = _BUDGET.get()
+    return iterable if budget is None else _counted(iterable, budget)
+
+
+def _counted(iterable: Any, budget: _Budget) -> Iterator[Any]:
+    for item in iterable:
+        budget.charge(1)
+        yield item
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if type(value) in _SCALARS:
+        return str(value)
+    _limit(_text_size(value), "printing a value")
+    return str(value)
+
+
+@pass_context
+def _concat(context: Context, *values: Any) -> str:
+    parts = [_text(value) for value in values]
+    total = sum(map(len, parts))
+    _charge(1 + total // 1_000)
+    _limit(total, "joining with ~")
+    return (markup_join if context.eval_ctx.autoescape else str_join)(parts)
+
+
+@pass_context
+def _write(context: Context, value: Any) -> str:
+    text = "" if value is None else _text(value)
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(1 + len(text) // 1_000)
+        budget.written += len(text)
+        if budget.written > MAX_WRITTEN_CHARS:
+            raise TemplateLimitError(
+                f"template writes more than {MAX_WRITTEN_CHARS:,} characters for one value "
+                "(counting text inside blocks and macros)"
+            )
+    return text
+
+
+@pass_context
+def _value(context: Context, value: Any) -> Any:
+    if not _is_iterator(value):  # left lazy, as the comparison or literal would see it
+        _read(value, "a list, tuple or dict")
+    return value
+
+
+def _filter(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
+    return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
+
+
+class _Guard(NodeTransformer):
+    """Rewrites a parsed template so that loops count their iterations, `~`, literals and
+    comparisons check the size of their values, and output is counted and never folded at
+    compile time."""
+
+    def visit_For(self, node: nodes.For) -> nodes.For:
+        self.generic_visit(node)
+        node.iter = _filter(_LOOP, node.iter)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
+        self.generic_visit(node)
+        return _filter(_CONCAT, *node.nodes)
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Output:
+        self.generic_visit(node)
+        node.nodes = [_filter(_WRITE, child) for child in node.nodes]
+        return node
+
+    def visit_EvalContextModifier(self, node: nodes.EvalContextModifier) -> nodes.Node:
+        self.generic_visit(node)
+        for option in node.options:  # `{% autoescape x %}` evaluates x while compiling
+            option.value = _filter(_VALUE, option.value)
+        return node
+
+    visit_ScopedEvalContextModifier = visit_EvalContextModifier
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Compare:
+        # Comparing costs time by the size of what is compared.
+        self.generic_visit(node)
+        node.expr = _filter(_VALUE, node.expr)
+        for operand in node.ops:
+            operand.expr = _filter(_VALUE, operand.expr)
+        return node
+
+    def visit_List(self, node: nodes.List) -> nodes.Filter:
+        self.generic_visit(node)
+        return _filter(_VALUE, node)
+
+    visit_Dict = visit_List
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Expr:
+        self.generic_visit(node)
+        return node if node.ctx != "load" else _filter(_VALUE, node)  # not `a, b` targets
+
+
+# -- the environment -----------------------------------------------------------------------
+
+
+def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func` with its inputs read and checked, its size arguments checked before it runs,
+    and its result checked after."""
+    check = _FILTER_CHECKS.get(name)
+    skip = 0 if getattr(func, "jinja_pass_arg", None) is None else 1  # context/environment
+    what = f"the {name} filter"
+
+    @wraps(func)  # keeps the pass_context/pass_environment marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _charge(1)
+        args = (*args[:skip], *(_read(arg, what) for arg in args[skip:]))
+        kwargs = {key: _read(value, what) for key, value in kwargs.items()}
+        if check is not None:
+            check(*args[skip:], **kwargs)
+        return _produced(func(*args, **kwargs), what)
+
+    return guarded
+
+
+class _BoundedFormatter(SandboxedFormatter):
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        _check_format_spec(format_spec)
+        _limit(_text_size(value), "str.format")
+        return super().format_field(value, format_spec)
+
+
+class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
+    pass
+
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """SandboxedEnvironment whose templates are rewritten and checked as described above."""
+
+    intercepted_binops: ClassVar[frozenset[str]] = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(optimized=False, **options)
+        self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
+        self.tests = {name: _guard_filter(name, test) for name, test in self.tests.items()}
+        self.filters.update({_LOOP: _count_loop, _CONCAT: _concat, _WRITE: _write, _VALUE: _value})
+        self.globals["lipsum"] = lipsum
+
+    def compile(  # type: ignore[override]
+        self,
+        source: str | nodes.Template,
+        name: str | None = None,
+        filename: str | None = None,
+        raw: bool = False,
+        defer_init: bool = False,
+    ) -> Any:
+        """Compile `source`; a parsed template is rewritten in place."""
+        tree = self.parse(source, name, filename) if isinstance(source, str) else source
+        return super().compile(_Guard().visit(tree), name, filename, raw, defer_init)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _charge(1)
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if isinstance(sequence, _SEQUENCES) and isinstance(times, int):
+                    _limit(_size(sequence) * times, "repeating with *")
+            if isinstance(left, int) and isinstance(right, int):
+                _limit_bits(left.bit_length() + right.bit_length())
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+                _limit_bits(left.bit_length() * right)
+        elif operator == "+":
+            if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
+                _limit(_size(left) + _size(right), "joining with +")
+        elif operator == "%" and isinstance(left, str):
+            _limit(_size(right), "formatting with %")
+            _check_percent(left, right)
+        result = super().call_binop(context, operator, left, right)
+        return _produced(result, f"the {operator} operator")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _charge(1)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _charge(1)
+        return _produced(super().getitem(obj, argument), "indexing")  # a slice is a copy
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _charge(_MACRO_STEPS if isinstance(obj, Macro) else 1)
+        if isinstance(obj, LoopContext) and args:  # `loop(children)` in a recursive loop
+            args = (_count_loop(context, args[0]), *args[1:])
+            return super().call(context, obj, *args, **kwargs)
+        args = tuple(_read(arg, "a call argument") for arg in args)
+        for key, value in kwargs.items():
+            if key not in ("_loop_vars", "_block_vars"):  # Jinja2's own, not the template's
+                kwargs[key] = _read(value, "a call argument")
+        owner = getattr(obj, "__self__", None)
+        what = f"calling {getattr(obj, '__name__', 'a function')}"
+        if isinstance(owner, _TEXT):
+            _check_text_method(owner, getattr(obj, "__name__", ""), args, kwargs)
+        result = super().call(context, obj, *args, **kwargs)
+        if isinstance(owner, _CONTAINERS):  # append, extend, update... grow the list itself
+            _read(owner, what)
+        return _produced(result, what)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja2's sandboxed str.format and str.format_map, with widths checked."""
+        if (
+            not isinstance(value, types.MethodType | types.BuiltinMethodType)
+            or value.__name__ not in ("format", "format_map")
+            or not isinstance(value.__self__, str)
+        ):
+            return None
+        template: str = value.__self__
+        formatter: SandboxedFormatter
+        if isinstance(template, Markup):
+            formatter = _BoundedEscapeFormatter(self, escape=template.escape)
+        else:
+            formatter = _BoundedFormatter(self)
+        is_map = value.__name__ == "format_map"
+
+        @wraps(value)
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one positional argument")
+                args, kwargs = (), args[0]
+            return type(template)(formatter.vformat(template, args, kwargs))
+
+        return wrapper
+
+
+def _limit_bits(bits: int) -> None:
+    if bits > _MAX_INT_BITS:
+        raise TemplateLimitError(
+            f"an integer of about {bits * 3 // 10:,} digits would be computed; a template "
+            f"value may be at most {MAX_RENDERED_CHARS:,} characters"
+        )
+
+
+def render(template: Template, context: Mapping[str, Any] | None = None) -> str:
+    """The text of `template` for `context`, stopped with TemplateLimitError as soon as it
+    passes a bound."""
+    token = _BUDGET.set(_Budget())
+    pieces = template.generate(context or {})
+    try:
+        out: list[str] = []
+        size = 0
+        for piece in pieces:
+            size += len(piece)
+            if size > MAX_RENDERED_CHARS:
+                raise TemplateLimitError(
+                    f"template output exceeds {MAX_RENDERED_CHARS:,} characters (a value may "
+                    f"be at most {MAX_RENDERED_CHARS:,})"
+                )
+            out.append(piece)
+        return "".join(out)
+    finally:
+        pieces.close()
+        _BUDGET.reset(token)
+
+
+#: The environment every config template is compiled in. Nulls render as empty text.
+TEMPLATES = BoundedEnvironment(undefined=StrictUndefined, autoescape=False)
