@@ -117,7 +117,6 @@ def build_dataset(
             },
         )
         manifest = build_manifest(config, summary, writer.build_id, dedupe_section)
-        progress.publishing()
         try:
             publish(writer, manifest)
         except BaseException:
@@ -126,7 +125,6 @@ def build_dataset(
         dedupe.committed()
         if ledger is not None:
             ledger.clear()  # published: nothing left to resume
-        progress.published()
     summary.seconds = round(time.perf_counter() - started, 3)
     report_artifacts(config, manifest, sample[0] if sample else None)
     return summary

@@ -45,7 +45,11 @@ class TemporaryServer:
         env.pop("PREFECT_API_URL", None)
         command = [sys.executable, "-m", "flows.server_process", str(os.getpid()), str(self.port)]
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+            # Its own session: a terminal's Ctrl-C or `timeout` signals the whole process
+            # group, and the build still needs its server to finish or cancel cleanly.
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=log, start_new_session=True
+            )
         _running.append(self)
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2) as client:

@@ -137,6 +137,9 @@ class _RichProgress:
     def published(self) -> None:
         _interrupts.published()
 
+    def not_published(self) -> None:
+        _interrupts.failed()
+
 
 class _Interrupts:
     """Ctrl-C and SIGTERM (from `timeout`, systemd, Kubernetes) stop a build within seconds,
@@ -398,9 +401,8 @@ def export(
     """Export a built dataset to one CSV, JSON Lines or Parquet file."""
     from synthaix.export import export_dataset
 
-    _refuse_existing(output, force, debug)
     try:
-        path = export_dataset(output_dir, fmt.value, output)
+        path = export_dataset(output_dir, fmt.value, output, overwrite=force)
     except Exception as exc:
         _fail(exc, debug)
     out.print(f"[green]wrote[/] {path}")

@@ -158,6 +158,9 @@ class DatasetConfig(StrictModel):
             data["mode"] = mode
         if out is not None:
             data["output"] = {**data["output"], "dir": out}
+            if self.output.duckdb is not None and self.duckdb_path.is_relative_to(self.output_dir):
+                # A database inside the old output folder moves with it.
+                data["output"]["duckdb"] = out / self.duckdb_path.relative_to(self.output_dir)
         if runner is not None:
             data["runner"] = {**data["runner"], "type": runner}
         return parse_config(data, origin="config with the command-line overrides")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from synthaix import progress
 from synthaix.errors import OutputError
 from synthaix.ownership import check_creatable, check_writable
 
@@ -65,6 +66,7 @@ def publish(
         con = _connect_waiting(path)
         try:
             _check_owner(con, path, table, dataset, legacy)
+            progress.publishing()  # from here until the sink says published, an interrupt waits
             con.execute("BEGIN TRANSACTION")
             con.execute(
                 f"CREATE TABLE {_quote(stage)} AS SELECT * FROM read_parquet(?)",
@@ -77,6 +79,7 @@ def publish(
             con.execute("COMMIT")
         except BaseException:
             _rollback(con)
+            progress.not_published()
             raise
         finally:
             con.close()
@@ -106,22 +109,25 @@ def is_duckdb_file(path: Path) -> bool:
 def _check_owner(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, dataset: str, legacy: bool
 ) -> None:
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
-        [table],
-    ).fetchone()
+    # DuckDB names are case-insensitive, even quoted: "People" and "people" are one table.
     views = con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = ?",
+        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' "
+        "AND lower(view_name) = lower(?)",
         [table],
-    ).fetchone()
-    if views and views[0]:
+    ).fetchall()
+    if views:
         raise OutputError(
-            f"{path} has a view named '{table}'; SynthAIx never replaces it",
+            f"{path} has a view named '{views[0][0]}'; SynthAIx never replaces it",
             hint="set output.table to another name",
         )
-    if not exists or not exists[0]:
+    found = con.execute(
+        "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
+        "AND lower(table_name) = lower(?)",
+        [table],
+    ).fetchall()
+    if not found:
         return
-    comment = _comment(con, table) or ""
+    table, comment = found[0][0], found[0][1] or ""
     if comment.startswith(f"synthaix:{dataset}:") or (legacy and not comment):
         return  # ours (a 0.1 build made its database file whole and left no comment)
     owner = "made by another SynthAIx dataset" if comment else "not made by SynthAIx"
@@ -134,7 +140,8 @@ def _check_owner(
 
 def _comment(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
     row = con.execute(
-        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' "
+        "AND lower(table_name) = lower(?)",
         [table],
     ).fetchone()
     return row[0] if row else None

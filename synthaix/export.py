@@ -15,13 +15,18 @@ Format = Literal["csv", "jsonl", "parquet"]
 _COPY = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "parquet": "FORMAT parquet"}
 
 
-def export_dataset(output_dir: Path, fmt: Format, target: Path | None = None) -> Path:
+def export_dataset(
+    output_dir: Path, fmt: Format, target: Path | None = None, overwrite: bool = False
+) -> Path:
     parts = parts_of(output_dir)
     if not parts:
         raise OutputError(f"{output_dir} has no built dataset", hint="run synthaix build first")
     name = _dataset_name(output_dir)
+    chosen = target is not None
     if target is None or target.is_dir():
         target = (target or output_dir) / f"{name}.{fmt}"
+    if chosen and target.exists() and not overwrite:  # a file of the user's, maybe
+        raise OutputError(f"{target} exists", hint="choose another -o path, or add --force")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     try:

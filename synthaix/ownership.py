@@ -61,6 +61,7 @@ def check_output_dir(root: Path, dataset: str) -> bool:
         _check_layout(root)
         check_writable(root)
         return True
+    entries.sort(key=lambda name: name in _OURS)  # what is not ours is what the user must see
     shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
     raise OutputError(
         f"output.dir {root} is not empty and was not created by SynthAIx (it holds {shown}); "
@@ -90,12 +91,12 @@ def remove_our_files(folder: Path, pattern: re.Pattern[str]) -> None:
         folder.rmdir()  # fails, as it should, when anything else is inside
 
 
-def remove_stale_builds(folder: Path, keep: Path | None = None) -> None:
-    """Remove build folders (`.staging/<build>`, `.versions/<build>`) other than `keep`."""
+def remove_stale_builds(folder: Path, keep: str | None = None) -> None:
+    """Remove build folders (`.staging/<build>`, `.versions/<build>`) but the build `keep`."""
     if not folder.is_dir() or folder.is_symlink():
         return
     for entry in folder.iterdir():
-        if entry != keep and re.fullmatch(BUILD_ID, entry.name):
+        if entry.name != keep and re.fullmatch(BUILD_ID, entry.name):
             remove_our_files(entry, PART)
 
 
@@ -159,11 +160,19 @@ def _is_legacy_output(root: Path, entries: list[str]) -> bool:
 
 
 def _check_layout(root: Path) -> None:
-    for name in ("data", ".current"):
+    for name, target in (("data", ".current"), (".current", None)):
         path = root / name
-        if path.exists() and not path.is_symlink():
+        made_by_us = path.is_symlink() and (target is None or os.readlink(path) == target)
+        if (path.exists() or path.is_symlink()) and not made_by_us:
             raise OutputError(
                 f"{path} exists and is not the link SynthAIx makes; nothing was written",
+                hint=f"move {path} out of the output folder, or choose another output.dir",
+            )
+    for name in ("manifest.json", "report.html"):
+        path = root / name
+        if (path.exists() or path.is_symlink()) and (path.is_symlink() or not path.is_file()):
+            raise OutputError(
+                f"{path} is not the file SynthAIx writes; nothing was written",
                 hint=f"move {path} out of the output folder, or choose another output.dir",
             )
     for name in (".versions", ".staging", ".ledger"):

@@ -12,6 +12,7 @@ class ProgressListener(Protocol):
     def advanced(self, rows: int) -> None: ...
     def publishing(self) -> None: ...
     def published(self) -> None: ...
+    def not_published(self) -> None: ...
 
 
 _listeners: list[ProgressListener] = []
@@ -37,11 +38,18 @@ def advanced(rows: int) -> None:
 
 
 def publishing() -> None:
-    """The build is about to change its outputs: an interrupt now should wait for `published`."""
+    """The build is at its commit point: an interrupt now should wait for what follows."""
     for listener in _listeners:
         listener.publishing()
 
 
 def published() -> None:
+    """The commit point is passed: the new output is the published one."""
     for listener in _listeners:
         listener.published()
+
+
+def not_published() -> None:
+    """The commit failed: the previous output is still the published one."""
+    for listener in _listeners:
+        listener.not_published()

@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthaix import duckdb_sink
+from synthaix import duckdb_sink, progress
 from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
@@ -58,9 +58,19 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
     root = config.output_dir
     with os_errors("check"):
         needs_marker = check_output_dir(root, config.name)
-        legacy = needs_marker and root.is_dir() and any(root.iterdir())
+        # A 0.1 build made its default database whole, so its table there carries no comment.
+        legacy = (
+            needs_marker
+            and root.is_dir()
+            and any(root.iterdir())
+            and config.duckdb_path == root / f"{config.name}.duckdb"
+        )
         if "duckdb" in config.output.formats:
             duckdb_sink.check_target(config.duckdb_path, config.table, config.name, legacy)
+    if config.dedupe.uri:  # outside the output folder: it may hold tables of the user's
+        from synthaix.dedupe.index import check_dedupe_target
+
+        check_dedupe_target(config)
     return needs_marker, legacy
 
 
@@ -135,8 +145,8 @@ class DatasetWriter:
         its staged parts, superseded versions and temporary links (only files of ours)."""
         self._roll_forward()
         remove_stale_builds(self.root / ".staging")
-        current = self.current_link.resolve() if self.current_link.is_symlink() else None
-        remove_stale_builds(self.root / ".versions", keep=current)
+        current = os.readlink(self.current_link) if self.current_link.is_symlink() else None
+        remove_stale_builds(self.root / ".versions", keep=Path(current).name if current else None)
         for entry in self.root.iterdir():
             if TEMP_LINK.fullmatch(entry.name) and entry.is_symlink():
                 entry.unlink()
@@ -251,6 +261,31 @@ class DatasetWriter:
                 config.duckdb_path, config.table, config.name, self.build_id, all_parts, self.legacy
             )
             outputs["duckdb"] = config.duckdb_path
+        else:
+            progress.publishing()  # the `.current` swap is the commit point
+        try:
+            self._link(text, outputs)
+        except OSError as exc:
+            if "duckdb" not in formats and not self._is_current():
+                progress.not_published()
+                raise
+            progress.published()
+            raise OutputError(
+                f"build {self.build_id} is published, but updating {exc.filename} failed: "
+                f"{exc.strerror}",
+                hint="fix that path; the next build completes the Parquet link and manifest",
+            ) from exc
+        progress.published()
+        remove_stale_builds(self.root / ".versions", keep=self.build_id)
+        return outputs
+
+    def _is_current(self) -> bool:
+        link = self.current_link
+        return link.is_symlink() and Path(os.readlink(link)).name == self.build_id
+
+    def _link(self, text: str | None, outputs: dict[str, Path]) -> None:
+        """The Parquet side of a publish: `.current`, `data`, then manifest.json."""
+        formats = self.config.output.formats
         # The parts are kept even for DuckDB-only outputs: they are what `append` builds on.
         _replace_symlink(self.current_link, Path(".versions") / self.build_id)
         if "parquet" in formats:
@@ -261,8 +296,6 @@ class DatasetWriter:
             self.data_link.unlink()
         if text is not None:
             write_text_atomic(self.root / "manifest.json", text + "\n")
-        remove_stale_builds(self.root / ".versions", keep=version)
-        return outputs
 
 
 def _replace_symlink(link: Path, target: Path) -> None:

@@ -139,3 +139,35 @@ def test_kill_9_leaves_no_orphan_prefect_server(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not staging.exists() or not list(staging.rglob("*.parquet"))
     assert table_counts(tmp_path / "out" / "people.duckdb") == {"people": 500}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_build_waiting_for_a_locked_database_stops_at_once(tmp_path: Path) -> None:
+    """Waiting for another program to release the database is not publishing yet: a signal
+    then stops the build at once, and truthfully."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    code = (
+        "import duckdb, sys, time; duckdb.connect(sys.argv[1]).close(); "
+        "c = duckdb.connect(sys.argv[1], read_only=True); print('ready', flush=True); "
+        "time.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(warehouse)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        data = {"name": "people", "rows": 500, "columns": SAMPLER_COLUMNS}
+        data["output"] = {"dir": str(tmp_path / "out"), "duckdb": str(warehouse)}
+        build = _start(write_config(tmp_path / "people.yaml", data), _api_env())
+        versions = tmp_path / "out" / ".versions"
+        _wait_for(lambda: versions.is_dir() and any(versions.iterdir()))  # parts moved: waiting
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        build.send_signal(signal.SIGTERM)
+        _, stderr = build.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert time.monotonic() - stopped < 10
+    assert "interrupted (SIGTERM): nothing published" in stderr
+    assert table_counts(warehouse) == {}

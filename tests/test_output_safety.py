@@ -318,3 +318,115 @@ def test_export_and_report_never_overwrite_a_file_without_force(tmp_path: Path) 
     result = runner.invoke(app, ["export", str(config.output_dir), "-o", str(mine), "--force"])
     assert result.exit_code == 0, result.output
     assert mine.read_text().splitlines()[0] == "id,name,v"
+
+
+def _write_rows(config, rows: int) -> None:
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        first = writer.existing.rows
+        for chunk in plan_chunks(rows, 50, first_row=first):
+            writer.write(generate_chunk(config, chunk).table)
+        writer.commit({"build_id": writer.build_id, "dataset": config.name})
+
+
+@pytest.mark.parametrize("linked", [False, True])
+def test_relative_and_linked_output_folders_keep_their_data(
+    tmp_path: Path, monkeypatch, linked: bool
+) -> None:
+    """The folder as the README writes it (out/<name>, relative), or reached by a link: an
+    append keeps the earlier rows, and a failed build leaves the previous output readable."""
+    monkeypatch.chdir(tmp_path)
+    folder = "out/t"
+    if linked:
+        (tmp_path / "real").mkdir()
+        (tmp_path / "out").symlink_to(tmp_path / "real")
+    config = make_config(COLUMNS, rows=100, chunk_size=50, output={"dir": folder})
+    _write_rows(config, 100)
+    _write_rows(config.with_overrides(mode="append", rows=30), 30)
+    assert table_counts(config.duckdb_path) == {"t": 130}
+    with pytest.raises(RuntimeError), DatasetWriter(config, dataset_schema(config)):
+        raise RuntimeError("a build that failed")
+    assert len(list(Path(folder, "data").glob("*.parquet"))) == 3
+    assert pq.read_table(Path(folder, "data")).num_rows == 130
+
+
+def test_a_users_table_differing_only_in_case_is_never_replaced(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute('CREATE TABLE "Shop" AS SELECT 1 AS x')
+        con.execute('CREATE VIEW "NewView" AS SELECT 1 AS x')
+    for table, message in (("shop", "table 'Shop'"), ("newview", "view named 'NewView'")):
+        config = _config(tmp_path, duckdb=str(warehouse), table=table)
+        result = runner.invoke(app, ["validate", str(config)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert table_counts(warehouse) == {"Shop": 1}
+
+
+def test_a_data_link_of_the_users_is_refused(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    _write_rows(config, 10)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (tmp_path / "o" / "data").unlink()
+    (tmp_path / "o" / "data").symlink_to(photos)
+    with pytest.raises(OutputError, match="is not the link SynthAIx makes"):
+        DatasetWriter(config, dataset_schema(config)).__enter__()
+
+
+def test_a_manifest_that_is_not_a_file_is_refused_before_writing(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    _write_rows(config, 10)
+    (tmp_path / "o" / "manifest.json").unlink()
+    (tmp_path / "o" / "manifest.json").mkdir()
+    sums = file_sums(tmp_path / "o")
+    with pytest.raises(OutputError, match="is not the file SynthAIx writes"):
+        DatasetWriter(config, dataset_schema(config)).__enter__()
+    assert file_sums(tmp_path / "o") == sums
+
+
+def test_a_users_lancedb_table_at_dedupe_uri_is_refused(tmp_path: Path) -> None:
+    import lancedb
+
+    lancedb.connect(str(tmp_path / "lance")).create_table("shop", data=[{"note": "mine"}])
+    config = _config(tmp_path)
+    data = {"name": "shop", "rows": 30, "columns": COLUMNS}
+    data["output"] = {"dir": str(tmp_path / "out")}
+    data["dedupe"] = {"uri": str(tmp_path / "lance")}
+    config = write_config(tmp_path / "shop.yaml", data)
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2 and "was not made by SynthAIx" in result.output
+    assert lancedb.connect(str(tmp_path / "lance")).open_table("shop").count_rows() == 1
+
+
+def test_a_0_1_output_adopts_only_its_own_default_database(tmp_path: Path) -> None:
+    """A folder as 0.1 left it is taken over, but a table without SynthAIx's comment in any
+    other database is still the user's."""
+    out = tmp_path / "out"
+    (out / ".versions" / "20250101T000000-abcdef").mkdir(parents=True)
+    (out / ".current").symlink_to(".versions/20250101T000000-abcdef")
+    (out / "data").symlink_to(".current")
+    (out / "manifest.json").write_text('{"build_id": "20250101T000000-abcdef"}')
+    _user_database(out / "shop.duckdb", table="shop")  # what 0.1 wrote: no comment
+    assert runner.invoke(app, ["validate", str(_config(tmp_path))]).exit_code == 0
+    elsewhere = tmp_path / "warehouse.duckdb"
+    _user_database(elsewhere, table="shop")
+    result = runner.invoke(app, ["validate", str(_config(tmp_path, duckdb=str(elsewhere)))])
+    assert result.exit_code == 2 and "not made by SynthAIx" in result.output
+
+
+def test_out_moves_a_database_kept_inside_the_output_folder(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, output={"dir": "out/a", "duckdb": "out/a/db/a.duckdb"})
+    moved = config.with_overrides(out=Path("out/b"))
+    assert moved.duckdb_path == Path("out/b/db/a.duckdb")
+    kept = make_config(COLUMNS, output={"dir": "out/a", "duckdb": "warehouse.duckdb"})
+    assert kept.with_overrides(out=Path("out/b")).duckdb_path == Path("warehouse.duckdb")
+
+
+def test_export_into_a_folder_never_overwrites_a_file_there(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    _write_rows(config, 10)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "t.csv").write_text("precious\n")
+    result = runner.invoke(app, ["export", str(config.output_dir), "-o", str(exports)])
+    assert result.exit_code == 2 and "t.csv exists" in result.output
+    assert (exports / "t.csv").read_text() == "precious\n"

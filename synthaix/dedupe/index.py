@@ -408,3 +408,27 @@ def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarra
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+_OUR_FIELDS = {"row_id", "build", "key_hash", "vector"}
+
+
+def check_dedupe_target(config: DatasetConfig) -> None:
+    """Refuse, before anything is written, a table of the dataset's name at `dedupe.uri` that
+    SynthAIx did not make: an overwrite build would replace it."""
+    uri = config.dedupe.uri
+    if not uri or not (key_columns(config) or text_columns(config)):
+        return
+    try:
+        db = lancedb.connect(uri)
+        if config.name not in set(db.table_names(limit=1_000_000)):
+            return
+        fields = set(db.open_table(config.name).schema.names)
+    except Exception:  # an unusable uri: `open` reports it with its own message
+        return
+    if not {"row_id", "build", "key_hash"} <= fields or not fields <= _OUR_FIELDS:
+        raise OutputError(
+            f"the LanceDB table '{config.name}' at dedupe.uri {uri} was not made by SynthAIx "
+            f"(columns: {', '.join(sorted(fields))}); nothing was written",
+            hint="point dedupe.uri at another database, or rename the dataset",
+        )
