@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +18,7 @@ from synthaix.columns.identity import UuidColumn
 from synthaix.columns.numeric import SequenceColumn
 from synthaix.config import DatasetConfig
 from synthaix.errors import CapacityError
-from synthaix.generate import Chunk, plan_chunks
+from synthaix.generate import Chunk, ChunkResult, plan_chunks
 
 MAX_FILL_ROUNDS = 25
 STALLED_ROUNDS = 3
@@ -60,39 +59,32 @@ class UniqueFilter:
         return table.take(pa.array(keep, type=pa.int64()))
 
 
-class Deduper(Protocol):
-    """Drops exact and near duplicates (`synthaix.dedupe.index.DedupeIndex`, or a wrapper)."""
+@dataclass
+class Batch:
+    """Released rows, in order, with the generator's row numbers and (when the chunk task
+    computed them) their exact-key hashes."""
 
-    keys: list[str]
-    texts: list[str]
-
-    def admit(self, table: pa.Table, row_ids: np.ndarray, limit: int) -> pa.Table: ...
+    table: pa.Table
+    row_ids: np.ndarray
+    hashes: np.ndarray | None
 
 
 class Assembler:
-    """Receives chunk tables in any order and hands exactly `target` rows to `sink`, in order:
-    rows repeating a `unique` column's value, and exact or near duplicates, are dropped.
+    """Receives chunk results in any order and releases their rows in chunk order, in batches,
+    dropping rows that repeat a `unique` column's value. Admitting (dedupe) and writing the
+    batches is the caller's: it reports what it kept with `accepted`.
 
-    Released chunks are deduplicated and written in batches (up to BATCH_ROWS rows, BATCH_CHUNKS
-    chunks or BATCH_SECONDS of waiting), so that a build of many small chunks does not pay a
-    dedupe and a write per chunk; `flush()` settles the batch."""
+    Batches are up to BATCH_ROWS rows, BATCH_CHUNKS chunks or BATCH_SECONDS of waiting, so a
+    build of many small chunks does not pay a dedupe and a write per chunk."""
 
-    def __init__(
-        self,
-        target: int,
-        unique: UniqueFilter,
-        sink: Callable[[pa.Table], None],
-        dedupe: Deduper | None = None,
-    ) -> None:
+    def __init__(self, target: int, unique: UniqueFilter) -> None:
         self.target = target
         self.unique = unique
-        self.dedupe = dedupe
-        self.sink = sink
         self.delivered = 0
         self.generated = 0
         self.dropped_duplicates = 0
         self.next_index = 0
-        self._early: dict[int, tuple[pa.Table, np.ndarray]] = {}
+        self._early: dict[int, ChunkResult] = {}
         self._batch: list[pa.Table] = []
         self._batch_rows = 0
         self._batch_started = 0.0
@@ -102,22 +94,32 @@ class Assembler:
         return len(self._early)
 
     @property
-    def complete(self) -> bool:
-        return self.delivered >= self.target
+    def missing(self) -> int:
+        return self.target - self.delivered
 
-    def add(self, index: int, table: pa.Table, row_ids: np.ndarray) -> None:
-        """`row_ids`: the generator's number of each row (stable across re-runs of a chunk)."""
-        self._early[index] = (table, row_ids)
+    def add(self, index: int, result: ChunkResult) -> list[Batch]:
+        """`result.row_ids`: the generator's number of each row (stable across re-runs)."""
+        self._early[index] = result
+        batches = []
         while self.next_index in self._early:
-            self._release(*self._early.pop(self.next_index))
+            batch = self._release(self._early.pop(self.next_index))
             self.next_index += 1
+            if batch is not None:
+                batches.append(batch)
+        return batches
 
-    def _release(self, table: pa.Table, row_ids: np.ndarray) -> None:
+    def accepted(self, rows: int) -> None:
+        self.delivered += rows
+
+    def _release(self, result: ChunkResult) -> Batch | None:
+        table = result.table
         self.generated += table.num_rows
-        if self.complete:
-            return
-        numbered = table.append_column(_ROW_ID, pa.array(row_ids, pa.int64()))
-        kept = self.unique.apply(numbered)
+        if self.missing <= 0:
+            return None
+        table = table.append_column(_ROW_ID, pa.array(result.row_ids, pa.int64()))
+        if result.hashes is not None:
+            table = table.append_column(_HASH, pa.array(result.hashes, pa.int64()))
+        kept = self.unique.apply(table)
         self.dropped_duplicates += table.num_rows - kept.num_rows
         if not self._batch:
             self._batch_started = time.monotonic()
@@ -127,30 +129,27 @@ class Assembler:
             self._batch_rows >= BATCH_ROWS
             or len(self._batch) >= BATCH_CHUNKS
             or time.monotonic() - self._batch_started >= BATCH_SECONDS
-            or self._batch_rows >= self.target - self.delivered
+            or self._batch_rows >= self.missing
         ):
-            self.flush()
+            return self.flush()
+        return None
 
-    def flush(self) -> None:
+    def flush(self) -> Batch | None:
         if not self._batch:
-            return
+            return None
         kept = pa.concat_tables(self._batch)
         self._batch, self._batch_rows = [], 0
-        missing = self.target - self.delivered
-        rows, ids = kept.drop_columns([_ROW_ID]), kept[_ROW_ID].to_numpy()
-        if self.dedupe is not None:
-            rows = self.dedupe.admit(rows, ids, missing)
-        else:
-            rows = rows.slice(0, missing)
-        if rows.num_rows:
-            self.sink(rows)
-            self.delivered += rows.num_rows
+        hashes = kept[_HASH].to_numpy() if _HASH in kept.column_names else None
+        ids = kept[_ROW_ID].to_numpy()
+        extra = [c for c in (_ROW_ID, _HASH) if c in kept.column_names]
+        return Batch(kept.drop_columns(extra), ids, hashes)
 
 
 BATCH_ROWS = 50_000
 BATCH_CHUNKS = 32
 BATCH_SECONDS = 1.0
 _ROW_ID = "__synthaix_row_id"
+_HASH = "__synthaix_key_hash"
 
 
 class RoundPlanner:
@@ -165,13 +164,14 @@ class RoundPlanner:
         self._round_start = (0, 0)
         self._last_delivered = -1
 
-    def next_round(self, assembler: Assembler) -> list[Chunk]:
-        assembler.flush()
-        missing = assembler.target - assembler.delivered
+    def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
+        """The chunks of the next round; `limits` names what bounds distinct rows (for the
+        message when rounds stop making progress). Call after the last batch is written."""
+        missing = assembler.missing
         if missing <= 0:
             return []
         if self.rounds:
-            self._check_progress(assembler)
+            self._check_progress(assembler, limits)
         # Size the round from the last round's acceptance (it falls as unique values run out),
         # with a margin, so fill-up converges in a few rounds.
         delivered, generated = assembler.delivered, assembler.generated
@@ -192,27 +192,25 @@ class RoundPlanner:
         self.rounds += 1
         return chunks
 
-    def _check_progress(self, assembler: Assembler) -> None:
+    def _check_progress(self, assembler: Assembler, limits: str) -> None:
         self._stalled = self._stalled + 1 if assembler.delivered == self._last_delivered else 0
         self._last_delivered = assembler.delivered
         if self._stalled >= STALLED_ROUNDS or self.rounds > MAX_FILL_ROUNDS:
             raise CapacityError(
                 f"could only produce {assembler.delivered:,} of {assembler.target:,} rows after "
-                f"{self.rounds} rounds: {_constraints(assembler)} cannot yield more",
+                f"{self.rounds} rounds: {limits} cannot yield more",
                 hint="widen the value ranges or add columns, lower rows, or relax the "
                 "constraints (unique, dedupe.key, dedupe.threshold)",
             )
 
 
-def _constraints(assembler: Assembler) -> str:
+def constraints(unique: list[str], keys: list[str], texts: list[str]) -> str:
     """What limits the distinct rows: unique columns and the dedupe checks that are on."""
     found = []
-    if assembler.unique.columns:
-        columns = ", ".join(assembler.unique.columns)
-        found.append(f"distinct values of the unique columns ({columns})")
-    dedupe = assembler.dedupe
-    if dedupe is not None and dedupe.keys:
-        found.append(f"distinct rows over the dedupe key ({', '.join(dedupe.keys)})")
-    if dedupe is not None and dedupe.texts:
-        found.append(f"text that is not a near duplicate ({', '.join(dedupe.texts)})")
+    if unique:
+        found.append(f"distinct values of the unique columns ({', '.join(unique)})")
+    if keys:
+        found.append(f"distinct rows over the dedupe key ({', '.join(keys)})")
+    if texts:
+        found.append(f"text that is not a near duplicate ({', '.join(texts)})")
     return " and ".join(found) or "the generator"

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -34,7 +35,7 @@ from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
 from synthaix.files import write_text_atomic
-from synthaix.llm.client import client_for
+from synthaix.llm.client import LlmClient
 from synthaix.sink import check_output
 
 app = typer.Typer(
@@ -246,7 +247,7 @@ def build(
         )
         check_output(dataset)
         if any(isinstance(c, LlmColumn) for c in dataset.columns):
-            client_for(dataset.provider).check()
+            LlmClient(dataset.provider).check()
         if not verbose:
             # Prefect's console logs would interleave with the progress bar; they still reach
             # the Prefect API (and UI) when one is configured.
@@ -267,14 +268,7 @@ def build(
         bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
         with bar, progress.listening(_RichProgress(bar)), prefect_api() as temporary:
             _interrupts.cancel_run = temporary is None  # a temporary server dies with us anyway
-            summary = build_dataset(
-                config_path=str(config),
-                rows=rows,
-                seed=seed,
-                out=str(out_dir) if out_dir else None,
-                mode=mode.value if mode else None,
-                runner=runner.value if runner else None,
-            )
+            manifest = build_dataset(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
         _interrupts.failed()
         _fail(exc, debug)
@@ -283,31 +277,34 @@ def build(
             signal.signal(signum, handler)
 
     wall = time.perf_counter() - started
-    appended = f" ({summary.total_rows:,} in total)" if summary.mode == "append" else ""
+    rows_built = manifest.rows
+    appended = f" ({rows_built.total:,} in total)" if manifest.mode == "append" else ""
     out.print(
-        f"[green]built[/] {summary.dataset}: {summary.rows:,} rows{appended} in {wall:.1f} s "
-        f"(flow {summary.seconds:.1f} s, {summary.rows_per_second:,.0f} rows/s)"
+        f"[green]built[/] {manifest.dataset}: {rows_built.delivered:,} rows{appended} in "
+        f"{wall:.1f} s (flow {manifest.build_seconds:.1f} s, "
+        f"{manifest.rows_per_second:,.0f} rows/s)"
     )
+    dropped = manifest.dropped
     redrawn = {
-        "repeating a unique value": summary.dropped_duplicates,
-        "exact duplicates": summary.dropped_exact,
-        "near duplicates": summary.dropped_near,
+        "repeating a unique value": dropped.unique_value,
+        "exact duplicates": dropped.exact_duplicate,
+        "near duplicates": dropped.near_duplicate,
     }
     if any(redrawn.values()):
         causes = ", ".join(f"{count:,} {why}" for why, count in redrawn.items() if count)
-        rounds = f"{summary.fill_rounds} fill-up round{'s' if summary.fill_rounds != 1 else ''}"
-        out.print(f"  redrew {causes} ({rounds})")
-    llm = summary.llm
+        fills = manifest.fill_rounds
+        out.print(f"  redrew {causes} ({fills} fill-up round{'s' if fills != 1 else ''})")
+    llm = manifest.llm
     if llm.requests:
         out.print(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
-            f"({llm.tokens / max(summary.rows, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
+            f"({llm.tokens / max(rows_built.delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
         )
         if llm.retries:
             out.print(f"  retries: {_counts(llm.retries)}")
         if llm.rejected_rows:
             out.print(f"  rejected rows: {_counts(llm.rejected_rows)}")
-    for kind, path in summary.outputs.items():
+    for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")
     out.print(f"  manifest: {dataset.output_dir / 'manifest.json'}")
     if report:
@@ -367,27 +364,59 @@ def report_command(
     _report(output_dir, output, debug)
 
 
+class PreviewFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
 @app.command()
 def preview(
     config: ConfigArg,
-    rows: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    rows: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 20,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    fmt: Annotated[
+        PreviewFormat, typer.Option("--format", help="table for people; csv or jsonl for scripts.")
+    ] = PreviewFormat.table,
     debug: DebugOpt = False,
 ) -> None:
-    """Show a few generated rows in the terminal; writes nothing."""
-    from synthaix.generate import Chunk, generate_chunk
+    """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
+    from synthaix.build.preview import preview_rows
 
     try:
         dataset = load_config(config).with_overrides(rows=rows, seed=seed)
-        table = generate_chunk(dataset, Chunk(0, 0, rows)).table
+        table = preview_rows(dataset, llm=_llm_reachable(dataset))
     except Exception as exc:
         _fail(exc, debug)
-    view = Table(title=f"{dataset.name}: first {table.num_rows} rows (seed {dataset.seed})")
-    for field in table.schema:
-        view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
-    for row in table.to_pylist():
-        view.add_row(*("[dim]null[/]" if v is None else escape(str(v)) for v in row.values()))
-    out.print(view)
+    if fmt is PreviewFormat.table:
+        view = Table(title=f"{dataset.name}: first {table.num_rows} rows (seed {dataset.seed})")
+        for field in table.schema:
+            view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
+        for row in table.to_pylist():
+            view.add_row(*("[dim]null[/]" if v is None else escape(str(v)) for v in row.values()))
+        out.print(view)
+        return
+    import pyarrow.csv as pa_csv
+
+    if fmt is PreviewFormat.csv:
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(table, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode())
+    else:
+        for row in table.to_pylist():
+            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+
+
+def _llm_reachable(dataset: DatasetConfig) -> bool:
+    """A preview fills llm columns when the provider can be used; else it says why not."""
+    if not any(isinstance(c, LlmColumn) for c in dataset.columns):
+        return False
+    try:
+        LlmClient(dataset.provider)
+    except SynthaixError as exc:
+        console.print(f"[yellow]note:[/] llm columns left empty: {escape(str(exc))}")
+        return False
+    return True
 
 
 @app.command()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -12,9 +14,12 @@ import pyarrow.compute as pc
 from synthaix.columns import ChunkContext
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
-from synthaix.llm.client import client_for
+from synthaix.dedupe.keys import key_hashes
 from synthaix.llm.fill import StageFiller, stage_of
 from synthaix.llm.stats import LlmStats, StatsRecorder
+
+if TYPE_CHECKING:
+    from synthaix.llm.client import LlmClient
 
 
 @dataclass(frozen=True)
@@ -56,15 +61,24 @@ def column_rng(seed: int, first_row: int, column: str) -> np.random.Generator:
 
 @dataclass
 class ChunkResult:
-    """A generated chunk: its rows, their row numbers, and what the LLM path spent on them."""
+    """A generated chunk: its rows, their row numbers, what the LLM path spent on them, and
+    the rows' exact-dedupe key hashes (computed here, in parallel, not in the build's thread)."""
 
     table: pa.Table
     row_ids: np.ndarray
     llm: LlmStats = field(default_factory=LlmStats)
+    hashes: np.ndarray | None = None
 
 
-def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
-    """Sampler columns from the chunk's seeded streams; LLM columns in batched requests.
+def generate_chunk(
+    config: DatasetConfig,
+    chunk: Chunk,
+    llm: LlmClient | None = None,
+    keys: Sequence[str] = (),
+) -> ChunkResult:
+    """Sampler columns from the chunk's seeded streams; LLM columns in batched requests through
+    `llm` (without one, as in a preview with no provider, they are left null). `keys`: the
+    exact-dedupe key columns to hash.
 
     Rows whose LLM values could not be obtained (after re-asks) are left out: the build's
     fill-up rounds replace them.
@@ -75,12 +89,12 @@ def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
     recorder = StatsRecorder()
     for column, field_ in zip(config.columns, schema, strict=True):
         rng = column_rng(config.seed, chunk.first_row, column.name)
-        if isinstance(column, LlmColumn):
+        if isinstance(column, LlmColumn) and llm is None:
+            array = pa.nulls(chunk.rows, field_.type)
+        elif isinstance(column, LlmColumn):
             if column.name not in values:  # filled together with the rest of its stage
                 stage = stage_of(config.columns, config.columns.index(column))
-                filler = StageFiller(
-                    client_for(config.provider), config.description, stage, recorder
-                )
+                filler = StageFiller(llm, config.description, stage, recorder)
                 filled, mask = filler.fill(values, chunk.rows)
                 values.update(filled)
                 complete &= mask
@@ -99,4 +113,5 @@ def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
     if not complete.all():
         table = table.filter(pa.array(complete))
         row_ids = row_ids[complete]
-    return ChunkResult(table, row_ids, recorder.stats)
+    hashes = key_hashes(table, list(keys)) if keys else None
+    return ChunkResult(table, row_ids, recorder.stats, hashes)

@@ -25,11 +25,14 @@ import pyarrow.parquet as pq
 
 from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult
+from synthaix.llm import prompts
 from synthaix.llm.stats import LlmStats
 from synthaix.ownership import remove_our_files
 
 _ROW_ID = "__synthaix_row_id"
+_HASH = "__synthaix_key_hash"
 _STATS = b"synthaix.llm"
+_PROMPTS_SOURCE = Path(prompts.__file__).read_bytes()
 _CHUNK_FILE = re.compile(r"chunk-\d{6}-\d+-\d+\.(parquet|tmp)")
 _LEDGER_DIR = re.compile(r"[0-9a-f]{16}")
 
@@ -41,6 +44,9 @@ def generation_hash(config: DatasetConfig) -> str:
     data = config.model_dump(mode="json", by_alias=True, exclude={"runner"})
     for limit in ("max_concurrency", "rpm", "tpm", "timeout", "max_attempts"):
         data["provider"].pop(limit, None)
+    # The prompt templates are code, not config: their text is part of the key too, so an
+    # edited prompt never resumes from chunks the old one wrote.
+    data["prompts"] = [prompts.PROMPT_VERSION, hashlib.sha256(_PROMPTS_SOURCE).hexdigest()]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -70,11 +76,14 @@ class ChunkLedger:
         table = pq.read_table(path)
         stats = LlmStats.model_validate_json((table.schema.metadata or {})[_STATS])
         row_ids = table[_ROW_ID].to_numpy()
-        table = table.drop_columns([_ROW_ID]).cast(schema)
-        return ChunkResult(table, np.asarray(row_ids, dtype=np.int64), stats)
+        hashes = table[_HASH].to_numpy() if _HASH in table.column_names else None
+        table = table.drop_columns([c for c in (_ROW_ID, _HASH) if c in table.column_names])
+        return ChunkResult(table.cast(schema), np.asarray(row_ids, np.int64), stats, hashes)
 
     def save(self, chunk: Chunk, result: ChunkResult) -> None:
         table = result.table.append_column(_ROW_ID, pa.array(result.row_ids, pa.int64()))
+        if result.hashes is not None:
+            table = table.append_column(_HASH, pa.array(result.hashes, pa.int64()))
         table = table.replace_schema_metadata({_STATS: result.llm.model_dump_json().encode()})
         path = self._path(chunk)
         temporary = path.with_suffix(".tmp")

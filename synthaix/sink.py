@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthaix import duckdb_sink, progress
+from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
@@ -49,6 +48,7 @@ from synthaix.ownership import (
 )
 
 MANIFEST_KEY = b"synthaix.manifest"
+BUILD_KEY = b"synthaix.build"
 _active_staging: set[Path] = set()  # this process's staging folders, for a hard exit
 
 
@@ -163,8 +163,8 @@ class DatasetWriter:
             return
         _replace_symlink(self.current_link, target)
         manifest = self.previous_manifest()
-        if manifest:
-            write_text_atomic(self.root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        if manifest is not None:
+            write_text_atomic(self.root / "manifest.json", manifest.to_json() + "\n")
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
@@ -197,14 +197,14 @@ class DatasetWriter:
         rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         return Existing(rows=rows, parts=parts, schema=schema)
 
-    def previous_manifest(self) -> dict[str, Any]:
+    def previous_manifest(self) -> Manifest | None:
         """The manifest of the build now published, read from its Parquet part, which the
         symlink swap publishes atomically (manifest.json is written just after it)."""
         for part in reversed(self.current_parts()):
             metadata = pq.read_schema(part).metadata or {}
             if MANIFEST_KEY in metadata:
-                return json.loads(metadata[MANIFEST_KEY])
-        return {}
+                return Manifest.parse(metadata[MANIFEST_KEY], str(part))
+        return None
 
     def existing_values(self, columns: list[str]) -> dict[str, set]:
         """Values already stored in the given columns (for uniqueness across appends)."""
@@ -233,14 +233,14 @@ class DatasetWriter:
         paths = {"duckdb": self.config.duckdb_path, "parquet": self.data_link}
         return {kind: path for kind, path in paths.items() if kind in formats}
 
-    def commit(self, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
+    def commit(self, manifest: Manifest | None = None) -> dict[str, Path]:
         """Publish this build: the DuckDB table (the commit point), the Parquet link, then
         manifest.json. A failure before the DuckDB commit leaves the previous output as it was."""
         with os_errors("publish to"):
             return self._commit(manifest)
 
-    def _commit(self, manifest: dict[str, Any] | None) -> dict[str, Path]:
-        text = json.dumps(manifest, indent=2) if manifest is not None else None
+    def _commit(self, manifest: Manifest | None) -> dict[str, Path]:
+        text = manifest.to_json() if manifest is not None else None
         if self._held is not None:
             extra = {MANIFEST_KEY: text.encode()} if text else {}
             self._write_part(self._held, {**self.part_metadata, **extra})

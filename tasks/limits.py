@@ -21,7 +21,7 @@ from prefect.exceptions import ObjectNotFound
 
 from synthaix.config import DatasetConfig
 from synthaix.errors import ProviderError
-from synthaix.llm.client import client_for
+from synthaix.llm.client import Gate
 
 
 def limit_names(config: DatasetConfig) -> tuple[str | None, str | None]:
@@ -58,13 +58,11 @@ def ensure_limits(config: DatasetConfig) -> None:
                 client.create_global_concurrency_limit(limit)
 
 
-def install_llm_gate(config: DatasetConfig) -> None:
-    """Make this process's LLM client take the shared slots around every request."""
+def limit_gate(config: DatasetConfig) -> Gate:
+    """What an LLM request takes before it is sent: a slot of the shared limits, if any."""
     name, rpm_name = limit_names(config)
-    client = client_for(config.provider)
     if name is None:
-        client.gate = contextlib.nullcontext  # the client is cached: drop an earlier build's
-        return
+        return contextlib.nullcontext
 
     @contextmanager
     def gate() -> Iterator[None]:
@@ -84,4 +82,4 @@ def install_llm_gate(config: DatasetConfig) -> None:
         finally:
             slot.__exit__(None, None, None)
 
-    client.gate = gate
+    return gate

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError
-from synthaix.llm.client import client_for
+from synthaix.llm.client import LlmClient
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.translate import to_yaml, translate
 from tasks.limits import ensure_limits
@@ -34,15 +34,18 @@ def plan_build(
     out: str | None,
     mode: str | None,
     runner: str | None,
+    preflight: bool = True,
 ) -> DatasetConfig:
-    """The config to build, overrides applied; the LLM endpoint and limits checked first."""
+    """The config to build, overrides applied; the LLM endpoint and limits checked first
+    (`preflight=False`: the caller, e.g. the CLI, checked the endpoint already)."""
     if (config_path is None) == (config is None):
         raise ConfigError("give exactly one of config_path, config or description")
     base = config if config is not None else load_config(config_path)  # type: ignore[arg-type]
-    planned = base.with_overrides(
-        rows=rows, seed=seed, out=Path(out) if out else None, mode=mode, runner=runner
-    )
-    if any(isinstance(c, LlmColumn) for c in planned.columns):
-        client_for(planned.provider).check()  # wrong URL, key or model: fail before any chunk
-        ensure_limits(planned)
-    return planned
+    overrides = {"rows": rows, "seed": seed, "mode": mode, "runner": runner}
+    if out is not None or any(v is not None for v in overrides.values()):
+        base = base.with_overrides(out=Path(out) if out else None, **overrides)  # type: ignore[arg-type]
+    if any(isinstance(c, LlmColumn) for c in base.columns):
+        if preflight:
+            LlmClient(base.provider).check()  # wrong URL, key or model: fail before any chunk
+        ensure_limits(base)
+    return base

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 from uuid import UUID
 
 import pyarrow as pa
@@ -16,8 +15,8 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from synthaix.build.manifest import Manifest, summary_markdown
 from synthaix.config import DatasetConfig
-from synthaix.manifest import summary_markdown
 
 SAMPLE_ROWS = 10
 UPDATE_SECONDS = 1.0  # at most one progress update a second: each is a request to the server
@@ -40,8 +39,8 @@ class ProgressArtifact:
             description=f"Rows of {config.name} delivered, in percent",
         )
 
-    def advanced(self, rows: int) -> None:
-        self.done += rows
+    def advanced(self, table: pa.Table) -> None:
+        self.done += table.num_rows
         now = time.monotonic()
         if now - self._last >= UPDATE_SECONDS or self.done >= self.total:
             self._last = now
@@ -49,9 +48,7 @@ class ProgressArtifact:
 
 
 @task(name="report-build", cache_policy=NO_CACHE)
-def report_artifacts(
-    config: DatasetConfig, manifest: dict[str, Any], sample: pa.Table | None
-) -> None:
+def report_artifacts(config: DatasetConfig, manifest: Manifest, sample: pa.Table | None) -> None:
     """The build summary (Markdown) and the first rows (table) in the Prefect UI."""
     create_markdown_artifact(
         markdown=summary_markdown(manifest),

@@ -60,7 +60,7 @@ def test_default_threshold_catches_near_duplicates_with_few_false_positives(
     index = DedupeIndex(text_config(tmp_path, **options))
     index.open("b1", None, [])
     assert index.admit(texts(stored), ids(0, 2000), 2000).num_rows == 2000
-    assert index.finish()["indexed"] == (search == "ANN index")
+    assert index.finish().indexed == (search == "ANN index")
 
     labelled = [variant(rng, rng.choice(stored)) for _ in range(1000)]
     variants = [text for _, text in labelled]

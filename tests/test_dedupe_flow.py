@@ -42,7 +42,9 @@ def test_append_builds_never_repeat_a_row_of_an_earlier_build(tmp_path: Path) ->
     summary = build_dataset(config_path=str(path), rows=2, mode="append")
     rows = _rows(tmp_path, "small")
     assert len(rows) == 6 and len({(r["color"], r["flag"]) for r in rows}) == 6
-    assert summary.dropped_exact > 0  # the second build's draws hit the first build's rows
+    assert (
+        summary.dropped.exact_duplicate > 0
+    )  # the second build's draws hit the first build's rows
 
     # All six combinations are taken: one more row is impossible, and the data stays intact.
     with pytest.raises(CapacityError, match=r"could only produce 0 of 1 rows.*color, flag"):
@@ -50,7 +52,7 @@ def test_append_builds_never_repeat_a_row_of_an_earlier_build(tmp_path: Path) ->
     assert len(_rows(tmp_path, "small")) == 6
 
     # overwrite starts a new dataset, and a new dedupe table with it
-    assert build_dataset(config_path=str(path), rows=6).total_rows == 6
+    assert build_dataset(config_path=str(path), rows=6).rows.total == 6
 
 
 def test_impossible_uniqueness_fails_with_how_many_were_possible(tmp_path: Path) -> None:
@@ -86,8 +88,8 @@ def test_llm_rows_repeated_by_the_model_are_replaced(tmp_path: Path, embedder: s
         summary = build_dataset(config_path=str(path))
         embeddings = sim.state.stats()["counts"].get("embeddings", 0)
 
-    assert summary.rows == 400
-    assert summary.dropped_exact + summary.dropped_near > 0
+    assert summary.rows.delivered == 400
+    assert summary.dropped.exact_duplicate + summary.dropped.near_duplicate > 0
     assert (embeddings > 0) == (embedder == "openai")
     reviews = [normalise_text(r["review"]) for r in _rows(tmp_path, "reviews")]
     assert len(set(reviews)) == 400

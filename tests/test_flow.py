@@ -35,7 +35,7 @@ def test_flow_builds_exactly_n_rows_into_parquet_and_duckdb(tmp_path: Path) -> N
 
     path = _config_file(tmp_path)
     summary = build_dataset(config_path=str(path))
-    assert summary.rows == summary.total_rows == 2500
+    assert summary.rows.delivered == summary.rows.total == 2500
     assert summary.chunks >= 9
 
     parquet = ds.dataset(tmp_path / "out" / "data", format="parquet").to_table()
@@ -54,7 +54,7 @@ def test_flow_overrides_and_append(tmp_path: Path) -> None:
     path = _config_file(tmp_path)
     build_dataset(config_path=str(path), rows=200)
     summary = build_dataset(config_path=str(path), rows=300, mode="append")
-    assert summary.rows == 300 and summary.total_rows == 500
+    assert summary.rows.delivered == 300 and summary.rows.total == 500
     with duckdb.connect(str(tmp_path / "out" / "people.duckdb"), read_only=True) as con:
         rows, emails = con.execute("SELECT count(*), count(DISTINCT email) FROM people").fetchone()
     assert rows == emails == 500  # unique across both builds
@@ -66,7 +66,7 @@ def test_flow_with_inline_config_and_other_output(tmp_path: Path) -> None:
 
     config = load_config(_config_file(tmp_path))
     summary = build_dataset(config=config, rows=50, out=str(tmp_path / "elsewhere"))
-    assert summary.rows == 50
+    assert summary.rows.delivered == 50
     assert (tmp_path / "elsewhere" / "people.duckdb").exists()
 
 

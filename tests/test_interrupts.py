@@ -87,7 +87,8 @@ def test_sigterm_stops_an_llm_build_under_faults_within_seconds(tmp_path: Path) 
         runs = [
             r
             for r in client.read_flow_runs(limit=200)
-            if r.parameters.get("config_path") == str(config)
+            if (r.parameters.get("config") or {}).get("output", {}).get("dir")
+            == str(tmp_path / "out")
         ]
     assert [r.state.type.value for r in runs] == ["CANCELLED"]
 

@@ -56,7 +56,7 @@ def test_llm_column_build_delivers_every_row_despite_faults(tmp_path: Path) -> N
         peak = sim.state.stats()["peak_in_flight"]
 
     rows = _read(tmp_path / "out" / "reviews.duckdb", "reviews")
-    assert summary.rows == len(rows) == 2000
+    assert summary.rows.delivered == len(rows) == 2000
     assert all(isinstance(r["review"], str) and 1 <= len(r["review"]) <= 120 for r in rows)
     assert all(1 <= r["stars"] <= 5 for r in rows)
     llm = summary.llm
@@ -101,7 +101,7 @@ def test_whole_row_build_from_a_description(tmp_path: Path) -> None:
         summary = build_dataset(config=config, out=str(tmp_path / "out"))
 
     rows = _read(tmp_path / "out" / "products.duckdb", "products")
-    assert summary.rows == len(rows) == 2000
+    assert summary.rows.delivered == len(rows) == 2000
     assert all(
         1 <= r["price"] <= 500 and r["category"] in ("tools", "garden", "paint") for r in rows
     )
@@ -127,7 +127,7 @@ def test_translate_writes_a_config_that_builds(tmp_path: Path) -> None:
         assert text.startswith("# yaml-language-server") and "Customers with name" in text
         config = load_config(target)
         summary = build_dataset(config=config, out=str(tmp_path / "out"))
-    assert summary.rows == 120
+    assert summary.rows.delivered == 120
 
 
 SECRET = "sk-test-THIS-MUST-NEVER-BE-PRINTED"

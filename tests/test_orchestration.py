@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,19 +59,42 @@ def _task_runs(flow_run_id, name: str) -> list:
     return [r for r in runs if r.name.startswith(name)]
 
 
-def test_transient_failures_are_retried_by_the_chunk_task(tmp_path: Path) -> None:
+def test_transient_failures_are_retried_in_one_layer(tmp_path: Path) -> None:
+    """5xx are retried by the LLM client; the chunk task does not retry them again."""
     from flows.build_dataset import build_dataset
 
-    # One attempt per request in the client, so a 500 fails the chunk and the task retries.
     with simulator(FaultRates(server_error=0.15), seed=2) as sim:
-        path = _llm_config(tmp_path, sim.url, provider={"max_attempts": 1})
+        path = _llm_config(tmp_path, sim.url)
         state = build_dataset(config_path=str(path), return_state=True)
         errors = sim.state.stats()["counts"].get("5xx", 0)
-    summary = state.result()
-    assert summary.rows == 60 and errors > 0
+    manifest = state.result()
+    assert manifest.rows.delivered == 60 and errors > 0
+    assert manifest.llm.retries["server_error"] == errors
     runs = _task_runs(state.state_details.flow_run_id, "chunk-")
-    assert max(r.run_count for r in runs) > 1  # retried ...
-    assert all(r.state.is_completed() for r in runs)  # ... and succeeded
+    assert runs and all(r.run_count == 1 and r.state.is_completed() for r in runs)
+
+
+def test_a_dead_endpoint_fails_within_attempts_times_timeout(tmp_path: Path) -> None:
+    """An endpoint that accepts requests and never answers: every attempt times out, the
+    client gives up after `max_attempts`, and nothing retries it again."""
+    from flows.build_dataset import build_dataset
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(64)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    path = _llm_config(
+        tmp_path, url, rows=1, provider={"timeout": 1, "max_attempts": 3}, runner={"workers": 1}
+    )
+    started = time.monotonic()
+    try:
+        state = build_dataset(config_path=str(path), preflight=False, return_state=True)
+    finally:
+        silent.close()
+    elapsed = time.monotonic() - started
+    assert state.is_failed()
+    with pytest.raises(ProviderError, match="gave up after 3 attempts"):
+        state.result()
+    assert elapsed < 2 * 1 * 3 + 5, elapsed  # + Prefect's own few seconds
 
 
 def test_a_non_transient_error_fails_once_without_retries(tmp_path: Path) -> None:
@@ -95,7 +119,7 @@ def test_llm_requests_hold_a_shared_concurrency_limit(tmp_path: Path) -> None:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="two", limit=2))
     with simulator(latency=0.05) as sim:
         path = _llm_config(tmp_path, sim.url, runner={"llm_limit": "two"})
-        assert build_dataset(config_path=str(path)).rows == 60
+        assert build_dataset(config_path=str(path)).rows.delivered == 60
         peak = sim.state.stats()["peak_in_flight"]
     assert peak <= 2  # provider.max_concurrency is 8: the server's limit held
 
@@ -195,7 +219,7 @@ def test_a_description_alone_is_translated_then_built(
             out=str(tmp_path / "out"),
             return_state=True,
         )
-    assert state.result().rows == 30
+    assert state.result().rows.delivered == 30
     names = {r.name for r in _task_runs(state.state_details.flow_run_id, "")}
     steps = ["translate-description", "plan-build", "open-dedupe", "chunk-", "dedupe-"]
     steps += ["write-part-", "finish-dedupe", "publish-dataset", "report-build"]

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import make_config, write_config
 from synthaix import duckdb_sink, sink
+from synthaix.build.manifest import new_manifest
 from synthaix.cli import app
 from synthaix.errors import OutputError
 from synthaix.generate import dataset_schema, generate_chunk, plan_chunks
@@ -272,7 +273,7 @@ def test_an_interrupted_publish_is_rolled_forward(tmp_path: Path, monkeypatch) -
     config = make_config(COLUMNS, rows=100, chunk_size=50, output={"dir": str(tmp_path / "o")})
     with DatasetWriter(config, dataset_schema(config)) as writer:
         writer.write(generate_chunk(config, plan_chunks(100, 50)[0]).table)
-        writer.commit({"build_id": writer.build_id})
+        writer.commit(_manifest(config, writer.build_id))
     real_swap = sink._replace_symlink
 
     def killed(link: Path, target: Path) -> None:
@@ -283,13 +284,13 @@ def test_an_interrupted_publish_is_rolled_forward(tmp_path: Path, monkeypatch) -
     with pytest.raises(KeyboardInterrupt), DatasetWriter(second, dataset_schema(second)) as w:
         w.write(generate_chunk(second, plan_chunks(30, 50)[0]).table)
         new_build = w.build_id
-        w.commit({"build_id": new_build})
+        w.commit(_manifest(second, new_build))
     monkeypatch.setattr(sink, "_replace_symlink", real_swap)
     assert table_counts(config.duckdb_path) == {"t": 30}  # DuckDB committed the new build
 
     with DatasetWriter(second, dataset_schema(second)) as writer:
         assert writer.current_parts()[0].parent.name == new_build
-        assert writer.previous_manifest()["build_id"] == new_build
+        assert writer.previous_manifest().build_id == new_build
     assert '"build_id": "' + new_build in (config.output_dir / "manifest.json").read_text()
     assert sorted(p.name for p in (config.output_dir / ".versions").iterdir()) == [new_build]
 
@@ -320,12 +321,16 @@ def test_export_and_report_never_overwrite_a_file_without_force(tmp_path: Path) 
     assert mine.read_text().splitlines()[0] == "id,name,v"
 
 
+def _manifest(config, build_id: str):
+    return new_manifest(config, build_id, rows={"delivered": 1, "total": 1, "generated": 1})
+
+
 def _write_rows(config, rows: int) -> None:
     with DatasetWriter(config, dataset_schema(config)) as writer:
         first = writer.existing.rows
         for chunk in plan_chunks(rows, 50, first_row=first):
             writer.write(generate_chunk(config, chunk).table)
-        writer.commit({"build_id": writer.build_id, "dataset": config.name})
+        writer.commit(_manifest(config, writer.build_id))
 
 
 @pytest.mark.parametrize("linked", [False, True])

@@ -15,15 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_config, write_config
+from synthaix.build.manifest import Manifest, config_hash, new_manifest, read_manifest
 from synthaix.cli import app
 from synthaix.config import parse_config
 from synthaix.export import export_dataset
 from synthaix.generate import dataset_schema, generate_chunk, plan_chunks
-from synthaix.manifest import MANIFEST_KEY, config_hash, read_manifest
 from synthaix.report.checks import run_checks
 from synthaix.report.html import write_report
 from synthaix.report.profile import profile_dataset
-from synthaix.sink import DatasetWriter
+from synthaix.sink import MANIFEST_KEY, DatasetWriter
 
 SECRET = "sk-live-do-not-leak-4242"
 COLUMNS = [
@@ -66,15 +66,16 @@ def test_manifest_matches_the_data(built: Path) -> None:
     manifest = read_manifest(built)
     with duckdb.connect(str(built / "items.duckdb"), read_only=True) as con:
         count, codes = con.execute("SELECT count(*), count(DISTINCT code) FROM items").fetchone()
-    assert manifest["rows"]["delivered"] == manifest["rows"]["total"] == count == codes == 2000
-    generated, dropped = manifest["rows"]["generated"], manifest["dropped"]
-    assert dropped["unique_value"] > 0  # 2,000 unique codes out of 3,000 need redraws
-    assert generated >= count + dropped["unique_value"]
-    assert manifest["config_hash"] == config_hash(parse_config(manifest["config"]))
-    assert set(manifest["seconds"]) == {"prepare", "generate"}
-    assert {"pyarrow", "duckdb", "prefect"} <= set(manifest["versions"])
+    assert manifest.rows.delivered == manifest.rows.total == count == codes == 2000
+    generated, dropped = manifest.rows.generated, manifest.dropped
+    assert dropped.unique_value > 0  # 2,000 unique codes out of 3,000 need redraws
+    assert generated >= count + dropped.unique_value
+    assert manifest.config_hash == config_hash(parse_config(manifest.config))
+    assert set(manifest.seconds) == {"prepare", "generate"}
+    assert {"pyarrow", "duckdb", "prefect"} <= set(manifest.versions)
     last = sorted((built / "data").glob("part-*.parquet"))[-1]
-    assert json.loads(pq.read_metadata(last).metadata[MANIFEST_KEY]) == manifest
+    assert Manifest.model_validate_json(pq.read_metadata(last).metadata[MANIFEST_KEY]) == manifest
+    assert json.loads((built / "manifest.json").read_text())["manifest_version"] == 2
 
 
 def test_report_profiles_and_passes_on_its_own_data(built: Path) -> None:
@@ -92,7 +93,7 @@ def test_report_profiles_and_passes_on_its_own_data(built: Path) -> None:
 
 def test_checks_fail_on_data_that_violates_the_config(built: Path) -> None:
     profile = profile_dataset(built)
-    config = read_manifest(built)["config"]
+    config = read_manifest(built).config
     strict = {c["name"]: c for c in config["columns"]}
     strict["n"]["max"] = 50  # data goes to 100
     strict["size"]["values"] = {"S": 0.6, "M": 0.2, "L": 0.2}  # data follows 0.2/0.5/0.3
@@ -178,11 +179,16 @@ def test_sink_writes_manifest_into_the_last_part(tmp_path: Path) -> None:
     with DatasetWriter(config, dataset_schema(config)) as writer:
         for chunk in plan_chunks(90, 40):
             writer.write(generate_chunk(config, chunk).table)
-        writer.commit({"dataset": "t"})
+        manifest = new_manifest(
+            config, writer.build_id, rows={"delivered": 90, "total": 90, "generated": 90}
+        )
+        writer.commit(manifest)
     parts = sorted((tmp_path / "data").glob("part-*.parquet"))
     assert len(parts) == 3
     assert MANIFEST_KEY not in (pq.read_metadata(parts[0]).metadata or {})
-    assert json.loads(pq.read_metadata(parts[-1]).metadata[MANIFEST_KEY]) == {"dataset": "t"}
+    assert (
+        Manifest.model_validate_json(pq.read_metadata(parts[-1]).metadata[MANIFEST_KEY]) == manifest
+    )
 
 
 def test_report_and_export_guide_users_who_pass_the_wrong_path(built: Path, tmp_path: Path) -> None:

@@ -85,9 +85,9 @@ class OpenAIEmbedder:
     """The provider's embeddings endpoint, in batches, with the client's retry rules."""
 
     def __init__(self, provider: ProviderConfig, model: str, dims: int | None) -> None:
-        from synthaix.llm.client import client_for
+        from synthaix.llm.client import LlmClient
 
-        self.client = client_for(provider)
+        self.client = LlmClient(provider)
         self.model = model
         self.dims = dims or len(self.client.embed(["dimension probe"], model, None)[0])
         self._asked_dims = dims

@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from lancedb.index import IvfRq
 
+from synthaix.build.manifest import DedupeTable
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.embedders import Embedder, make_embedder
 from synthaix.dedupe.hashset import SortedRuns
@@ -70,8 +69,12 @@ class DedupeStats:
 class DedupeIndex:
     """Admits rows that repeat nothing delivered before, and remembers them across builds."""
 
-    def __init__(self, config: DatasetConfig, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, config: DatasetConfig, embedder: Embedder | None = None, persistent: bool = True
+    ) -> None:
+        """`persistent=False`: checks within this build only, held in memory (a preview)."""
         self.config = config
+        self.persistent = persistent
         self.keys = key_columns(config)
         self.texts = text_columns(config)
         self.threshold = config.dedupe.threshold
@@ -113,12 +116,14 @@ class DedupeIndex:
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def open(self, build_id: str, previous: dict[str, Any] | None, existing: list[Path]) -> None:
+    def open(self, build_id: str, previous: DedupeTable | None, existing: list[Path]) -> None:
         """Open or create the table. `previous` is the dedupe section of the current output's
         manifest; `existing` the parts an append build adds to (empty for overwrite)."""
         self.build_id = build_id
-        if not self.enabled:
+        if not self.enabled or not self.persistent:
             return
+        import lancedb  # here, not at the top: a preview or a validate never loads it
+
         try:
             db = lancedb.connect(self.uri)
             names = set(db.table_names(limit=1_000_000))
@@ -137,23 +142,27 @@ class DedupeIndex:
                     table.restore(self._start_tag)  # drop rows of a build that never committed
                 self._table = table
                 assert previous is not None
-                self._unindexed_builds = list(previous.get("unindexed_builds", []))
-                self._has_index = bool(previous.get("indexed", False))
+                self._unindexed_builds = list(previous.unindexed_builds)
+                self._has_index = previous.indexed
                 self._load()
                 return
         self._table = db.create_table(self.name, schema=self._schema(), mode="overwrite")
         if existing:
             self._backfill(existing)
 
-    def admit(self, table: pa.Table, row_ids: np.ndarray, limit: int) -> pa.Table:
+    def admit(
+        self, table: pa.Table, row_ids: np.ndarray, limit: int, hashes: np.ndarray | None = None
+    ) -> pa.Table:
         """The rows (at most `limit`, in order) that duplicate nothing stored, nothing of this
         build and nothing earlier in `table`; they are stored. Rows already stored under the
-        same row id (a chunk run twice) are kept and not stored again."""
+        same row id (a chunk run twice) are kept and not stored again. `hashes`: the rows' key
+        hashes when the chunk task computed them already."""
         if not self.enabled or table.num_rows == 0:
             return table.slice(0, limit)
         rerun = self._ids.contains(row_ids)
         keep = ~rerun
-        hashes = self._key_hashes(table)
+        if hashes is None:
+            hashes = self._key_hashes(table)
         if self.keys:
             keep &= self._exact_fresh(hashes)
             self.stats.exact += int((~rerun & ~keep).sum())
@@ -178,11 +187,11 @@ class DedupeIndex:
             vectors = self.embedder.embed(row_texts(table, self.texts))
         self._remember(row_ids, hashes, vectors)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> DedupeTable | None:
         """Write what is pending, (re)build the ANN index when due, tag the version; the
         returned section goes into the manifest."""
-        if not self.enabled:
-            return {}
+        if not self.enabled or not self.persistent:
+            return None
         self._flush()
         table = self._table
         rows = table.count_rows()
@@ -193,20 +202,20 @@ class DedupeIndex:
             table.tags.update(tag, table.version)
         else:
             table.tags.create(tag, table.version)
-        return {
-            "uri": self.uri,
-            "table": self.name,
-            "tag": tag,
-            "rows": rows,
-            "indexed": self._has_index,
-            "unindexed_builds": self._unindexed_builds,
-            "signature": self.signature(),
-        }
+        return DedupeTable(
+            uri=self.uri,
+            table=self.name,
+            tag=tag,
+            rows=rows,
+            indexed=self._has_index,
+            unindexed_builds=self._unindexed_builds,
+            signature=self.signature(),
+        )
 
     def committed(self) -> None:
         """After the dataset is published: the old tag is no longer needed. (Old versions are
         pruned when the table is next compacted, just before an index rebuild.)"""
-        if not self.enabled:
+        if self._table is None:
             return
         if self._start_tag and self._start_tag in self._table.tags.list():
             self._table.tags.delete(self._start_tag)
@@ -319,6 +328,9 @@ class DedupeIndex:
     def _flush(self) -> None:
         if not self._pending:
             return
+        if self._table is None:  # in memory only: `_hashes`, `_ids`, `_unindexed` hold it all
+            self._pending, self._pending_rows = [], 0
+            return
         rows = pa.concat_tables(self._pending)
         # Insert-if-absent on row_id: a row written by an earlier attempt is not written twice.
         self._table.merge_insert("row_id").when_not_matched_insert_all().execute(rows)
@@ -336,6 +348,8 @@ class DedupeIndex:
 
     def _reindex(self, rows: int) -> None:
         """Compact, then build the IVF_RQ index over every row."""
+        from lancedb.index import IvfRq
+
         with warnings.catch_warnings():  # "other readers may fail": the output lock is ours
             warnings.simplefilter("ignore")
             self._table.optimize(cleanup_older_than=dt.timedelta(0))  # tagged versions stay
@@ -388,14 +402,12 @@ def _batches(parts: Iterable[Path], rows: int = 100_000) -> Iterable[pa.Table]:
 
 
 def _usable_tag(
-    previous: dict[str, Any] | None, uri: str, name: str, signature: dict[str, Any]
+    previous: DedupeTable | None, uri: str, name: str, signature: dict[str, Any]
 ) -> str | None:
     """The tag of the last committed build, if its table is this one and built the same way."""
-    if not previous or previous.get("uri") != uri or previous.get("table") != name:
+    if previous is None or previous.uri != uri or previous.table != name:
         return None
-    if previous.get("signature") != signature:
-        return None
-    return previous.get("tag")
+    return previous.tag if previous.signature == signature else None
 
 
 def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
@@ -419,6 +431,8 @@ def check_dedupe_target(config: DatasetConfig) -> None:
     uri = config.dedupe.uri
     if not uri or not (key_columns(config) or text_columns(config)):
         return
+    import lancedb
+
     try:
         db = lancedb.connect(uri)
         if config.name not in set(db.table_names(limit=1_000_000)):

@@ -18,14 +18,22 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import openai
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from synthaix.errors import ProviderError
 from synthaix.llm.provider import DEFAULT_BASE_URL, ProviderConfig
 from synthaix.llm.stats import StatsRecorder
+
+if TYPE_CHECKING:  # imported where used: the openai package takes ~1 s to import
+    import openai
 
 CHARS_PER_TOKEN = 4.0  # a calibrated estimate; real counts come back in `usage`
 _FALLBACK = {"json_schema": "json_object", "json_object": "tools"}
@@ -76,8 +84,16 @@ class RateLimiter:
             time.sleep(min(max(wait, 0.0), 5.0))
 
 
+Gate = Callable[[], AbstractContextManager[Any]]
+
+
 class LlmClient:
-    def __init__(self, provider: ProviderConfig) -> None:
+    """One build's (or one worker process's) client. `gate`: a context manager taken around
+    every request, e.g. a slot of a concurrency limit shared by all workers."""
+
+    def __init__(self, provider: ProviderConfig, gate: Gate = contextlib.nullcontext) -> None:
+        import openai
+
         self.provider = provider
         self.base_url = provider.resolved_base_url()
         key = os.environ.get(provider.api_key_env, "")
@@ -94,9 +110,7 @@ class LlmClient:
         )
         self.limiter = RateLimiter(provider.rpm, provider.tpm)
         self._slots = threading.BoundedSemaphore(provider.max_concurrency)
-        # Set by the orchestration layer: a context manager taken around every request, e.g.
-        # a slot of a concurrency limit shared by all workers (the core does not know Prefect).
-        self.gate: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+        self.gate = gate
         auto = provider.structured_output == "auto"
         self.mode = "json_schema" if auto else provider.structured_output
         self._auto = auto
@@ -105,6 +119,8 @@ class LlmClient:
     def check(self) -> None:
         """Fail fast, before any chunk runs, on a wrong URL, key or model name, and on a URL
         that is no LLM endpoint at all (a web server would be retried for minutes)."""
+        import openai
+
         try:
             raw = self._openai.models.with_raw_response.list(timeout=min(15, self.provider.timeout))
         except openai.NotFoundError:
@@ -133,6 +149,8 @@ class LlmClient:
         """One tiny completion, for a URL whose /models told nothing. An LLM endpoint answers it
         with a completion or an error about the request; a web server answers 404/405/501 or a
         page, in milliseconds, where the build would retry it for minutes."""
+        import openai
+
         try:
             raw = self._openai.chat.completions.with_raw_response.create(
                 model=self.provider.model,
@@ -183,6 +201,8 @@ class LlmClient:
 
     def embed(self, texts: list[str], model: str, dims: int | None) -> list[list[float]]:
         """Embeddings of `texts` (one request), with the same retry rules as completions."""
+        import openai
+
         options: dict[str, Any] = {"dimensions": dims} if dims else {}
 
         def once() -> list[list[float]]:
@@ -198,8 +218,11 @@ class LlmClient:
         return self._with_retries(once, estimate, StatsRecorder())
 
     def _with_retries(self, once: Callable[[], T], estimate: int, recorder: StatsRecorder) -> T:
+        # The one retry layer for transport errors, 5xx and 429: bounded in attempts and in
+        # time (a request that times out every time fails after about attempts x timeout).
+        budget = self.provider.max_attempts * self.provider.timeout
         retrying = Retrying(
-            stop=stop_after_attempt(self.provider.max_attempts),
+            stop=stop_after_attempt(self.provider.max_attempts) | stop_after_delay(budget),
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
             wait=_wait,
             before_sleep=lambda state: self._before_retry(state, recorder),
@@ -215,7 +238,7 @@ class LlmClient:
                 raise ProviderError(
                     f"gave up after {self.provider.max_attempts} attempts: {exc}",
                     cause=exc.cause,
-                    transient=True,  # still worth a later try: the chunk task retries it
+                    transient=False,  # retried here already: no other layer retries it again
                     hint=exc.hint
                     or "the endpoint keeps failing; try again later or lower "
                     "provider.max_concurrency",
@@ -231,6 +254,8 @@ class LlmClient:
         max_tokens: int,
         recorder: StatsRecorder,
     ) -> Completion:
+        import openai
+
         while True:
             try:
                 response = self._openai.chat.completions.create(
@@ -282,6 +307,8 @@ class LlmClient:
         recorder.retry(state.outcome.exception().cause)
 
     def _wrap(self, exc: openai.APIError) -> ProviderError:
+        import openai
+
         where, env = self.base_url, self.provider.api_key_env
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError(f"{where} timed out", cause="timeout", transient=True)
@@ -400,16 +427,3 @@ def _mentions_format(exc: openai.BadRequestError) -> bool:
     # about response_format/tools means "not supported here", which has no status of its own.
     text = _detail(exc).lower()
     return any(word in text for word in ("response_format", "json_schema", "tool", "structured"))
-
-
-_clients: dict[str, LlmClient] = {}
-_clients_lock = threading.Lock()
-
-
-def client_for(provider: ProviderConfig) -> LlmClient:
-    """One client per provider per process, so chunk tasks share its limiter and slots."""
-    key = provider.model_dump_json()
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = LlmClient(provider)
-        return _clients[key]

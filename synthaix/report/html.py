@@ -7,9 +7,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from synthaix.build.manifest import Manifest, read_manifest
 from synthaix.config import parse_config
 from synthaix.files import write_text_atomic
-from synthaix.manifest import read_manifest
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
 
@@ -34,36 +34,36 @@ text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
 def write_report(output_dir: Path, target: Path | None = None) -> Path:
     """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
     manifest = read_manifest(output_dir)
-    config = parse_config(manifest["config"])
+    config = parse_config(manifest.config)
     profile = profile_dataset(output_dir)
     checks = run_checks(config, profile)
     html = render(manifest, profile, checks)
     return write_text_atomic(target or output_dir / "report.html", html)
 
 
-def render(manifest: dict[str, Any], profile: DatasetProfile, checks: list[Check]) -> str:
+def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> str:
     failed = [c for c in checks if not c.passed]
     by_column: dict[str, list[Check]] = {}
     for check in checks:
         by_column.setdefault(check.column, []).append(check)
-    llm = manifest["llm"]
-    dropped = manifest["dropped"]
+    llm = manifest.llm
+    dropped = manifest.dropped.model_dump()
     kpis = [
         ("rows", f"{profile.rows:,}"),
         ("columns", str(len(profile.columns))),
         ("duplicate rows", f"{profile.duplicate_rows / max(profile.rows, 1):.2%}"),
         ("checks", f"{len(checks) - len(failed)}/{len(checks)} pass"),
         ("dropped", f"{sum(dropped.values()):,}"),
-        ("LLM cost", f"${llm['cost_usd']:.4f}"),
+        ("LLM cost", f"${llm.cost_usd:.4f}"),
     ]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        f"<title>{escape(manifest['dataset'])} - SynthAIx report</title>",
+        f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>{escape(manifest['dataset'])}</h1>",
-        f"<div class=muted>build {escape(manifest['build_id'])} · {escape(manifest['created_at'])}"
-        f" · seed {manifest['seed']} · mode {escape(manifest['mode'])} · config "
-        f"<code>{escape(manifest['config_hash'][:19])}</code></div>",
+        f"<h1>{escape(manifest.dataset)}</h1>",
+        f"<div class=muted>build {escape(manifest.build_id)} · {escape(manifest.created_at)}"
+        f" · seed {manifest.seed} · mode {escape(manifest.mode)} · config "
+        f"<code>{escape(manifest.config_hash[:19])}</code></div>",
         "<div class=kpis>"
         + "".join(f"<div class=kpi><span class=muted>{k}</span><b>{v}</b></div>" for k, v in kpis)
         + "</div>",
@@ -80,24 +80,23 @@ def render(manifest: dict[str, Any], profile: DatasetProfile, checks: list[Check
     return "\n".join(parts)
 
 
-def _summary_table(manifest: dict[str, Any]) -> str:
-    rows, dropped, llm = manifest["rows"], manifest["dropped"], manifest["llm"]
+def _summary_table(manifest: Manifest) -> str:
+    rows, dropped, llm = manifest.rows, manifest.dropped.model_dump(), manifest.llm
     items = [
         (
             "rows",
-            f"{rows['delivered']:,} delivered, {rows['generated']:,} generated, "
-            f"{rows['total']:,} in the dataset",
+            f"{rows.delivered:,} delivered, {rows.generated:,} generated, "
+            f"{rows.total:,} in the dataset",
         ),
         ("dropped", ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in dropped.items())),
-        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest["seconds"].items())),
-        ("outputs", ", ".join(f"{k}: {v}" for k, v in manifest["outputs"].items())),
+        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest.seconds.items())),
+        ("outputs", ", ".join(f"{k}: {v}" for k, v in manifest.outputs.items())),
     ]
-    if llm["requests"]:
-        tokens = llm["prompt_tokens"] + llm["completion_tokens"]
+    if llm.requests:
         items += [
-            ("LLM", f"{llm['requests']:,} requests, {tokens:,} tokens, ${llm['cost_usd']:.4f}"),
-            ("retries", _counts(llm["retries"])),
-            ("rejected rows", _counts(llm["rejected_rows"])),
+            ("LLM", f"{llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f}"),
+            ("retries", _counts(llm.retries)),
+            ("rejected rows", _counts(llm.rejected_rows)),
         ]
     body = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in items)
     return f"<div class=card><table>{body}</table></div>"
