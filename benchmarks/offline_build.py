@@ -60,20 +60,21 @@ def main() -> None:
         from flows.build_dataset import build_dataset
 
         started = time.perf_counter()
-        summary = build_dataset(config_path=str(config), out=str(Path(tmp) / "out"))
+        manifest = build_dataset(config_path=str(config), out=str(Path(tmp) / "out"))
         wall = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
-        f"rows                 {summary.rows:,} (10 columns, chunk_size {args.chunk_size:,}, "
+        f"rows                 {manifest.rows.delivered:,} (10 columns, chunk_size {args.chunk_size:,}, "
         f"{args.workers} workers, {os.cpu_count()} cores)"
     )
     print(
-        f"end to end           {wall:6.1f} s   {summary.rows / wall:>10,.0f} rows/s "
+        f"end to end           {wall:6.1f} s   {manifest.rows.delivered / wall:>10,.0f} rows/s "
         "(includes Prefect temporary server start)"
     )
     print(
-        f"flow body            {summary.seconds:6.1f} s   {summary.rows_per_second:>10,.0f} rows/s"
+        f"flow body            {manifest.build_seconds:6.1f} s   "
+        f"{manifest.rows_per_second:>10,.0f} rows/s"
     )
     print(f"peak RSS             {peak_mb:,.0f} MB (this process)")
 
