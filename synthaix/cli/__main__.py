@@ -1,0 +1,3 @@
+from synthaix.cli import app
+
+app()

@@ -1,0 +1,67 @@
+"""The `synthaix` command line: the Typer app, its consoles and one way to fail."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from synthaix.errors import SynthaixError
+
+app = typer.Typer(
+    help="Build synthetic tabular datasets from YAML configs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Dataset config (YAML).", show_default=False)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        console.print_exception()
+    if isinstance(exc, OSError) and exc.filename:  # a path the user can fix
+        exc = SynthaixError(
+            f"cannot use {exc.filename}: {exc.strerror}", hint="check that path and its permissions"
+        )
+    message = str(exc) if isinstance(exc, SynthaixError) else f"{type(exc).__name__}: {exc}"
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2 if isinstance(exc, SynthaixError) else 1)
+
+
+def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
+    """A file named with -o may be the user's: never overwritten without --force."""
+    if path is not None and path.is_file() and not force:
+        hint = "choose another -o path, or add --force to overwrite it"
+        _fail(SynthaixError(f"{path} exists", hint=hint), debug)
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{cause} {n:,}" for cause, n in counter.most_common())
+
+
+def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
+    from synthaix.report.html import write_report
+
+    if not (output_dir / "manifest.json").is_file():
+        hint = "pass a build's output directory, e.g. out/customers (synthaix build CONFIG first)"
+        _fail(
+            SynthaixError(f"{output_dir} is not the output directory of a build", hint=hint), debug
+        )
+    try:
+        path = write_report(output_dir, target)
+    except FileNotFoundError as exc:
+        _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
+    out.print(f"  report: {path}")

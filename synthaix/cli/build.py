@@ -1,0 +1,260 @@
+"""`synthaix build` and `synthaix serve`: the commands that run Prefect flows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from synthaix import progress
+from synthaix.cli.app import (
+    ConfigArg,
+    DebugOpt,
+    _counts,
+    _fail,
+    _report,
+    app,
+    console,
+    out,
+)
+from synthaix.columns.llm import LlmColumn
+from synthaix.config import load_config
+from synthaix.llm.client import LlmClient
+from synthaix.sink import check_output
+
+
+class Mode(StrEnum):
+    overwrite = "overwrite"
+    append = "append"
+
+
+class Runner(StrEnum):
+    thread = "thread"
+    dask = "dask"
+    ray = "ray"
+
+
+class _RichProgress:
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting Prefect", total=None)
+
+    def started(self, dataset: str, total_rows: int) -> None:
+        self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
+        _interrupts.flow_started()
+
+    def advanced(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)
+
+    def publishing(self) -> None:
+        _interrupts.phase = "publishing"
+
+    def published(self) -> None:
+        _interrupts.published()
+
+    def not_published(self) -> None:
+        _interrupts.failed()
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM (from `timeout`, systemd, Kubernetes) stop a build within seconds,
+    and say truthfully whether it published. Outputs change only while publishing, which takes
+    a moment: a signal then waits for it to finish. Staged parts are removed, a flow run on a
+    Prefect server is set to Cancelled, and the temporary server is stopped."""
+
+    def __init__(self) -> None:
+        self.phase = "building"  # -> publishing -> published
+        self.pending: int | None = None
+        self.run_id: str | None = None
+        self.cancel_run = False
+
+    def install(self) -> dict[int, Any]:
+        """Handle both signals; returns the handlers they had, to restore after the build."""
+        return {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def flow_started(self) -> None:
+        from prefect.runtime import flow_run
+
+        self.run_id = flow_run.get_id()
+        if threading.current_thread() is threading.main_thread():
+            self.install()  # the flow engine put its own SIGTERM handler in place of ours
+
+    def published(self) -> None:
+        self.phase = "published"
+        if self.pending is not None:
+            self.exit(self.pending)
+
+    def failed(self) -> None:
+        self.phase = "building"
+        if self.pending is not None:
+            self.exit(self.pending)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.phase == "publishing":
+            self.pending = signum
+            return
+        self.exit(signum)
+
+    def exit(self, signum: int) -> None:
+        from flows.local_server import stop_temporary_servers
+        from synthaix.sink import discard_staged_parts
+
+        name = signal.Signals(signum).name
+        if self.phase == "published":
+            what = "published; interrupted during shutdown"
+        else:
+            what = "nothing published; the previous output is unchanged"
+        console.print(f"[yellow]interrupted ({name}):[/] {what}")
+        discard_staged_parts()
+        if self.cancel_run and self.run_id:
+            _cancel_flow_run(self.run_id, f"interrupted by {name}")
+        stop_temporary_servers()
+        os._exit(128 + signum)
+
+
+_interrupts = _Interrupts()
+
+
+def _cancel_flow_run(run_id: str, message: str) -> None:
+    """Mark the run Cancelled on the server (else it shows RUNNING forever); at most 3 s."""
+
+    def cancel() -> None:
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled
+
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Cancelled(message=message), force=True)
+
+    worker = threading.Thread(target=cancel, daemon=True)
+    worker.start()
+    worker.join(timeout=3)
+
+
+@app.command()
+def build(
+    config: ConfigArg,
+    rows: Annotated[int | None, typer.Option(help="Override the number of rows.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Override output.dir.")] = None,
+    mode: Annotated[Mode | None, typer.Option(help="Override mode.", show_default=False)] = None,
+    runner: Annotated[
+        Runner | None, typer.Option(help="Override runner.type.", show_default=False)
+    ] = None,
+    report: Annotated[bool, typer.Option("--report", help="Write report.html at the end.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's logs.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Build a dataset: generate, check, and write Parquet + DuckDB outputs."""
+    started = time.perf_counter()
+    global _interrupts
+    _interrupts = _Interrupts()  # a fresh state for each build of the process
+    previous_handlers = _interrupts.install()
+    try:
+        # Check config, outputs and endpoint before starting Prefect (~10 s), so mistakes fail
+        # at once with nothing written.
+        dataset = load_config(config).with_overrides(
+            rows=rows,
+            seed=seed,
+            out=out_dir,
+            mode=mode.value if mode else None,
+            runner=runner.value if runner else None,
+        )
+        check_output(dataset)
+        if any(isinstance(c, LlmColumn) for c in dataset.columns):
+            LlmClient(dataset.provider).check()
+        if not verbose:
+            # Prefect's console logs would interleave with the progress bar; they still reach
+            # the Prefect API (and UI) when one is configured.
+            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
+        from flows.build_dataset import build_dataset
+        from flows.local_server import prefect_api
+
+        columns = [
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
+        bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+        with bar, progress.listening(_RichProgress(bar)), prefect_api() as temporary:
+            _interrupts.cancel_run = temporary is None  # a temporary server dies with us anyway
+            manifest = build_dataset(config=dataset, preflight=False)  # checked above
+    except Exception as exc:  # the one place that turns any failure into a one-line message
+        _interrupts.failed()
+        _fail(exc, debug)
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+
+    wall = time.perf_counter() - started
+    rows_built = manifest.rows
+    appended = f" ({rows_built.total:,} in total)" if manifest.mode == "append" else ""
+    out.print(
+        f"[green]built[/] {manifest.dataset}: {rows_built.delivered:,} rows{appended} in "
+        f"{wall:.1f} s (flow {manifest.build_seconds:.1f} s, "
+        f"{manifest.rows_per_second:,.0f} rows/s)"
+    )
+    dropped = manifest.dropped
+    redrawn = {
+        "repeating a unique value": dropped.unique_value,
+        "exact duplicates": dropped.exact_duplicate,
+        "near duplicates": dropped.near_duplicate,
+    }
+    if any(redrawn.values()):
+        causes = ", ".join(f"{count:,} {why}" for why, count in redrawn.items() if count)
+        fills = manifest.fill_rounds
+        out.print(f"  redrew {causes} ({fills} fill-up round{'s' if fills != 1 else ''})")
+    llm = manifest.llm
+    if llm.requests:
+        out.print(
+            f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
+            f"({llm.tokens / max(rows_built.delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
+        )
+        if llm.retries:
+            out.print(f"  retries: {_counts(llm.retries)}")
+        if llm.rejected_rows:
+            out.print(f"  rejected rows: {_counts(llm.rejected_rows)}")
+    for kind, path in manifest.outputs.items():
+        out.print(f"  {kind}: {path}")
+    out.print(f"  manifest: {dataset.output_dir / 'manifest.json'}")
+    if report:
+        _report(dataset.output_dir, None, debug)
+
+
+@app.command()
+def serve(
+    spec: Annotated[
+        Path, typer.Option("--file", help="The prefect.yaml whose deployments to serve.")
+    ] = Path("prefect.yaml"),
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Serve only this deployment (repeatable).")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the scheduled deployments of prefect.yaml on this machine until Ctrl-C."""
+    try:
+        from flows.serve import serve_deployments
+
+        serve_deployments(spec, only)
+    except Exception as exc:
+        _fail(exc, debug)

@@ -1,0 +1,228 @@
+"""The commands that need no Prefect: validate, schema, preview, report, export, translate,
+sim."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from synthaix.cli.app import (
+    ConfigArg,
+    DebugOpt,
+    ForceOpt,
+    _fail,
+    _refuse_existing,
+    _report,
+    app,
+    console,
+    out,
+)
+from synthaix.columns.llm import LlmColumn
+from synthaix.config import DatasetConfig, load_config
+from synthaix.errors import SynthaixError
+from synthaix.files import write_text_atomic
+from synthaix.llm.client import LlmClient
+from synthaix.sink import check_output
+
+
+@app.command()
+def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
+    """Check a config without generating anything."""
+    try:
+        dataset = load_config(config)
+        check_output(dataset)
+    except SynthaixError as exc:
+        _fail(exc, debug)
+    table = Table(title=f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}")
+    for heading in ("column", "type", "nullable", "unique"):
+        table.add_column(heading)
+    for column in dataset.columns:
+        table.add_row(
+            column.name,
+            column.type,  # type: ignore[attr-defined]
+            f"{column.nullable:.0%}" if column.nullable else "",
+            "yes" if column.unique else "",
+        )
+    out.print(table)
+    out.print(f"[green]OK[/] {config} is valid; outputs go to {dataset.output_dir}")
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of dataset configs (for editor completion and checks)."""
+    text = json.dumps(DatasetConfig.model_json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+@app.command("report")
+def report_command(
+    output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+    force: ForceOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write a self-contained HTML report: profile, charts, constraint checks, samples."""
+    _refuse_existing(output, force, debug)
+    _report(output_dir, output, debug)
+
+
+class PreviewFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@app.command()
+def preview(
+    config: ConfigArg,
+    rows: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 20,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    fmt: Annotated[
+        PreviewFormat, typer.Option("--format", help="table for people; csv or jsonl for scripts.")
+    ] = PreviewFormat.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
+    from synthaix.build.preview import preview_rows
+
+    try:
+        dataset = load_config(config).with_overrides(rows=rows, seed=seed)
+        table = preview_rows(dataset, llm=_llm_reachable(dataset))
+    except Exception as exc:
+        _fail(exc, debug)
+    if fmt is PreviewFormat.table:
+        view = Table(title=f"{dataset.name}: first {table.num_rows} rows (seed {dataset.seed})")
+        for field in table.schema:
+            view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
+        for row in table.to_pylist():
+            view.add_row(*("[dim]null[/]" if v is None else escape(str(v)) for v in row.values()))
+        out.print(view)
+        return
+    import pyarrow.csv as pa_csv
+
+    if fmt is PreviewFormat.csv:
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(table, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode())
+    else:
+        for row in table.to_pylist():
+            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+
+
+def _llm_reachable(dataset: DatasetConfig) -> bool:
+    """A preview fills llm columns when the provider can be used; else it says why not."""
+    if not any(isinstance(c, LlmColumn) for c in dataset.columns):
+        return False
+    try:
+        LlmClient(dataset.provider)
+    except SynthaixError as exc:
+        console.print(f"[yellow]note:[/] llm columns left empty: {escape(str(exc))}")
+        return False
+    return True
+
+
+@app.command()
+def export(
+    output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+    force: ForceOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a built dataset to one CSV, JSON Lines or Parquet file."""
+    from synthaix.export import export_dataset
+
+    try:
+        path = export_dataset(output_dir, fmt.value, output, overwrite=force)
+    except Exception as exc:
+        _fail(exc, debug)
+    out.print(f"[green]wrote[/] {path}")
+
+
+@app.command()
+def translate(
+    description: Annotated[str, typer.Argument(help="The dataset, in plain words.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Config file to write.")],
+    rows: Annotated[int, typer.Option(help="Rows the config asks for.")] = 1000,
+    base_url: Annotated[
+        str | None, typer.Option(help="Endpoint (default $OPENAI_BASE_URL).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model name.")] = "gpt-4o-mini",
+    api_key_env: Annotated[str, typer.Option(help="Variable holding the key.")] = "OPENAI_API_KEY",
+    force: ForceOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Ask the LLM for a dataset config matching a description, and write it as YAML."""
+    _refuse_existing(output, force, debug)
+    from synthaix.llm.provider import ProviderConfig
+    from synthaix.llm.translate import to_yaml
+    from synthaix.llm.translate import translate as run
+
+    try:
+        provider = ProviderConfig(base_url=base_url, model=model, api_key_env=api_key_env)
+        config, notes = run(description, provider, rows=rows, name=_name_from(output))
+        write_text_atomic(output, to_yaml(config, notes))
+    except Exception as exc:
+        _fail(exc, debug)
+    out.print(f"[green]wrote[/] {output}: {len(config.columns)} columns")
+    for note in notes:
+        out.print(f"  repaired: {note}")
+    out.print(f"next: synthaix validate {output} && synthaix build {output}")
+
+
+def _name_from(path: Path) -> str | None:
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", path.stem).strip("_")
+    return stem if stem and not stem[0].isdigit() else None
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8089,
+    latency: Annotated[float, typer.Option(help="Seconds per request.")] = 0.2,
+    latency_per_token: Annotated[float, typer.Option(help="Seconds per output token.")] = 0.0,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute before 429s.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute before 429s.")] = None,
+    faults: Annotated[
+        str, typer.Option(help="Fault rates, e.g. malformed=0.3,rate_limit=0.1,server_error=0.05")
+    ] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the simulator's choices.")] = 0,
+) -> None:
+    """Run the OpenAI-compatible simulator: try the LLM path with no key."""
+    from synthaix.sim.faults import FaultRates
+    from synthaix.sim.server import SimConfig, SimServer
+
+    try:
+        rates = FaultRates.parse(faults)
+    except ValueError as exc:
+        _fail(SynthaixError(f"--faults: {exc}"), False)
+    config = SimConfig(latency, latency_per_token, rpm, tpm, rates, seed=seed)
+    server = SimServer(config, host, port)
+    out.print(f"simulator on {server.url} (models: {', '.join(config.models)}); Ctrl-C stops it")
+    out.print(f"  use it with: provider: {{base_url: {server.url}, model: sim-small}}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()

@@ -1,0 +1,108 @@
+"""The build engine on its own: the same data as the Prefect flow, a preview that is the
+build's first rows, and one manifest that reads back (0.1 manifests too)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_config, write_config
+from synthaix.build.engine import Build
+from synthaix.build.executor import ThreadExecutor
+from synthaix.build.manifest import Manifest, read_manifest
+from synthaix.cli import app
+from synthaix.errors import OutputError
+
+COLUMNS = [
+    {"name": "id", "type": "sequence"},
+    {"name": "name", "type": "person.full_name"},
+    {"name": "code", "type": "integer", "min": 1, "max": 3000, "unique": True},
+    {"name": "city", "type": "category", "values": ["Oslo", "Lima", "Pune"]},
+    {"name": "joined", "type": "date", "start": "2020-01-01", "end": "2020-12-31"},
+]
+
+
+def _rows(path: Path, table: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_engine_alone_and_flow_build_the_same_data(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    config = make_config(COLUMNS, rows=2000, chunk_size=300, seed=3)
+    engine = config.with_overrides(out=tmp_path / "engine")
+    manifest = Build(engine, ThreadExecutor(engine)).run()
+    flow = build_dataset(config=config, out=str(tmp_path / "flow"))
+    assert manifest.rows == flow.rows and manifest.dropped == flow.dropped
+    assert manifest.dropped.unique_value > 0  # fill-up rounds ran in both
+    data = _rows(tmp_path / "engine" / "t.duckdb", "t")
+    assert len(data) == 2000 and data == _rows(tmp_path / "flow" / "t.duckdb", "t")
+
+
+def test_preview_prints_the_builds_first_rows_as_csv(tmp_path: Path) -> None:
+    columns = [*COLUMNS[:2], {"name": "code", "type": "integer", "min": 1, "max": 40}, *COLUMNS[3:]]
+    columns[2]["unique"] = True  # 30 draws from 40 values repeat some: they must be redrawn
+    data = {"name": "t", "rows": 35, "seed": 3, "chunk_size": 10, "columns": columns}
+    data["output"] = {"dir": str(tmp_path / "never")}
+    config = write_config(tmp_path / "t.yaml", data)
+    command = ["preview", str(config), "--rows", "30", "--format", "csv"]
+    result = subprocess.run(
+        [sys.executable, "-m", "synthaix.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == '"id","name","code","city","joined"' and len(lines) == 31
+    codes = [line.split(",")[2] for line in lines[1:]]
+    assert len(set(codes)) == 30  # the unique column holds, as in the build
+    assert not (tmp_path / "never").exists()  # a preview writes nothing
+
+    jsonl = CliRunner().invoke(app, ["preview", str(config), "--rows", "3", "--format", "jsonl"])
+    assert [json.loads(line)["id"] for line in jsonl.stdout.splitlines()] == [1, 2, 3]
+
+
+def test_manifest_round_trips_and_reads_a_0_1_manifest(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=200, chunk_size=100, output={"dir": str(tmp_path / "o")})
+    manifest = Build(config, ThreadExecutor(config)).run()
+    on_disk = read_manifest(tmp_path / "o")
+    assert on_disk == manifest and on_disk.manifest_version == 2
+    assert Manifest.model_validate_json(manifest.to_json()) == manifest
+
+    old = json.loads(manifest.to_json())  # as SynthAIx 0.1 wrote it
+    del old["manifest_version"]
+    old["dedupe"] = {}
+    del old["llm"]["rows_filled"]
+    upgraded = Manifest.parse(json.dumps(old), "a 0.1 manifest")
+    assert upgraded.rows == manifest.rows and upgraded.dedupe is None
+
+    with pytest.raises(OutputError, match="cannot be read") as error:
+        Manifest.parse(json.dumps({"dataset": "t", "rows": "many"}), "out/t/manifest.json")
+    assert "rebuild with mode: overwrite" in (error.value.hint or "")
+
+
+def test_report_and_export_load_neither_prefect_nor_lancedb(tmp_path: Path) -> None:
+    config = make_config(COLUMNS, rows=100, output={"dir": str(tmp_path / "o")})
+    Build(config, ThreadExecutor(config)).run()
+    for command in (["report", str(tmp_path / "o")], ["export", str(tmp_path / "o")]):
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys\nfrom synthaix.cli import app\ntry:\n"
+                f"    app({command!r})\nexcept SystemExit as exc:\n    assert not exc.code\n"
+                "bad = [m for m in sys.modules if m.split('.')[0] in ('prefect', 'lancedb')]\n"
+                "assert not bad, bad\n",
+            ],
+            check=True,
+            timeout=120,
+        )
