@@ -129,9 +129,10 @@ def main() -> None:
             rate = summary.rows_per_second
             mode = "whole-row" if whole_row else "per-row  "
             print(
-                f"{label:9} {mode} {summary.rows:,} rows in {summary.seconds:5.1f} s: "
+                f"{label:9} {mode} {summary.rows.delivered:,} rows in "
+                f"{summary.build_seconds:5.1f} s: "
                 f"{rate:6,.0f} rows/s = {rate / bound:4.0%} of bound; "
-                f"{summary.llm.tokens / summary.rows:5.1f} tokens/row; "
+                f"{summary.llm.tokens / summary.rows.delivered:5.1f} tokens/row; "
                 f"{summary.llm.requests} requests, peak in flight {peak}"
             )
 

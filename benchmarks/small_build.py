@@ -1,0 +1,81 @@
+"""Start-up costs a user waits for: wall time of `synthaix build` for a 1,000-row sampler
+config (with a Prefect server already running, and with the temporary one), of `synthaix
+validate` and of `synthaix preview --rows 20`. Each command runs in its own process, as a user
+runs it; the figure is the median of --runs. Run:
+
+    python benchmarks/small_build.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CONFIG = """
+name: small
+rows: 1000
+seed: 1
+columns:
+  - {name: id, type: sequence}
+  - {name: first_name, type: person.first_name}
+  - {name: last_name, type: person.last_name}
+  - {name: age, type: integer, min: 18, max: 90}
+  - {name: city, type: category, values: [Berlin, Paris, Madrid]}
+  - {name: joined, type: date, start: 2020-01-01, end: 2025-12-31}
+"""
+
+
+def wall(command: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    cli = [sys.executable, "-m", "synthaix.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "small.yaml"
+        config.write_text(CONFIG)
+        build = [*cli, "build", str(config), "--out", f"{tmp}/out"]
+        plain = {**os.environ, "PREFECT_API_URL": ""}
+        figures = {
+            "validate": wall([*cli, "validate", str(config)], plain, args.runs),
+            "preview --rows 20": wall([*cli, "preview", str(config), "--rows", "20"], plain, 3),
+            "build, temporary server": wall(build, plain, args.runs),
+        }
+        from flows.local_server import prefect_api
+
+        with prefect_api() as server:
+            assert server is not None or os.environ.get("PREFECT_API_URL")
+            from prefect.settings import PREFECT_API_URL
+
+            running = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+            wall(build, running, 1)  # the server's first flow run creates its records
+            figures["build, server running"] = wall(build, running, args.runs)
+    targets = {
+        "validate": 0.8,
+        "preview --rows 20": 0.8,
+        "build, temporary server": 8,
+        "build, server running": 3,
+    }
+    print(f"median of {args.runs} runs, {os.cpu_count()} cores")
+    for name, seconds in figures.items():
+        print(f"{name:26} {seconds:5.2f} s   (target <= {targets[name]} s)")
+
+
+if __name__ == "__main__":
+    main()
