@@ -214,6 +214,8 @@ def build(
         f"{wall:.1f} s (flow {manifest.build_seconds:.1f} s, "
         f"{manifest.rows_per_second:,.0f} rows/s)"
     )
+    if manifest.resumed_chunks:
+        out.print(f"  resumed {manifest.resumed_chunks:,} chunks saved by an interrupted attempt")
     dropped = manifest.dropped
     redrawn = {
         "repeating a unique value": dropped.unique_value,
