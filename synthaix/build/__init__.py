@@ -1,0 +1,1 @@
+"""The build engine: plan, generate, admit, write, publish; no Prefect inside."""

@@ -1,0 +1,226 @@
+"""The build engine: one object that owns a build's parts and reads top to bottom:
+
+    plan -> generate chunks -> admit (unique, exact, near) -> write -> publish -> manifest
+
+It knows nothing of Prefect: chunks go to a ChunkExecutor and the build's own steps through
+Steps (both in `build/executor.py`); `flows/` passes Prefect-backed ones so every step is a
+task run. A failure anywhere rolls the dedupe table back and leaves the previous output as it
+was (the sink publishes all or nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from synthaix import progress
+from synthaix.assemble import Assembler, Batch, RoundPlanner, UniqueFilter, constraints
+from synthaix.assemble import tracked_unique_columns as unique_columns
+from synthaix.build.executor import ChunkExecutor, Steps
+from synthaix.build.manifest import (
+    DedupeTable,
+    Dropped,
+    Manifest,
+    RowCounts,
+    config_hash,
+    new_manifest,
+    next_row,
+)
+from synthaix.columns.llm import LlmColumn
+from synthaix.config import DatasetConfig
+from synthaix.dedupe.index import DedupeIndex
+from synthaix.generate import Chunk, dataset_schema
+from synthaix.ledger import ChunkLedger, generation_hash
+from synthaix.llm.stats import LlmStats
+from synthaix.sink import BUILD_KEY, DatasetWriter
+
+SAMPLE_ROWS = 10
+
+
+class Build:
+    """One build of `config`. `sink` makes the writer (DatasetWriter; a MemorySink for a
+    preview); `on_rows` sees every written table; `persistent=False` keeps dedupe in memory."""
+
+    def __init__(
+        self,
+        config: DatasetConfig,
+        executor: ChunkExecutor,
+        *,
+        steps: Steps | None = None,
+        sink: Callable[[DatasetConfig, pa.Schema], Any] = DatasetWriter,
+        on_rows: Callable[[pa.Table], None] | None = None,
+        persistent: bool = True,
+    ) -> None:
+        self.config = config
+        self.executor = executor
+        self.steps = steps or Steps()
+        self.sink = sink
+        self.on_rows = on_rows
+        self.persistent = persistent
+        self.sample: pa.Table | None = None
+        self.llm = LlmStats()
+        self.reused_chunks = 0
+        self.batches = 0  # numbers the dedupe and write-part steps of each batch
+
+    def run(self) -> Manifest:
+        config, steps = self.config, self.steps
+        started = time.perf_counter()
+        with self.sink(config, dataset_schema(config)) as writer:
+            identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
+            writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
+            previous = writer.previous_manifest()
+            first_row = next_row(previous, writer.existing.rows, config.mode)
+            ledger = self._ledger(first_row)
+            dedupe = DedupeIndex(config, persistent=self.persistent)
+            try:
+                steps.run(
+                    "open-dedupe",
+                    dedupe.open,
+                    writer.build_id,
+                    previous.dedupe if previous else None,
+                    writer.existing.parts,
+                )
+                prepared = time.perf_counter()
+                assembler, planner = self._generate(writer, dedupe, ledger, first_row)
+                table = steps.run("finish-dedupe", dedupe.finish)
+                generated = time.perf_counter()
+                seconds = {"prepare": prepared - started, "generate": generated - prepared}
+                manifest = self._manifest(writer, assembler, planner, dedupe, table, seconds)
+                steps.run("publish-dataset", writer.commit, manifest)
+            except BaseException:
+                dedupe.abort()
+                raise
+            dedupe.committed()
+            if ledger is not None:
+                ledger.clear()  # published: nothing left to resume
+        return manifest  # as written: the file, the Parquet metadata and this are one
+
+    # -- generate and admit ----------------------------------------------------------------
+    def _generate(
+        self, writer: Any, dedupe: DedupeIndex, ledger: ChunkLedger | None, first_row: int
+    ) -> tuple[Assembler, RoundPlanner]:
+        config = self.config
+        unique = unique_columns(config)
+        assembler = Assembler(config.rows, UniqueFilter(unique, writer.existing_values(unique)))
+        planner = RoundPlanner(config, first_row=first_row)
+        limits = constraints(unique, dedupe.keys, dedupe.texts)
+        progress.started(config.name, config.rows)
+        with self.executor as executor:
+            while chunks := planner.next_round(assembler, limits):
+                for batch in self._round(executor, chunks, assembler, ledger):
+                    self._admit(batch, assembler, dedupe, writer)
+                if (batch := assembler.flush()) is not None:
+                    self._admit(batch, assembler, dedupe, writer)
+        return assembler, planner
+
+    def _round(
+        self,
+        executor: ChunkExecutor,
+        chunks: list[Chunk],
+        assembler: Assembler,
+        ledger: ChunkLedger | None,
+    ) -> Any:
+        """Keep `workers` chunks in flight, and at most `workers` more finished early and
+        waiting for an earlier one: memory stays bounded by the window, not by the dataset,
+        and a slow chunk does not idle the others. Yields batches as they are released.
+        Chunks in the ledger (from a killed attempt) are not run again."""
+        limit = self.config.runner.workers
+        schema = dataset_schema(self.config)
+        pending = list(reversed(chunks))
+        in_flight: dict[Any, Chunk] = {}
+        while pending or in_flight:
+            free = min(limit - len(in_flight), 2 * limit - len(in_flight) - assembler.buffered)
+            while pending and (free > 0 or not in_flight):
+                chunk = pending.pop()
+                saved = ledger.load(chunk, schema) if ledger else None
+                if saved is not None:
+                    self.reused_chunks += 1
+                    yield from assembler.add(chunk.index, saved)
+                    continue
+                in_flight[executor.submit(chunk)] = chunk
+                free -= 1
+            if not in_flight:
+                continue
+            done = executor.first_done(list(in_flight))
+            chunk = in_flight.pop(done)
+            result = executor.result(done)
+            if ledger is not None:
+                ledger.save(chunk, result)
+            self.llm += result.llm
+            yield from assembler.add(chunk.index, result)
+
+    def _admit(self, batch: Batch, assembler: Assembler, dedupe: DedupeIndex, writer: Any) -> None:
+        """Drop exact and near duplicates, then stage the rest as a part."""
+        table = batch.table
+        self.batches += 1
+        if dedupe.enabled:
+            table = self.steps.run(
+                "dedupe",
+                dedupe.admit,
+                table,
+                batch.row_ids,
+                assembler.missing,
+                batch.hashes,
+                number=self.batches,
+            )
+        else:
+            table = table.slice(0, assembler.missing)
+        if not table.num_rows:
+            return
+        self.steps.run("write-part", writer.write, table, number=self.batches)
+        assembler.accepted(table.num_rows)
+        if self.sample is None:
+            self.sample = table.slice(0, SAMPLE_ROWS)
+        if self.on_rows is not None:
+            self.on_rows(table)
+        progress.advanced(table.num_rows)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _manifest(
+        self,
+        writer: Any,
+        assembler: Assembler,
+        planner: RoundPlanner,
+        dedupe: DedupeIndex,
+        table: DedupeTable | None,
+        seconds: dict[str, float],
+    ) -> Manifest:
+        dropped = Dropped(
+            invalid=self.llm.rejected_rows.get("gave_up", 0),
+            unique_value=assembler.dropped_duplicates,
+            exact_duplicate=dedupe.stats.exact,
+            near_duplicate=dedupe.stats.near,
+        )
+        rows = RowCounts(
+            delivered=assembler.delivered,
+            total=writer.existing.rows + assembler.delivered,
+            generated=assembler.generated,
+            unused=assembler.generated - assembler.delivered - dropped.total,
+            next_row=planner.next_row,
+        )
+        return new_manifest(
+            self.config,
+            writer.build_id,
+            rows=rows,
+            dropped=dropped,
+            dedupe=table,
+            chunks=planner.next_index,
+            resumed_chunks=self.reused_chunks,
+            fill_rounds=planner.rounds - 1,
+            llm=self.llm,
+            seconds={stage: round(value, 3) for stage, value in seconds.items()},
+            outputs={kind: str(path) for kind, path in writer.output_paths().items()},
+        )
+
+    def _ledger(self, first_row: int) -> ChunkLedger | None:
+        config = self.config
+        has_llm = any(isinstance(c, LlmColumn) for c in config.columns)
+        if not (self.persistent and has_llm and config.runner.resume):
+            return None
+        ledger = ChunkLedger(config.output_dir, generation_hash(config), first_row)
+        ledger.open()
+        return ledger

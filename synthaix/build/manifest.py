@@ -1,0 +1,216 @@
+"""The manifest: what a build produced, from what, at what cost. One typed, versioned model is
+the flow's return value, manifest.json, the Parquet key-value metadata, and what `append` and
+the dedupe table read back. No secrets, ever."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synthaix.config import DatasetConfig
+from synthaix.errors import OutputError
+from synthaix.llm.stats import LlmStats
+
+MANIFEST_VERSION = 2
+_PACKAGES = ("synthaix", "pyarrow", "duckdb", "numpy", "faker", "openai", "pydantic", "prefect")
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RowCounts(_Section):
+    delivered: int = Field(description="Rows this build added (or wrote, for overwrite).")
+    total: int = Field(description="Rows the dataset holds after this build.")
+    generated: int = Field(description="Candidate rows generated, dropped ones included.")
+    unused: int = Field(0, description="Generated beyond what was needed (last chunk's overshoot).")
+    next_row: int = Field(0, description="First row number the next append build generates.")
+
+
+class Dropped(_Section):
+    invalid: int = Field(0, description="Rows the LLM never returned valid values for.")
+    unique_value: int = Field(0, description="Rows repeating a value of a `unique` column.")
+    exact_duplicate: int = Field(0, description="Rows whose dedupe key was seen before.")
+    near_duplicate: int = Field(0, description="Rows whose text was near a stored row's.")
+
+    @property
+    def total(self) -> int:
+        return self.unique_value + self.exact_duplicate + self.near_duplicate
+
+
+class DedupeTable(_Section):
+    """Where the dataset's dedupe table is and which version this build left (its tag)."""
+
+    uri: str
+    table: str
+    tag: str
+    rows: int
+    indexed: bool = False
+    unindexed_builds: list[str] = Field(default_factory=list)
+    signature: dict[str, Any] = Field(default_factory=dict)
+
+
+class Manifest(_Section):
+    manifest_version: Literal[2] = MANIFEST_VERSION
+    dataset: str
+    build_id: str
+    created_at: str
+    mode: str
+    seed: int
+    config_hash: str
+    config: dict[str, Any] = Field(description="The config as built, secrets removed.")
+    versions: dict[str, str] = Field(default_factory=dict)
+    rows: RowCounts
+    dropped: Dropped = Field(default_factory=Dropped)
+    dedupe: DedupeTable | None = None
+    chunks: int = 0
+    resumed_chunks: int = Field(0, description="Chunks read back from an interrupted attempt.")
+    fill_rounds: int = 0
+    llm: LlmStats = Field(default_factory=LlmStats)
+    seconds: dict[str, float] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A 0.1 manifest has no version, an empty dict for no dedupe table, and LLM figures
+        without rows_filled: read it as version 2."""
+        if isinstance(data, dict) and "manifest_version" not in data:
+            data = {**data, "manifest_version": MANIFEST_VERSION}
+            if data.get("dedupe") == {}:
+                data["dedupe"] = None
+        return data
+
+    @property
+    def build_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    @property
+    def rows_per_second(self) -> float:
+        seconds = self.build_seconds
+        return self.rows.delivered / seconds if seconds else 0.0
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def parse(cls, text: str | bytes, where: str) -> Manifest:
+        """The manifest in `text`, or an OutputError saying why it cannot be used."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}"
+                for e in exc.errors()[:3]
+            )
+            raise OutputError(
+                f"the manifest of {where} cannot be read ({problems})",
+                hint="it was written by another SynthAIx version: rebuild with mode: overwrite",
+            ) from None
+
+
+def read_manifest(output_dir: Path) -> Manifest:
+    path = output_dir / "manifest.json"
+    return Manifest.parse(path.read_bytes(), str(path))
+
+
+def new_manifest(config: DatasetConfig, build_id: str, **fields: Any) -> Manifest:
+    """The manifest of a build of `config`, with its identity, config and versions filled in."""
+    manifest = Manifest(
+        dataset=config.name,
+        build_id=build_id,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        mode=config.mode,
+        seed=config.seed,
+        config_hash=config_hash(config),
+        config=config.model_dump(mode="json", by_alias=True),
+        versions=versions(),
+        **fields,
+    )
+    return Manifest.model_validate(redact(manifest.model_dump(mode="json"), secrets_of(config)))
+
+
+def next_row(previous: Manifest | None, existing_rows: int, mode: str) -> int:
+    """Where a build's row numbers (and so its seeds) start: 0 for overwrite (same config and
+    seed, same data), and for append after every row the earlier builds generated, delivered
+    or not, so no candidate is ever generated twice."""
+    if mode != "append":
+        return 0
+    recorded = previous.rows.next_row if previous is not None else 0
+    return max(recorded, existing_rows)
+
+
+def config_hash(config: DatasetConfig) -> str:
+    """Hash of the config as validated (defaults filled in) and redacted, so equal configs hash
+    equal and the hash of the manifest's own `config` matches."""
+    dumped = redact(config.model_dump(mode="json", by_alias=True), secrets_of(config))
+    canonical = json.dumps(dumped, sort_keys=True)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for package in _PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def redact(value: Any, secrets: list[str]) -> Any:
+    """Remove credentials: known secret values anywhere, and user:password@ in URLs."""
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return _URL_USERINFO.sub("***@", value)
+    return value
+
+
+def secrets_of(config: DatasetConfig) -> list[str]:
+    key = os.environ.get(config.provider.api_key_env, "")
+    return [key] if len(key) >= 4 else []
+
+
+def summary_markdown(manifest: Manifest) -> str:
+    """The build summary as Markdown (Prefect artifact, top of the HTML report)."""
+    rows, dropped, llm = manifest.rows, manifest.dropped, manifest.llm
+    lines = [
+        f"# {manifest.dataset}: {rows.delivered:,} rows",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| mode | {manifest.mode} (total now {rows.total:,} rows) |",
+        f"| seed / config | {manifest.seed} / `{manifest.config_hash[:19]}` |",
+        f"| generated | {rows.generated:,} rows in {manifest.chunks} chunks |",
+        f"| dropped | invalid {dropped.invalid:,}, repeated unique values "
+        f"{dropped.unique_value:,}, exact duplicates {dropped.exact_duplicate:,}, "
+        f"near duplicates {dropped.near_duplicate:,} |",
+    ]
+    if llm.requests:
+        lines += [
+            f"| LLM | {llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f} |",
+            f"| retries | {_counts(llm.retries)} |",
+            f"| rejected rows | {_counts(llm.rejected_rows)} |",
+        ]
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in manifest.seconds.items())
+    lines.append(f"| time | {seconds} |")
+    lines += [f"| {kind} | `{path}` |" for kind, path in manifest.outputs.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda i: -i[1])) or "none"

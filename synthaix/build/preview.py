@@ -1,0 +1,62 @@
+"""A preview: the build's first rows from the same engine, kept in memory, nothing written.
+Uniqueness and exact (and near) dedupe apply within the preview, as they would in a build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from synthaix.build.engine import Build
+from synthaix.build.executor import ThreadExecutor
+from synthaix.config import DatasetConfig
+from synthaix.sink import Existing
+
+
+class MemorySink:
+    """The sink of a preview: holds the rows, publishes nothing."""
+
+    build_id = "preview"
+
+    def __init__(self, config: DatasetConfig, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.existing = Existing()
+        self.part_metadata: dict[bytes, bytes] = {}
+        self.parts: list[pa.Table] = []
+
+    def __enter__(self) -> MemorySink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def previous_manifest(self) -> None:
+        return None
+
+    def existing_values(self, columns: list[str]) -> dict[str, set]:
+        return {}
+
+    def write(self, table: pa.Table) -> None:
+        self.parts.append(table)
+
+    def commit(self, manifest: object) -> dict[str, Path]:
+        return {}
+
+    def output_paths(self) -> dict[str, Path]:
+        return {}
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self.parts) if self.parts else self.schema.empty_table()
+
+
+def preview_rows(config: DatasetConfig, llm: bool = True) -> pa.Table:
+    """The first `config.rows` rows a build of `config` makes (`llm=False`: llm columns left
+    empty, for a config whose provider is not reachable)."""
+    sinks: list[MemorySink] = []
+
+    def sink(config: DatasetConfig, schema: pa.Schema) -> MemorySink:
+        sinks.append(MemorySink(config, schema))
+        return sinks[-1]
+
+    Build(config, ThreadExecutor(config, llm=llm), sink=sink, persistent=False).run()
+    return sinks[-1].table()
