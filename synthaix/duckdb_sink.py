@@ -91,9 +91,10 @@ def published_build(path: Path, table: str, dataset: str) -> str | None:
         return None
     try:
         with _connect_waiting(path, read_only=True) as con:
-            comment = _comment(con, table)
+            found = _find_table(con, table)
     except OutputError:
         return None
+    comment = found[1] if found else None
     prefix = f"synthaix:{dataset}:"
     return comment[len(prefix) :] if comment and comment.startswith(prefix) else None
 
@@ -109,8 +110,7 @@ def is_duckdb_file(path: Path) -> bool:
 def _check_owner(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, dataset: str, legacy: bool
 ) -> None:
-    # DuckDB names are case-insensitive, even quoted: "People" and "people" are one table.
-    views = con.execute(
+    views = con.execute(  # lower(): names are case-insensitive (see _find_table)
         "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' "
         "AND lower(view_name) = lower(?)",
         [table],
@@ -120,14 +120,10 @@ def _check_owner(
             f"{path} has a view named '{views[0][0]}'; SynthAIx never replaces it",
             hint="set output.table to another name",
         )
-    found = con.execute(
-        "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
-        "AND lower(table_name) = lower(?)",
-        [table],
-    ).fetchall()
-    if not found:
+    found = _find_table(con, table)
+    if found is None:
         return
-    table, comment = found[0][0], found[0][1] or ""
+    table, comment = found[0], found[1] or ""
     if comment.startswith(f"synthaix:{dataset}:") or (legacy and not comment):
         return  # ours (a 0.1 build made its database file whole and left no comment)
     owner = "made by another SynthAIx dataset" if comment else "not made by SynthAIx"
@@ -138,13 +134,14 @@ def _check_owner(
     )
 
 
-def _comment(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
-    row = con.execute(
-        "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' "
+def _find_table(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str | None] | None:
+    """The table's name as stored, and its comment. DuckDB names are case-insensitive, even
+    quoted: "People" and "people" are one table."""
+    return con.execute(
+        "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
         "AND lower(table_name) = lower(?)",
         [table],
     ).fetchone()
-    return row[0] if row else None
 
 
 def _connect_waiting(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:

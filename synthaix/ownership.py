@@ -23,15 +23,14 @@ MARKER = ".synthaix-output"
 BUILD_ID = r"\d{8}T\d{6}-[0-9a-f]{6}"
 PART = re.compile(rf"part-\d{{6}}-{BUILD_ID}\.parquet")
 TEMP_LINK = re.compile(r"\.(data|current)\.[0-9a-f]{8}")
-TEMP_TEXT = re.compile(r"\..+\.tmp")
 # Everything a build may leave at the top of its folder (a 0.1 build left no marker).
 _OURS = {"data", ".current", ".versions", ".staging", ".lock", "manifest.json", "report.html"}
 _OURS |= {".dedupe", ".ledger", MARKER}
 
 
 def check_output_dir(root: Path, dataset: str) -> bool:
-    """Refuse a folder SynthAIx may not write into; True when a marker must be written."""
-    _refuse_special(root)
+    """Refuse a folder SynthAIx may not write into; True when a marker must be written.
+    (The root and home folders never get here: the config refuses them.)"""
     if not root.exists():
         if root.is_symlink():
             raise OutputError(f"output.dir {root} is a broken symbolic link; fix or remove it")
@@ -123,16 +122,6 @@ def output_error(exc: OSError, action: str) -> OutputError:
         f"cannot {action} {path}: {exc.strerror or exc}",
         hint=hints.get(exc.errno or 0, "check the path, or choose another output.dir"),
     )
-
-
-def _refuse_special(root: Path) -> None:
-    resolved = root.expanduser().resolve()
-    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
-        raise OutputError(
-            f"output.dir {root} is {'the home folder' if resolved != Path('/') else 'the root'} "
-            "itself; SynthAIx writes each dataset into a folder of its own",
-            hint="set output.dir to a new folder, e.g. out/<name>",
-        )
 
 
 def _marker_dataset(marker: Path) -> str:

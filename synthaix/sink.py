@@ -77,9 +77,14 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
 def discard_staged_parts() -> None:
     """Remove the parts staged by builds of this process (before a hard exit on a signal)."""
     for staging in list(_active_staging):
-        with contextlib.suppress(OSError):
-            remove_our_files(staging, PART)
-            staging.parent.rmdir()
+        _discard(staging)
+
+
+def _discard(staging: Path) -> None:
+    _active_staging.discard(staging)
+    with contextlib.suppress(OSError):
+        remove_our_files(staging, PART)
+        staging.parent.rmdir()  # only succeeds when empty
 
 
 @dataclass
@@ -129,10 +134,7 @@ class DatasetWriter:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        _active_staging.discard(self.staging)
-        with contextlib.suppress(OSError):
-            remove_our_files(self.staging, PART)
-            self.staging.parent.rmdir()  # only succeeds when empty
+        _discard(self.staging)
         self._unlock()
 
     def _unlock(self) -> None:
@@ -145,8 +147,7 @@ class DatasetWriter:
         its staged parts, superseded versions and temporary links (only files of ours)."""
         self._roll_forward()
         remove_stale_builds(self.root / ".staging")
-        current = os.readlink(self.current_link) if self.current_link.is_symlink() else None
-        remove_stale_builds(self.root / ".versions", keep=Path(current).name if current else None)
+        remove_stale_builds(self.root / ".versions", keep=self._current_build())
         for entry in self.root.iterdir():
             if TEMP_LINK.fullmatch(entry.name) and entry.is_symlink():
                 entry.unlink()
@@ -156,12 +157,11 @@ class DatasetWriter:
             return
         config = self.config
         built = duckdb_sink.published_build(config.duckdb_path, config.table, config.name)
-        target = Path(".versions") / built if built else None
-        if target is None or not (self.root / target).is_dir():
+        if built is None or built == self._current_build():
             return
-        if self.current_link.is_symlink() and Path(os.readlink(self.current_link)) == target:
+        if not (self.root / ".versions" / built).is_dir():
             return
-        _replace_symlink(self.current_link, target)
+        _replace_symlink(self.current_link, Path(".versions") / built)
         manifest = self.previous_manifest()
         if manifest is not None:
             write_text_atomic(self.root / "manifest.json", manifest.to_json() + "\n")
@@ -266,7 +266,7 @@ class DatasetWriter:
         try:
             self._link(text, outputs)
         except OSError as exc:
-            if "duckdb" not in formats and not self._is_current():
+            if "duckdb" not in formats and self._current_build() != self.build_id:
                 progress.not_published()
                 raise
             progress.published()
@@ -279,9 +279,10 @@ class DatasetWriter:
         remove_stale_builds(self.root / ".versions", keep=self.build_id)
         return outputs
 
-    def _is_current(self) -> bool:
+    def _current_build(self) -> str | None:
+        """The build `.current` links to (None: no link yet)."""
         link = self.current_link
-        return link.is_symlink() and Path(os.readlink(link)).name == self.build_id
+        return Path(os.readlink(link)).name if link.is_symlink() else None
 
     def _link(self, text: str | None, outputs: dict[str, Path]) -> None:
         """The Parquet side of a publish: `.current`, `data`, then manifest.json."""
