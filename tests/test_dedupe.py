@@ -8,6 +8,7 @@ from pathlib import Path
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from near_duplicates import distinct_texts, variant
 
@@ -146,3 +147,70 @@ def test_admit_stops_at_the_limit(tmp_path: Path, limit: int) -> None:
     assert kept.num_rows == limit
     index.finish()
     assert stored_rows(index) == limit
+
+
+BUILDS = [f"20261126T12000{i}-00000{i}" for i in range(5)]
+B1, B2, B3, B4 = BUILDS[1:]
+
+
+def exact_config(tmp_path: Path) -> DatasetConfig:
+    columns = [{"name": "code", "type": "integer", "min": 0, "max": 10**6}]
+    return make_config(columns, name="codes", output={"dir": str(tmp_path / "out")})
+
+
+def codes(values: list[int]) -> pa.Table:
+    return pa.table({"code": pa.array(values, pa.int64())})
+
+
+def key_files(config: DatasetConfig) -> list[str]:
+    return sorted(p.name for p in (config.output_dir / ".dedupe").glob("*.parquet*"))
+
+
+def test_exact_keys_alone_live_in_key_files_and_a_crashed_builds_file_is_never_read(
+    tmp_path: Path,
+) -> None:
+    config = exact_config(tmp_path)
+    index = DedupeIndex(config)
+    assert not index.lance  # no text, no dedupe.uri: no LanceDB table
+    index.open(B1, None, [])
+    assert index.admit(codes([1, 2, 2, 3]), ids(0, 4), 4).column("code").to_pylist() == [1, 2, 3]
+    section = index.finish()
+    index.committed()
+    assert section.files == [f"codes-keys-{B1}.parquet"] and section.rows == 3
+    assert key_files(config) == [f"codes-keys-{B1}.parquet"]
+
+    crashed = DedupeIndex(config)  # an append that writes its key file, then dies
+    crashed.open(B2, section, [Path("part")])
+    assert crashed.admit(codes([4, 5]), ids(4, 2), 2).num_rows == 2
+    crashed.finish()
+
+    index = DedupeIndex(config)  # the next append sees only what b1 published
+    index.open(B3, section, [Path("part")])
+    kept = index.admit(codes([3, 4, 5, 1]), ids(10, 4), 4)
+    assert kept.column("code").to_pylist() == [4, 5] and index.stats.exact == 2
+    section = index.finish()
+    index.committed()
+    assert section.files == [f"codes-keys-{B1}.parquet", f"codes-keys-{B3}.parquet"]
+    assert key_files(config) == section.files  # B2's file is gone
+
+    failed = DedupeIndex(config)
+    failed.open(B4, section, [Path("part")])
+    failed.finish()
+    failed.abort()
+    assert key_files(config) == section.files
+
+
+def test_a_missing_key_file_is_rebuilt_from_the_published_parts(tmp_path: Path) -> None:
+    config = exact_config(tmp_path)
+    index = DedupeIndex(config)
+    index.open(B1, None, [])
+    index.admit(codes([7, 8]), ids(0, 2), 2)
+    section = index.finish()
+    index.committed()
+    (config.output_dir / ".dedupe" / section.files[0]).unlink()
+    part = tmp_path / "part.parquet"
+    pq.write_table(codes([7, 8]), part)
+
+    index = DedupeIndex(config)
+    index.open(B2, section, [part])
+    assert index.admit(codes([8, 9]), ids(2, 2), 2).column("code").to_pylist() == [9]

@@ -66,3 +66,23 @@ def test_commands_without_prefect_or_lancedb(tmp_path: Path, command: list[str])
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'lancedb'))\n"
         "assert not bad, bad\n"
     )
+
+
+def test_a_build_with_exact_dedupe_alone_does_not_load_lancedb(tmp_path: Path) -> None:
+    data = {
+        "name": "codes",
+        "rows": 50,
+        "columns": [{"name": "code", "type": "integer", "min": 1, "max": 10**6}],
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    config = write_config(tmp_path / "codes.yaml", data)
+    _run(
+        "import sys\n"
+        "from synthaix.build.engine import Build\n"
+        "from synthaix.build.executor import ThreadExecutor\n"
+        "from synthaix.config import load_config\n"
+        f"config = load_config({str(config)!r})\n"
+        "manifest = Build(config, ThreadExecutor(config)).run()\n"
+        "assert manifest.rows.delivered == 50 and manifest.dedupe.files, manifest.dedupe\n"
+        "assert 'lancedb' not in sys.modules\n"
+    )

@@ -48,11 +48,13 @@ class Dropped(_Section):
 
 
 class DedupeTable(_Section):
-    """Where the dataset's dedupe table is and which version this build left (its tag)."""
+    """Where the dataset's dedupe state is: a LanceDB table and the version this build left
+    (its tag), or, for exact keys only, the key files under `uri` (`files`)."""
 
     uri: str
     table: str
-    tag: str
+    tag: str = ""
+    files: list[str] = Field(default_factory=list)
     rows: int
     indexed: bool = False
     unindexed_builds: list[str] = Field(default_factory=list)

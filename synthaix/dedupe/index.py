@@ -1,8 +1,9 @@
 """The dataset's persistent dedupe table in LanceDB, and the checks made against it.
 
 One table per dataset (named after it) in a LanceDB database beside the output, or at
-`dedupe.uri`. A row of it is a delivered row: `row_id` (the generator's row number, so a chunk
-that is run again is recognised and never inserted twice), `build`, `key_hash` (exact check)
+`dedupe.uri`; a dataset with exact keys alone and no `dedupe.uri` keeps key files instead
+(`keyfile.py`). A row of it is a delivered row: `row_id` (the generator's row number, so a
+chunk run again is recognised and never inserted twice), `build`, `key_hash` (exact check)
 and `vector` (near-duplicate check).
 
 - Exact keys never touch the vector path: their hashes (and the stored row ids) are held in
@@ -37,6 +38,7 @@ import pyarrow.parquet as pq
 
 from synthaix.build.manifest import DedupeTable
 from synthaix.config import DatasetConfig
+from synthaix.dedupe import keyfile
 from synthaix.dedupe.embedders import Embedder, make_embedder
 from synthaix.dedupe.hashset import SortedRuns
 from synthaix.dedupe.keys import (
@@ -82,18 +84,21 @@ class DedupeIndex:
         if self.texts and embedder is None:
             self.embedder = make_embedder(config.dedupe, config.provider)
         self.uri = config.dedupe.uri or str(config.output_dir / ".dedupe")
+        self.lance = bool(self.texts or config.dedupe.uri)
         self.name = config.name
         self.stats = DedupeStats()
         self.build_id = ""
         self._table: Any = None
         self._start_tag: str | None = None
-        self._hashes = SortedRuns()  # key hash -> row id
-        self._ids = SortedRuns()  # row id -> row id (membership)
+        self._hashes = SortedRuns()  # key hashes delivered
+        self._ids = SortedRuns()  # row ids delivered
         self._pending: list[pa.Table] = []  # accepted rows not yet written to LanceDB
         self._pending_rows = 0
         self._unindexed: list[np.ndarray] = []  # vectors the LanceDB index does not cover
         self._unindexed_builds: list[str] = []  # builds whose rows the index does not cover
         self._has_index = False
+        self._files: list[str] = []  # key files (no LanceDB) of the rows this build adds to
+        self._new: list[tuple[np.ndarray, np.ndarray]] = []  # (row ids, hashes) to write
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +126,9 @@ class DedupeIndex:
         manifest; `existing` the parts an append build adds to (empty for overwrite)."""
         self.build_id = build_id
         if not self.enabled or not self.persistent:
+            return
+        if not self.lance:
+            self._open_keys(previous, existing)
             return
         import lancedb  # here, not at the top: a preview or a validate never loads it
 
@@ -192,6 +200,8 @@ class DedupeIndex:
         returned section goes into the manifest."""
         if not self.enabled or not self.persistent:
             return None
+        if not self.lance:
+            return self._finish_keys()
         self._flush()
         table = self._table
         rows = table.count_rows()
@@ -215,6 +225,8 @@ class DedupeIndex:
     def committed(self) -> None:
         """After the dataset is published: the old tag is no longer needed. (Old versions are
         pruned when the table is next compacted, just before an index rebuild.)"""
+        if not self.lance and self._files:
+            keyfile.remove_unlisted(Path(self.uri), self.name, self._files)
         if self._table is None:
             return
         if self._start_tag and self._start_tag in self._table.tags.list():
@@ -222,6 +234,8 @@ class DedupeIndex:
 
     def abort(self) -> None:
         """A failed build: put the table back as the last committed build left it."""
+        if not self.lance and self.build_id:
+            keyfile.discard(Path(self.uri), self.name, self.build_id)
         if self._table is None:
             return
         with contextlib.suppress(Exception):  # best effort; the next build restores anyway
@@ -237,8 +251,13 @@ class DedupeIndex:
 
     def _exact_fresh(self, hashes: np.ndarray) -> np.ndarray:
         """Rows whose key is not stored and is the first of its kind in the batch."""
+        order = np.argsort(
+            hashes
+        )  # not np.unique(return_index=True): its stable sort is ~5x slower
+        ordered = hashes[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         first = np.zeros(len(hashes), dtype=bool)
-        first[np.unique(hashes, return_index=True)[1]] = True
+        first[np.minimum.reduceat(order, starts)] = True
         return first & ~self._hashes.contains(hashes)
 
     def _near_fresh(
@@ -308,8 +327,11 @@ class DedupeIndex:
         return pa.schema(fields)
 
     def _remember(self, row_ids: np.ndarray, hashes: np.ndarray, vectors: np.ndarray) -> None:
-        self._hashes.add(hashes, row_ids)
-        self._ids.add(row_ids, row_ids)
+        self._hashes.add(hashes)
+        self._ids.add(row_ids)
+        if not self.lance:
+            self._new.append((row_ids, hashes))
+            return
         columns: dict[str, Any] = {
             "row_id": pa.array(row_ids, pa.int64()),
             "build": pa.array([self.build_id] * len(row_ids), pa.string()),
@@ -367,15 +389,48 @@ class DedupeIndex:
         self._has_index = True
         self._unindexed, self._unindexed_builds = [], []
 
+    def _open_keys(self, previous: DedupeTable | None, existing: list[Path]) -> None:
+        if not existing:
+            return
+        usable = _usable_tag(previous, self.uri, self.name, self.signature()) is not None
+        stored = keyfile.read(Path(self.uri), previous.files) if usable and previous else None
+        if previous is None or not previous.files or stored is None:
+            self._backfill(existing)
+            return
+        row_ids, hashes = stored
+        self._ids.add(row_ids)
+        self._hashes.add(hashes)
+        self._files = list(previous.files)
+
+    def _finish_keys(self) -> DedupeTable:
+        new = keyfile.name(self.name, self.build_id)
+        ids = [i for i, _ in self._new]
+        hashes = [h for _, h in self._new]
+        empty = np.zeros(0, np.int64)
+        keyfile.write(
+            Path(self.uri) / new,
+            np.concatenate(ids) if ids else empty,
+            np.concatenate(hashes) if hashes else empty,
+        )
+        if new not in self._files:  # finish() again after a retry rewrites the same file
+            self._files.append(new)
+        return DedupeTable(
+            uri=self.uri,
+            table=self.name,
+            files=self._files,
+            rows=len(self._ids),
+            signature=self.signature(),
+        )
+
     def _load(self) -> None:
         count = self._table.count_rows()
         if not count:
             return
         stored = self._table.search().select(["row_id", "key_hash"]).limit(count).to_arrow()
         row_ids = stored["row_id"].to_numpy()
-        self._ids.add(row_ids, row_ids)
+        self._ids.add(row_ids)
         if self.keys:
-            self._hashes.add(stored["key_hash"].to_numpy(), row_ids)
+            self._hashes.add(stored["key_hash"].to_numpy())
         if self.texts and self._unindexed_builds:
             builds = ", ".join(_sql_string(b) for b in self._unindexed_builds)
             recent = (
