@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,9 @@ class YamlDocument:
         try:
             self.node: yaml.Node | None = loader.get_single_node()
             if self.node is not None:
-                # Both checks walk the node graph, where an alias is the same node again, so
-                # they cost the size of the file rather than the size of the data it expands to.
-                _reject_alias_expansion(path, self.node)
-                _reject_duplicate_keys(path, self.node)
+                # The node graph holds an alias as the same node again, so checking it costs
+                # the size of the file rather than the size of the data it expands to.
+                _check_graph(path, self.node)
             self.data: Any = None if self.node is None else loader.construct_document(self.node)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -51,18 +50,23 @@ class YamlDocument:
     @classmethod
     def read(cls, path: Path) -> YamlDocument:
         try:
-            if path.stat().st_size > MAX_CONFIG_BYTES:
-                raise _too_large(path, path.stat().st_size)
-            with path.open(encoding="utf-8") as file:
-                text = file.read(MAX_CONFIG_BYTES + 1)  # a pipe or device has no size to stat
-            if len(text) > MAX_CONFIG_BYTES:
-                raise _too_large(path, len(text))
+            size = path.stat().st_size
+            if size <= MAX_CONFIG_BYTES:
+                with path.open(encoding="utf-8") as file:
+                    text = file.read(MAX_CONFIG_BYTES + 1)  # a pipe or device has no size
+                size = max(size, len(text))
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: no such config file") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: config is not UTF-8 text ({exc.reason})") from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: config file is {size / 2**20:,.1f} MiB or more; a config may be at "
+                f"most {MAX_CONFIG_BYTES // 2**20} MiB",
+                hint="is this the right file? Keep large value lists out of the config",
+            )
         return cls(path, text)
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
@@ -94,24 +98,8 @@ class YamlDocument:
         return line
 
 
-def _too_large(path: Path, size: int) -> ConfigError:
-    return ConfigError(
-        f"{path}: config file is {size / 2**20:,.1f} MiB or more; a config may be at most "
-        f"{MAX_CONFIG_BYTES // 2**20} MiB",
-        hint="is this the right file? Keep large value lists out of the config",
-    )
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [child for pair in node.value for child in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def _reject_alias_expansion(path: Path, root: yaml.Node) -> None:
-    """Refuse a document whose aliases would expand it by more than MAX_ALIAS_VALUES values.
+def _check_graph(path: Path, root: yaml.Node) -> None:
+    """Refuse duplicate keys and aliases that would add more than MAX_ALIAS_VALUES values.
 
     Each node's expanded size (itself plus its children's) is computed once and remembered;
     meeting a node again means an alias, which adds that size once more.
@@ -123,7 +111,7 @@ def _reject_alias_expansion(path: Path, root: yaml.Node) -> None:
         nonlocal added
         sizes[id(node)] = 0  # being sized
         total = 1
-        for child in _children(node):
+        for child in _children(path, node):
             known = sizes.get(id(child))
             if known is None:
                 total += size(child)
@@ -150,32 +138,21 @@ def _reject_alias_expansion(path: Path, root: yaml.Node) -> None:
     size(root)
 
 
-def _reject_duplicate_keys(path: Path, root: yaml.Node) -> None:
-    """YAML keeps the last of two equal keys silently; a config must not.
-
-    Each node is checked once, however many aliases repeat it.
-    """
-    checked: set[int] = set()
-
-    def check(node: yaml.Node) -> None:
-        if id(node) in checked:
-            return
-        checked.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                line = key.start_mark.line + 1
-                if isinstance(key, yaml.ScalarNode):  # others are refused when constructing
-                    if key.value in seen:
-                        raise ConfigError(
-                            f"{path}:{line}: key '{key.value}' appears twice (first on line "
-                            f"{seen[key.value]})",
-                            hint="keep one of them",
-                        )
-                    seen[key.value] = line
-                check(value)
-        elif isinstance(node, yaml.SequenceNode):
-            for item in node.value:
-                check(item)
-
-    check(root)
+def _children(path: Path, node: yaml.Node) -> Iterator[yaml.Node]:
+    """The keys and values of a mapping, refusing a key seen before in it (YAML would keep the
+    last silently), or the items of a sequence."""
+    if isinstance(node, yaml.SequenceNode):
+        yield from node.value
+    elif isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if isinstance(key, yaml.ScalarNode):  # others are refused when constructing
+                if key.value in seen:
+                    raise ConfigError(
+                        f"{path}:{line}: key '{key.value}' appears twice (first on line "
+                        f"{seen[key.value]})",
+                        hint="keep one of them",
+                    )
+                seen[key.value] = line
+            yield from (key, value)

@@ -1,24 +1,11 @@
 """The Jinja2 environment for templates in configs: a sandbox bounded in time and memory.
 
 Jinja2's sandbox keeps a template away from Python's internals, but not from asking for
-`'x' * 10**9`, `'x'|center(10**9)` or two nested loops over `range(100000)`. A config may come
-from anyone, and `validate` must answer at once, so this environment:
-
-- never evaluates anything while compiling: Jinja2 folds constant expressions at compile time
-  (its optimizer, and a separate pass for `{{ }}` output), which made `validate` compute
-  `'x' * 10**9`. `optimized=False` turns the first off; routing every output through a
-  context filter (which Jinja2 never folds) turns off the second;
-- checks, before computing it, every string or list that an operator, filter or method would
-  make longer than MAX_RENDERED_CHARS: repetition, concatenation, powers, widths, indents,
-  formatting, joins, replacements; list, tuple and dict literals too, as they nest by
-  reference (`[a, a]`, ten levels deep, prints `a` 1,024 times);
-- counts the work of each rendered value (loop iterations, calls, filters, operators, and
-  the characters they produce) and stops at MAX_STEPS;
-- stops a rendering as soon as its output passes MAX_RENDERED_CHARS, and caps what it writes
-  in total (inside blocks and macros too) at MAX_WRITTEN_CHARS.
-
-Compile with TEMPLATES and render with `render()`; a template over a bound raises
-TemplateLimitError.
+`'x' * 10**9`, `'x'|center(10**9)` or two nested loops over `range(100000)`, and a config may
+come from anyone. So this environment computes nothing while compiling, checks every string or
+list an operator, filter, method or literal would make against MAX_RENDERED_CHARS before making
+it, and counts the steps and written text of each rendered value. Compile with TEMPLATES and
+render with `render()`; a template over a bound raises TemplateLimitError.
 """
 
 from __future__ import annotations
@@ -51,19 +38,15 @@ MAX_STEPS = 1_000_000
 MAX_WRITTEN_CHARS = 10 * MAX_RENDERED_CHARS
 #: A macro call costs Jinja2 some 40 times a loop step (a new frame, arguments, its output).
 _MACRO_STEPS = 20
-#: An integer of more bits prints as more digits than a value may have (log2(10) < 10/3).
-_MAX_INT_BITS = MAX_RENDERED_CHARS * 10 // 3
-
-_HINT = (
-    f"a template value may be at most {MAX_RENDERED_CHARS:,} characters and take at most "
-    f"{MAX_STEPS:,} steps; loop over fewer items and build smaller text"
-)
 
 
 class TemplateLimitError(Exception):
     """A template asked for more time or memory than one value may use."""
 
-    hint = _HINT
+    hint = (
+        f"a template value may be at most {MAX_RENDERED_CHARS:,} characters and take at most "
+        f"{MAX_STEPS:,} steps; loop over fewer items and build smaller text"
+    )
 
 
 class _Budget:
@@ -72,8 +55,7 @@ class _Budget:
     __slots__ = ("steps", "written")
 
     def __init__(self) -> None:
-        self.steps = 0
-        self.written = 0
+        self.steps = self.written = 0
 
     def charge(self, steps: int) -> None:
         self.steps += steps
@@ -84,8 +66,7 @@ class _Budget:
             )
 
 
-# Set by render() for the value being rendered; None while compiling, where only the size
-# checks apply.
+# Set by render() for the value being rendered; outside it only the size checks apply.
 _BUDGET: ContextVar[_Budget | None] = ContextVar("synthaix_template_budget", default=None)
 
 
@@ -103,36 +84,17 @@ def _limit(size: int, what: str) -> None:
         )
 
 
-def _limit_number(number: Any, what: str) -> None:
-    """A width, count or precision: at most MAX_RENDERED_CHARS (non-integers are the
-    filter's own business)."""
-    if isinstance(number, int):
-        _limit(abs(number), what)
-
-
-# -- sizes ---------------------------------------------------------------------------------
-
 _TEXT = (str, bytes)
 _SEQUENCES = (str, bytes, list, tuple)
 # What str() prints item by item (concrete types: ABC checks cost a µs on every value).
-_CONTAINERS = (
-    list,
-    tuple,
-    set,
-    frozenset,
-    dict,
-    type({}.keys()),
-    type({}.values()),
-    type({}.items()),
-    Namespace,
-)
+_VIEWS = tuple(type(view) for view in ({}.keys(), {}.values(), {}.items()))
+_CONTAINERS = (list, tuple, set, frozenset, dict, Namespace, *_VIEWS)
 _SCALARS = frozenset({int, float, bool, type(None)})
 _END = object()
 
 
 def _is_iterator(value: Any) -> bool:
-    """A one-pass iterable such as a lazy filter's result (a loop's `loop` is one, too, but it
-    must stay untouched)."""
+    # A loop's `loop` is an iterator too, but it must stay untouched.
     kind = type(value)
     return hasattr(kind, "__next__") and hasattr(kind, "__iter__") and kind is not LoopContext
 
@@ -214,32 +176,35 @@ def _read(values: Any, what: str) -> Any:
     return items
 
 
-# -- checks of arguments that set the size of a result -------------------------------------
-
 # A %-conversion: %[(key)][flags][width][.precision]type; `%%` is a literal percent sign.
 _PERCENT_SPEC = re.compile(r"%(?:%|(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?)")
 
 
-def _number(digits: str) -> int:
-    return int(digits) if len(digits) < 10 else 10**10
+def _digits(digits: str) -> int:
+    return int(digits) if len(digits) < 10 else 10**10  # int() refuses thousands of digits
 
 
-def _check_percent(template: str, args: Any) -> None:
-    """Widths and precisions of `template % args`, including `*` ones taken from args."""
+def _number(value: Any) -> int:
+    """A width, count or precision (non-integers are the callee's own business)."""
+    return abs(value) if isinstance(value, int) else 0
+
+
+def _pad(width: Any) -> int:
+    """Characters an indent of `width` spaces, or of the string `width`, adds."""
+    if isinstance(width, str):
+        return len(width)
+    return max(width, 0) if isinstance(width, int) else 0
+
+
+def _percent_width(template: str, args: Any) -> int:
+    """The largest width or precision in `template % args`; a `*` takes one from args."""
     values = args if isinstance(args, tuple) else (args,)
+    # A negative `*` width pads as much as a positive one (it left-justifies).
+    star = max((abs(v) for v in values if isinstance(v, int)), default=0)
+    widths = [0]
     for match in _PERCENT_SPEC.finditer(template):
-        for part in match.groups():
-            if part == "*":
-                _limit(max((v for v in values if isinstance(v, int)), default=0), "a * width")
-            elif part:
-                _limit(_number(part), "a width or precision in % formatting")
-
-
-def _check_format_spec(spec: str) -> None:
-    """A str.format spec such as `>10` or `.3f`: every number in it is a width or precision
-    (a fill character is a single one)."""
-    for digits in re.findall(r"\d+", spec):
-        _limit(_number(digits), "a width or precision in str.format")
+        widths.extend(star if part == "*" else _digits(part) for part in match.groups() if part)
+    return max(widths)
 
 
 def _replace_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
@@ -250,127 +215,82 @@ def _replace_size(text: str | bytes, old: Any, new: Any, count: Any) -> int:
 
 
 def _join_size(items: Any, separator: int) -> int:
-    total = 0
-    for count, item in enumerate(items):
-        total += _text_size(item) + (separator if count else 0)
-        _limit(total, "join")
-    return total
+    sizes = [_text_size(item) for item in items]
+    return sum(sizes) + separator * max(len(sizes) - 1, 0)
 
 
-def _center(value: Any, width: Any = 80, *_: Any, **__: Any) -> None:
-    _limit_number(width, "center width")
+def _wordwrap_size(text: str, width: Any, wrapstring: Any) -> int:
+    if not isinstance(width, int) or width <= 0:
+        return 0
+    # Each line but the last of a paragraph is followed by one at least as long as the rest
+    # of its width, so a paragraph of n characters has at most 2n/width + 1 lines.
+    lines = 2 * len(text) // width + text.count("\n") + 1
+    return len(text) + lines * (len(wrapstring) if isinstance(wrapstring, str) else 1)
 
 
-def _indent(value: Any, width: Any = 4, *_: Any, **__: Any) -> None:
-    text = str(value)
-    pad = len(width) if isinstance(width, str) else width
-    if isinstance(pad, int):
-        _limit(len(text) + (text.count("\n") + 1) * pad, "indent")
-
-
-def _wordwrap(
-    value: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None,
-    *_: Any, **__: Any,
-) -> None:  # fmt: skip
-    text = str(value)
-    if isinstance(width, int) and width > 0:
-        # Each line but the last of a paragraph is followed by one at least as long as the
-        # rest of its width, so a paragraph of n characters has at most 2n/width + 1 lines.
-        lines = 2 * len(text) // width + text.count("\n") + 1
-        separator = len(wrapstring) if isinstance(wrapstring, str) else 1
-        _limit(len(text) + lines * separator, "wordwrap")
-
-
-def _format(value: Any, *args: Any, **kwargs: Any) -> None:
-    _check_percent(str(value), kwargs or args)
-
-
-def _join(value: Any, d: Any = "", *_: Any, **__: Any) -> None:
-    _join_size(value, len(str(d)))
-
-
-def _replace(
-    value: Any, old: Any = "", new: Any = "", count: Any = None, *_: Any, **__: Any
-) -> None:
-    _limit(_replace_size(str(value), str(old), str(new), count), "replace")
-
-
-def _tojson(value: Any, indent: Any = None, *_: Any, **__: Any) -> None:
-    width = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
-    _limit(_size(value, indent=max(width, 0)), "tojson")
-
-
-def _pprint(value: Any, *_: Any, **__: Any) -> None:
-    _limit(_size(value, indent=1), "pprint")
-
-
-def _batch(value: Any, linecount: Any = 1, fill_with: Any = None, *_: Any, **__: Any) -> None:
-    if fill_with is not None:  # the last batch is padded to linecount items
-        _limit_number(linecount, "batch size")
-
-
-def _slice(value: Any, slices: Any = 1, *_: Any, **__: Any) -> None:
-    _limit_number(slices, "slice count")
-
-
-def _round(value: Any, precision: Any = 0, *_: Any, **__: Any) -> None:
-    _limit_number(precision, "round precision")  # round(5, -10**9) computes 10**(10**9)
-
-
-def _sum(value: Any, attribute: Any = None, start: Any = 0, *_: Any, **__: Any) -> None:
-    if isinstance(start, list | tuple) and isinstance(value, abc.Sized):
-        # Adding sequences copies the total so far each time: quadratic work.
-        _charge(len(value) * _size(value) // 2)
-
-
-def _urlize(
-    value: Any, trim_url_limit: Any = None, nofollow: Any = False, target: Any = None,
-    rel: Any = None, *_: Any, **__: Any,
-) -> None:  # fmt: skip
-    text = str(value)
+def _urlize_size(text: str, target: Any, rel: Any) -> int:
     links = sum(1 for word in text.split() if "." in word or "@" in word or ":" in word)
-    extra = len(str(target or "")) + len(str(rel or ""))
-    _limit(3 * len(text) + links * (100 + extra), "urlize")
+    return 3 * len(text) + links * (100 + len(str(target or "")) + len(str(rel or "")))
 
 
-_FILTER_CHECKS: dict[str, Callable[..., None]] = {
-    "center": _center,
-    "indent": _indent,
-    "wordwrap": _wordwrap,
-    "format": _format,
-    "join": _join,
-    "replace": _replace,
-    "tojson": _tojson,
-    "pprint": _pprint,
-    "batch": _batch,
-    "slice": _slice,
-    "round": _round,
-    "sum": _sum,
-    "urlize": _urlize,
+def _sum_size(iterable: Any, start: Any) -> int:
+    if isinstance(start, list | tuple) and isinstance(iterable, abc.Sized):
+        # Adding sequences copies the total so far each time: quadratic work. The sum itself
+        # is checked once made.
+        _charge(len(iterable) * _size(iterable) // 2)
+    return 0
+
+
+# The size of a filter's result, from the arguments it is called with (after the context or
+# environment Jinja2 passes some), for filters that would make a large value before their
+# result can be checked. Extra arguments are left for the filter to refuse.
+_FILTER_SIZES: dict[str, Callable[..., int]] = {
+    "center": lambda value, width=80, *_, **__: _number(width),
+    "indent": lambda s, width=4, *_, **__: len(str(s)) + (str(s).count("\n") + 1) * _pad(width),
+    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None, *_, **__: (
+        _wordwrap_size(str(s), width, wrapstring)
+    ),
+    "format": lambda value, *args, **kwargs: _percent_width(str(value), kwargs or args),
+    "join": lambda value, d="", *_, **__: _join_size(value, len(str(d))),
+    "replace": lambda s, old="", new="", count=None, *_, **__: _replace_size(
+        str(s), str(old), str(new), count
+    ),
+    "tojson": lambda value, indent=None, *_, **__: _size(value, indent=_pad(indent)),
+    "pprint": lambda value, *_, **__: _size(value, indent=1),
+    # Only with fill_with is the last batch padded to linecount items.
+    "batch": lambda value, linecount=1, fill_with=None, *_, **__: (
+        0 if fill_with is None else _number(linecount)
+    ),
+    "slice": lambda value, slices=1, *_, **__: _number(slices),
+    # round(5, -10**9) computes 10**(10**9).
+    "round": lambda value, precision=0, *_, **__: _number(precision),
+    "sum": lambda iterable, attribute=None, start=0, *_, **__: _sum_size(iterable, start),
+    "urlize": lambda value, trim_url_limit=None, nofollow=False, target=None, rel=None, *_, **__: (
+        _urlize_size(str(value), target, rel)
+    ),
 }
-# `truncate` only shortens (its length is an upper bound, not a size), like most filters; the
-# result of every filter is still checked.
+# Other filters, `truncate` among them, make little more than their inputs, which are checked;
+# the result of every filter is checked too.
 
 
-def _check_text_method(text: str | bytes, name: str, args: tuple[Any, ...], kwargs: Any) -> None:
-    """str (and bytes) methods whose result grows with an argument."""
+def _method_size(text: str | bytes, name: str, args: tuple[Any, ...], kwargs: Any) -> int:
+    """The size of the result of str (or bytes) methods whose result grows with an argument."""
     first = args[0] if args else None
     kind = str if isinstance(text, str) else bytes
     if name in ("center", "ljust", "rjust", "zfill"):
-        _limit_number(first, f"{name} width")
-    elif name == "expandtabs":
+        return _number(first)
+    if name == "expandtabs":
         tabsize = first if args else kwargs.get("tabsize", 8)
-        if isinstance(tabsize, int):
-            tabs = text.count("\t" if isinstance(text, str) else b"\t")
-            _limit(len(text) + tabs * tabsize, "expandtabs")
-    elif name == "replace" and len(args) >= 2 and all(isinstance(a, kind) for a in args[:2]):
+        return len(text) + text.count("\t" if kind is str else b"\t") * _pad(tabsize)
+    if name == "replace" and len(args) >= 2 and all(isinstance(a, kind) for a in args[:2]):
         count = args[2] if len(args) > 2 else kwargs.get("count", -1)
-        _limit(_replace_size(text, args[0], args[1], count), "replace")
-    elif name == "join" and args:
-        _join_size(args[0], len(text))
-    elif name == "translate" and isinstance(first, Mapping):
+        return _replace_size(text, args[0], args[1], count)
+    if name == "join" and args:
+        return _join_size(args[0], len(text))
+    if name == "translate" and isinstance(first, Mapping):
         longest = max((len(v) for v in first.values() if isinstance(v, str)), default=1)
-        _limit(len(text) * max(longest, 1), "translate")
+        return len(text) * max(longest, 1)
+    return 0
 
 
 def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
@@ -380,36 +300,29 @@ def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     return generate_lorem_ipsum(n, html, min, max)
 
 
-# -- the template rewrite --------------------------------------------------------------------
 # Context filters, because Jinja2 calls a filter directly (no sandbox call in between) and
 # never folds a context filter at compile time. The names cannot be written in a template.
 
-_LOOP, _CONCAT, _WRITE, _VALUE = (
-    "synthaix:loop",
-    "synthaix:concat",
-    "synthaix:write",
-    "synthaix:value",
-)
+_LOOP = "synthaix:loop"
+_CONCAT = "synthaix:concat"
+_WRITE = "synthaix:write"
+_VALUE = "synthaix:value"
 
 
 @pass_context
-def _count_loop(context: Context, iterable: Any) -> Any:
+def _count_loop(context: Context, iterable: Any) -> Iterator[Any]:
     budget = _BUDGET.get()
-    return iterable if budget is None else _counted(iterable, budget)
-
-
-def _counted(iterable: Any, budget: _Budget) -> Iterator[Any]:
     for item in iterable:
-        budget.charge(1)
+        if budget is not None:
+            budget.charge(1)
         yield item
 
 
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    if type(value) in _SCALARS:
-        return str(value)
-    _limit(_text_size(value), "printing a value")
+    if type(value) not in _SCALARS:
+        _limit(_text_size(value), "printing a value")
     return str(value)
 
 
@@ -450,8 +363,12 @@ def _filter(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
 
 class _Guard(NodeTransformer):
     """Rewrites a parsed template so that loops count their iterations, `~`, literals and
-    comparisons check the size of their values, and output is counted and never folded at
-    compile time."""
+    comparisons check the size of their values, and output is counted.
+
+    Jinja2 folds constant expressions while compiling, which made `validate` compute
+    `'x' * 10**9`: `optimized=False` turns its optimizer off, and the context filters around
+    output and `{% autoescape %}` options stop the folding of those.
+    """
 
     def visit_For(self, node: nodes.For) -> nodes.For:
         self.generic_visit(node)
@@ -469,7 +386,7 @@ class _Guard(NodeTransformer):
 
     def visit_EvalContextModifier(self, node: nodes.EvalContextModifier) -> nodes.Node:
         self.generic_visit(node)
-        for option in node.options:  # `{% autoescape x %}` evaluates x while compiling
+        for option in node.options:
             option.value = _filter(_VALUE, option.value)
         return node
 
@@ -484,6 +401,7 @@ class _Guard(NodeTransformer):
         return node
 
     def visit_List(self, node: nodes.List) -> nodes.Filter:
+        # Literals nest by reference: `[a, a]`, ten levels deep, prints `a` 1,024 times.
         self.generic_visit(node)
         return _filter(_VALUE, node)
 
@@ -494,13 +412,10 @@ class _Guard(NodeTransformer):
         return node if node.ctx != "load" else _filter(_VALUE, node)  # not `a, b` targets
 
 
-# -- the environment -----------------------------------------------------------------------
-
-
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """`func` with its inputs read and checked, its size arguments checked before it runs,
-    and its result checked after."""
-    check = _FILTER_CHECKS.get(name)
+    """`func` with its inputs read and checked, its result's size checked before it runs
+    (where _FILTER_SIZES knows it) and its result checked after."""
+    size_of = _FILTER_SIZES.get(name)
     skip = 0 if getattr(func, "jinja_pass_arg", None) is None else 1  # context/environment
     what = f"the {name} filter"
 
@@ -509,8 +424,8 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         _charge(1)
         args = (*args[:skip], *(_read(arg, what) for arg in args[skip:]))
         kwargs = {key: _read(value, what) for key, value in kwargs.items()}
-        if check is not None:
-            check(*args[skip:], **kwargs)
+        if size_of is not None:
+            _limit(size_of(*args[skip:], **kwargs), name)
         return _produced(func(*args, **kwargs), what)
 
     return guarded
@@ -518,7 +433,10 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 class _BoundedFormatter(SandboxedFormatter):
     def format_field(self, value: Any, format_spec: str) -> Any:
-        _check_format_spec(format_spec)
+        # Every number in a spec such as `>10` or `.3f` is a width or precision (a fill is
+        # one character).
+        for digits in re.findall(r"\d+", format_spec):
+            _limit(_digits(digits), "a width or precision in str.format")
         _limit(_text_size(value), "str.format")
         return super().format_field(value, format_spec)
 
@@ -553,21 +471,23 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _charge(1)
+        ints = isinstance(left, int) and isinstance(right, int)
+        bits = 0
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
                 if isinstance(sequence, _SEQUENCES) and isinstance(times, int):
                     _limit(_size(sequence) * times, "repeating with *")
-            if isinstance(left, int) and isinstance(right, int):
-                _limit_bits(left.bit_length() + right.bit_length())
-        elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-                _limit_bits(left.bit_length() * right)
-        elif operator == "+":
-            if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
-                _limit(_size(left) + _size(right), "joining with +")
+            if ints:
+                bits = left.bit_length() + right.bit_length()
+        elif operator == "**" and ints and right > 0 and abs(left) > 1:
+            bits = left.bit_length() * right
+        elif operator == "+" and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
+            _limit(_size(left) + _size(right), "joining with +")
         elif operator == "%" and isinstance(left, str):
             _limit(_size(right), "formatting with %")
-            _check_percent(left, right)
+            _limit(_percent_width(left, right), "a width or precision in % formatting")
+        # An integer of n bits prints as at least 3n/10 digits (log2(10) < 10/3).
+        _limit(bits * 3 // 10, f"the {operator} operator")
         result = super().call_binop(context, operator, left, right)
         return _produced(result, f"the {operator} operator")
 
@@ -589,10 +509,11 @@ class BoundedEnvironment(SandboxedEnvironment):
             if key not in ("_loop_vars", "_block_vars"):  # Jinja2's own, not the template's
                 kwargs[key] = _read(value, "a call argument")
         owner = getattr(obj, "__self__", None)
-        what = f"calling {getattr(obj, '__name__', 'a function')}"
+        name = getattr(obj, "__name__", "")
         if isinstance(owner, _TEXT):
-            _check_text_method(owner, getattr(obj, "__name__", ""), args, kwargs)
+            _limit(_method_size(owner, name, args, kwargs), name)
         result = super().call(context, obj, *args, **kwargs)
+        what = f"calling {name or 'a function'}"
         if isinstance(owner, _CONTAINERS):  # append, extend, update... grow the list itself
             _read(owner, what)
         return _produced(result, what)
@@ -622,14 +543,6 @@ class BoundedEnvironment(SandboxedEnvironment):
             return type(template)(formatter.vformat(template, args, kwargs))
 
         return wrapper
-
-
-def _limit_bits(bits: int) -> None:
-    if bits > _MAX_INT_BITS:
-        raise TemplateLimitError(
-            f"an integer of about {bits * 3 // 10:,} digits would be computed; a template "
-            f"value may be at most {MAX_RENDERED_CHARS:,} characters"
-        )
 
 
 def render(template: Template, context: Mapping[str, Any] | None = None) -> str:
