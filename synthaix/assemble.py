@@ -162,6 +162,7 @@ class RoundPlanner:
         self.rounds = 0
         self._stalled = 0
         self._round_start = (0, 0)
+        self._planned = 0
         self._last_delivered = -1
 
     def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
@@ -178,12 +179,15 @@ class RoundPlanner:
         if self.rounds == 0:
             rows = missing
         else:
-            tried = generated - self._round_start[1]
+            # Against the rows planned, not those generated: constraints and LLM failures
+            # drop rows inside the chunks, before the assembler sees them.
+            tried = self._planned
             acceptance = (delivered - self._round_start[0]) / tried if tried else 1.0
             rows = math.ceil(missing / max(acceptance, MIN_ACCEPTANCE) * 1.2)
             # Never more than a whole build in one round: bounds the waste when it cannot work.
             rows = min(rows, max(assembler.target, self.config.chunk_size))
         self._round_start = (delivered, generated)
+        self._planned = rows
         chunks = plan_chunks(
             rows, self.config.chunk_size, first_row=self.next_row, first_index=self.next_index
         )

@@ -9,9 +9,11 @@ from typing import Any, Literal, Self
 import pyarrow as pa
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from synthaix import constraints
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER
 from synthaix.columns.people import check_locale
+from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.errors import ConfigError
 from synthaix.llm.provider import ProviderConfig
@@ -111,6 +113,16 @@ class DatasetConfig(StrictModel):
     dedupe: DedupeConfig = Field(
         default_factory=DedupeConfig, description="Exact and near-duplicate removal."
     )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        description="Rules every row satisfies, as DuckDB boolean expressions over its columns "
+        "(a string, or {name, check}); rows that break one are replaced.",
+    )
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _plain_constraints(cls, items: Any) -> Any:
+        return [as_constraint(item) for item in items] if isinstance(items, list) else items
 
     @field_validator("locale")
     @classmethod
@@ -186,7 +198,13 @@ def _dedupe_problems(config: DatasetConfig):
 
 
 def _column_problems(config: DatasetConfig):
-    yield from _dedupe_problems(config)
+    problems = list(_dedupe_problems(config)) + list(_each_column_problems(config))
+    yield from problems
+    if not problems:  # constraints bind over the columns' types, and sample their values
+        yield from constraints.problems(config)
+
+
+def _each_column_problems(config: DatasetConfig):
     seen: dict[str, int] = {}
     capacities: dict[str, int | None] = {}
     for index, column in enumerate(config.columns):
@@ -199,6 +217,10 @@ def _column_problems(config: DatasetConfig):
                 why = "comes later; move it above" if later else "is not a column"
                 earlier = ", ".join(seen) or "none"
                 yield where, f"references '{ref}', which {why} (earlier columns: {earlier})"
+        if column.references() <= seen.keys():
+            earlier = {c.name: c for c in config.columns[:index]}
+            for path, message in column.problems(earlier):
+                yield (*where, *path), message
         seen[column.name] = index
         capacity = column.capacity(capacities, config.locale)
         capacities[column.name] = capacity

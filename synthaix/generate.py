@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthaix import constraints
 from synthaix.columns import ChunkContext
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
@@ -68,6 +69,7 @@ class ChunkResult:
     row_ids: np.ndarray
     llm: LlmStats = field(default_factory=LlmStats)
     hashes: np.ndarray | None = None
+    rejected: dict[str, int] = field(default_factory=dict)  # rows each constraint dropped
 
 
 def generate_chunk(
@@ -75,10 +77,12 @@ def generate_chunk(
     chunk: Chunk,
     llm: LlmClient | None = None,
     keys: Sequence[str] = (),
+    constrained: bool = True,
 ) -> ChunkResult:
     """Sampler columns from the chunk's seeded streams; LLM columns in batched requests through
     `llm` (without one, as in a preview with no provider, they are left null). `keys`: the
-    exact-dedupe key columns to hash.
+    exact-dedupe key columns to hash. Rows that break a constraint are left out and counted
+    (`constrained=False`: kept, for sampling the constraints' pass rates).
 
     Rows whose LLM values could not be obtained (after re-asks) are left out: the build's
     fill-up rounds replace them.
@@ -110,8 +114,12 @@ def generate_chunk(
         values[column.name] = array.cast(field_.type)
     table = pa.Table.from_arrays([values[f.name] for f in schema], schema=schema)
     row_ids = np.arange(chunk.first_row, chunk.first_row + chunk.rows, dtype=np.int64)
+    rejected: dict[str, int] = {}
+    if constrained:
+        passed, rejected = constraints.apply(config, table)
+        complete &= passed
     if not complete.all():
         table = table.filter(pa.array(complete))
         row_ids = row_ids[complete]
     hashes = key_hashes(table, list(keys)) if keys else None
-    return ChunkResult(table, row_ids, recorder.stats, hashes)
+    return ChunkResult(table, row_ids, recorder.stats, hashes, rejected)

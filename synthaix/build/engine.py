@@ -66,6 +66,7 @@ class Build:
         self.sample: pa.Table | None = None
         self.llm = LlmStats()
         self.reused_chunks = 0
+        self.rejected: dict[str, int] = {}  # rows each constraint dropped
         self.batches = 0  # numbers the dedupe and write-part steps of each batch
         self._writes: ThreadPoolExecutor | None = None
         self._written: Future[None] | None = None
@@ -160,6 +161,8 @@ class Build:
             if ledger is not None:
                 ledger.save(chunk, result)
             self.llm += result.llm
+            for name, count in result.rejected.items():
+                self.rejected[name] = self.rejected.get(name, 0) + count
             yield from assembler.add(chunk.index, result)
 
     def _admit(self, batch: Batch, assembler: Assembler, dedupe: DedupeIndex, writer: Any) -> None:
@@ -213,6 +216,7 @@ class Build:
             unique_value=assembler.dropped_duplicates,
             exact_duplicate=dedupe.stats.exact,
             near_duplicate=dedupe.stats.near,
+            constraint=self.rejected,
         )
         rows = RowCounts(
             delivered=assembler.delivered,

@@ -41,6 +41,9 @@ class Dropped(_Section):
     unique_value: int = Field(0, description="Rows repeating a value of a `unique` column.")
     exact_duplicate: int = Field(0, description="Rows whose dedupe key was seen before.")
     near_duplicate: int = Field(0, description="Rows whose text was near a stored row's.")
+    constraint: dict[str, int] = Field(
+        default_factory=dict, description="Generated rows each constraint dropped (replaced)."
+    )
 
     @property
     def total(self) -> int:
@@ -202,6 +205,8 @@ def summary_markdown(manifest: Manifest) -> str:
         f"{dropped.unique_value:,}, exact duplicates {dropped.exact_duplicate:,}, "
         f"near duplicates {dropped.near_duplicate:,} |",
     ]
+    if dropped.constraint:
+        lines.append(f"| broke a constraint | {_counts(dropped.constraint)} |")
     if llm.requests:
         lines += [
             f"| LLM | {llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f} |",

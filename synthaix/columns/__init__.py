@@ -13,6 +13,7 @@ from synthaix.columns.identity import UuidColumn
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
 from synthaix.columns.people import FakerColumn, LoremColumn, NameColumn
+from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 
 COLUMN_CLASSES: tuple[type[Column], ...] = (
@@ -28,6 +29,7 @@ COLUMN_CLASSES: tuple[type[Column], ...] = (
     FakerColumn,
     LoremColumn,
     ExpressionColumn,
+    SqlColumn,
     LlmColumn,
 )
 

@@ -18,6 +18,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclass(frozen=True)
+class RelationCheck:
+    """A declared relation of a column (a derived value, an offset, a per-group distribution, a
+    correlation), verified on the output by querying it, never by trusting the generator.
+
+    `sql` is one SELECT over the dataset's table, named `data`, that returns one row of two
+    columns: `failed` (rows or groups that break the relation; 0 means it holds) and
+    `observed` (text for the report, e.g. "0 of 20,000 rows outside [1h, 5d]").
+    """
+
+    column: str
+    relation: str  # as declared, for people: "shipped_at = ordered_at + [1h, 5d]"
+    sql: str
+
+
 @dataclass
 class ChunkContext:
     """Everything a column needs to fill one chunk.
@@ -53,6 +68,15 @@ class Column(StrictModel):
     def references(self) -> set[str]:
         """Names of other columns this column reads; they must come earlier in the list."""
         return set()
+
+    def problems(self, earlier: dict[str, Column]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems only the earlier columns reveal (an offset from a column of another type,
+        a `by` value with no parameters): (path inside this column, message) each."""
+        return []
+
+    def relation_checks(self) -> list[RelationCheck]:
+        """The relations this column declares, for the report and the tests to verify."""
+        return []
 
     def arrow_type(self) -> pa.DataType:
         raise NotImplementedError

@@ -1,0 +1,149 @@
+"""Table constraints: `constraints: ["discount <= total", {name: ..., check: ...}]`.
+
+Each is a DuckDB boolean expression over the row's columns, checked like a `sql` column
+(`sqlexpr.py`). A generated row that breaks one is dropped in its chunk and replaced in the
+build's fill-up rounds; the drops are counted per constraint. As in a SQL CHECK constraint, a
+row passes when the expression is true or NULL. Filtering wastes the rows it drops, so
+construction (offsets, parameters `by` a column) is better where it can express the rule;
+a constraint that passes almost no sampled row is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from synthaix.columns.base import RelationCheck, StrictModel
+from synthaix.errors import SynthaixError
+from synthaix.sqlexpr import ExpressionError, bind, checked, evaluate, failing_row
+
+if TYPE_CHECKING:
+    from synthaix.config import DatasetConfig
+
+SAMPLE_ROWS = 2_000
+#: A constraint that passes fewer sampled rows is refused: the build would generate over 100
+#: rows for each one it keeps.
+MIN_PASS_RATE = 0.01
+
+
+class Constraint(StrictModel):
+    """A rule every delivered row satisfies."""
+
+    check: str = Field(
+        description="DuckDB boolean expression over the row's columns, e.g. discount <= total."
+    )
+    name: str | None = Field(
+        default=None, description="Name in the summary and report (default: the check)."
+    )
+
+    @field_validator("check")
+    @classmethod
+    def _check(cls, check: str) -> str:
+        try:
+            checked(check)
+        except ExpressionError as exc:
+            raise ValueError(f"not a boolean DuckDB expression over the row: {exc}") from None
+        return check
+
+    @property
+    def label(self) -> str:
+        return self.name or self.check
+
+    @cached_property
+    def term(self) -> str:
+        return f"({checked(self.check)[0]})"
+
+    def relation_check(self) -> RelationCheck:
+        sql = (
+            f"SELECT count(*) FILTER (WHERE NOT {self.term}) AS failed, "
+            "format('{:,} of {:,} rows break it', failed, count(*)) AS observed FROM data"
+        )
+        return RelationCheck("", f"constraint {self.label}", sql)
+
+
+def as_constraint(item: Any) -> Any:
+    """A plain string in the YAML is the check itself."""
+    return {"check": item} if isinstance(item, str) else item
+
+
+def problems(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Unknown columns and non-boolean checks; then, if all bind, the pass rate on a sample."""
+    schema = pa.schema([(c.name, c.arrow_type()) for c in config.columns])
+    bound = True
+    for index, constraint in enumerate(config.constraints):
+        where = ("constraints", index)
+        unknown = sorted(set(checked(constraint.check)[1]) - set(schema.names))
+        if unknown:
+            bound = False
+            yield where, f"'{unknown[0]}' is not a column (columns: {', '.join(schema.names)})"
+            continue
+        try:
+            kind = bind(constraint.term, schema)
+        except ExpressionError as exc:
+            bound = False
+            yield where, f"DuckDB cannot check it: {exc}"
+            continue
+        if not pa.types.is_boolean(kind):
+            bound = False
+            yield where, f"it gives {kind}, not true/false; write a comparison such as a <= b"
+    if bound and config.constraints:
+        yield from _sample_problems(config)
+
+
+def _sample_problems(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    from synthaix.generate import Chunk, generate_chunk
+
+    sample = generate_chunk(config, Chunk(0, 0, SAMPLE_ROWS), constrained=False).table
+    passed = _passes(config, sample)
+    for index, constraint in enumerate(config.constraints):
+        rate = float(np.mean(passed[index]))
+        if rate < MIN_PASS_RATE:
+            yield (
+                ("constraints", index),
+                f"constraint '{constraint.label}' holds for only {rate:.1%} of {SAMPLE_ROWS:,} "
+                f"sampled rows (at least {MIN_PASS_RATE:.0%} must): build the relation into the "
+                "columns instead (after/before offsets, parameters by a column, a sql column)",
+            )
+
+
+def apply(config: DatasetConfig, table: pa.Table) -> tuple[np.ndarray, dict[str, int]]:
+    """Which rows pass every constraint, and how many rows each constraint dropped."""
+    if not config.constraints or not table.num_rows:
+        return np.ones(table.num_rows, dtype=bool), {}
+    passed = _passes(config, table)
+    dropped = {c.label: int((~ok).sum()) for c, ok in zip(config.constraints, passed, strict=True)}
+    return np.logical_and.reduce(passed), {k: v for k, v in dropped.items() if v}
+
+
+def _passes(config: DatasetConfig, table: pa.Table) -> list[np.ndarray]:
+    import duckdb
+
+    terms = [c.term for c in config.constraints]
+    try:
+        result = evaluate(terms, table)
+    except duckdb.Error:
+        for constraint in config.constraints:  # find which one, and on which row
+            row, message = failing_row(constraint.term, table)
+            if message:
+                raise ConstraintError(
+                    f"constraint '{constraint.label}' cannot be checked on a generated row "
+                    f"({_row(table, row)}): {message}",
+                    hint="guard the expression (CASE WHEN ..., nullif, TRY(...))",
+                ) from None
+        raise
+    # SQL CHECK semantics: NULL (unknown) passes.
+    return [pc.fill_null(column, True).to_numpy(zero_copy_only=False) for column in result]
+
+
+def _row(table: pa.Table, row: int) -> str:
+    return ", ".join(f"{name}={table[name][row].as_py()!r}" for name in table.column_names)
+
+
+class ConstraintError(SynthaixError):
+    """A constraint that fails to evaluate (not one that is false) on a generated row."""

@@ -1,0 +1,220 @@
+"""DuckDB scalar expressions from configs: checked with DuckDB's own parser, run locked down.
+
+A config may come from the Prefect UI or from `translate`, so an expression is untrusted. It
+is parsed by DuckDB (`json_serialize_sql`), and accepted only if the parse is one SELECT of
+one expression with no FROM, and every node is a constant, a column of the row, an operator,
+CASE, CAST or a deterministic scalar function: no subqueries (so no `read_text`, `read_csv`
+or other table functions), no aggregates or windows (their value would depend on how rows
+fall into chunks), nothing volatile (`random()`, `now()`), no statements (`ATTACH`, `COPY`,
+`INSTALL`, `SET`). What runs is DuckDB's own re-rendering of the checked parse
+(`json_deserialize_sql`), never the text as written, so a comment or a stray parenthesis
+cannot smuggle anything past the check. And it runs on a connection with external access
+disabled and its configuration locked, in case the check ever misses something.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import duckdb
+
+_NODES = {"CONSTANT", "COLUMN_REF", "FUNCTION", "OPERATOR", "CASE", "CAST", "COMPARISON"}
+_NODES |= {"CONJUNCTION", "BETWEEN", "COLLATE", "TYPE"}  # TYPE: the target of a CAST
+# Scalar macros that compute from their arguments alone (the others read the catalog or
+# the clock, or are Postgres shims).
+_MACROS = {"nullif", "if", "split_part", "date_add", "days_in_month", "fdiv"}
+_MACRO_PREFIXES = ("list_", "array_")
+# Deterministic for the same inputs in DuckDB's terms, but they read the clock or session.
+_SESSION = re.compile(
+    r"(current_|get_current|getvariable|transaction_|txid_|in_search_path|version$|now$|today$)"
+)
+# `as:` types: a name DuckDB knows, never free SQL.
+_TYPE = re.compile(
+    r"(?i)(decimal|numeric)\s*\(\s*\d{1,2}\s*,\s*\d{1,2}\s*\)|date|time|timestamp|boolean|bool|"
+    r"tinyint|smallint|integer|int|bigint|hugeint|double|float|real|text|varchar|string"
+)
+_local = threading.local()
+
+
+class ExpressionError(ValueError):
+    """An expression DuckDB cannot parse or that is not a safe scalar expression."""
+
+
+def connection() -> duckdb.DuckDBPyConnection:
+    """This thread's locked-down in-memory DuckDB (a connection is not safe across threads)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        import duckdb
+
+        con = duckdb.connect(
+            config={
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "threads": 1,  # chunks already run in parallel
+            }
+        )
+        con.execute("SET lock_configuration = true")
+        _local.con = con
+    return con
+
+
+@lru_cache(maxsize=4096)
+def checked(expr: str) -> tuple[str, frozenset[str]]:
+    """(the expression as DuckDB renders it, the columns it reads), or ExpressionError."""
+    import duckdb
+
+    try:
+        parsed = json.loads(
+            connection().execute("SELECT json_serialize_sql(?)", [f"SELECT {expr}"]).fetchone()[0]
+        )
+    except duckdb.Error as exc:  # pragma: no cover - json_serialize_sql reports errors inline
+        raise ExpressionError(str(exc)) from None
+    if parsed.get("error"):
+        raise ExpressionError(_first_line(parsed.get("error_message", "cannot parse it")))
+    statements = parsed["statements"]
+    node = statements[0]["node"] if len(statements) == 1 else {}
+    if (
+        node.get("type") != "SELECT_NODE"
+        or len(node.get("select_list", [])) != 1
+        or node.get("from_table", {}).get("type") != "EMPTY"
+        or any(node.get(k) for k in ("where_clause", "group_expressions", "having", "qualify"))
+        or node.get("modifiers")
+        or node.get("cte_map", {}).get("map")
+    ):
+        raise ExpressionError(
+            "write one scalar expression over the row's columns (no FROM, WHERE, ';' or clauses)"
+        )
+    columns: set[str] = set()
+    _walk(node["select_list"][0], columns)
+    if node["select_list"][0].get("alias"):
+        raise ExpressionError("leave out the alias (AS ...): the column's name is its alias")
+    rendered = connection().execute("SELECT json_deserialize_sql(?)", [json.dumps(parsed)])
+    return rendered.fetchone()[0].removeprefix("SELECT "), frozenset(columns)
+
+
+def sql_type(name: str) -> str:
+    if not _TYPE.fullmatch(name.strip()):
+        raise ExpressionError(
+            f"'{name}' is not a type SynthAIx accepts; use one of integer, bigint, double, "
+            "decimal(p,s), boolean, date, timestamp, text"
+        )
+    return name.strip()
+
+
+def bind(expr: str, schema: pa.Schema, cast: str | None = None) -> pa.DataType:
+    """The Arrow type `expr` has over rows of `schema`; DuckDB's binder errors (a wrong
+    column, a type mismatch) become ExpressionError."""
+    import duckdb
+
+    term = f"CAST(({expr}) AS {cast})" if cast else f"({expr})"
+    cursor = connection().cursor()
+    try:
+        if not len(schema):  # DuckDB needs a column to scan; the expression reads none
+            schema = pa.schema([("__synthaix_row", pa.null())])
+        cursor.register("data", schema.empty_table())
+        return cursor.sql(f"SELECT {term} AS v FROM data").to_arrow_table().schema.field("v").type
+    except duckdb.Error as exc:
+        raise ExpressionError(_first_line(str(exc))) from None
+    finally:
+        cursor.close()
+
+
+def evaluate(terms: list[str], table: pa.Table) -> pa.Table:
+    """Each term evaluated over every row of `table` (columns v0, v1, ...), in one query."""
+    cursor = connection().cursor()
+    try:
+        cursor.register("data", table)
+        select = ", ".join(f"{term} AS v{i}" for i, term in enumerate(terms))
+        return cursor.sql(f"SELECT {select} FROM data").to_arrow_table()
+    finally:
+        cursor.close()
+
+
+def failing_row(term: str, table: pa.Table) -> tuple[int, str]:
+    """The first row on which `term` raises, and DuckDB's message: a binary search over
+    slices, so only a failed chunk pays for it."""
+    import duckdb
+
+    lo, hi, message = 0, table.num_rows, ""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            evaluate([term], table.slice(lo, mid - lo))
+            lo = mid
+        except duckdb.Error as exc:
+            hi, message = mid, str(exc)
+    if not message:
+        try:
+            evaluate([term], table.slice(lo, 1))
+        except duckdb.Error as exc:
+            message = str(exc)
+    return lo, _first_line(message)
+
+
+def _walk(node: Any, columns: set[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk(item, columns)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("class")
+    if kind is not None:
+        if kind not in _NODES:
+            what = {"SUBQUERY": "a subquery", "WINDOW": "a window function", "STAR": "*"}
+            raise ExpressionError(f"{what.get(kind, kind.lower())} is not allowed here")
+        if kind == "COLUMN_REF":
+            names = node["column_names"]
+            if len(names) != 1:
+                raise ExpressionError(f"write the column name alone, not {'.'.join(names)}")
+            columns.add(names[0])
+        if kind == "FUNCTION":
+            _check_function(node)
+    for key, value in node.items():
+        if key not in ("class", "type") and isinstance(value, dict | list):
+            _walk(value, columns)
+
+
+def _check_function(node: dict[str, Any]) -> None:
+    name = node["function_name"].lower()
+    if node.get("schema") or node.get("catalog"):
+        raise ExpressionError(f"call {name} without a schema or catalog")
+    if node.get("filter") or node.get("distinct") or node.get("order_bys", {}).get("orders"):
+        raise ExpressionError(f"{name}(...) with FILTER, DISTINCT or ORDER BY is an aggregate")
+    if name not in _allowed_functions():
+        raise ExpressionError(
+            f"function {name}() is not allowed: only deterministic scalar functions of the "
+            "row's values are (no aggregates, table functions, random() or now())"
+        )
+
+
+@cache
+def _allowed_functions() -> frozenset[str]:
+    rows = (
+        connection()
+        .execute(
+            "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
+            "WHERE (function_type = 'scalar' AND stability <> 'VOLATILE' "
+            "AND NOT has_side_effects) OR function_type = 'macro'"
+        )
+        .fetchall()
+    )
+    allowed = set()
+    for name, kind in rows:
+        if kind == "macro" and not (name in _MACROS or name.startswith(_MACRO_PREFIXES)):
+            continue
+        if not _SESSION.match(name):
+            allowed.add(name.lower())
+    return frozenset(allowed)
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
