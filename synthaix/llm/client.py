@@ -44,15 +44,15 @@ _BASE_URL_HINT = (
     "check provider.base_url: it should be the API root that serves /chat/completions, usually "
     "ending in /v1, e.g. http://127.0.0.1:11434/v1 for Ollama"
 )
+_BACKOFF = wait_exponential_jitter(initial=0.25, max=10)
 T = TypeVar("T")
+Gate = Callable[[], AbstractContextManager[Any]]
 
 
 @dataclass
 class Completion:
     text: str
     finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
 
 
 def estimate_tokens(text: str) -> int:
@@ -84,9 +84,6 @@ class RateLimiter:
             time.sleep(min(max(wait, 0.0), 5.0))
 
 
-Gate = Callable[[], AbstractContextManager[Any]]
-
-
 class LlmClient:
     """One build's (or one worker process's) client. `gate`: a context manager taken around
     every request, e.g. a slot of a concurrency limit shared by all workers."""
@@ -111,11 +108,9 @@ class LlmClient:
         self.limiter = RateLimiter(provider.rpm, provider.tpm)
         self._slots = threading.BoundedSemaphore(provider.max_concurrency)
         self.gate = gate
-        auto = provider.structured_output == "auto"
-        self.mode = "json_schema" if auto else provider.structured_output
-        self._auto = auto
+        self._auto = provider.structured_output == "auto"
+        self.mode = "json_schema" if self._auto else provider.structured_output
 
-    # -- public ------------------------------------------------------------------------------
     def check(self) -> None:
         """Fail fast, before any chunk runs, on a wrong URL, key or model name, and on a URL
         that is no LLM endpoint at all (a web server would be retried for minutes)."""
@@ -130,18 +125,19 @@ class LlmClient:
         else:
             # Read the body ourselves: the client's parser turns a web page into an
             # AttributeError and `{"hello": 1}` into an empty list of models.
-            models = _model_ids(raw.http_response)
-            if models is None:
+            body = _json(raw.http_response)
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
                 seen = f"{_seen(raw.http_response)}, not a list of models"
-            elif models and self.provider.model not in models:
-                shown = ", ".join(sorted(models)[:10])
-                raise ProviderError(
-                    f"model '{self.provider.model}' is not served by {self.base_url} "
-                    f"(it has: {shown})",
-                    cause="model_not_found",
-                    hint="set provider.model to one of those names",
-                )
             else:
+                models = [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+                if models and self.provider.model not in models:
+                    raise ProviderError(
+                        f"model '{self.provider.model}' is not served by {self.base_url} "
+                        f"(it has: {', '.join(sorted(models)[:10])})",
+                        cause="model_not_found",
+                        hint="set provider.model to one of those names",
+                    )
                 return
         self._probe(f"GET /models answered {seen}")
 
@@ -173,7 +169,8 @@ class LlmClient:
         except openai.APIError as exc:
             raise self._wrap(exc) from None
         else:
-            if _is_completion(raw.http_response):
+            body = _json(raw.http_response)
+            if isinstance(body, dict) and isinstance(body.get("choices"), list):
                 return
             seen = f"{_seen(raw.http_response)}, not a chat completion"
         raise ProviderError(
@@ -191,88 +188,83 @@ class LlmClient:
         recorder: StatsRecorder,
     ) -> Completion:
         """One answer, retried on transient errors; mode falls back when `auto` and unsupported."""
-        estimate = sum(estimate_tokens(m["content"]) for m in messages) + max_tokens // 2
+        import openai
+
+        prompt_estimate = sum(estimate_tokens(m["content"]) for m in messages)
 
         def once() -> Completion:
-            with self._slots, self.gate():
-                return self._once(messages, schema, max_tokens, recorder)
+            while True:
+                try:
+                    response = self._openai.chat.completions.create(
+                        model=self.provider.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        temperature=self.provider.temperature,
+                        max_tokens=max_tokens,
+                        **self._format(schema),
+                    )
+                    break
+                except openai.BadRequestError as exc:
+                    if not (self._auto and self.mode in _FALLBACK and _mentions_format(exc)):
+                        raise
+                    self.mode = _FALLBACK[self.mode]  # this endpoint lacks that structured output
+            if not response.choices:
+                raise ProviderError(
+                    "the endpoint answered with no choices", cause="empty", transient=True
+                )
+            choice, usage = response.choices[0], response.usage
+            calls = getattr(choice.message, "tool_calls", None) or []
+            text = calls[0].function.arguments if calls else (choice.message.content or "")
+            prompt = usage.prompt_tokens if usage else prompt_estimate
+            completion = usage.completion_tokens if usage else estimate_tokens(text)
+            recorder.request(prompt, completion, self.provider.cost(prompt, completion))
+            return Completion(text, choice.finish_reason or "stop")
 
-        return self._with_retries(once, estimate, recorder)
+        return self._with_retries(once, prompt_estimate + max_tokens // 2, recorder)
 
     def embed(self, texts: list[str], model: str, dims: int | None) -> list[list[float]]:
         """Embeddings of `texts` (one request), with the same retry rules as completions."""
-        import openai
-
         options: dict[str, Any] = {"dimensions": dims} if dims else {}
 
         def once() -> list[list[float]]:
-            with self._slots, self.gate():
-                try:
-                    response = self._openai.embeddings.create(model=model, input=texts, **options)
-                except openai.APIError as exc:
-                    raise self._wrap(exc) from None
-            ordered = sorted(response.data, key=lambda item: item.index)
-            return [list(item.embedding) for item in ordered]
+            response = self._openai.embeddings.create(model=model, input=texts, **options)
+            return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
         estimate = sum(estimate_tokens(t) for t in texts)
         return self._with_retries(once, estimate, StatsRecorder())
 
-    def _with_retries(self, once: Callable[[], T], estimate: int, recorder: StatsRecorder) -> T:
+    def _with_retries(self, request: Callable[[], T], estimate: int, recorder: StatsRecorder) -> T:
         # The one retry layer for transport errors, 5xx and 429: bounded in attempts and in
         # time (a request that times out every time fails after about attempts x timeout).
+        import openai
+
+        def attempt() -> T:
+            self.limiter.acquire(estimate)
+            with self._slots, self.gate():
+                try:
+                    return request()
+                except openai.APIError as exc:
+                    raise self._wrap(exc) from None
+
         budget = self.provider.max_attempts * self.provider.timeout
         retrying = Retrying(
             stop=stop_after_attempt(self.provider.max_attempts) | stop_after_delay(budget),
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
             wait=_wait,
-            before_sleep=lambda state: self._before_retry(state, recorder),
+            before_sleep=lambda state: recorder.retry(state.outcome.exception().cause),
             reraise=True,
         )
         try:
-            for attempt in retrying:
-                with attempt:
-                    self.limiter.acquire(estimate)
-                    return once()
+            return retrying(attempt)
         except ProviderError as exc:
-            if exc.transient:
-                raise ProviderError(
-                    f"gave up after {self.provider.max_attempts} attempts: {exc}",
-                    cause=exc.cause,
-                    transient=False,  # retried here already: no other layer retries it again
-                    hint=exc.hint
-                    or "the endpoint keeps failing; try again later or lower "
-                    "provider.max_concurrency",
-                ) from None
-            raise
-        raise AssertionError("unreachable")
-
-    # -- one request -------------------------------------------------------------------------
-    def _once(
-        self,
-        messages: list[dict[str, str]],
-        schema: dict[str, Any],
-        max_tokens: int,
-        recorder: StatsRecorder,
-    ) -> Completion:
-        import openai
-
-        while True:
-            try:
-                response = self._openai.chat.completions.create(
-                    model=self.provider.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    temperature=self.provider.temperature,
-                    max_tokens=max_tokens,
-                    **self._format(schema),
-                )
-            except openai.BadRequestError as exc:
-                if self._auto and self.mode in _FALLBACK and _mentions_format(exc):
-                    self.mode = _FALLBACK[self.mode]  # this endpoint lacks that structured output
-                    continue
-                raise self._wrap(exc) from None
-            except openai.APIError as exc:
-                raise self._wrap(exc) from None
-            return self._completion(response, messages, recorder)
+            if not exc.transient:
+                raise
+            raise ProviderError(
+                f"gave up after {self.provider.max_attempts} attempts: {exc}",
+                cause=exc.cause,
+                transient=False,  # retried here already: no other layer retries it again
+                hint=exc.hint
+                or "the endpoint keeps failing; try again later or lower provider.max_concurrency",
+            ) from None
 
     def _format(self, schema: dict[str, Any]) -> dict[str, Any]:
         if self.mode == "json_schema":
@@ -284,32 +276,10 @@ class LlmClient:
             return {"tools": [tool], "tool_choice": choice}
         return {"response_format": {"type": "json_object"}}
 
-    def _completion(
-        self, response: Any, messages: list[dict[str, str]], recorder: StatsRecorder
-    ) -> Completion:
-        if not response.choices:
-            raise ProviderError(
-                "the endpoint answered with no choices", cause="empty", transient=True
-            )
-        choice = response.choices[0]
-        calls = getattr(choice.message, "tool_calls", None) or []
-        text = calls[0].function.arguments if calls else (choice.message.content or "")
-        usage = response.usage
-        prompt = (
-            usage.prompt_tokens if usage else sum(estimate_tokens(m["content"]) for m in messages)
-        )
-        completion = usage.completion_tokens if usage else estimate_tokens(text)
-        recorder.request(prompt, completion, self.provider.cost(prompt, completion))
-        return Completion(text, choice.finish_reason or "stop", prompt, completion)
-
-    # -- errors ------------------------------------------------------------------------------
-    def _before_retry(self, state: Any, recorder: StatsRecorder) -> None:
-        recorder.retry(state.outcome.exception().cause)
-
     def _wrap(self, exc: openai.APIError) -> ProviderError:
         import openai
 
-        where, env = self.base_url, self.provider.api_key_env
+        where = self.base_url
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError(f"{where} timed out", cause="timeout", transient=True)
         if isinstance(exc, openai.APIConnectionError):
@@ -320,14 +290,9 @@ class LlmClient:
                 hint="is the server running? check provider.base_url (or $OPENAI_BASE_URL)",
             )
         status = getattr(exc, "status_code", 0)
-        detail = self._scrub(_detail(exc))
-        if status == 429:
-            return ProviderError(
-                f"{where} is rate limiting (HTTP 429): {detail}",
-                cause="rate_limit",
-                transient=True,
-                retry_after=_retry_after(exc),
-            )
+        detail = _detail(exc)
+        if len(self._secret) > 3:
+            detail = detail.replace(self._secret, "***")
         if status in _NOT_AN_API:
             return ProviderError(
                 f"{where} does not look like an OpenAI-compatible endpoint "
@@ -335,10 +300,14 @@ class LlmClient:
                 cause="not_an_endpoint",
                 hint=_BASE_URL_HINT,
             )
-        if status in (408, 409) or status >= 500:
+        if status in (408, 409, 429) or status >= 500:
+            if status == 429:
+                cause, problem = "rate_limit", "is rate limiting"
+            else:
+                cause, problem = "server_error" if status >= 500 else f"http_{status}", "failed"
             return ProviderError(
-                f"{where} failed (HTTP {status}): {detail}",
-                cause="server_error" if status >= 500 else f"http_{status}",
+                f"{where} {problem} (HTTP {status}): {detail}",
+                cause=cause,
                 transient=True,
                 retry_after=_retry_after(exc),
             )
@@ -346,8 +315,8 @@ class LlmClient:
             return ProviderError(
                 f"{where} rejected the credentials (HTTP {status})",
                 cause="credentials",
-                hint=f"check the API key in ${env} (and that it may use model "
-                f"'{self.provider.model}')",
+                hint=f"check the API key in ${self.provider.api_key_env} (and that it may use "
+                f"model '{self.provider.model}')",
             )
         if status == 404:
             return ProviderError(
@@ -361,13 +330,10 @@ class LlmClient:
             hint="if the context is too long, lower provider.rows_per_request or max_length",
         )
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if len(self._secret) > 3 else text
-
 
 def _wait(state: Any) -> float:
     exc = state.outcome.exception()
-    backoff = wait_exponential_jitter(initial=0.25, max=10)(state)
+    backoff = _BACKOFF(state)
     if isinstance(exc, ProviderError) and exc.retry_after:
         return exc.retry_after + backoff * 0.1
     return backoff
@@ -379,11 +345,9 @@ def _retry_after(exc: openai.APIError) -> float | None:
     try:
         if "retry-after-ms" in headers:
             return float(headers["retry-after-ms"]) / 1000
-        if "retry-after" in headers:
-            return float(headers["retry-after"])
+        return float(headers["retry-after"]) if "retry-after" in headers else None
     except ValueError:
         return None
-    return None
 
 
 def _detail(exc: openai.APIError) -> str:
@@ -400,20 +364,6 @@ def _json(response: Any) -> Any:
         return response.json()
     except ValueError:  # a web page, or nothing; JSONDecodeError is a ValueError
         return None
-
-
-def _model_ids(response: Any) -> list[str] | None:
-    """The ids of a `GET /models` answer, or None when it is no list of models."""
-    body = _json(response)
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return None
-    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
-
-
-def _is_completion(response: Any) -> bool:
-    body = _json(response)
-    return isinstance(body, dict) and isinstance(body.get("choices"), list)
 
 
 def _seen(response: Any) -> str:

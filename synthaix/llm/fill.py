@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel
 
 from synthaix.columns.llm import LlmColumn
 from synthaix.llm.client import LlmClient
@@ -83,6 +82,8 @@ class StageFiller:
             found = self._fill_per_row(values, rows)
         else:
             found = self._fill_new_rows(rows)
+        if len(found) < rows:
+            self.recorder.rejected(Counter({"gave_up": rows - len(found)}))
         mask = np.array([i in found for i in range(rows)], dtype=bool)
         arrays = {}
         for column in self.columns:
@@ -94,7 +95,6 @@ class StageFiller:
         self.recorder.filled(int(mask.sum()))
         return arrays, mask
 
-    # -- rows conditioned on their own inputs -------------------------------------------------
     def _fill_per_row(self, values: dict[str, pa.Array], rows: int) -> dict[int, dict]:
         names = set().union(*(c.references() for c in self.columns))
         context = {name: values[name].to_pylist() for name in names}
@@ -102,10 +102,7 @@ class StageFiller:
         inputs = []
         for i in range(rows):
             row = {name: context[name][i] for name in names}
-            item: dict[str, Any] = {"id": i}
-            item.update({c.name: c.instruction(row) for c in per_row})
-            inputs.append(item)
-        model = row_model(self.columns, with_id=True)
+            inputs.append({"id": i, **{c.name: c.instruction(row) for c in per_row}})
         found: dict[int, dict] = {}
         feedback: dict[int, list[str]] = {}
         asked: Counter[int] = Counter()
@@ -131,14 +128,10 @@ class StageFiller:
                 if asked[i] <= self.provider.max_reasks:
                     waiting.append(i)
 
-        self._pipeline(next_batch, done, model)
-        if len(found) < rows:
-            self.recorder.rejected(Counter({"gave_up": rows - len(found)}))
+        self._pipeline(next_batch, done)
         return found
 
-    # -- rows made from scratch (whole-row mode) ---------------------------------------------
     def _fill_new_rows(self, rows: int) -> dict[int, dict]:
-        model = row_model(self.columns, with_id=False)
         made: list[dict] = []
         seen: set[str] = set()
         budget = [-(-rows // self.size) * (self.provider.max_reasks + 1)]  # requests allowed
@@ -161,28 +154,23 @@ class StageFiller:
             outstanding[0] -= len(batch.ids)
             asked[0] += len(batch.ids)
             got[0] += len(answer.rows)
-            duplicates = 0
+            duplicates: Counter[str] = Counter()
             for row in answer.rows:
                 key = json.dumps(row, sort_keys=True, ensure_ascii=False).casefold()
                 if key in seen:
-                    duplicates += 1
+                    duplicates["duplicate"] += 1
                     continue
                 seen.add(key)
                 made.append(row)
-            if duplicates:
-                self.recorder.rejected(Counter({"duplicate": duplicates}))
+            self.recorder.rejected(duplicates)
 
-        self._pipeline(next_batch, done, model)
-        if len(made) < rows:
-            self.recorder.rejected(Counter({"gave_up": rows - len(made)}))
+        self._pipeline(next_batch, done)
         return dict(enumerate(made[:rows]))
 
-    # -- requests ----------------------------------------------------------------------------
     def _pipeline(
         self,
         next_batch: Callable[[bool], _Batch | None],
         done: Callable[[_Batch, ParsedAnswer], None],
-        model: type[BaseModel],
     ) -> None:
         """Keep up to max_concurrency requests of this stage in flight; hand each answer to
         `done` as it arrives and refill at once, so re-asks never wait for a whole round."""
@@ -194,16 +182,16 @@ class StageFiller:
                     batch = next_batch(not running)
                     if batch is None:
                         break
-                    running.add(pool.submit(self._ask, batch, model))
+                    running.add(pool.submit(self._ask, batch))
                 if not running:
                     return
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     done(*future.result())
 
-    def _ask(self, batch: _Batch, model: type[BaseModel]) -> tuple[_Batch, ParsedAnswer]:
-        count = len(batch.ids)
-        schema = rows_schema(self.columns, count, with_ids=batch.inputs is not None)
+    def _ask(self, batch: _Batch) -> tuple[_Batch, ParsedAnswer]:
+        count, per_row = len(batch.ids), batch.inputs is not None
+        schema = rows_schema(self.columns, count, with_ids=per_row)
         in_prompt = self.client.mode != "json_schema"
         messages = render(
             self.description, self.columns, batch.inputs, count, in_prompt, batch.feedback
@@ -211,8 +199,8 @@ class StageFiller:
         completion = self.client.complete(messages, schema, self.provider.max_tokens, self.recorder)
         if completion.finish_reason == "length" and self.size > 1:
             self.size = max(1, self.size // 2)  # answers are longer than estimated
-        expected = set(batch.ids) if batch.inputs is not None else None
-        answer = parse_answer(completion.text, model, expected)
+        model = row_model(self.columns, with_id=per_row)
+        answer = parse_answer(completion.text, model, set(batch.ids) if per_row else None)
         if answer.rejected.pop("malformed_json", 0):
             answer.repaired = True  # nothing usable: every row of the batch is lost to it
         absent = count - len(answer.rows) - sum(answer.rejected.values())

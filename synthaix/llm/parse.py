@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import Counter
@@ -26,10 +27,8 @@ def extract_payload(text: str) -> tuple[Any | None, bool]:
     if not starts:
         return None, True
     candidate = candidate[min(starts) :].strip()
-    try:
+    with contextlib.suppress(ValueError):
         return json.loads(candidate), False
-    except ValueError:
-        pass
     try:
         repaired = json_repair.loads(candidate)
     except Exception:  # json-repair raises assorted errors on hopeless input
@@ -46,8 +45,7 @@ def row_model(columns: list[LlmColumn], with_id: bool) -> type[BaseModel]:
 @cache
 def _row_model(key: tuple[tuple[str, str], ...], with_id: bool) -> type[BaseModel]:
     fields: dict[str, Any] = {"id": (int, ...)} if with_id else {}
-    for name, schema in key:
-        fields[name] = (_python_type(json.loads(schema)), ...)
+    fields |= {name: (_python_type(json.loads(schema)), ...) for name, schema in key}
     return create_model(  # type: ignore[call-overload]
         "AnswerRow", __config__=ConfigDict(extra="ignore"), **fields
     )

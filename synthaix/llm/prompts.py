@@ -24,19 +24,17 @@ SYSTEM = (
 def rows_schema(columns: Sequence[LlmColumn], count: int, with_ids: bool) -> dict[str, Any]:
     """JSON Schema of an answer: {"rows": [row, ...]} with exactly `count` rows."""
     properties: dict[str, Any] = {"id": {"type": "integer"}} if with_ids else {}
-    properties.update({c.name: c.json_schema() for c in columns})
-    row = {
+    row = closed_object(properties | {c.name: c.json_schema() for c in columns})
+    return closed_object(
+        {"rows": {"type": "array", "items": row, "minItems": count, "maxItems": count}}
+    )
+
+
+def closed_object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
         "type": "object",
         "properties": properties,
         "required": list(properties),
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "rows": {"type": "array", "items": row, "minItems": count, "maxItems": count}
-        },
-        "required": ["rows"],
         "additionalProperties": False,
     }
 
@@ -52,39 +50,31 @@ def render(
     """Messages asking for `count` rows: one per input row when `inputs` is given (each input
     carries an `id` and, for per-row columns, its own instruction), else `count` new rows."""
     about = f" The dataset: {description.strip()}" if description else ""
-    fields = []
-    for column in columns:
-        rule = "instruction given per input row" if column.per_row else column.instruction()
-        fields.append(f"- {column.name} ({_describe(column)}): {rule}")
-    lines = ["Fields:", *fields, ""]
+    lines = ["Fields:", *map(_field, columns), ""]
     if inputs:
-        lines += [
+        lines.append(
             f"Write one row for each of these {len(inputs)} inputs, in the same order, "
-            "copying its id:",
-            "```json",
-            json.dumps(list(inputs), ensure_ascii=False),
-            "```",
-        ]
+            "copying its id:"
+        )
+        lines += _fence(json.dumps(list(inputs), ensure_ascii=False))
     else:
         lines.append(f"Write exactly {count} new rows.")
     if feedback:
         lines += ["", "Your previous answer had problems; fix them:", *[f"- {f}" for f in feedback]]
     if schema_in_prompt:
         schema = rows_schema(columns, count, with_ids=bool(inputs))
-        lines += [
-            "",
-            "Answer with JSON matching this schema:",
-            "```json",
-            json.dumps(schema),
-            "```",
-        ]
+        lines += ["", "Answer with JSON matching this schema:", *_fence(json.dumps(schema))]
     return [
         {"role": "system", "content": SYSTEM.format(about=about)},
         {"role": "user", "content": "\n".join(lines)},
     ]
 
 
-def _describe(column: LlmColumn) -> str:
+def _fence(text: str) -> list[str]:
+    return ["```json", text, "```"]
+
+
+def _field(column: LlmColumn) -> str:
     schema = column.json_schema()
     parts = [schema.get("type", "string")]
     if "maxLength" in schema:
@@ -95,4 +85,5 @@ def _describe(column: LlmColumn) -> str:
         parts.append(f"matching /{schema['pattern']}/")
     if column.description and column.prompt:
         parts.append(column.description)
-    return "; ".join(parts)
+    rule = "instruction given per input row" if column.per_row else column.instruction()
+    return f"- {column.name} ({'; '.join(parts)}): {rule}"

@@ -20,15 +20,7 @@ class LlmStats(BaseModel):
     cost_usd: float = 0.0
 
     def __add__(self, other: LlmStats) -> LlmStats:
-        return LlmStats(
-            requests=self.requests + other.requests,
-            retries=self.retries + other.retries,
-            rejected_rows=self.rejected_rows + other.rejected_rows,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            rows_filled=self.rows_filled + other.rows_filled,
-            cost_usd=self.cost_usd + other.cost_usd,
-        )
+        return LlmStats(**{f: getattr(self, f) + getattr(other, f) for f in LlmStats.model_fields})
 
     @property
     def tokens(self) -> int:

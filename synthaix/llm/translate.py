@@ -14,6 +14,7 @@ from synthaix.config import DatasetConfig, parse_config
 from synthaix.errors import ConfigError, ProviderError
 from synthaix.llm.client import LlmClient
 from synthaix.llm.parse import extract_payload
+from synthaix.llm.prompts import closed_object
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.stats import StatsRecorder
 
@@ -29,27 +30,17 @@ _PARAMS = {
     "prompt": _TEXT,
     "max_length": {"type": ["integer", "null"]},
 }
-_COLUMN = {
-    "type": "object",
-    "properties": {
+_COLUMN = closed_object(
+    {
         "name": {"type": "string"},
         "type": {"type": "string", "enum": list(REGISTRY)},
         "description": {"type": "string"},
         "unique": {"type": "boolean"},
         **_PARAMS,
-    },
-    "required": ["name", "type", "description", "unique", *_PARAMS],
-    "additionalProperties": False,
-}
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string"},
-        "columns": {"type": "array", "items": _COLUMN, "minItems": 1, "maxItems": 40},
-    },
-    "required": ["name", "columns"],
-    "additionalProperties": False,
-}
+    }
+)
+_COLUMNS = {"type": "array", "items": _COLUMN, "minItems": 1, "maxItems": 40}
+SCHEMA = closed_object({"name": {"type": "string"}, "columns": _COLUMNS})
 PROMPT = """Design the columns of a synthetic dataset: {description}
 
 Column types: {types}.
@@ -108,20 +99,21 @@ def _repair(
         "columns": columns,
         "provider": provider.model_dump(exclude_defaults=True),
     }
-    for _ in range(len(columns) + 1):  # each pass fixes at least one cross-column problem
+    # Each pass fixes at least one problem, and a column can have a few (an unknown reference
+    # and too few values for `unique`), so this bounds the passes without cutting one short.
+    for _ in range(3 * len(columns) + 1):
         try:
             return parse_config(data), notes
         except ConfigError as exc:
             if not _fix_cross_column(data["columns"], str(exc), notes):
                 raise
-    raise AssertionError("unreachable")
+    return parse_config(data), notes  # raises the ConfigError that is left
 
 
 def _column(name: str, raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     kind = raw.get("type") if raw.get("type") in REGISTRY else "llm"
-    accepted = {f.alias or n for n, f in REGISTRY[kind].model_fields.items()} | set(
-        REGISTRY[kind].model_fields
-    )
+    fields = REGISTRY[kind].model_fields
+    accepted = set(fields) | {f.alias for f in fields.values() if f.alias}
     spec = {k: v for k, v in raw.items() if k in accepted and v not in (None, "", [])}
     spec.update(name=name, type=kind)
     if not spec.get("unique"):
@@ -139,8 +131,7 @@ def _column(name: str, raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
 
 def _fix_cross_column(columns: list[dict[str, Any]], message: str, notes: list[str]) -> bool:
     for column in columns:
-        label = f"({column['name']})"
-        if label not in message:
+        if f"({column['name']})" not in message:
             continue
         if "unique column can take only" in message and column.get("unique"):
             column.pop("unique")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import random
 from dataclasses import dataclass, fields
 from typing import Any
@@ -93,7 +92,3 @@ def _nearly(value: str, rng: random.Random) -> str:
         i = rng.randrange(1, len(value) - 1)
         return value[:i] + value[i + 1] + value[i] + value[i + 2 :]
     return value + "!"
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

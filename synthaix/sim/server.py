@@ -8,6 +8,7 @@ without a key. Standard library only: one thread per connection, latency by slee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -17,13 +18,14 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 
-from synthaix.sim.faults import FaultRates, dumps, spoil_rows, spoil_text
+from synthaix.sim.faults import FaultRates, spoil_rows, spoil_text
 from synthaix.sim.values import fake_value
 
 _FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.DOTALL)
@@ -59,14 +61,20 @@ class _State:
             self.peak_in_flight = 0
             self.window: deque[tuple[float, int]] = deque()
 
-    def enter(self) -> None:
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
         with self.lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
-    def leave(self) -> None:
+    def count(self, *names: str) -> None:
         with self.lock:
-            self.in_flight -= 1
+            self.counts.update(names)
 
     def fork_rng(self) -> random.Random:
         with self.lock:
@@ -106,7 +114,6 @@ class _Handler(BaseHTTPRequestHandler):
         # delayed ACKs add ~40 ms to every answer.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    # -- plumbing ---------------------------------------------------------------------------
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -121,10 +128,6 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "invalid_request_error" if status < 500 else "server_error"
         self._json(status, {"error": {"message": message, "type": kind, "code": code}}, headers)
 
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"{}")
-
     def _authorised(self) -> bool:
         expected = self.server.state.config.api_key
         if expected and self.headers.get("Authorization") != f"Bearer {expected}":
@@ -132,15 +135,16 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    # -- routes -----------------------------------------------------------------------------
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/sim/stats":
+        path = self.path.rstrip("/")
+        if path == "/sim/stats":
             self._json(200, self.server.state.stats())
-        elif self.path.rstrip("/").endswith("/models") and self._authorised():
-            models = [{"id": m, "object": "model", "owned_by": "sim"} for m in self._models()]
-            self._json(200, {"object": "list", "data": models})
-        elif not self.path.rstrip("/").endswith("/models"):
+        elif not path.endswith("/models"):
             self._error(404, f"no route {self.path}", "not_found")
+        elif self._authorised():
+            models = self.server.state.config.models
+            data = [{"id": m, "object": "model", "owned_by": "sim"} for m in models]
+            self._json(200, {"object": "list", "data": data})
 
     def do_POST(self) -> None:
         state = self.server.state
@@ -148,9 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.reset()
             self._json(200, {"ok": True})
             return
-        state.enter()
-        try:
-            body = self._body()
+        with state.busy():
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
             if not self._authorised():
                 return
             if self.path.endswith("/chat/completions"):
@@ -159,73 +163,55 @@ class _Handler(BaseHTTPRequestHandler):
                 self._embeddings(body)
             else:
                 self._error(404, f"no route {self.path}", "not_found")
-        finally:
-            state.leave()
-
-    def _models(self) -> tuple[str, ...]:
-        return self.server.state.config.models
-
-    def _count(self, *names: str) -> None:
-        with self.server.state.lock:
-            self.server.state.counts.update(names)
 
     def _chat(self, body: dict[str, Any]) -> None:
         state, cfg = self.server.state, self.server.state.config
         rng = state.fork_rng()
-        self._count("requests")
-        model = body.get("model", "")
-        if model not in cfg.models:
-            self._count("404")
-            self._error(404, f"The model `{model}` does not exist.", "model_not_found")
-            return
-        asked = _format_of(body)
-        if asked not in cfg.formats and asked != "text":
-            self._count("400")
-            self._error(400, f"response_format '{asked}' is not supported", "invalid_request")
-            return
+        state.count("requests")
+        model, asked = body.get("model", ""), _format_of(body)
         prompt_text = "".join(str(m.get("content") or "") for m in body.get("messages", []))
         prompt_tokens = math.ceil(len(prompt_text) / CHARS_PER_TOKEN)
-        if prompt_tokens > cfg.context_window:
-            self._count("400")
+        if model not in cfg.models:
+            state.count("404")
+            self._error(404, f"The model `{model}` does not exist.", "model_not_found")
+        elif asked not in cfg.formats and asked != "text":
+            state.count("400")
+            self._error(400, f"response_format '{asked}' is not supported", "invalid_request")
+        elif prompt_tokens > cfg.context_window:
+            state.count("400")
             message = f"This model's maximum context length is {cfg.context_window} tokens."
             self._error(400, message, "context_length_exceeded")
-            return
-        wait = state.over_limit(prompt_tokens)
-        if wait is not None or rng.random() < cfg.faults.rate_limit:
-            self._count("429")
+        elif (wait := state.over_limit(prompt_tokens)) or rng.random() < cfg.faults.rate_limit:
+            state.count("429")
             ms = int((wait or cfg.retry_after_ms / 1000) * 1000)
             headers = {"retry-after-ms": str(ms), "Retry-After": str(max(1, math.ceil(ms / 1000)))}
             self._error(429, "Rate limit reached; please retry.", "rate_limit_exceeded", headers)
-            return
-        if rng.random() < cfg.faults.server_error:
-            self._count("5xx")
+        elif rng.random() < cfg.faults.server_error:
+            state.count("5xx")
             status = rng.choice([500, 502, 503])
             self._error(status, "The server had an error processing your request.", "server_error")
-            return
-        if rng.random() < cfg.faults.dropped:
-            self._count("dropped")
+        elif rng.random() < cfg.faults.dropped:
+            state.count("dropped")
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        text, finish, faults = self._answer(body, rng)
-        completion_tokens = math.ceil(len(text) / CHARS_PER_TOKEN)
-        delay = cfg.latency + cfg.latency_per_token * completion_tokens
-        if rng.random() < cfg.faults.slow:
-            faults.append("slow")
-            delay *= 3
-        self._count(*faults, "200")
-        time.sleep(delay)
-        self._json(200, _completion(body, text, finish, prompt_tokens, completion_tokens))
+        else:
+            text, finish, faults = self._answer(body, rng)
+            completion_tokens = math.ceil(len(text) / CHARS_PER_TOKEN)
+            delay = cfg.latency + cfg.latency_per_token * completion_tokens
+            if rng.random() < cfg.faults.slow:
+                faults.append("slow")
+                delay *= 3
+            state.count(*faults, "200")
+            time.sleep(delay)
+            self._json(200, _completion(body, text, finish, prompt_tokens, completion_tokens))
 
     def _answer(self, body: dict[str, Any], rng: random.Random) -> tuple[str, str, list[str]]:
         faults = self.server.state.config.faults
-        schema = _requested_schema(body)
-        inputs = _inputs(body.get("messages", []))
-        payload = _payload(schema, inputs, rng)
+        payload = _payload(_requested_schema(body), _inputs(body.get("messages", [])), rng)
         applied = []
         if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
             applied += spoil_rows(payload["rows"], faults, rng)
-        text, more = spoil_text(dumps(payload), faults, rng)
+        text, more = spoil_text(json.dumps(payload, ensure_ascii=False), faults, rng)
         applied += more
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if limit and len(text) > limit * CHARS_PER_TOKEN:
@@ -236,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         texts = body.get("input", [])
         texts = [texts] if isinstance(texts, str) else texts
         dims = int(body.get("dimensions") or 256)
-        self._count("embeddings")
+        self.server.state.count("embeddings")
         data = [
             {"object": "embedding", "index": i, "embedding": _embed(str(t), dims)}
             for i, t in enumerate(texts)
@@ -255,27 +241,19 @@ class SimServer(ThreadingHTTPServer):
     def __init__(self, config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _Handler)
         self.state = _State(config)
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> SimServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="synthaix-sim", daemon=True)
-        self._thread.start()
+    def __enter__(self) -> SimServer:
+        threading.Thread(target=self.serve_forever, name="synthaix-sim", daemon=True).start()
         return self
 
-    def stop(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
-
-    def __enter__(self) -> SimServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _format_of(body: dict[str, Any]) -> str:
@@ -284,36 +262,31 @@ def _format_of(body: dict[str, Any]) -> str:
     return (body.get("response_format") or {}).get("type", "text")
 
 
+def _fenced_json(message: dict[str, Any]) -> list[Any]:
+    found = []
+    for block in _FENCED.findall(str(message.get("content") or "")):
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(block))
+    return found
+
+
 def _requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         return fmt.get("json_schema", {}).get("schema")
     if body.get("tools"):
         return body["tools"][0].get("function", {}).get("parameters")
-    for message in body.get("messages", []):  # json_object / plain: the schema is in the prompt
-        for block in _FENCED.findall(str(message.get("content") or "")):
-            try:
-                found = json.loads(block)
-            except ValueError:
-                continue
-            if isinstance(found, dict) and "properties" in found:
-                return found
-    return None
+    # json_object or plain: the schema is in the prompt
+    blocks = (b for m in body.get("messages", []) for b in _fenced_json(m))
+    return next((b for b in blocks if isinstance(b, dict) and "properties" in b), None)
 
 
 def _inputs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Input rows of the last user message: a fenced JSON list of objects with an `id`."""
-    for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        for block in _FENCED.findall(str(message.get("content") or "")):
-            try:
-                found = json.loads(block)
-            except ValueError:
-                continue
-            if isinstance(found, list) and all(isinstance(r, dict) and "id" in r for r in found):
-                return found
-        return []
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    for found in _fenced_json(last):
+        if isinstance(found, list) and all(isinstance(r, dict) and "id" in r for r in found):
+            return found
     return []
 
 
@@ -323,9 +296,8 @@ def _payload(schema: dict[str, Any] | None, inputs: list[dict], rng: random.Rand
     rows_schema = schema.get("properties", {}).get("rows")
     if not rows_schema or rows_schema.get("type") != "array":
         return fake_value(schema, rng)
-    items = rows_schema.get("items", {})
     count = len(inputs) or int(rows_schema.get("maxItems") or rows_schema.get("minItems") or 5)
-    rows = [fake_value(items, rng) for _ in range(count)]
+    rows = [fake_value(rows_schema.get("items", {}), rng) for _ in range(count)]
     for row, given in zip(rows, inputs, strict=False):
         if "id" in row:
             row["id"] = given["id"]
