@@ -12,7 +12,14 @@ from synthaix.columns.expression import ExpressionColumn
 from synthaix.columns.identity import UuidColumn
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
-from synthaix.columns.people import FakerColumn, LoremColumn, NameColumn
+from synthaix.columns.pattern import PatternColumn
+from synthaix.columns.people import (
+    FakerColumn,
+    FakerMethodColumn,
+    HandleColumn,
+    LoremColumn,
+    NameColumn,
+)
 from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 
@@ -26,7 +33,10 @@ COLUMN_CLASSES: tuple[type[Column], ...] = (
     DateColumn,
     DatetimeColumn,
     NameColumn,
+    HandleColumn,
     FakerColumn,
+    FakerMethodColumn,
+    PatternColumn,
     LoremColumn,
     ExpressionColumn,
     SqlColumn,

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+import math
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.conditional import Conditional, Key, Problems, Stat, require, sql_literal
 
 Scalar = str | int | float
 
 
-class CategoryColumn(Column):
+class CategoryColumn(Conditional):
     """One of a fixed set of values, optionally weighted: `{Berlin: 0.3, Paris: 0.7}`."""
 
     type: Literal["category"] = "category"
-    values: dict[Scalar, float] | list[Scalar] = Field(
+    values: dict[Scalar, float] | list[Scalar] | None = Field(
+        default=None,
         description="The values, as a list (equal weights) or a mapping value -> weight. "
-        "Weights must be positive; they are normalised to sum to 1."
+        "Weights must be positive; they are normalised to sum to 1. Optional with `by` when "
+        "params gives values for every value of that column.",
     )
 
-    @model_validator(mode="after")
-    def _check_values(self) -> Self:
-        items = self.values if isinstance(self.values, list) else list(self.values)
+    def _check(self) -> None:
+        require(self, "values")
+        items = self.labels()
         if not items:
             raise ValueError("values must not be empty")
         if any(isinstance(v, bool) for v in items):
             raise ValueError("YAML read a value as true/false: quote it, e.g. 'yes'")
-        kinds = {_kind(v) for v in items}
-        if len(kinds) > 1:
+        if len({_kind(v) for v in items}) > 1:
             raise ValueError("values mix text and numbers; quote the numbers to make all text")
         if len(set(items)) != len(items):
             raise ValueError("values contain duplicates")
@@ -38,32 +41,45 @@ class CategoryColumn(Column):
             bad = {k: w for k, w in self.values.items() if not w > 0}
             if bad:
                 raise ValueError(f"weights must be positive; got {bad}")
-        return self
+
+    def problems(self, earlier: dict[str, Column]) -> Problems:
+        found = super().problems(earlier)
+        if len({_kind(v) for v in self.domain() or []}) > 1:  # type: ignore[arg-type]
+            found.append((("params",), "values mix text and numbers across segments; quote them"))
+        return found
 
     def labels(self) -> list[Scalar]:
-        return list(self.values)
+        """The column's own values (with `by`: those of rows that no params entry covers)."""
+        return list(self.values or [])
 
     def weights(self) -> np.ndarray:
-        if isinstance(self.values, list):
-            return np.full(len(self.values), 1 / len(self.values))
+        if not isinstance(self.values, dict):
+            return np.full(len(self.labels()), 1 / len(self.labels()))
         raw = np.array(list(self.values.values()), dtype=np.float64)
         return raw / raw.sum()
 
     def arrow_type(self) -> pa.DataType:
+        every = self.domain() or ["text"]  # with `by`, the values of every segment
         return {"text": pa.string(), "int": pa.int64(), "float": pa.float64()}[
-            _kind(self.labels()[0])
+            _kind(every[0])  # type: ignore[arg-type]
         ]
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
-        return len(self.values)
+    def _domain(self) -> list[Key] | None:
+        return list(self.labels())
 
-    def generate(self, ctx: ChunkContext) -> pa.Array:
-        picks = ctx.rng.choice(len(self.values), size=ctx.rows, p=self.weights())
+    def _generate(self, ctx: ChunkContext) -> pa.Array:
+        picks = ctx.rng.choice(len(self.labels()), size=ctx.rows, p=self.weights())
         dictionary = pa.array(self.labels(), type=self.arrow_type())
         return dictionary.take(pa.array(picks))
 
+    def _stats(self, column: str) -> list[Stat]:
+        return [
+            (f"share of {label}", f"CAST({column} = {sql_literal(label)} AS DOUBLE)", w, _sd(w))
+            for label, w in zip(self.labels(), self.weights().tolist(), strict=True)
+        ]
 
-class BooleanColumn(Column):
+
+class BooleanColumn(Conditional):
     """True with probability `p`."""
 
     type: Literal["boolean"] = "boolean"
@@ -72,11 +88,18 @@ class BooleanColumn(Column):
     def arrow_type(self) -> pa.DataType:
         return pa.bool_()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
-        return 2
+    def _domain(self) -> list[Key] | None:
+        return [False, True]
 
-    def generate(self, ctx: ChunkContext) -> pa.Array:
+    def _generate(self, ctx: ChunkContext) -> pa.Array:
         return pa.array(ctx.rng.random(ctx.rows) < self.p)
+
+    def _stats(self, column: str) -> list[Stat]:
+        return [("share true", f"CAST({column} AS DOUBLE)", self.p, _sd(self.p))]
+
+
+def _sd(share: float) -> float:
+    return math.sqrt(share * (1 - share))
 
 
 def _kind(value: Scalar) -> str:

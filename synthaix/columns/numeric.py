@@ -1,20 +1,363 @@
-"""Numbers: integer and float with a distribution, and gap-free sequences."""
+"""Numbers: integer and float with a distribution, and gap-free sequences.
+
+Also what numbers share with dates and times (which are numbers of days or seconds here):
+`Sampler`, a distribution with clipping bounds, sampled directly or through normal scores for
+a correlation; and `Anchored`, a value at a sampled offset from an earlier column.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal, Self
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.base import ChunkContext, Column, RelationCheck, StrictModel
+from synthaix.columns.conditional import Conditional, Problems, Stat, fail_at, quote, sql_literal
 
 Distribution = Literal["uniform", "normal", "lognormal", "poisson"]
+Amount = float | str  # a plain number, or for dates and times a duration such as 5d
+
+# Acklam's rational approximation of the normal quantile function (relative error < 1.2e-9).
+_A = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690)
+_A += (-30.66479806614716, 2.506628277459239)
+_B = (-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972)
+_B += (-13.28068155288572, 1.0)
+_C = (-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734)
+_C += (4.374664141464968, 2.938163982698783)
+_D = (0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416, 1.0)
+# Numerical Recipes' (2nd ed., 6.2) erfc: fractional error below 1.2e-7 everywhere.
+_ERFC = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806)
+_ERFC += (0.09678418, 0.37409196, 1.00002368, -1.26551223)
+_GRID = 100_000  # quantiles averaged for a distribution's declared mean and spread
 
 
-class _Numeric(Column):
+def ndtri(p: np.ndarray) -> np.ndarray:
+    """Standard normal quantiles of probabilities in (0, 1), vectorised. The error (below
+    1.2e-9) is far below the sampling noise of any column they feed; scipy is not needed."""
+    q = p - 0.5
+    r = q * q
+    central = q * np.polyval(_A, r) / np.polyval(_B, r)
+    t = np.sqrt(-2 * np.log(np.minimum(p, 1 - p)))
+    tail = np.where(p < 0.5, 1, -1) * np.polyval(_C, t) / np.polyval(_D, t)
+    return np.where(np.abs(q) <= 0.5 - 0.02425, central, tail)
+
+
+def ndtr(z: np.ndarray) -> np.ndarray:
+    """Standard normal probabilities, vectorised (error below 1.2e-7 of the tail probability)."""
+    x = np.abs(z) / math.sqrt(2)
+    t = 1 / (1 + 0.5 * x)
+    upper = 0.5 * t * np.exp(-x * x + np.polyval(_ERFC, t))
+    return np.where(z >= 0, 1 - upper, upper)
+
+
+def _poisson_quantile(mean: float, u: np.ndarray) -> np.ndarray:
+    """The smallest k with P(K <= k) >= u, from the pmf over mean ± 12 sd (all but ~1e-30
+    of the mass), built by the recurrence p(k) = p(k-1) mean / k, vectorised."""
+    if mean == 0:
+        return np.zeros(len(u))
+    if mean > 1e7:  # the normal approximation is exact to ~1e-4 here, and the table is large
+        return np.rint(mean + math.sqrt(mean) * ndtri(u))
+    spread = 12 * math.sqrt(mean) + 12
+    k = np.arange(max(0, math.floor(mean - spread)), math.ceil(mean + spread) + 1)
+    first = k[0] * math.log(mean) - mean - math.lgamma(k[0] + 1)
+    log_pmf = first + np.concatenate([[0.0], np.cumsum(math.log(mean) - np.log(k[1:]))])
+    cdf = np.cumsum(np.exp(log_pmf))
+    return k[np.minimum(np.searchsorted(cdf, u), len(k) - 1)].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A distribution in one unit (a value, or an offset in seconds, days or months) whose
+    samples are clipped to [lo, hi] and, if `integer`, rounded to whole units."""
+
+    distribution: Distribution = "uniform"
+    lo: float | None = None
+    hi: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    integer: bool = False
+
+    def problem(self) -> str | None:
+        lo, hi, dist, mean, std = self.lo, self.hi, self.distribution, self.mean, self.std
+        if lo is not None and hi is not None and lo > hi:
+            return f"min ({_num(lo)}) is greater than max ({_num(hi)}); swap them"
+        if dist == "uniform" and (lo is None or hi is None):
+            return "a uniform distribution needs both min and max"
+        if dist == "normal" and (lo is None or hi is None) and (mean is None or std is None):
+            return "a normal distribution needs mean and std (or both min and max)"
+        if dist == "lognormal" and (mean is None or std is None or mean <= 0):
+            return "a lognormal distribution needs mean > 0 and std > 0"
+        if dist == "poisson" and (mean is None or mean < 0):
+            return "a poisson distribution needs mean >= 0"
+        if std is not None and std <= 0:
+            return "std must be greater than 0"
+        if self.integer and lo is not None and hi is not None and math.ceil(lo) > math.floor(hi):
+            return f"no whole number lies between min ({lo}) and max ({hi})"
+        return None
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        lo, hi = self.lo, self.hi
+        match self.distribution:
+            case "uniform":
+                assert lo is not None and hi is not None
+                if self.integer:
+                    return rng.integers(math.ceil(lo), math.floor(hi), size=n, endpoint=True)
+                values = rng.uniform(lo, hi, size=n)
+            case "normal":
+                values = rng.normal(*self._normal(), size=n)
+            case "lognormal":
+                values = rng.lognormal(*self._lognormal(), size=n)
+            case "poisson":
+                values = rng.poisson(self.mean, size=n).astype(np.float64)
+        return self._finish(values)
+
+    def transform(self, z: np.ndarray) -> np.ndarray:
+        """Values of this distribution from standard normal scores, monotonically: the
+        marginal of a Gaussian copula."""
+        match self.distribution:
+            case "uniform":
+                assert self.lo is not None and self.hi is not None
+                u = ndtr(z)
+                if not self.integer:
+                    return self._finish(self.lo + (self.hi - self.lo) * u)
+                first, count = math.ceil(self.lo), math.floor(self.hi) - math.ceil(self.lo) + 1
+                return first + np.minimum(np.floor(u * count), count - 1)
+            case "normal":
+                mean, std = self._normal()
+                values = mean + std * z
+            case "lognormal":
+                mu, sigma = self._lognormal()
+                values = np.exp(mu + sigma * z)
+            case "poisson":
+                values = _poisson_quantile(self.mean or 0.0, ndtr(z))
+        return self._finish(values)
+
+    def moments(self) -> tuple[float, float]:
+        """Mean and standard deviation, clipping and rounding included, from a fine grid of
+        quantiles: computed from the declaration, independently of the random draws."""
+        values = self.transform(ndtri((np.arange(_GRID) + 0.5) / _GRID))
+        return float(values.mean()), float(values.std())
+
+    def _normal(self) -> tuple[float, float]:
+        mean = self.mean if self.mean is not None else (self.lo + self.hi) / 2  # type: ignore[operator]
+        std = self.std if self.std is not None else (self.hi - self.lo) / 6  # type: ignore[operator]
+        return mean, std
+
+    def _lognormal(self) -> tuple[float, float]:
+        # mean and std are of the values themselves; numpy wants those of their logarithm.
+        assert self.mean is not None and self.std is not None
+        sigma2 = math.log1p((self.std / self.mean) ** 2)
+        return math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2)
+
+    def _finish(self, values: np.ndarray) -> np.ndarray:
+        if self.integer:
+            values = np.rint(values)
+        if self.lo is not None or self.hi is not None:
+            values = np.clip(values, self.lo, self.hi)
+        return values
+
+
+class Offset(StrictModel):
+    """How far a value lies from its base column, sampled like a number column's values."""
+
+    min: Amount | None = Field(
+        default=None, description="Smallest offset (default 0); samples below are clipped."
+    )
+    max: Amount | None = Field(
+        default=None, description="Largest offset; samples above are clipped."
+    )
+    distribution: Distribution = Field(
+        default="uniform",
+        description="uniform (needs max), normal (mean, std), lognormal (mean, std) or poisson "
+        "(mean), as for a number column.",
+    )
+    mean: Amount | None = Field(default=None, description="Mean of normal/lognormal/poisson.")
+    std: Amount | None = Field(default=None, description="Standard deviation (normal, lognormal).")
+
+    def describe(self) -> str:
+        lo, hi = _num(self.min or 0), "∞" if self.max is None else _num(self.max)
+        if self.distribution == "uniform":
+            return f"[{lo}, {hi}]"
+        given = [f for f in ("mean", "std") if getattr(self, f) is not None]
+        shape = ", ".join(f"{f} {_num(getattr(self, f))}" for f in given)
+        return f"{self.distribution}({shape}) in [{lo}, {hi}]"
+
+
+class Anchored(Conditional):
+    """A number, date or datetime that may be an earlier column's value plus (`after`) or
+    minus (`before`) a sampled offset: the order of the two holds by construction."""
+
+    after: str | None = Field(
+        default=None,
+        description="An earlier column; this value is that one plus `offset` (null where it is).",
+    )
+    before: str | None = Field(
+        default=None,
+        description="An earlier column; this value is that one minus `offset` (null where it is).",
+    )
+    offset: Offset | None = Field(
+        default=None,
+        description="Distance from `after`/`before`, never negative: min (default 0), max, and "
+        "optionally distribution, mean and std. Durations (30s, 15min, 1h, 5d, 2w, 3mo, 1y) for "
+        "dates and times, plain numbers for numbers.",
+    )
+
+    _OWN: ClassVar[tuple[str, ...]]  # own range fields, which an offset replaces
+    _BASES: ClassVar[str]  # the columns an offset may start from, in words
+    _WHOLE: ClassVar[bool] = True  # offsets in whole units
+
+    @property
+    def base(self) -> str | None:
+        return self.after or self.before
+
+    @model_validator(mode="after")
+    def _check_anchor(self) -> Self:
+        if self.after and self.before:
+            raise ValueError("set after or before, not both")
+        if self.base is None and self.offset is not None:
+            fail_at(("offset",), "offset needs after or before: the column it is counted from")
+        for field in self._OWN if self.base else ():
+            if getattr(self, field) != type(self).model_fields[field].default:
+                fail_at(
+                    (field,),
+                    f"{field} does not apply with {self._direction}: the value is {self.base} "
+                    f"{'plus' if self.after else 'minus'} the offset; bound the offset instead "
+                    "(offset.min, offset.max)",
+                )
+        return self
+
+    @property
+    def _direction(self) -> str:
+        return "after" if self.after else "before"
+
+    def references(self) -> set[str]:
+        return super().references() | ({self.base} if self.base else set())
+
+    def _check(self) -> None:
+        if self.base is None:
+            self._check_range()
+        elif self.offset is None:
+            fail_at(("offset",), f"{self._direction} needs an offset, e.g. offset: {{max: 10}}")
+        else:
+            self.offset_sampler()
+
+    def offset_sampler(self) -> Sampler:
+        """The offset's distribution in the column's unit; fails at the field that is wrong."""
+        assert self.offset is not None
+        amounts = self._offset_amounts()
+        lo, hi = amounts.get("min", 0.0), amounts.get("max")
+        if lo < 0:
+            fail_at(("offset", "min"), f"offset.min must be >= 0; use {self._other} to go back")
+        if hi is not None and lo > hi:
+            low, high = _num(self.offset.min or 0), _num(self.offset.max or 0)
+            fail_at(("offset", "min"), f"min ({low}) is greater than max ({high}); swap them")
+        sampler = Sampler(
+            self.offset.distribution,
+            lo,
+            hi,
+            amounts.get("mean"),
+            amounts.get("std"),
+            integer=self._WHOLE,
+        )
+        problem = sampler.problem()
+        if problem:
+            fail_at(("offset",), problem)
+        return sampler
+
+    @property
+    def _other(self) -> str:
+        return "before" if self.after else "after"
+
+    def problems(self, earlier: dict[str, Column]) -> Problems:
+        found = super().problems(earlier)
+        if self.base:
+            kind = earlier[self.base].arrow_type()
+            if not self._accepts(kind):
+                found.append(
+                    (
+                        (self._direction,),
+                        f"{self.base} holds {kind}; {self.type} columns can only be offset "  # type: ignore[attr-defined]
+                        f"from {self._BASES}",
+                    )
+                )
+        return found
+
+    def _generate(self, ctx: ChunkContext) -> pa.Array:
+        if self.base is None:
+            return self._draw(ctx)
+        offsets = self.offset_sampler().sample(ctx.rng, ctx.rows)
+        return self._shift(ctx.values[self.base], offsets if self.after else -offsets)
+
+    def _capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+        return None if self.base else self._range_capacity()
+
+    def _stats(self, column: str) -> list[Stat]:
+        if self.base is None:
+            return [("mean", self._value_sql(column), *self._own_sampler().moments())]
+        return [("mean offset", self._distance(column), *self.offset_sampler().moments())]
+
+    def _distance(self, column: str) -> str:
+        """The offset of each row in the sampler's unit, as SQL (NULL if not a valid one)."""
+        distance = self._offset_sql(column, quote(self.base or ""))
+        return distance if self.after else f"(-{distance})"
+
+    def _row_checks(self, where: str) -> list[RelationCheck]:
+        if self.base is None or self.offset is None:
+            return []
+        sampler, value, base = self.offset_sampler(), quote(self.name), quote(self.base)
+        distance, slack = self._distance(value), self._slack(value, base)
+        bad = f"{distance} IS NULL OR {distance} < {sampler.lo} - {slack}"
+        if sampler.hi is not None:
+            bad += f" OR {distance} > {sampler.hi} + {slack}"
+        sign = "+" if self.after else "-"
+        relation = f"{self.name} = {self.base} {sign} {self.offset.describe()}"
+        outside = f"{self.base} {sign} {self.offset.describe()}".replace("%", "%%")
+        text = sql_literal(f"%,d of %,d rows outside {outside}")
+        sql = (
+            f"SELECT failed, printf({text}, failed, n) AS observed FROM (SELECT count(*) FILTER "
+            f"(WHERE ({base} IS NULL AND {value} IS NOT NULL) OR ({base} IS NOT NULL AND {value} "
+            f"IS NOT NULL AND ({bad}))) AS failed, count(*) AS n FROM data WHERE {where})"
+        )
+        return [RelationCheck(self.name, relation, sql)]
+
+    # What each kind of column supplies.
+    def _check_range(self) -> None:
+        raise NotImplementedError
+
+    def _draw(self, ctx: ChunkContext) -> pa.Array:
+        raise NotImplementedError
+
+    def _own_sampler(self) -> Sampler:
+        raise NotImplementedError
+
+    def _range_capacity(self) -> int | None:
+        return None
+
+    def _accepts(self, kind: pa.DataType) -> bool:
+        raise NotImplementedError
+
+    def _offset_amounts(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _shift(self, base: pa.Array, offsets: np.ndarray) -> pa.Array:
+        raise NotImplementedError
+
+    def _offset_sql(self, value: str, base: str) -> str:
+        raise NotImplementedError
+
+    def _value_sql(self, column: str) -> str:
+        raise NotImplementedError
+
+    def _slack(self, value: str, base: str) -> str:
+        return "0"
+
+
+class _Numeric(Anchored):
     min: float | None = Field(
         default=None, description="Smallest value; samples below are clipped."
     )
@@ -28,50 +371,118 @@ class _Numeric(Column):
     std: float | None = Field(
         default=None, gt=0, description="Standard deviation (normal, lognormal)."
     )
+    correlated_with: str | None = Field(
+        default=None,
+        description="An earlier number column this one rises (rho > 0) or falls (rho < 0) with, "
+        "through a Gaussian copula on its ranks; this column keeps its own distribution.",
+    )
+    rho: float | None = Field(
+        default=None, ge=-1, le=1, description="Correlation with `correlated_with`, -1 to 1."
+    )
+
+    _OWN: ClassVar[tuple[str, ...]] = ("min", "max", "distribution", "mean", "std")
+    _BASES: ClassVar[str] = "number columns"
 
     @model_validator(mode="after")
-    def _check_parameters(self) -> Self:
-        lo, hi, dist = self.min, self.max, self.distribution
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"min ({_num(lo)}) is greater than max ({_num(hi)}); swap them")
-        if dist == "uniform" and (lo is None or hi is None):
-            raise ValueError("a uniform distribution needs both min and max")
-        if (
-            dist == "normal"
-            and (lo is None or hi is None)
-            and (self.mean is None or self.std is None)
-        ):
-            raise ValueError("a normal distribution needs mean and std (or both min and max)")
-        if dist == "lognormal" and (self.mean is None or self.std is None or self.mean <= 0):
-            raise ValueError("a lognormal distribution needs mean > 0 and std > 0")
-        if dist == "poisson" and (self.mean is None or self.mean < 0):
-            raise ValueError("a poisson distribution needs mean >= 0")
+    def _check_correlation(self) -> Self:
+        if (self.correlated_with is None) != (self.rho is None):
+            raise ValueError("correlated_with needs rho (a correlation, -1 to 1), and rho needs it")
+        if self.correlated_with and self.base:
+            raise ValueError("correlated_with does not combine with after/before")
         return self
 
-    def _sample(self, rng: np.random.Generator, n: int, integer: bool) -> np.ndarray:
-        lo, hi = self.min, self.max
-        match self.distribution:
-            case "uniform":
-                assert lo is not None and hi is not None
-                if integer:
-                    return rng.integers(math.ceil(lo), math.floor(hi), size=n, endpoint=True)
-                values = rng.uniform(lo, hi, size=n)
-            case "normal":
-                mean = self.mean if self.mean is not None else (lo + hi) / 2  # type: ignore[operator]
-                std = self.std if self.std is not None else (hi - lo) / 6  # type: ignore[operator]
-                values = rng.normal(mean, std, size=n)
-            case "lognormal":
-                assert self.mean is not None and self.std is not None
-                sigma2 = math.log1p((self.std / self.mean) ** 2)
-                mu = math.log(self.mean) - sigma2 / 2
-                values = rng.lognormal(mu, math.sqrt(sigma2), size=n)
-            case "poisson":
-                values = rng.poisson(self.mean, size=n).astype(np.float64)
-        if integer:
-            values = np.rint(values)
-        if lo is not None or hi is not None:
-            values = np.clip(values, lo, hi)
-        return values
+    def sampler(self) -> Sampler:
+        return Sampler(
+            self.distribution, self.min, self.max, self.mean, self.std, integer=self._WHOLE
+        )
+
+    def references(self) -> set[str]:
+        return super().references() | ({self.correlated_with} if self.correlated_with else set())
+
+    def problems(self, earlier: dict[str, Column]) -> Problems:
+        found = super().problems(earlier)
+        kind = earlier[self.correlated_with].arrow_type() if self.correlated_with else None
+        if kind is not None and not _is_number(kind):
+            message = f"{self.correlated_with} holds {kind}; a correlation needs a number column"
+            found.append((("correlated_with",), message))
+        return found
+
+    def _check_range(self) -> None:
+        problem = self.sampler().problem()
+        if problem:
+            raise ValueError(problem)
+
+    def _own_sampler(self) -> Sampler:
+        return self.sampler()
+
+    def _draw(self, ctx: ChunkContext) -> pa.Array:
+        if self.correlated_with is None or self.rho is None:
+            return self._typed(self.sampler().sample(ctx.rng, ctx.rows))
+        scores = correlated_scores(ctx.values[self.correlated_with], self.rho, ctx.rng)
+        return self._typed(self.sampler().transform(scores))
+
+    def _accepts(self, kind: pa.DataType) -> bool:
+        return _is_number(kind)
+
+    def _offset_amounts(self) -> dict[str, float]:
+        amounts = {}
+        for field in ("min", "max", "mean", "std"):
+            value = getattr(self.offset, field)
+            if value is None:
+                continue
+            try:
+                amounts[field] = float(value)  # YAML reads 1e3 as text
+            except ValueError:
+                message = f"'{value}' is not a number; a {self.type} column's offset is a number"  # type: ignore[attr-defined]
+                fail_at(("offset", field), message)
+        return amounts
+
+    def _shift(self, base: pa.Array, offsets: np.ndarray) -> pa.Array:
+        start = pc.fill_null(base, 0).to_numpy(zero_copy_only=False)
+        return self._typed(start + offsets, base.is_null().to_numpy(zero_copy_only=False))
+
+    def _offset_sql(self, value: str, base: str) -> str:
+        return f"({value} - {base})"
+
+    def _value_sql(self, column: str) -> str:
+        return f"CAST({column} AS DOUBLE)"
+
+    def _row_checks(self, where: str) -> list[RelationCheck]:
+        checks = super()._row_checks(where)
+        if self.correlated_with and self.rho is not None:
+            checks.append(self._correlation_check(where))
+        return checks
+
+    def _correlation_check(self, where: str) -> RelationCheck:
+        """Spearman's rank correlation (ties at their mean rank) against 6/pi·asin(rho/2), that of
+        a Gaussian copula with correlation rho. Ties pull it towards 0 by at most the tie factor
+        sqrt((1 - Σ(t³-t)/(n³-n)) per column), so the band widens on that side only."""
+        x, y = quote(self.correlated_with or ""), quote(self.name)
+        declared = 6 / math.pi * math.asin((self.rho or 0) / 2)
+        ties = "(1 - {0} / (n * n * n - n))"
+        measured = "printf('Spearman %.3f, declared %.3f ± %.3f (n=%,d)', rs, d, tol, n::BIGINT)"
+        sql = (
+            f"WITH r AS (SELECT {_mid_rank(x)} AS rx, {_mid_rank(y)} AS ry, "
+            f"count(*) OVER (PARTITION BY {x})::DOUBLE AS tx, "
+            f"count(*) OVER (PARTITION BY {y})::DOUBLE AS ty "
+            f"FROM data WHERE {x} IS NOT NULL AND {y} IS NOT NULL AND ({where})), "
+            "s AS (SELECT corr(rx, ry) AS rs, count(*)::DOUBLE AS n, sum(tx * tx - 1) AS sx, "
+            "sum(ty * ty - 1) AS sy FROM r), "
+            f"b AS (SELECT *, {declared!r} AS d, {declared!r} * sqrt(greatest(0, "
+            f"{ties.format('sx')} * {ties.format('sy')})) AS tied, 0.05 + 4 / sqrt(n) AS tol "
+            "FROM s WHERE n >= 10 AND NOT isnan(rs)) "  # a constant column has no correlation
+            "SELECT coalesce(max((rs < least(d, tied) - tol OR rs > greatest(d, tied) + tol)"
+            f"::INT), 0) AS failed, coalesce(max({measured}), "
+            "'not measurable: under 10 rows, or a constant column') AS observed FROM b"
+        )
+        relation = (
+            f"{self.name} ~ {self.correlated_with}: Gaussian copula, rho {self.rho} "
+            f"(Spearman {declared:.3f})"
+        )
+        return RelationCheck(self.name, relation, sql)
+
+    def _typed(self, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+        raise NotImplementedError
 
 
 class IntegerColumn(_Numeric):
@@ -79,26 +490,21 @@ class IntegerColumn(_Numeric):
 
     type: Literal["integer"] = "integer"
 
-    @model_validator(mode="after")
-    def _check_integer_range(self) -> Self:
-        if (
-            self.min is not None
-            and self.max is not None
-            and math.ceil(self.min) > math.floor(self.max)
-        ):
-            raise ValueError(f"no whole number lies between min ({self.min}) and max ({self.max})")
-        return self
+    _BASES: ClassVar[str] = "integer columns"
 
     def arrow_type(self) -> pa.DataType:
         return pa.int64()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def _accepts(self, kind: pa.DataType) -> bool:
+        return pa.types.is_integer(kind)  # a fraction added to a whole number is not whole
+
+    def _range_capacity(self) -> int | None:
         if self.min is None or self.max is None:
             return None
         return math.floor(self.max) - math.ceil(self.min) + 1
 
-    def generate(self, ctx: ChunkContext) -> pa.Array:
-        return pa.array(self._sample(ctx.rng, ctx.rows, integer=True).astype(np.int64))
+    def _typed(self, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+        return pa.array(values.astype(np.int64), mask=mask)
 
 
 class FloatColumn(_Numeric):
@@ -109,19 +515,25 @@ class FloatColumn(_Numeric):
         default=None, ge=0, le=12, description="Round to this many decimals."
     )
 
+    _WHOLE: ClassVar[bool] = False
+
     def arrow_type(self) -> pa.DataType:
         return pa.float64()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def _range_capacity(self) -> int | None:
         if self.decimals is None or self.min is None or self.max is None:
             return None
         return math.floor((self.max - self.min) * 10**self.decimals) + 1
 
-    def generate(self, ctx: ChunkContext) -> pa.Array:
-        values = self._sample(ctx.rng, ctx.rows, integer=False)
+    def _typed(self, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
         if self.decimals is not None:
             values = np.round(values, self.decimals)
-        return pa.array(values)
+        return pa.array(values, type=pa.float64(), mask=mask)
+
+    def _slack(self, value: str, base: str) -> str:
+        # Float sums are exact to ~1e-16 relative; rounding to `decimals` moves half a step.
+        rounding = 0.5 * 10.0**-self.decimals if self.decimals is not None else 0.0
+        return f"(1e-9 * (abs({value}) + abs({base}) + 1) + {rounding!r})"
 
 
 class SequenceColumn(Column):
@@ -148,5 +560,34 @@ class SequenceColumn(Column):
         return pa.array(self.start + self.step * index)
 
 
-def _num(value: float) -> str:
+def correlated_scores(base: pa.Array, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Standard normal scores correlated rho with the base column's normal scores: its ranks
+    in the chunk, (rank + 0.5) / n, through the normal quantile function. Ties share their mean
+    rank; nulls get an independent draw."""
+    scores = rng.standard_normal(len(base))
+    valid = base.is_valid().to_numpy(zero_copy_only=False)
+    if valid.any():
+        values = base.filter(pa.array(valid)).to_numpy(zero_copy_only=False)
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        mid = np.cumsum(counts) - (counts + 1) / 2  # 0-based mean rank of each distinct value
+        normal = ndtri((mid[inverse] + 0.5) / len(values))
+        # Rank scores fall short of unit variance in small chunks and with ties; rescaled, the
+        # mixture below stays standard normal, so the column keeps its declared distribution.
+        spread = math.sqrt(float(np.mean(normal**2)))
+        if spread > 0:  # else the base is constant here: nothing to correlate with
+            scores[valid] = normal / spread
+    return rho * scores + math.sqrt(1 - rho * rho) * rng.standard_normal(len(base))
+
+
+def _mid_rank(column: str) -> str:
+    return f"(rank() OVER (ORDER BY {column}) + (count(*) OVER (PARTITION BY {column}) - 1) / 2)"
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+def _num(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
     return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,50 +1,201 @@
-"""Dates and datetimes drawn uniformly from a range."""
+"""Dates and datetimes: drawn uniformly from a range, or at an offset from an earlier column.
+
+Offsets are durations: 30s, 15min, 1h, 5d, 2w have fixed lengths; 3mo, 1y are calendar units
+(Jan 31 + 1mo = Feb 28 or 29: the day is clamped to the end of the month). A month has no fixed
+length, so one offset uses one kind of unit.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, Self
+import re
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.base import ChunkContext
+from synthaix.columns.conditional import fail_at, require
+from synthaix.columns.numeric import Anchored, Sampler
 
 _EPOCH = dt.date(1970, 1, 1)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+_UNITS: dict[str, tuple[int, bool]] = {  # unit -> (seconds or months in one, calendar?)
+    **dict.fromkeys(("s", "second", "seconds"), (1, False)),
+    **dict.fromkeys(("min", "minute", "minutes"), (60, False)),
+    **dict.fromkeys(("h", "hour", "hours"), (3600, False)),
+    **dict.fromkeys(("d", "day", "days"), (86400, False)),
+    **dict.fromkeys(("w", "week", "weeks"), (604800, False)),
+    **dict.fromkeys(("mo", "month", "months"), (1, True)),
+    **dict.fromkeys(("y", "year", "years"), (12, True)),
+}
 
 
-class DateColumn(Column):
-    """A calendar date between `start` and `end`, both included."""
+def parse_duration(text: str) -> tuple[float, int, bool] | None:
+    """'5d' -> (5.0, 86400, False); '3mo' -> (3.0, 1, True): amount, seconds (or months) per
+    unit, and whether the unit is a calendar one. None if it is not a duration."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or match[2] not in _UNITS:
+        return None
+    size, calendar = _UNITS[match[2]]
+    return float(match[1]), size, calendar
+
+
+def add_months(times: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Calendar month arithmetic on datetime64 values: the day of the month is kept, or clamped
+    to the last day of the target month, and so is the time of day. Vectorised."""
+    day = times.astype("datetime64[D]")
+    month = day.astype("datetime64[M]")
+    target = month + months.astype("timedelta64[M]")
+    length = (target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")
+    into = np.minimum(day - month.astype("datetime64[D]"), length - 1)
+    moved = (target.astype("datetime64[D]") + into).astype(times.dtype)
+    return moved + (times - day.astype(times.dtype))
+
+
+class _Temporal(Anchored):
+    """What dates and datetimes share; values are whole units (days, seconds) since 1970."""
+
+    _OWN: ClassVar[tuple[str, ...]] = ("start", "end")
+    _BASES: ClassVar[str] = "date or datetime columns"
+    _UNIT: ClassVar[str]  # numpy unit of one step: D or s
+    _SECONDS: ClassVar[int]  # seconds in one step
+    _SQL_TYPE: ClassVar[str]
+    _UNIT_NAME: ClassVar[str]  # what whole steps are, for messages
+
+    def _check_range(self) -> None:
+        require(self, "start", "end")
+        if self.start > self.end:  # type: ignore[attr-defined]
+            raise ValueError(f"start ({self.start}) is after end ({self.end})")  # type: ignore[attr-defined]
+
+    def _units(self, value: Any) -> int:
+        raise NotImplementedError
+
+    def _typed(self, units: np.ndarray) -> pa.Array:
+        raise NotImplementedError
+
+    def _own_sampler(self) -> Sampler:
+        first, last = self._units(self.start), self._units(self.end)  # type: ignore[attr-defined]
+        return Sampler("uniform", first, last, integer=True)
+
+    def _draw(self, ctx: ChunkContext) -> pa.Array:
+        return self._typed(self._own_sampler().sample(ctx.rng, ctx.rows))
+
+    def _range_capacity(self) -> int | None:
+        return self._units(self.end) - self._units(self.start) + 1  # type: ignore[attr-defined]
+
+    def _accepts(self, kind: pa.DataType) -> bool:
+        return pa.types.is_date(kind) or pa.types.is_timestamp(kind)
+
+    def _offset_amounts(self) -> dict[str, float]:
+        return self._durations()[0]
+
+    def _durations(self) -> tuple[dict[str, float], bool]:
+        """The offset's amounts in steps of the column (days, seconds), or in months if it uses
+        calendar units, and which of the two; fails at an amount that is not one."""
+        parsed: dict[str, tuple[float, int, bool | None]] = {}
+        for field in ("min", "max", "mean", "std"):
+            raw = getattr(self.offset, field)
+            if raw is not None and not isinstance(raw, str) and raw == 0:
+                parsed[field] = (0.0, 1, None)  # zero needs no unit
+            elif raw is not None:
+                if str(raw).strip().startswith("-"):
+                    fail_at(("offset", field), f"offsets are never negative; use {self._other}")
+                found = parse_duration(raw) if isinstance(raw, str) else None
+                if found is None:
+                    fail_at(
+                        ("offset", field),
+                        f"'{raw}' is not a duration; write e.g. 30s, 15min, 1h, 5d, 2w, 3mo or 1y",
+                    )
+                parsed[field] = found
+        kinds = {calendar for _, _, calendar in parsed.values() if calendar is not None}
+        if len(kinds) > 1:
+            fail_at(
+                ("offset",),
+                "offset mixes months or years with fixed units (s, min, h, d, w); a month has no "
+                "fixed length, so use one kind",
+            )
+        calendar = True in kinds
+        amounts = {}
+        for field, (amount, size, _) in parsed.items():
+            steps = amount * size / (1 if calendar else self._SECONDS)
+            finer = not calendar and size < self._SECONDS  # hours for a date
+            if (field in ("min", "max") or finer) and not steps.is_integer():
+                unit = "months" if calendar else self._UNIT_NAME
+                raw = getattr(self.offset, field)
+                fail_at(("offset", field), f"'{raw}' is not a whole number of {unit}")
+            amounts[field] = steps
+        return amounts, calendar
+
+    def _shift(self, base: pa.Array, offsets: np.ndarray) -> pa.Array:
+        start = base.to_numpy(zero_copy_only=False).astype(f"datetime64[{self._UNIT}]")
+        steps = offsets.astype(np.int64)
+        if self._durations()[1]:
+            moved = add_months(start, steps)
+        else:
+            moved = start + steps.astype(f"timedelta64[{self._UNIT}]")
+        mask = base.is_null().to_numpy(zero_copy_only=False)
+        return pa.array(moved, type=self.arrow_type(), mask=mask)
+
+    def _offset_sql(self, value: str, base: str) -> str:
+        base = f"CAST({base} AS {self._SQL_TYPE})"  # the base's date, or its midnight
+        if not self._durations()[1]:
+            return f"({self._value_sql(value)} - {self._value_sql(base)})"
+        months = f"date_diff('month', {base}, {value})"
+        # NULL unless the value is exactly that many calendar months away (the day clamped).
+        exact = f"{value} = {base} + to_months(CAST({months} AS INTEGER))"
+        return f"(CASE WHEN {exact} THEN {months} END)"
+
+
+class DateColumn(_Temporal):
+    """A calendar date between `start` and `end`, both included; or at an offset from an
+    earlier date or datetime column (`after`/`before`)."""
 
     type: Literal["date"] = "date"
-    start: dt.date = Field(description="First possible date (YYYY-MM-DD).")
-    end: dt.date = Field(description="Last possible date (YYYY-MM-DD).")
+    start: dt.date | None = Field(
+        default=None, description="First possible date (YYYY-MM-DD); not with after/before."
+    )
+    end: dt.date | None = Field(
+        default=None, description="Last possible date (YYYY-MM-DD); not with after/before."
+    )
 
-    @model_validator(mode="after")
-    def _check_range(self) -> Self:
-        if self.start > self.end:
-            raise ValueError(f"start ({self.start}) is after end ({self.end})")
-        return self
+    _UNIT: ClassVar[str] = "D"
+    _SECONDS: ClassVar[int] = 86400
+    _SQL_TYPE: ClassVar[str] = "DATE"
+    _UNIT_NAME: ClassVar[str] = "days (a date has no time of day)"
 
     def arrow_type(self) -> pa.DataType:
         return pa.date32()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
-        return (self.end - self.start).days + 1
+    def _units(self, value: dt.date) -> int:
+        return (value - _EPOCH).days
 
-    def generate(self, ctx: ChunkContext) -> pa.Array:
-        first = (self.start - _EPOCH).days
-        days = ctx.rng.integers(first, (self.end - _EPOCH).days, size=ctx.rows, endpoint=True)
-        return pa.array(days.astype(np.int32), type=pa.date32())
+    def _typed(self, units: np.ndarray) -> pa.Array:
+        return pa.array(units.astype(np.int32), type=pa.date32())
+
+    def _value_sql(self, column: str) -> str:
+        return f"CAST({column} - DATE '1970-01-01' AS DOUBLE)"
 
 
-class DatetimeColumn(Column):
-    """A timestamp (whole seconds, no time zone) between `start` and `end`, both included."""
+class DatetimeColumn(_Temporal):
+    """A timestamp (whole seconds, no time zone) between `start` and `end`, both included; or
+    at an offset from an earlier date or datetime column (`after`/`before`)."""
 
     type: Literal["datetime"] = "datetime"
-    start: dt.datetime = Field(description="Earliest timestamp, e.g. 2024-01-01 00:00:00.")
-    end: dt.datetime = Field(description="Latest timestamp, e.g. 2024-12-31 23:59:59.")
+    start: dt.datetime | None = Field(
+        default=None,
+        description="Earliest timestamp, e.g. 2024-01-01 00:00:00; not with after/before.",
+    )
+    end: dt.datetime | None = Field(
+        default=None,
+        description="Latest timestamp, e.g. 2024-12-31 23:59:59; not with after/before.",
+    )
+
+    _UNIT: ClassVar[str] = "s"
+    _SECONDS: ClassVar[int] = 1
+    _SQL_TYPE: ClassVar[str] = "TIMESTAMP"
+    _UNIT_NAME: ClassVar[str] = "seconds"
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -53,21 +204,20 @@ class DatetimeColumn(Column):
             return dt.datetime.combine(value, dt.time())
         return value
 
-    @model_validator(mode="after")
-    def _check_range(self) -> Self:
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+    def _check_range(self) -> None:
+        require(self, "start", "end")
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:  # type: ignore[union-attr]
             raise ValueError("start and end must have no time zone (values are naive timestamps)")
-        if self.start > self.end:
-            raise ValueError(f"start ({self.start}) is after end ({self.end})")
-        return self
+        super()._check_range()
 
     def arrow_type(self) -> pa.DataType:
         return pa.timestamp("us")  # Parquet has no seconds unit; us round-trips exactly
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
-        return int((self.end - self.start).total_seconds()) + 1
+    def _units(self, value: dt.datetime) -> int:
+        return int(value.replace(tzinfo=dt.UTC).timestamp())
 
-    def generate(self, ctx: ChunkContext) -> pa.Array:
-        first, last = (int(t.replace(tzinfo=dt.UTC).timestamp()) for t in (self.start, self.end))
-        seconds = ctx.rng.integers(first, last, size=ctx.rows, endpoint=True)
-        return pa.array(seconds.astype(np.int64) * 1_000_000, type=pa.timestamp("us"))
+    def _typed(self, units: np.ndarray) -> pa.Array:
+        return pa.array(units.astype(np.int64) * 1_000_000, type=pa.timestamp("us"))
+
+    def _value_sql(self, column: str) -> str:
+        return f"epoch({column})"
