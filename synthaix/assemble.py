@@ -1,15 +1,18 @@
 """Turn chunks that finish in any order into exactly N rows, in a deterministic order.
 
 Chunks are released in index order (a small buffer holds the ones that finish early), rows
-that repeat a value of a `unique` column are dropped, and fill-up rounds replace them. Because
-every decision is taken in index order, the output does not depend on completion order.
+that repeat a value of a `unique` column are dropped, and fill-up rounds replace them (columns
+that can renumber a repeated value, like derived emails, keep the row instead). Because every
+decision is taken in index order, the output does not depend on completion order.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,38 +28,85 @@ STALLED_ROUNDS = 3
 MIN_ACCEPTANCE = 0.01
 
 
-def tracked_unique_columns(config: DatasetConfig) -> list[str]:
+def tracked_unique_columns(config: DatasetConfig) -> UniqueColumns:
     """Unique columns that need checking: sequences are unique by construction, and random
     v4 UUIDs collide with odds of about 1e-25 per million rows."""
-    return [
-        c.name
-        for c in config.columns
-        if c.unique and not isinstance(c, SequenceColumn | UuidColumn)
+    tracked = [
+        c for c in config.columns if c.unique and not isinstance(c, SequenceColumn | UuidColumn)
     ]
+    repairs = {c.name: c.make_unique for c in tracked if getattr(c, "repairs_duplicates", False)}
+    return UniqueColumns([c.name for c in tracked], repairs)
+
+
+Repair = Callable[[Any, int], Any]
+
+
+class UniqueColumns(list[str]):
+    """Names of the unique columns, and `repairs`: for the columns that make a repeated value
+    unique themselves (derived emails and usernames), `make_unique(value, n)`."""
+
+    def __init__(self, names: list[str], repairs: dict[str, Repair] | None = None) -> None:
+        super().__init__(names)
+        self.repairs = repairs or {}
 
 
 class UniqueFilter:
-    """Keeps rows whose unique-column values were never seen before (nulls are exempt)."""
+    """Keeps rows whose unique-column values were never seen before (nulls are exempt).
 
-    def __init__(self, columns: list[str], seen: dict[str, set] | None = None) -> None:
+    A repeated value of a column with a repair is renumbered instead (ann.lee2@example.com),
+    and its row kept: rows are taken in chunk order, so the numbers are deterministic.
+    `columns` may be UniqueColumns, whose repairs apply unless `repairs` is given."""
+
+    def __init__(
+        self,
+        columns: list[str],
+        seen: dict[str, set] | None = None,
+        repairs: dict[str, Repair] | None = None,
+    ) -> None:
         self.columns = columns
         self.seen = [set((seen or {}).get(name, ())) for name in columns]
+        repairs = getattr(columns, "repairs", {}) if repairs is None else repairs
+        self.repairs = [repairs.get(name) for name in columns]
+        self.repaired = 0
+        # The next number to try for each repaired value, so a name shared by thousands of
+        # rows is not counted up from 2 each time.
+        self._numbers: list[dict[Any, int]] = [{} for _ in columns]
 
     def apply(self, table: pa.Table) -> pa.Table:
         if not self.columns:
             return table
         keep = []
-        seen = self.seen
-        for i, row in enumerate(zip(*(table[c].to_pylist() for c in self.columns), strict=True)):
-            if any(v is not None and v in seen[j] for j, v in enumerate(row)):
+        seen, repairs = self.seen, self.repairs
+        values = [table[c].to_pylist() for c in self.columns]
+        before = self.repaired
+        for i, row in enumerate(zip(*values, strict=True)):
+            if any(v is not None and v in seen[j] and not repairs[j] for j, v in enumerate(row)):
                 continue
             for j, v in enumerate(row):
+                if v is not None and v in seen[j]:
+                    v = values[j][i] = self._renumbered(j, v)
                 if v is not None:
                     seen[j].add(v)
             keep.append(i)
+        if self.repaired > before:
+            for j, name in enumerate(self.columns):
+                if repairs[j]:
+                    field = table.schema.field(name)
+                    index = table.schema.get_field_index(name)
+                    table = table.set_column(index, field, pa.array(values[j], field.type))
         if len(keep) == table.num_rows:
             return table
         return table.take(pa.array(keep, type=pa.int64()))
+
+    def _renumbered(self, column: int, value: Any) -> Any:
+        make_unique, seen = self.repairs[column], self.seen[column]
+        assert make_unique is not None
+        n = self._numbers[column].get(value, 2)
+        while (candidate := make_unique(value, n)) in seen:
+            n += 1
+        self._numbers[column][value] = n + 1
+        self.repaired += 1
+        return candidate
 
 
 @dataclass
@@ -119,8 +169,11 @@ class Assembler:
         table = table.append_column(_ROW_ID, pa.array(result.row_ids, pa.int64()))
         if result.hashes is not None:
             table = table.append_column(_HASH, pa.array(result.hashes, pa.int64()))
+        repaired = self.unique.repaired
         kept = self.unique.apply(table)
         self.dropped_duplicates += table.num_rows - kept.num_rows
+        if self.unique.repaired > repaired and _HASH in kept.column_names:
+            kept = kept.drop_columns([_HASH])  # hashed before renumbering: the dedupe rehashes
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append(kept)
@@ -137,9 +190,10 @@ class Assembler:
     def flush(self) -> Batch | None:
         if not self._batch:
             return None
-        kept = pa.concat_tables(self._batch)
+        kept = pa.concat_tables(self._batch, promote_options="default")
         self._batch, self._batch_rows = [], 0
-        hashes = kept[_HASH].to_numpy() if _HASH in kept.column_names else None
+        hashed = kept[_HASH] if _HASH in kept.column_names else None
+        hashes = hashed.to_numpy() if hashed is not None and not hashed.null_count else None
         ids = kept[_ROW_ID].to_numpy()
         extra = [c for c in (_ROW_ID, _HASH) if c in kept.column_names]
         return Batch(kept.drop_columns(extra), ids, hashes)

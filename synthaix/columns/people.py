@@ -3,25 +3,34 @@
 Faker makes one value per call at 1-150 µs, too slow for millions of rows. So names are drawn
 with numpy straight from the locale's (weighted) name lists, which is exactly Faker's own
 distribution, and the other types draw from a per-chunk pool of Faker values (`pool`).
+Emails and usernames with `from` are made from the row's own name columns, vectorised.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import inspect
+import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Context, Decimal, InvalidOperation
 from functools import cache
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from faker import Faker
 from faker.config import AVAILABLE_LOCALES
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.base import ChunkContext, Column, RelationCheck
+from synthaix.columns.sandbox import MAX_RENDERED_CHARS
+from synthaix.errors import ConfigError
 
 _FAKER_METHODS = {
-    "person.email": "email",
     "person.phone": "phone_number",
     "person.job": "job",
     "address.street": "street_address",
@@ -117,11 +126,36 @@ class NameColumn(_LocaleColumn):
         return drawn[0] if len(drawn) == 1 else pc.binary_join_element_wise(*drawn, " ")
 
 
-class FakerColumn(_LocaleColumn):
-    """Email, phone, job, street, full address, city, country, postcode or company name."""
+class _PooledColumn(_LocaleColumn):
+    pool: int = Field(
+        default=2000,
+        ge=0,
+        description="Faker values made per chunk, then drawn from at random (fast). 0, or "
+        "unique: true, makes one Faker value per row (exact, ~10-150 µs a row).",
+    )
+
+    def _pooled(
+        self,
+        ctx: ChunkContext,
+        method: str,
+        kwargs: dict[str, Any],
+        convert: Callable[[Any], Any],
+        arrow_type: pa.DataType,
+    ) -> pa.Array:
+        fake = faker_for(self._locale(ctx), int(ctx.rng.integers(2**63)))
+        make = getattr(fake, method)
+        per_row = self.unique or self.pool == 0 or self.pool >= ctx.rows
+        size = ctx.rows if per_row else self.pool
+        pool = pa.array([convert(make(**kwargs)) for _ in range(size)], type=arrow_type)
+        if per_row:
+            return pool
+        return pool.take(pa.array(ctx.rng.integers(0, size, size=ctx.rows)))
+
+
+class FakerColumn(_PooledColumn):
+    """Phone, job, street, full address, city, country, postcode or company name."""
 
     type: Literal[
-        "person.email",
         "person.phone",
         "person.job",
         "address.street",
@@ -131,48 +165,438 @@ class FakerColumn(_LocaleColumn):
         "address.postcode",
         "company.name",
     ]
-    pool: int = Field(
-        default=2000,
-        ge=0,
-        description="Faker values made per chunk, then drawn from at random (fast). 0, or "
-        "unique: true, makes one Faker value per row (exact, ~10-150 µs a row).",
-    )
 
     def arrow_type(self) -> pa.DataType:
         return pa.string()
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
-        return _pooled(self, ctx, _FAKER_METHODS[self.type], {}, line_break=", ")
+        one_line: Callable[[str], str] = lambda v: v.replace("\n", ", ")  # noqa: E731
+        return self._pooled(ctx, _FAKER_METHODS[self.type], {}, one_line, pa.string())
 
 
-class LoremColumn(_LocaleColumn):
+class LoremColumn(_PooledColumn):
     """Placeholder prose: a text of up to `max_chars` characters."""
 
     type: Literal["text.lorem"] = "text.lorem"
     max_chars: int = Field(default=200, ge=5, description="Longest text, in characters.")
-    pool: int = Field(default=2000, ge=0, description="As for other Faker columns.")
 
     def arrow_type(self) -> pa.DataType:
         return pa.string()
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
-        return _pooled(self, ctx, "text", {"max_nb_chars": self.max_chars}, line_break=" ")
+        one_line: Callable[[str], str] = lambda v: v.replace("\n", " ")  # noqa: E731
+        kwargs = {"max_nb_chars": self.max_chars}
+        return self._pooled(ctx, "text", kwargs, one_line, pa.string())
 
 
-def _pooled(
-    column: FakerColumn | LoremColumn,
-    ctx: ChunkContext,
-    method: str,
-    kwargs: dict,
-    line_break: str,
-) -> pa.Array:
-    fake = faker_for(column._locale(ctx), int(ctx.rng.integers(2**63)))
-    make = getattr(fake, method)
-    per_row = column.unique or column.pool == 0 or column.pool >= ctx.rows
-    size = ctx.rows if per_row else column.pool
-    pool = pa.array(
-        [make(**kwargs).replace("\n", line_break) for _ in range(size)], type=pa.string()
+# -- emails and usernames ----------------------------------------------------------------------
+
+Weighted = str | list[str] | dict[str, float]
+# A style is one or two name parts (first, last, or their initials f, l) and what joins them.
+_STYLE = re.compile(r"(first|last|f|l)([._-]?)(first|last|f|l)?")
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63}")
+# The first word of a full name, and its last word when it has two or more. The same RE2
+# patterns make the values (Arrow) and check them (DuckDB), so the two cannot disagree.
+_FIRST_WORD = r"^\s*(?P<w>\S+)"
+_LAST_WORD = r"\S\s+(?P<w>\S+)\s*$"
+_NULL = pa.scalar(None, pa.string())
+
+
+class HandleColumn(_PooledColumn):
+    """An email or username. With `from`, made from the row's own names (Ann Lee ->
+    ann.lee@example.com); without, a Faker value from a per-chunk pool."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["person.email", "person.username"]
+    from_: list[str] | None = Field(
+        default=None,
+        alias="from",
+        min_length=1,
+        max_length=2,
+        description="Earlier name columns to derive the value from: [first, last], or one "
+        "full-name column. Without it, Faker makes the value (unrelated to other columns).",
     )
-    if per_row:
-        return pool
-    return pool.take(pa.array(ctx.rng.integers(0, size, size=ctx.rows)))
+    style: Weighted = Field(
+        default="first.last",
+        description="How the name parts are joined: first, last or their initials f, l, "
+        "joined by '.', '_', '-' or nothing (first.last, flast, first_last, lastf, first); "
+        "a list or a mapping style -> weight mixes styles across rows. Needs `from`.",
+    )
+    domain: Weighted = Field(
+        default="example.com",
+        description="Email domain, or a list or mapping domain -> weight to draw from. "
+        "Needs `from`; person.email only.",
+    )
+    unique: bool = Field(
+        default=False,
+        description="Every non-null value appears once. With `from`, a repeated value gets a "
+        "number (ann.lee2@example.com) instead of its row being redrawn.",
+    )
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_options(self) -> Self:
+        # By value, not by model_fields_set: a dumped and re-read config sets every field.
+        fields = type(self).model_fields
+        set_here = {key for key in ("style", "domain") if getattr(self, key) != fields[key].default}
+        if self.from_ is None and set_here:
+            raise ValueError(f"{' and '.join(sorted(set_here))} need `from` (the name columns)")
+        if self.type == "person.username" and "domain" in set_here:
+            raise ValueError("domain is for person.email; a username has none")
+        if self.from_ is not None and len(set(self.from_)) < len(self.from_):
+            raise ValueError("from names the same column twice")
+        for style in _weighted(self.style, "style")[0]:
+            match = _STYLE.fullmatch(style)
+            if match is None or (match[2] and not match[3]):
+                raise ValueError(
+                    f"style '{style}' is not first, last, f or l, optionally joined to another "
+                    "by '.', '_', '-' or nothing, e.g. first.last, flast, first_last"
+                )
+        for domain in _weighted(self.domain, "domain")[0]:
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"domain '{domain}' is not a lowercase domain like example.com")
+        return self
+
+    def references(self) -> set[str]:
+        return set(self.from_ or ())
+
+    def problems(self, earlier: dict[str, Column]) -> list[tuple[tuple[str | int, ...], str]]:
+        return [
+            (("from",), f"'{name}' is {earlier[name].arrow_type()}, not text (a name column)")
+            for name in self.from_ or ()
+            if not pa.types.is_string(earlier[name].arrow_type())
+        ]
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.string()
+
+    @property
+    def repairs_duplicates(self) -> bool:
+        """A repeated value is made unique with `make_unique` instead of being redrawn."""
+        return self.unique and self.from_ is not None
+
+    def make_unique(self, value: str, n: int) -> str:
+        """The value numbered n (the assembler counts n up from 2 until the value is new)."""
+        if self.type == "person.email":
+            local, _, domain = value.rpartition("@")
+            return f"{local}{n}@{domain}"
+        return f"{value}{n}"
+
+    def generate(self, ctx: ChunkContext) -> pa.Array:
+        if self.from_ is None:
+            method = "email" if self.type == "person.email" else "user_name"
+            return self._pooled(ctx, method, {}, _same, pa.string())
+        first, last, valid = self._name_parts(ctx.values)
+        self._check_script(ctx, first, last, valid)
+        styles, p = _weighted(self.style)
+        made = [_style_values(style, first, last) for style in styles]
+        local = made[0] if len(made) == 1 else pc.choose(_draw(ctx, p), *made)
+        local = pc.if_else(pc.and_(valid, pc.not_equal(local, "")), local, _NULL)
+        if self.type == "person.username":
+            return local
+        domains, p = _weighted(self.domain)
+        at = pa.array([f"@{domain}" for domain in domains])
+        return pc.binary_join_element_wise(local, at.take(_draw(ctx, p)), "")
+
+    def _name_parts(self, values: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """Normalised first and last names ('' where missing), and the rows with every name."""
+        sources = [values[name] for name in self.from_ or ()]
+        valid = pc.is_valid(sources[0])
+        for source in sources[1:]:
+            valid = pc.and_(valid, pc.is_valid(source))
+        if len(sources) == 1:
+            sources = [pc.struct_field(pc.extract_regex(sources[0], w), [0]) for w in _WORDS]
+        first, last = (_normalised(source) for source in sources)
+        return first, last, valid
+
+    def _check_script(
+        self, ctx: ChunkContext, first: pa.Array, last: pa.Array, valid: pa.Array
+    ) -> None:
+        """Names that fold to nothing (Cyrillic, CJK, ...) would lose their part of the value;
+        a stray one may, but a locale or a column of them is a config to fix, not data."""
+        lost = pc.equal(first, "")
+        if len(self.from_ or ()) == 2:  # (one full name may lack a last word)
+            lost = pc.or_(lost, pc.equal(last, ""))
+        lost = pc.and_(valid, lost)
+        if 2 * (pc.sum(lost).as_py() or 0) > (pc.sum(valid).as_py() or 0):
+            examples = [ctx.values[name].filter(lost)[0].as_py() for name in self.from_ or ()]
+            raise ConfigError(
+                f"column '{self.name}': most names in {', '.join(self.from_ or ())} have no "
+                f"Latin letters (e.g. {' '.join(examples)!r}), so they cannot make a "
+                f"{self.type.split('.')[1]}",
+                hint="use a Latin-script locale for the name columns, or drop `from` for "
+                "Faker's own (transliterated) values",
+            )
+
+    def relation_checks(self) -> list[RelationCheck]:
+        if self.from_ is None:
+            return []
+        name = f'"{self.name}"'
+        if len(self.from_) == 2:
+            first, last = (_normalised_sql(f'"{column}"') for column in self.from_)
+        else:
+            first, last = (
+                _normalised_sql(f"regexp_extract(\"{self.from_[0]}\", '{w}', 1)") for w in _WORDS
+            )
+        styles, _ = _weighted(self.style)
+        expected = ", ".join(f"{_style_sql(s, first, last)} AS e{i}" for i, s in enumerate(styles))
+        matches = " OR ".join(
+            f"(e{i} <> '' AND starts_with(local, e{i}) "
+            f"AND regexp_full_match(substr(local, length(e{i}) + 1), '[0-9]*'))"
+            for i in range(len(styles))
+        )
+        relation = f"{self.name} = {' | '.join(styles)} of {', '.join(self.from_)} (+ a number)"
+        local, domain_ok = name, "true"
+        if self.type == "person.email":
+            domains, _ = _weighted(self.domain)
+            local = f"split_part({name}, '@', 1)"
+            domain_ok = f"split_part({name}, '@', 2) IN ({', '.join(map(repr, domains))})"
+            relation += f" @ {' | '.join(domains)}"
+        sql = (
+            f"SELECT count(*) FILTER (WHERE NOT ({domain_ok} AND ({matches}))) AS failed, "
+            "format('{:,} of {:,} values do not match their names', failed, count(*)) "
+            f"AS observed FROM (SELECT {name}, {local} AS local, {expected} "
+            f"FROM data WHERE {name} IS NOT NULL)"
+        )
+        return [RelationCheck(self.name, relation, sql)]
+
+
+_WORDS = (_FIRST_WORD, _LAST_WORD)
+
+
+def _weighted(value: Weighted, what: str = "value") -> tuple[list[str], np.ndarray]:
+    """The choices and their probabilities; ValueError when a list or mapping is unusable."""
+    if isinstance(value, str):
+        return [value], np.ones(1)
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if isinstance(value, list):
+        if len(set(value)) < len(value):
+            raise ValueError(f"{what} lists a value twice")
+        return value, np.full(len(value), 1 / len(value))
+    weights = np.array(list(value.values()), dtype=np.float64)
+    if not (weights > 0).all():
+        raise ValueError(f"{what} weights must be positive")
+    return list(value), weights / weights.sum()
+
+
+def _draw(ctx: ChunkContext, p: np.ndarray) -> pa.Array:
+    if len(p) == 1:  # one choice draws nothing: the column's stream is as without the option
+        return pa.array(np.zeros(ctx.rows, dtype=np.int64))
+    return pa.array(ctx.rng.choice(len(p), size=ctx.rows, p=p))
+
+
+def _normalised(names: pa.Array) -> pa.Array:
+    """Lowercase ASCII letters and digits only: accents folded (NFKD), the rest dropped."""
+    folded = pc.utf8_lower(pc.utf8_normalize(names, "NFKD"))
+    return pc.fill_null(pc.replace_substring_regex(folded, "[^a-z0-9]", ""), "")
+
+
+def _normalised_sql(term: str) -> str:
+    """`_normalised` in DuckDB (the two agree on every name list of every Faker locale)."""
+    return f"regexp_replace(lower(strip_accents(coalesce({term}, ''))), '[^a-z0-9]', '', 'g')"
+
+
+def _style_values(style: str, first: pa.Array, last: pa.Array) -> pa.Array:
+    one, joiner, two = _style_parts(style)
+    parts = {"first": first, "last": last}
+    parts |= {"f": pc.utf8_slice_codeunits(first, 0, 1), "l": pc.utf8_slice_codeunits(last, 0, 1)}
+    if two is None:
+        return parts[one]
+    # The joiner goes only between two parts: "Cher" alone is cher, not cher.
+    both = pc.and_(pc.not_equal(parts[one], ""), pc.not_equal(parts[two], ""))
+    return pc.binary_join_element_wise(parts[one], pc.if_else(both, joiner, ""), parts[two], "")
+
+
+def _style_sql(style: str, first: str, last: str) -> str:
+    one, joiner, two = _style_parts(style)
+    parts = {"first": first, "last": last, "f": f"left({first}, 1)", "l": f"left({last}, 1)"}
+    if two is None:
+        return parts[one]
+    return f"concat_ws('{joiner}', nullif({parts[one]}, ''), nullif({parts[two]}, ''))"
+
+
+def _style_parts(style: str) -> tuple[str, str, str | None]:
+    match = _STYLE.fullmatch(style)
+    assert match is not None  # checked when the config was validated
+    return match[1], match[2], match[3]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# -- any Faker method --------------------------------------------------------------------------
+
+# Arrow type of each scalar Faker returns. Decimal becomes float unless `as: decimal(p,s)`:
+# Faker's decimals vary in scale from value to value, which no one decimal type holds exactly.
+_VALUE_TYPES: dict[type, pa.DataType] = {
+    bool: pa.bool_(),
+    int: pa.int64(),
+    float: pa.float64(),
+    Decimal: pa.float64(),
+    str: pa.string(),
+    dt.datetime: pa.timestamp("us"),
+    dt.date: pa.date32(),
+    dt.time: pa.time64("us"),
+    dt.timedelta: pa.duration("us"),
+}
+_AS = re.compile(r"text|double|decimal\((\d+), *(\d+)\)")
+# Integer arguments size a value (lengths, digits, row counts) unless they bound it (min, max,
+# step, *_value); sizes are capped so a config cannot ask for gigabytes per value.
+_BOUND_ARG = re.compile(r"min|max|step|.*_value")
+MAX_SIZE_ARG = 1000
+_PROBES = 20
+
+
+@dataclass(frozen=True)
+class FakerMethod:
+    """A checked Faker method: the Arrow type of its values, and how to convert each one."""
+
+    arrow_type: pa.DataType
+    convert: Callable[[Any], Any]
+
+
+_checked: dict[tuple[str, str, str, str | None], FakerMethod] = {}
+
+
+def faker_method(locale: str, method: str, args: dict[str, Any], as_: str | None) -> FakerMethod:
+    """`method` of `locale`'s Faker, checked: a public provider method that takes `args` and
+    makes scalar values of one type (found by calling it). ValueError says what is wrong."""
+    key = (locale, method, repr(sorted(args.items())), as_)
+    if key not in _checked:
+        _checked[key] = _probe(locale, method, args, as_)
+    return _checked[key]
+
+
+@cache
+def _provider_methods(locale: str) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            {
+                name
+                for provider in Faker(locale).providers
+                for name in dir(provider)
+                if not name.startswith("_") and callable(getattr(provider, name))
+            }
+        )
+    )
+
+
+def _probe(locale: str, method: str, args: dict[str, Any], as_: str | None) -> FakerMethod:
+    if method.startswith(("_", "seed")):
+        raise ValueError(f"'{method}' is refused: private and seeding methods make no values")
+    if method not in _provider_methods(locale):
+        close = difflib.get_close_matches(method, _provider_methods(locale), n=3)
+        guess = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Faker has no method '{method}' in locale {locale}{guess} (another locale's "
+            "methods need `locale:` on the column)"
+        )
+    make = getattr(faker_for(locale, 0), method)
+    try:
+        inspect.signature(make).bind(**args)
+    except TypeError as exc:
+        raise ValueError(f"args do not fit {method}{inspect.signature(make)}: {exc}") from None
+    for arg, value in args.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and not _BOUND_ARG.fullmatch(arg) and abs(value) > MAX_SIZE_ARG:
+            raise ValueError(f"args.{arg} is {value:,}; sizes are at most {MAX_SIZE_ARG:,}")
+    try:
+        samples = [make(**args) for _ in range(_PROBES)]
+    except Exception as exc:  # whatever Faker raises, the method cannot run with these args
+        raise ValueError(f"{method}() fails: {type(exc).__name__}: {exc}") from None
+    return _typed(method, samples, as_)
+
+
+def _typed(method: str, samples: list[Any], as_: str | None) -> FakerMethod:
+    kinds = {type(v) for v in samples if v is not None}
+    if not kinds or kinds - _VALUE_TYPES.keys():
+        what = ", ".join(sorted(k.__name__ for k in kinds - _VALUE_TYPES.keys())) or "None"
+        raise ValueError(
+            f"{method}() returns {what}, not one scalar (text, number, boolean, date, time)"
+        )
+    if any(isinstance(v, str) and len(v) > MAX_RENDERED_CHARS for v in samples):
+        raise ValueError(f"{method}() makes values over {MAX_RENDERED_CHARS:,} characters")
+    if as_ is not None:
+        arrow, convert = _declared(as_)
+    elif len(kinds) > 1:
+        names = ", ".join(sorted(k.__name__ for k in kinds))
+        raise ValueError(f"{method}() returns several types ({names}); declare as: text")
+    else:
+        kind = kinds.pop()
+        arrow, convert = _VALUE_TYPES[kind], float if kind is Decimal else _same
+        if kind is dt.datetime and any(v.tzinfo for v in samples if v is not None):
+            arrow = pa.timestamp("us", tz="UTC")
+    checked = FakerMethod(arrow, lambda v: None if v is None else convert(v))
+    try:
+        pa.array([checked.convert(v) for v in samples], type=arrow)
+    except (ArithmeticError, TypeError, ValueError, pa.ArrowException) as exc:
+        why = "too many digits" if isinstance(exc, InvalidOperation) else exc
+        raise ValueError(f"{method}() values do not convert to {as_ or arrow}: {why}") from None
+    return checked
+
+
+def _declared(as_: str) -> tuple[pa.DataType, Callable[[Any], Any]]:
+    if as_ == "text":
+        return pa.string(), str
+    if as_ == "double":
+        return pa.float64(), float
+    precision, scale = (int(g) for g in _AS.fullmatch(as_).groups())  # type: ignore[union-attr]
+    step, digits = Decimal(1).scaleb(-scale), Context(prec=precision)
+    return pa.decimal128(precision, scale), lambda v: Decimal(str(v)).quantize(step, context=digits)
+
+
+class FakerMethodColumn(_PooledColumn):
+    """Any public Faker provider method, with keyword arguments: iban, ean13, pydecimal, ..."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: Literal["faker"] = "faker"
+    method: str = Field(description="Faker provider method, e.g. iban, ean13, pydecimal.")
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the method, e.g. {left_digits: 3, right_digits: 2}.",
+    )
+    as_: str | None = Field(
+        default=None,
+        alias="as",
+        description="Type of the values: text, double or decimal(p,s) (rounded to s places). "
+        "Default: the method's own (str, int, float, bool, date, datetime, time, timedelta; "
+        "Decimal becomes double).",
+    )
+
+    @field_validator("as_")
+    @classmethod
+    def _check_as(cls, as_: str | None) -> str | None:
+        match = _AS.fullmatch(as_ or "text")
+        if match is None or (match[1] and not int(match[2]) <= int(match[1]) in range(1, 39)):
+            raise ValueError(f"as: '{as_}' is not text, double or decimal(p,s), s <= p <= 38")
+        return as_
+
+    @model_validator(mode="after")
+    def _check_method(self) -> Self:
+        # Checked in the column's locale; the dataset's is unknown here, so one the method
+        # lacks is reported when the first chunk is made.
+        self._method(self.locale or "en_US")
+        return self
+
+    def _method(self, locale: str) -> FakerMethod:
+        return faker_method(locale, self.method, self.args, self.as_)
+
+    def arrow_type(self) -> pa.DataType:
+        return self._method(self.locale or "en_US").arrow_type
+
+    def generate(self, ctx: ChunkContext) -> pa.Array:
+        try:
+            method = self._method(self._locale(ctx))
+        except ValueError as exc:
+            raise ConfigError(
+                f"column '{self.name}': {exc}", hint="set `locale:` on the column"
+            ) from None
+        return self._pooled(ctx, self.method, self.args, method.convert, method.arrow_type)
