@@ -294,7 +294,7 @@ _KNOWN_KEYS = sorted(
         for model in (DatasetConfig, OutputConfig, RunnerConfig, ProviderConfig, DedupeConfig)
         for name in model.model_fields
     }
-    | {name for cls in REGISTRY.values() for name in cls.model_fields}
+    | {f.alias or name for cls in REGISTRY.values() for name, f in cls.model_fields.items()}
 )
 
 

@@ -238,5 +238,9 @@ def test_every_registered_type_is_covered_here() -> None:
         "text.lorem",
         "expression",
         "llm",  # against the simulator: test_llm_build.py, test_llm_parts.py
+        "sql",  # test_sql_constraints.py
+        "person.username",  # test_people_columns.py, with faker and pattern
+        "faker",
+        "pattern",
     }
     assert set(REGISTRY) == tested
