@@ -116,3 +116,50 @@ def test_truncated_answers_keep_what_parsed_and_shrink_batches() -> None:
     assert filler.size < 20  # halved after `finish_reason: length`
     assert mask.all() and all(arrays["story"].to_pylist())
     assert recorder.stats.rejected_rows["malformed_json"] > 0  # the cut-off rows, asked again
+
+
+def test_translate_turns_flat_answers_into_coherent_columns_and_drops_bad_constraints() -> None:
+    from synthaix.llm.translate import _repair, to_yaml
+
+    answer = {
+        "name": "orders",
+        "columns": [
+            {"name": "category", "type": "category", "values": ["books", "toys"]},
+            {
+                "name": "unit_price",
+                "type": "float",
+                "by": "category",
+                "min": 1,
+                "max": 100,
+                "params": [{"value": "books", "min": 5, "max": 30, "values": None, "p": None}],
+            },
+            {"name": "quantity", "type": "integer", "min": 1, "max": 5},
+            {"name": "total", "type": "sql", "expr": "quantity * unit_price", "as": None},
+            {"name": "ordered_at", "type": "datetime", "start": "2024-01-01", "end": "2024-12-31"},
+            {
+                "name": "shipped_at",
+                "type": "datetime",
+                "after": "ordered_at",
+                "offset_min": "1h",
+                "offset_max": "5d",
+            },
+        ],
+        "constraints": ["total >= quantity", "(select 1) = 1", "nope > 1"],
+    }
+    config, notes = _repair(answer, "orders", ProviderConfig(), 100, None)
+    price, shipped = config.columns[1], config.columns[5]
+    assert price.by == "category" and "books" in price.params  # type: ignore[union-attr]
+    assert shipped.after == "ordered_at"  # type: ignore[union-attr]
+    assert [c.check for c in config.constraints] == ["total >= quantity"]
+    assert sum("constraint" in note for note in notes) == 2
+    text = to_yaml(config, notes)
+    assert "constraints:\n- total >= quantity" in text
+    assert load_config_text(text).constraints == config.constraints
+
+
+def load_config_text(text: str):
+    import yaml
+
+    from synthaix.config import parse_config
+
+    return parse_config(yaml.safe_load(text))

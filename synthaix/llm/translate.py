@@ -29,6 +29,31 @@ _PARAMS = {
     "template": _TEXT,
     "prompt": _TEXT,
     "max_length": {"type": ["integer", "null"]},
+    "p": _NULLABLE,
+    "expr": _TEXT,
+    "as": _TEXT,
+    "after": _TEXT,
+    "before": _TEXT,
+    "offset_min": _TEXT,  # flat, not an `offset` object: strict JSON schemas need fixed keys
+    "offset_max": _TEXT,
+    "by": _TEXT,
+    "params": {
+        "type": ["array", "null"],
+        "items": closed_object(
+            {
+                "value": {"type": "string"},
+                "values": {"type": ["array", "null"], "items": {"type": "string"}},
+                "min": _NULLABLE,
+                "max": _NULLABLE,
+                "p": _NULLABLE,
+            }
+        ),
+    },
+    "from": {"type": ["array", "null"], "items": {"type": "string"}},
+    "method": _TEXT,
+    "pattern": _TEXT,
+    "correlated_with": _TEXT,
+    "rho": _NULLABLE,
 }
 _COLUMN = closed_object(
     {
@@ -40,7 +65,10 @@ _COLUMN = closed_object(
     }
 )
 _COLUMNS = {"type": "array", "items": _COLUMN, "minItems": 1, "maxItems": 40}
-SCHEMA = closed_object({"name": {"type": "string"}, "columns": _COLUMNS})
+_CONSTRAINTS = {"type": "array", "items": {"type": "string"}, "maxItems": 10}
+SCHEMA = closed_object(
+    {"name": {"type": "string"}, "columns": _COLUMNS, "constraints": _CONSTRAINTS}
+)
 PROMPT = """Design the columns of a synthetic dataset: {description}
 
 Column types: {types}.
@@ -49,6 +77,14 @@ integer/float with min and max for numbers, category with values for fixed sets,
 with start and end (YYYY-MM-DD), expression with a Jinja2 template over earlier columns, uuid or
 sequence for ids. Use llm (with a prompt, which may use {{{{ earlier_column }}}}) only for free
 text a sampler cannot make, such as reviews or descriptions. Names are snake_case.
+Make the columns of a row hold together, by construction: sql with expr, a DuckDB expression
+over earlier columns (round(quantity * unit_price, 2)), for derived values; after (or before)
+an earlier date/datetime/number column with offset_min and offset_max (1h, 5d, 3mo) for values
+that follow it; by an earlier category column with params, one entry per value, for values
+that depend on it (a subcategory, a price per category); person.email with from [first_name,
+last_name] for emails that match the names; pattern for codes such as ORD-[A-Z]{{3}}-[0-9]{{5}};
+correlated_with and rho for numbers that rise with another. constraints: DuckDB boolean
+expressions every row satisfies (discount <= total), only for rules construction cannot make.
 Unused parameters are null."""
 MAX_ASKS = 3
 _COLUMN_SPEC: TypeAdapter[Any] = TypeAdapter(ColumnSpec)
@@ -97,6 +133,7 @@ def _repair(
         "seed": 0,
         "chunk_size": min(rows, 1000),
         "columns": columns,
+        "constraints": [c for c in payload.get("constraints") or [] if isinstance(c, str) and c],
         "provider": provider.model_dump(exclude_defaults=True),
     }
     # Each pass fixes at least one problem, and a column can have a few (an unknown reference
@@ -105,12 +142,14 @@ def _repair(
         try:
             return parse_config(data), notes
         except ConfigError as exc:
-            if not _fix_cross_column(data["columns"], str(exc), notes):
+            fixed = _fix_constraint(data, str(exc), notes)
+            if not fixed and not _fix_cross_column(data["columns"], str(exc), notes):
                 raise
     return parse_config(data), notes  # raises the ConfigError that is left
 
 
 def _column(name: str, raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    raw = _nested(raw)
     kind = raw.get("type") if raw.get("type") in REGISTRY else "llm"
     fields = REGISTRY[kind].model_fields
     accepted = set(fields) | {f.alias for f in fields.values() if f.alias}
@@ -127,6 +166,30 @@ def _column(name: str, raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     fallback["prompt"] = raw.get("prompt") or f"A realistic {name.replace('_', ' ')}"
     notes.append(f"{name}: the suggested {kind} spec was invalid ({problem}); an llm column now")
     return fallback
+
+
+def _nested(raw: dict[str, Any]) -> dict[str, Any]:
+    """The answer's flat offset and segment list in the config's own shape."""
+    raw = dict(raw)
+    offset = {k: raw.pop(f"offset_{k}", None) for k in ("min", "max")}
+    if any(v not in (None, "") for v in offset.values()):
+        raw["offset"] = {k: v for k, v in offset.items() if v not in (None, "")}
+    if isinstance(raw.get("params"), list):
+        segments = [s for s in raw["params"] if isinstance(s, dict) and s.get("value")]
+        raw["params"] = {
+            str(s["value"]): {k: v for k, v in s.items() if k != "value" and v not in (None, [])}
+            for s in segments
+        }
+    return raw
+
+
+def _fix_constraint(data: dict[str, Any], message: str, notes: list[str]) -> bool:
+    found = re.search(r"constraints\[(\d+)\]", message)
+    if not found or int(found[1]) >= len(data["constraints"]):
+        return False
+    dropped = data["constraints"].pop(int(found[1]))
+    notes.append(f"constraint '{dropped}' dropped: it did not validate")
+    return True
 
 
 def _fix_cross_column(columns: list[dict[str, Any]], message: str, notes: list[str]) -> bool:
@@ -175,6 +238,12 @@ def to_yaml(config: DatasetConfig, notes: list[str]) -> str:
         data = {"name": column.name, "type": column.type, **data}  # type: ignore[attr-defined]
         flow = yaml.safe_dump(data, default_flow_style=True, sort_keys=False, width=10**6)
         lines.append(f"  - {flow.strip()}")
+    if config.constraints:
+        rules = [
+            c.check if c.name is None else {"name": c.name, "check": c.check}
+            for c in config.constraints
+        ]
+        lines.append(_block({"constraints": rules}))
     tail = {"chunk_size": config.chunk_size, "provider": dump.get("provider", {})}
     tail["output"] = {"dir": f"out/{config.name}"}
     lines.append(_block(tail))
