@@ -87,6 +87,7 @@ correlated_with and rho for numbers that rise with another. constraints: DuckDB 
 expressions every row satisfies (discount <= total), only for rules construction cannot make.
 Unused parameters are null."""
 MAX_ASKS = 3
+_RELATIONS = {"by", "params", "after", "before", "offset", "from", "correlated_with", "rho", "expr"}
 _COLUMN_SPEC: TypeAdapter[Any] = TypeAdapter(ColumnSpec)
 
 
@@ -204,6 +205,12 @@ def _fix_cross_column(columns: list[dict[str, Any]], message: str, notes: list[s
             prompt = column.pop("template", None) or column.pop("prompt", None)
             column.update(type="llm", prompt=re.sub(r"{{.*?}}", "", prompt or column["name"]))
             notes.append(f"{column['name']}: referenced unknown columns; an llm column now")
+            return True
+        if "references" in message and _RELATIONS & column.keys():
+            plain = {k: v for k, v in column.items() if k not in _RELATIONS}
+            column.clear()
+            column.update(_column(plain["name"], plain, notes))
+            notes.append(f"{column['name']}: referenced unknown columns; made without them")
             return True
     return False
 
