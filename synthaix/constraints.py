@@ -121,6 +121,17 @@ def apply(config: DatasetConfig, table: pa.Table) -> tuple[np.ndarray, dict[str,
     return np.logical_and.reduce(passed), {k: v for k, v in dropped.items() if v}
 
 
+def passing_so_far(config: DatasetConfig, values: dict[str, pa.Array], rows: int) -> np.ndarray:
+    """Rows that pass every constraint over the columns generated so far (before an LLM stage:
+    rows dropped later anyway cost no request). Counting is left to `apply`."""
+    ready = [c for c in config.constraints if set(checked(c.check)[1]) <= values.keys()]
+    if not ready:
+        return np.ones(rows, dtype=bool)
+    table = pa.table({name: values[name] for name in values})
+    early = config.model_copy(update={"constraints": ready})
+    return np.logical_and.reduce(_passes(early, table))
+
+
 def _passes(config: DatasetConfig, table: pa.Table) -> list[np.ndarray]:
     import duckdb
 

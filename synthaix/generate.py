@@ -99,7 +99,9 @@ def generate_chunk(
             if column.name not in values:  # filled together with the rest of its stage
                 stage = stage_of(config.columns, config.columns.index(column))
                 filler = StageFiller(llm, config.description, stage, recorder)
-                filled, mask = filler.fill(values, chunk.rows)
+                # Rows that already break a constraint are not worth a request.
+                wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
+                filled, mask = filler.fill(values, chunk.rows, wanted)
                 values.update(filled)
                 complete &= mask
             array = values[column.name]

@@ -180,3 +180,34 @@ def test_provider_problems_are_one_line_without_the_key(
     assert "Traceback" not in output and SECRET not in output
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] != []
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_rows_that_break_a_constraint_cost_no_llm_request(tmp_path: Path) -> None:
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+
+    with simulator(seed=4) as sim:
+        path = write_config(
+            tmp_path / "reviews.yaml",
+            {
+                "name": "reviews",
+                "rows": 300,
+                "chunk_size": 100,
+                "columns": [
+                    {"name": "score", "type": "integer", "min": 1, "max": 10},
+                    {"name": "review", "type": "llm", "prompt": "A review scored {{ score }}"},
+                    {"name": "label", "type": "llm", "schema": {"type": "string"}},
+                ],
+                "constraints": ["score > 5", "length(review) > 0"],
+                "provider": provider(sim.url, rows_per_request=10),
+                "output": {"dir": str(tmp_path / "out")},
+            },
+        )
+        config = load_config(path)
+        manifest = Build(config, ThreadExecutor(config)).run()
+    assert manifest.rows.delivered == 300
+    assert manifest.dropped.constraint["score > 5"] > 150  # about half of the sampled rows
+    # Only rows with score > 5 were sent to the model, for both LLM stages.
+    assert manifest.llm.rows_filled <= 2 * (manifest.rows.generated + 20)
+    rows = _read(tmp_path / "out" / "reviews.duckdb", "reviews")
+    assert all(r["score"] > 5 and r["review"] for r in rows)

@@ -74,16 +74,19 @@ class StageFiller:
         self.size = rows_per_request(self.provider, columns)
 
     def fill(
-        self, values: dict[str, pa.Array], rows: int
+        self, values: dict[str, pa.Array], rows: int, wanted: np.ndarray | None = None
     ) -> tuple[dict[str, pa.Array], np.ndarray]:
         """Arrays for the stage's columns (null where no valid value came back) and the mask of
-        rows that got one."""
+        rows that got one. `wanted`: the rows to ask for (others, e.g. rows that already break
+        a constraint, cost no request and stay null)."""
+        targets = list(range(rows)) if wanted is None else np.flatnonzero(wanted).tolist()
         if any(c.per_row for c in self.columns):
-            found = self._fill_per_row(values, rows)
+            found = self._fill_per_row(values, targets)
         else:
-            found = self._fill_new_rows(rows)
-        if len(found) < rows:
-            self.recorder.rejected(Counter({"gave_up": rows - len(found)}))
+            made = self._fill_new_rows(len(targets))
+            found = {targets[i]: row for i, row in made.items()}
+        if len(found) < len(targets):
+            self.recorder.rejected(Counter({"gave_up": len(targets) - len(found)}))
         mask = np.array([i in found for i in range(rows)], dtype=bool)
         arrays = {}
         for column in self.columns:
@@ -95,18 +98,18 @@ class StageFiller:
         self.recorder.filled(int(mask.sum()))
         return arrays, mask
 
-    def _fill_per_row(self, values: dict[str, pa.Array], rows: int) -> dict[int, dict]:
+    def _fill_per_row(self, values: dict[str, pa.Array], rows: list[int]) -> dict[int, dict]:
         names = set().union(*(c.references() for c in self.columns))
         context = {name: values[name].to_pylist() for name in names}
         per_row = [c for c in self.columns if c.per_row]
-        inputs = []
-        for i in range(rows):
+        inputs = {}
+        for i in rows:
             row = {name: context[name][i] for name in names}
-            inputs.append({"id": i, **{c.name: c.instruction(row) for c in per_row}})
+            inputs[i] = {"id": i, **{c.name: c.instruction(row) for c in per_row}}
         found: dict[int, dict] = {}
         feedback: dict[int, list[str]] = {}
         asked: Counter[int] = Counter()
-        waiting = deque(range(rows))
+        waiting = deque(rows)
 
         def next_batch(idle: bool) -> _Batch | None:
             # Full batches go at once; a partial one (re-asks) only when capacity is idle,
