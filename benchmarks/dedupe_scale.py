@@ -12,39 +12,32 @@ the table and peak RSS of that second process. Run:
 from __future__ import annotations
 
 import argparse
-import json
+import multiprocessing
 import os
 import resource
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+BLOCK = 10_000
+
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-BLOCK = 10_000
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
 
 
 def word_salad(start: int, count: int) -> list[str]:
     """Rows start..start+count of an endless list of distinct sentences of 8-16 words from
     Faker's English word list; each block of 10k rows has its own seed, so any slice can be
     made without the rest."""
-    import numpy as np
     from faker.providers.lorem.en_US import Provider
 
     words = np.array(sorted(set(Provider.word_list)))
@@ -60,30 +53,40 @@ def word_salad(start: int, count: int) -> list[str]:
     return out
 
 
+def rows_at(positions: np.ndarray) -> list[str]:
+    """Texts of the given stored rows, made block by block (so that few are held at once)."""
+    out: dict[int, str] = {}
+    for block in sorted({int(p) // BLOCK for p in positions}):
+        texts = word_salad(block * BLOCK, BLOCK)
+        out.update((int(p), texts[int(p) % BLOCK]) for p in positions if int(p) // BLOCK == block)
+    return [out[int(p)] for p in positions]
+
+
+def table(ids: np.ndarray, reviews: list[str]) -> pa.Table:
+    return pa.table({"city": np.where(ids % 2 == 0, "Berlin", "Paris"), "review": reviews})
+
+
+def rows(start: int, count: int) -> tuple[pa.Table, np.ndarray]:
+    ids = np.arange(start, start + count, dtype=np.int64)
+    return table(ids, word_salad(start, count)), ids
+
+
 def bench_config(root: Path, stored: int, near: bool):
     from synthaix.config import parse_config
 
+    columns = [
+        {"name": "city", "type": "category", "values": ["Berlin", "Paris"]},
+        {"name": "review", "type": "text.lorem"},
+    ]
     return parse_config(
         {
             "name": "bench",
             "rows": max(stored, 1),
-            "columns": [
-                {"name": "city", "type": "category", "values": ["Berlin", "Paris"]},
-                {"name": "review", "type": "text.lorem"},
-            ],
+            "columns": columns,
             "output": {"dir": str(root)},
             "dedupe": {"near": near},
         }
     )
-
-
-def rows(start: int, count: int):
-    import numpy as np
-    import pyarrow as pa
-
-    ids = np.arange(start, start + count, dtype=np.int64)
-    cities = np.where(ids % 2 == 0, "Berlin", "Paris")
-    return pa.table({"city": cities, "review": word_salad(start, count)}), ids
 
 
 def fill(root: Path, stored: int, near: bool) -> dict:
@@ -100,13 +103,10 @@ def fill(root: Path, stored: int, near: bool) -> dict:
     return {"section": section, "fill_s": round(time.perf_counter() - started, 1)}
 
 
-def admit(root: Path, stored: int, near: bool, section: dict, batch: int, batches: int) -> dict:
+def admit(root: Path, stored: int, near: bool, section, batch: int, batches: int) -> dict:
     """A new build's dedupe against the stored rows: half of each batch repeats stored rows (a
     quarter exactly up to case, a quarter with doubled spaces and an extra letter), half is
     new, as an LLM that repeats itself would give."""
-    import numpy as np
-    import pyarrow as pa
-
     from synthaix.dedupe.index import DedupeIndex
 
     base_rss = _rss_mb()
@@ -124,16 +124,9 @@ def admit(root: Path, stored: int, near: bool, section: dict, batch: int, batche
             t.upper() if k % 2 else t.replace(" ", "  ", 2) + "x"
             for k, t in enumerate(rows_at(old))
         ]
-        half = batch - len(repeated)
-        table = pa.table(
-            {
-                "city": np.where(old % 2 == 0, "Berlin", "Paris").tolist()
-                + new["city"].to_pylist()[:half],
-                "review": repeated + new["review"].to_pylist()[:half],
-            }
-        )
+        mixed = pa.concat_tables([table(old, repeated), new.slice(0, batch - len(repeated))])
         started = time.perf_counter()
-        admitted += index.admit(table, ids, batch).num_rows
+        admitted += index.admit(mixed.combine_chunks(), ids, batch).num_rows
         elapsed += time.perf_counter() - started
     return {
         "rows_per_s": round(batch * batches / elapsed),
@@ -143,26 +136,14 @@ def admit(root: Path, stored: int, near: bool, section: dict, batch: int, batche
         "open_s": round(open_seconds, 2),
         "rss_before_open_mb": round(base_rss),
         "rss_after_open_mb": round(open_rss),
-        "peak_rss_mb": round(_peak_mb()),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
 
-def rows_at(positions) -> list[str]:
-    """Texts of the given stored rows, made block by block."""
-    out: dict[int, str] = {}
-    for block in sorted({int(p) // BLOCK for p in positions}):
-        texts = word_salad(block * BLOCK, BLOCK)
-        for p in positions:
-            if int(p) // BLOCK == block:
-                out[int(p)] = texts[int(p) - block * BLOCK]
-    return [out[int(p)] for p in positions]
-
-
-def _run(*args: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def fresh(function, *args):
+    """`function(*args)` in a new interpreter, so that its RSS figures are its own."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
 
 
 def main() -> None:
@@ -170,33 +151,19 @@ def main() -> None:
     parser.add_argument("--stored", default="10000,100000,1000000")
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--batches", type=int, default=3)
-    parser.add_argument("--fill", nargs=3, help=argparse.SUPPRESS)  # internal: DIR N KIND
-    parser.add_argument("--admit", nargs=4, help=argparse.SUPPRESS)  # internal: DIR N KIND JSON
     args = parser.parse_args()
-    if args.fill:
-        print(json.dumps(fill(Path(args.fill[0]), int(args.fill[1]), args.fill[2] == "near")))
-        return
-    if args.admit:
-        root, stored, kind, section = args.admit
-        result = admit(
-            Path(root), int(stored), kind == "near", json.loads(section), args.batch, args.batches
-        )
-        print(json.dumps(result))
-        return
     print(
         f"{'stored':>9} {'check':>6} {'rows/s':>8} {'exact':>6} {'near':>6} {'open s':>7} "
         f"{'RSS open':>9} {'peak RSS':>9} {'fill s':>7}   ({os.cpu_count()} cores)"
     )
     for stored in (int(s) for s in args.stored.split(",")):
         for kind in ("exact", "near"):
-            root = tempfile.mkdtemp(prefix="dedupe-bench-")
-            try:
-                filled = _run("--fill", root, str(stored), kind)
-                section = json.dumps(filled["section"])
-                options = ["--batch", str(args.batch), "--batches", str(args.batches)]
-                r = _run(*options, "--admit", root, str(stored), kind, section)
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
+            near = kind == "near"
+            with tempfile.TemporaryDirectory(prefix="dedupe-bench-") as tmp:
+                filled = fresh(fill, Path(tmp), stored, near)
+                r = fresh(
+                    admit, Path(tmp), stored, near, filled["section"], args.batch, args.batches
+                )
             print(
                 f"{stored:>9,} {kind:>6} {r['rows_per_s']:>8,} {r['dropped_exact']:>6,} "
                 f"{r['dropped_near']:>6,} {r['open_s']:>7} {r['rss_after_open_mb']:>6} MB "

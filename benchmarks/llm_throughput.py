@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +29,6 @@ FAULT_MIX = (
 
 
 def config(url: str, rows: int, concurrency: int, k: int, whole_row: bool) -> dict:
-    provider = {
-        "base_url": url,
-        "model": "sim-small",
-        "max_concurrency": concurrency,
-        "rows_per_request": k,
-    }
     if whole_row:
         columns = [
             {"name": "product", "type": "llm", "description": "a product name", "max_length": 60},
@@ -44,60 +36,36 @@ def config(url: str, rows: int, concurrency: int, k: int, whole_row: bool) -> di
             {"name": "review", "type": "llm", "description": "a short review", "max_length": 160},
         ]
     else:
+        prompt = "A one-sentence review by a {{ age }}-year-old from {{ city }}"
         columns = [
             {"name": "age", "type": "integer", "min": 18, "max": 80},
             {"name": "city", "type": "category", "values": ["Berlin", "Paris", "Madrid"]},
-            {
-                "name": "review",
-                "type": "llm",
-                "prompt": "A one-sentence review by a {{ age }}-year-old from {{ city }}",
-                "max_length": 160,
-            },
+            {"name": "review", "type": "llm", "prompt": prompt, "max_length": 160},
         ]
-    chunk = max(
-        k, rows // 10
-    )  # more chunks than workers: one chunk's re-ask tail overlaps the next
     return {
         "name": "bench_llm",
         "description": "Reviews of an online shop",
         "rows": rows,
-        "chunk_size": chunk,
+        # More chunks than workers: one chunk's re-ask tail overlaps the next.
+        "chunk_size": max(k, rows // 10),
         "runner": {"workers": 4},
         "columns": columns,
-        "provider": provider,
+        "provider": dict(
+            base_url=url, model="sim-small", max_concurrency=concurrency, rows_per_request=k
+        ),
     }
 
 
 @contextmanager
 def simulator(latency: float, faults: str) -> Iterator[str]:
-    """The simulator in its own process, so its CPU use does not slow the client's."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "synthaix.cli",
-        "sim",
-        "--port",
-        str(port),
-        "--latency",
-        str(latency),
-        "--seed",
-        "1",
-    ]
+    """The simulator in its own process, so its CPU use does not slow the client's. Its first
+    line, printed once it listens, is "simulator on URL ..."."""
+    command = ["-m", "synthaix.cli", "sim", "--port", "0", "--latency", str(latency), "--seed", "1"]
     process = subprocess.Popen(
-        [*command, "--faults", faults] if faults else command, stdout=subprocess.DEVNULL
+        [sys.executable, *command, "--faults", faults], stdout=subprocess.PIPE, text=True
     )
-    url = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(100):
-            try:
-                urlopen(url.replace("/v1", "/sim/stats"), timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
+        yield process.stdout.readline().split()[2]
     finally:
         process.terminate()
         process.wait(10)
@@ -125,15 +93,13 @@ def main() -> None:
                 data = config(url, args.rows, args.concurrency, args.k, whole_row)
                 summary = build_dataset(config=parse_config(data), out=tmp)
                 stats = json.loads(urlopen(url.replace("/v1", "/sim/stats")).read())
-                peak = stats["peak_in_flight"]
-            rate = summary.rows_per_second
+            rate, rows = summary.rows_per_second, summary.rows.delivered
             mode = "whole-row" if whole_row else "per-row  "
             print(
-                f"{label:9} {mode} {summary.rows.delivered:,} rows in "
-                f"{summary.build_seconds:5.1f} s: "
+                f"{label:9} {mode} {rows:,} rows in {summary.build_seconds:5.1f} s: "
                 f"{rate:6,.0f} rows/s = {rate / bound:4.0%} of bound; "
-                f"{summary.llm.tokens / summary.rows.delivered:5.1f} tokens/row; "
-                f"{summary.llm.requests} requests, peak in flight {peak}"
+                f"{summary.llm.tokens / rows:5.1f} tokens/row; "
+                f"{summary.llm.requests} requests, peak in flight {stats['peak_in_flight']}"
             )
 
 

@@ -35,7 +35,6 @@ def no_op_config(chunks: int, out: str) -> dict:
 
 
 def work_without_prefect(config) -> float:
-    """The same chunks generated and written as parts, with no Prefect around them."""
     from synthaix.generate import dataset_schema, generate_chunk, plan_chunks
     from synthaix.sink import DatasetWriter
 
@@ -56,12 +55,7 @@ def llm_config(url: str, rows: int, workers: int) -> dict:
             {"name": "topic", "type": "category", "values": ["a", "b", "c"]},
             {"name": "note", "type": "llm", "prompt": "A note about {{ topic }}"},
         ],
-        "provider": {
-            "base_url": url,
-            "model": "sim-small",
-            "rows_per_request": 10,
-            "max_concurrency": 16,
-        },
+        "provider": dict(base_url=url, model="sim-small", rows_per_request=10, max_concurrency=16),
         "runner": {"workers": workers},
     }
 
@@ -82,8 +76,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         build_dataset(config=parse_config(no_op_config(10, f"{tmp}/warm")))  # server start
-        config = parse_config(no_op_config(args.chunks, f"{tmp}/flow"))
-        summary = build_dataset(config=config)
+        summary = build_dataset(config=parse_config(no_op_config(args.chunks, f"{tmp}/flow")))
         work = work_without_prefect(parse_config(no_op_config(args.chunks, f"{tmp}/plain")))
     overhead = (summary.build_seconds - work) / summary.chunks * 1000
     print(f"{os.cpu_count()} cores; {summary.chunks:,} chunk tasks of 1 row, thread runner")

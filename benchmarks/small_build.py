@@ -14,7 +14,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+import timeit
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,12 +35,8 @@ columns:
 
 
 def wall(command: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    run = partial(subprocess.run, command, env=env, check=True, capture_output=True)
+    return statistics.median(timeit.repeat(run, number=1, repeat=runs))
 
 
 def main() -> None:
@@ -50,12 +47,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "small.yaml"
         config.write_text(CONFIG)
+        validate = [*cli, "validate", str(config)]
+        preview = [*cli, "preview", str(config), "--rows", "20"]
         build = [*cli, "build", str(config), "--out", f"{tmp}/out"]
         plain = {**os.environ, "PREFECT_API_URL": ""}
-        figures = {
-            "validate": wall([*cli, "validate", str(config)], plain, args.runs),
-            "preview --rows 20": wall([*cli, "preview", str(config), "--rows", "20"], plain, 3),
-            "build, temporary server": wall(build, plain, args.runs),
+        figures = {  # name: (seconds, target)
+            "validate": (wall(validate, plain, args.runs), 0.8),
+            "preview --rows 20": (wall(preview, plain, args.runs), 0.8),
+            "build, temporary server": (wall(build, plain, args.runs), 8),
         }
         from flows.local_server import prefect_api
 
@@ -65,16 +64,10 @@ def main() -> None:
 
             running = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
             wall(build, running, 1)  # the server's first flow run creates its records
-            figures["build, server running"] = wall(build, running, args.runs)
-    targets = {
-        "validate": 0.8,
-        "preview --rows 20": 0.8,
-        "build, temporary server": 8,
-        "build, server running": 3,
-    }
+            figures["build, server running"] = (wall(build, running, args.runs), 3)
     print(f"median of {args.runs} runs, {os.cpu_count()} cores")
-    for name, seconds in figures.items():
-        print(f"{name:26} {seconds:5.2f} s   (target <= {targets[name]} s)")
+    for name, (seconds, target) in figures.items():
+        print(f"{name:26} {seconds:5.2f} s   (target <= {target} s)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,26 +26,17 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
 
 
-def _fail(exc: BaseException, debug: bool) -> None:
+def _fail(exc: BaseException, debug: bool) -> NoReturn:
     if debug:
         console.print_exception()
     if isinstance(exc, OSError) and exc.filename:  # a path the user can fix
-        exc = SynthaixError(
-            f"cannot use {exc.filename}: {exc.strerror}", hint="check that path and its permissions"
-        )
+        hint = "check that path and its permissions"
+        exc = SynthaixError(f"cannot use {exc.filename}: {exc.strerror}", hint=hint)
     message = str(exc) if isinstance(exc, SynthaixError) else f"{type(exc).__name__}: {exc}"
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    hint = getattr(exc, "hint", None)
-    if hint:
-        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    if hint := getattr(exc, "hint", None):
+        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False)
     raise typer.Exit(2 if isinstance(exc, SynthaixError) else 1)
-
-
-def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
-    """A file named with -o may be the user's: never overwritten without --force."""
-    if path is not None and path.is_file() and not force:
-        hint = "choose another -o path, or add --force to overwrite it"
-        _fail(SynthaixError(f"{path} exists", hint=hint), debug)
 
 
 def _counts(counter: Counter[str]) -> str:
@@ -57,9 +48,8 @@ def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
 
     if not (output_dir / "manifest.json").is_file():
         hint = "pass a build's output directory, e.g. out/customers (synthaix build CONFIG first)"
-        _fail(
-            SynthaixError(f"{output_dir} is not the output directory of a build", hint=hint), debug
-        )
+        message = f"{output_dir} is not the output directory of a build"
+        _fail(SynthaixError(message, hint=hint), debug)
     try:
         path = write_report(output_dir, target)
     except FileNotFoundError as exc:

@@ -7,100 +7,70 @@ import os
 import signal
 import threading
 import time
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import rich.progress as bars
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.markup import escape
 
 from synthaix import progress
-from synthaix.cli.app import (
-    ConfigArg,
-    DebugOpt,
-    _counts,
-    _fail,
-    _report,
-    app,
-    console,
-    out,
-)
+from synthaix.cli.app import ConfigArg, DebugOpt, _counts, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.llm.client import LlmClient
 from synthaix.sink import check_output
 
 
-class Mode(StrEnum):
-    overwrite = "overwrite"
-    append = "append"
-
-
-class Runner(StrEnum):
-    thread = "thread"
-    dask = "dask"
-    ray = "ray"
-
-
-class _RichProgress:
-    def __init__(self, bar: Progress) -> None:
-        self.bar = bar
-        self.task = bar.add_task("starting Prefect", total=None)
-
-    def started(self, dataset: str, total_rows: int) -> None:
-        self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
-        _interrupts.flow_started()
-
-    def advanced(self, rows: int) -> None:
-        self.bar.advance(self.task, rows)
-
-    def publishing(self) -> None:
-        _interrupts.phase = "publishing"
-
-    def published(self) -> None:
-        _interrupts.published()
-
-    def not_published(self) -> None:
-        _interrupts.failed()
-
-
-class _Interrupts:
-    """Ctrl-C and SIGTERM (from `timeout`, systemd, Kubernetes) stop a build within seconds,
-    and say truthfully whether it published. Outputs change only while publishing, which takes
-    a moment: a signal then waits for it to finish. Staged parts are removed, a flow run on a
-    Prefect server is set to Cancelled, and the temporary server is stopped."""
+class _Watch:
+    """A build's progress bar and signal handler. Ctrl-C and SIGTERM (from `timeout`, systemd,
+    Kubernetes) stop a build within seconds, and say truthfully whether it published. Outputs
+    change only while publishing, which takes a moment: a signal then waits for it to finish.
+    Staged parts are removed, a flow run on a Prefect server is set to Cancelled, and the
+    temporary server is stopped."""
 
     def __init__(self) -> None:
+        self.bar = bars.Progress(
+            bars.SpinnerColumn(),
+            bars.TextColumn("{task.description}"),
+            bars.BarColumn(),
+            bars.MofNCompleteColumn(),
+            bars.TextColumn("rows"),
+            bars.TimeElapsedColumn(),
+            bars.TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self.task = self.bar.add_task("starting Prefect", total=None)
         self.phase = "building"  # -> publishing -> published
         self.pending: int | None = None
         self.run_id: str | None = None
         self.cancel_run = False
 
     def install(self) -> dict[int, Any]:
-        """Handle both signals; returns the handlers they had, to restore after the build."""
         return {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def flow_started(self) -> None:
+    def started(self, dataset: str, total_rows: int) -> None:
         from prefect.runtime import flow_run
 
+        self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
         self.run_id = flow_run.get_id()
         if threading.current_thread() is threading.main_thread():
             self.install()  # the flow engine put its own SIGTERM handler in place of ours
+
+    def advanced(self, rows: int) -> None:
+        self.bar.advance(self.task, rows)
+
+    def publishing(self) -> None:
+        self.phase = "publishing"
 
     def published(self) -> None:
         self.phase = "published"
         if self.pending is not None:
             self.exit(self.pending)
 
-    def failed(self) -> None:
+    def not_published(self) -> None:
         self.phase = "building"
         if self.pending is not None:
             self.exit(self.pending)
@@ -108,8 +78,8 @@ class _Interrupts:
     def handle(self, signum: int, frame: object) -> None:
         if self.phase == "publishing":
             self.pending = signum
-            return
-        self.exit(signum)
+        else:
+            self.exit(signum)
 
     def exit(self, signum: int) -> None:
         from flows.local_server import stop_temporary_servers
@@ -126,9 +96,6 @@ class _Interrupts:
             _cancel_flow_run(self.run_id, f"interrupted by {name}")
         stop_temporary_servers()
         os._exit(128 + signum)
-
-
-_interrupts = _Interrupts()
 
 
 def _cancel_flow_run(run_id: str, message: str) -> None:
@@ -152,9 +119,13 @@ def build(
     rows: Annotated[int | None, typer.Option(help="Override the number of rows.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Override output.dir.")] = None,
-    mode: Annotated[Mode | None, typer.Option(help="Override mode.", show_default=False)] = None,
+    mode: Annotated[
+        Literal["overwrite", "append"] | None,
+        typer.Option(help="Override mode.", show_default=False),
+    ] = None,
     runner: Annotated[
-        Runner | None, typer.Option(help="Override runner.type.", show_default=False)
+        Literal["thread", "dask", "ray"] | None,
+        typer.Option(help="Override runner.type.", show_default=False),
     ] = None,
     report: Annotated[bool, typer.Option("--report", help="Write report.html at the end.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's logs.")] = False,
@@ -162,19 +133,13 @@ def build(
 ) -> None:
     """Build a dataset: generate, check, and write Parquet + DuckDB outputs."""
     started = time.perf_counter()
-    global _interrupts
-    _interrupts = _Interrupts()  # a fresh state for each build of the process
-    previous_handlers = _interrupts.install()
+    watch = _Watch()
+    previous_handlers = watch.install()
     try:
         # Check config, outputs and endpoint before starting Prefect (~10 s), so mistakes fail
         # at once with nothing written.
-        dataset = load_config(config).with_overrides(
-            rows=rows,
-            seed=seed,
-            out=out_dir,
-            mode=mode.value if mode else None,
-            runner=runner.value if runner else None,
-        )
+        overrides = {"rows": rows, "seed": seed, "out": out_dir, "mode": mode, "runner": runner}
+        dataset = load_config(config).with_overrides(**overrides)
         check_output(dataset)
         if any(isinstance(c, LlmColumn) for c in dataset.columns):
             LlmClient(dataset.provider).check()
@@ -186,51 +151,38 @@ def build(
         from flows.build_dataset import build_dataset
         from flows.local_server import prefect_api
 
-        columns = [
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("rows"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        ]
-        bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
-        with bar, progress.listening(_RichProgress(bar)), prefect_api() as temporary:
-            _interrupts.cancel_run = temporary is None  # a temporary server dies with us anyway
+        with watch.bar, progress.listening(watch), prefect_api() as temporary:
+            watch.cancel_run = temporary is None  # a temporary server dies with us anyway
             manifest = build_dataset(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
-        _interrupts.failed()
+        watch.not_published()
         _fail(exc, debug)
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
 
     wall = time.perf_counter() - started
-    rows_built = manifest.rows
-    appended = f" ({rows_built.total:,} in total)" if manifest.mode == "append" else ""
+    delivered, llm, fills = manifest.rows.delivered, manifest.llm, manifest.fill_rounds
+    appended = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
     out.print(
-        f"[green]built[/] {manifest.dataset}: {rows_built.delivered:,} rows{appended} in "
-        f"{wall:.1f} s (flow {manifest.build_seconds:.1f} s, "
-        f"{manifest.rows_per_second:,.0f} rows/s)"
+        f"[green]built[/] {manifest.dataset}: {delivered:,} rows{appended} in {wall:.1f} s "
+        f"(flow {manifest.build_seconds:.1f} s, {manifest.rows_per_second:,.0f} rows/s)"
     )
     if manifest.resumed_chunks:
         out.print(f"  resumed {manifest.resumed_chunks:,} chunks saved by an interrupted attempt")
-    dropped = manifest.dropped
     redrawn = {
-        "repeating a unique value": dropped.unique_value,
-        "exact duplicates": dropped.exact_duplicate,
-        "near duplicates": dropped.near_duplicate,
+        "repeating a unique value": manifest.dropped.unique_value,
+        "exact duplicates": manifest.dropped.exact_duplicate,
+        "near duplicates": manifest.dropped.near_duplicate,
+        **{f"breaking {escape(k)}": n for k, n in manifest.dropped.constraint.items()},
     }
     if any(redrawn.values()):
         causes = ", ".join(f"{count:,} {why}" for why, count in redrawn.items() if count)
-        fills = manifest.fill_rounds
         out.print(f"  redrew {causes} ({fills} fill-up round{'s' if fills != 1 else ''})")
-    llm = manifest.llm
     if llm.requests:
         out.print(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
-            f"({llm.tokens / max(rows_built.delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
+            f"({llm.tokens / max(delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
         )
         if llm.retries:
             out.print(f"  retries: {_counts(llm.retries)}")

@@ -6,32 +6,28 @@ from __future__ import annotations
 import json
 import re
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pyarrow as pa
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from synthaix.cli.app import (
-    ConfigArg,
-    DebugOpt,
-    ForceOpt,
-    _fail,
-    _refuse_existing,
-    _report,
-    app,
-    console,
-    out,
-)
+from synthaix.cli.app import ConfigArg, DebugOpt, ForceOpt, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
 from synthaix.files import write_text_atomic
 from synthaix.llm.client import LlmClient
 from synthaix.sink import check_output
+
+
+def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
+    """A file named with -o may be the user's: never overwritten without --force."""
+    if path is not None and path.is_file() and not force:
+        hint = "choose another -o path, or add --force to overwrite it"
+        _fail(SynthaixError(f"{path} exists", hint=hint), debug)
 
 
 @app.command()
@@ -42,16 +38,11 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
         check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
-    table = Table(title=f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}")
-    for heading in ("column", "type", "nullable", "unique"):
-        table.add_column(heading)
-    for column in dataset.columns:
-        table.add_row(
-            column.name,
-            column.type,  # type: ignore[attr-defined]
-            f"{column.nullable:.0%}" if column.nullable else "",
-            "yes" if column.unique else "",
-        )
+    title = f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}"
+    table = Table("column", "type", "nullable", "unique", title=title)
+    for c in dataset.columns:
+        nullable = f"{c.nullable:.0%}" if c.nullable else ""
+        table.add_row(c.name, c.type, nullable, "yes" if c.unique else "")  # type: ignore[attr-defined]
     out.print(table)
     out.print(f"[green]OK[/] {config} is valid; outputs go to {dataset.output_dir}")
 
@@ -70,12 +61,6 @@ def schema(
         output.write_text(text, encoding="utf-8")
 
 
-class ExportFormat(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
-    parquet = "parquet"
-
-
 @app.command("report")
 def report_command(
     output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
@@ -88,20 +73,15 @@ def report_command(
     _report(output_dir, output, debug)
 
 
-class PreviewFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    jsonl = "jsonl"
-
-
 @app.command()
 def preview(
     config: ConfigArg,
     rows: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 20,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
     fmt: Annotated[
-        PreviewFormat, typer.Option("--format", help="table for people; csv or jsonl for scripts.")
-    ] = PreviewFormat.table,
+        Literal["table", "csv", "jsonl"],
+        typer.Option("--format", help="table for people; csv or jsonl for scripts."),
+    ] = "table",
     debug: DebugOpt = False,
 ) -> None:
     """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
@@ -112,7 +92,7 @@ def preview(
         table = preview_rows(dataset, llm=_llm_reachable(dataset))
     except Exception as exc:
         _fail(exc, debug)
-    if fmt is PreviewFormat.table:
+    if fmt == "table":
         view = Table(title=f"{dataset.name}: first {table.num_rows} rows (seed {dataset.seed})")
         for field in table.schema:
             view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
@@ -122,7 +102,7 @@ def preview(
         return
     import pyarrow.csv as pa_csv
 
-    if fmt is PreviewFormat.csv:
+    if fmt == "csv":
         sink = pa.BufferOutputStream()
         pa_csv.write_csv(table, sink)
         sys.stdout.write(sink.getvalue().to_pybytes().decode())
@@ -146,7 +126,9 @@ def _llm_reachable(dataset: DatasetConfig) -> bool:
 @app.command()
 def export(
     output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.csv,
+    fmt: Annotated[
+        Literal["csv", "jsonl", "parquet"], typer.Option("--format", help="File format.")
+    ] = "csv",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
     force: ForceOpt = False,
     debug: DebugOpt = False,
@@ -155,7 +137,7 @@ def export(
     from synthaix.export import export_dataset
 
     try:
-        path = export_dataset(output_dir, fmt.value, output, overwrite=force)
+        path = export_dataset(output_dir, fmt, output, overwrite=force)
     except Exception as exc:
         _fail(exc, debug)
     out.print(f"[green]wrote[/] {path}")

@@ -1,4 +1,5 @@
-"""Constraint checks: does the built data match its config? Each check passes or fails."""
+"""Constraint checks: does the built data match its config? Each check passes or fails.
+Declared relations (derived values, constraints) are checked by `relations.verify`."""
 
 from __future__ import annotations
 
@@ -26,93 +27,53 @@ class Check:
 
 
 def run_checks(config: DatasetConfig, profile: DatasetProfile) -> list[Check]:
-    checks = [
-        Check(
-            "(dataset)",
-            "row count",
-            f"{config.rows:,} (this build)",
-            f"{profile.rows:,}",
-            profile.rows >= config.rows,
-        ),
-    ]
+    rows, seen = f"{config.rows:,} (this build)", f"{profile.rows:,}"
+    checks = [Check("(dataset)", "row count", rows, seen, profile.rows >= config.rows)]
     present = {c.name for c in profile.columns}
     for column in config.columns:
         if column.name not in present:
             checks.append(Check(column.name, "present", "column exists", "missing", False))
-            continue
-        checks += _column_checks(column, profile.column(column.name))
+        else:
+            checks += _column_checks(column, profile.column(column.name))
     return checks
 
 
 def _column_checks(column: Column, seen: ColumnProfile) -> list[Check]:
-    name, n = column.name, seen.rows
+    name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
     out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
     if column.unique or isinstance(column, SequenceColumn):
-        non_null = n - seen.nulls
-        out.append(
-            Check(
-                name,
-                "unique",
-                f"{non_null:,} distinct",
-                f"{seen.distinct:,}",
-                seen.distinct == non_null,
-            )
-        )
+        ok = seen.distinct == non_null
+        out.append(Check(name, "unique", f"{non_null:,} distinct", f"{seen.distinct:,}", ok))
     if isinstance(column, IntegerColumn | FloatColumn):
         out += _range(name, column.min, column.max, seen.minimum, seen.maximum)
-        expected_mean = _expected_mean(column)
-        if expected_mean is not None and seen.mean is not None and seen.std is not None:
-            slack = 4 * seen.std / math.sqrt(max(n - seen.nulls, 1)) + 0.03 * abs(expected_mean)
-            out.append(
-                Check(
-                    name,
-                    "mean",
-                    f"{expected_mean:,.3g} ± {slack:,.2g}",
-                    f"{seen.mean:,.3g}",
-                    abs(seen.mean - expected_mean) <= slack,
-                )
-            )
+        expected = _expected_mean(column)
+        if expected is not None and seen.mean is not None and seen.std is not None:
+            slack = 4 * seen.std / math.sqrt(max(non_null, 1)) + 0.03 * abs(expected)
+            ok, mean = abs(seen.mean - expected) <= slack, f"{seen.mean:,.3g}"
+            out.append(Check(name, "mean", f"{expected:,.3g} ± {slack:,.2g}", mean, ok))
     elif isinstance(column, DateColumn | DatetimeColumn):
         out += _range(name, column.start, column.end, seen.minimum, seen.maximum)
     elif isinstance(column, CategoryColumn):
         out += _weights(column, seen)
     elif isinstance(column, BooleanColumn):
-        share = dict(seen.top).get(True, 0) / max(n - seen.nulls, 1)
-        out.append(_rate(name, "share true", column.p, share, n - seen.nulls))
+        share = dict(seen.top).get(True, 0) / max(non_null, 1)
+        out.append(_rate(name, "share true", column.p, share, non_null))
     elif isinstance(column, LlmColumn):
-        if column.max_length and seen.max_length is not None:
-            out.append(
-                Check(
-                    name,
-                    "max length",
-                    f"≤ {column.max_length}",
-                    str(seen.max_length),
-                    seen.max_length <= column.max_length,
-                )
-            )
+        longest, limit = seen.max_length, column.max_length
+        if limit and longest is not None:
+            out.append(Check(name, "max length", f"≤ {limit}", str(longest), longest <= limit))
         if column.enum:
             values = {v for v, _ in seen.top}
-            out.append(
-                Check(
-                    name,
-                    "allowed values",
-                    ", ".join(column.enum),
-                    ", ".join(sorted(map(str, values))),
-                    values <= set(column.enum),
-                )
-            )
+            observed = ", ".join(sorted(map(str, values)))
+            ok = values <= set(column.enum)
+            out.append(Check(name, "allowed values", ", ".join(column.enum), observed, ok))
     return out
 
 
 def _rate(column: str, name: str, expected: float, observed: float, n: int) -> Check:
     slack = 4 * math.sqrt(max(expected * (1 - expected), 1e-9) / max(n, 1)) + 0.005
-    return Check(
-        column,
-        name,
-        f"{expected:.1%} ± {slack:.1%}",
-        f"{observed:.1%}",
-        abs(observed - expected) <= slack,
-    )
+    ok = abs(observed - expected) <= slack
+    return Check(column, name, f"{expected:.1%} ± {slack:.1%}", f"{observed:.1%}", ok)
 
 
 def _range(column: str, low: Any, high: Any, seen_low: Any, seen_high: Any) -> list[Check]:
@@ -120,37 +81,23 @@ def _range(column: str, low: Any, high: Any, seen_low: Any, seen_high: Any) -> l
         return []
     low, high = _comparable(low, seen_low), _comparable(high, seen_high)
     ok = (low is None or seen_low >= low) and (high is None or seen_high <= high)
-    return [
-        Check(
-            column,
-            "range",
-            f"[{_fmt(low)}, {_fmt(high)}]",
-            f"[{_fmt(seen_low)}, {_fmt(seen_high)}]",
-            ok,
-        )
-    ]
+    expected, observed = f"[{_fmt(low)}, {_fmt(high)}]", f"[{_fmt(seen_low)}, {_fmt(seen_high)}]"
+    return [Check(column, "range", expected, observed, ok)]
 
 
 def _weights(column: CategoryColumn, seen: ColumnProfile) -> list[Check]:
-    counts = dict(seen.top)
+    counts, labels = dict(seen.top), column.labels()
     total = max(seen.rows - seen.nulls, 1)
-    unexpected = set(counts) - set(column.labels())
+    unexpected = set(counts) - set(labels)
+    observed = f"{seen.distinct} values"
+    if unexpected:
+        observed += f", unexpected: {sorted(map(str, unexpected))}"
     checks = [
-        Check(
-            column.name,
-            "allowed values",
-            f"{len(column.labels())} values",
-            f"{seen.distinct} values"
-            + (f", unexpected: {sorted(map(str, unexpected))}" if unexpected else ""),
-            not unexpected,
-        )
+        Check(column.name, "allowed values", f"{len(labels)} values", observed, not unexpected)
     ]
-    for label, weight in zip(column.labels(), column.weights(), strict=True):
-        checks.append(
-            _rate(
-                column.name, f"share of {label}", float(weight), counts.get(label, 0) / total, total
-            )
-        )
+    for label, weight in zip(labels, column.weights(), strict=True):
+        share = counts.get(label, 0) / total
+        checks.append(_rate(column.name, f"share of {label}", float(weight), share, total))
     return checks
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from synthaix.config import parse_config
 from synthaix.files import write_text_atomic
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
+from synthaix.report.relations import verify
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
@@ -34,27 +36,23 @@ text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
 def write_report(output_dir: Path, target: Path | None = None) -> Path:
     """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
     manifest = read_manifest(output_dir)
-    config = parse_config(manifest.config)
     profile = profile_dataset(output_dir)
-    checks = run_checks(config, profile)
+    config = parse_config(manifest.config)
+    checks = run_checks(config, profile) + verify(config, profile.parts)
     html = render(manifest, profile, checks)
     return write_text_atomic(target or output_dir / "report.html", html)
 
 
 def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> str:
-    failed = [c for c in checks if not c.passed]
-    by_column: dict[str, list[Check]] = {}
-    for check in checks:
-        by_column.setdefault(check.column, []).append(check)
-    llm = manifest.llm
     dropped = manifest.dropped.model_dump()
+    dropped_rows = sum(dropped.pop("constraint").values()) + sum(dropped.values())
     kpis = [
         ("rows", f"{profile.rows:,}"),
         ("columns", str(len(profile.columns))),
         ("duplicate rows", f"{profile.duplicate_rows / max(profile.rows, 1):.2%}"),
-        ("checks", f"{len(checks) - len(failed)}/{len(checks)} pass"),
-        ("dropped", f"{sum(dropped.values()):,}"),
-        ("LLM cost", f"${llm.cost_usd:.4f}"),
+        ("checks", f"{sum(c.passed for c in checks)}/{len(checks)} pass"),
+        ("dropped", f"{dropped_rows:,}"),
+        ("LLM cost", f"${manifest.llm.cost_usd:.4f}"),
     ]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -69,7 +67,7 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
         + "</div>",
         _summary_table(manifest),
         "<h2>Columns</h2><div class=grid>",
-        *[_column_card(c, by_column.get(c.name, [])) for c in profile.columns],
+        *[_column_card(c, [k for k in checks if k.column == c.name]) for c in profile.columns],
         "</div>",
         "<h2>Constraint checks</h2>",
         _checks_table(checks),
@@ -82,13 +80,15 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
 
 def _summary_table(manifest: Manifest) -> str:
     rows, dropped, llm = manifest.rows, manifest.dropped.model_dump(), manifest.llm
+    constraint = dropped.pop("constraint")
+    counts = f"{rows.delivered:,} delivered, {rows.generated:,} generated, {rows.total:,}"
     items = [
-        (
-            "rows",
-            f"{rows.delivered:,} delivered, {rows.generated:,} generated, "
-            f"{rows.total:,} in the dataset",
-        ),
+        ("rows", f"{counts} in the dataset"),
         ("dropped", ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in dropped.items())),
+    ]
+    if constraint:
+        items.append(("broke a constraint", ", ".join(f"{k} {v:,}" for k, v in constraint.items())))
+    items += [
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest.seconds.items())),
         ("outputs", ", ".join(f"{k}: {v}" for k, v in manifest.outputs.items())),
     ]
@@ -98,13 +98,15 @@ def _summary_table(manifest: Manifest) -> str:
             ("retries", _counts(llm.retries)),
             ("rejected rows", _counts(llm.rejected_rows)),
         ]
-    body = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in items)
-    return f"<div class=card><table>{body}</table></div>"
+    return f"<div class=card><table>{_rows(items)}</table></div>"
 
 
-def _counts(counts: dict[str, int]) -> str:
-    ordered = sorted(counts.items(), key=lambda item: -item[1])
-    return ", ".join(f"{cause.replace('_', ' ')} {n:,}" for cause, n in ordered) or "none"
+def _rows(items: list[tuple[str, str]]) -> str:
+    return "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in items)
+
+
+def _counts(counts: Counter[str]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {n:,}" for k, n in counts.most_common()) or "none"
 
 
 def _column_card(column: ColumnProfile, checks: list[Check]) -> str:
@@ -124,17 +126,15 @@ def _column_card(column: ColumnProfile, checks: list[Check]) -> str:
         for c in checks
     )
     chart = _histogram_svg(column) if column.histogram and not column.top else _bars_svg(column)
-    table = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in stats)
     return (
         f"<div class=card><h3>{escape(column.name)} <small>{escape(column.sql_type)}</small></h3>"
-        f"{chart}<table class=stats>{table}</table><div>{verdicts}</div></div>"
+        f"{chart}<table class=stats>{_rows(stats)}</table><div>{verdicts}</div></div>"
     )
 
 
 def _histogram_svg(column: ColumnProfile, width: int = 340, height: int = 120) -> str:
-    counts = [n for _, _, n in column.histogram]
-    top = max(counts) or 1
-    bar = width / len(counts)
+    top = max(n for _, _, n in column.histogram) or 1
+    bar = width / len(column.histogram)
     rects = "".join(
         f'<rect x="{i * bar:.1f}" y="{height - 18 - n / top * (height - 24):.1f}" '
         f'width="{bar - 1:.1f}" height="{n / top * (height - 24):.1f}" fill="#4f7cff">'
@@ -153,17 +153,15 @@ def _bars_svg(column: ColumnProfile, width: int = 340) -> str:
     if not column.top:
         return ""
     top = max(n for _, n in column.top) or 1
-    row = 18
-    height = row * len(column.top)
-    bars = []
+    row, bars = 18, []
     for i, (value, n) in enumerate(column.top):
-        label = escape(_fmt(value)[:28])
         length = n / top * (width - 190)
         bars.append(
-            f'<text x="0" y="{i * row + 13}">{label}</text>'
+            f'<text x="0" y="{i * row + 13}">{escape(_fmt(value)[:28])}</text>'
             f'<rect x="150" y="{i * row + 3}" width="{length:.1f}" height="{row - 6}" '
             f'fill="#12b76a"></rect><text x="{155 + length:.1f}" y="{i * row + 13}">{n:,}</text>'
         )
+    height = row * len(column.top)
     return f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">{"".join(bars)}</svg>'
 
 
@@ -179,11 +177,10 @@ def _checks_table(checks: list[Check]) -> str:
 
 
 def _sample_table(profile: DatasetProfile) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in profile.sample_columns)
+    columns = profile.sample_columns
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>"
-        + "".join(f"<td>{escape(_fmt(row[c]))}</td>" for c in profile.sample_columns)
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(_fmt(row[c]))}</td>" for c in columns) + "</tr>"
         for row in profile.sample
     )
     return f"<div class=sample><table><tr>{head}</tr>{body}</table></div>"

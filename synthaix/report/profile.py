@@ -44,6 +44,7 @@ class DatasetProfile:
     duplicate_rows: int
     sample: list[dict[str, Any]]
     sample_columns: list[str]
+    parts: list[str] = field(default_factory=list)  # the Parquet files profiled
 
     def column(self, name: str) -> ColumnProfile:
         return next(c for c in self.columns if c.name == name)
@@ -76,29 +77,33 @@ def profile_dataset(output_dir: Path, sample_rows: int = 10) -> DatasetProfile:
         cursor = con.execute(f"SELECT * FROM data LIMIT {int(sample_rows)}")
         names = [d[0] for d in cursor.description]
         sample = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    return DatasetProfile(rows, columns, rows - distinct, sample, names)
+    return DatasetProfile(rows, columns, rows - distinct, sample, names, parts)
 
 
 def _profile_column(
     con: duckdb.DuckDBPyConnection, name: str, sql_type: str, rows: int
 ) -> ColumnProfile:
-    col = f'"{name}"'
-    nulls, distinct, low, high = con.execute(
-        f"SELECT count(*) - count({col}), count(DISTINCT {col}), min({col}), max({col}) FROM data"
+    col, kind = f'"{name}"', sql_type.upper()
+    numeric = any(k in kind for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL"))
+    text = not numeric and "VARCHAR" in kind
+    if numeric:
+        spread = f"{col}::DOUBLE"  # what the histogram bins
+    elif kind == "DATE" or kind.startswith("TIMESTAMP"):
+        spread = f"epoch({col})"
+    else:
+        spread = f"length({col})::DOUBLE" if text else "NULL::DOUBLE"
+    stats = con.execute(
+        f"SELECT count(*) - count({col}), count(DISTINCT {col}), min({col}), max({col}), "
+        + (f"avg({col}), stddev_samp({col}), " if numeric else "NULL, NULL, ")
+        + (f"max(length({col})), " if text else "NULL, ")
+        + f"min({spread}), max({spread}) FROM data"
     ).fetchone()
-    profile = ColumnProfile(name, sql_type, rows, nulls, distinct, low, high)
-    kind = sql_type.upper()
-    if any(k in kind for k in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL")):
-        profile.mean, profile.std = con.execute(
-            f"SELECT avg({col}), stddev_samp({col}) FROM data"
-        ).fetchone()
-        profile.histogram = _histogram(con, col, f"{col}::DOUBLE")
-    elif kind in ("DATE", "TIMESTAMP", "TIMESTAMP_S") or kind.startswith("TIMESTAMP"):
-        profile.histogram = _histogram(con, col, f"epoch({col})")
-    if "VARCHAR" in kind:
-        profile.max_length = con.execute(f"SELECT max(length({col})) FROM data").fetchone()[0]
-        if distinct > 0.5 * (rows - nulls):  # top values would all be 1s: show lengths instead
-            profile.histogram = _histogram(con, col, f"length({col})::DOUBLE")
+    profile = ColumnProfile(name, sql_type, rows, *stats[:7])
+    nulls, distinct, first, last = stats[0], stats[1], stats[7], stats[8]
+    many = distinct > 0.5 * (rows - nulls)  # top values of text would all be 1s: show lengths
+    if first is not None and (many or not text):
+        profile.histogram = _histogram(con, col, spread, first, last, rows - nulls)
+        if text:
             profile.histogram_of = "length"
             return profile
     if not profile.histogram or distinct <= BINS:
@@ -110,23 +115,17 @@ def _profile_column(
 
 
 def _histogram(
-    con: duckdb.DuckDBPyConnection, col: str, expr: str
+    con: duckdb.DuckDBPyConnection, col: str, expr: str, first: Any, last: Any, count: int
 ) -> list[tuple[float, float, int]]:
-    first, last = con.execute(f"SELECT min({expr}), max({expr}) FROM data").fetchone()
-    if first is None:
-        return []
+    first, last = float(first), float(last)
     if first == last:  # one value: one bar
-        count = con.execute(f"SELECT count({col}) FROM data").fetchone()[0]
-        return [(float(first), float(last), count)]
-    width = (float(last) - float(first)) / BINS or 1.0
+        return [(first, last, count)]
+    width = (last - first) / BINS or 1.0
     counts = dict(
         con.execute(
             f"SELECT least(floor(({expr} - ?) / ?)::INT, {BINS - 1}) AS b, count(*) "
             f"FROM data WHERE {col} IS NOT NULL GROUP BY b",
-            [float(first), width],
+            [first, width],
         ).fetchall()
     )
-    return [
-        (float(first) + i * width, float(first) + (i + 1) * width, counts.get(i, 0))
-        for i in range(BINS)
-    ]
+    return [(first + i * width, first + (i + 1) * width, counts.get(i, 0)) for i in range(BINS)]
