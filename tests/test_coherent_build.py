@@ -11,8 +11,12 @@ import pytest
 from conftest import write_config
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
+from synthaix.build.manifest import read_manifest
 from synthaix.config import load_config
-from synthaix.report.relations import declared
+from synthaix.report.checks import run_checks
+from synthaix.report.html import write_report
+from synthaix.report.profile import parts_of, profile_dataset
+from synthaix.report.relations import declared, verify
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -137,3 +141,20 @@ def test_every_declared_relation_holds_on_a_20k_row_build(tmp_path: Path) -> Non
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_config_is_valid(path: Path) -> None:
     load_config(path)
+
+
+def test_the_report_passes_every_check_of_a_coherent_build_and_lists_its_relations(
+    tmp_path: Path,
+) -> None:
+    data = {**SHOP, "rows": 5_000, "output": {"dir": str(tmp_path / "out")}}
+    config = load_config(write_config(tmp_path / "shop.yaml", data))
+    Build(config, ThreadExecutor(config)).run()
+    output = tmp_path / "out"
+    checks = run_checks(config, profile_dataset(output)) + verify(config, parts_of(output))
+    failed = [(c.column, c.name, c.expected, c.observed) for c in checks if not c.passed]
+    assert not failed
+    relations = [c for c in checks if c.name == "relation"]
+    assert len(relations) == len(declared(config)) >= 11
+    html = write_report(output).read_text()
+    assert "discount &lt;= 8 * quantity" in html or "discount <= 8 * quantity" in html
+    assert read_manifest(output).dropped.constraint

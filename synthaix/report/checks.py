@@ -15,6 +15,7 @@ from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 from synthaix.config import DatasetConfig
 from synthaix.report.profile import ColumnProfile, DatasetProfile
+from synthaix.sqlexpr import checked
 
 
 @dataclass
@@ -30,20 +31,33 @@ def run_checks(config: DatasetConfig, profile: DatasetProfile) -> list[Check]:
     rows, seen = f"{config.rows:,} (this build)", f"{profile.rows:,}"
     checks = [Check("(dataset)", "row count", rows, seen, profile.rows >= config.rows)]
     present = {c.name for c in profile.columns}
+    # Constraints keep some rows and drop others, which shifts the distributions of the
+    # columns they read: those are checked through the relations, not against parameters.
+    filtered = {name for c in config.constraints for name in checked(c.check)[1]}
     for column in config.columns:
         if column.name not in present:
             checks.append(Check(column.name, "present", "column exists", "missing", False))
         else:
-            checks += _column_checks(column, profile.column(column.name))
+            checks += _column_checks(column, profile.column(column.name), filtered)
     return checks
 
 
-def _column_checks(column: Column, seen: ColumnProfile) -> list[Check]:
+def _column_checks(column: Column, seen: ColumnProfile, filtered: set[str]) -> list[Check]:
     name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
-    out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
+    # A correlated column keeps its declared distribution; other references make the value.
+    inputs = column.references() - {getattr(column, "correlated_with", None)}
+    derived = bool(inputs) and not isinstance(column, LlmColumn)
+    if derived:  # nulls of its inputs carry through: `nullable` is a floor
+        floor = _rate(name, "null rate", column.nullable, seen.null_rate, n)
+        floor.passed = floor.passed or seen.null_rate > column.nullable
+        out = [floor]
+    else:
+        out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
     if column.unique or isinstance(column, SequenceColumn):
         ok = seen.distinct == non_null
         out.append(Check(name, "unique", f"{non_null:,} distinct", f"{seen.distinct:,}", ok))
+    if derived or name in filtered:  # own parameters do not describe it: see its relations
+        return out
     if isinstance(column, IntegerColumn | FloatColumn):
         out += _range(name, column.min, column.max, seen.minimum, seen.maximum)
         expected = _expected_mean(column)
