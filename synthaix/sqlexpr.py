@@ -68,7 +68,15 @@ def connection() -> duckdb.DuckDBPyConnection:
 
 @lru_cache(maxsize=4096)
 def checked(expr: str) -> tuple[str, frozenset[str]]:
-    """(the expression as DuckDB renders it, the columns it reads), or ExpressionError."""
+    """(the expression as DuckDB renders it, the columns it reads), or ExpressionError (a
+    ValueError, so a pydantic validator may let it through as the field's error)."""
+    try:
+        return _checked(expr)
+    except ExpressionError as exc:
+        raise ExpressionError(f"not a scalar DuckDB expression over the row: {exc}") from None
+
+
+def _checked(expr: str) -> tuple[str, frozenset[str]]:
     import duckdb
 
     try:

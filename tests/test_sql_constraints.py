@@ -202,5 +202,5 @@ def test_constraint_mistakes_are_refused_with_file_and_line(tmp_path: Path) -> N
     assert "constraints[1]: 'nope' is not a column" in text
     with pytest.raises(ConfigError) as caught:
         build(tmp_path, constraints=["(select 1) = 1"])
-    assert "constraints[0].check: not a boolean DuckDB expression" in str(caught.value)
+    assert "constraints[0].check: not a scalar DuckDB expression" in str(caught.value)
     assert f"{tmp_path / 'orders.yaml'}:" in str(caught.value)

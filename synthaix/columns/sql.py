@@ -44,10 +44,7 @@ class SqlColumn(Column):
     @field_validator("expr")
     @classmethod
     def _check_expr(cls, expr: str) -> str:
-        try:
-            checked(expr)
-        except ExpressionError as exc:
-            raise ValueError(f"not a scalar DuckDB expression over the row: {exc}") from None
+        checked(expr)
         return expr
 
     @field_validator("as_")

@@ -154,6 +154,8 @@ def _column(name: str, raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     kind = raw.get("type") if raw.get("type") in REGISTRY else "llm"
     fields = REGISTRY[kind].model_fields
     accepted = set(fields) | {f.alias for f in fields.values() if f.alias}
+    if kind != "pattern":  # an llm column's `pattern` constrains its answers: not this one
+        accepted.discard("pattern")
     spec = {k: v for k, v in raw.items() if k in accepted and v not in (None, "", [])}
     spec.update(name=name, type=kind)
     if not spec.get("unique"):
