@@ -17,6 +17,7 @@ from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.errors import ConfigError
 from synthaix.llm.provider import ProviderConfig
+from synthaix.sqlexpr import checked
 from synthaix.yaml_source import YamlDocument
 
 
@@ -204,7 +205,18 @@ def _column_problems(config: DatasetConfig):
         yield from constraints.problems(config)
 
 
+def _numbered_message(name: str) -> str:
+    return (
+        f"reads '{name}', whose repeats get a number after the row is made (unique with "
+        "from): it would see the value before numbering; drop unique there, or do not read it"
+    )
+
+
 def _each_column_problems(config: DatasetConfig):
+    numbered = {c.name for c in config.columns if getattr(c, "repairs_duplicates", False)}
+    for index, constraint in enumerate(config.constraints):
+        for name in sorted(set(checked(constraint.check)[1]) & numbered):
+            yield ("constraints", index), _numbered_message(name)
     seen: dict[str, int] = {}
     capacities: dict[str, int | None] = {}
     for index, column in enumerate(config.columns):
@@ -212,6 +224,8 @@ def _each_column_problems(config: DatasetConfig):
         if column.name in seen:
             yield (*where, "name"), f"duplicate column name '{column.name}'"
         for ref in sorted(column.references()):
+            if ref in numbered:
+                yield where, _numbered_message(ref)
             if ref not in seen:
                 later = any(c.name == ref for c in config.columns[index + 1 :])
                 why = "comes later; move it above" if later else "is not a column"

@@ -89,14 +89,25 @@ def problems(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, ...], str
         if not pa.types.is_boolean(kind):
             bound = False
             yield where, f"it gives {kind}, not true/false; write a comparison such as a <= b"
-    if bound and config.constraints:
+    derived = any(c.type == "sql" for c in config.columns)  # type: ignore[attr-defined]
+    if bound and (config.constraints or derived):
         yield from _sample_problems(config)
 
 
 def _sample_problems(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Derived values and constraints tried on sampled rows, so what fails at run time (a
+    division by zero, a decimal too narrow, a constraint almost never true) is found here."""
+    from synthaix.columns.sql import DerivedValueError
     from synthaix.generate import Chunk, generate_chunk
 
-    sample = generate_chunk(config, Chunk(0, 0, SAMPLE_ROWS), constrained=False).table
+    try:
+        sample = generate_chunk(config, Chunk(0, 0, SAMPLE_ROWS), constrained=False).table
+    except DerivedValueError as exc:
+        index = next(i for i, c in enumerate(config.columns) if c.name == exc.column)
+        yield ("columns", index, "expr"), f"on sampled rows: {exc}"
+        return
+    if not config.constraints:
+        return
     passed = _passes(config, sample)
     for index, constraint in enumerate(config.constraints):
         rate = float(np.mean(passed[index]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -27,14 +27,32 @@ if TYPE_CHECKING:
 
 _NODES = {"CONSTANT", "COLUMN_REF", "FUNCTION", "OPERATOR", "CASE", "CAST", "COMPARISON"}
 _NODES |= {"CONJUNCTION", "BETWEEN", "COLLATE", "TYPE"}  # TYPE: the target of a CAST
-# Scalar macros that compute from their arguments alone (the others read the catalog or
-# the clock, or are Postgres shims).
-_MACROS = {"nullif", "if", "split_part", "date_add", "days_in_month", "fdiv"}
-_MACRO_PREFIXES = ("list_", "array_")
-# Deterministic for the same inputs in DuckDB's terms, but they read the clock or session.
-_SESSION = re.compile(
-    r"(current_|get_current|getvariable|transaction_|txid_|in_search_path|version$|now$|today$)"
+# Functions by name, not "every deterministic scalar function": DuckDB has ~1,700, new ones come
+# with upgrades, and some plan other SQL (`json_serialize_plan` ran `current_setting` inside an
+# expression) or make values of any size (`repeat`, `lpad`, `range`, `list_resize`). These take
+# and make row values: arithmetic, text, regular expressions, dates and times.
+_FUNCTIONS = frozenset(
+    """
+    + - * / // % ^ ** || ~~ !~~ ~~* !~~* ~~~ !~~~
+    abs ceil ceiling floor round round_even trunc sign sqrt cbrt exp ln log log10 log2 pow power
+    pi degrees radians sin cos tan asin acos atan atan2 isnan isinf isfinite even gcd lcm
+    greatest least nullif if ifnull
+    lower upper lcase ucase length strlen char_length character_length substring substr left
+    right trim ltrim rtrim concat concat_ws replace position strpos instr starts_with
+    ends_with contains prefix suffix reverse strip_accents split_part ascii chr md5 sha256
+    hash levenshtein jaro_winkler_similarity nfc_normalize like_escape ilike_escape
+    regexp_matches regexp_full_match regexp_replace regexp_extract
+    date_add date_sub date_diff datediff datesub date_part datepart date_trunc datetrunc
+    year month day hour minute second millisecond microsecond dayofweek dayofmonth dayofyear
+    weekday week weekofyear yearweek quarter isodow isoyear last_day dayname monthname
+    make_date make_time make_timestamp strftime strptime try_strptime epoch epoch_ms epoch_us
+    to_timestamp time_bucket century decade millennium era julian
+    to_days to_hours to_minutes to_seconds to_months to_years to_weeks to_milliseconds
+    to_microseconds
+    """.split()  # noqa: SIM905 (a word list reads better than 150 quoted strings)
 )
+#: Expressions are short; a cap also bounds how much a text function can multiply its input.
+MAX_EXPRESSION_CHARS = 2_000
 # `as:` types: a name DuckDB knows, never free SQL.
 _TYPE = re.compile(
     r"(?i)(decimal|numeric)\s*\(\s*\d{1,2}\s*,\s*\d{1,2}\s*\)|date|time|timestamp|boolean|bool|"
@@ -59,8 +77,10 @@ def connection() -> duckdb.DuckDBPyConnection:
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
                 "threads": 1,  # chunks already run in parallel
+                "memory_limit": "2GB",
             }
         )
+        con.execute("SET TimeZone = 'UTC'")  # timestamptz casts: the same data on any machine
         con.execute("SET lock_configuration = true")
         _local.con = con
     return con
@@ -79,6 +99,8 @@ def checked(expr: str) -> tuple[str, frozenset[str]]:
 def _checked(expr: str) -> tuple[str, frozenset[str]]:
     import duckdb
 
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"it is {len(expr):,} characters; at most {MAX_EXPRESSION_CHARS:,}")
     try:
         parsed = json.loads(
             connection().execute("SELECT json_serialize_sql(?)", [f"SELECT {expr}"]).fetchone()[0]
@@ -108,13 +130,23 @@ def _checked(expr: str) -> tuple[str, frozenset[str]]:
     return rendered.fetchone()[0].removeprefix("SELECT "), frozenset(columns)
 
 
+# As the sampler columns make them: `integer` is 64-bit, `float` double precision.
+_SAME_AS_SAMPLERS = {"integer": "BIGINT", "int": "BIGINT", "float": "DOUBLE", "real": "DOUBLE"}
+_TYPES = "integer, bigint, double, decimal(p,s), boolean, date, timestamp, text"
+
+
 def sql_type(name: str) -> str:
     if not _TYPE.fullmatch(name.strip()):
-        raise ExpressionError(
-            f"'{name}' is not a type SynthAIx accepts; use one of integer, bigint, double, "
-            "decimal(p,s), boolean, date, timestamp, text"
-        )
-    return name.strip()
+        raise ExpressionError(f"'{name}' is not a type SynthAIx accepts; use one of {_TYPES}")
+    return _SAME_AS_SAMPLERS.get(name.strip().lower(), name.strip())
+
+
+def check_result_type(kind: pa.DataType) -> None:
+    """Refuse what Parquet, the report and the other columns do not handle as a value."""
+    plain = (pa.types.is_boolean, pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+    plain += (pa.types.is_string, pa.types.is_large_string, pa.types.is_date)
+    if not any(test(kind) for test in (*plain, pa.types.is_timestamp)):
+        raise ExpressionError(f"it gives {kind}; cast it (as: ...) to one of {_TYPES}")
 
 
 def bind(expr: str, schema: pa.Schema, cast: str | None = None) -> pa.DataType:
@@ -197,31 +229,11 @@ def _check_function(node: dict[str, Any]) -> None:
         raise ExpressionError(f"call {name} without a schema or catalog")
     if node.get("filter") or node.get("distinct") or node.get("order_bys", {}).get("orders"):
         raise ExpressionError(f"{name}(...) with FILTER, DISTINCT or ORDER BY is an aggregate")
-    if name not in _allowed_functions():
+    if name not in _FUNCTIONS:
         raise ExpressionError(
-            f"function {name}() is not allowed: only deterministic scalar functions of the "
-            "row's values are (no aggregates, table functions, random() or now())"
+            f"function {name}() is not allowed: only arithmetic, text, regular-expression, "
+            "date and time functions of the row's values are (see the README's list)"
         )
-
-
-@cache
-def _allowed_functions() -> frozenset[str]:
-    rows = (
-        connection()
-        .execute(
-            "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
-            "WHERE (function_type = 'scalar' AND stability <> 'VOLATILE' "
-            "AND NOT has_side_effects) OR function_type = 'macro'"
-        )
-        .fetchall()
-    )
-    allowed = set()
-    for name, kind in rows:
-        if kind == "macro" and not (name in _MACROS or name.startswith(_MACRO_PREFIXES)):
-            continue
-        if not _SESSION.match(name):
-            allowed.add(name.lower())
-    return frozenset(allowed)
 
 
 def _first_line(message: str) -> str:

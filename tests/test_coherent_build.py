@@ -158,3 +158,39 @@ def test_the_report_passes_every_check_of_a_coherent_build_and_lists_its_relatio
     html = write_report(output).read_text()
     assert "discount &lt;= 8 * quantity" in html or "discount <= 8 * quantity" in html
     assert read_manifest(output).dropped.constraint
+
+
+def test_the_report_reads_number_and_boolean_keys_back_as_they_were_declared(
+    tmp_path: Path,
+) -> None:
+    columns = [
+        {"name": "level", "type": "category", "values": {1: 0.5, 2: 0.3, 3: 0.2}},
+        {"name": "bonus", "type": "integer", "by": "level", "min": 0, "max": 10,
+         "params": {3: {"min": 50, "max": 60}}},
+        {"name": "remote", "type": "boolean", "p": 0.3},
+        {"name": "desk", "type": "float", "by": "remote", "min": 1, "max": 2,
+         "params": {True: {"min": 0, "max": 0.5}}},
+    ]  # fmt: skip
+    data = {"name": "staff", "rows": 4000, "columns": columns}
+    config = load_config(
+        write_config(tmp_path / "staff.yaml", data | {"output": {"dir": str(tmp_path / "out")}})
+    )
+    Build(config, ThreadExecutor(config)).run()
+    output = tmp_path / "out"
+    assert read_manifest(output).dataset_config() == config
+    checks = run_checks(config, profile_dataset(output)) + verify(config, parts_of(output))
+    assert not [c for c in checks if not c.passed]
+    write_report(output)
+
+
+def test_a_preview_shows_the_first_rows_of_the_build_for_every_construct(tmp_path: Path) -> None:
+    import pyarrow.dataset as ds
+
+    from synthaix.build.preview import preview_rows
+
+    data = {**SHOP, "rows": 6_000, "output": {"dir": str(tmp_path / "out")}}
+    config = load_config(write_config(tmp_path / "shop.yaml", data))
+    Build(config, ThreadExecutor(config)).run()
+    built = ds.dataset(tmp_path / "out" / "data").to_table().slice(0, 20)
+    shown = preview_rows(config.model_copy(update={"rows": 20}))
+    assert shown.equals(built.cast(shown.schema))

@@ -148,13 +148,18 @@ def test_an_unchecked_expression_still_cannot_read_files_when_it_runs() -> None:
 
 
 def test_a_value_that_fails_at_run_time_names_the_column_and_the_row() -> None:
+    # Row 5,000 is past the rows validate samples, so only the build meets it.
     columns = [
         {"name": "n", "type": "sequence", "start": 0},
-        {"name": "ratio", "type": "sql", "expr": "100 // (n - 37)"},
+        {"name": "ratio", "type": "sql", "expr": "100 // (n - 5000)"},
     ]
-    config = make_config(columns, rows=100, chunk_size=100)
-    with pytest.raises(DerivedValueError, match=r"column 'ratio': cannot compute row 37 \(n=37\)"):
-        generate_chunk(config, Chunk(0, 0, 100))
+    config = make_config(columns, rows=10_000, chunk_size=100)
+    with pytest.raises(
+        DerivedValueError, match=r"column 'ratio': cannot compute row 5000 \(n=5000\)"
+    ):
+        generate_chunk(config, Chunk(50, 4990, 100))
+    with pytest.raises(ConfigError, match=r"columns\[1\] \(ratio\).expr: on sampled rows"):
+        make_config([columns[0], {**columns[1], "expr": "100 // (n - 37)"}])
 
 
 def test_the_type_can_be_declared_and_is_checked() -> None:
@@ -204,3 +209,44 @@ def test_constraint_mistakes_are_refused_with_file_and_line(tmp_path: Path) -> N
         build(tmp_path, constraints=["(select 1) = 1"])
     assert "constraints[0].check: not a scalar DuckDB expression" in str(caught.value)
     assert f"{tmp_path / 'orders.yaml'}:" in str(caught.value)
+
+
+def test_nothing_may_read_an_email_whose_repeats_are_numbered_after_the_row_is_made() -> None:
+    names = [
+        {"name": "first_name", "type": "person.first_name"},
+        {"name": "last_name", "type": "person.last_name"},
+        {"name": "email", "type": "person.email", "from": ["first_name", "last_name"]},
+    ]
+    numbered = [*names[:2], {**names[2], "unique": True}]
+    reader = {"name": "handle", "type": "sql", "expr": "'@' || email"}
+    make_config([*names, reader])  # without unique, the value is final: fine
+    with pytest.raises(ConfigError, match=r"columns\[3\] \(handle\): reads 'email'"):
+        make_config([*numbered, reader])
+    with pytest.raises(ConfigError, match=r"constraints\[0\]: reads 'email'"):
+        make_config(numbered, constraints=["length(email) <= 40"])
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"expr": "unit_price * 100", "as": "decimal(4,2)"}, r"on sampled rows: column 'total'"),
+        ({"expr": "CAST(quantity AS BIGINT[])"}, r"gives list<.*cast it"),
+        ({"expr": "to_days(quantity)"}, r"gives .*cast it"),
+    ],
+)
+def test_values_that_cannot_be_stored_are_found_at_validate(
+    tmp_path: Path, column: dict, message: str
+) -> None:
+    columns = [dict(c) for c in ORDER]
+    columns[2] = {"name": "total", "type": "sql", **column}
+    path = write_config(
+        tmp_path / "orders.yaml", {"name": "orders", "rows": 10, "columns": columns}
+    )
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(path)
+    assert f"{path}:" in str(caught.value)
+
+
+def test_as_integer_is_64_bit_like_the_integer_sampler() -> None:
+    column = {"name": "cents", "type": "sql", "expr": "3000000000", "as": "integer"}
+    assert make_config([column]).columns[0].arrow_type() == pa.int64()

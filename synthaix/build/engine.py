@@ -56,6 +56,7 @@ class Build:
         sink: Callable[[DatasetConfig, pa.Schema], Any] = DatasetWriter,
         on_rows: Callable[[pa.Table], None] | None = None,
         persistent: bool = True,
+        first_round: int = 0,
     ) -> None:
         self.config = config
         self.executor = executor
@@ -63,6 +64,7 @@ class Build:
         self.sink = sink
         self.on_rows = on_rows
         self.persistent = persistent
+        self.first_round = first_round
         self.sample: pa.Table | None = None
         self.llm = LlmStats()
         self.reused_chunks = 0
@@ -111,7 +113,7 @@ class Build:
         config = self.config
         unique = unique_columns(config)
         assembler = Assembler(config.rows, UniqueFilter(unique, writer.existing_values(unique)))
-        planner = RoundPlanner(config, first_row=first_row)
+        planner = RoundPlanner(config, first_row=first_row, first_round=self.first_round)
         limits = constraints(unique, dedupe.keys, dedupe.texts)
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is

@@ -13,7 +13,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import to_jsonable_python
 
 from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
@@ -73,6 +75,11 @@ class Manifest(_Section):
     seed: int
     config_hash: str
     config: dict[str, Any] = Field(description="The config as built, secrets removed.")
+    config_yaml: str | None = Field(
+        None,
+        description="The same config as YAML, which keeps what JSON cannot: mapping keys that "
+        "are numbers or booleans (category weights, parameters by a number column).",
+    )
     versions: dict[str, str] = Field(default_factory=dict)
     rows: RowCounts
     dropped: Dropped = Field(default_factory=Dropped)
@@ -94,6 +101,13 @@ class Manifest(_Section):
             if data.get("dedupe") == {}:
                 data["dedupe"] = None
         return data
+
+    def dataset_config(self) -> DatasetConfig:
+        """The config this build was made from, validated again."""
+        from synthaix.config import parse_config
+
+        data = yaml.safe_load(self.config_yaml) if self.config_yaml else self.config
+        return parse_config(data, origin=f"the config of build {self.build_id}")
 
     @property
     def build_seconds(self) -> float:
@@ -138,6 +152,7 @@ def new_manifest(config: DatasetConfig, build_id: str, **fields: Any) -> Manifes
         seed=config.seed,
         config_hash=config_hash(config),
         config=config.model_dump(mode="json", by_alias=True),
+        config_yaml=yaml.safe_dump(_typed(config.model_dump(by_alias=True)), sort_keys=False),
         versions=versions(),
         **fields,
     )
@@ -170,6 +185,17 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def _typed(value: Any) -> Any:
+    """Python-mode config data that YAML can write, keys left as they are."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_typed(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool | dt.date):
+        return value
+    return to_jsonable_python(value)
 
 
 def redact(value: Any, secrets: list[str]) -> Any:

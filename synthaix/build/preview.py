@@ -9,8 +9,11 @@ import pyarrow as pa
 
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
+from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.sink import Existing
+
+FIRST_CHUNK_CAP = 200_000  # rows; a bigger chunk_size previews its first 200,000 rows' draws
 
 
 class MemorySink:
@@ -58,5 +61,12 @@ def preview_rows(config: DatasetConfig, llm: bool = True) -> pa.Table:
         sinks.append(MemorySink(config, schema))
         return sinks[-1]
 
-    Build(config, ThreadExecutor(config, llm=llm), sink=sink, persistent=False).run()
+    # Samplers that draw per segment, per character position or by rank within a chunk (`by`,
+    # pattern, correlated_with) give other values for a shorter chunk: generate the build's
+    # whole first chunk, so the preview shows its rows. Not with llm columns: those rows would
+    # each cost a request.
+    llm_columns = any(isinstance(c, LlmColumn) for c in config.columns)
+    first = 0 if llm_columns else min(config.chunk_size, FIRST_CHUNK_CAP)
+    executor = ThreadExecutor(config, llm=llm)
+    Build(config, executor, sink=sink, persistent=False, first_round=first).run()
     return sinks[-1].table()

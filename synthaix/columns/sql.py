@@ -16,11 +16,23 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck
 from synthaix.errors import SynthaixError
-from synthaix.sqlexpr import ExpressionError, bind, checked, evaluate, failing_row, sql_type
+from synthaix.sqlexpr import (
+    ExpressionError,
+    bind,
+    check_result_type,
+    checked,
+    evaluate,
+    failing_row,
+    sql_type,
+)
 
 
 class DerivedValueError(SynthaixError):
     """A derived value that cannot be computed for some row (never retried)."""
+
+    def __init__(self, message: str, *, column: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.column = column
 
 
 class SqlColumn(Column):
@@ -61,7 +73,7 @@ class SqlColumn(Column):
     def term(self) -> str:
         """The SQL that computes the value, as DuckDB rendered the checked expression."""
         rendered = checked(self.expr)[0]
-        return f"CAST(({rendered}) AS {self.as_})" if self.as_ else f"({rendered})"
+        return f"CAST(({rendered}) AS {sql_type(self.as_)})" if self.as_ else f"({rendered})"
 
     def references(self) -> set[str]:
         return set(checked(self.expr)[1])
@@ -70,6 +82,7 @@ class SqlColumn(Column):
         schema = pa.schema([(c.name, c.arrow_type()) for c in earlier.values()])
         try:
             self._arrow = bind(self.term, schema)
+            check_result_type(self._arrow)
         except ExpressionError as exc:
             return [(("expr",), f"DuckDB cannot compute it over the earlier columns: {exc}")]
         return []
@@ -101,6 +114,7 @@ class SqlColumn(Column):
             raise DerivedValueError(
                 f"column '{self.name}': cannot compute row {ctx.first_row + row} ({values}): "
                 f"{message}",
+                column=self.name,
                 hint="guard the expression (CASE WHEN ..., nullif, TRY(...)) or fix the inputs",
             ) from None
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from synthaix.build.manifest import Manifest, read_manifest
-from synthaix.config import parse_config
 from synthaix.files import write_text_atomic
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
@@ -37,7 +36,7 @@ def write_report(output_dir: Path, target: Path | None = None) -> Path:
     """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
     manifest = read_manifest(output_dir)
     profile = profile_dataset(output_dir)
-    config = parse_config(manifest.config)
+    config = manifest.dataset_config()
     checks = run_checks(config, profile) + verify(config, profile.parts)
     html = render(manifest, profile, checks)
     return write_text_atomic(target or output_dir / "report.html", html)
