@@ -194,3 +194,13 @@ def test_a_preview_shows_the_first_rows_of_the_build_for_every_construct(tmp_pat
     built = ds.dataset(tmp_path / "out" / "data").to_table().slice(0, 20)
     shown = preview_rows(config.model_copy(update={"rows": 20}))
     assert shown.equals(built.cast(shown.schema))
+
+
+def test_the_report_profiles_a_column_named_like_its_own_aliases(tmp_path: Path) -> None:
+    columns = [{"name": "b", "type": "integer", "min": 0, "max": 100}]
+    data = {"name": "letters", "rows": 500, "columns": columns}
+    config = load_config(
+        write_config(tmp_path / "l.yaml", data | {"output": {"dir": str(tmp_path / "o")}})
+    )
+    Build(config, ThreadExecutor(config)).run()
+    assert "<svg" in write_report(tmp_path / "o").read_text()

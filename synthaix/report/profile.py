@@ -124,7 +124,7 @@ def _histogram(
     counts = dict(
         con.execute(
             f"SELECT least(floor(({expr} - ?) / ?)::INT, {BINS - 1}) AS b, count(*) "
-            f"FROM data WHERE {col} IS NOT NULL GROUP BY b",
+            f"FROM data WHERE {col} IS NOT NULL GROUP BY 1",
             [first, width],
         ).fetchall()
     )
