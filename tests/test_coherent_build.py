@@ -197,7 +197,7 @@ def test_a_preview_shows_the_first_rows_of_the_build_for_every_construct(tmp_pat
 
 
 def test_the_report_profiles_a_column_named_like_its_own_aliases(tmp_path: Path) -> None:
-    columns = [{"name": "b", "type": "integer", "min": 0, "max": 100}]
+    columns = [{"name": "b", "type": "integer", "min": 0, "max": 10**6}]
     data = {"name": "letters", "rows": 500, "columns": columns}
     config = load_config(
         write_config(tmp_path / "l.yaml", data | {"output": {"dir": str(tmp_path / "o")}})
