@@ -8,6 +8,7 @@ decision is taken in index order, the output does not depend on completion order
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthaix.columns.identity import UuidColumn
 from synthaix.columns.numeric import SequenceColumn
@@ -55,7 +57,12 @@ class UniqueFilter:
 
     A repeated value of a column with a repair is renumbered instead (ann.lee2@example.com),
     and its row kept: rows are taken in chunk order, so the numbers are deterministic.
-    `columns` may be UniqueColumns, whose repairs apply unless `repairs` is given."""
+    `columns` may be UniqueColumns, whose repairs apply unless `repairs` is given.
+
+    The rules are those of taking the rows one by one, each against the values taken before
+    it; `apply` reaches the same outcome with set operations on whole columns. Which rows are
+    dropped depends only on the columns without a repair (a repaired column never drops a
+    row), and each repaired column is then numbered on its own over the rows kept."""
 
     def __init__(
         self,
@@ -73,30 +80,135 @@ class UniqueFilter:
         self._numbers: list[dict[Any, int]] = [{} for _ in columns]
 
     def apply(self, table: pa.Table) -> pa.Table:
-        if not self.columns:
+        if not self.columns or table.num_rows == 0:
             return table
-        keep = []
-        seen, repairs = self.seen, self.repairs
         values = [table[c].to_pylist() for c in self.columns]
-        before = self.repaired
-        for i, row in enumerate(zip(*values, strict=True)):
-            if any(v is not None and v in seen[j] and not repairs[j] for j, v in enumerate(row)):
+        codes = [_codes(table[c], v) for c, v in zip(self.columns, values, strict=True)]
+        plain = [j for j, repair in enumerate(self.repairs) if repair is None]
+        keep = self._keep(plain, values, codes)
+        for j, name in enumerate(self.columns):
+            if self.repairs[j] is None:
                 continue
-            for j, v in enumerate(row):
-                if v is not None and v in seen[j]:
-                    v = values[j][i] = self._renumbered(j, v)
-                if v is not None:
-                    seen[j].add(v)
-            keep.append(i)
-        if self.repaired > before:
-            for j, name in enumerate(self.columns):
-                if repairs[j]:
-                    field = table.schema.field(name)
-                    index = table.schema.get_field_index(name)
-                    table = table.set_column(index, field, pa.array(values[j], field.type))
-        if len(keep) == table.num_rows:
-            return table
-        return table.take(pa.array(keep, type=pa.int64()))
+            changed = self._number(j, values[j], codes[j], keep)
+            if changed:
+                index = table.schema.get_field_index(name)
+                field = table.schema.field(index)
+                mask = np.zeros(table.num_rows, dtype=bool)
+                mask[list(changed)] = True
+                numbered = pa.array(list(changed.values()), field.type)
+                column = pc.replace_with_mask(table[name].combine_chunks(), mask, numbered)
+                table = table.set_column(index, field, column)
+        return table if keep.all() else table.filter(pa.array(keep))
+
+    def _keep(
+        self, plain: list[int], values: list[list[Any]], codes: list[np.ndarray]
+    ) -> np.ndarray:
+        """Rows whose values in the columns without a repair were not taken before them. A row
+        whose values were all new when the batch began (the usual case) is kept, and its
+        values are taken in bulk; only the others are decided one by one, in order."""
+        rows = len(values[0])
+        special = np.zeros(rows, dtype=bool)
+        for j in plain:
+            present = codes[j] >= 0
+            special |= present & (_contained(values[j], self.seen[j]) | _repeated(codes[j]))
+        keep = np.ones(rows, dtype=bool)
+        if special.any():
+            # A value first held by a new row was taken by that row, which is always kept.
+            by_new = {j: (~special[_first_rows(codes[j])]).tolist() for j in plain}
+            for i in np.flatnonzero(special).tolist():
+                row = [(j, values[j][i]) for j in plain]
+                if any(v is not None and (v in self.seen[j] or by_new[j][i]) for j, v in row):
+                    keep[i] = False
+                else:
+                    for j, v in row:
+                        if v is not None:
+                            self.seen[j].add(v)
+        new = ~special
+        for j in plain:
+            self.seen[j].update(itertools.compress(values[j], new & (codes[j] >= 0)))
+        return keep
+
+    def _number(
+        self, j: int, values: list[Any], codes: np.ndarray, keep: np.ndarray
+    ) -> dict[int, Any]:
+        """Renumber the kept rows' values that were taken before them; {row: new value}.
+
+        Taken: in `seen`, or held by an earlier kept row. The k-th taken row of a value gets
+        the k-th number from where that value's numbering stands. That is what the rules
+        give unless a number lands on another value of the batch or on another number; a
+        number already in `seen` is skipped, value by value. The outcome is checked, and
+        if a number lands anywhere else the column is numbered row by row instead."""
+        seen, numbers, make_unique = self.seen[j], self._numbers[j], self.repairs[j]
+        assert make_unique is not None
+        rows = np.flatnonzero(keep & (codes >= 0))
+        kept = values if len(rows) == len(values) else [values[i] for i in rows.tolist()]
+        taken = _contained(kept, seen) | _repeated(codes[rows])
+        if not taken.any():
+            seen.update(kept)
+            return {}
+        at = rows[taken]
+        # Rank of each taken row among the taken rows of its value, in row order.
+        order = np.argsort(codes[at], kind="stable")
+        sorted_codes = codes[at][order]
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        sizes = np.diff(np.r_[starts, len(order)])
+        rank = np.empty(len(at), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - np.repeat(starts, sizes)
+        first_of_value = at[order[starts]].tolist()
+        bases = [values[i] for i in first_of_value]
+        first_number = np.fromiter(map(numbers.get, bases, itertools.repeat(2)), np.int64)
+        group = np.empty(len(at), dtype=np.int64)
+        group[order] = np.repeat(np.arange(len(starts)), sizes)
+        n = first_number[group] + rank
+        originals = [values[i] for i in at.tolist()]
+        made = list(map(make_unique, originals, n.tolist()))
+        if not seen.isdisjoint(made):  # skip the numbers in seen, value by value
+            made, n = self._skip_seen(j, originals, made, n, group, len(starts))
+        distinct = set(made)
+        if len(distinct) < len(made) or not distinct.isdisjoint(values):
+            return self._number_row_by_row(j, values, keep)
+        last = np.zeros(len(starts), dtype=np.int64)
+        np.maximum.at(last, group, n)
+        numbers.update(zip(bases, (last + 1).tolist(), strict=True))
+        self.repaired += len(made)
+        seen.update(itertools.compress(kept, ~taken))
+        seen.update(made)
+        return dict(zip(at.tolist(), made, strict=True))
+
+    def _skip_seen(
+        self,
+        j: int,
+        originals: list[Any],
+        made: list[Any],
+        n: np.ndarray,
+        group: np.ndarray,
+        groups: int,
+    ) -> tuple[list[Any], np.ndarray]:
+        """Numbers counted again for the values whose numbers hit `seen`, skipping those."""
+        seen, make_unique = self.seen[j], self.repairs[j]
+        assert make_unique is not None
+        hit = np.zeros(groups, dtype=bool)
+        hit[group[np.fromiter(map(seen.__contains__, made), bool, len(made))]] = True
+        made, n = list(made), n.copy()
+        following: dict[int, int] = {}
+        for k in np.flatnonzero(hit[group]).tolist():
+            number = following.get(int(group[k]), int(n[k]))
+            while (candidate := make_unique(originals[k], number)) in seen:
+                number += 1
+            made[k], n[k] = candidate, number
+            following[int(group[k])] = number + 1
+        return made, n
+
+    def _number_row_by_row(self, j: int, values: list[Any], keep: np.ndarray) -> dict[int, Any]:
+        changed = {}
+        seen = self.seen[j]
+        for i in np.flatnonzero(keep).tolist():
+            v = values[i]
+            if v is not None and v in seen:
+                v = changed[i] = self._renumbered(j, v)
+            if v is not None:
+                seen.add(v)
+        return changed
 
     def _renumbered(self, column: int, value: Any) -> Any:
         make_unique, seen = self.repairs[column], self.seen[column]
@@ -107,6 +219,45 @@ class UniqueFilter:
         self._numbers[column][value] = n + 1
         self.repaired += 1
         return candidate
+
+
+def _contained(values: list[Any], seen: set) -> np.ndarray:
+    if not seen:
+        return np.zeros(len(values), dtype=bool)
+    return np.fromiter(map(seen.__contains__, values), bool, len(values))
+
+
+def _codes(column: pa.ChunkedArray, values: list[Any]) -> np.ndarray:
+    """A number per row, equal for rows whose values are equal by Python's `==` (as the
+    rules compare them); -1 for nulls."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind):
+        # Arrow's equality is Python's for these types (not for floats: -0.0, NaN).
+        codes = pc.dictionary_encode(column.combine_chunks()).indices
+        return pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    # Any type: the row where the value first appears (NaN is unequal to itself, as in a set).
+    first = dict(zip(reversed(values), range(len(values) - 1, -1, -1), strict=True))
+    codes = np.fromiter(map(first.__getitem__, values), np.int64, len(values))
+    codes[column.is_null().to_numpy(zero_copy_only=False)] = -1
+    return codes
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """The first row holding each row's value."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]
+    first = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]
+    rows = np.empty(len(codes), dtype=np.int64)
+    rows[order] = first
+    return rows
+
+
+def _repeated(codes: np.ndarray) -> np.ndarray:
+    """Whether a row's value appears in an earlier row."""
+    return _first_rows(codes) != np.arange(len(codes))
 
 
 @dataclass
@@ -209,7 +360,8 @@ _HASH = "__synthaix_key_hash"
 class RoundPlanner:
     """Plans the first round (all N rows) and then fill-up rounds sized from the shortfall."""
 
-    def __init__(self, config: DatasetConfig, first_row: int) -> None:
+    def __init__(self, config: DatasetConfig, first_row: int, first_round: int = 0) -> None:
+        """`first_round`: plan at least this many rows first (a preview's first whole chunk)."""
         self.config = config
         self.next_row = first_row
         self.next_index = 0
@@ -217,6 +369,7 @@ class RoundPlanner:
         self._stalled = 0
         self._round_start = (0, 0)
         self._planned = 0
+        self.first_round = first_round
         self._last_delivered = -1
 
     def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
@@ -231,7 +384,7 @@ class RoundPlanner:
         # with a margin, so fill-up converges in a few rounds.
         delivered, generated = assembler.delivered, assembler.generated
         if self.rounds == 0:
-            rows = missing
+            rows = max(missing, self.first_round)
         else:
             # Against the rows planned, not those generated: constraints and LLM failures
             # drop rows inside the chunks, before the assembler sees them.

@@ -23,7 +23,7 @@ from synthaix.columns.base import RelationCheck
 from synthaix.columns.numeric import ndtr, ndtri
 from synthaix.columns.temporal import add_months, parse_duration
 from synthaix.config import DatasetConfig, load_config
-from synthaix.errors import ConfigError
+from synthaix.errors import ConfigError, SynthaixError
 from synthaix.generate import generate_chunk, plan_chunks
 
 N = 20_000
@@ -469,7 +469,25 @@ def _error(tmp_path: Path, column: str) -> str:
         ),
         (
             "    type: datetime\n    after: ordered_at\n",
-            "bad.yaml:7: columns[3] (c).offset: after needs",
+            "bad.yaml:7: columns[3] (c).offset: after needs an offset, e.g. offset: {max: 5d}",
+        ),
+        (
+            "    type: integer\n    before: ordered_at\n",
+            "columns[3] (c).offset: before needs an offset, e.g. offset: {max: 10}",
+        ),
+        (
+            "    type: datetime\n    after: ordered_at\n    offset:\n      min: 1h\n",
+            "bad.yaml:10: columns[3] (c).offset.max: a uniform offset needs offset.max (the "
+            "largest offset), e.g. max: 5d",
+        ),
+        (
+            "    type: datetime\n    after: ordered_at\n    offset:\n      max: 5m\n",
+            "bad.yaml:11: columns[3] (c).offset.max: '5m': m is ambiguous (minutes or months); "
+            "write min or mo",
+        ),
+        (
+            "    type: float\n    min: 1\n",
+            "columns[3] (c): a uniform distribution needs both min and max; max is missing",
         ),
         (
             "    type: float\n    min: 1\n    max: 2\n    offset: {max: 1}\n",
@@ -544,3 +562,144 @@ def test_a_date_without_end_still_reads_field_required(tmp_path: Path) -> None:
 def test_whole_days_in_hours_are_fine_for_dates() -> None:
     due = {"name": "due", "type": "date", "after": "ordered_at", "offset": {"max": "48h"}}
     make_config([ORDERED, due])
+
+
+# --- exact integers, sub-second bases, the ends of the calendar, decimal bases --------------
+
+SENT_NS = {"name": "sent_ns", "type": "integer", "min": 1_700_000_000_000_000_000}
+SENT_NS["max"] = 1_700_000_100_000_000_000  # epoch nanoseconds: far above 2**53
+
+
+def test_integer_offsets_on_epoch_nanoseconds_are_exact() -> None:
+    recv = {"name": "recv_ns", "type": "integer", "after": "sent_ns"}
+    recv["offset"] = {"distribution": "poisson", "mean": 50, "min": 1, "max": 100}
+    config = _config([SENT_NS, recv], rows=5000)
+    table = generate_all(config)
+    sent, got = table["sent_ns"].to_pylist(), table["recv_ns"].to_pylist()
+    gaps = [r - s for s, r in zip(sent, got, strict=True)]  # Python ints: exact
+    assert min(gaps) >= 1 and max(gaps) <= 100 and abs(sum(gaps) / len(gaps) - 50) < 1
+    assert min(sent) >= SENT_NS["min"] and max(sent) <= SENT_NS["max"]
+    check = _checks(config, "recv_ns")[0]
+    assert _run(check, table)[0] == 0
+    far = pa.table({"sent_ns": [-(2**63) + 1, 5], "recv_ns": [2**63 - 1, 6]})
+    assert _run(check, far)[0] == 1  # counted, not an overflow error in DuckDB
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "normal"])
+def test_integer_bounds_beyond_2_to_the_53_are_exact(distribution: str) -> None:
+    low = 2**62 + 1  # as a float, 2**62: one below the bound
+    column = {"name": "n", "type": "integer", "min": low, "max": low + 2}
+    column["distribution"] = distribution
+    values = set(generate_all(_config([column], rows=600))["n"].to_pylist())
+    if distribution == "uniform":
+        assert values == {low, low + 1, low + 2}
+    else:  # drawn as floats, 1024 apart up there: clipped to the exact bounds
+        assert values <= {low, low + 1, low + 2}
+
+
+def test_integer_offsets_past_int64_are_an_error_naming_the_row() -> None:
+    top = 2**63 - 3
+    sent = {"name": "sent", "type": "integer", "min": top, "max": top}
+    recv = {"name": "recv", "type": "integer", "after": "sent", "offset": {"min": 5, "max": 6}}
+    with pytest.raises(SynthaixError) as error:
+        generate_all(_config([sent, recv], rows=100))  # wrapped to -2**63 + 2 before
+    message = str(error.value)
+    assert message.startswith(f"column 'recv': row 0: sent {top} + offset ")
+    assert message.endswith(
+        "which does not fit in a 64-bit integer (-9223372036854775808 to 9223372036854775807)"
+    )
+    assert "offset.max" in (error.value.hint or "")
+
+
+def test_the_row_named_is_the_chunk_row_also_within_a_segment() -> None:
+    top = 2**63 - 3
+    tier = {"name": "tier", "type": "category", "values": ["ok", "late"]}
+    recv = {"name": "recv", "type": "integer", "by": "tier", "after": "sent"}
+    recv["offset"] = {"min": 0, "max": 1}
+    recv["params"] = {"late": {"offset": {"min": 5, "max": 6}}}
+    sent = {"name": "sent", "type": "integer", "min": top, "max": top}
+    config = _config([tier, sent, recv], rows=300)
+    tiers = _table([tier], rows=300)["tier"].to_pylist()
+    with pytest.raises(SynthaixError, match=rf"row {tiers.index('late')}: sent {top} \+ offset"):
+        generate_all(config)
+
+
+def test_integer_underflow_and_unbounded_draws_past_int64_are_errors() -> None:
+    bottom = -(2**63) + 3
+    sent = {"name": "sent", "type": "integer", "min": bottom, "max": bottom}
+    back = {"name": "back", "type": "integer", "before": "sent", "offset": {"min": 5, "max": 6}}
+    with pytest.raises(SynthaixError, match=rf"column 'back': row 0: sent {bottom} - offset 5 = "):
+        generate_all(_config([sent, back], rows=10))
+    huge = {"name": "huge", "type": "integer", "distribution": "normal", "mean": 9.2e18}
+    huge["std"] = 1e17
+    with pytest.raises(SynthaixError, match=r"column 'huge': row .*64-bit integer"):
+        generate_all(_config([huge], rows=100))
+
+
+def test_a_sub_second_base_keeps_its_fraction() -> None:
+    t_ms = {"name": "t_ms", "type": "sql", "expr": "ordered_at + INTERVAL 123 MILLISECOND"}
+    later = {"name": "later", "type": "datetime", "after": "t_ms"}
+    later["offset"] = {"min": 0, "max": "1s"}
+    second = {"name": "second", "type": "datetime", "before": "t_ms"}
+    second["offset"] = {"min": "1s", "max": "1s"}
+    day = {"name": "day", "type": "date", "after": "t_ms", "offset": {"max": "1d"}}
+    config = _config([ORDERED, t_ms, later, second, day], rows=2000)
+    table = generate_all(config).drop_null()
+    base = _numbers(table["t_ms"].cast(pa.int64()))
+    gaps = _numbers(table["later"].cast(pa.int64())) - base
+    assert set(gaps.tolist()) == {0, 1_000_000}  # whole seconds from the exact base
+    assert all(v.microsecond == 123_000 for v in table["later"].to_pylist())
+    assert set((base - _numbers(table["second"].cast(pa.int64()))).tolist()) == {1_000_000}
+    for name in ("later", "second", "day"):
+        assert _run(_checks(config, name)[0], table)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("base", "column", "message"),
+    [
+        (
+            {"type": "date", "start": "9999-12-01", "end": "9999-12-31"},
+            {"type": "date", "after": "b", "offset": {"min": "1mo", "max": "2mo"}},
+            r"column 'c': row 0: b 9999-12-\d\d \+ offset [12] months = 10000-",
+        ),
+        (
+            {"type": "datetime", "start": "0001-01-01 00:00:00", "end": "0001-01-01 00:00:00"},
+            {"type": "datetime", "before": "b", "offset": {"min": "1s", "max": "1h"}},
+            r"column 'c': row 0: b 0001-01-01T00:00:00 - offset \d+ s = 0000-12-31T23:",
+        ),
+        (
+            {"type": "date", "start": "2024-01-01", "end": "2024-01-01"},
+            {"type": "date", "after": "b", "offset": {"min": "1000000w", "max": "1000000w"}},
+            r"column 'c': row 0: b 2024-01-01 \+ offset 7000000 days = far outside",
+        ),
+        (
+            {"type": "datetime", "start": "2024-01-01 00:00:00", "end": "2024-01-01 00:00:00"},
+            {"type": "date", "after": "b", "offset": {"min": "8000y", "max": "8000y"}},
+            r"column 'c': row 0: b 2024-01-01 \+ offset 96000 months = 10024-01-01",
+        ),
+    ],
+)
+def test_offsets_past_the_calendar_are_an_error_naming_the_row(
+    base: dict[str, Any], column: dict[str, Any], message: str
+) -> None:
+    config = _config([{"name": "b", **base}, {"name": "c", **column}], rows=20)
+    with pytest.raises(SynthaixError, match=message) as error:
+        generate_all(config)
+    assert "0001-01-01 to 9999-12-31" in str(error.value)
+
+
+def test_a_decimal_column_can_be_an_offset_base_and_a_correlation_target() -> None:
+    price = {"name": "price", "type": "float", "min": 1, "max": 500}
+    total = {"name": "total", "type": "sql", "expr": "price * 1.19", "as": "decimal(10,2)"}
+    paid = {"name": "paid", "type": "float", "after": "total", "offset": {"max": 5}, "decimals": 2}
+    tip = {"name": "tip", "type": "float", "distribution": "normal", "mean": 5, "std": 1}
+    tip |= {"correlated_with": "total", "rho": 0.8}
+    config = _config([price, total, paid, tip], rows=4000)
+    table = generate_all(config)
+    assert table["total"].type == pa.decimal128(10, 2)
+    extra = _numbers(table["paid"]) - _numbers(table["total"].cast(pa.float64()))
+    assert extra.min() >= -0.005 and extra.max() <= 5.005
+    totals = _numbers(table["total"].cast(pa.float64()))
+    assert _spearman(totals, _numbers(table["tip"])) > 0.7
+    for name in ("paid", "tip"):
+        assert _run(_checks(config, name)[0], table)[0] == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NoReturn, Self
 
@@ -52,6 +53,19 @@ def require(model: BaseModel, *names: str) -> None:
 def _fail(details: list[InitErrorDetails]) -> NoReturn:
     # Raised inside a validator, pydantic nests these under the model's own location.
     raise ValidationError.from_exception_data("column", details)
+
+
+@dataclass
+class SegmentContext(ChunkContext):
+    """The context of one segment's rows, which are `chunk_rows` of the chunk."""
+
+    chunk_rows: np.ndarray | None = None
+
+
+def chunk_row(ctx: ChunkContext, row: int) -> int:
+    """The generator's number of row `row` of `ctx` (as the build numbers rows), for errors."""
+    rows = ctx.chunk_rows if isinstance(ctx, SegmentContext) else None
+    return ctx.first_row + (int(rows[row]) if rows is not None else row)
 
 
 def quote(name: str) -> str:
@@ -176,7 +190,10 @@ class Conditional(Column):
             raise variant  # only for a column not validated within a dataset config
         # Segments draw one after the other from the column's stream: deterministic per chunk.
         values = {n: ctx.values[n].take(rows) for n in variant.references() if n in ctx.values}
-        sub = ChunkContext(len(rows), ctx.first_row, ctx.rng, ctx.locale, values)
+        positions = rows.to_numpy()
+        if isinstance(ctx, SegmentContext) and ctx.chunk_rows is not None:
+            positions = ctx.chunk_rows[positions]
+        sub = SegmentContext(len(rows), ctx.first_row, ctx.rng, ctx.locale, values, positions)
         return variant._generate(sub).cast(self.arrow_type())
 
     def _generate(self, ctx: ChunkContext) -> pa.Array:

@@ -9,18 +9,37 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck, StrictModel
-from synthaix.columns.conditional import Conditional, Problems, Stat, fail_at, quote, sql_literal
+from synthaix.columns.conditional import (
+    Conditional,
+    Problems,
+    Stat,
+    chunk_row,
+    fail_at,
+    quote,
+    sql_literal,
+)
+from synthaix.errors import SynthaixError
 
 Distribution = Literal["uniform", "normal", "lognormal", "poisson"]
-Amount = float | str  # a plain number, or for dates and times a duration such as 5d
+# A number that stays an exact int when written as one (as a float, 2**53 + 1 would round).
+# JSON Schema's "number" takes both.
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+Amount = Number | str  # a plain number, or for dates and times a duration such as 5d
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class OutOfRangeError(SynthaixError):
+    """A value the column's type cannot hold: an offset that runs past the largest integer or
+    the last date, or a distribution without bounds that draws past them (never retried)."""
+
 
 # Acklam's rational approximation of the normal quantile function (relative error < 1.2e-9).
 _A = (-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.3577518672690)
@@ -87,7 +106,9 @@ class Sampler:
         if lo is not None and hi is not None and lo > hi:
             return f"min ({_num(lo)}) is greater than max ({_num(hi)}); swap them"
         if dist == "uniform" and (lo is None or hi is None):
-            return "a uniform distribution needs both min and max"
+            missing = [f for f, v in (("min", lo), ("max", hi)) if v is None]
+            given = "" if len(missing) == 2 else f"; {missing[0]} is missing"
+            return f"a uniform distribution needs both min and max{given}"
         if dist == "normal" and (lo is None or hi is None) and (mean is None or std is None):
             return "a normal distribution needs mean and std (or both min and max)"
         if dist == "lognormal" and (mean is None or std is None or mean <= 0):
@@ -101,6 +122,8 @@ class Sampler:
         return None
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n values: int64 for a whole-number uniform, else float64 (whole numbers rounded
+        and clipped as floats: `whole_numbers` makes them exact integers)."""
         lo, hi = self.lo, self.hi
         match self.distribution:
             case "uniform":
@@ -125,8 +148,7 @@ class Sampler:
                 u = ndtr(z)
                 if not self.integer:
                     return self._finish(self.lo + (self.hi - self.lo) * u)
-                first, count = math.ceil(self.lo), math.floor(self.hi) - math.ceil(self.lo) + 1
-                return first + np.minimum(np.floor(u * count), count - 1)
+                return _uniform_whole(math.ceil(self.lo), math.floor(self.hi), u)
             case "normal":
                 mean, std = self._normal()
                 values = mean + std * z
@@ -155,11 +177,33 @@ class Sampler:
         return math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2)
 
     def _finish(self, values: np.ndarray) -> np.ndarray:
+        lo, hi = self.lo, self.hi
         if self.integer:
             values = np.rint(values)
-        if self.lo is not None or self.hi is not None:
-            values = np.clip(values, self.lo, self.hi)
+            lo = None if lo is None else math.ceil(lo)  # min 0.5 allows 1, not 0.5
+            hi = None if hi is None else math.floor(hi)
+        if lo is not None or hi is not None:
+            values = np.clip(values, lo, hi)
         return values
+
+    def whole_numbers(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Samples of a whole-number sampler as exact int64, and which do not fit in int64
+        (drawn without bounds). A sample clipped to a bound becomes that bound exactly: above
+        2**53 the float nearest to it may lie beyond it."""
+        if values.dtype.kind in "iu":
+            return values.astype(np.int64), np.zeros(len(values), dtype=bool)
+        first = None if self.lo is None else math.ceil(self.lo)
+        last = None if self.hi is None else math.floor(self.hi)
+        low = values <= first if first is not None else np.zeros(len(values), dtype=bool)
+        high = values >= last if last is not None else np.zeros(len(values), dtype=bool)
+        fits = (values >= -(2.0**63)) & (values < 2.0**63)  # False for NaN
+        outside = ~fits & ~low & ~high
+        whole = np.where(fits & ~low & ~high, values, 0).astype(np.int64)
+        if first is not None:
+            whole[low] = first
+        if last is not None:
+            whole[high] = last
+        return whole, outside
 
 
 class Offset(StrictModel):
@@ -210,6 +254,7 @@ class Anchored(Conditional):
     _OWN: ClassVar[tuple[str, ...]]  # own range fields, which an offset replaces
     _BASES: ClassVar[str]  # the columns an offset may start from, in words
     _WHOLE: ClassVar[bool] = True  # offsets in whole units
+    _EXAMPLE: ClassVar[str] = "10"  # an offset.max for messages
 
     @property
     def base(self) -> str | None:
@@ -242,7 +287,10 @@ class Anchored(Conditional):
         if self.base is None:
             self._check_range()
         elif self.offset is None:
-            fail_at(("offset",), f"{self._direction} needs an offset, e.g. offset: {{max: 10}}")
+            fail_at(
+                ("offset",),
+                f"{self._direction} needs an offset, e.g. offset: {{max: {self._EXAMPLE}}}",
+            )
         else:
             self.offset_sampler()
 
@@ -264,6 +312,12 @@ class Anchored(Conditional):
             amounts.get("std"),
             integer=self._WHOLE,
         )
+        if self.offset.distribution == "uniform" and hi is None:
+            fail_at(
+                ("offset", "max"),
+                "a uniform offset needs offset.max (the largest offset), e.g. max: "
+                f"{self._EXAMPLE}; or give a distribution with a mean",
+            )
         problem = sampler.problem()
         if problem:
             fail_at(("offset",), problem)
@@ -291,7 +345,16 @@ class Anchored(Conditional):
         if self.base is None:
             return self._draw(ctx)
         offsets = self.offset_sampler().sample(ctx.rng, ctx.rows)
-        return self._shift(ctx.values[self.base], offsets if self.after else -offsets)
+        return self._shift(ctx.values[self.base], offsets, ctx)
+
+    def _out_of_range(self, ctx: ChunkContext, row: int, what: str, limit: str) -> OutOfRangeError:
+        """The error for the first row whose value the column's type cannot hold."""
+        return OutOfRangeError(
+            f"column '{self.name}': row {chunk_row(ctx, row)}: {what}, {limit}",
+            hint=f"bound the offset (offset.max) or the values of {self.base}"
+            if self.base
+            else "bound the distribution with min and max",
+        )
 
     def _capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
         return None if self.base else self._range_capacity()
@@ -344,7 +407,9 @@ class Anchored(Conditional):
     def _offset_amounts(self) -> dict[str, float]:
         raise NotImplementedError
 
-    def _shift(self, base: pa.Array, offsets: np.ndarray) -> pa.Array:
+    def _shift(self, base: pa.Array, offsets: np.ndarray, ctx: ChunkContext) -> pa.Array:
+        """The base plus (after) or minus (before) the offsets (never negative), null where
+        the base is; OutOfRangeError names the first row the type cannot hold."""
         raise NotImplementedError
 
     def _offset_sql(self, value: str, base: str) -> str:
@@ -381,7 +446,7 @@ class _Numeric(Anchored):
     )
 
     _OWN: ClassVar[tuple[str, ...]] = ("min", "max", "distribution", "mean", "std")
-    _BASES: ClassVar[str] = "number columns"
+    _BASES: ClassVar[str] = "number columns (integer, float or decimal)"
 
     @model_validator(mode="after")
     def _check_correlation(self) -> Self:
@@ -417,18 +482,21 @@ class _Numeric(Anchored):
 
     def _draw(self, ctx: ChunkContext) -> pa.Array:
         if self.correlated_with is None or self.rho is None:
-            return self._typed(self.sampler().sample(ctx.rng, ctx.rows))
+            return self._typed(self.sampler().sample(ctx.rng, ctx.rows), ctx)
         scores = correlated_scores(ctx.values[self.correlated_with], self.rho, ctx.rng)
-        return self._typed(self.sampler().transform(scores))
+        return self._typed(self.sampler().transform(scores), ctx)
 
     def _accepts(self, kind: pa.DataType) -> bool:
         return _is_number(kind)
 
     def _offset_amounts(self) -> dict[str, float]:
-        amounts = {}
+        amounts: dict[str, float] = {}
         for field in ("min", "max", "mean", "std"):
             value = getattr(self.offset, field)
             if value is None:
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                amounts[field] = value  # exact, however large
                 continue
             try:
                 amounts[field] = float(value)  # YAML reads 1e3 as text
@@ -436,10 +504,6 @@ class _Numeric(Anchored):
                 message = f"'{value}' is not a number; a {self.type} column's offset is a number"  # type: ignore[attr-defined]
                 fail_at(("offset", field), message)
         return amounts
-
-    def _shift(self, base: pa.Array, offsets: np.ndarray) -> pa.Array:
-        start = pc.fill_null(base, 0).to_numpy(zero_copy_only=False)
-        return self._typed(start + offsets, base.is_null().to_numpy(zero_copy_only=False))
 
     def _offset_sql(self, value: str, base: str) -> str:
         return f"({value} - {base})"
@@ -481,19 +545,41 @@ class _Numeric(Anchored):
         )
         return RelationCheck(self.name, relation, sql)
 
-    def _typed(self, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    def _typed(self, values: np.ndarray, ctx: ChunkContext) -> pa.Array:
         raise NotImplementedError
 
 
 class IntegerColumn(_Numeric):
     """Whole numbers, e.g. ages or quantities."""
 
+    # Integer bounds and offsets are exact however large (int64); a value past int64 is an
+    # error naming the row, never a wrapped number.
     type: Literal["integer"] = "integer"
+    min: Number | None = Field(
+        default=None, description="Smallest value; samples below are clipped."
+    )
+    max: Number | None = Field(
+        default=None, description="Largest value; samples above are clipped."
+    )
 
     _BASES: ClassVar[str] = "integer columns"
 
     def arrow_type(self) -> pa.DataType:
         return pa.int64()
+
+    def _check_range(self) -> None:
+        for field in ("min", "max"):
+            value = getattr(self, field)
+            if value is not None and not INT64[0] <= value <= INT64[1]:
+                fail_at((field,), f"{field} ({_num(value)}) does not fit in a 64-bit integer")
+        super()._check_range()
+
+    def offset_sampler(self) -> Sampler:
+        sampler = super().offset_sampler()
+        for field, value in (("min", sampler.lo), ("max", sampler.hi)):
+            if value is not None and value > INT64[1]:
+                fail_at(("offset", field), f"{_num(value)} does not fit in a 64-bit integer")
+        return sampler
 
     def _accepts(self, kind: pa.DataType) -> bool:
         return pa.types.is_integer(kind)  # a fraction added to a whole number is not whole
@@ -503,8 +589,41 @@ class IntegerColumn(_Numeric):
             return None
         return math.floor(self.max) - math.ceil(self.min) + 1
 
-    def _typed(self, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-        return pa.array(values.astype(np.int64), mask=mask)
+    def _offset_sql(self, value: str, base: str) -> str:
+        return f"(CAST({value} AS HUGEINT) - {base})"  # BIGINT - BIGINT may overflow
+
+    def _typed(self, values: np.ndarray, ctx: ChunkContext) -> pa.Array:
+        whole, outside = self.sampler().whole_numbers(values)
+        if outside.any():
+            row = int(np.argmax(outside))
+            what = f"the {self.distribution} distribution drew {values[row]:.6g}"
+            raise self._out_of_range(ctx, row, what, _INT64_LIMIT)
+        return pa.array(whole, type=pa.int64())
+
+    def _shift(self, base: pa.Array, offsets: np.ndarray, ctx: ChunkContext) -> pa.Array:
+        """In int64 throughout: a float64 sum would round values above 2**53."""
+        assert self.base is not None
+        amounts, outside = self.offset_sampler().whole_numbers(offsets)
+        valid = base.is_valid().to_numpy(zero_copy_only=False)
+        try:
+            start = pc.fill_null(base, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:  # a uint64 above the int64 range
+            fits = pc.fill_null(pc.less_equal(base, INT64[1]), True)
+            row = int(np.argmax(~fits.to_numpy(zero_copy_only=False)))
+            what = f"{self.base} is {base[row]}"
+            raise self._out_of_range(ctx, row, what, _INT64_LIMIT) from None
+        signed = amounts if self.after else -amounts
+        total = start + signed  # int64 wraps around silently; found below
+        wrapped = ((start ^ total) & (signed ^ total)) < 0
+        bad = valid & (outside | wrapped)
+        if bad.any():
+            row = int(np.argmax(bad))
+            sign = "+" if self.after else "-"
+            amount = f"{offsets[row]:.6g}" if outside[row] else str(amounts[row])
+            exact = "" if outside[row] else f" = {int(start[row]) + int(signed[row])}"
+            what = f"{self.base} {start[row]} {sign} offset {amount}{exact}"
+            raise self._out_of_range(ctx, row, what, _INT64_LIMIT)
+        return pa.array(total, type=pa.int64(), mask=~valid)
 
 
 class FloatColumn(_Numeric):
@@ -525,10 +644,24 @@ class FloatColumn(_Numeric):
             return None
         return math.floor((self.max - self.min) * 10**self.decimals) + 1
 
-    def _typed(self, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
-        if self.decimals is not None:
-            values = np.round(values, self.decimals)
-        return pa.array(values, type=pa.float64(), mask=mask)
+    def _typed(self, values: np.ndarray, ctx: ChunkContext) -> pa.Array:
+        return pa.array(self._rounded(values), type=pa.float64())
+
+    def _rounded(self, values: np.ndarray) -> np.ndarray:
+        return values if self.decimals is None else np.round(values, self.decimals)
+
+    def _shift(self, base: pa.Array, offsets: np.ndarray, ctx: ChunkContext) -> pa.Array:
+        """In float64; a decimal or integer base is converted to float64 first."""
+        start = pc.fill_null(base, 0).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        valid = base.is_valid().to_numpy(zero_copy_only=False)
+        total = self._rounded(start + offsets if self.after else start - offsets)
+        bad = valid & ~np.isfinite(total) & np.isfinite(start)
+        if bad.any():
+            row = int(np.argmax(bad))
+            sign = "+" if self.after else "-"
+            what = f"{self.base} {start[row]:.6g} {sign} offset {offsets[row]:.6g}"
+            raise self._out_of_range(ctx, row, what, "beyond the largest float (1.8e308)")
+        return pa.array(total, type=pa.float64(), mask=~valid)
 
     def _slack(self, value: str, base: str) -> str:
         # Float sums are exact to ~1e-16 relative; rounding to `decimals` moves half a step.
@@ -566,6 +699,8 @@ def correlated_scores(base: pa.Array, rho: float, rng: np.random.Generator) -> n
     rank; nulls get an independent draw."""
     scores = rng.standard_normal(len(base))
     valid = base.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_decimal(base.type):  # ranked as float64 (decimals to_numpy are objects)
+        base = base.cast(pa.float64())
     if valid.any():
         values = base.filter(pa.array(valid)).to_numpy(zero_copy_only=False)
         _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
@@ -584,7 +719,21 @@ def _mid_rank(column: str) -> str:
 
 
 def _is_number(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+def _uniform_whole(first: int, last: int, u: np.ndarray) -> np.ndarray:
+    """The whole numbers first..last at probabilities u (each equally likely), exactly in int64
+    however wide the range: counted from `first` in uint64, whose sum wraps into place."""
+    count = last - first + 1  # up to 2**64
+    index = np.minimum(np.floor(u * count), 2.0**64 - 2048).astype(np.uint64)
+    index = np.minimum(index, np.uint64(count - 1))
+    return (index + np.uint64(first % 2**64)).view(np.int64)
+
+
+_INT64_LIMIT = (
+    "which does not fit in a 64-bit integer (-9223372036854775808 to 9223372036854775807)"
+)
 
 
 def _num(value: float | str) -> str:

@@ -20,6 +20,11 @@ from synthaix.columns.conditional import fail_at, require
 from synthaix.columns.numeric import Anchored, Sampler
 
 _EPOCH = dt.date(1970, 1, 1)
+# What a date or datetime column can hold (Python's dates, which the build converts through).
+_FIRST, _LAST = (
+    np.datetime64("0001-01-01T00:00:00", "us"),
+    np.datetime64("9999-12-31T23:59:59.999999", "us"),
+)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 _UNITS: dict[str, tuple[int, bool]] = {  # unit -> (seconds or months in one, calendar?)
     **dict.fromkeys(("s", "second", "seconds"), (1, False)),
@@ -42,6 +47,19 @@ def parse_duration(text: str) -> tuple[float, int, bool] | None:
     return float(match[1]), size, calendar
 
 
+def _not_a_duration(raw: object) -> str:
+    match = _DURATION.fullmatch(str(raw).strip().lower())
+    if match is not None and match[2] == "m":
+        return f"'{raw}': m is ambiguous (minutes or months); write min or mo"
+    return f"'{raw}' is not a duration; write e.g. 30s, 15min, 1h, 5d, 2w, 3mo or 1y"
+
+
+def _when(value: np.datetime64) -> str:
+    """A date, or a timestamp to the second (or finer, if it has a fraction), for messages."""
+    text = np.datetime_as_string(value, unit="auto")
+    return text if value.dtype == "datetime64[D]" or "T" in text else f"{text}T00:00:00"
+
+
 def add_months(times: np.ndarray, months: np.ndarray) -> np.ndarray:
     """Calendar month arithmetic on datetime64 values: the day of the month is kept, or clamped
     to the last day of the target month, and so is the time of day. Vectorised."""
@@ -59,7 +77,9 @@ class _Temporal(Anchored):
 
     _OWN: ClassVar[tuple[str, ...]] = ("start", "end")
     _BASES: ClassVar[str] = "date or datetime columns"
+    _EXAMPLE: ClassVar[str] = "5d"
     _UNIT: ClassVar[str]  # numpy unit of one step: D or s
+    _VALUE_UNIT: ClassVar[str]  # numpy unit of the values: D, or us (the column's timestamps)
     _SECONDS: ClassVar[int]  # seconds in one step
     _SQL_TYPE: ClassVar[str]
     _UNIT_NAME: ClassVar[str]  # what whole steps are, for messages
@@ -73,6 +93,10 @@ class _Temporal(Anchored):
         raise NotImplementedError
 
     def _typed(self, units: np.ndarray) -> pa.Array:
+        raise NotImplementedError
+
+    def _difference(self, value: str, base: str) -> str:
+        """value - base in steps (days, seconds), as SQL."""
         raise NotImplementedError
 
     def _own_sampler(self) -> Sampler:
@@ -104,10 +128,7 @@ class _Temporal(Anchored):
                     fail_at(("offset", field), f"offsets are never negative; use {self._other}")
                 found = parse_duration(raw) if isinstance(raw, str) else None
                 if found is None:
-                    fail_at(
-                        ("offset", field),
-                        f"'{raw}' is not a duration; write e.g. 30s, 15min, 1h, 5d, 2w, 3mo or 1y",
-                    )
+                    fail_at(("offset", field), _not_a_duration(raw))
                 parsed[field] = found
         kinds = {calendar for _, _, calendar in parsed.values() if calendar is not None}
         if len(kinds) > 1:
@@ -128,20 +149,52 @@ class _Temporal(Anchored):
             amounts[field] = steps
         return amounts, calendar
 
-    def _shift(self, base: pa.Array, offsets: np.ndarray) -> pa.Array:
-        start = base.to_numpy(zero_copy_only=False).astype(f"datetime64[{self._UNIT}]")
-        steps = offsets.astype(np.int64)
-        if self._durations()[1]:
+    def _shift(self, base: pa.Array, offsets: np.ndarray, ctx: ChunkContext) -> pa.Array:
+        """In the values' own unit (a datetime keeps its microseconds: shifting whole seconds
+        of a truncated base could land before it). A result before 0001-01-01 or after
+        9999-12-31 is an error naming the row, never a value the build cannot write."""
+        unit, calendar = self._VALUE_UNIT, self._durations()[1]
+        valid = base.is_valid().to_numpy(zero_copy_only=False)
+        first, last = _FIRST.astype(f"datetime64[{unit}]"), _LAST.astype(f"datetime64[{unit}]")
+        given = base.to_numpy(zero_copy_only=False).astype(f"datetime64[{unit}]")
+        inside = valid & (given >= first) & (given <= last)
+        start = np.where(inside, given, first)
+        # No offset longer than 0001..9999 can land inside; the rest cannot overflow int64.
+        span = 12 * 10_000 if calendar else 10_000 * 366 * 86_400 // self._SECONDS
+        far = offsets > span
+        steps = np.where(far, 0, offsets).astype(np.int64)
+        steps = steps if self.after else -steps
+        if calendar:
             moved = add_months(start, steps)
         else:
-            moved = start + steps.astype(f"timedelta64[{self._UNIT}]")
-        mask = base.is_null().to_numpy(zero_copy_only=False)
-        return pa.array(moved, type=self.arrow_type(), mask=mask)
+            step = np.timedelta64(1, self._UNIT).astype(f"timedelta64[{unit}]")
+            moved = start + steps * step
+        bad = valid & (~inside | far | (moved < first) | (moved > last))
+        if bad.any():
+            raise self._outside_calendar(ctx, given, offsets, moved, int(np.argmax(bad)), far)
+        return pa.array(moved, type=self.arrow_type(), mask=~valid)
+
+    def _outside_calendar(
+        self,
+        ctx: ChunkContext,
+        base: np.ndarray,
+        offsets: np.ndarray,
+        moved: np.ndarray,
+        row: int,
+        far: np.ndarray,
+    ) -> Exception:
+        calendar = self._durations()[1]
+        unit = "months" if calendar else "days" if self._UNIT == "D" else "s"
+        value = "far outside" if far[row] else _when(moved[row])
+        sign = "+" if self.after else "-"
+        what = f"{self.base} {_when(base[row])} {sign} offset {int(offsets[row])} {unit} = {value}"
+        limit = f"outside what a {self.type} column can hold (0001-01-01 to 9999-12-31)"  # type: ignore[attr-defined]
+        return self._out_of_range(ctx, row, what, limit)
 
     def _offset_sql(self, value: str, base: str) -> str:
         base = f"CAST({base} AS {self._SQL_TYPE})"  # the base's date, or its midnight
         if not self._durations()[1]:
-            return f"({self._value_sql(value)} - {self._value_sql(base)})"
+            return self._difference(value, base)
         months = f"date_diff('month', {base}, {value})"
         # NULL unless the value is exactly that many calendar months away (the day clamped).
         exact = f"{value} = {base} + to_months(CAST({months} AS INTEGER))"
@@ -161,6 +214,7 @@ class DateColumn(_Temporal):
     )
 
     _UNIT: ClassVar[str] = "D"
+    _VALUE_UNIT: ClassVar[str] = "D"
     _SECONDS: ClassVar[int] = 86400
     _SQL_TYPE: ClassVar[str] = "DATE"
     _UNIT_NAME: ClassVar[str] = "days (a date has no time of day)"
@@ -176,6 +230,9 @@ class DateColumn(_Temporal):
 
     def _value_sql(self, column: str) -> str:
         return f"CAST({column} - DATE '1970-01-01' AS DOUBLE)"
+
+    def _difference(self, value: str, base: str) -> str:
+        return f"({self._value_sql(value)} - {self._value_sql(base)})"
 
 
 class DatetimeColumn(_Temporal):
@@ -193,6 +250,7 @@ class DatetimeColumn(_Temporal):
     )
 
     _UNIT: ClassVar[str] = "s"
+    _VALUE_UNIT: ClassVar[str] = "us"
     _SECONDS: ClassVar[int] = 1
     _SQL_TYPE: ClassVar[str] = "TIMESTAMP"
     _UNIT_NAME: ClassVar[str] = "seconds"
@@ -221,3 +279,7 @@ class DatetimeColumn(_Temporal):
 
     def _value_sql(self, column: str) -> str:
         return f"epoch({column})"
+
+    def _difference(self, value: str, base: str) -> str:
+        # In whole microseconds: two epoch() doubles near 2**31 s lose the last microseconds.
+        return f"((epoch_us({value}) - epoch_us({base})) / 1000000)"
