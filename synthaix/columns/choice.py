@@ -33,7 +33,7 @@ class CategoryColumn(Conditional):
             raise ValueError("values must not be empty")
         if any(isinstance(v, bool) for v in items):
             raise ValueError("YAML read a value as true/false: quote it, e.g. 'yes'")
-        if len({_kind(v) for v in items}) > 1:
+        if len({_kind(v) == "text" for v in items}) > 1:
             raise ValueError("values mix text and numbers; quote the numbers to make all text")
         if len(set(items)) != len(items):
             raise ValueError("values contain duplicates")
@@ -44,7 +44,7 @@ class CategoryColumn(Conditional):
 
     def problems(self, earlier: dict[str, Column]) -> Problems:
         found = super().problems(earlier)
-        if len({_kind(v) for v in self.domain() or []}) > 1:  # type: ignore[arg-type]
+        if len({_kind(v) == "text" for v in self.domain() or []}) > 1:  # type: ignore[arg-type]
             found.append((("params",), "values mix text and numbers across segments; quote them"))
         return found
 
@@ -59,10 +59,10 @@ class CategoryColumn(Conditional):
         return raw / raw.sum()
 
     def arrow_type(self) -> pa.DataType:
-        every = self.domain() or ["text"]  # with `by`, the values of every segment
-        return {"text": pa.string(), "int": pa.int64(), "float": pa.float64()}[
-            _kind(every[0])  # type: ignore[arg-type]
-        ]
+        kinds = {_kind(v) for v in self.domain() or ["text"]}  # type: ignore[arg-type]
+        if "text" in kinds:
+            return pa.string()
+        return pa.float64() if "float" in kinds else pa.int64()  # [1, 2.5]: all floats
 
     def _domain(self) -> list[Key] | None:
         return list(self.labels())

@@ -61,7 +61,7 @@ class Part:
 class PatternError(ValueError):
     def __init__(self, pattern: str, at: int, why: str) -> None:
         shown = pattern[at : at + 1] or "the end"
-        super().__init__(f"pattern: '{shown}' at position {at + 1}: {why} ({_SUPPORTED})")
+        super().__init__(f"'{shown}' at position {at + 1}: {why} ({_SUPPORTED})")
 
 
 def parse(pattern: str) -> list[Part]:
