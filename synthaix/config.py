@@ -271,6 +271,7 @@ def _config_error(
     exc: ValidationError, data: Any, source: YamlDocument | None, origin: str
 ) -> ConfigError:
     lines = []
+    said: set[tuple[str | int, ...]] = set()
     errors = exc.errors()
     for error in errors:
         if _explained_by_a_typo(error, errors):
@@ -279,7 +280,11 @@ def _config_error(
         if isinstance(nested, CrossFieldError):
             pairs = [(tuple(error["loc"]) + loc, message) for loc, message in nested.problems]
         else:
-            pairs = [(tuple(error["loc"]), _message(error))]
+            loc = _without_branches(error["loc"])
+            if loc != tuple(error["loc"]) and loc in said:
+                continue  # a union (int | float) fails once per member: say it once
+            said.add(loc)
+            pairs = [(loc, _message(error))]
         for loc, message in pairs:
             where = f"{source.path}:{source.line_of(loc)}: " if source else ""
             lines.append(f"  {where}{_label(loc, data)}: {message}")
@@ -287,6 +292,14 @@ def _config_error(
     count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
     hint = f"fix and check again with: synthaix validate {source.path}" if source else None
     return ConfigError(f"invalid config {origin} ({count}):\n" + "\n".join(lines), hint=hint)
+
+
+_BRANCHES = {"int", "float", "str", "bool", "date", "datetime", "decimal"}
+
+
+def _without_branches(loc: Any) -> tuple[str | int, ...]:
+    """The location without pydantic's union-member tags (`max.float`)."""
+    return tuple(part for part in loc if part not in _BRANCHES)
 
 
 def _explained_by_a_typo(error: Any, errors: list[Any]) -> bool:
