@@ -204,3 +204,15 @@ def test_the_report_profiles_a_column_named_like_its_own_aliases(tmp_path: Path)
     )
     Build(config, ThreadExecutor(config)).run()
     assert "<svg" in write_report(tmp_path / "o").read_text()
+
+
+@pytest.mark.parametrize("name", ["orders", "support_tickets"])
+def test_the_example_configs_build_and_pass_every_report_check(tmp_path: Path, name: str) -> None:
+    config = load_config(CONFIGS / f"{name}.yaml").with_overrides(
+        rows=3_000, out=tmp_path / "out", seed=None, mode=None, runner=None
+    )
+    Build(config, ThreadExecutor(config)).run()
+    output = tmp_path / "out"
+    checks = run_checks(config, profile_dataset(output)) + verify(config, parts_of(output))
+    assert [c for c in checks if not c.passed] == []
+    assert sum(c.name == "relation" for c in checks) >= 4

@@ -47,12 +47,11 @@ def _column_checks(column: Column, seen: ColumnProfile, filtered: set[str]) -> l
     # A correlated column keeps its declared distribution; other references make the value.
     inputs = column.references() - {getattr(column, "correlated_with", None)}
     derived = bool(inputs) and not isinstance(column, LlmColumn)
-    if derived:  # nulls of its inputs carry through: `nullable` is a floor
-        floor = _rate(name, "null rate", column.nullable, seen.null_rate, n)
-        floor.passed = floor.passed or seen.null_rate > column.nullable
-        out = [floor]
-    else:
-        out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
+    out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
+    if name in filtered:  # a constraint keeps null rows (NULL passes) or drops them
+        out = []
+    elif derived:  # nulls of its inputs carry through: `nullable` is a floor
+        out[0].passed = out[0].passed or seen.null_rate > column.nullable
     if column.unique or isinstance(column, SequenceColumn):
         ok = seen.distinct == non_null
         out.append(Check(name, "unique", f"{non_null:,} distinct", f"{seen.distinct:,}", ok))
