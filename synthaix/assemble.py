@@ -367,7 +367,7 @@ class RoundPlanner:
         self.next_index = 0
         self.rounds = 0
         self._stalled = 0
-        self._round_start = (0, 0)
+        self._delivered_before = 0  # rows delivered when the last round was planned
         self._planned = 0
         self.first_round = first_round
         self._last_delivered = -1
@@ -382,18 +382,18 @@ class RoundPlanner:
             self._check_progress(assembler, limits)
         # Size the round from the last round's acceptance (it falls as unique values run out),
         # with a margin, so fill-up converges in a few rounds.
-        delivered, generated = assembler.delivered, assembler.generated
+        delivered = assembler.delivered
         if self.rounds == 0:
             rows = max(missing, self.first_round)
         else:
             # Against the rows planned, not those generated: constraints and LLM failures
             # drop rows inside the chunks, before the assembler sees them.
             tried = self._planned
-            acceptance = (delivered - self._round_start[0]) / tried if tried else 1.0
+            acceptance = (delivered - self._delivered_before) / tried if tried else 1.0
             rows = math.ceil(missing / max(acceptance, MIN_ACCEPTANCE) * 1.2)
             # Never more than a whole build in one round: bounds the waste when it cannot work.
             rows = min(rows, max(assembler.target, self.config.chunk_size))
-        self._round_start = (delivered, generated)
+        self._delivered_before = delivered
         self._planned = rows
         chunks = plan_chunks(
             rows, self.config.chunk_size, first_row=self.next_row, first_index=self.next_index
