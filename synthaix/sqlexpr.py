@@ -10,6 +10,12 @@ fall into chunks), nothing volatile (`random()`, `now()`), no statements (`ATTAC
 (`json_deserialize_sql`), never the text as written, so a comment or a stray parenthesis
 cannot smuggle anything past the check. And it runs on a connection with external access
 disabled and its configuration locked, in case the check ever misses something.
+
+A column of a related table is read as `customers.tier`: the data given to run the expression
+has a column of that name, dot included, so the parse's two-part reference is rewritten to that
+one name (`"customers.tier"`) before DuckDB renders it. `checked_aggregate` also accepts
+aggregates from a short list, over a whole table or its groups (`aggregate_by`): a parent's
+value computed from its child rows once they exist.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +57,13 @@ _FUNCTIONS = frozenset(
     to_days to_hours to_minutes to_seconds to_months to_years to_weeks to_milliseconds
     to_microseconds
     """.split()  # noqa: SIM905 (a word list reads better than 150 quoted strings)
+)
+# For `checked_aggregate` only. `count(*)` parses as count_star.
+_AGGREGATES = frozenset(
+    """
+    sum avg mean min max count count_star median stddev_samp stddev string_agg bool_and bool_or
+    any_value arg_min arg_max list
+    """.split()  # noqa: SIM905
 )
 #: Expressions are short; a cap also bounds how much a text function can multiply its input.
 MAX_EXPRESSION_CHARS = 2_000
@@ -91,12 +105,23 @@ def checked(expr: str) -> tuple[str, frozenset[str]]:
     """(the expression as DuckDB renders it, the columns it reads), or ExpressionError (a
     ValueError, so a pydantic validator may let it through as the field's error)."""
     try:
-        return _checked(expr)
+        return _checked(expr, aggregates=False)
     except ExpressionError as exc:
         raise ExpressionError(f"not a scalar DuckDB expression over the row: {exc}") from None
 
 
-def _checked(expr: str) -> tuple[str, frozenset[str]]:
+@lru_cache(maxsize=1024)
+def checked_aggregate(expr: str) -> tuple[str, frozenset[str]]:
+    """As `checked`, for one value over many rows, e.g. `round(sum(qty * unit_price), 2)`: what
+    `checked` accepts, plus the aggregates listed in `_AGGREGATES` (with DISTINCT, ORDER BY or
+    FILTER); every column is read inside an aggregate, and no aggregate inside another."""
+    try:
+        return _checked(expr, aggregates=True)
+    except ExpressionError as exc:
+        raise ExpressionError(f"not an aggregate DuckDB expression over the rows: {exc}") from None
+
+
+def _checked(expr: str, *, aggregates: bool) -> tuple[str, frozenset[str]]:
     import duckdb
 
     if len(expr) > MAX_EXPRESSION_CHARS:
@@ -119,11 +144,14 @@ def _checked(expr: str) -> tuple[str, frozenset[str]]:
         or node.get("modifiers")
         or node.get("cte_map", {}).get("map")
     ):
-        raise ExpressionError(
-            "write one scalar expression over the row's columns (no FROM, WHERE, ';' or clauses)"
+        what = (
+            "aggregate expression over the rows'"
+            if aggregates
+            else "scalar expression over the row's"
         )
+        raise ExpressionError(f"write one {what} columns (no FROM, WHERE, ';' or clauses)")
     columns: set[str] = set()
-    _walk(node["select_list"][0], columns)
+    _walk(node["select_list"][0], columns, aggregates=aggregates)
     if node["select_list"][0].get("alias"):
         raise ExpressionError("leave out the alias (AS ...): the column's name is its alias")
     rendered = connection().execute("SELECT json_deserialize_sql(?)", [json.dumps(parsed)])
@@ -178,6 +206,51 @@ def evaluate(terms: list[str], table: pa.Table) -> pa.Table:
         cursor.close()
 
 
+def aggregate_type(expr: str, columns: Mapping[str, str]) -> str:
+    """The DuckDB type (e.g. `DECIMAL(38,2)`) of the aggregate `expr` over rows whose columns
+    have the given DuckDB types; a wrong column, type or argument is an ExpressionError."""
+    import duckdb
+
+    term = checked_aggregate(expr)[0]
+    cursor = connection().cursor()
+    try:
+        # Built as expressions, so neither a name nor a type is pasted into SQL text.
+        fields = [
+            duckdb.ConstantExpression(None).cast(cursor.type(kind)).alias(name)
+            for name, kind in columns.items()
+        ]
+        rows = cursor.sql("SELECT NULL AS __synthaix_row LIMIT 0")
+        rows = rows.select(*fields) if fields else rows
+        return str(rows.aggregate(f"{term} AS value").types[0])
+    except duckdb.Error as exc:
+        raise ExpressionError(_first_line(str(exc))) from None
+    finally:
+        cursor.close()
+
+
+def aggregate_by(table: pa.Table, key: str, expr: str) -> pa.Table:
+    """The aggregate `expr` over the rows of `table` that share each value of `key`: columns
+    `key` and `value`, one row per key, ordered by key."""
+    import duckdb
+
+    term = checked_aggregate(expr)[0]
+    cursor = connection().cursor()
+    try:
+        cursor.register("data", table)
+        by = quote(key)
+        sql = f"SELECT {by} AS key, {term} AS value FROM data GROUP BY {by} ORDER BY key"
+        return cursor.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        raise ExpressionError(_first_line(str(exc))) from None
+    finally:
+        cursor.close()
+
+
+def quote(name: str) -> str:
+    """`name` as a DuckDB identifier: `customers.tier` is one column, `"customers.tier"`."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def failing_row(term: str, table: pa.Table) -> tuple[int, str]:
     """The first row on which `term` raises, and DuckDB's message: a binary search over
     slices, so only a failed chunk pays for it."""
@@ -199,10 +272,12 @@ def failing_row(term: str, table: pa.Table) -> tuple[int, str]:
     return lo, _first_line(message)
 
 
-def _walk(node: Any, columns: set[str]) -> None:
+def _walk(node: Any, columns: set[str], *, aggregates: bool, inside: bool = False) -> None:
+    """Check every node, collect the columns read and make each a single name. `aggregates`:
+    aggregates are allowed; `inside`: this node is within one."""
     if isinstance(node, list):
         for item in node:
-            _walk(item, columns)
+            _walk(item, columns, aggregates=aggregates, inside=inside)
         return
     if not isinstance(node, dict):
         return
@@ -212,27 +287,55 @@ def _walk(node: Any, columns: set[str]) -> None:
             what = {"SUBQUERY": "a subquery", "WINDOW": "a window function", "STAR": "*"}
             raise ExpressionError(f"{what.get(kind, kind.lower())} is not allowed here")
         if kind == "COLUMN_REF":
-            names = node["column_names"]
-            if len(names) != 1:
-                raise ExpressionError(f"write the column name alone, not {'.'.join(names)}")
-            columns.add(names[0])
+            name = _column(node)
+            if aggregates and not inside:  # it would need a GROUP BY
+                raise ExpressionError(
+                    f"reads {name} outside an aggregate: wrap it in one, e.g. sum({name}), "
+                    f"max({name}) or any_value({name})"
+                )
+            columns.add(name)
         if kind == "FUNCTION":
-            _check_function(node)
+            name = node["function_name"].lower()
+            if aggregates and name in _AGGREGATES:
+                if inside:
+                    raise ExpressionError(f"{name}() inside another aggregate: they cannot nest")
+                _check_qualifiers(node)
+                inside = True
+            else:
+                _check_function(node, aggregates=aggregates)
     for key, value in node.items():
         if key not in ("class", "type") and isinstance(value, dict | list):
-            _walk(value, columns)
+            _walk(value, columns, aggregates=aggregates, inside=inside)
 
 
-def _check_function(node: dict[str, Any]) -> None:
+def _column(node: dict[str, Any]) -> str:
+    """`t.c` and `"t.c"` both read the column named `t.c`: the parse is rewritten to that name."""
+    parts = ".".join(node["column_names"]).split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ExpressionError(f"reads {'.'.join(parts)}: write table.column")
+    node["column_names"] = [".".join(parts)]
+    return node["column_names"][0]
+
+
+def _check_qualifiers(node: dict[str, Any]) -> None:
     name = node["function_name"].lower()
     if node.get("schema") or node.get("catalog"):
         raise ExpressionError(f"call {name} without a schema or catalog")
+    if node.get("export_state"):
+        raise ExpressionError(f"{name}(...) EXPORT_STATE is not allowed")
+
+
+def _check_function(node: dict[str, Any], *, aggregates: bool) -> None:
+    name = node["function_name"].lower()
+    _check_qualifiers(node)
     if node.get("filter") or node.get("distinct") or node.get("order_bys", {}).get("orders"):
         raise ExpressionError(f"{name}(...) with FILTER, DISTINCT or ORDER BY is an aggregate")
     if name not in _FUNCTIONS:
+        listed = f"the aggregates {', '.join(sorted(_AGGREGATES))} and " if aggregates else ""
         raise ExpressionError(
-            f"function {name}() is not allowed: only arithmetic, text, regular-expression, "
-            "date and time functions of the row's values are (see the README's list)"
+            f"function {name}() is not allowed: only {listed}arithmetic, text, "
+            "regular-expression, date and time functions of the row's values are (see the "
+            "README's list)"
         )
 
 
