@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck
+from synthaix.columns.refs import not_a_column
 
 Key = bool | int | float | str  # a value of the `by` column, as YAML reads it
 Problems = list[tuple[tuple[str | int, ...], str]]
@@ -69,7 +70,8 @@ def chunk_row(ctx: ChunkContext, row: int) -> int:
 
 
 def quote(name: str) -> str:
-    return f'"{name}"'  # column names are identifiers (base.IDENTIFIER): nothing to escape
+    """A column name as a SQL identifier; names of related tables' fields have dots."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_literal(value: Key) -> str:
@@ -202,7 +204,9 @@ class Conditional(Column):
     def problems(self, earlier: dict[str, Column]) -> Problems:
         if self.by is None:
             return []
-        by = earlier[self.by]
+        by = earlier.get(self.by)
+        if by is None:
+            return [(("by",), not_a_column(self.by))]
         by_type = by.arrow_type()
         domain = by.domain() if isinstance(by, Conditional) else None
         found: Problems = []

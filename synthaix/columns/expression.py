@@ -15,10 +15,11 @@ from typing import Literal, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from pydantic import Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.refs import dotted_name, resolve, row_contexts, template_references
 from synthaix.columns.sandbox import MAX_RENDERED_CHARS, TEMPLATES, TemplateLimitError, render
 from synthaix.errors import ConfigError
 
@@ -57,7 +58,7 @@ class ExpressionColumn(Column):
 
     @cached_property
     def referenced_names(self) -> frozenset[str]:
-        return frozenset(meta.find_undeclared_variables(self.parsed_template))
+        return frozenset(template_references(self.parsed_template))
 
     def references(self) -> set[str]:
         return set(self.referenced_names)
@@ -68,7 +69,7 @@ class ExpressionColumn(Column):
     def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
         # A template can produce at most one value per combination of the columns it reads.
         total = 1
-        for name in self.references():
+        for name in {resolve(ref, earlier) or ref for ref in self.references()}:
             size = earlier.get(name)
             if size is None:
                 return None
@@ -83,14 +84,12 @@ class ExpressionColumn(Column):
 
     def render_rows(self, values: dict[str, pa.Array], rows: int) -> pa.Array:
         template = TEMPLATES.from_string(self.template)
-        names = sorted(self.references())
-        columns = [["" if v is None else v for v in values[name].to_pylist()] for name in names]
+        names = {resolve(ref, values) or ref for ref in self.references()}
+        contexts = row_contexts(sorted(names), values, rows, null="") if names else None
         try:
-            out = [
-                render(template, dict(zip(names, row, strict=True)))
-                for row in zip(*columns, strict=True)
-            ]
-            return pa.array(out if names else [render(template)] * rows, type=pa.string())
+            if contexts is None:
+                return pa.array([render(template)] * rows, type=pa.string())
+            return pa.array([render(template, row) for row in contexts], type=pa.string())
         except TemplateLimitError as exc:
             raise ConfigError(f"column '{self.name}': {exc}", hint=exc.hint) from exc
         except Exception as exc:  # any Jinja2 runtime error is a problem of the template
@@ -128,8 +127,9 @@ def _longest(array: pa.Array) -> int:
 def _compile(node: nodes.Node, values: dict[str, pa.Array]) -> pa.Array | str | None:
     if isinstance(node, nodes.TemplateData):
         return node.data
-    if isinstance(node, nodes.Name) and node.name in values:
-        column = values[node.name]
+    name = dotted_name(node)  # a column, or a related table's field (`customers.tier`)
+    if name is not None and name in values:
+        column = values[name]
         if not any(check(column.type) for check in _SAME_AS_PYTHON):
             return None
         return pc.fill_null(column.cast(pa.string()), "")

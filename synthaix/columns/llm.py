@@ -7,10 +7,11 @@ from functools import cached_property
 from typing import Any, Literal, Self
 
 import pyarrow as pa
-from jinja2 import Template, TemplateSyntaxError, meta, nodes
+from jinja2 import Template, TemplateSyntaxError, nodes
 from pydantic import ConfigDict, Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.refs import template_references
 from synthaix.columns.sandbox import TEMPLATES, TemplateLimitError, render
 from synthaix.errors import ConfigError
 
@@ -83,7 +84,7 @@ class LlmColumn(Column):
     def referenced_names(self) -> frozenset[str]:
         if not self.prompt:
             return frozenset()
-        return frozenset(meta.find_undeclared_variables(self.parsed_template))
+        return frozenset(template_references(self.parsed_template))
 
     def references(self) -> set[str]:
         return set(self.referenced_names)

@@ -26,6 +26,7 @@ from synthaix.columns.conditional import (
     quote,
     sql_literal,
 )
+from synthaix.columns.refs import not_a_column
 from synthaix.errors import SynthaixError
 
 Distribution = Literal["uniform", "normal", "lognormal", "poisson"]
@@ -329,16 +330,19 @@ class Anchored(Conditional):
 
     def problems(self, earlier: dict[str, Column]) -> Problems:
         found = super().problems(earlier)
-        if self.base:
-            kind = earlier[self.base].arrow_type()
-            if not self._accepts(kind):
-                found.append(
-                    (
-                        (self._direction,),
-                        f"{self.base} holds {kind}; {self.type} columns can only be offset "  # type: ignore[attr-defined]
-                        f"from {self._BASES}",
-                    )
+        if self.base is None:
+            return found
+        base = earlier.get(self.base)
+        if base is None:
+            found.append(((self._direction,), not_a_column(self.base)))
+        elif not self._accepts(kind := base.arrow_type()):
+            found.append(
+                (
+                    (self._direction,),
+                    f"{self.base} holds {kind}; {self.type} columns can only be offset "  # type: ignore[attr-defined]
+                    f"from {self._BASES}",
                 )
+            )
         return found
 
     def _generate(self, ctx: ChunkContext) -> pa.Array:
@@ -466,8 +470,12 @@ class _Numeric(Anchored):
 
     def problems(self, earlier: dict[str, Column]) -> Problems:
         found = super().problems(earlier)
-        kind = earlier[self.correlated_with].arrow_type() if self.correlated_with else None
-        if kind is not None and not _is_number(kind):
+        if self.correlated_with is None:
+            return found
+        other = earlier.get(self.correlated_with)
+        if other is None:
+            found.append((("correlated_with",), not_a_column(self.correlated_with)))
+        elif not _is_number(kind := other.arrow_type()):
             message = f"{self.correlated_with} holds {kind}; a correlation needs a number column"
             found.append((("correlated_with",), message))
         return found

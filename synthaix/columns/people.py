@@ -27,6 +27,8 @@ from faker.config import AVAILABLE_LOCALES
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck
+from synthaix.columns.conditional import quote
+from synthaix.columns.refs import not_a_column
 from synthaix.columns.sandbox import MAX_RENDERED_CHARS
 from synthaix.errors import ConfigError
 
@@ -267,11 +269,14 @@ class HandleColumn(_PooledColumn):
         return set(self.from_ or ())
 
     def problems(self, earlier: dict[str, Column]) -> list[tuple[tuple[str | int, ...], str]]:
-        return [
-            (("from",), f"'{name}' is {earlier[name].arrow_type()}, not text (a name column)")
-            for name in self.from_ or ()
-            if not pa.types.is_string(earlier[name].arrow_type())
-        ]
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for name in self.from_ or ():
+            column = earlier.get(name)
+            if column is None:
+                found.append((("from",), not_a_column(name)))
+            elif not pa.types.is_string(kind := column.arrow_type()):
+                found.append((("from",), f"'{name}' is {kind}, not text (a name column)"))
+        return found
 
     def arrow_type(self) -> pa.DataType:
         return pa.string()
@@ -337,13 +342,12 @@ class HandleColumn(_PooledColumn):
     def relation_checks(self) -> list[RelationCheck]:
         if self.from_ is None:
             return []
-        name = f'"{self.name}"'
+        name = quote(self.name)
         if len(self.from_) == 2:
-            first, last = (_normalised_sql(f'"{column}"') for column in self.from_)
+            first, last = (_normalised_sql(quote(column)) for column in self.from_)
         else:
-            first, last = (
-                _normalised_sql(f"regexp_extract(\"{self.from_[0]}\", '{w}', 1)") for w in _WORDS
-            )
+            full = quote(self.from_[0])
+            first, last = (_normalised_sql(f"regexp_extract({full}, '{w}', 1)") for w in _WORDS)
         styles, _ = _weighted(self.style)
         expected = ", ".join(f"{_style_sql(s, first, last)} AS e{i}" for i, s in enumerate(styles))
         matches = " OR ".join(

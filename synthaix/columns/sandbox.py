@@ -493,6 +493,10 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         _charge(1)
+        if type(obj) is dict and attribute in obj:
+            # A row's field (`customers.items`, `o.values`) wins over the dict method of that
+            # name, as it does on the vectorised path.
+            return obj[attribute]
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthaix.columns.llm import LlmColumn
+from synthaix.columns.refs import resolve, row_contexts
 from synthaix.llm.client import LlmClient
 from synthaix.llm.parse import ParsedAnswer, parse_answer, row_model
 from synthaix.llm.prompts import render, rows_schema
@@ -28,7 +29,8 @@ def stage_of(columns: Sequence[Any], start: int) -> list[LlmColumn]:
     reads another of the run)."""
     stage: list[LlmColumn] = []
     for column in columns[start:]:
-        if not isinstance(column, LlmColumn) or column.references() & {c.name for c in stage}:
+        names = {c.name for c in stage}
+        if not isinstance(column, LlmColumn) or any(resolve(r, names) for r in column.references()):
             break
         stage.append(column)
     return stage
@@ -49,6 +51,17 @@ def rows_per_request(provider: ProviderConfig, columns: Sequence[LlmColumn]) -> 
         else:
             per_row += 80
     return max(1, min(MAX_ROWS_PER_REQUEST, int(provider.max_tokens * 0.6) // per_row))
+
+
+def row_inputs(
+    columns: Sequence[LlmColumn], values: dict[str, pa.Array], rows: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Each row's input to a request: its id, and each per-row column's instruction rendered
+    from that row's values (a related table's fields nested: `{{ customers.tier }}`)."""
+    per_row = [c for c in columns if c.per_row]
+    names = sorted({resolve(r, values) or r for c in per_row for r in c.references()})
+    contexts = row_contexts(names, values, len(values[names[0]]) if names else 0)
+    return {i: {"id": i, **{c.name: c.instruction(contexts[i]) for c in per_row}} for i in rows}
 
 
 @dataclass
@@ -99,13 +112,7 @@ class StageFiller:
         return arrays, mask
 
     def _fill_per_row(self, values: dict[str, pa.Array], rows: list[int]) -> dict[int, dict]:
-        names = set().union(*(c.references() for c in self.columns))
-        context = {name: values[name].to_pylist() for name in names}
-        per_row = [c for c in self.columns if c.per_row]
-        inputs = {}
-        for i in rows:
-            row = {name: context[name][i] for name in names}
-            inputs[i] = {"id": i, **{c.name: c.instruction(row) for c in per_row}}
+        inputs = row_inputs(self.columns, values, rows)
         found: dict[int, dict] = {}
         feedback: dict[int, list[str]] = {}
         asked: Counter[int] = Counter()
