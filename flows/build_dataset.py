@@ -19,6 +19,8 @@ from synthaix.build.engine import Build
 from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
 from synthaix.llm.provider import ProviderConfig
+from synthaix.relational.config import RelationalConfig
+from synthaix.relational.manifest import DatasetManifest
 from tasks.plan import plan_build, translate_description
 from tasks.progress import ProgressArtifact, report_artifacts
 
@@ -30,7 +32,7 @@ from tasks.progress import ProgressArtifact, report_artifacts
 )
 def build_dataset(
     config_path: str | None = None,
-    config: DatasetConfig | None = None,
+    config: DatasetConfig | RelationalConfig | None = None,
     description: str | None = None,
     rows: int | None = None,
     seed: int | None = None,
@@ -38,12 +40,17 @@ def build_dataset(
     mode: Literal["overwrite", "append"] | None = None,
     runner: Literal["thread", "dask", "ray"] | None = None,
     preflight: bool = True,
-) -> Manifest:
+) -> Manifest | DatasetManifest:
     """Build a dataset from a YAML config file (`config_path`), an inline `config`, or plain
-    words (`description`, translated by the LLM provider from $OPENAI_BASE_URL)."""
+    words (`description`, translated by the LLM provider from $OPENAI_BASE_URL). A config
+    with `tables:` builds every table, each a subflow run, and returns the dataset manifest."""
     if description is not None and config is None and config_path is None:
         config, _ = translate_description(description, ProviderConfig(), rows or 1000)
     config = plan_build(config_path, config, rows, seed, out, mode, runner, preflight)
+    if isinstance(config, RelationalConfig):
+        from flows.build_tables import build_tables
+
+        return build_tables(config)
     live = ProgressArtifact(config)
     build = Build(config, PrefectChunkExecutor(config), steps=TaskSteps(), on_rows=live.advanced)
     manifest = build.run()

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -268,6 +268,11 @@ class Batch:
     table: pa.Table
     row_ids: np.ndarray
     hashes: np.ndarray | None
+    parents: np.ndarray | None = None  # a child table's rows' parents
+
+
+class Quota(Protocol):
+    def take(self, parents: np.ndarray) -> np.ndarray: ...
 
 
 class Assembler:
@@ -278,9 +283,11 @@ class Assembler:
     Batches are up to BATCH_ROWS rows, BATCH_CHUNKS chunks or BATCH_SECONDS of waiting, so a
     build of many small chunks does not pay a dedupe and a write per chunk."""
 
-    def __init__(self, target: int, unique: UniqueFilter) -> None:
+    def __init__(self, target: int, unique: UniqueFilter, quota: Quota | None = None) -> None:
+        """`quota`: for a child table, which rows still fit their parent's count."""
         self.target = target
         self.unique = unique
+        self.quota = quota
         self.delivered = 0
         self.generated = 0
         self.dropped_duplicates = 0
@@ -320,9 +327,14 @@ class Assembler:
         table = table.append_column(_ROW_ID, pa.array(result.row_ids, pa.int64()))
         if result.hashes is not None:
             table = table.append_column(_HASH, pa.array(result.hashes, pa.int64()))
+        if result.parents is not None:
+            table = table.append_column(_PARENT, pa.array(result.parents, pa.int64()))
         repaired = self.unique.repaired
         kept = self.unique.apply(table)
         self.dropped_duplicates += table.num_rows - kept.num_rows
+        if self.quota is not None and _PARENT in kept.column_names:
+            fits = self.quota.take(kept[_PARENT].to_numpy())
+            kept = kept if fits.all() else kept.filter(pa.array(fits))
         if self.unique.repaired > repaired and _HASH in kept.column_names:
             kept = kept.drop_columns([_HASH])  # hashed before renumbering: the dedupe rehashes
         if not self._batch:
@@ -346,8 +358,9 @@ class Assembler:
         hashed = kept[_HASH] if _HASH in kept.column_names else None
         hashes = hashed.to_numpy() if hashed is not None and not hashed.null_count else None
         ids = kept[_ROW_ID].to_numpy()
-        extra = [c for c in (_ROW_ID, _HASH) if c in kept.column_names]
-        return Batch(kept.drop_columns(extra), ids, hashes)
+        parents = kept[_PARENT].to_numpy() if _PARENT in kept.column_names else None
+        extra = [c for c in (_ROW_ID, _HASH, _PARENT) if c in kept.column_names]
+        return Batch(kept.drop_columns(extra), ids, hashes, parents)
 
 
 BATCH_ROWS = 50_000
@@ -355,6 +368,7 @@ BATCH_CHUNKS = 32
 BATCH_SECONDS = 1.0
 _ROW_ID = "__synthaix_row_id"
 _HASH = "__synthaix_key_hash"
+_PARENT = "__synthaix_parent"
 
 
 class RoundPlanner:

@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import pyarrow as pa
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from synthaix import constraints
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER
 from synthaix.columns.people import check_locale
+from synthaix.columns.refs import resolve
 from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.errors import ConfigError
@@ -35,6 +43,12 @@ class OutputConfig(StrictModel):
     )
     table: str | None = Field(
         default=None, pattern=IDENTIFIER, description="DuckDB table name (default: <name>)."
+    )
+    foreign_keys: bool = Field(
+        default=True,
+        description="Multi-table datasets: declare FOREIGN KEY constraints in DuckDB (DuckDB "
+        "checks every row on load, ~3 s per million child rows; off: keys still hold, and the "
+        "report still checks them).",
     )
 
     @field_validator("dir")
@@ -119,6 +133,9 @@ class DatasetConfig(StrictModel):
         description="Rules every row satisfies, as DuckDB boolean expressions over its columns "
         "(a string, or {name, check}); rows that break one are replaced.",
     )
+    _related: dict[str, ColumnSpec] = PrivateAttr(default_factory=dict)
+    _names: set[str] = PrivateAttr(default_factory=set)
+    _relations: Any = PrivateAttr(default=None)  # synthaix.relational's, for a table's chunks
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -132,7 +149,12 @@ class DatasetConfig(StrictModel):
         return locale
 
     @model_validator(mode="after")
-    def _check_columns(self) -> Self:
+    def _check_columns(self, info: ValidationInfo) -> Self:
+        # A table of a multi-table dataset also reads related rows' fields, as `alias.field`
+        # (Columns, named so), and lists of sibling rows (names only).
+        context = info.context or {}
+        self._related = dict(context.get("related", {}))
+        self._names = set(context.get("names", ()))
         problems = list(_column_problems(self))
         if problems:
             raise CrossFieldError(problems)
@@ -199,6 +221,17 @@ def _dedupe_problems(config: DatasetConfig):
 
 
 def _column_problems(config: DatasetConfig):
+    if not config._related and not config._names:
+        for index, column in enumerate(config.columns):
+            if column.type in ("reference", "aggregate"):  # type: ignore[attr-defined]
+                yield (
+                    ("columns", index, "type"),
+                    (
+                        f"{column.type} columns join tables: list the tables under `tables:` "  # type: ignore[attr-defined]
+                        "(see docs/related-tables.md)"
+                    ),
+                )
+                return
     problems = list(_dedupe_problems(config)) + list(_each_column_problems(config))
     yield from problems
     if not problems:  # constraints bind over the columns' types, and sample their values
@@ -217,22 +250,33 @@ def _each_column_problems(config: DatasetConfig):
     for index, constraint in enumerate(config.constraints):
         for name in sorted(set(checked(constraint.check)[1]) & numbered):
             yield ("constraints", index), _numbered_message(name)
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {name: -1 for name in [*config._related, *config._names]}
+    late_names = {c.name for c in config.columns if c.is_late}
     capacities: dict[str, int | None] = {}
     for index, column in enumerate(config.columns):
         where = ("columns", index)
         if column.name in seen:
             yield (*where, "name"), f"duplicate column name '{column.name}'"
         for ref in sorted(column.references()):
-            if ref in numbered:
-                yield where, _numbered_message(ref)
-            if ref not in seen:
-                later = any(c.name == ref for c in config.columns[index + 1 :])
+            found = resolve(ref, seen)  # `signup_date.year` reads signup_date
+            if (found or ref) in numbered:
+                yield where, _numbered_message(found or ref)
+            if found is None:
+                later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
                 why = "comes later; move it above" if later else "is not a column"
                 earlier = ", ".join(seen) or "none"
                 yield where, f"references '{ref}', which {why} (earlier columns: {earlier})"
-        if column.references() <= seen.keys():
-            earlier = {c.name: c for c in config.columns[:index]}
+        late = [r for r in column.references() if resolve(r, seen) in late_names]
+        for ref in sorted(late):
+            yield (
+                where,
+                (
+                    f"reads '{ref}', which is filled after the table is built (an aggregate or a "
+                    "self reference): nothing can read it"
+                ),
+            )
+        if all(resolve(ref, seen) for ref in column.references()):
+            earlier = {**config._related, **{c.name: c for c in config.columns[:index]}}
             for path, message in column.problems(earlier):
                 yield (*where, *path), message
         seen[column.name] = index
@@ -259,12 +303,25 @@ def parse_config(
         raise _config_error(exc, data, source, origin) from None
 
 
-def load_config(path: str | Path) -> DatasetConfig:
-    """Read and validate a YAML dataset config; errors name the file and line."""
+def parse_any_config(data: Any, source: YamlDocument | None = None, origin: str = "config") -> Any:
+    """A single-table DatasetConfig, or a RelationalConfig when the mapping has `tables:`."""
+    if not (isinstance(data, dict) and "tables" in data):
+        return parse_config(data, source, origin)
+    from synthaix.relational.config import RelationalConfig
+
+    try:
+        return RelationalConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, data, source, origin) from None
+
+
+def load_config(path: str | Path) -> Any:
+    """Read and validate a YAML dataset config; errors name the file and line. A config with
+    `tables:` is a multi-table dataset (synthaix.relational.config.RelationalConfig)."""
     document = YamlDocument.read(Path(path))
     if not isinstance(document.data, dict):
         raise ConfigError(f"{path}: a dataset config must be a YAML mapping (name: ..., rows: ...)")
-    return parse_config(document.data, document)
+    return parse_any_config(document.data, document)
 
 
 def _config_error(
@@ -322,6 +379,7 @@ _KNOWN_KEYS = sorted(
         for name in model.model_fields
     }
     | {f.alias or name for cls in REGISTRY.values() for name, f in cls.model_fields.items()}
+    | {"tables", "parent", "count", "siblings", "distribution", "order_by", "limit", "by"}
 )
 
 

@@ -30,6 +30,8 @@ class Chunk:
     index: int
     first_row: int
     rows: int
+    # A child table's chunk: each row's parent (among the build's new parent rows).
+    parents: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def plan_chunks(
@@ -70,6 +72,7 @@ class ChunkResult:
     llm: LlmStats = field(default_factory=LlmStats)
     hashes: np.ndarray | None = None
     rejected: dict[str, int] = field(default_factory=dict)  # rows each constraint dropped
+    parents: np.ndarray | None = None  # a child table's rows' parents (set by the engine)
 
 
 def generate_chunk(
@@ -89,6 +92,9 @@ def generate_chunk(
     """
     schema = dataset_schema(config)
     values: dict[str, pa.Array] = {}
+    relations = config._relations
+    if relations is not None:  # a table that reads related rows (multi-table datasets)
+        values.update(relations.context(config.seed, chunk.first_row, chunk.parents))
     complete = np.ones(chunk.rows, dtype=bool)
     recorder = StatsRecorder()
     for column, field_ in zip(config.columns, schema, strict=True):
@@ -118,7 +124,12 @@ def generate_chunk(
     row_ids = np.arange(chunk.first_row, chunk.first_row + chunk.rows, dtype=np.int64)
     rejected: dict[str, int] = {}
     if constrained:
-        passed, rejected = constraints.apply(config, table)
+        checked = table
+        if relations is not None and config.constraints:  # checks may read related fields
+            extra = {k: v for k, v in values.items() if k not in schema.names}
+            for name, array in extra.items():
+                checked = checked.append_column(name, array)
+        passed, rejected = constraints.apply(config, checked)
         complete &= passed
     if not complete.all():
         table = table.filter(pa.array(complete))

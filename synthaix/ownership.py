@@ -23,6 +23,8 @@ MARKER = ".synthaix-output"
 BUILD_ID = r"\d{8}T\d{6}-[0-9a-f]{6}"
 PART = re.compile(rf"part-\d{{6}}-{BUILD_ID}\.parquet")
 TEMP_LINK = re.compile(r"\.(data|current)\.[0-9a-f]{8}")
+_BUILD_FILE = re.compile(rf"{PART.pattern}|dataset\.json|context-[0-9A-Za-z_]+\.(npy|parquet)")
+_TABLE_DIR = r"[A-Za-z_][A-Za-z0-9_]*"
 # Everything a build may leave at the top of its folder (a 0.1 build left no marker).
 _OURS = {"data", ".current", ".versions", ".staging", ".lock", "manifest.json", "report.html"}
 _OURS |= {".dedupe", ".ledger", MARKER}
@@ -96,7 +98,17 @@ def remove_stale_builds(folder: Path, keep: str | None = None) -> None:
         return
     for entry in folder.iterdir():
         if entry.name != keep and re.fullmatch(BUILD_ID, entry.name):
-            remove_our_files(entry, PART)
+            remove_build_folder(entry)
+
+
+def remove_build_folder(folder: Path) -> None:
+    """A build folder: its parts, and a multi-table build's table folders and context files."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and re.fullmatch(_TABLE_DIR, entry.name):
+            remove_our_files(entry, _BUILD_FILE)
+    remove_our_files(folder, _BUILD_FILE)
 
 
 @contextlib.contextmanager

@@ -38,12 +38,11 @@ from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import (
-    PART,
     TEMP_LINK,
     check_output_dir,
     claim,
     os_errors,
-    remove_our_files,
+    remove_build_folder,
     remove_stale_builds,
 )
 
@@ -83,7 +82,7 @@ def discard_staged_parts() -> None:
 def _discard(staging: Path) -> None:
     _active_staging.discard(staging)
     with contextlib.suppress(OSError):
-        remove_our_files(staging, PART)
+        remove_build_folder(staging)
         staging.parent.rmdir()  # only succeeds when empty
 
 
@@ -239,12 +238,17 @@ class DatasetWriter:
         with os_errors("publish to"):
             return self._commit(manifest)
 
-    def _commit(self, manifest: Manifest | None) -> dict[str, Path]:
+    def _commit_parts(self, manifest: Manifest | None) -> str | None:
+        """Write the held part, carrying the manifest; returns the manifest's text."""
         text = manifest.to_json() if manifest is not None else None
         if self._held is not None:
             extra = {MANIFEST_KEY: text.encode()} if text else {}
             self._write_part(self._held, {**self.part_metadata, **extra})
             self._held = None
+        return text
+
+    def _commit(self, manifest: Manifest | None) -> dict[str, Path]:
+        text = self._commit_parts(manifest)
         formats = self.config.output.formats
         version = self.root / ".versions" / self.build_id
         version.mkdir(parents=True)

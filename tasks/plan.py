@@ -13,6 +13,7 @@ from synthaix.errors import ConfigError
 from synthaix.llm.client import LlmClient
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.translate import to_yaml, translate
+from synthaix.relational.config import RelationalConfig
 from tasks.limits import ensure_limits
 
 
@@ -28,14 +29,14 @@ def translate_description(
 @task(name="plan-build", cache_policy=NO_CACHE)
 def plan_build(
     config_path: str | None,
-    config: DatasetConfig | None,
+    config: DatasetConfig | RelationalConfig | None,
     rows: int | None,
     seed: int | None,
     out: str | None,
     mode: str | None,
     runner: str | None,
     preflight: bool = True,
-) -> DatasetConfig:
+) -> DatasetConfig | RelationalConfig:
     """The config to build, overrides applied; the LLM endpoint and limits checked first
     (`preflight=False`: the caller, e.g. the CLI, checked the endpoint already)."""
     if (config_path is None) == (config is None):
@@ -44,8 +45,19 @@ def plan_build(
     overrides = {"rows": rows, "seed": seed, "mode": mode, "runner": runner}
     if out is not None or any(v is not None for v in overrides.values()):
         base = base.with_overrides(out=Path(out) if out else None, **overrides)  # type: ignore[arg-type]
-    if any(isinstance(c, LlmColumn) for c in base.columns):
+    for table in llm_tables(base):
         if preflight:
-            LlmClient(base.provider).check()  # wrong URL, key or model: fail before any chunk
-        ensure_limits(base)
+            LlmClient(table.provider).check()  # wrong URL, key or model: fail before any chunk
+            preflight = False  # one provider for every table
+        ensure_limits(table)
     return base
+
+
+def llm_tables(config: DatasetConfig | RelationalConfig) -> list[DatasetConfig]:
+    """The single-table configs (one per table of a multi-table dataset) with llm columns."""
+    tables = (
+        [config.plan(name).config for name in config.order]
+        if isinstance(config, RelationalConfig)
+        else [config]
+    )
+    return [t for t in tables if any(isinstance(c, LlmColumn) for c in t.columns)]

@@ -35,7 +35,7 @@ from synthaix.build.manifest import (
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
-from synthaix.generate import Chunk, dataset_schema
+from synthaix.generate import Chunk, ChunkResult, dataset_schema
 from synthaix.ledger import ChunkLedger, generation_hash
 from synthaix.llm.stats import LlmStats
 from synthaix.sink import BUILD_KEY, DatasetWriter
@@ -57,7 +57,12 @@ class Build:
         on_rows: Callable[[pa.Table], None] | None = None,
         persistent: bool = True,
         first_round: int = 0,
+        planner: Callable[[int], Any] | None = None,
+        publish: bool = True,
     ) -> None:
+        """`planner(first_row)`: the rounds' planner (a child table's; default RoundPlanner).
+        `publish=False`: the sink's commit only stages (a table of a multi-table build);
+        what follows a publish is left in `after_publish` for the caller to run."""
         self.config = config
         self.executor = executor
         self.steps = steps or Steps()
@@ -72,6 +77,11 @@ class Build:
         self.batches = 0  # numbers the dedupe and write-part steps of each batch
         self._writes: ThreadPoolExecutor | None = None
         self._written: Future[None] | None = None
+        self._planner_factory = planner
+        self._planner: Any = None
+        self.publish = publish
+        self.after_publish: list[Callable[[], None]] = []
+        self._dedupe: DedupeIndex | None = None
 
     def run(self) -> Manifest:
         config, steps = self.config, self.steps
@@ -82,7 +92,7 @@ class Build:
             previous = writer.previous_manifest()
             first_row = next_row(previous, writer.existing.rows, config.mode)
             ledger = self._ledger(first_row)
-            dedupe = DedupeIndex(config, persistent=self.persistent)
+            dedupe = self._dedupe = DedupeIndex(config, persistent=self.persistent)
             try:
                 steps.run(
                     "open-dedupe",
@@ -101,19 +111,40 @@ class Build:
             except BaseException:
                 dedupe.abort()
                 raise
-            dedupe.committed()
+            self.after_publish.append(dedupe.committed)
             if ledger is not None:
-                ledger.clear()  # published: nothing left to resume
-        return manifest  # as written: the file, the Parquet metadata and this are one
+                self.after_publish.append(ledger.clear)  # published: nothing left to resume
+            if self.publish:
+                self.published()
+        return manifest
+
+    def published(self) -> None:
+        """What follows a publish (run by the caller when `publish=False`)."""
+        for action in self.after_publish:
+            action()
+        self.after_publish.clear()
+
+    def abort(self) -> None:
+        """The caller's publish failed: undo this build's dedupe additions."""
+        if self._dedupe is not None:
+            self._dedupe.abort()
+        self.after_publish.clear()  # as written: the file, the Parquet metadata and this are one
 
     # -- generate and admit ----------------------------------------------------------------
     def _generate(
         self, writer: Any, dedupe: DedupeIndex, ledger: ChunkLedger | None, first_row: int
-    ) -> tuple[Assembler, RoundPlanner]:
+    ) -> tuple[Assembler, Any]:
         config = self.config
         unique = unique_columns(config)
-        assembler = Assembler(config.rows, UniqueFilter(unique, writer.existing_values(unique)))
-        planner = RoundPlanner(config, first_row=first_row, first_round=self.first_round)
+        if self._planner_factory is not None:
+            planner: Any = self._planner_factory(first_row)
+            quota = planner
+        else:
+            planner = RoundPlanner(config, first_row=first_row, first_round=self.first_round)
+            quota = None
+        self._planner = planner
+        seen = writer.existing_values(unique)
+        assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota=quota)
         limits = constraints(unique, dedupe.keys, dedupe.texts)
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is
@@ -151,7 +182,7 @@ class Build:
                 saved = ledger.load(chunk, schema) if ledger else None
                 if saved is not None:
                     self.reused_chunks += 1
-                    yield from assembler.add(chunk.index, saved)
+                    yield from assembler.add(chunk.index, _with_parents(chunk, saved))
                     continue
                 in_flight[executor.submit(chunk)] = chunk
                 free -= 1
@@ -165,7 +196,7 @@ class Build:
             self.llm += result.llm
             for name, count in result.rejected.items():
                 self.rejected[name] = self.rejected.get(name, 0) + count
-            yield from assembler.add(chunk.index, result)
+            yield from assembler.add(chunk.index, _with_parents(chunk, result))
 
     def _admit(self, batch: Batch, assembler: Assembler, dedupe: DedupeIndex, writer: Any) -> None:
         """Drop exact and near duplicates, then stage the rest as a part."""
@@ -183,6 +214,9 @@ class Build:
             )
         else:
             table = table.slice(0, assembler.missing)
+        if batch.parents is not None:  # a child table: count each parent's children
+            kept = dedupe.kept if dedupe.enabled else slice(0, table.num_rows)
+            self._planner.delivered(batch.parents[kept])
         if not table.num_rows:
             return
         self._wait_written()  # one part in flight: memory stays bounded; a failure stops here
@@ -208,7 +242,7 @@ class Build:
         self,
         writer: Any,
         assembler: Assembler,
-        planner: RoundPlanner,
+        planner: Any,
         dedupe: DedupeIndex,
         table: DedupeTable | None,
         seconds: dict[str, float],
@@ -246,6 +280,15 @@ class Build:
         has_llm = any(isinstance(c, LlmColumn) for c in config.columns)
         if not (self.persistent and has_llm and config.runner.resume):
             return None
-        ledger = ChunkLedger(config.output_dir, generation_hash(config), first_row)
+        relations = config._relations
+        salt = relations.fingerprint if relations is not None else ""  # the related rows
+        ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row)
         ledger.open()
         return ledger
+
+
+def _with_parents(chunk: Chunk, result: ChunkResult) -> ChunkResult:
+    """A child table's result knows each row's parent (rows may have been left out)."""
+    if chunk.parents is not None:
+        result.parents = chunk.parents[result.row_ids - chunk.first_row]
+    return result

@@ -19,6 +19,9 @@ from synthaix.cli.app import ConfigArg, DebugOpt, _counts, _fail, _report, app, 
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.llm.client import LlmClient
+from synthaix.relational.config import RelationalConfig, llm_tables
+from synthaix.relational.manifest import DatasetManifest
+from synthaix.relational.sink import RelationalWriter
 from synthaix.sink import check_output
 
 
@@ -140,9 +143,14 @@ def build(
         # at once with nothing written.
         overrides = {"rows": rows, "seed": seed, "out": out_dir, "mode": mode, "runner": runner}
         dataset = load_config(config).with_overrides(**overrides)
-        check_output(dataset)
-        if any(isinstance(c, LlmColumn) for c in dataset.columns):
-            LlmClient(dataset.provider).check()
+        if isinstance(dataset, RelationalConfig):
+            RelationalWriter(dataset).check()
+            with_llm = [dataset.plan(t).config for t in llm_tables(dataset)]
+        else:
+            check_output(dataset)
+            with_llm = [dataset] if any(isinstance(c, LlmColumn) for c in dataset.columns) else []
+        if with_llm:
+            LlmClient(with_llm[0].provider).check()
         if not verbose:
             # Prefect's console logs would interleave with the progress bar; they still reach
             # the Prefect API (and UI) when one is configured.
@@ -162,6 +170,11 @@ def build(
             signal.signal(signum, handler)
 
     wall = time.perf_counter() - started
+    if isinstance(manifest, DatasetManifest):
+        _print_tables(manifest, wall)
+        if report:
+            _report(dataset.output_dir, None, debug)
+        return
     delivered, llm, fills = manifest.rows.delivered, manifest.llm, manifest.fill_rounds
     appended = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
     out.print(
@@ -193,6 +206,23 @@ def build(
     out.print(f"  manifest: {dataset.output_dir / 'manifest.json'}")
     if report:
         _report(dataset.output_dir, None, debug)
+
+
+def _print_tables(manifest: DatasetManifest, wall: float) -> None:
+    out.print(
+        f"[green]built[/] {manifest.dataset}: {manifest.delivered:,} rows in "
+        f"{len(manifest.tables)} tables in {wall:.1f} s"
+    )
+    for name in manifest.order:
+        table = manifest.tables[name]
+        appended = f" ({table.rows.total:,} in total)" if manifest.mode == "append" else ""
+        redrawn = f", {table.dropped.total:,} redrawn" if table.dropped.total else ""
+        llm = table.llm
+        cost = f", llm {llm.requests:,} requests ${llm.cost_usd:,.4f}" if llm.requests else ""
+        resumed = f", {table.resumed_chunks} chunks resumed" if table.resumed_chunks else ""
+        out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
+    for kind, path in manifest.outputs.items():
+        out.print(f"  {kind}: {path}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import typer
@@ -35,9 +35,18 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
     """Check a config without generating anything."""
     try:
         dataset = load_config(config)
-        check_output(dataset)
+        if _is_tables(dataset):
+            from synthaix.relational.sink import RelationalWriter
+
+            RelationalWriter(dataset).check()
+        else:
+            check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
+    if _is_tables(dataset):
+        _show_tables(dataset)
+        out.print(f"[green]OK[/] {config} is valid; outputs go to {dataset.output_dir}")
+        return
     title = f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}"
     table = Table("column", "type", "nullable", "unique", title=title)
     for c in dataset.columns:
@@ -68,9 +77,38 @@ def report_command(
     force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Write a self-contained HTML report: profile, charts, constraint checks, samples."""
+    """Write a self-contained HTML report: profile, charts, constraint checks, samples
+    (for multi-table datasets: per table, with keys, references and counts checked)."""
     _refuse_existing(output, force, debug)
     _report(output_dir, output, debug)
+
+
+def _is_tables(config: object) -> bool:
+    return hasattr(config, "tables")  # a RelationalConfig, without importing it for a table
+
+
+def _show_tables(dataset: Any) -> None:
+    """Each table in build order: its size, what it reads, its keys and columns."""
+    for name in dataset.order:
+        plan = dataset.plan(name)
+        spec = plan.spec
+        if spec.parent is not None:
+            count = spec.count
+            per = f", {count.distribution} {count.mean:g} per {spec.parent}" if count else ""
+            size = f"{spec.rows:,} rows" if spec.rows else f"~{plan.estimated_rows:,.0f} rows"
+            size += per
+        else:
+            size = f"{spec.rows:,} rows"
+        reads = ", ".join(f"{a.name} ({a.kind})" for a in plan.aliases.values())
+        title = f"{name}: {size}" + (f"; reads {reads}" if reads else "")
+        table = Table("column", "type", "key", "nullable", title=title)
+        for c in spec.columns:
+            key = "primary" if c.primary_key else ""
+            to = getattr(c, "to", None)
+            key = key or (f"-> {to}" if to else "")
+            nullable = f"{c.nullable:.0%}" if c.nullable else ""
+            table.add_row(c.name, c.type, key, nullable)  # type: ignore[attr-defined]
+        out.print(table)
 
 
 @app.command()
@@ -88,7 +126,14 @@ def preview(
     from synthaix.build.preview import preview_rows
 
     try:
-        dataset = load_config(config).with_overrides(rows=rows, seed=seed)
+        dataset = load_config(config)
+        if _is_tables(dataset):
+            raise SynthaixError(
+                f"{config} has several tables; preview shows the rows of one",
+                hint="build a small copy instead: synthaix build CONFIG --rows 20 --out /tmp/x "
+                "(--rows sizes the tables without a parent)",
+            )
+        dataset = dataset.with_overrides(rows=rows, seed=seed)
         table = preview_rows(dataset, llm=_llm_reachable(dataset))
     except Exception as exc:
         _fail(exc, debug)

@@ -20,6 +20,7 @@ from synthaix.columns.people import (
     LoremColumn,
     NameColumn,
 )
+from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 
@@ -41,6 +42,8 @@ COLUMN_CLASSES: tuple[type[Column], ...] = (
     ExpressionColumn,
     SqlColumn,
     LlmColumn,
+    ReferenceColumn,
+    AggregateColumn,
 )
 
 

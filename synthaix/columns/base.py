@@ -64,6 +64,16 @@ class Column(StrictModel):
         default=False,
         description="Every non-null value appears once in the dataset (duplicates are redrawn).",
     )
+    primary_key: bool = Field(
+        default=False,
+        description="Part of the table's primary key: unique and never null (several columns "
+        "make a composite key); declared as PRIMARY KEY in DuckDB for multi-table datasets.",
+    )
+
+    @property
+    def is_late(self) -> bool:
+        """Filled after the table is built (aggregates, self references): unreadable."""
+        return False
 
     def references(self) -> set[str]:
         """Names of other columns this column reads; they must come earlier in the list."""

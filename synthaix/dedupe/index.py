@@ -166,6 +166,7 @@ class DedupeIndex:
         same row id (a chunk run twice) are kept and not stored again. `hashes`: the rows' key
         hashes when the chunk task computed them already."""
         if not self.enabled or table.num_rows == 0:
+            self.kept = np.arange(min(limit, table.num_rows))
             return table.slice(0, limit)
         rerun = self._ids.contains(row_ids)
         keep = ~rerun
@@ -178,6 +179,7 @@ class DedupeIndex:
         if self.texts:
             keep = self._near_fresh(table, keep, rerun, limit, vectors)
         delivered = np.flatnonzero(keep | rerun)[:limit]
+        self.kept = delivered  # which rows of `table` were admitted, for the caller
         fresh = delivered[~rerun[delivered]]
         if len(fresh):
             self._remember(row_ids[fresh], hashes[fresh], vectors[fresh])

@@ -22,7 +22,11 @@ def key_columns(config: DatasetConfig) -> list[str]:
         return []
     if config.dedupe.key:
         return list(config.dedupe.key)
-    return [c.name for c in config.columns if not isinstance(c, UuidColumn | SequenceColumn)]
+    return [
+        c.name
+        for c in config.columns
+        if not isinstance(c, UuidColumn | SequenceColumn) and not c.is_late
+    ]
 
 
 def text_columns(config: DatasetConfig) -> list[str]:

@@ -1,0 +1,590 @@
+"""Multi-table dataset configs (`tables:`): typed models, the table graph, and one validated
+single-table config per table, whose columns may read related rows as `<alias>.<field>`.
+
+    tables:
+      - {name: customers, rows: 2000, columns: [...]}
+      - name: orders
+        parent: customers                       # children made per parent row
+        count: {distribution: poisson, mean: 3, max: 15}
+        columns:
+          - {name: customer_id, type: reference, to: customers.customer_id}
+          - {name: ordered_at, type: date, after: customers.signup_date, offset: {...}}
+
+What a table reads (its parent, the rows its references look up, and through those their own
+parents and lookups) decides the build order; a cycle is an error naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+import pyarrow as pa
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from synthaix.columns import ColumnSpec, StrictModel
+from synthaix.columns.base import IDENTIFIER, Column
+from synthaix.columns.identity import UuidColumn
+from synthaix.columns.llm import LlmColumn
+from synthaix.columns.numeric import SequenceColumn
+from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.config import (
+    CrossFieldError,
+    DatasetConfig,
+    OutputConfig,
+    RunnerConfig,
+    _message,
+)
+from synthaix.constraints import Constraint, as_constraint
+from synthaix.dedupe.settings import DedupeConfig
+from synthaix.llm.provider import ProviderConfig
+from synthaix.sqlexpr import ExpressionError, checked
+
+Problems = list[tuple[tuple[str | int, ...], str]]
+
+
+class CountParams(StrictModel):
+    mean: float | None = Field(default=None, ge=0, description="Mean children per parent.")
+    min: int | None = Field(default=None, ge=0, description="Fewest children of a parent.")
+    max: int | None = Field(default=None, ge=0, description="Most children of a parent.")
+
+
+class CountConfig(CountParams):
+    """Children per parent row: `{distribution: poisson, mean: 3, min: 0, max: 15}`, a plain
+    number (exactly that many), or per parent value: `by: tier, params: {gold: {mean: 5}}`."""
+
+    distribution: Literal["poisson", "uniform", "fixed"] = Field(
+        default="poisson",
+        description="poisson (mean, clipped to [min, max]), uniform (whole numbers from min "
+        "to max) or fixed (mean children each).",
+    )
+    by: str | None = Field(
+        default=None, description="A column of the parent whose value picks `params`."
+    )
+    params: dict[Any, CountParams] | None = Field(
+        default=None, description="mean/min/max by the value of `by` (others: the defaults)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_number(cls, data: Any) -> Any:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return {"distribution": "fixed", "mean": data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.by is None) != (self.params is None):
+            raise ValueError("by and params go together: by: tier, params: {gold: {mean: 5}}")
+        for params in [self, *(self.params or {}).values()]:
+            low, high = self.resolved(params)[1:]
+            if high is not None and low > high:
+                raise ValueError(f"min {low} is above max {high}")
+        if self.distribution == "uniform" and self.max is None:
+            raise ValueError("a uniform count needs max (and min, default 0)")
+        if self.distribution in ("poisson", "fixed") and self.mean is None:
+            raise ValueError(f"a {self.distribution} count needs mean")
+        return self
+
+    def resolved(self, params: CountParams) -> tuple[float, int, int | None]:
+        """(mean, min, max) for parents whose `by` value chose `params`."""
+        mean = params.mean if params.mean is not None else self.mean
+        low = params.min if params.min is not None else self.min or 0
+        high = params.max if params.max is not None else self.max
+        if self.distribution == "fixed":
+            fixed = round(mean or 0)
+            return float(fixed), fixed, fixed
+        if mean is None:  # uniform
+            mean = (low + (high or low)) / 2
+        return float(mean), low, high
+
+
+class SiblingsConfig(StrictModel):
+    """Rows of another table with the same parent, readable in templates and LLM prompts as
+    a list, e.g. a ticket written from the customer's last three orders."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Name the list is read under.")
+    table: str = Field(pattern=IDENTIFIER, description="The table whose rows are listed.")
+    columns: list[str] = Field(min_length=1, description="Its columns each listed row holds.")
+    order_by: str | None = Field(
+        default=None, description="DuckDB expression over its columns, then asc or desc."
+    )
+    limit: int = Field(default=3, ge=1, le=100, description="Rows listed per parent, at most.")
+
+    @property
+    def order(self) -> tuple[str, str] | None:
+        if self.order_by is None:
+            return None
+        expr, _, direction = self.order_by.strip().rpartition(" ")
+        if direction.lower() in ("asc", "desc") and expr.strip():
+            return expr.strip(), direction.upper()
+        return self.order_by.strip(), "ASC"
+
+
+class TableConfig(StrictModel):
+    """One table of a multi-table dataset."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Table name (Parquet folder, DuckDB).")
+    description: str | None = Field(default=None, description="What a row is, in plain words.")
+    rows: int | None = Field(
+        default=None,
+        gt=0,
+        le=10_000_000_000,
+        description="Rows to deliver. With a parent: the exact total, shared out between the "
+        "parents by `count` (default: the sum of the counts drawn).",
+    )
+    parent: str | None = Field(
+        default=None, pattern=IDENTIFIER, description="Make rows per row of this table."
+    )
+    count: CountConfig | None = Field(default=None, description="Children per parent row.")
+    chunk_size: int | None = Field(default=None, gt=0, le=10_000_000)
+    columns: list[ColumnSpec] = Field(min_length=1, description="The columns, in order.")
+    constraints: list[Constraint] = Field(default_factory=list)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    siblings: list[SiblingsConfig] = Field(
+        default_factory=list, description="Lists of rows sharing the parent, for prompts."
+    )
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _plain_constraints(cls, items: Any) -> Any:
+        return [as_constraint(item) for item in items] if isinstance(items, list) else items
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.parent is None and self.rows is None:
+            raise ValueError("a table without a parent needs rows")
+        if self.parent is None and self.count is not None:
+            raise ValueError("count is children per parent row: set parent too")
+        if self.parent is not None and self.count is None and self.rows is None:
+            raise ValueError("a child table needs count (children per parent), rows, or both")
+        return self
+
+    def references(self) -> list[tuple[int, ReferenceColumn]]:
+        return [(i, c) for i, c in enumerate(self.columns) if isinstance(c, ReferenceColumn)]
+
+    def parent_link(self) -> ReferenceColumn | None:
+        """The reference to the parent: to the parent table, without another alias."""
+        for _, column in self.references():
+            if column.table == self.parent and column.reads_as == self.parent:
+                return column
+        return None
+
+    @property
+    def primary_key(self) -> list[str]:
+        return [c.name for c in self.columns if c.primary_key]
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A related row a table reads: `kind` parent (the row's own parent), lookup (drawn by
+    the reference `column`), or through (the row `via` alias's `column` points at)."""
+
+    name: str
+    table: str
+    kind: Literal["parent", "lookup", "through"]
+    column: str  # the reference column: of this table (parent, lookup) or of `via`'s table
+    key: str  # the referenced key column
+    via: str | None = None
+
+
+@dataclass
+class TablePlan:
+    """A validated table: its config as a single-table build, what it reads, what reads it."""
+
+    spec: TableConfig
+    config: DatasetConfig
+    aliases: dict[str, Alias] = field(default_factory=dict)
+    depends: list[str] = field(default_factory=list)
+    estimated_rows: float = 0.0
+
+
+class RelationalConfig(StrictModel):
+    """A dataset of related tables: one flow run, one DuckDB database, a Parquet dataset each."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Dataset name.")
+    description: str | None = Field(default=None, description="What the dataset is.")
+    seed: int = Field(default=0, ge=0, description="Same config + seed gives the same data.")
+    chunk_size: int = Field(default=10_000, gt=0, le=10_000_000)
+    locale: str = Field(default="en_US")
+    mode: Literal["overwrite", "append"] = Field(
+        default="overwrite",
+        description="overwrite replaces every table atomically; append adds rows to the root "
+        "tables and children of the new rows.",
+    )
+    tables: list[TableConfig] = Field(min_length=1, description="The tables, in any order.")
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    provider: ProviderConfig = Field(default_factory=ProviderConfig)
+    _plans: dict[str, TablePlan] = PrivateAttr(default_factory=dict)
+    _order: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _plan(self) -> Self:
+        problems = _plan_tables(self)
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+    @property
+    def order(self) -> list[str]:
+        """Table names, each after every table it reads."""
+        return list(self._order)
+
+    def plan(self, table: str) -> TablePlan:
+        return self._plans[table]
+
+    def table(self, name: str) -> TableConfig:
+        return next(t for t in self.tables if t.name == name)
+
+    @property
+    def output_dir(self):
+        folder = self.output.dir
+        from pathlib import Path
+
+        return folder.expanduser() if folder is not None else Path("out") / self.name
+
+    @property
+    def duckdb_path(self):
+        path = self.output.duckdb
+        return path.expanduser() if path is not None else self.output_dir / f"{self.name}.duckdb"
+
+    def children(self, table: str) -> list[str]:
+        return [t.name for t in self.tables if t.parent == table]
+
+    def with_overrides(
+        self,
+        *,
+        rows: int | None = None,
+        seed: int | None = None,
+        out: Any = None,
+        mode: str | None = None,
+        runner: str | None = None,
+    ) -> RelationalConfig:
+        """A re-validated copy with command-line overrides; `rows` sizes the root tables."""
+        data = self.model_dump(mode="python", by_alias=True)
+        if rows is not None:
+            for table in data["tables"]:
+                if table["parent"] is None:
+                    table["rows"] = rows
+        if seed is not None:
+            data["seed"] = seed
+        if mode is not None:
+            data["mode"] = mode
+        if out is not None:
+            data["output"] = {**data["output"], "dir": out}
+        if runner is not None:
+            data["runner"] = {**data["runner"], "type": runner}
+        return RelationalConfig.model_validate(data)
+
+
+# -- planning ------------------------------------------------------------------------------
+def _plan_tables(config: RelationalConfig) -> Problems:
+    specs = {t.name: t for t in config.tables}
+    problems: Problems = []
+    seen: set[str] = set()
+    for i, table in enumerate(config.tables):
+        if table.name in seen:
+            problems.append((("tables", i, "name"), f"duplicate table name '{table.name}'"))
+        seen.add(table.name)
+    if config.output.table is not None:
+        problems.append(
+            (("output", "table"), "a multi-table dataset names its tables under tables:")
+        )
+    problems += _link_problems(config, specs)
+    if problems:
+        return problems
+    order, cycle = _topological(config, specs)
+    if cycle:
+        index = [t.name for t in config.tables].index(cycle[0])
+        path = " -> ".join(cycle)
+        return [
+            (
+                ("tables", index),
+                f"tables read each other in a cycle: {path}; a table can read only tables "
+                "built before it (drop one of these references or lookups)",
+            )
+        ]
+    config._order = order
+    for name in order:
+        index = [t.name for t in config.tables].index(name)
+        plan, found = _table_plan(config, specs[name], index)
+        problems += found
+        if plan is None:
+            return problems
+        config._plans[name] = plan
+    problems += _aggregate_problems(config)
+    problems += _siblings_problems(config)
+    return problems
+
+
+def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> Problems:
+    problems: Problems = []
+    for i, table in enumerate(config.tables):
+        if table.parent is not None:
+            if table.parent not in specs:
+                problems.append(
+                    (("tables", i, "parent"), _unknown("table", table.parent, list(specs)))
+                )
+            elif table.parent_link() is None:
+                key = specs[table.parent].primary_key
+                example = f"{table.parent}.{key[0] if key else '<key column>'}"
+                problems.append(
+                    (
+                        ("tables", i, "columns"),
+                        f"a child of {table.parent} needs a reference column to it, e.g. "
+                        f"{{name: {table.parent}_id, type: reference, to: {example}}}",
+                    )
+                )
+        aliases: dict[str, int] = {}
+        for j, column in table.references():
+            where = ("tables", i, "columns", j)
+            target = specs.get(column.table)
+            if target is None:
+                problems.append(((*where, "to"), _unknown("table", column.table, list(specs))))
+                continue
+            names = [c.name for c in target.columns]
+            if column.key not in names:
+                problems.append(((*where, "to"), _unknown("column", column.key, names)))
+                continue
+            key_column = target.columns[names.index(column.key)]
+            if key_column.is_late:
+                problems.append(((*where, "to"), f"{column.to} is computed late; not a key"))
+            elif not (key_column.primary_key or key_column.unique):
+                problems.append(
+                    (
+                        (*where, "to"),
+                        f"{column.to} is not a key of {column.table}: mark it primary_key: "
+                        "true (or unique: true), so each reference names one row",
+                    )
+                )
+            if column.table == table.name:
+                column._self = True
+                continue
+            if column.reads_as in aliases:
+                problems.append(
+                    (
+                        (*where, "alias"),
+                        f"two references read as '{column.reads_as}': give one an alias",
+                    )
+                )
+            aliases[column.reads_as] = j
+    return problems
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    return f"'{name}' is not a {kind} (known: {', '.join(known) or 'none'})"
+
+
+def _direct(spec: TableConfig) -> list[Alias]:
+    """What a row of `spec` reads directly: its parent, and the rows its references look up."""
+    found = []
+    for _, column in spec.references():
+        if column.is_late:
+            continue
+        kind = "parent" if column is spec.parent_link() else "lookup"
+        found.append(Alias(column.reads_as, column.table, kind, column.name, column.key))
+    return found
+
+
+def _topological(
+    config: RelationalConfig, specs: dict[str, TableConfig]
+) -> tuple[list[str], list[str]]:
+    """Tables in build order (config order among equals), or a cycle of tables."""
+    needs = {t.name: _needs(t) for t in config.tables}
+    order: list[str] = []
+    left = [t.name for t in config.tables]
+    while left:
+        ready = [name for name in left if needs[name] <= set(order)]
+        if not ready:
+            return [], _cycle(needs, left)
+        order.append(ready[0])
+        left.remove(ready[0])
+    return order, []
+
+
+def _needs(spec: TableConfig) -> set[str]:
+    needs = {a.table for a in _direct(spec)} | {s.table for s in spec.siblings}
+    if spec.parent:
+        needs.add(spec.parent)
+    needs.discard(spec.name)
+    return needs
+
+
+def _cycle(needs: dict[str, set[str]], left: list[str]) -> list[str]:
+    path: list[str] = []
+    node = left[0]
+    while node not in path:
+        path.append(node)
+        node = sorted(n for n in needs[node] if n in left)[0]
+    return [*path[path.index(node) :], node]
+
+
+def _table_seed(seed: int, table: str) -> int:
+    """Each table its own streams: tables sharing a column name are not correlated."""
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(table.encode())) % (2**63)
+
+
+def _table_plan(
+    config: RelationalConfig, spec: TableConfig, index: int
+) -> tuple[TablePlan | None, Problems]:
+    for _, reference in spec.references():  # a key keeps its type in the referencing table
+        columns = spec.columns if reference.is_late else config.plan(reference.table).spec.columns
+        key = next(c for c in columns if c.name == reference.key)
+        reference._arrow = key.arrow_type()
+    aliases = {a.name: a for a in _direct(spec)}
+    queue = list(aliases.values())
+    while queue:  # what the related rows read, readable through them
+        alias = queue.pop(0)
+        for inner in config.plan(alias.table).aliases.values():
+            if inner.name not in aliases and inner.table != spec.name:
+                through = Alias(
+                    inner.name, inner.table, "through", inner.column, inner.key, via=alias.name
+                )
+                aliases[inner.name] = through
+                queue.append(through)
+    related: dict[str, Column] = {}
+    for alias in aliases.values():
+        for column in config.plan(alias.table).config.columns:
+            if not column.is_late:
+                dotted = f"{alias.name}.{column.name}"
+                related[dotted] = column.model_copy(update={"name": dotted})
+    siblings = {s.name: None for s in spec.siblings}
+    estimated = _estimate(config, spec)
+    data = {
+        "name": spec.name,
+        "description": spec.description or config.description,
+        "rows": max(1, min(10_000_000_000, math.ceil(estimated))),
+        "seed": _table_seed(config.seed, spec.name),
+        "chunk_size": spec.chunk_size or config.chunk_size,
+        "locale": config.locale,
+        "mode": config.mode,
+        "columns": list(spec.columns),
+        "output": {"dir": config.output_dir, "formats": ["parquet"]},
+        "runner": config.runner,
+        "provider": config.provider,
+        "dedupe": _dedupe(spec),
+        "constraints": list(spec.constraints),
+    }
+    try:
+        table_config = DatasetConfig.model_validate(
+            data, context={"related": related, "names": siblings}
+        )
+    except ValidationError as exc:
+        return None, [(("tables", index, *e["loc"]), _message(e)) for e in _flatten(exc)]
+    plan = TablePlan(spec, table_config, aliases, sorted(_needs(spec)), estimated)
+    return plan, []
+
+
+def _flatten(exc: ValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors():
+        nested = error.get("ctx", {}).get("error")
+        if isinstance(nested, CrossFieldError):
+            for loc, message in nested.problems:
+                errors.append({"loc": tuple(error["loc"]) + loc, "msg": message, "type": "x"})
+        else:
+            errors.append(error)
+    return errors
+
+
+def _estimate(config: RelationalConfig, spec: TableConfig) -> float:
+    if spec.rows is not None:
+        return float(spec.rows)
+    assert spec.parent is not None and spec.count is not None
+    parent = config.plan(spec.parent).estimated_rows
+    mean = spec.count.resolved(spec.count)[0]
+    return max(1.0, parent * mean)
+
+
+def _dedupe(spec: TableConfig) -> DedupeConfig:
+    key = spec.primary_key
+    if len(key) > 1 and spec.dedupe.key is None:
+        # A composite key is unique as a whole: rows repeating it are replaced.
+        return spec.dedupe.model_copy(update={"key": key})
+    content = [
+        c
+        for c in spec.columns
+        if not isinstance(c, UuidColumn | SequenceColumn | ReferenceColumn) and not c.is_late
+    ]
+    if spec.dedupe.key is None and not content:
+        # Only keys to compare (an order is its customer and its items): two rows alike are
+        # two orders of one customer, not a duplicate.
+        return spec.dedupe.model_copy(update={"exact": False})
+    return spec.dedupe
+
+
+def _aggregate_problems(config: RelationalConfig) -> Problems:
+    problems: Problems = []
+    names = [t.name for t in config.tables]
+    for i, table in enumerate(config.tables):
+        for j, column in enumerate(table.columns):
+            if not isinstance(column, AggregateColumn):
+                continue
+            where = ("tables", i, "columns", j)
+            child = config._plans.get(column.of)
+            if child is None or child.spec.parent != table.name:
+                children = ", ".join(config.children(table.name)) or "none"
+                problems.append(
+                    (
+                        (*where, "of"),
+                        f"'{column.of}' is not a child of {table.name} (children: {children})",
+                    )
+                )
+                continue
+            from synthaix.sqlexpr import aggregate_by, check_result_type
+
+            fields = [(c.name, c.arrow_type()) for c in child.config.columns if not c.is_late]
+            rows = pa.schema([*fields, ("__synthaix_key", pa.int64())]).empty_table()
+            try:
+                grouped = aggregate_by(rows, "__synthaix_key", column.term)
+                column._arrow = grouped.schema.field("value").type
+                check_result_type(column._arrow)
+            except (ExpressionError, ValueError) as exc:
+                problems.append(
+                    ((*where, "expr"), f"DuckDB cannot compute it over {column.of}: {exc}")
+                )
+    del names
+    return problems
+
+
+def _siblings_problems(config: RelationalConfig) -> Problems:
+    problems: Problems = []
+    for i, table in enumerate(config.tables):
+        for j, siblings in enumerate(table.siblings):
+            where = ("tables", i, "siblings", j)
+            other = config._plans.get(siblings.table)
+            link = other.spec.parent_link() if other else None
+            if (
+                other is None
+                or table.parent is None
+                or link is None
+                or (link.table != table.parent)
+            ):
+                problems.append(
+                    (
+                        (*where, "table"),
+                        f"'{siblings.table}' is not another child of {table.parent or 'a parent'}"
+                        f"; siblings lists rows that share this table's parent",
+                    )
+                )
+                continue
+            names = [c.name for c in other.config.columns if not c.is_late]
+            for name in siblings.columns:
+                if name not in names:
+                    problems.append(((*where, "columns"), _unknown("column", name, names)))
+            if siblings.order is not None:
+                try:
+                    for name in checked(siblings.order[0])[1]:
+                        if name not in names:
+                            problems.append(((*where, "order_by"), _unknown("column", name, names)))
+                except (ExpressionError, ValueError) as exc:
+                    problems.append(((*where, "order_by"), str(exc)))
+    return problems
+
+
+def llm_tables(config: RelationalConfig) -> list[str]:
+    return [t.name for t in config.tables if any(isinstance(c, LlmColumn) for c in t.columns)]

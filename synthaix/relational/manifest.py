@@ -1,0 +1,113 @@
+"""The manifest of a multi-table build: the dataset's facts, and each table's own manifest
+(the single-table Manifest, also stored in that table's last Parquet part)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from synthaix.build.manifest import MANIFEST_VERSION, Manifest, redact, versions
+from synthaix.errors import OutputError
+from synthaix.relational.config import RelationalConfig
+
+
+class DatasetManifest(BaseModel):
+    manifest_version: Literal[2] = MANIFEST_VERSION
+    kind: Literal["tables"] = "tables"
+    dataset: str
+    build_id: str
+    created_at: str
+    mode: str
+    seed: int
+    config_hash: str
+    config: dict[str, Any] = Field(description="The config as built, secrets removed.")
+    config_yaml: str
+    versions: dict[str, str] = Field(default_factory=dict)
+    order: list[str] = Field(description="Tables in build order (parents first).")
+    tables: dict[str, Manifest]
+    seconds: dict[str, float] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows of each table now (after an append: old and new)."""
+        return {name: m.rows.total for name, m in self.tables.items()}
+
+    @property
+    def delivered(self) -> int:
+        return sum(m.rows.delivered for m in self.tables.values())
+
+    def dataset_config(self) -> RelationalConfig:
+        return RelationalConfig.model_validate(yaml.safe_load(self.config_yaml))
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def parse(cls, text: str | bytes, where: str) -> DatasetManifest:
+        try:
+            return cls.model_validate_json(text)
+        except ValueError as exc:
+            raise OutputError(f"{where}: not a SynthAIx multi-table manifest: {exc}") from exc
+
+
+def relational_hash(config: RelationalConfig, secrets: list[str]) -> str:
+    dumped = redact(config.model_dump(mode="json", by_alias=True), secrets)
+    return "sha256:" + hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+
+
+def new_dataset_manifest(
+    config: RelationalConfig, build_id: str, secrets: list[str], **fields: Any
+) -> DatasetManifest:
+    dumped = redact(config.model_dump(mode="json", by_alias=True), secrets)
+    return DatasetManifest(
+        dataset=config.name,
+        build_id=build_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        mode=config.mode,
+        seed=config.seed,
+        config_hash=relational_hash(config, secrets),
+        config=dumped,
+        config_yaml=yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True),
+        versions=versions(),
+        **fields,
+    )
+
+
+def is_dataset_manifest(text: str) -> bool:
+    try:
+        return json.loads(text).get("kind") == "tables"
+    except (ValueError, AttributeError):
+        return False
+
+
+def read_dataset_manifest(output_dir: Path) -> DatasetManifest:
+    path = output_dir / "manifest.json"
+    return DatasetManifest.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def summary_markdown(manifest: DatasetManifest) -> str:
+    """The build in a few lines: every table's rows, what was redrawn, what the LLM cost."""
+    lines = [
+        f"# {manifest.dataset}: {manifest.delivered:,} rows in {len(manifest.tables)} tables",
+        "",
+        f"Build `{manifest.build_id}` ({manifest.mode}, seed {manifest.seed}) in "
+        f"{manifest.seconds.get('total', 0):.1f} s.",
+        "",
+        "| table | rows delivered | rows now | redrawn | llm requests | llm cost |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in manifest.order:
+        table = manifest.tables[name]
+        lines.append(
+            f"| {name} | {table.rows.delivered:,} | {table.rows.total:,} | "
+            f"{table.dropped.total:,} | {table.llm.requests:,} | ${table.llm.cost_usd:,.4f} |"
+        )
+    lines += ["", *(f"- {kind}: `{path}`" for kind, path in manifest.outputs.items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,236 @@
+"""Outputs of a multi-table dataset, published all together or not at all.
+
+    out/shop/
+      .synthaix-output, .lock, manifest.json, shop.duckdb
+      data -> .current                     data/customers/part-*.parquet, data/orders/...
+      .current -> .versions/<build>        one folder per table, and the dataset manifest
+      .staging/<build>/<table>/            this build's parts until the publish
+
+Each table is staged by a TableWriter (the single-table writer, pointed at its folder, whose
+commit only stages). The publish: the parts move into a new version folder, every table is
+replaced in the DuckDB database in one transaction (the commit point; PRIMARY KEY and FOREIGN
+KEY declared), then the `.current` link swaps and manifest.json follows. A table of the
+database that SynthAIx did not make for this dataset is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+
+from synthaix import duckdb_sink, progress
+from synthaix.build.manifest import Manifest
+from synthaix.config import DatasetConfig
+from synthaix.files import write_text_atomic
+from synthaix.ownership import check_output_dir, claim, os_errors, remove_stale_builds
+from synthaix.relational.config import RelationalConfig
+from synthaix.sink import (
+    DatasetWriter,
+    Existing,
+    _active_staging,
+    _discard,
+    _fsync,
+    _replace_symlink,
+)
+
+DATASET_MANIFEST = "dataset.json"
+
+
+class TableWriter(DatasetWriter):
+    """One table's parts, staged in the dataset's build folder; commit stages, not publishes."""
+
+    def __init__(self, owner: RelationalWriter, config: DatasetConfig, schema: pa.Schema) -> None:
+        super().__init__(config, schema)
+        self.owner = owner
+        self.build_id = owner.build_id
+        self.root = owner.root
+        self.staging = owner.staging / config.name
+        self.current_link = owner.current_link
+        self.data_link = owner.data_link
+        self.manifest: Manifest | None = None
+
+    def __enter__(self) -> TableWriter:
+        with os_errors("write to"):
+            self.staging.mkdir(parents=True, exist_ok=True)
+        if self.config.mode == "append":
+            self.existing = self._read_existing()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None  # the dataset's writer owns the folder, the lock and the clean-up
+
+    def current_parts(self) -> list[Path]:
+        folder = self.current_link / self.config.name
+        return sorted(folder.resolve().glob("part-*.parquet")) if folder.is_dir() else []
+
+    def output_paths(self) -> dict[str, Path]:
+        return self.owner.output_paths(self.config.name)
+
+    def commit(self, manifest: Manifest | None = None) -> dict[str, Path]:
+        if self._held is None and not self.parts:
+            self._held = self.schema.empty_table()  # a table with no rows still has its part
+        with os_errors("write to"):
+            super()._commit_parts(manifest)
+        self.manifest = manifest
+        return self.output_paths()
+
+    @property
+    def all_parts(self) -> list[Path]:
+        """Older builds' parts (append), then this build's, in order."""
+        return [*self.existing.parts, *self.parts]
+
+
+@dataclass
+class TableOutput:
+    name: str
+    parts: list[Path]
+    primary_key: list[str]
+    foreign_keys: list[tuple[str, str, str]]  # (column, table, key)
+
+
+class RelationalWriter:
+    def __init__(self, config: RelationalConfig) -> None:
+        self.config = config
+        self.root = config.output_dir
+        self.build_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        self.staging = self.root / ".staging" / self.build_id
+        self.data_link = self.root / "data"
+        self.current_link = self.root / ".current"
+        self.tables: dict[str, TableWriter] = {}
+        self._lock_file: int | None = None
+
+    def __enter__(self) -> RelationalWriter:
+        self._check()
+        with os_errors("write to"):
+            if check_output_dir(self.root, self.config.name):
+                claim(self.root, self.config.name)
+        DatasetWriter._lock(self)  # type: ignore[arg-type]  # the same .lock, held alike
+        try:
+            with os_errors("write to"):
+                self._tidy()
+                self.staging.mkdir(parents=True)
+            _active_staging.add(self.staging)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _discard(self.staging)  # with the tables' folders in it
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
+
+    def check(self) -> None:
+        """Refuse, writing nothing, outputs SynthAIx may not write (see sink.check_output)."""
+        self._check()
+
+    def _check(self) -> None:
+        with os_errors("check"):
+            check_output_dir(self.root, self.config.name)
+            if "duckdb" in self.config.output.formats:
+                for table in self.config.order:
+                    duckdb_sink.check_target(
+                        self.config.duckdb_path, table, self.config.name, legacy=False
+                    )
+
+    def _tidy(self) -> None:
+        self._roll_forward()
+        remove_stale_builds(self.root / ".staging")
+        remove_stale_builds(self.root / ".versions", keep=self._current_build())
+
+    def _roll_forward(self) -> None:
+        """A build killed between the DuckDB commit and the link swap: finish the swap."""
+        if "duckdb" not in self.config.output.formats:
+            return
+        config = self.config
+        built = duckdb_sink.published_build(config.duckdb_path, config.order[0], config.name)
+        if built is None or built == self._current_build():
+            return
+        version = self.root / ".versions" / built
+        if version.is_dir():
+            _replace_symlink(self.current_link, Path(".versions") / built)
+            if (version / DATASET_MANIFEST).is_file():
+                text = (version / DATASET_MANIFEST).read_text(encoding="utf-8")
+                write_text_atomic(self.root / "manifest.json", text)
+
+    def _current_build(self) -> str | None:
+        link = self.current_link
+        return Path(os.readlink(link)).name if link.is_symlink() else None
+
+    # -- the tables ---------------------------------------------------------------------------
+    def sink(self, config: DatasetConfig, schema: pa.Schema) -> TableWriter:
+        writer = TableWriter(self, config, schema)
+        self.tables[config.name] = writer
+        return writer
+
+    def previous_manifest(self) -> dict[str, Any] | None:
+        path = self.current_link / DATASET_MANIFEST
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def output_paths(self, table: str | None = None) -> dict[str, Path]:
+        formats = self.config.output.formats
+        data = self.data_link if table is None else self.data_link / table
+        paths = {"duckdb": self.config.duckdb_path, "parquet": data}
+        return {kind: path for kind, path in paths.items() if kind in formats}
+
+    # -- publishing --------------------------------------------------------------------------
+    def commit(self, manifest_json: str, outputs: list[TableOutput]) -> dict[str, Path]:
+        with os_errors("publish to"):
+            return self._commit(manifest_json, outputs)
+
+    def _commit(self, manifest_json: str, outputs: list[TableOutput]) -> dict[str, Path]:
+        version = self.root / ".versions" / self.build_id
+        published: list[TableOutput] = []
+        for output in outputs:
+            folder = version / output.name
+            folder.mkdir(parents=True)
+            writer = self.tables[output.name]
+            for part in writer.existing.parts:  # appended builds share the old parts
+                os.link(part, folder / part.name)
+            for part in writer.parts:
+                _fsync(part)
+                os.replace(part, folder / part.name)
+            parts = sorted(folder.glob("part-*.parquet"))
+            published.append(
+                TableOutput(output.name, parts, output.primary_key, output.foreign_keys)
+            )
+        write_text_atomic(version / DATASET_MANIFEST, manifest_json + "\n")
+        formats = self.config.output.formats
+        if "duckdb" in formats:
+            from synthaix.relational.database import publish_tables
+
+            publish_tables(
+                self.config.duckdb_path,
+                self.config.name,
+                self.build_id,
+                published,
+                foreign_keys=self.config.output.foreign_keys,
+            )
+        else:
+            progress.publishing()
+        _replace_symlink(self.current_link, Path(".versions") / self.build_id)
+        if "parquet" in formats:
+            if not self.data_link.is_symlink():
+                _replace_symlink(self.data_link, Path(".current"))
+        elif self.data_link.is_symlink():
+            self.data_link.unlink()
+        write_text_atomic(self.root / "manifest.json", manifest_json + "\n")
+        progress.published()
+        remove_stale_builds(self.root / ".versions", keep=self.build_id)
+        return self.output_paths()
+
+
+__all__ = ["Existing", "RelationalWriter", "TableOutput", "TableWriter"]

@@ -1,0 +1,364 @@
+# ruff: noqa: E501  (YAML configs read best on one line per column)
+"""Multi-table datasets: keys that join, exact sizes, children that read their parents, late
+columns, cycles, determinism, kill -9 and resume, append. Every relation is checked by
+querying the output (DuckDB and Parquet), not by trusting the generator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from synthaix.build.executor import ThreadExecutor
+from synthaix.config import load_config
+from synthaix.errors import ConfigError
+from synthaix.relational.build import DatasetBuild
+from synthaix.relational.config import RelationalConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SHOP = """
+name: shop
+seed: 5
+tables:
+  - name: customers
+    rows: {customers}
+    columns:
+      - {{name: customer_id, type: sequence, primary_key: true}}
+      - {{name: name, type: person.full_name}}
+      - {{name: tier, type: category, values: {{gold: 0.2, basic: 0.8}}}}
+      - {{name: signup_date, type: date, start: 2022-01-01, end: 2023-12-31}}
+  - name: products
+    rows: 40
+    columns:
+      - {{name: product_id, type: sequence, primary_key: true}}
+      - {{name: category, type: category, values: [books, games, tools]}}
+      - {{name: price, type: float, min: 1, max: 100, decimals: 2}}
+      - {{name: popularity, type: integer, min: 0, max: 10}}
+  - name: items
+    parent: orders
+    count: {{distribution: poisson, mean: 2, min: 1, max: 6}}
+    chunk_size: {chunk}
+    columns:
+      - {{name: order_id, type: reference, to: orders.order_id}}
+      - {{name: product_id, type: reference, to: products.product_id, weights: {{zipf: 1.1}}}}
+      - {{name: qty, type: integer, min: 1, max: 5}}
+      - {{name: unit_price, type: sql, expr: "products.price"}}
+      - {{name: note, type: expression, template: "{{{{ customers.tier }}}} {{{{ products.category }}}}"}}
+  - name: orders
+    parent: customers
+    count: {{distribution: poisson, mean: 3, max: 15, by: tier, params: {{gold: {{mean: 6}}}}}}
+    chunk_size: {chunk}
+    columns:
+      - {{name: order_id, type: uuid, primary_key: true}}
+      - {{name: customer_id, type: reference, to: customers.customer_id}}
+      - {{name: ordered_at, type: date, after: customers.signup_date, offset: {{min: 0d, max: 365d}}}}
+      - {{name: discount, type: sql, expr: "CASE WHEN customers.tier = 'gold' THEN 0.1 ELSE 0 END"}}
+      - {{name: total, type: aggregate, of: items, expr: "round(sum(qty * unit_price), 2)", default: 0}}
+output: {{dir: {out}}}
+"""
+
+
+def write_shop(folder: Path, customers: int = 1500, chunk: int = 2000, out: str = "out") -> Path:
+    path = folder / "shop.yaml"
+    path.write_text(SHOP.format(customers=customers, chunk=chunk, out=folder / out))
+    return path
+
+
+def build(config: RelationalConfig):
+    return DatasetBuild(config, lambda table: ThreadExecutor(table)).run()
+
+
+def query(database: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_three_levels_and_a_lookup_join_and_read_their_parents(tmp_path: Path) -> None:
+    config = load_config(write_shop(tmp_path))
+    assert config.order == ["customers", "products", "orders", "items"]  # parents first
+    manifest = build(config)
+    db = tmp_path / "out" / "shop.duckdb"
+    rows = manifest.rows
+    assert rows["customers"] == 1500 and rows["products"] == 40
+    for table, count in rows.items():
+        assert query(db, f"SELECT count(*) FROM {table}") == [(count,)]
+        parts = (tmp_path / "out" / "data" / table).glob("part-*.parquet")
+        assert sum(pq.ParquetFile(p).metadata.num_rows for p in parts) == count
+    orphans = {
+        "orders": "orders o LEFT JOIN customers c USING (customer_id) WHERE c.customer_id IS NULL",
+        "items": "items i LEFT JOIN orders o USING (order_id) WHERE o.order_id IS NULL",
+        "lookup": "items i LEFT JOIN products p USING (product_id) WHERE p.product_id IS NULL",
+    }
+    for sql in orphans.values():
+        assert query(db, f"SELECT count(*) FROM {sql}") == [(0,)]
+    # Children read their parents, grandparents and looked-up rows.
+    late = "SELECT count(*) FROM orders o JOIN customers c USING (customer_id) WHERE "
+    assert query(db, late + "o.ordered_at NOT BETWEEN c.signup_date AND c.signup_date + 365") == [
+        (0,)
+    ]
+    assert query(db, late + "o.discount <> CASE WHEN c.tier = 'gold' THEN 0.1 ELSE 0 END") == [(0,)]
+    three = (
+        "SELECT count(*) FROM items i JOIN orders o USING (order_id) JOIN customers c "
+        "ON c.customer_id = o.customer_id JOIN products p ON p.product_id = i.product_id "
+        "WHERE i.unit_price <> p.price OR i.note <> c.tier || ' ' || p.category"
+    )
+    assert query(db, three) == [(0,)]
+    # Counts per parent: bounds hold, and `by` moves the mean (gold 6, basic 3).
+    per = (
+        "SELECT c.tier, avg(n), min(n), max(n) FROM customers c JOIN (SELECT c.customer_id, "
+        "count(o.order_id) n FROM customers c LEFT JOIN orders o USING (customer_id) GROUP BY 1)"
+        " USING (customer_id) GROUP BY 1 ORDER BY 1"
+    )
+    (basic, bmean, bmin, bmax), (gold, gmean, _, gmax) = query(db, per)
+    assert basic == "basic" and 2.7 < bmean < 3.3 and bmin >= 0 and bmax <= 15
+    assert gold == "gold" and 5.4 < gmean < 6.6 and gmax <= 15
+    items = "SELECT min(n), max(n) FROM (SELECT order_id, count(*) n FROM items GROUP BY 1)"
+    low, high = query(db, items)[0]
+    assert low >= 1 and high <= 6
+    assert query(
+        db, "SELECT count(*) FROM orders WHERE order_id NOT IN (SELECT order_id FROM items)"
+    ) == [(0,)]
+    # Zipf lookups: the first product is the most popular by far.
+    top = query(db, "SELECT product_id FROM items GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+    assert top == [(1,)]  # sequences start at 1
+    # The aggregate, computed after the items exist.
+    totals = (
+        "SELECT count(*) FROM orders o WHERE o.total IS DISTINCT FROM coalesce((SELECT "
+        "round(sum(qty * unit_price), 2) FROM items i WHERE i.order_id = o.order_id), 0)"
+    )
+    assert query(db, totals) == [(0,)]
+    # Keys declared in DuckDB.
+    declared = query(
+        db,
+        "SELECT table_name, constraint_type FROM duckdb_constraints() WHERE constraint_type "
+        "IN ('PRIMARY KEY', 'FOREIGN KEY') ORDER BY ALL",
+    )
+    assert ("items", "FOREIGN KEY") in declared and ("orders", "PRIMARY KEY") in declared
+    assert ("orders", "FOREIGN KEY") in declared
+
+
+def test_a_child_total_is_exact_and_its_counts_stay_in_bounds(tmp_path: Path) -> None:
+    text = """
+    name: org
+    seed: 3
+    tables:
+      - name: employees
+        rows: 400
+        columns:
+          - {name: employee_id, type: sequence, start: 100, primary_key: true}
+          - {name: name, type: person.full_name}
+          - {name: manager_id, type: reference, to: employees.employee_id, nullable: 0.05}
+      - name: tasks
+        parent: employees
+        rows: 1234
+        count: {distribution: poisson, mean: 2, min: 1, max: 8}
+        columns:
+          - {name: employee_id, type: reference, to: employees.employee_id, primary_key: true}
+          - {name: number, type: integer, min: 1, max: 30, primary_key: true}
+          - {name: hours, type: integer, min: 1, max: 40}
+    """
+    path = tmp_path / "org.yaml"
+    path.write_text(textwrap.dedent(text) + f"output: {{dir: {tmp_path / 'org'}}}\n")
+    manifest = build(load_config(path))
+    db = tmp_path / "org" / "org.duckdb"
+    assert manifest.rows == {"employees": 400, "tasks": 1234}
+    counts = "SELECT min(n), max(n) FROM (SELECT employee_id, count(*) n FROM tasks GROUP BY 1)"
+    low, high = query(db, counts)[0]
+    assert low >= 1 and high <= 8
+    assert query(db, "SELECT count(DISTINCT employee_id) FROM tasks") == [(400,)]
+    # A composite key is unique as a whole.
+    assert query(db, "SELECT count(DISTINCT (employee_id, number)) FROM tasks") == [(1234,)]
+    # A self reference points at an earlier row (so it never loops) that exists.
+    assert query(db, "SELECT count(*) FROM employees WHERE manager_id >= employee_id") == [(0,)]
+    orphans = (
+        "SELECT count(*) FROM employees e LEFT JOIN employees m ON e.manager_id = m.employee_id"
+        " WHERE e.manager_id IS NOT NULL AND m.employee_id IS NULL"
+    )
+    assert query(db, orphans) == [(0,)]
+    roots = query(db, "SELECT count(*) FROM employees WHERE manager_id IS NULL")[0][0]
+    assert 1 <= roots < 60  # the first row, and about 5 % of the others
+
+
+def test_impossible_total_and_cycles_are_config_errors(tmp_path: Path) -> None:
+    cycle = """
+    name: loop
+    tables:
+      - name: a
+        rows: 10
+        columns:
+          - {name: id, type: sequence, primary_key: true}
+          - {name: b_id, type: reference, to: b.id}
+      - name: b
+        rows: 10
+        columns:
+          - {name: id, type: sequence, primary_key: true}
+          - {name: a_id, type: reference, to: a.id}
+    """
+    path = tmp_path / "loop.yaml"
+    path.write_text(textwrap.dedent(cycle))
+    with pytest.raises(ConfigError, match=r"loop.yaml:\d+: .*cycle: a -> b -> a"):
+        load_config(path)
+    no_link = path.read_text().replace("- {name: a_id, type: reference, to: a.id}", "")
+    no_link = no_link.replace("- {name: b_id, type: reference, to: b.id}", "")
+    no_link = no_link.replace(
+        "  - name: b\n    rows: 10", "  - name: b\n    parent: a\n    count: 2"
+    )
+    path.write_text(no_link)
+    with pytest.raises(ConfigError, match="needs a reference column to it"):
+        load_config(path)
+    bad_read = SHOP.replace("products.price", "products.cost").format(
+        customers=10, chunk=100, out=tmp_path / "x"
+    )
+    path.write_text(bad_read)
+    with pytest.raises(ConfigError, match=r"products\.cost"):
+        load_config(path)
+
+
+def test_same_seed_same_tables(tmp_path: Path) -> None:
+    first = load_config(write_shop(tmp_path, customers=300, chunk=200, out="a"))
+    second = first.with_overrides(out=tmp_path / "b")
+    build(first)
+    build(second)
+    for table in first.order:
+        a = pq.read_table(tmp_path / "a" / "data" / table)
+        b = pq.read_table(tmp_path / "b" / "data" / table)
+        assert a.equals(b), table
+
+
+def test_append_adds_parents_with_their_children(tmp_path: Path) -> None:
+    config = load_config(write_shop(tmp_path, customers=200, chunk=300))
+    first = build(config)
+    db = tmp_path / "out" / "shop.duckdb"
+    before = query(db, "SELECT order_id, total FROM orders ORDER BY ALL")
+    second = build(config.with_overrides(mode="append"))
+    rows = second.rows
+    assert rows["customers"] == 400 and rows["products"] == 80
+    assert rows["orders"] == first.rows["orders"] + second.tables["orders"].rows.delivered
+    assert query(db, "SELECT count(*), count(DISTINCT customer_id) FROM customers") == [(400, 400)]
+    new_orders = "SELECT count(*) FROM orders WHERE customer_id <= 200"
+    assert query(db, new_orders) == [(first.rows["orders"],)]  # old customers got no new orders
+    for sql in (
+        "orders o LEFT JOIN customers c USING (customer_id) WHERE c.customer_id IS NULL",
+        "items i LEFT JOIN orders o USING (order_id) WHERE o.order_id IS NULL",
+    ):
+        assert query(db, f"SELECT count(*) FROM {sql}") == [(0,)]
+    kept = query(db, "SELECT order_id, total FROM orders WHERE customer_id <= 200 ORDER BY ALL")
+    assert kept == before  # earlier rows unchanged, their totals included
+
+
+CHILD_HEAVY = """
+name: heavy
+seed: 11
+tables:
+  - name: customers
+    rows: 3000
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: name, type: person.full_name}
+      - {name: tier, type: category, values: {gold: 0.2, basic: 0.8}}
+  - name: orders
+    parent: customers
+    count: {distribution: poisson, mean: 40, max: 100}
+    chunk_size: 2000
+    dedupe: {exact: false}
+    columns:
+      - {name: order_id, type: uuid, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+      - {name: note, type: expression, template: "{% for i in range(40) %}{{ customers.tier }}{% endfor %}"}
+"""
+
+
+def test_kill_9_during_a_child_table_then_resume_gives_the_same_tables(tmp_path: Path) -> None:
+    config_path = tmp_path / "heavy.yaml"
+    config_path.write_text(CHILD_HEAVY + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    script = (
+        "import sys; from synthaix.config import load_config; "
+        "from synthaix.relational.build import DatasetBuild; "
+        "from synthaix.build.executor import ThreadExecutor; "
+        "DatasetBuild(load_config(sys.argv[1]), lambda t: ThreadExecutor(t)).run()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(config_path)], cwd=ROOT, start_new_session=True
+    )
+    staging = tmp_path / "out" / ".staging"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the child table has parts staged
+        if list(staging.glob("*/orders/part-*.parquet")):
+            break
+        assert process.poll() is None, "the build ended before the child table was written"
+        time.sleep(0.02)
+    else:
+        pytest.fail("the child table never started")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "out" / "data").exists()  # nothing published
+    resumed = build(load_config(config_path))
+    clean = build(load_config(config_path).with_overrides(out=tmp_path / "clean"))
+    assert resumed.rows == clean.rows
+    for table in ("customers", "orders"):
+        a = pq.read_table(tmp_path / "out" / "data" / table)
+        b = pq.read_table(tmp_path / "clean" / "data" / table)
+        assert a.equals(b), table
+    assert not list(staging.glob("*"))  # the killed attempt's parts were removed
+
+
+def test_cli_validate_shows_every_table(tmp_path: Path) -> None:
+    path = write_shop(tmp_path, customers=50)
+    done = subprocess.run(
+        [sys.executable, "-m", "synthaix.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "items: ~" in done.stdout and "reads orders (parent), products (lookup)" in done.stdout
+    assert "customers (through)" in done.stdout
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_flow_builds_each_table_as_a_subflow_run_with_its_chunk_tasks(tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentTaskRunId
+
+    from flows.build_dataset import build_dataset
+
+    path = write_shop(tmp_path, customers=300, chunk=400)
+    state = build_dataset(config_path=str(path), return_state=True)
+    manifest = state.result()
+    assert manifest.rows["customers"] == 300 and set(manifest.rows) == {
+        "customers",
+        "products",
+        "orders",
+        "items",
+    }
+    with get_client(sync_client=True) as client:
+        parent = state.state_details.flow_run_id
+        steps = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [parent]})  # type: ignore[arg-type]
+        )
+        wrappers = [s.id for s in steps]
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_task_run_id=FlowRunFilterParentTaskRunId(any_=wrappers)
+            )
+        )
+        names = sorted(r.name for r in children)
+        assert names == ["customers", "items", "orders", "products"]
+        assert all(r.state.is_completed() for r in children)
+        items = next(r for r in children if r.name == "items")
+        chunks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [items.id]})  # type: ignore[arg-type]
+        )
+    assert len([c for c in chunks if c.name.startswith("chunk-")]) >= 2  # mapped per table
+    assert {"late-columns", "publish-dataset"} <= {s.name for s in steps}, [s.name for s in steps]
