@@ -362,3 +362,44 @@ def test_the_flow_builds_each_table_as_a_subflow_run_with_its_chunk_tasks(tmp_pa
         )
     assert len([c for c in chunks if c.name.startswith("chunk-")]) >= 2  # mapped per table
     assert {"late-columns", "publish-dataset"} <= {s.name for s in steps}, [s.name for s in steps]
+
+
+SIBLINGS = """
+name: sib
+seed: 2
+tables:
+  - name: customers
+    rows: 300
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: name, type: person.full_name}
+  - name: orders
+    parent: customers
+    count: {distribution: poisson, mean: 4, max: 10}
+    columns:
+      - {name: order_id, type: sequence, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+      - {name: ordered_at, type: datetime, start: 2024-01-01, end: 2024-12-31}
+  - name: tickets
+    parent: customers
+    count: 1
+    siblings:
+      - {name: recent_orders, table: orders, columns: [order_id, ordered_at], order_by: ordered_at desc, limit: 3}
+    columns:
+      - {name: ticket_id, type: sequence, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+      - {name: body, type: expression, template: "{{ customers.name }}:{% for o in recent_orders %} {{ o.order_id }}{% endfor %}"}
+"""
+
+
+def test_a_row_reads_its_parents_other_children(tmp_path: Path) -> None:
+    path = tmp_path / "sib.yaml"
+    path.write_text(SIBLINGS + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    build(load_config(path))
+    expected = (
+        "SELECT count(*) FROM tickets t JOIN customers c USING (customer_id) WHERE t.body <> "
+        "c.name || ':' || coalesce((SELECT string_agg(' ' || order_id, '' ORDER BY ordered_at "
+        "DESC) FROM (SELECT * FROM orders o WHERE o.customer_id = t.customer_id ORDER BY "
+        "ordered_at DESC LIMIT 3)), '')"
+    )
+    assert query(tmp_path / "out" / "sib.duckdb", expected) == [(0,)]

@@ -275,12 +275,12 @@ def _siblings(
     con = duckdb.connect()
     try:
         con.register("parent_keys", keys)
-        table = con.execute(
+        table = con.sql(
             f"WITH s AS (SELECT {_q(link.name)} AS k, list(struct_pack({fields}){order}) AS v "
-            f"FROM read_parquet(?) GROUP BY 1) "
+            f"FROM read_parquet($parts) GROUP BY 1) "
             f"SELECT coalesce(s.v[1:{spec.limit}], []) AS value FROM parent_keys p "
             "LEFT JOIN s ON p.k = s.k ORDER BY p.i",
-            [parts],
+            params={"parts": parts},
         ).to_arrow_table()
     finally:
         con.close()
