@@ -135,6 +135,7 @@ class DatasetConfig(StrictModel):
     )
     _related: dict[str, ColumnSpec] = PrivateAttr(default_factory=dict)
     _names: set[str] = PrivateAttr(default_factory=set)
+    _in_tables: bool = PrivateAttr(default=False)
     _relations: Any = PrivateAttr(default=None)  # synthaix.relational's, for a table's chunks
 
     @field_validator("constraints", mode="before")
@@ -154,6 +155,7 @@ class DatasetConfig(StrictModel):
         # (Columns, named so), and lists of sibling rows (names only).
         context = info.context or {}
         self._related = dict(context.get("related", {}))
+        self._in_tables = "related" in context  # a table of a multi-table dataset
         self._names = set(context.get("names", ()))
         problems = list(_column_problems(self))
         if problems:
@@ -221,7 +223,7 @@ def _dedupe_problems(config: DatasetConfig):
 
 
 def _column_problems(config: DatasetConfig):
-    if not config._related and not config._names:
+    if not config._in_tables:
         for index, column in enumerate(config.columns):
             if column.type in ("reference", "aggregate"):  # type: ignore[attr-defined]
                 yield (

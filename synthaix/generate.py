@@ -94,7 +94,7 @@ def generate_chunk(
     values: dict[str, pa.Array] = {}
     relations = config._relations
     if relations is not None:  # a table that reads related rows (multi-table datasets)
-        values.update(relations.context(config.seed, chunk.first_row, chunk.parents))
+        values.update(relations.context(config.seed, chunk.first_row, chunk.rows, chunk.parents))
     complete = np.ones(chunk.rows, dtype=bool)
     recorder = StatsRecorder()
     for column, field_ in zip(config.columns, schema, strict=True):

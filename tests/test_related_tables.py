@@ -403,3 +403,53 @@ def test_a_row_reads_its_parents_other_children(tmp_path: Path) -> None:
         "ordered_at DESC LIMIT 3)), '')"
     )
     assert query(tmp_path / "out" / "sib.duckdb", expected) == [(0,)]
+
+
+def test_a_root_table_looks_up_and_grandchildren_read_through_two_tables(tmp_path: Path) -> None:
+    config = tmp_path / "chain.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            name: chain
+            tables:
+              - name: regions
+                rows: 5
+                columns:
+                  - {name: region_id, type: sequence, primary_key: true}
+                  - {name: rname, type: category, values: [north, south, east, west, mid]}
+              - name: customers
+                rows: 100
+                columns:
+                  - {name: customer_id, type: sequence, primary_key: true}
+                  - {name: region_id, type: reference, to: regions.region_id}
+              - name: orders
+                parent: customers
+                count: 2
+                columns:
+                  - {name: order_id, type: sequence, primary_key: true}
+                  - {name: customer_id, type: reference, to: customers.customer_id}
+              - name: items
+                parent: orders
+                count: 2
+                dedupe: {exact: false}
+                columns:
+                  - {name: order_id, type: reference, to: orders.order_id}
+                  - {name: region, type: sql, expr: "regions.rname"}
+            """
+        )
+        + f"output: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    assert build(load_config(config)).rows == {
+        "regions": 5,
+        "customers": 100,
+        "orders": 200,
+        "items": 400,
+    }
+    wrong = (
+        "SELECT count(*) FROM items i JOIN orders o USING (order_id) JOIN customers c ON "
+        "c.customer_id = o.customer_id JOIN regions r ON r.region_id = c.region_id "
+        "WHERE i.region <> r.rname"
+    )
+    db = tmp_path / "out" / "chain.duckdb"
+    assert query(db, wrong) == [(0,)]
+    assert query(db, "SELECT count(DISTINCT region_id) FROM customers") == [(5,)]

@@ -63,12 +63,13 @@ class TableRelations:
     fingerprint: str = ""  # what the related rows depend on, for the chunk ledger's key
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)  # alias -> fields read
 
-    def context(self, seed: int, first_row: int, parents: np.ndarray | None) -> dict[str, pa.Array]:
+    def context(
+        self, seed: int, first_row: int, rows: int, parents: np.ndarray | None
+    ) -> dict[str, pa.Array]:
         """The related fields of each row of a chunk: `parents` are the rows' parent rows
         (among this build's new parents), `first_row` seeds the lookups."""
         from synthaix.generate import column_rng
 
-        rows = len(parents) if parents is not None else 0
         index: dict[str, np.ndarray] = {}
         values: dict[str, pa.Array] = {}
         for alias in self.aliases:
