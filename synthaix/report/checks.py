@@ -12,6 +12,7 @@ from synthaix.columns import Column
 from synthaix.columns.choice import BooleanColumn, CategoryColumn
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
+from synthaix.columns.reference import AggregateColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 from synthaix.config import DatasetConfig
 from synthaix.report.profile import ColumnProfile, DatasetProfile
@@ -46,7 +47,10 @@ def _column_checks(column: Column, seen: ColumnProfile, filtered: set[str]) -> l
     name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
     # A correlated column keeps its declared distribution; other references make the value.
     inputs = column.references() - {getattr(column, "correlated_with", None)}
-    derived = bool(inputs) and not isinstance(column, LlmColumn)
+    # An aggregate is made from its children (null without them): checked with the tables.
+    derived = (bool(inputs) or isinstance(column, AggregateColumn)) and not isinstance(
+        column, LlmColumn
+    )
     out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
     if name in filtered:  # a constraint keeps null rows (NULL passes) or drops them
         out = []

@@ -34,6 +34,12 @@ text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
 
 def write_report(output_dir: Path, target: Path | None = None) -> Path:
     """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
+    from synthaix.relational.manifest import is_dataset_manifest
+
+    if is_dataset_manifest((output_dir / "manifest.json").read_text(encoding="utf-8")):
+        from synthaix.report.tables import write_tables_report
+
+        return write_tables_report(output_dir, target)
     manifest = read_manifest(output_dir)
     profile = profile_dataset(output_dir)
     config = manifest.dataset_config()

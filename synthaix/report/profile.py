@@ -68,6 +68,10 @@ def profile_dataset(output_dir: Path, sample_rows: int = 10) -> DatasetProfile:
     parts = parts_of(output_dir)
     if not parts:
         raise FileNotFoundError(f"{output_dir} has no built dataset (no Parquet parts)")
+    return profile_parts(parts, sample_rows)
+
+
+def profile_parts(parts: list[str], sample_rows: int = 10) -> DatasetProfile:
     with duckdb.connect() as con:
         con.execute(f"CREATE VIEW data AS SELECT * FROM {parquet_source(parts)}")
         rows = con.execute("SELECT count(*) FROM data").fetchone()[0]

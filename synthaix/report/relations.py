@@ -24,13 +24,19 @@ def verify(config: DatasetConfig, parts: list[str]) -> list[Check]:
     checks = declared(config)
     if not checks or not parts:
         return []
-    with duckdb.connect() as con:
-        con.execute("SET allowed_directories = ?", [sorted({f"{Path(p).parent}/" for p in parts})])
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+    with sandboxed({str(Path(p).parent) for p in parts}) as con:
         con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM {parquet_source(parts)}")
         results = [con.execute(check.sql).fetchone() for check in checks]
     return [
         Check(check.column or "(dataset)", "relation", check.relation, observed, failed == 0)
         for check, (failed, observed) in zip(checks, results, strict=True)
     ]
+
+
+def sandboxed(folders: set[str]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that may read files in `folders` and nothing else, for good."""
+    con = duckdb.connect()
+    con.execute("SET allowed_directories = ?", [sorted(f"{f.rstrip('/')}/" for f in folders)])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con

@@ -1,0 +1,394 @@
+"""The report of a multi-table dataset (`tables:`), from the published Parquet parts: each
+table profiled and checked as a single-table dataset, then what holds between the tables,
+verified by querying the data, never by trusting the generator:
+
+- keys: primary keys (single or composite) have no duplicates and no nulls;
+- references: every non-null foreign key (self references too) names an existing row;
+- children per parent: within the declared count's [min, max] (parents without children
+  included), mean near the declared one (per `by` value), total equal to `rows` if set;
+- aggregates: equal to the aggregate recomputed over the children (or the default);
+- relations and constraints of columns reading related rows (`customers.signup_date`), over
+  the table joined with the rows it reads.
+
+All SQL runs on a DuckDB that may read the dataset's folder and nothing else: it holds config
+expressions. Each table is a view `t."<table>"`; relations see theirs as `data`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from synthaix.build.manifest import Manifest
+from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.files import write_text_atomic
+from synthaix.relational.config import CountConfig, CountParams, RelationalConfig, TableConfig
+from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
+from synthaix.report.checks import Check, run_checks
+from synthaix.report.html import CSS, _checks_table, _column_card, _rows, _sample_table
+from synthaix.report.profile import DatasetProfile, parquet_source, profile_parts
+from synthaix.report.relations import sandboxed
+from synthaix.sqlexpr import quote
+
+ROW = '"this row"'  # the table's own rows in a join: no alias (an identifier) can be this
+
+
+@dataclass
+class TableCheck:
+    """One check of one table: `failed` counts the rows (keys, parents, groups) breaking
+    `relation`; a profile check that fails counts 1. Zero means it holds."""
+
+    table: str
+    column: str  # "" for the table as a whole
+    name: str
+    relation: str
+    failed: int
+    observed: str
+
+    @property
+    def passed(self) -> bool:
+        return self.failed == 0
+
+
+@dataclass
+class TableSection:
+    name: str
+    manifest: Manifest
+    profile: DatasetProfile
+    column_checks: list[Check]  # the single-table report's checks
+    checks: list[TableCheck]  # keys, references, counts, aggregates, relations
+
+
+@dataclass
+class TablesReport:
+    manifest: DatasetManifest
+    sections: list[TableSection]
+
+    @property
+    def checks(self) -> list[TableCheck]:
+        """Every check of every table, as data."""
+        out = []
+        for s in self.sections:
+            out += [
+                TableCheck(s.name, c.column, c.name, c.expected, int(not c.passed), c.observed)
+                for c in s.column_checks
+            ]
+            out += s.checks
+        return out
+
+
+def check_tables(output_dir: Path) -> list[TableCheck]:
+    """Every check of the multi-table dataset built in `output_dir`."""
+    return tables_report(output_dir).checks
+
+
+def tables_report(output_dir: Path) -> TablesReport:
+    manifest = read_dataset_manifest(output_dir)
+    config = manifest.dataset_config()
+    parts = {name: table_parts(output_dir, name) for name in config.order}
+    relational = relational_checks(config, parts)
+    sections = []
+    for name in config.order:
+        plan, profile = config.plan(name), profile_parts(parts[name])
+        column_checks = run_checks(plan.config, profile)
+        if plan.spec.parent is not None:  # its rows follow the parents' counts: checked below
+            column_checks = [c for c in column_checks if c.name != "row count"]
+        mine = [c for c in relational if c.table == name]
+        sections.append(TableSection(name, manifest.tables[name], profile, column_checks, mine))
+    return TablesReport(manifest, sections)
+
+
+def table_parts(output_dir: Path, table: str) -> list[str]:
+    folder = (output_dir / ".current" / table).resolve()
+    parts = [str(p) for p in sorted(folder.glob("part-*.parquet"))]
+    if not parts:
+        raise FileNotFoundError(f"{output_dir} has no built table {table} (no Parquet parts)")
+    return parts
+
+
+def relational_checks(config: RelationalConfig, parts: dict[str, list[str]]) -> list[TableCheck]:
+    """The checks between tables, over these Parquet parts of each table."""
+    folders = {str(Path(p).parent) for table in parts.values() for p in table}
+    with sandboxed(folders) as con:
+        con.execute("CREATE SCHEMA t")
+        for name, files in parts.items():
+            con.execute(f"CREATE VIEW t.{quote(name)} AS SELECT * FROM {parquet_source(files)}")
+        types = {
+            name: {c: kind for c, kind, *_ in con.execute(f"DESCRIBE t.{quote(name)}").fetchall()}
+            for name in parts
+        }
+        checks: list[TableCheck] = []
+        for name in config.order:
+            spec = config.table(name)
+            checks += _key(con, spec)
+            checks += [_reference(con, name, c) for _, c in spec.references()]
+            checks += _children(con, config, spec)
+            checks += [
+                _aggregate(con, config, name, c, types[name][c.name])
+                for c in spec.columns
+                if isinstance(c, AggregateColumn)
+            ]
+            checks += _relations(con, config, name, types)
+    return checks
+
+
+def _one(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> tuple[Any, ...]:
+    row = con.execute(sql, params or []).fetchone()
+    assert row is not None
+    return row
+
+
+def _key(con: duckdb.DuckDBPyConnection, spec: TableConfig) -> list[TableCheck]:
+    key = [quote(c) for c in spec.primary_key]
+    if not key:
+        return []
+    table, columns = f"t.{quote(spec.name)}", ", ".join(key)
+    any_null = " OR ".join(f"{k} IS NULL" for k in key)
+    duplicates, nulls, rows = _one(
+        con,
+        f"SELECT (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table} "
+        f"WHERE NOT ({any_null}) GROUP BY {columns})), "
+        f"(SELECT count(*) FROM {table} WHERE {any_null}), (SELECT count(*) FROM {table})",
+    )
+    observed = f"{duplicates:,} duplicate and {nulls:,} null keys in {rows:,} rows"
+    relation = f"({', '.join(spec.primary_key)}) unique and not null"
+    return [TableCheck(spec.name, "", "primary key", relation, duplicates + nulls, observed)]
+
+
+def _reference(con: duckdb.DuckDBPyConnection, table: str, column: ReferenceColumn) -> TableCheck:
+    col, key = quote(column.name), quote(column.key)
+    orphans, keys = _one(
+        con,
+        f"SELECT (SELECT count(*) FROM (SELECT {col} FROM t.{quote(table)} WHERE {col} IS NOT "
+        f"NULL) AS c ANTI JOIN t.{quote(column.table)} AS p ON p.{key} = c.{col}), "
+        f"(SELECT count({col}) FROM t.{quote(table)})",
+    )
+    name = "self reference" if column.table == table else "foreign key"
+    observed = f"{orphans:,} of {keys:,} keys name no row of {column.table}"
+    return TableCheck(table, column.name, name, f"{column.name} → {column.to}", orphans, observed)
+
+
+def _children(
+    con: duckdb.DuckDBPyConnection, config: RelationalConfig, spec: TableConfig
+) -> list[TableCheck]:
+    link = spec.parent_link()
+    if spec.parent is None or link is None:
+        return []
+    parent, count = spec.parent, spec.count
+    by = f"p.{quote(count.by)}" if count and count.by else "NULL"
+    rows = con.execute(  # how many parents have n children, per `by` value
+        f"SELECT v, n, count(*) FROM (SELECT {by} AS v, count(c.{quote(link.name)}) AS n "
+        f"FROM t.{quote(parent)} AS p LEFT JOIN t.{quote(spec.name)} AS c "
+        f"ON c.{quote(link.name)} = p.{quote(link.key)} GROUP BY p.{quote(link.key)}, {by}) "
+        "GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    total = sum(n * k for _, n, k in rows)
+    checks = []
+    if spec.rows is not None and config.mode == "overwrite":  # an append adds to old rows
+        observed = f"{total:,} rows"
+        checks.append(
+            TableCheck(
+                spec.name, "", "rows", f"{spec.rows:,} rows", abs(total - spec.rows), observed
+            )
+        )
+    if count is None:
+        return checks
+    groups: dict[str, tuple[CountParams, list[tuple[int, int]]]] = {}
+    for value, n, parents in rows:  # label -> (its params, [(children, parents)])
+        label, params = _params_of(count, value)
+        groups.setdefault(label, (params, []))[1].append((n, parents))
+    for label, (params, counts) in groups.items():
+        mean, low, high = count.resolved(params)
+        per = f"children per {parent} row" + (f" ({label})" if count.by else "")
+        parents = sum(k for _, k in counts)
+        outside = sum(k for n, k in counts if n < low or (high is not None and n > high))
+        seen = f"{min(n for n, _ in counts)}..{max(n for n, _ in counts)}"
+        checks.append(
+            TableCheck(
+                spec.name,
+                link.name,
+                "children per parent",
+                f"{per} in [{low}, {'∞' if high is None else high}]",
+                outside,
+                f"{outside:,} of {parents:,} parents outside; observed {seen}",
+            )
+        )
+        observed_mean = sum(n * k for n, k in counts) / parents
+        expected, std = count_moments(count.distribution, mean, low, high)
+        slack = 4 * std / math.sqrt(parents) + 0.02 * expected + 1e-9
+        # A set total nudges the counts towards it: the declared mean is then only shown.
+        off = abs(observed_mean - expected) > slack and spec.rows is None
+        relation = f"mean {per} {expected:.3g} ± {slack:.2g} ({count.distribution} {mean:g})"
+        if spec.rows is not None:
+            relation = f"mean {per} {mean:g} declared ({spec.rows:,} rows set: not checked)"
+        checks.append(
+            TableCheck(
+                spec.name, link.name, "mean children", relation, int(off), f"{observed_mean:.3g}"
+            )
+        )
+    return checks
+
+
+def _params_of(count: CountConfig, value: Any) -> tuple[str, CountParams]:
+    """The `params` a parent's `by` value picks, matched as the build matches them."""
+    for key, params in (count.params or {}).items():
+        if value == key or str(value) == str(key):
+            return f"{count.by} = {key}", params
+    return f"other {count.by} values", count
+
+
+def count_moments(
+    distribution: str, mean: float, low: int, high: int | None
+) -> tuple[float, float]:
+    """Mean and standard deviation of the count per parent, as drawn: clipped to [low, high]."""
+    if distribution == "fixed" or (distribution == "poisson" and mean == 0):
+        value = min(max(round(mean), low), high if high is not None else math.inf)
+        return float(value), 0.0
+    if distribution == "uniform":
+        assert high is not None
+        width = high - low + 1
+        return (low + high) / 2, math.sqrt((width * width - 1) / 12)
+    top = int(mean + 12 * math.sqrt(mean) + 30)  # beyond it the Poisson tail is negligible
+    pmf = [math.exp(k * math.log(mean) - mean - math.lgamma(k + 1)) for k in range(top + 1)]
+    values = [max(k, low) if high is None else min(max(k, low), high) for k in range(top + 1)]
+    expected = sum(p * v for p, v in zip(pmf, values, strict=True))
+    variance = sum(p * (v - expected) ** 2 for p, v in zip(pmf, values, strict=True))
+    return expected, math.sqrt(variance)
+
+
+def _aggregate(
+    con: duckdb.DuckDBPyConnection,
+    config: RelationalConfig,
+    table: str,
+    column: AggregateColumn,
+    kind: str,
+) -> TableCheck:
+    link = config.table(column.of).parent_link()
+    assert link is not None
+    differs = "got IS DISTINCT FROM want"
+    if kind in ("DOUBLE", "FLOAT", "REAL"):  # sums of floats depend on the order they add up
+        differs += " AND NOT abs(got - want) <= 1e-9 * greatest(1, abs(want))"
+    failed, rows = _one(
+        con,
+        f"WITH a AS (SELECT {quote(link.name)} AS k, {column.term} AS v "
+        f"FROM t.{quote(column.of)} GROUP BY 1) "
+        f"SELECT count(*) FILTER (WHERE {differs}), count(*) FROM (SELECT "
+        f"p.{quote(column.name)} AS got, coalesce(CAST(a.v AS {kind}), CAST(? AS {kind})) AS want "
+        f"FROM t.{quote(table)} AS p LEFT JOIN a ON a.k = p.{quote(link.key)})",
+        [column.default],
+    )
+    default = "" if column.default is None else f", else {column.default!r}"
+    relation = f"{column.name} = {column.expr} over {column.of}{default}"
+    observed = f"{failed:,} of {rows:,} rows differ from the recomputed value"
+    return TableCheck(table, column.name, "aggregate", relation, failed, observed)
+
+
+def _relations(
+    con: duckdb.DuckDBPyConnection,
+    config: RelationalConfig,
+    table: str,
+    types: dict[str, dict[str, str]],
+) -> list[TableCheck]:
+    plan = config.plan(table)
+    relations = [("relation", r) for c in plan.config.columns for r in c.relation_checks()]
+    relations += [("constraint", c.relation_check()) for c in plan.config.constraints]
+    if not relations:
+        return []
+    select, joins = [f"{ROW}.*"], []
+    for alias in plan.aliases.values():  # in the order they were found: `via` comes first
+        name = quote(alias.name)
+        source = quote(alias.via) if alias.via is not None else ROW
+        joins.append(
+            f"LEFT JOIN t.{quote(alias.table)} AS {name} "
+            f"ON {name}.{quote(alias.key)} = {source}.{quote(alias.column)}"
+        )
+        select += [f"{name}.{quote(c)} AS {quote(f'{alias.name}.{c}')}" for c in types[alias.table]]
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW data AS SELECT {', '.join(select)} "
+        f"FROM t.{quote(table)} AS {ROW} {' '.join(joins)}"
+    )
+    checks = []
+    for name, relation in relations:
+        failed, observed = _one(con, relation.sql)
+        checks.append(TableCheck(table, relation.column, name, relation.relation, failed, observed))
+    return checks
+
+
+# -- HTML ----------------------------------------------------------------------------------
+def write_tables_report(output_dir: Path, target: Path | None = None) -> Path:
+    """Check the multi-table dataset in `output_dir` and write its HTML report."""
+    return write_text_atomic(
+        target or output_dir / "report.html", render_tables(tables_report(output_dir))
+    )
+
+
+def render_tables(report: TablesReport) -> str:
+    manifest, checks = report.manifest, report.checks
+    failed = [c for c in checks if not c.passed]
+    kpis = [
+        ("tables", str(len(report.sections))),
+        ("rows", f"{sum(s.profile.rows for s in report.sections):,}"),
+        ("checks", f"{len(checks) - len(failed)}/{len(checks)} pass"),
+        ("LLM cost", f"${sum(m.llm.cost_usd for m in manifest.tables.values()):.4f}"),
+    ]
+    config = manifest.dataset_config()
+    overview = []
+    for s in report.sections:
+        parent = config.table(s.name).parent
+        every = _all(s)
+        overview.append(
+            (
+                s.name,
+                f"{s.profile.rows:,} rows, {len(s.profile.columns)} columns"
+                + (f", children of {parent}" if parent else "")
+                + f"; checks {sum(c.passed for c in every)}/{len(every)} pass",
+            )
+        )
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{escape(manifest.dataset)}</h1>",
+        f"<div class=muted>build {escape(manifest.build_id)} · {escape(manifest.created_at)}"
+        f" · seed {manifest.seed} · mode {escape(manifest.mode)} · config "
+        f"<code>{escape(manifest.config_hash[:19])}</code></div>",
+        "<div class=kpis>"
+        + "".join(f"<div class=kpi><span class=muted>{k}</span><b>{v}</b></div>" for k, v in kpis)
+        + "</div>",
+        f"<div class=card><table>{_rows(overview)}</table></div>",
+    ]
+    if failed:
+        parts += ["<h2>Failed checks</h2>", _checks_table([_as_check(c) for c in failed])]
+    for s in report.sections:
+        cards = [
+            _column_card(c, [k for k in s.column_checks if k.column == c.name])
+            for c in s.profile.columns
+        ]
+        parts += [
+            f"<h2>{escape(s.name)}</h2>",
+            "<h3>Keys, references and relations</h3>" if s.checks else "",
+            _checks_table([_as_check(c) for c in s.checks]) if s.checks else "",
+            "<h3>Columns</h3><div class=grid>",
+            *cards,
+            "</div><h3>Column checks</h3>",
+            _checks_table(s.column_checks),
+            "<h3>Sample rows</h3>",
+            _sample_table(s.profile),
+        ]
+    return "\n".join([*parts, "</body></html>"])
+
+
+def _all(section: TableSection) -> list[Check]:
+    return section.column_checks + [_as_check(c) for c in section.checks]
+
+
+def _as_check(check: TableCheck) -> Check:
+    where = f"{check.table}.{check.column}" if check.column else check.table
+    return Check(where, check.name, check.relation, check.observed, check.passed)

@@ -1,0 +1,221 @@
+"""The multi-table report: every check passes on a clean build, and each fails on data
+corrupted on purpose (the report queries the data, it never trusts the generator)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from synthaix.build.executor import ThreadExecutor
+from synthaix.cli import app
+from synthaix.config import load_config
+from synthaix.relational.build import DatasetBuild
+from synthaix.report.tables import TableCheck, check_tables, count_moments
+
+SHOP = """
+name: shop
+seed: 5
+tables:
+  - name: customers
+    rows: 600
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: tier, type: category, values: {gold: 0.2, basic: 0.8}}
+      - {name: signup_date, type: date, start: 2022-01-01, end: 2023-12-31}
+  - name: products
+    rows: 50
+    columns:
+      - {name: product_id, type: sequence, primary_key: true}
+      - {name: price, type: float, min: 1, max: 100, decimals: 2}
+  - name: orders
+    parent: customers
+    count: {distribution: poisson, mean: 3, min: 0, max: 8, by: tier, params: {gold: {mean: 6}}}
+    constraints: ["ordered_at >= customers.signup_date"]
+    columns:
+      - {name: order_id, type: uuid, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+      - {name: ordered_at, type: date, after: customers.signup_date, offset: {min: 0d, max: 365d}}
+      - {name: previous_order, type: reference, to: orders.order_id, nullable: 0.4}
+      - {name: total, type: aggregate, of: items, expr: "sum(qty * unit_price)", default: 0}
+      - {name: most_units, type: aggregate, of: items, expr: "max(qty)"}
+  - name: items
+    parent: orders
+    rows: 4000
+    count: {distribution: uniform, min: 0, max: 4}
+    columns:
+      - {name: order_id, type: reference, to: orders.order_id, primary_key: true}
+      - {name: line, type: sequence, primary_key: true}
+      - {name: product_id, type: reference, to: products.product_id, weights: {zipf: 1.1}}
+      - {name: qty, type: integer, min: 1, max: 5}
+      - {name: unit_price, type: sql, expr: "products.price"}
+      - {name: tier, type: sql, expr: "customers.tier"}
+"""
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("shop")
+    out = tmp / "out"
+    (tmp / "shop.yaml").write_text(SHOP + f"output: {{dir: '{out}'}}\n", encoding="utf-8")
+    config = load_config(tmp / "shop.yaml")
+    DatasetBuild(config, lambda table_config: ThreadExecutor(table_config)).run()
+    return out
+
+
+def _failed(checks: list[TableCheck]) -> list[TableCheck]:
+    return [c for c in checks if not c.passed]
+
+
+def test_a_clean_build_passes_every_check(shop: Path) -> None:
+    checks = check_tables(shop)
+    assert not _failed(checks), _failed(checks)
+    kinds = {(c.table, c.column, c.name) for c in checks}
+    for expected in [
+        ("customers", "", "primary key"),
+        ("items", "", "primary key"),  # composite: (order_id, line)
+        ("orders", "previous_order", "self reference"),
+        ("orders", "customer_id", "foreign key"),
+        ("items", "product_id", "foreign key"),
+        ("orders", "customer_id", "children per parent"),
+        ("orders", "customer_id", "mean children"),
+        ("items", "", "rows"),
+        ("orders", "total", "aggregate"),  # 0 without items
+        ("orders", "most_units", "aggregate"),  # null without items
+        ("orders", "ordered_at", "relation"),  # reads customers.signup_date through the parent
+        ("items", "tier", "relation"),  # reads customers.tier through orders
+        ("orders", "", "constraint"),
+    ]:
+        assert expected in kinds, expected
+    # Per `by` value: gold parents have their own mean.
+    means = [c.relation for c in checks if c.name == "mean children" and c.table == "orders"]
+    assert len(means) == 2 and any("gold" in m for m in means)
+
+
+def test_the_report_command_writes_html_for_a_multi_table_output(shop: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(shop)])
+    assert result.exit_code == 0, result.output
+    html = (shop / "report.html").read_text(encoding="utf-8")
+    for text in ("customers", "orders", "items", "products", "children per parent", "FAIL"):
+        assert (text in html) == (text != "FAIL"), text
+
+
+Rows = list[dict[str, Any]]
+
+
+def _corrupt(shop: Path, tmp: Path, table: str, edit: Callable[[Rows], Rows]) -> Path:
+    """A copy of the output whose `table` holds `edit`ed rows."""
+    copy = tmp / "copy"
+    shutil.copytree(shop, copy, symlinks=True)
+    folder = (copy / ".current" / table).resolve()
+    parts = sorted(folder.glob("part-*.parquet"))
+    data = pa.concat_tables(pq.read_table(p) for p in parts)
+    for part in parts:
+        part.unlink()
+    rows = edit(data.to_pylist())
+    pq.write_table(pa.Table.from_pylist(rows, schema=data.schema), parts[0])
+    return copy
+
+
+def _set(index: int, column: str, value: Callable[[Rows], Any]) -> Callable[[Rows], Rows]:
+    def edit(rows: Rows) -> Rows:
+        rows[index][column] = value(rows)
+        return rows
+
+    return edit
+
+
+def _more_children(rows: Rows) -> Rows:
+    """Five more items for the first order: 5 to 8 in all, above max 4."""
+    line = max(r["line"] for r in rows)
+    extra = [{**rows[0], "line": line + i + 1} for i in range(5)]
+    return rows + extra
+
+
+CORRUPTIONS = {
+    "orphan foreign key": (
+        "orders",
+        _set(0, "customer_id", lambda rows: 10**6),
+        {("orders", "customer_id", "foreign key")},
+    ),
+    "orphan self reference": (
+        "orders",
+        _set(5, "previous_order", lambda rows: "not-an-order"),
+        {("orders", "previous_order", "self reference")},
+    ),
+    "duplicate key": (
+        "customers",
+        _set(1, "customer_id", lambda rows: rows[2]["customer_id"]),
+        {("customers", "", "primary key")},
+    ),
+    "null in a composite key": (
+        "items",
+        _set(0, "line", lambda rows: None),
+        {("items", "", "primary key")},
+    ),
+    "children above max": (
+        "items",
+        _more_children,
+        {("items", "order_id", "children per parent"), ("items", "", "rows")},
+    ),
+    "wrong aggregate": (
+        "orders",
+        _set(3, "total", lambda rows: rows[3]["total"] + 1),
+        {("orders", "total", "aggregate")},
+    ),
+    "wrong related value": (
+        "items",
+        _set(0, "tier", lambda rows: "platinum"),
+        {("items", "tier", "relation")},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_corrupted_data_fails_its_check(shop: Path, tmp_path: Path, case: str) -> None:
+    table, edit, expected = CORRUPTIONS[case]
+    checks = check_tables(_corrupt(shop, tmp_path, table, edit))
+    failed = {(c.table, c.column, c.name) for c in _failed(checks)}
+    assert expected <= failed, _failed(checks)
+    assert all(c.failed >= 1 for c in _failed(checks))
+
+
+def test_an_order_before_its_customer_signed_up_breaks_the_offset_and_the_constraint(
+    shop: Path, tmp_path: Path
+) -> None:
+    edit = _set(0, "ordered_at", lambda rows: rows[0]["ordered_at"].replace(year=2000))
+    checks = check_tables(_corrupt(shop, tmp_path, "orders", edit))
+    failed = {(c.table, c.name): c for c in _failed(checks)}
+    assert failed[("orders", "constraint")].failed == 1
+    assert failed[("orders", "relation")].failed == 1
+
+
+def test_an_orphan_is_counted_and_shown_in_the_report(shop: Path, tmp_path: Path) -> None:
+    copy = _corrupt(shop, tmp_path, "items", _set(0, "product_id", lambda rows: -7))
+    orphan = next(
+        c for c in check_tables(copy) if c.column == "product_id" and c.name == "foreign key"
+    )
+    assert orphan.failed == 1 and orphan.observed.startswith("1 of 4,000")
+    assert CliRunner().invoke(app, ["report", str(copy)]).exit_code == 0
+    assert "FAIL" in (copy / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("distribution", "mean", "low", "high", "expected"),
+    [
+        ("poisson", 2.0, 1, None, 2.0 + 2.718281828**-2),  # zeros lifted to 1
+        ("poisson", 3.0, 0, None, 3.0),
+        ("uniform", 2.5, 1, 4, 2.5),
+        ("fixed", 3.0, 3, 3, 3.0),
+    ],
+)
+def test_the_expected_mean_of_a_clipped_count(
+    distribution: str, mean: float, low: int, high: int | None, expected: float
+) -> None:
+    assert count_moments(distribution, mean, low, high)[0] == pytest.approx(expected, abs=1e-6)
