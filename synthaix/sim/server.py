@@ -1,9 +1,11 @@
 """An OpenAI-compatible HTTP server that answers with schema-valid rows, and misbehaves on request.
 
 Endpoints: POST /v1/chat/completions (response_format json_schema / json_object, tools, or
-plain), POST /v1/embeddings, GET /v1/models; GET /sim/stats and POST /sim/reset for tests and
-benchmarks. It serves the test suite, the benchmarks, and users who want to try the LLM path
-without a key. Standard library only: one thread per connection, latency by sleeping.
+plain), POST /v1/embeddings, GET /v1/models; GET /sim/stats, GET /sim/requests (with `record`)
+and POST /sim/reset for tests and benchmarks. A request for a dataset design (`translate`) gets
+a plausible one (synthaix.sim.design). It serves the test suite, the benchmarks, and users who
+want to try the LLM path without a key. Standard library only: one thread per connection,
+latency by sleeping.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from synthaix.sim.design import design, is_design_request
 from synthaix.sim.faults import FaultRates, spoil_rows, spoil_text
 from synthaix.sim.values import fake_value
 
@@ -45,6 +48,7 @@ class SimConfig:
     formats: tuple[str, ...] = ("json_schema", "json_object", "tools")  # structured outputs served
     seed: int = 0
     retry_after_ms: int = 200
+    record: bool = False  # keep every chat request and the answer text, for tests to inspect
 
 
 class _State:
@@ -60,6 +64,7 @@ class _State:
             self.in_flight = 0
             self.peak_in_flight = 0
             self.window: deque[tuple[float, int]] = deque()
+            self.log: list[dict[str, Any]] = []
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
@@ -91,6 +96,17 @@ class _State:
                 return max(0.05, self.window[0][0] + 60 - now) if self.window else 1.0
             self.window.append((now, tokens))
             return None
+
+    def record(self, body: dict[str, Any], answer: str) -> None:
+        if self.config.record:
+            with self.lock:
+                self.log.append({"request": body, "answer": answer})
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The answered chat requests (with `record`), in the order answered: `request` (the
+        JSON body) and `answer` (the text sent back, as content or tool-call arguments)."""
+        with self.lock:
+            return list(self.log)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -139,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.rstrip("/")
         if path == "/sim/stats":
             self._json(200, self.server.state.stats())
+        elif path == "/sim/requests":
+            self._json(200, self.server.state.requests())
         elif not path.endswith("/models"):
             self._error(404, f"no route {self.path}", "not_found")
         elif self._authorised():
@@ -202,12 +220,17 @@ class _Handler(BaseHTTPRequestHandler):
                 faults.append("slow")
                 delay *= 3
             state.count(*faults, "200")
+            state.record(body, text)
             time.sleep(delay)
             self._json(200, _completion(body, text, finish, prompt_tokens, completion_tokens))
 
     def _answer(self, body: dict[str, Any], rng: random.Random) -> tuple[str, str, list[str]]:
         faults = self.server.state.config.faults
-        payload = _payload(_requested_schema(body), _inputs(body.get("messages", [])), rng)
+        schema, messages = _requested_schema(body), body.get("messages", [])
+        if is_design_request(schema):
+            payload = design(schema, _last_user(messages), rng)  # type: ignore[arg-type]
+        else:
+            payload = _payload(schema, _inputs(messages), rng)
         applied = []
         if isinstance(payload, dict) and isinstance(payload.get("rows"), list):
             applied += spoil_rows(payload["rows"], faults, rng)
@@ -279,6 +302,11 @@ def _requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     # json_object or plain: the schema is in the prompt
     blocks = (b for m in body.get("messages", []) for b in _fenced_json(m))
     return next((b for b in blocks if isinstance(b, dict) and "properties" in b), None)
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    return str(last.get("content") or "")
 
 
 def _inputs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,158 @@
+"""`translate` for several tables: plain words that name related things become a multi-table
+config over real HTTP against the simulator; one thing stays a single table; a clumsy answer
+is repaired into a valid graph of tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+from llm_helpers import simulator
+
+from synthaix.build.executor import ThreadExecutor
+from synthaix.columns.llm import LlmColumn
+from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.config import DatasetConfig, parse_any_config
+from synthaix.llm.provider import ProviderConfig
+from synthaix.llm.translate import _repair_tables, to_yaml, translate
+from synthaix.relational.build import DatasetBuild
+from synthaix.relational.config import RelationalConfig
+
+SHOP = "An online shop with customers, orders, order items and product reviews"
+
+
+def _reference(config: RelationalConfig, table: str, target: str) -> ReferenceColumn:
+    columns = config.table(table).columns
+    return next(c for c in columns if isinstance(c, ReferenceColumn) and c.table == target)
+
+
+def test_a_shop_becomes_related_tables_that_build(tmp_path: Path) -> None:
+    with simulator(seed=2) as sim:
+        provider = ProviderConfig(base_url=sim.url, model="sim-small")
+        config, notes = translate(SHOP, provider, rows=100, name="shop")
+        assert isinstance(config, RelationalConfig)
+        text = to_yaml(config, notes)
+        again = parse_any_config(yaml.safe_load(text))  # the file says what was validated
+        assert again.model_dump(exclude={"output"}) == config.model_dump(exclude={"output"})
+
+        tables = {t.name: t for t in config.tables}
+        assert set(tables) == {"customers", "products", "orders", "items", "reviews"}
+        assert (tables["orders"].parent, tables["items"].parent) == ("customers", "orders")
+        assert tables["customers"].rows == 100 and tables["products"].rows == 50  # a catalogue
+        assert tables["orders"].count is not None and tables["orders"].count.by == "tier"
+        assert _reference(config, "items", "products").weights.zipf > 0  # type: ignore[union-attr]
+        total = next(c for c in tables["orders"].columns if isinstance(c, AggregateColumn))
+        assert total.of == "items"
+        review = next(c for c in tables["reviews"].columns if isinstance(c, LlmColumn))
+        assert {"products.name", "customers.tier"} <= review.references()
+        assert "tables:\n  - name: customers" in text and "parent: orders" in text
+
+        out = tmp_path / "out"
+        built = RelationalConfig.model_validate(
+            {**config.model_dump(mode="python", by_alias=True), "output": {"dir": out}}
+        )
+        manifest = DatasetBuild(built, lambda tc: ThreadExecutor(tc)).run()
+    assert all(manifest.rows[t] > 0 for t in ("customers", "products", "orders", "items"))
+    with duckdb.connect(str(out / "shop.duckdb"), read_only=True) as con:
+        (wrong,) = con.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM orders o LEFT JOIN (SELECT order_id, sum(quantity * "
+            "unit_price) AS s FROM items GROUP BY order_id) i USING (order_id) "
+            "WHERE o.total <> coalesce(i.s, 0)"
+        ).fetchone()
+    assert wrong == 0
+
+
+def test_one_thing_with_fields_stays_a_single_table() -> None:
+    with simulator(seed=5) as sim:
+        provider = ProviderConfig(base_url=sim.url, model="sim-small")
+        config, notes = translate("Customers with name, email, age and a short review", provider)
+    assert isinstance(config, DatasetConfig)
+    text = to_yaml(config, notes)
+    assert "\ncolumns:\n" in text and "tables:" not in text
+    assert isinstance(parse_any_config(yaml.safe_load(text)), DatasetConfig)
+
+
+def _answer() -> dict[str, Any]:
+    """What a clumsy model might say: singular names, no keys, a missing parent link, a
+    reference without a column, lookups into unknown tables and round in a circle."""
+    ref = {"type": "reference"}
+    return {
+        "name": "Shop",
+        "tables": [
+            {
+                "name": "Customer",
+                "rows": None,
+                "columns": [
+                    {"name": "full name", "type": "person.full_name"},
+                    {"name": "tier", "type": "category", "values": ["basic", "gold"]},
+                    {"name": "last_order_id", **ref, "to": "orders.order_id"},  # a cycle
+                ],
+                "constraints": [],
+            },
+            {
+                "name": "orders",
+                "parent": "customer",
+                "count_mean": None,
+                "count_by": "tier",
+                "count_params": [{"value": "gold", "mean": 5}],
+                "columns": [
+                    {"name": "order_id", "type": "uuid"},
+                    {"name": "placed", "type": "date", "start": "2024-01-01", "end": "2024-12-31"},
+                    {"name": "warehouse_id", **ref, "to": "warehouses.id"},  # no such table
+                    {"name": "total", "type": "aggregate", "of": "payments", "expr": "count(*)"},
+                    {"name": "note", "type": "llm", "prompt": "For a {{ customers.tier }} buyer"},
+                    {"name": "ship_fee", "type": "sql", "expr": "warehouses.fee * 2"},
+                ],
+                "constraints": ["placed >= DATE '2024-01-01'", "nope > 1"],
+            },
+            {
+                "name": "products",
+                "rows": 20,
+                "columns": [{"name": "title", "type": "llm", "prompt": "A product title"}],
+            },
+            {
+                "name": "lines",
+                "parent": "orders",
+                "count_mean": 2,
+                "columns": [
+                    {"name": "product", **ref, "to": "product", "zipf": 1.2},
+                    {"name": "qty", "type": "integer", "min": 1, "max": 4},
+                ],
+            },
+            {"name": "a", "parent": "b", "rows": 5, "columns": [{"name": "x", "type": "uuid"}]},
+            {"name": "b", "parent": "a", "rows": 5, "columns": [{"name": "y", "type": "uuid"}]},
+        ],
+    }
+
+
+def test_a_clumsy_answer_is_repaired_into_valid_tables() -> None:
+    answer = _answer()
+    config, notes = _repair_tables(answer, answer["tables"], "a shop", ProviderConfig(), 100, None)
+    tables = {t.name: t for t in config.tables}
+    assert config.name == "shop"
+    customers, orders, lines = tables["customer"], tables["orders"], tables["lines"]
+    assert customers.primary_key == ["customer_id"] and customers.rows == 100
+    assert orders.parent == "customer" and orders.parent_link() is not None
+    assert orders.count is not None and orders.count.mean == 3 and orders.count.by == "tier"
+    assert orders.primary_key == ["order_id"]
+    names = [c.name for c in orders.columns]
+    assert "warehouse_id" not in names and "total" not in names and "ship_fee" in names
+    note = next(c for c in orders.columns if c.name == "note")
+    assert note.prompt == "For a {{ customer.tier }} buyer"  # type: ignore[union-attr]
+    assert [c.check for c in orders.constraints] == ["placed >= DATE '2024-01-01'"]
+    assert "last_order_id" not in [c.name for c in customers.columns]  # broke the cycle
+    product = next(r for _, r in lines.references() if r.table == "products")
+    assert product.to == "products.product_id" and product.weights.zipf == 1.2  # type: ignore[union-attr]
+    assert tables["products"].rows == 20  # only looked up: keeps its size
+    assert [tables["a"].parent, tables["b"].parent].count(None) >= 1  # no circle of parents
+    joined = "\n".join(notes)
+    for expected in ("added the key customer_id", "warehouse_id: dropped", "total: dropped"):
+        assert expected in joined, joined
+    assert "orders: constraint 'nope > 1' dropped" in joined
+    text = to_yaml(config, notes)
+    assert text.count("# repaired:") == len(notes)
+    assert parse_any_config(yaml.safe_load(text)).model_dump(exclude={"output"}) == (
+        config.model_dump(exclude={"output"})
+    )
