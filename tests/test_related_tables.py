@@ -5,6 +5,7 @@ querying the output (DuckDB and Parquet), not by trusting the generator."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -453,3 +454,38 @@ def test_a_root_table_looks_up_and_grandchildren_read_through_two_tables(tmp_pat
     db = tmp_path / "out" / "chain.duckdb"
     assert query(db, wrong) == [(0,)]
     assert query(db, "SELECT count(DISTINCT region_id) FROM customers") == [(5,)]
+
+
+def test_preview_shows_every_table_as_the_build_makes_it(tmp_path: Path) -> None:
+    path = write_shop(tmp_path, customers=50, out="never")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "synthaix.cli",
+            "preview",
+            str(path),
+            "--rows",
+            "4",
+            "--format",
+            "jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    sections: dict[str, list[dict]] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("# "):
+            current = sections.setdefault(line[2:], [])
+        else:
+            current.append(json.loads(line))
+    assert list(sections) == ["customers", "products", "orders", "items"]
+    assert all(len(rows) == 4 for rows in sections.values())
+    built = build(load_config(path))
+    customers = pq.read_table(tmp_path / "never" / "data" / "customers").slice(0, 4)
+    assert [r["name"] for r in sections["customers"]] == customers["name"].to_pylist()
+    assert built.rows["customers"] == 50
+    assert {r["customer_id"] for r in sections["orders"]} <= {1, 2, 3, 4}

@@ -128,17 +128,29 @@ def preview(
     try:
         dataset = load_config(config)
         if _is_tables(dataset):
-            raise SynthaixError(
-                f"{config} has several tables; preview shows the rows of one",
-                hint="build a small copy instead: synthaix build CONFIG --rows 20 --out /tmp/x "
-                "(--rows sizes the tables without a parent)",
+            from synthaix.relational.preview import preview_tables
+
+            dataset = dataset.with_overrides(seed=seed)
+            configs = [dataset.plan(name).config for name in dataset.order]
+            with_llm = [c for c in configs if any(isinstance(x, LlmColumn) for x in c.columns)]
+            tables = preview_tables(
+                dataset, rows, llm=bool(with_llm) and _llm_reachable(with_llm[0])
             )
-        dataset = dataset.with_overrides(rows=rows, seed=seed)
-        table = preview_rows(dataset, llm=_llm_reachable(dataset))
+        else:
+            dataset = dataset.with_overrides(rows=rows, seed=seed)
+            tables = {dataset.name: preview_rows(dataset, llm=_llm_reachable(dataset))}
     except Exception as exc:
         _fail(exc, debug)
+    for name, table in tables.items():
+        _show_rows(dataset, name, table, fmt, several=len(tables) > 1)
+
+
+def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool) -> None:
+    if several and fmt != "table":
+        sys.stdout.write(f"# {name}\n")
     if fmt == "table":
-        view = Table(title=f"{dataset.name}: first {table.num_rows} rows (seed {dataset.seed})")
+        name = f"{dataset.name}.{name}" if several else name
+        view = Table(title=f"{name}: first {table.num_rows} rows (seed {dataset.seed})")
         for field in table.schema:
             view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
         for row in table.to_pylist():
