@@ -51,9 +51,13 @@ def generation_hash(config: DatasetConfig) -> str:
 
 
 class ChunkLedger:
-    def __init__(self, output_dir: Path, config_hash: str, first_row: int) -> None:
+    def __init__(
+        self, output_dir: Path, config_hash: str, first_row: int, table: str | None = None
+    ) -> None:
+        """`table`: a table of a multi-table dataset keeps its ledgers apart from the other
+        tables' (each removes only its own stale ledgers)."""
         digest = hashlib.sha256(f"{config_hash}\0{first_row}".encode()).hexdigest()[:16]
-        self.root = output_dir / ".ledger"
+        self.root = output_dir / ".ledger" if table is None else output_dir / ".ledger" / table
         self.dir = self.root / digest
 
     def open(self) -> int:
@@ -94,3 +98,5 @@ class ChunkLedger:
         remove_our_files(self.dir, _CHUNK_FILE)
         with contextlib.suppress(OSError):
             self.root.rmdir()  # only when no other ledger (or file of the user's) is left
+            if self.root.name != ".ledger":
+                self.root.parent.rmdir()

@@ -282,7 +282,8 @@ class Build:
             return None
         relations = config._relations
         salt = relations.fingerprint if relations is not None else ""  # the related rows
-        ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row)
+        table = config.name if config._in_tables else None
+        ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row, table)
         ledger.open()
         return ledger
 

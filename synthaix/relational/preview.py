@@ -2,8 +2,8 @@
 
 The tables are built into a temporary folder, read back, and the folder removed: nothing is
 written where the config points. Each root table makes its whole first chunk (at least the
-rows asked for), so values drawn per chunk match the build's; children come from their counts. LLM columns stay empty when no provider can be used, as in a single-table
-preview.
+rows asked for), so values drawn per chunk match the build's; children come from their
+counts. LLM columns stay empty when no provider can be used, as in a single-table preview.
 """
 
 from __future__ import annotations
