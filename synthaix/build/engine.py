@@ -107,7 +107,9 @@ class Build:
                 generated = time.perf_counter()
                 seconds = {"prepare": prepared - started, "generate": generated - prepared}
                 manifest = self._manifest(writer, assembler, planner, dedupe, table, seconds)
-                steps.run("publish-dataset", writer.commit, manifest)
+                steps.run(
+                    "publish-dataset" if self.publish else "stage-table", writer.commit, manifest
+                )
             except BaseException:
                 dedupe.abort()
                 raise

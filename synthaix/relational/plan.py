@@ -103,19 +103,30 @@ class ChildPlanner:
         """Which of these rows (in order) fit their parent's count."""
         if len(parents) == 0:
             return np.zeros(0, bool)
-        order = np.argsort(parents, kind="stable")
-        ranked = parents[order]
+        # First-round rows come in parent order: rank within runs, no sort needed.
+        ordered = bool(np.all(parents[1:] >= parents[:-1]))
+        order = None if ordered else np.argsort(parents, kind="stable")
+        ranked = parents if order is None else parents[order]
         starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-        rank = np.empty(len(parents), np.int64)
-        rank[order] = np.arange(len(parents)) - np.repeat(
-            starts, np.diff(np.r_[starts, len(order)])
-        )
+        sizes = np.diff(np.r_[starts, len(parents)])
+        within = np.arange(len(parents)) - np.repeat(starts, sizes)
+        rank = within
+        if order is not None:
+            rank = np.empty(len(parents), np.int64)
+            rank[order] = within
         keep = self.pending[parents] + rank < self.want[parents]
-        np.add.at(self.pending, parents[keep], 1)
+        if ordered and keep.all():  # the usual case: count per run, not per row
+            self.pending[ranked[starts]] += sizes
+        else:
+            np.add.at(self.pending, parents[keep], 1)
         return keep
 
     def delivered(self, parents: np.ndarray) -> None:
-        np.add.at(self.have, parents, 1)
+        if len(parents) and bool(np.all(parents[1:] >= parents[:-1])):
+            starts = np.flatnonzero(np.r_[True, parents[1:] != parents[:-1]])
+            self.have[parents[starts]] += np.diff(np.r_[starts, len(parents)])
+        else:
+            np.add.at(self.have, parents, 1)
 
     # -- rounds -------------------------------------------------------------------------------
     def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
