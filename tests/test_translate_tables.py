@@ -156,3 +156,31 @@ def test_a_clumsy_answer_is_repaired_into_valid_tables() -> None:
     assert parse_any_config(yaml.safe_load(text)).model_dump(exclude={"output"}) == (
         config.model_dump(exclude={"output"})
     )
+
+
+def test_alike_names_an_unusable_key_and_an_emptied_table() -> None:
+    ref = {"type": "reference"}
+    answer = {
+        "name": "x",
+        "tables": [
+            {
+                "name": "order",  # listed before `orders`: each name still means its own table
+                "rows": 10,
+                "columns": [
+                    {"name": "id", "type": "sequence", "primary_key": True, "step": "one"},
+                    {"name": "code", "type": "uuid"},
+                ],
+            },
+            {"name": "orders", "parent": "order", "columns": [{"name": "o", **ref, "to": "order"}]},
+            {"name": "lines", "parent": "orders", "columns": [{"name": "q", "type": "uuid"}]},
+            {"name": "ghost", "rows": 5, "columns": [{"name": "w", **ref, "to": "warehouses.id"}]},
+        ],
+    }
+    config, notes = _repair_tables(answer, answer["tables"], "x", ProviderConfig(), 20, None)
+    tables = {t.name: t for t in config.tables}
+    assert tables["order"].primary_key == ["code"]  # `id` became an llm column: no key
+    link = tables["orders"].parent_link()
+    assert link is not None and link.to == "order.code"
+    assert tables["lines"].parent == "orders" and tables["lines"].parent_link() is not None
+    assert [c.name for c in tables["ghost"].columns] == ["ghost_id"]
+    assert any("ghost.w: dropped" in note for note in notes), notes

@@ -376,6 +376,8 @@ def _repair_tables(
             _column(c["name"], c, notes, f"{label}.{c['name']}") for c in table["columns"]
         ]
         _size(table, raw, tables, by_name, rows, notes)
+        if not table["columns"]:  # every column referred to nothing: the key at least
+            _key(table, notes)
     data = {
         "name": name or _identifier(str(payload.get("name") or ""), "dataset", set()),
         "description": description.strip(),
@@ -384,8 +386,8 @@ def _repair_tables(
         "tables": [{k: v for k, v in t.items() if v is not None} for t in tables],
         "provider": provider.model_dump(exclude_defaults=True),
     }
-    passes = 3 * sum(len(t["columns"]) for t in tables) + len(tables) + 1
-    for _ in range(passes):
+    problems = sum(3 * len(t["columns"]) + len(t["constraints"]) + 1 for t in tables)
+    for _ in range(problems + 1):  # each pass fixes one, as for a single table
         try:
             return parse_any_config(data), notes
         except ConfigError as exc:
@@ -414,9 +416,9 @@ def _respell(column: dict[str, Any], find: Callable[[Any], str | None], aliases:
 def _table_finder(names: list[str]) -> Callable[[Any], str | None]:
     """The table a name in the answer means: exact, or the singular/plural of a table's name
     (a model writes `to: customer.id` as readily as `customers.id`)."""
-    spellings = {}
+    spellings = {name: name for name in names}  # a table's own name first: `order` and `orders`
     for name in names:
-        for spelling in (name, _singular(name), f"{name}s"):
+        for spelling in (_singular(name), f"{name}s"):
             spellings.setdefault(spelling, name)
 
     def find(text: Any) -> str | None:
@@ -449,8 +451,8 @@ def _key(table: dict[str, Any], notes: list[str]) -> str:
     sequence or uuid column (marked now), else a new sequence column."""
     columns = table["columns"]
     marked = [c for c in columns if c.get("primary_key")]
-    ids = [c for c in columns if c.get("type") in ("sequence", "uuid")]
-    if len(marked) == 1:
+    ids = [c for c in columns if c.get("type") in ("sequence", "uuid") and _usable(c)]
+    if len(marked) == 1 and _usable(marked[0]):
         return marked[0]["name"]
     chosen = next((c for c in marked if c in ids), None) or (ids[0] if ids else None)
     if chosen is None:
@@ -463,6 +465,13 @@ def _key(table: dict[str, Any], notes: list[str]) -> str:
         column["primary_key"] = False
     chosen["primary_key"] = True
     return str(chosen["name"])
+
+
+def _usable(column: dict[str, Any]) -> bool:
+    """Whether the column keeps its own type (a key written by the LLM instead is no key)."""
+    said: list[str] = []
+    _column(column["name"], column, said)
+    return not said
 
 
 def _references(table: dict[str, Any], keys: dict[str, str], notes: list[str]) -> None:
@@ -626,7 +635,7 @@ def _replace_column(table: dict[str, Any], problem: str, notes: list[str]) -> bo
     if not at or int(at[1]) >= len(table["columns"]):
         return False
     column = table["columns"][int(at[1])]
-    if column["type"] in _LATE or column.get("primary_key"):
+    if (column["type"] in _LATE or column.get("primary_key")) and len(table["columns"]) > 1:
         table["columns"].remove(column)
         notes.append(f"{column['name']}: dropped ({at[2]})")
     else:
