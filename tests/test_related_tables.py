@@ -489,3 +489,59 @@ def test_preview_shows_every_table_as_the_build_makes_it(tmp_path: Path) -> None
     assert [r["name"] for r in sections["customers"]] == customers["name"].to_pylist()
     assert built.rows["customers"] == 50
     assert {r["customer_id"] for r in sections["orders"]} <= {1, 2, 3, 4}
+
+
+def test_a_null_lookup_reads_no_row_and_a_decimal_aggregate_takes_its_default(
+    tmp_path: Path,
+) -> None:
+    text = (
+        SHOP.replace(
+            "weights: {{zipf: 1.1}}}}",
+            "weights: {{zipf: 1.1}}, nullable: 0.3}}",
+        )
+        .replace(
+            'expr: "round(sum(qty * unit_price), 2)", default: 0',
+            'expr: "sum(qty * unit_price)", as: "decimal(12,2)", default: 0',
+        )
+        .replace(
+            "count: {{distribution: poisson, mean: 2, min: 1, max: 6}}",
+            "count: {{distribution: poisson, mean: 1, max: 6}}",
+        )
+        .format(customers=300, chunk=500, out=tmp_path / "out")
+    )
+    path = tmp_path / "shop.yaml"
+    path.write_text(text)
+    build(load_config(path))
+    db = tmp_path / "out" / "shop.duckdb"
+    nulls = query(
+        db,
+        "SELECT count(*), count(*) FILTER (WHERE unit_price IS NOT NULL OR note LIKE '% %_') FROM items WHERE product_id IS NULL",
+    )
+    assert nulls[0][0] > 50 and nulls[0][1] == 0  # no price, no category of a row not looked up
+    assert query(db, "SELECT typeof(total) FROM orders LIMIT 1") == [("DECIMAL(12,2)",)]
+    childless = "SELECT count(*), count(*) FILTER (WHERE total = 0) FROM orders WHERE order_id NOT IN (SELECT order_id FROM items)"
+    empty, zero = query(db, childless)[0]
+    assert empty > 0 and zero == empty
+
+
+def test_a_nullable_parent_link_and_a_count_by_a_grandparent_column_are_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shop.yaml"
+    base = SHOP.format(customers=10, chunk=100, out=tmp_path / "x")
+    path.write_text(
+        base.replace(
+            "{name: order_id, type: reference, to: orders.order_id}",
+            "{name: order_id, type: reference, to: orders.order_id, nullable: 0.1}",
+        )
+    )
+    with pytest.raises(ConfigError, match="link to the parent is never null"):
+        load_config(path)
+    path.write_text(
+        base.replace(
+            "count: {distribution: poisson, mean: 2, min: 1, max: 6}",
+            "count: {distribution: poisson, mean: 2, by: customers.tier, params: {gold: {mean: 3}}}",
+        )
+    )
+    with pytest.raises(ConfigError, match=r"'customers\.tier' is not a column of orders"):
+        load_config(path)

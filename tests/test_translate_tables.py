@@ -184,3 +184,19 @@ def test_alike_names_an_unusable_key_and_an_emptied_table() -> None:
     assert tables["lines"].parent == "orders" and tables["lines"].parent_link() is not None
     assert [c.name for c in tables["ghost"].columns] == ["ghost_id"]
     assert any("ghost.w: dropped" in note for note in notes), notes
+
+
+def test_the_translate_command_writes_a_tables_config(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from synthaix.cli import app
+
+    target = tmp_path / "shop.yaml"
+    with simulator(seed=2) as sim:
+        result = CliRunner().invoke(
+            app,
+            ["translate", SHOP, "-o", str(target), "--base-url", sim.url, "--model", "sim-small"],
+        )
+    assert result.exit_code == 0, result.output
+    assert "tables" in result.output and target.is_file()
+    assert isinstance(parse_any_config(yaml.safe_load(target.read_text())), RelationalConfig)

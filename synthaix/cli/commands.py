@@ -225,7 +225,11 @@ def translate(
         write_text_atomic(output, to_yaml(config, notes))
     except Exception as exc:
         _fail(exc, debug)
-    out.print(f"[green]wrote[/] {output}: {len(config.columns)} columns")
+    if _is_tables(config):
+        columns = sum(len(t.columns) for t in config.tables)
+        out.print(f"[green]wrote[/] {output}: {len(config.tables)} tables, {columns} columns")
+    else:
+        out.print(f"[green]wrote[/] {output}: {len(config.columns)} columns")
     for note in notes:
         out.print(f"  repaired: {note}")
     out.print(f"next: synthaix validate {output} && synthaix build {output}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,9 @@ class DatasetBuild:
                 map_path = str(path)
             stored = Stored(tuple(str(p) for p in target.all_parts), tuple(sorted(columns)))
             offset = target.existing.rows if alias.kind == "parent" else 0
+            nullable = 0.0
+            if alias.kind == "lookup":
+                nullable = next(c for c in plan.config.columns if c.name == alias.column).nullable
             aliases.append(
                 RelatedRows(
                     alias.name,
@@ -205,6 +209,7 @@ class DatasetBuild:
                     alias.via,
                     map_path,
                     offset,
+                    nullable,
                 )
             )
         siblings = tuple(
@@ -347,7 +352,10 @@ def _aggregate(
     found = pc.index_in(keys, value_set=grouped.column(0).combine_chunks())
     value = grouped.column(1).combine_chunks().take(found)
     if column.default is not None:
-        value = pc.fill_null(value, pa.scalar(column.default).cast(value.type))
+        default = column.default
+        if pa.types.is_decimal(value.type) and not isinstance(default, str | bool):
+            default = Decimal(str(default))  # an int64 cannot always cast to decimal(p, s)
+        value = pc.fill_null(value, pa.scalar(default, value.type))
     return value.cast(column.arrow_type())
 
 

@@ -327,7 +327,28 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                 problems.append(
                     (("tables", i, "parent"), _unknown("table", table.parent, list(specs)))
                 )
-            elif table.parent_link() is None:
+            elif (link := table.parent_link()) is not None and link.nullable:
+                j = table.columns.index(link)
+                problems.append(
+                    (
+                        ("tables", i, "columns", j, "nullable"),
+                        f"every {table.name} row has its {table.parent} row: the link to the "
+                        "parent is never null (drop nullable; a lookup may be null)",
+                    )
+                )
+            elif table.count is not None and table.count.by is not None and (
+                table.count.by.removeprefix(f"{table.parent}.")
+                not in [c.name for c in specs[table.parent].columns if not c.is_late]
+            ):
+                names = [c.name for c in specs[table.parent].columns if not c.is_late]
+                problems.append(
+                    (
+                        ("tables", i, "count", "by"),
+                        f"'{table.count.by}' is not a column of {table.parent}: count.by picks "
+                        f"counts by a column of the parent ({', '.join(names)})",
+                    )
+                )
+            if table.parent in specs and table.parent_link() is None:
                 key = specs[table.parent].primary_key
                 example = f"{table.parent}.{key[0] if key else '<key column>'}"
                 problems.append(

@@ -45,6 +45,7 @@ class RelatedRows:
     via: str | None = None  # through: the alias whose row points at this one
     map_path: str | None = None  # through: row of `via`'s table -> row of this table
     offset: int = 0  # parent: rows of older builds (a chunk numbers the new parents from 0)
+    nullable: float = 0.0  # lookup: the reference column's share of nulls (no row looked up)
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,18 @@ class TableRelations:
                 index[alias.name] = parents + alias.offset
             elif alias.kind == "lookup":
                 rng = column_rng(seed, first_row, alias.column)
-                index[alias.name] = _draw(alias, rng, rows)
+                drawn = _draw(alias, rng, rows)
+                if alias.nullable > 0:
+                    # The reference column's own null stream (see generate_chunk): a row
+                    # whose key is null reads no looked-up row either.
+                    nulls = column_rng(seed, first_row, f"{alias.column}\0nulls")
+                    drawn[nulls.random(rows) < alias.nullable] = -1
+                index[alias.name] = drawn
             else:
                 assert alias.via is not None and alias.map_path is not None
-                index[alias.name] = _map(alias.map_path)[index[alias.via]]
+                via = index[alias.via]
+                found = _map(alias.map_path)[np.maximum(via, 0)]
+                index[alias.name] = np.where(via >= 0, found, -1)
             table = alias.stored.load()
             rows_of = index[alias.name]
             take = pa.array(rows_of, pa.int64(), mask=rows_of < 0)  # -1: a null key
