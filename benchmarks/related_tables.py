@@ -1,9 +1,10 @@
 """Related tables at scale: 100,000 customers -> ~1,000,000 orders (poisson 10 each) ->
 ~3,000,000 items (poisson 3 each, a Zipf lookup into 1,000 products), samplers only, through
-the flow (each table a subflow run) on a temporary Prefect server. Prints rows/s of the flow
-body over all tables, with and without FOREIGN KEYs declared in DuckDB (which checks every
-child row on load), and the process's peak RSS. Targets: >= 150k rows/s, peak RSS < 2 GB.
-The anchor: SDV's HMA takes about 3 days per 1M rows (SDV issue #2110).
+the flow (each table a task run holding its chunk tasks) on a temporary Prefect server.
+Prints rows/s of the flow body over all tables, with and without FOREIGN KEYs declared in
+DuckDB (which checks every child row on load), and the process's peak RSS.
+Targets: >= 150k rows/s, peak RSS < 2 GB. The anchor: SDV's HMA takes about 3 days per 1M
+rows (SDV issue #2110).
 
     python benchmarks/related_tables.py [--customers 100000] [--workers 4]
 """

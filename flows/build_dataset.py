@@ -43,7 +43,8 @@ def build_dataset(
 ) -> Manifest | DatasetManifest:
     """Build a dataset from a YAML config file (`config_path`), an inline `config`, or plain
     words (`description`, translated by the LLM provider from $OPENAI_BASE_URL). A config
-    with `tables:` builds every table, each a subflow run, and returns the dataset manifest."""
+    with `tables:` builds every table, each a `build-table` task run holding its chunk tasks,
+    and returns the dataset manifest."""
     if description is not None and config is None and config_path is None:
         config, _ = translate_description(description, ProviderConfig(), rows or 1000)
     config = plan_build(config_path, config, rows, seed, out, mode, runner, preflight)

@@ -1,15 +1,18 @@
-"""A multi-table build inside the dataset flow run: each table is a subflow run of its own
-(`build-table`, named after the table) holding that table's mapped chunk tasks and steps; the
-late columns and the one publish of every table are task runs of the dataset's flow run."""
+"""A multi-table build inside the dataset flow run: each table is a `build-table` task run
+named after the table, whose chunk tasks and steps are its nested task runs (the UI draws them
+under it); the late columns and the one publish of every table follow as task runs.
+
+A task, not a subflow: four subflow runs cost ~4 s and slowed the task runs inside them
+(measured: a 4.1M-row, four-table build took 16.3 s with subflows, 9.6-10.8 s with tasks)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from prefect import flow
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.cache_policies import NO_CACHE
 
 from flows.executor import PrefectChunkExecutor, TaskSteps, _Call
 from synthaix.relational.build import DatasetBuild
@@ -17,12 +20,7 @@ from synthaix.relational.config import RelationalConfig
 from synthaix.relational.manifest import DatasetManifest, summary_markdown
 
 
-@flow(
-    name="build-table",
-    flow_run_name="{table}",
-    task_runner=ThreadPoolTaskRunner(max_workers=16),
-    validate_parameters=False,
-)
+@task(name="build-table", task_run_name="{table}", cache_policy=NO_CACHE)
 def build_table(table: str, call: _Call) -> Any:
     """One table of a multi-table dataset: its chunks, dedupe and parts (staged only)."""
     return call.fn(*call.args)

@@ -48,7 +48,7 @@ Executors = Callable[[DatasetConfig], ChunkExecutor]
 
 class DatasetBuild:
     """One build of a multi-table `config`. `executors(table_config)` gives each table its
-    chunk executor; `table_step(name)` wraps each table's build (a Prefect subflow run)."""
+    chunk executor; `table_step(name)` wraps each table's build (a Prefect task run)."""
 
     def __init__(
         self,

@@ -336,9 +336,13 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                         "parent is never null (drop nullable; a lookup may be null)",
                     )
                 )
-            elif table.count is not None and table.count.by is not None and (
-                table.count.by.removeprefix(f"{table.parent}.")
-                not in [c.name for c in specs[table.parent].columns if not c.is_late]
+            elif (
+                table.count is not None
+                and table.count.by is not None
+                and (
+                    table.count.by.removeprefix(f"{table.parent}.")
+                    not in [c.name for c in specs[table.parent].columns if not c.is_late]
+                )
             ):
                 names = [c.name for c in specs[table.parent].columns if not c.is_late]
                 problems.append(
