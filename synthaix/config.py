@@ -100,7 +100,24 @@ class RunnerConfig(StrictModel):
     )
 
 
-class DatasetConfig(StrictModel):
+class OutputPaths:
+    """Where a dataset's outputs go (a single-table or a multi-table config)."""
+
+    name: str
+    output: OutputConfig
+
+    @property
+    def output_dir(self) -> Path:
+        folder = self.output.dir
+        return folder.expanduser() if folder is not None else Path("out") / self.name
+
+    @property
+    def duckdb_path(self) -> Path:
+        path = self.output.duckdb
+        return path.expanduser() if path is not None else self.output_dir / f"{self.name}.duckdb"
+
+
+class DatasetConfig(OutputPaths, StrictModel):
     """A dataset to build: its columns, size, seed and outputs."""
 
     name: str = Field(pattern=IDENTIFIER, description="Dataset name; also the default table name.")
@@ -161,16 +178,6 @@ class DatasetConfig(StrictModel):
         if problems:
             raise CrossFieldError(problems)
         return self
-
-    @property
-    def output_dir(self) -> Path:
-        folder = self.output.dir
-        return folder.expanduser() if folder is not None else Path("out") / self.name
-
-    @property
-    def duckdb_path(self) -> Path:
-        path = self.output.duckdb
-        return path.expanduser() if path is not None else self.output_dir / f"{self.name}.duckdb"
 
     @property
     def table(self) -> str:

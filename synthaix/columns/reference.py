@@ -14,13 +14,14 @@ once the table, or its children, are complete. Nothing can read a late column.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import pyarrow as pa
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthaix.columns.base import IDENTIFIER, ChunkContext, Column, StrictModel
-from synthaix.sqlexpr import ExpressionError, sql_type
+from synthaix.columns.sql import checked_type
+from synthaix.sqlexpr import sql_type
 
 _TARGET = IDENTIFIER.removesuffix("$") + r"\." + IDENTIFIER.removeprefix("^")
 
@@ -100,7 +101,7 @@ class AggregateColumn(Column):
         description="DuckDB aggregate over the child's columns, e.g. sum(qty * unit_price), "
         "count(*), max(shipped_at)."
     )
-    as_: str | None = Field(
+    as_: Annotated[str | None, AfterValidator(checked_type)] = Field(
         default=None, alias="as", description="Type of the value (default: the aggregate's own)."
     )
     default: float | int | str | bool | None = Field(
@@ -116,16 +117,6 @@ class AggregateColumn(Column):
 
         checked_aggregate(expr)
         return expr
-
-    @field_validator("as_")
-    @classmethod
-    def _check_type(cls, name: str | None) -> str | None:
-        if name is not None:
-            try:
-                sql_type(name)
-            except ExpressionError as exc:
-                raise ValueError(str(exc)) from None
-        return name
 
     @property
     def is_late(self) -> bool:

@@ -9,10 +9,10 @@ expression's own as DuckDB binds it over the earlier columns, or `as`. Safety: `
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
 import pyarrow as pa
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck
 from synthaix.errors import SynthaixError
@@ -45,7 +45,7 @@ class SqlColumn(Column):
         description="DuckDB scalar expression over earlier columns: arithmetic, CASE, date "
         "and string functions, e.g. round(quantity * unit_price, 2)."
     )
-    as_: str | None = Field(
+    as_: Annotated[str | None, AfterValidator(checked_type)] = Field(
         default=None,
         alias="as",
         description="Type of the value: integer, bigint, double, decimal(p,s), boolean, date, "
@@ -58,16 +58,6 @@ class SqlColumn(Column):
     def _check_expr(cls, expr: str) -> str:
         checked(expr)
         return expr
-
-    @field_validator("as_")
-    @classmethod
-    def _check_type(cls, name: str | None) -> str | None:
-        if name is not None:
-            try:
-                sql_type(name)
-            except ExpressionError as exc:
-                raise ValueError(str(exc)) from None
-        return name
 
     @cached_property
     def term(self) -> str:
@@ -117,6 +107,16 @@ class SqlColumn(Column):
                 column=self.name,
                 hint="guard the expression (CASE WHEN ..., nullif, TRY(...)) or fix the inputs",
             ) from None
+
+
+def checked_type(name: str | None) -> str | None:
+    """An `as:` type SynthAIx accepts (sql and aggregate columns), else a ValueError."""
+    if name is not None:
+        try:
+            sql_type(name)
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+    return name
 
 
 def _quote(name: str) -> str:

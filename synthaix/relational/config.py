@@ -33,6 +33,7 @@ from synthaix.config import (
     CrossFieldError,
     DatasetConfig,
     OutputConfig,
+    OutputPaths,
     RunnerConfig,
     _message,
 )
@@ -200,7 +201,7 @@ class TablePlan:
     estimated_rows: float = 0.0
 
 
-class RelationalConfig(StrictModel):
+class RelationalConfig(OutputPaths, StrictModel):
     """A dataset of related tables: one flow run, one DuckDB database, a Parquet dataset each."""
 
     name: str = Field(pattern=IDENTIFIER, description="Dataset name.")
@@ -237,18 +238,6 @@ class RelationalConfig(StrictModel):
 
     def table(self, name: str) -> TableConfig:
         return next(t for t in self.tables if t.name == name)
-
-    @property
-    def output_dir(self):
-        folder = self.output.dir
-        from pathlib import Path
-
-        return folder.expanduser() if folder is not None else Path("out") / self.name
-
-    @property
-    def duckdb_path(self):
-        path = self.output.duckdb
-        return path.expanduser() if path is not None else self.output_dir / f"{self.name}.duckdb"
 
     def children(self, table: str) -> list[str]:
         return [t.name for t in self.tables if t.parent == table]
@@ -544,7 +533,6 @@ def _dedupe(spec: TableConfig) -> DedupeConfig:
 
 def _aggregate_problems(config: RelationalConfig) -> Problems:
     problems: Problems = []
-    names = [t.name for t in config.tables]
     for i, table in enumerate(config.tables):
         for j, column in enumerate(table.columns):
             if not isinstance(column, AggregateColumn):
@@ -572,7 +560,6 @@ def _aggregate_problems(config: RelationalConfig) -> Problems:
                 problems.append(
                     ((*where, "expr"), f"DuckDB cannot compute it over {column.of}: {exc}")
                 )
-    del names
     return problems
 
 
