@@ -550,3 +550,57 @@ def test_a_nullable_parent_link_and_a_count_by_a_grandparent_column_are_refused(
     )
     with pytest.raises(ConfigError, match=r"'customers\.tier' is not a column of orders"):
         load_config(path)
+
+
+WEIGHTED = """
+name: weighted
+seed: 9
+tables:
+  - name: products
+    rows: 30
+    dedupe: {exact: false}
+    columns:
+      - {name: product_id, type: sequence, primary_key: true}
+      - {name: popularity, type: integer, min: 0, max: 3}
+  - name: customers
+    rows: 400
+    dedupe: {exact: false}
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: tier, type: category, values: {gold: 0.3, basic: 0.7}}
+  - name: visits
+    parent: customers
+    count: 5
+    dedupe: {exact: false}
+    columns:
+      - {name: customer_id, type: reference, to: customers.customer_id}
+      - {name: product_id, type: reference, to: products.product_id, weights: {column: popularity}}
+      - {name: express, type: boolean, by: customers.tier, p: 0.0, params: {gold: {p: 1.0}}}
+"""
+
+
+def test_lookups_weighted_by_a_column_and_by_params_read_from_the_parent(tmp_path: Path) -> None:
+    path = tmp_path / "weighted.yaml"
+    path.write_text(WEIGHTED + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    build(load_config(path))
+    db = tmp_path / "out" / "weighted.duckdb"
+    picked = query(
+        db,
+        "SELECT p.popularity, count(v.product_id) FROM products p LEFT JOIN visits v "
+        "USING (product_id) GROUP BY 1 ORDER BY 1",
+    )
+    counts = dict(picked)
+    assert counts[0] == 0  # weight 0: never looked up
+    per_weight = {w: counts[w] / w for w in counts if w}
+    visits_per_product = {
+        w: per_weight[w]
+        / max(1, query(db, f"SELECT count(*) FROM products WHERE popularity = {w}")[0][0])
+        for w in per_weight
+    }
+    values = list(visits_per_product.values())
+    assert max(values) < 1.5 * min(values)  # picks grow in proportion to the weight
+    wrong = (
+        "SELECT count(*) FROM visits v JOIN customers c USING (customer_id) "
+        "WHERE v.express <> (c.tier = 'gold')"
+    )
+    assert query(db, wrong) == [(0,)]
