@@ -427,3 +427,12 @@ def _label(loc: tuple[str | int, ...], data: Any) -> str:
         elif not isinstance(node, dict) or part not in REGISTRY:
             label += f".{part}" if label else str(part)
     return label or "config"
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of config files: a single-table dataset, or one with `tables:`."""
+    from pydantic import TypeAdapter
+
+    from synthaix.relational.config import RelationalConfig
+
+    return TypeAdapter(DatasetConfig | RelationalConfig).json_schema()

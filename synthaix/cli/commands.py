@@ -63,7 +63,9 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of dataset configs (for editor completion and checks)."""
-    text = json.dumps(DatasetConfig.model_json_schema(), indent=2) + "\n"
+    from synthaix.config import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
