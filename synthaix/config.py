@@ -256,9 +256,18 @@ def _numbered_message(name: str) -> str:
 
 def _each_column_problems(config: DatasetConfig):
     numbered = {c.name for c in config.columns if getattr(c, "repairs_duplicates", False)}
+    late = {c.name for c in config.columns if c.is_late}
     for index, constraint in enumerate(config.constraints):
         for name in sorted(set(checked(constraint.check)[1]) & numbered):
             yield ("constraints", index), _numbered_message(name)
+        for name in sorted(set(checked(constraint.check)[1]) & late):
+            yield (
+                ("constraints", index),
+                (
+                    f"reads '{name}', which is filled after the table is built (an aggregate or a "
+                    "self reference): rows are checked before that; check it with the report"
+                ),
+            )
     seen: dict[str, int] = {name: -1 for name in [*config._related, *config._names]}
     late_names = {c.name for c in config.columns if c.is_late}
     capacities: dict[str, int | None] = {}

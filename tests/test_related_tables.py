@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -604,3 +605,124 @@ def test_lookups_weighted_by_a_column_and_by_params_read_from_the_parent(tmp_pat
         "WHERE v.express <> (c.tier = 'gold')"
     )
     assert query(db, wrong) == [(0,)]
+
+
+DEEP = """
+name: deep
+tables:
+  - name: customers
+    rows: 40
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: tier, type: category, values: [basic, gold]}
+      - {name: signup, type: date, start: 2024-01-01, end: 2024-06-30}
+  - name: products
+    rows: 10
+    columns:
+      - {name: sku, type: pattern, pattern: "SKU-[0-9]{6}", unique: true}
+      - {name: price, type: integer, min: 1, max: 9}
+  - name: orders
+    parent: customers
+    count: 2
+    columns:
+      - {name: order_id, type: sequence, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+  - name: items
+    parent: orders
+    count: 2
+    columns:
+      - {name: item_id, type: sequence, primary_key: true}
+      - {name: order_id, type: reference, to: orders.order_id}
+      - {name: sku, type: reference, to: products.sku}
+  - name: reviews
+    parent: items
+    count: 1
+    columns:
+      - {name: review_id, type: sequence, primary_key: true}
+      - {name: item_id, type: reference, to: items.item_id}
+      - {name: tier_copy, type: sql, expr: "customers.tier"}
+      - {name: price_copy, type: sql, expr: "products.price"}
+      - {name: written, type: date, after: customers.signup, offset: {min: 1d, max: 9d}}
+"""
+
+
+def test_great_grandparents_are_read_and_reported_and_unique_keys_are_referenced(
+    tmp_path: Path,
+) -> None:
+    from synthaix.report.tables import check_tables
+
+    path = tmp_path / "deep.yaml"
+    path.write_text(DEEP + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    manifest = build(load_config(path))
+    assert manifest.rows == {
+        "customers": 40,
+        "products": 10,
+        "orders": 80,
+        "items": 160,
+        "reviews": 160,
+    }
+    db = tmp_path / "out" / "deep.duckdb"
+    wrong = (
+        "SELECT count(*) FROM reviews r JOIN items i USING (item_id) JOIN orders o USING "
+        "(order_id) JOIN customers c USING (customer_id) JOIN products p ON p.sku = i.sku "
+        "WHERE r.tier_copy <> c.tier OR r.price_copy <> p.price"
+    )
+    assert query(db, wrong) == [(0,)]
+    declared = query(
+        db, "SELECT constraint_text FROM duckdb_constraints() WHERE table_name = 'products'"
+    )
+    assert any("UNIQUE" in text and "sku" in text for (text,) in declared)
+    failed = [c for c in check_tables(tmp_path / "out") if not c.passed]
+    assert failed == []
+
+
+def test_tables_keep_repeated_values_unless_asked_to_dedupe(tmp_path: Path) -> None:
+    text = """
+    name: plain
+    tables:
+      - name: customers
+        rows: 3000
+        columns:
+          - {name: customer_id, type: sequence, primary_key: true}
+          - {name: tier, type: category, values: {basic: 0.7, silver: 0.2, gold: 0.1}}
+    """
+    path = tmp_path / "plain.yaml"
+    path.write_text(textwrap.dedent(text) + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    manifest = build(load_config(path))
+    assert manifest.tables["customers"].dropped.total == 0  # three tiers, 3,000 customers
+    share = query(
+        tmp_path / "out" / "plain.duckdb", "SELECT avg((tier = 'basic')::INT) FROM customers"
+    )
+    assert 0.66 < share[0][0] < 0.74
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("table: orders, columns: [order_id", "table: order, columns: [order_id"),
+            "'order' is not a table",
+        ),
+        (
+            ("    parent: customers\n    count: 1", "    parent: tickets\n    count: 1"),
+            "cannot be its own parent",
+        ),
+        (("count: 1\n", "count: 1\n    rows: 900\n"), "tickets cannot total 900 rows"),
+        (
+            (
+                "{name: body, type: expression",
+                '{name: n, type: aggregate, of: orders, expr: "count(*)"}\n      - {name: body, type: expression',
+            ),
+            "is not a child of tickets",
+        ),
+    ],
+)
+def test_mistakes_are_config_errors_with_their_place(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    path = tmp_path / "sib.yaml"
+    text = SIBLINGS.replace(*change)
+    assert text != SIBLINGS
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"sib\.yaml:\d+: .*" + re.escape(message)):
+        load_config(path)

@@ -96,7 +96,8 @@ def _show_tables(dataset: Any) -> None:
         spec = plan.spec
         if spec.parent is not None:
             count = spec.count
-            per = f", {count.distribution} {count.mean:g} per {spec.parent}" if count else ""
+            mean = count.resolved(count)[0] if count else 0.0
+            per = f", {count.distribution} {mean:g} per {spec.parent}" if count else ""
             size = f"{spec.rows:,} rows" if spec.rows else f"~{plan.estimated_rows:,.0f} rows"
             size += per
         else:

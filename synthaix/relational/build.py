@@ -12,8 +12,9 @@ resumes where it stopped, its earlier tables included.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from synthaix.build.manifest import secrets_of
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
+from synthaix.errors import SynthaixError
 from synthaix.relational.config import Alias, RelationalConfig, TablePlan
 from synthaix.relational.context import (
     RelatedRows,
@@ -77,19 +79,20 @@ class DatasetBuild:
                 try:
                     manifests = {}
                     for name in config.order:
-                        table_config, planner = self._prepare(name, writer, fingerprint)
-                        build = Build(
-                            table_config,
-                            self.executors(table_config),
-                            steps=self.steps,
-                            sink=writer.sink,
-                            on_rows=self._rows_hook(name),
-                            planner=planner,
-                            publish=False,
-                        )
-                        self.builds[name] = build
-                        manifests[name] = self.table_step(name, build.run)
-                        self.samples[name] = build.sample
+                        with _named(name):
+                            table_config, planner = self._prepare(name, writer, fingerprint)
+                            build = Build(
+                                table_config,
+                                self.executors(table_config),
+                                steps=self.steps,
+                                sink=writer.sink,
+                                on_rows=self._rows_hook(name),
+                                planner=planner,
+                                publish=False,
+                            )
+                            self.builds[name] = build
+                            manifests[name] = self.table_step(name, build.run)
+                            self.samples[name] = build.sample
                     built = time.perf_counter()
                     self.steps.run("late-columns", fill_late_columns, config, writer)
                     manifest = new_dataset_manifest(
@@ -104,7 +107,7 @@ class DatasetBuild:
                         },
                         outputs={k: str(v) for k, v in writer.output_paths().items()},
                     )
-                    outputs = [_table_output(config.plan(n)) for n in config.order]
+                    outputs = [_table_output(config, config.plan(n)) for n in config.order]
                     self.steps.run("publish-dataset", writer.commit, manifest.to_json(), outputs)
                 except BaseException:
                     for build in self.builds.values():
@@ -219,6 +222,17 @@ class DatasetBuild:
         return TableRelations(tuple(aliases), siblings, fingerprint, fields)
 
 
+@contextlib.contextmanager
+def _named(table: str) -> Iterator[None]:
+    """A table's failure says which table: a dataset has several."""
+    try:
+        yield
+    except SynthaixError as exc:
+        if exc.args and isinstance(exc.args[0], str) and not exc.args[0].startswith("table "):
+            exc.args = (f"table {table}: {exc.args[0]}", *exc.args[1:])
+        raise
+
+
 def _reads(plan: TablePlan) -> set[tuple[str, str]]:
     """(alias, field) pairs the table's columns and constraints read."""
     config = plan.config
@@ -298,11 +312,16 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _table_output(plan: TablePlan) -> TableOutput:
+def _table_output(config: RelationalConfig, plan: TablePlan) -> TableOutput:
     foreign = [
         (c.name, c.table, c.key) for c in plan.config.columns if isinstance(c, ReferenceColumn)
     ]
-    return TableOutput(plan.spec.name, [], plan.spec.primary_key, foreign)
+    referenced = {
+        c.key for other in config.tables for _, c in other.references() if c.table == plan.spec.name
+    }
+    primary = plan.spec.primary_key
+    unique = sorted(referenced - ({primary[0]} if len(primary) == 1 else set()))
+    return TableOutput(plan.spec.name, [], primary, foreign, unique)
 
 
 # -- late columns ----------------------------------------------------------------------------

@@ -25,9 +25,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from synthaix.columns import ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
-from synthaix.columns.identity import UuidColumn
 from synthaix.columns.llm import LlmColumn
-from synthaix.columns.numeric import SequenceColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.config import (
     CrossFieldError,
@@ -142,7 +140,11 @@ class TableConfig(StrictModel):
     chunk_size: int | None = Field(default=None, gt=0, le=10_000_000)
     columns: list[ColumnSpec] = Field(min_length=1, description="The columns, in order.")
     constraints: list[Constraint] = Field(default_factory=list)
-    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    dedupe: DedupeConfig = Field(
+        default_factory=lambda: DedupeConfig(exact=False),
+        description="As in a single table, but exact dedupe is off unless `exact` or `key` is "
+        "set: rows are told apart by their keys (two customers may share a tier and a day).",
+    )
     siblings: list[SiblingsConfig] = Field(
         default_factory=list, description="Lists of rows sharing the parent, for prompts."
     )
@@ -151,6 +153,13 @@ class TableConfig(StrictModel):
     @classmethod
     def _plain_constraints(cls, items: Any) -> Any:
         return [as_constraint(item) for item in items] if isinstance(items, list) else items
+
+    @field_validator("dedupe", mode="before")
+    @classmethod
+    def _exact_when_asked(cls, settings: Any) -> Any:
+        if isinstance(settings, dict) and not {"exact", "key"} & settings.keys():
+            return {**settings, "exact": False}
+        return settings
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -305,12 +314,52 @@ def _plan_tables(config: RelationalConfig) -> Problems:
         config._plans[name] = plan
     problems += _aggregate_problems(config)
     problems += _siblings_problems(config)
+    problems += _total_problems(config)
+    return problems
+
+
+def _total_problems(config: RelationalConfig) -> Problems:
+    """A child `rows` total its parents' count bounds cannot reach, when the parents' number
+    is known before the build (the parent table sets `rows`)."""
+    problems: Problems = []
+    for i, table in enumerate(config.tables):
+        parent = config.table(table.parent) if table.parent else None
+        if table.rows is None or table.count is None or parent is None or parent.rows is None:
+            continue
+        count = table.count
+        bounds = [count.resolved(p)[1:] for p in [count, *(count.params or {}).values()]]
+        low = parent.rows * min(b[0] for b in bounds)
+        highs = [b[1] for b in bounds]
+        high = None if None in highs else parent.rows * max(h for h in highs if h is not None)
+        if table.rows < low or (high is not None and table.rows > high):
+            reach = f"{low:,} to {high:,}" if high is not None else f"at least {low:,}"
+            problems.append(
+                (
+                    ("tables", i, "rows"),
+                    f"{table.name} cannot total {table.rows:,} rows: {parent.rows:,} "
+                    f"{parent.name} rows with count min/max give {reach}; change rows, or "
+                    "count.min / count.max",
+                )
+            )
     return problems
 
 
 def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> Problems:
     problems: Problems = []
     for i, table in enumerate(config.tables):
+        for j, siblings in enumerate(table.siblings):
+            if siblings.table not in specs:
+                where = ("tables", i, "siblings", j, "table")
+                problems.append((where, _unknown("table", siblings.table, list(specs))))
+        if table.parent == table.name:
+            problems.append(
+                (
+                    ("tables", i, "parent"),
+                    f"{table.name} cannot be its own parent; for a hierarchy of its rows use a "
+                    f"self reference ({{type: reference, to: {table.name}.<key>}})",
+                )
+            )
+            continue
         if table.parent is not None:
             if table.parent not in specs:
                 problems.append(
@@ -363,16 +412,32 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                 problems.append(((*where, "to"), _unknown("column", column.key, names)))
                 continue
             key_column = target.columns[names.index(column.key)]
+            whole_key = key_column.primary_key and target.primary_key == [column.key]
             if key_column.is_late:
                 problems.append(((*where, "to"), f"{column.to} is computed late; not a key"))
-            elif not (key_column.primary_key or key_column.unique):
+            elif not (whole_key or key_column.unique):
                 problems.append(
                     (
                         (*where, "to"),
-                        f"{column.to} is not a key of {column.table}: mark it primary_key: "
-                        "true (or unique: true), so each reference names one row",
+                        f"{column.to} is not a key of {column.table}: reference its one-column "
+                        "primary key, or a unique: true column, so each reference names one row",
                     )
                 )
+            weights = column.weights
+            if not isinstance(weights, str) and hasattr(weights, "column"):
+                found = next((c for c in target.columns if c.name == weights.column), None)
+                numeric = found is not None and (
+                    pa.types.is_integer(found.arrow_type())
+                    or pa.types.is_floating(found.arrow_type())
+                )
+                if not numeric:
+                    problems.append(
+                        (
+                            (*where, "weights", "column"),
+                            f"'{weights.column}' is not a number column of {column.table}: "
+                            "weights are drawn in proportion to it",
+                        )
+                    )
             if column.table == table.name:
                 column._self = True
                 continue
@@ -455,9 +520,9 @@ def _table_plan(
         alias = queue.pop(0)
         for inner in config.plan(alias.table).aliases.values():
             if inner.name not in aliases and inner.table != spec.name:
-                through = Alias(
-                    inner.name, inner.table, "through", inner.column, inner.key, via=alias.name
-                )
+                # `via`: the alias whose table holds the column that points at the row.
+                via = inner.via if inner.kind == "through" else alias.name
+                through = Alias(inner.name, inner.table, "through", inner.column, inner.key, via)
                 aliases[inner.name] = through
                 queue.append(through)
     related: dict[str, Column] = {}
@@ -515,19 +580,11 @@ def _estimate(config: RelationalConfig, spec: TableConfig) -> float:
 
 
 def _dedupe(spec: TableConfig) -> DedupeConfig:
+    """A composite primary key is unique as a whole: it is the exact-dedupe key (rows that
+    repeat it are made again for the same parent)."""
     key = spec.primary_key
     if len(key) > 1 and spec.dedupe.key is None:
-        # A composite key is unique as a whole: rows repeating it are replaced.
-        return spec.dedupe.model_copy(update={"key": key})
-    content = [
-        c
-        for c in spec.columns
-        if not isinstance(c, UuidColumn | SequenceColumn | ReferenceColumn) and not c.is_late
-    ]
-    if spec.dedupe.key is None and not content:
-        # Only keys to compare (an order is its customer and its items): two rows alike are
-        # two orders of one customer, not a duplicate.
-        return spec.dedupe.model_copy(update={"exact": False})
+        return spec.dedupe.model_copy(update={"key": key, "exact": True})
     return spec.dedupe
 
 

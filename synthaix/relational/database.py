@@ -63,6 +63,7 @@ def _create(con: duckdb.DuckDBPyConnection, table: TableOutput, foreign_keys: bo
     lines = [f"{_quote(name)} {kind}" for name, kind, *_ in described]
     if table.primary_key:
         lines.append(f"PRIMARY KEY ({', '.join(map(_quote, table.primary_key))})")
+    lines += [f"UNIQUE ({_quote(column)})" for column in table.unique]  # what references point at
     for column, target, key in table.foreign_keys if foreign_keys else []:
         if target != table.name:
             lines.append(

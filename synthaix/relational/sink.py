@@ -15,11 +15,12 @@ database that SynthAIx did not make for this dataset is never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -94,6 +95,7 @@ class TableOutput:
     parts: list[Path]
     primary_key: list[str]
     foreign_keys: list[tuple[str, str, str]]  # (column, table, key)
+    unique: list[str] = field(default_factory=list)  # referenced keys besides the primary key
 
 
 class RelationalWriter:
@@ -204,9 +206,7 @@ class RelationalWriter:
                 _fsync(part)
                 os.replace(part, folder / part.name)
             parts = sorted(folder.glob("part-*.parquet"))
-            published.append(
-                TableOutput(output.name, parts, output.primary_key, output.foreign_keys)
-            )
+            published.append(dataclasses.replace(output, parts=parts))
         write_text_atomic(version / DATASET_MANIFEST, manifest_json + "\n")
         formats = self.config.output.formats
         if "duckdb" in formats:
