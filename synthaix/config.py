@@ -401,6 +401,9 @@ _KNOWN_KEYS = sorted(
 )
 
 
+_TABLE_KEYS = {"columns", "constraints", "dedupe", "rows", "parent", "count", "siblings"}
+
+
 def _message(error: dict[str, Any]) -> str:
     kind, loc = error["type"], error["loc"]
     if kind == "extra_forbidden" and "key" in str(loc[-1]).lower():
@@ -408,8 +411,12 @@ def _message(error: dict[str, Any]) -> str:
             f"'{loc[-1]}' does not belong in a config file: put the key in the environment "
             "variable named by provider.api_key_env (default OPENAI_API_KEY)"
         )
+    if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in _TABLE_KEYS:
+        return f"'{loc[0]}' is set per table: put it in a table under tables:"
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _KNOWN_KEYS, n=1)
+        if close and close[0] == loc[-1]:  # a key of another place in the config
+            return f"'{loc[-1]}' does not belong here; see where it goes in the docs"
         return f"unknown key '{loc[-1]}'" + (f"; did you mean '{close[0]}'?" if close else "")
     if kind == "union_tag_not_found":
         return f"missing 'type'; valid types: {', '.join(REGISTRY)}"

@@ -46,7 +46,9 @@ def test_schema_exports_json_schema(tmp_path: Path) -> None:
     target = tmp_path / "schema.json"
     assert runner.invoke(app, ["schema", "-o", str(target)]).exit_code == 0
     schema = json.loads(target.read_text())
-    assert "columns" in schema["properties"] and "rows" in schema["required"]
+    single, tables = (schema["$defs"][ref["$ref"].split("/")[-1]] for ref in schema["anyOf"])
+    assert "columns" in single["properties"] and "rows" in single["required"]
+    assert "tables" in tables["properties"] and "tables" in tables["required"]
 
 
 @pytest.mark.usefixtures("prefect_server")

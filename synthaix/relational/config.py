@@ -392,12 +392,12 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                 )
             if table.parent in specs and table.parent_link() is None:
                 key = specs[table.parent].primary_key
-                example = f"{table.parent}.{key[0] if key else '<key column>'}"
+                column = key[0] if len(key) == 1 else "<its key>"
                 problems.append(
                     (
                         ("tables", i, "columns"),
                         f"a child of {table.parent} needs a reference column to it, e.g. "
-                        f"{{name: {table.parent}_id, type: reference, to: {example}}}",
+                        f"{{name: {column}, type: reference, to: {table.parent}.{column}}}",
                     )
                 )
         aliases: dict[str, int] = {}
