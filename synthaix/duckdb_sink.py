@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -60,22 +61,32 @@ def publish(
     legacy: bool,
 ) -> None:
     """Load `parts` as `table` and swap it in, in one transaction."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     stage = f"__synthaix_stage_{build_id.replace('-', '_')}"
+    with publishing(path, [table], dataset, legacy) as con:
+        con.execute(
+            f"CREATE TABLE {_quote(stage)} AS SELECT * FROM read_parquet(?)",
+            [[str(p) for p in parts]],
+        )
+        con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        con.execute(f"ALTER TABLE {_quote(stage)} RENAME TO {_quote(table)}")
+        comment_table(con, table, dataset, build_id)
+
+
+@contextlib.contextmanager
+def publishing(
+    path: Path, tables: list[str], dataset: str, legacy: bool
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection inside one transaction, committed when the block ends: nothing of
+    SynthAIx's is published if it fails. `tables` must be ours (or new) first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with _process_lock(path):
         con = _connect_waiting(path)
         try:
-            _check_owner(con, path, table, dataset, legacy)
+            for table in tables:
+                _check_owner(con, path, table, dataset, legacy)
             progress.publishing()  # from here until the sink says published, an interrupt waits
             con.execute("BEGIN TRANSACTION")
-            con.execute(
-                f"CREATE TABLE {_quote(stage)} AS SELECT * FROM read_parquet(?)",
-                [[str(p) for p in parts]],
-            )
-            con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
-            con.execute(f"ALTER TABLE {_quote(stage)} RENAME TO {_quote(table)}")
-            comment = table_comment(dataset, build_id).replace("'", "''")
-            con.execute(f"COMMENT ON TABLE {_quote(table)} IS '{comment}'")
+            yield con
             con.execute("COMMIT")
         except BaseException:
             _rollback(con)
@@ -83,6 +94,12 @@ def publish(
             raise
         finally:
             con.close()
+
+
+def comment_table(con: duckdb.DuckDBPyConnection, table: str, dataset: str, build: str) -> None:
+    """Mark `table` as this dataset's, made by `build` (what _check_owner reads)."""
+    comment = table_comment(dataset, build).replace("'", "''")
+    con.execute(f"COMMENT ON TABLE {_quote(table)} IS '{comment}'")
 
 
 def published_build(path: Path, table: str, dataset: str) -> str | None:

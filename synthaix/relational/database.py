@@ -14,46 +14,23 @@ from pathlib import Path
 
 import duckdb
 
-from synthaix import progress
-from synthaix.duckdb_sink import (
-    _check_owner,
-    _connect_waiting,
-    _process_lock,
-    _quote,
-    _rollback,
-    table_comment,
-)
+from synthaix.duckdb_sink import _quote, comment_table, publishing
 from synthaix.relational.sink import TableOutput
 
 
 def publish_tables(
     path: Path, dataset: str, build_id: str, tables: list[TableOutput], foreign_keys: bool
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _process_lock(path):
-        con = _connect_waiting(path)
-        try:
-            for table in tables:
-                _check_owner(con, path, table.name, dataset, False)
-            progress.publishing()  # from here until published, an interrupt waits
-            con.execute("BEGIN TRANSACTION")
-            for name in _ours_children_first(con, dataset):
-                con.execute(f"DROP TABLE {_quote(name)}")
-            for table in tables:  # in build order: parents first
-                con.execute(_create(con, table, foreign_keys))
-                con.execute(
-                    f"INSERT INTO {_quote(table.name)} SELECT * FROM read_parquet(?)",
-                    [[str(p) for p in table.parts]],
-                )
-                comment = table_comment(dataset, build_id).replace("'", "''")
-                con.execute(f"COMMENT ON TABLE {_quote(table.name)} IS '{comment}'")
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            progress.not_published()
-            raise
-        finally:
-            con.close()
+    with publishing(path, [t.name for t in tables], dataset, legacy=False) as con:
+        for name in _ours_children_first(con, dataset):
+            con.execute(f"DROP TABLE {_quote(name)}")
+        for table in tables:  # in build order: parents first
+            con.execute(_create(con, table, foreign_keys))
+            con.execute(
+                f"INSERT INTO {_quote(table.name)} SELECT * FROM read_parquet(?)",
+                [[str(p) for p in table.parts]],
+            )
+            comment_table(con, table.name, dataset, build_id)
 
 
 def _create(con: duckdb.DuckDBPyConnection, table: TableOutput, foreign_keys: bool) -> str:

@@ -99,6 +99,11 @@ class TableOutput:
 
 
 class RelationalWriter:
+    # The folder's lock and `.current` link are the single-table writer's, used alike.
+    _lock = DatasetWriter._lock
+    _unlock = DatasetWriter._unlock
+    _current_build = DatasetWriter._current_build
+
     def __init__(self, config: RelationalConfig) -> None:
         self.config = config
         self.root = config.output_dir
@@ -114,7 +119,7 @@ class RelationalWriter:
         with os_errors("write to"):
             if check_output_dir(self.root, self.config.name):
                 claim(self.root, self.config.name)
-        DatasetWriter._lock(self)  # type: ignore[arg-type]  # the same .lock, held alike
+        self._lock()
         try:
             with os_errors("write to"):
                 self._tidy()
@@ -129,9 +134,7 @@ class RelationalWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _discard(self.staging)  # with the tables' folders in it
-        if self._lock_file is not None:
-            os.close(self._lock_file)
-            self._lock_file = None
+        self._unlock()
 
     def check(self) -> None:
         """Refuse, writing nothing, outputs SynthAIx may not write (see sink.check_output)."""
@@ -165,10 +168,6 @@ class RelationalWriter:
             if (version / DATASET_MANIFEST).is_file():
                 text = (version / DATASET_MANIFEST).read_text(encoding="utf-8")
                 write_text_atomic(self.root / "manifest.json", text)
-
-    def _current_build(self) -> str | None:
-        link = self.current_link
-        return Path(os.readlink(link)).name if link.is_symlink() else None
 
     # -- the tables ---------------------------------------------------------------------------
     def sink(self, config: DatasetConfig, schema: pa.Schema) -> TableWriter:
