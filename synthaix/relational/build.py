@@ -27,11 +27,16 @@ import pyarrow.parquet as pq
 from synthaix.build.engine import Build
 from synthaix.build.executor import ChunkExecutor, Steps
 from synthaix.build.manifest import secrets_of
-from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.columns.reference import (
+    AggregateColumn,
+    ColumnWeights,
+    ReferenceColumn,
+    ZipfWeights,
+)
 from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
 from synthaix.errors import SynthaixError
-from synthaix.relational.config import Alias, RelationalConfig, TablePlan
+from synthaix.relational.config import Alias, CountConfig, RelationalConfig, TablePlan
 from synthaix.relational.context import (
     RelatedRows,
     SiblingRows,
@@ -154,8 +159,6 @@ class DatasetBuild:
         count = spec.count
         if count is None:  # rows only: shared out as evenly as chance allows
             mean = (spec.rows or 0) / max(new_parents, 1)
-            from synthaix.relational.config import CountConfig
-
             count = CountConfig(distribution="poisson", mean=mean)
         by = None
         if count.by is not None:
@@ -172,24 +175,22 @@ class DatasetBuild:
         config = self.config
         reads = _reads(plan)
         staging = writer.staging
+        fields = {a: tuple(sorted(f for n, f in reads if n == a)) for a in plan.aliases}
         aliases = []
         for alias in plan.aliases.values():
             target = writer.tables[alias.table]
-            fields = tuple(sorted(f for a, f in reads if a == alias.name))
-            columns = set(fields) | {alias.key}
+            columns = set(fields[alias.name]) | {alias.key}
             weights: Any = ("uniform",)
+            nullable = 0.0
             if alias.kind == "lookup":
-                column = next(
-                    c
-                    for c in plan.config.columns
-                    if isinstance(c, ReferenceColumn) and c.name == alias.column
-                )
-                if not isinstance(column.weights, str):
-                    if hasattr(column.weights, "zipf"):
-                        weights = ("zipf", float(column.weights.zipf))  # type: ignore[union-attr]
-                    else:
-                        weights = ("column", column.weights.column)  # type: ignore[union-attr]
-                        columns.add(weights[1])
+                column = next(c for c in plan.config.columns if c.name == alias.column)
+                assert isinstance(column, ReferenceColumn)
+                nullable = column.nullable
+                if isinstance(column.weights, ZipfWeights):
+                    weights = ("zipf", float(column.weights.zipf))
+                elif isinstance(column.weights, ColumnWeights):
+                    weights = ("column", column.weights.column)
+                    columns.add(column.weights.column)
             map_path = None
             if alias.kind == "through":
                 assert alias.via is not None
@@ -199,9 +200,6 @@ class DatasetBuild:
                 map_path = str(path)
             stored = Stored(tuple(str(p) for p in target.all_parts), tuple(sorted(columns)))
             offset = target.existing.rows if alias.kind == "parent" else 0
-            nullable = 0.0
-            if alias.kind == "lookup":
-                nullable = next(c for c in plan.config.columns if c.name == alias.column).nullable
             aliases.append(
                 RelatedRows(
                     alias.name,
@@ -218,7 +216,6 @@ class DatasetBuild:
         siblings = tuple(
             _siblings(config, plan, writer, index) for index in range(len(plan.spec.siblings))
         )
-        fields = {a.name: tuple(sorted(f for n, f in reads if n == a.name)) for a in aliases}
         return TableRelations(tuple(aliases), siblings, fingerprint, fields)
 
 

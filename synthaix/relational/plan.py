@@ -103,28 +103,26 @@ class ChildPlanner:
         """Which of these rows (in order) fit their parent's count."""
         if len(parents) == 0:
             return np.zeros(0, bool)
-        # First-round rows come in parent order: rank within runs, no sort needed.
-        ordered = bool(np.all(parents[1:] >= parents[:-1]))
-        order = None if ordered else np.argsort(parents, kind="stable")
-        ranked = parents if order is None else parents[order]
-        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-        sizes = np.diff(np.r_[starts, len(parents)])
-        within = np.arange(len(parents)) - np.repeat(starts, sizes)
-        rank = within
-        if order is not None:
+        runs = _runs(parents)
+        if runs is not None:  # first-round rows come in parent order: rank within runs
+            starts, sizes = runs
+            rank = np.arange(len(parents)) - np.repeat(starts, sizes)
+        else:
+            order = np.argsort(parents, kind="stable")
+            starts, sizes = _runs(parents[order])  # type: ignore[misc]
             rank = np.empty(len(parents), np.int64)
-            rank[order] = within
+            rank[order] = np.arange(len(parents)) - np.repeat(starts, sizes)
         keep = self.pending[parents] + rank < self.want[parents]
-        if ordered and keep.all():  # the usual case: count per run, not per row
-            self.pending[ranked[starts]] += sizes
+        if runs is not None and keep.all():  # the usual case: count per run, not per row
+            self.pending[parents[starts]] += sizes
         else:
             np.add.at(self.pending, parents[keep], 1)
         return keep
 
     def delivered(self, parents: np.ndarray) -> None:
-        if len(parents) and bool(np.all(parents[1:] >= parents[:-1])):
-            starts = np.flatnonzero(np.r_[True, parents[1:] != parents[:-1]])
-            self.have[parents[starts]] += np.diff(np.r_[starts, len(parents)])
+        runs = _runs(parents) if len(parents) else None
+        if runs is not None:
+            self.have[parents[runs[0]]] += runs[1]
         else:
             np.add.at(self.have, parents, 1)
 
@@ -164,3 +162,11 @@ class ChildPlanner:
                 f"{self.rounds} rounds, each parent keeping its count: {limits} cannot yield more",
                 hint="widen the value ranges, relax the constraints, or lower the counts",
             )
+
+
+def _runs(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, length) of each run of one parent, when the parents are in order; else None."""
+    if not bool(np.all(parents[1:] >= parents[:-1])):
+        return None
+    starts = np.flatnonzero(np.r_[True, parents[1:] != parents[:-1]])
+    return starts, np.diff(np.r_[starts, len(parents)])
