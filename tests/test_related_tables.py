@@ -727,3 +727,20 @@ def test_mistakes_are_config_errors_with_their_place(
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"sib\.yaml:\d+: .*" + re.escape(message)):
         load_config(path)
+
+
+def test_after_an_append_new_rows_read_their_own_parents_siblings(tmp_path: Path) -> None:
+    path = tmp_path / "sib.yaml"
+    path.write_text(SIBLINGS + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    config = load_config(path)
+    build(config)
+    build(config.with_overrides(mode="append"))
+    expected = (
+        "SELECT count(*) FROM tickets t JOIN customers c USING (customer_id) WHERE t.body <> "
+        "c.name || ':' || coalesce((SELECT string_agg(' ' || order_id, '' ORDER BY ordered_at "
+        "DESC) FROM (SELECT * FROM orders o WHERE o.customer_id = t.customer_id ORDER BY "
+        "ordered_at DESC LIMIT 3)), '')"
+    )
+    db = tmp_path / "out" / "sib.duckdb"
+    assert query(db, "SELECT count(*) FROM tickets") == [(600,)]
+    assert query(db, expected) == [(0,)]

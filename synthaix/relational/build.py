@@ -302,7 +302,7 @@ def _siblings(
         con.close()
     path = writer.staging / f"context-{plan.spec.name}_{spec.name}.parquet"
     pq.write_table(table, path)
-    return SiblingRows(spec.name, str(path), 0)
+    return SiblingRows(spec.name, str(path), parent.existing.rows)  # chunks number new parents
 
 
 def _q(name: str) -> str:
