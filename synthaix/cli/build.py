@@ -1,4 +1,4 @@
-"""`synthaix build` and `synthaix serve`: the commands that run Prefect flows."""
+"""`synthaix build`: the command that runs the build flow."""
 
 from __future__ import annotations
 
@@ -223,22 +223,3 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
         out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
     for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")
-
-
-@app.command()
-def serve(
-    spec: Annotated[
-        Path, typer.Option("--file", help="The prefect.yaml whose deployments to serve.")
-    ] = Path("prefect.yaml"),
-    only: Annotated[
-        list[str] | None, typer.Option("--only", help="Serve only this deployment (repeatable).")
-    ] = None,
-    debug: DebugOpt = False,
-) -> None:
-    """Run the scheduled deployments of prefect.yaml on this machine until Ctrl-C."""
-    try:
-        from flows.serve import serve_deployments
-
-        serve_deployments(spec, only)
-    except Exception as exc:
-        _fail(exc, debug)

@@ -1,0 +1,113 @@
+"""Overrides of a validated config, from command-line options or flow-run parameters.
+
+One mechanism for both: dotted paths (`rows`, `runner.workers`, `provider.model`,
+`columns.age.max`, `tables.orders.count.mean`) set on the config's data, which is validated
+again as a whole, so an override is checked exactly like the same value written in the file.
+A list of named items (columns, tables) is addressed by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthaix.errors import ConfigError
+
+# Typed overrides: the option or parameter name -> the config path it sets.
+TYPED = {
+    "rows": "rows",
+    "seed": "seed",
+    "mode": "mode",
+    "out": "output.dir",
+    "runner": "runner.type",
+    "workers": "runner.workers",
+    "chunk_size": "chunk_size",
+    "model": "provider.model",
+    "base_url": "provider.base_url",
+    "as_of": "as_of",
+}
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """`key.path=value` -> (path, value); the value is read as YAML (`5` is a number,
+    `[parquet]` a list, `null` empty), so it means what it would in the config file."""
+    path, sep, raw = text.partition("=")
+    path = path.strip()
+    if not sep or not path or any(not part for part in path.split(".")):
+        raise ConfigError(
+            f"--set {text!r} is not key.path=value", hint="e.g. --set runner.workers=8"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {path}: cannot read the value {raw!r}: {exc}") from None
+    return path, value
+
+
+def typed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The set typed overrides (None means 'the config's value'), keyed by config path."""
+    return {TYPED[name]: value for name, value in values.items() if value is not None}
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any], origin: str = "options") -> Any:
+    """A re-validated copy of a DatasetConfig or RelationalConfig with `overrides` (config
+    path -> value) applied. `origin` names them in errors: "options" (the CLI) or
+    "parameters" (a flow run)."""
+    if not overrides:
+        return config
+    from synthaix.config import parse_any_config
+
+    data = config.model_dump(mode="python", by_alias=True, exclude_unset=True)
+    for path, value in overrides.items():
+        _set(data, path, value, config, origin)
+    return parse_any_config(data, origin=f"config with the {origin} {_names(overrides)}")
+
+
+def _names(overrides: Mapping[str, Any]) -> str:
+    return ", ".join(overrides)
+
+
+def _set(data: dict[str, Any], path: str, value: Any, config: Any, origin: str) -> None:
+    tables = "tables" in data
+    if path == "rows" and tables:
+        # A dataset's size is its root tables' sizes; children follow from their counts.
+        for table in data["tables"]:
+            if table.get("parent") is None:
+                table["rows"] = value
+        return
+    if path == "output.dir" and value is not None:
+        value = Path(value)
+        output = data.setdefault("output", {})
+        if config.output.duckdb is not None and config.duckdb_path.is_relative_to(
+            config.output_dir
+        ):
+            # A database inside the old output folder moves with it.
+            output["duckdb"] = value / config.duckdb_path.relative_to(config.output_dir)
+    node: Any = data
+    parts = path.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        node = _child(node, part, ".".join(parts[: depth + 1]), origin)
+    last = parts[-1]
+    if isinstance(node, list):
+        raise ConfigError(
+            f"{origin} {path}: {'.'.join(parts[:-1])} is a list; name an item, "
+            f"e.g. {'.'.join(parts[:-1])}.<name>.{last}"
+        )
+    node[last] = value
+
+
+def _child(node: Any, part: str, where: str, origin: str) -> Any:
+    if isinstance(node, list):
+        for item in node:
+            if isinstance(item, dict) and item.get("name") == part:
+                return item
+        names = [str(item.get("name")) for item in node if isinstance(item, dict)]
+        raise ConfigError(
+            f"{origin} {where}: no item named {part!r}", hint=f"one of: {', '.join(names)}"
+        )
+    if not isinstance(node, dict):
+        raise ConfigError(f"{origin} {where}: {where.rsplit('.', 1)[0]} has no fields to set")
+    return node.setdefault(part, {})
