@@ -2,27 +2,25 @@
 Prefect chunk executor and task-run steps -> the manifest. Composition only.
 
 translate-description (only for plain words) -> plan-build -> open-dedupe -> generate-chunk
-(mapped on the chunk runner: threads, Dask or Ray) with dedupe-NNNNNN and write-part-NNNNNN
-in chunk order, fill-up rounds until exactly N rows -> finish-dedupe -> publish-dataset ->
-report-build (summary and sample artifacts).
+(mapped on the chunk runner: threads, Dask or Ray; chunk-000000...) with dedupe-000000 and
+write-part-000000 per part, fill-up rounds until exactly N rows -> finish-dedupe ->
+publish-dataset -> write-report (when asked) -> report-build (summary and sample artifacts).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows import parameters as p
 from flows.executor import PrefectChunkExecutor, TaskSteps
+from flows.outcome import failed, quiet_user_errors
 from synthaix.build.engine import Build
-from synthaix.build.manifest import Manifest
-from synthaix.config import DatasetConfig
-from synthaix.llm.provider import ProviderConfig
+from synthaix.errors import SynthaixError
+from synthaix.overrides import typed
 from synthaix.relational.config import RelationalConfig
-from synthaix.relational.manifest import DatasetManifest
-from tasks.plan import plan_build, translate_description
-from tasks.progress import ProgressArtifact, report_artifacts
+from tasks.plan import plan_build, scheduled_as_of, translate_description
+from tasks.progress import ProgressArtifact, report_artifacts, write_report
 
 
 @flow(
@@ -31,29 +29,46 @@ from tasks.progress import ProgressArtifact, report_artifacts
     validate_parameters=True,
 )
 def build_dataset(
-    config_path: str | None = None,
-    config: DatasetConfig | RelationalConfig | None = None,
-    description: str | None = None,
-    rows: int | None = None,
-    seed: int | None = None,
-    out: str | None = None,
-    mode: Literal["overwrite", "append"] | None = None,
-    runner: Literal["thread", "dask", "ray"] | None = None,
-    preflight: bool = True,
-) -> Manifest | DatasetManifest:
-    """Build a dataset from a YAML config file (`config_path`), an inline `config`, or plain
-    words (`description`, translated by the LLM provider from $OPENAI_BASE_URL). A config
-    with `tables:` builds every table, each a `build-table` task run holding its chunk tasks,
-    and returns the dataset manifest."""
-    if description is not None and config is None and config_path is None:
-        config, _ = translate_description(description, ProviderConfig(), rows or 1000)
-    config = plan_build(config_path, config, rows, seed, out, mode, runner, preflight)
-    if isinstance(config, RelationalConfig):
-        from flows.build_tables import build_tables
+    config_path: p.ConfigPath = p.CONFIG_PATH,
+    config: p.ConfigInline = p.CONFIG,
+    description: p.Description = p.DESCRIPTION,
+    rows: p.Rows = p.ROWS,
+    seed: p.Seed = p.SEED,
+    as_of: p.AsOf = p.AS_OF,
+    mode: p.Mode = p.MODE,
+    out: p.Out = p.OUT,
+    runner: p.Runner = p.RUNNER,
+    workers: p.Workers = p.WORKERS,
+    chunk_size: p.ChunkSize = p.CHUNK_SIZE,
+    model: p.Model = p.MODEL,
+    base_url: p.BaseUrl = p.BASE_URL,
+    report: bool = p.REPORT,
+    preflight: bool = p.PREFLIGHT,
+):  # -> Manifest | DatasetManifest, or a Failed state on a user error
+    """Build a dataset from a YAML config file, an inline config, or plain words, and return
+    its manifest. Empty parameters take the config's values."""
+    quiet_user_errors()
+    overrides = typed(
+        dict(rows=rows, seed=seed, as_of=as_of or scheduled_as_of(), mode=mode, out=out)
+        | dict(runner=runner, workers=workers, chunk_size=chunk_size, model=model)
+        | dict(base_url=base_url)
+    )
+    try:
+        if description is not None and config is None and config_path is None:
+            provider = p.provider_for(model, base_url)
+            config, _ = translate_description(description, provider, rows or 1000)
+        config = plan_build(config_path, config, overrides, preflight)
+        if isinstance(config, RelationalConfig):
+            from flows.build_tables import build_tables
 
-        return build_tables(config)
-    live = ProgressArtifact(config)
-    build = Build(config, PrefectChunkExecutor(config), steps=TaskSteps(), on_rows=live.advanced)
-    manifest = build.run()
-    report_artifacts(config, manifest, build.sample)
-    return manifest
+            manifest, sample = build_tables(config), None
+        else:
+            live = ProgressArtifact(config)
+            steps, executor = TaskSteps(), PrefectChunkExecutor(config)
+            build = Build(config, executor, steps=steps, on_rows=live.advanced)
+            manifest, sample = build.run(), build.sample
+        link = write_report(config) if report else None
+        report_artifacts(config, manifest, sample, link)
+        return manifest
+    except SynthaixError as error:
+        return failed(error)

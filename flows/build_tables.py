@@ -11,13 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.executor import PrefectChunkExecutor, TaskSteps, _Call
 from synthaix.relational.build import DatasetBuild
 from synthaix.relational.config import RelationalConfig
-from synthaix.relational.manifest import DatasetManifest, summary_markdown
+from synthaix.relational.manifest import DatasetManifest
 
 
 @task(name="build-table", task_run_name="{table}", cache_policy=NO_CACHE)
@@ -32,10 +31,4 @@ def _table_step(name: str, run: Callable[[], Any]) -> Any:
 
 def build_tables(config: RelationalConfig) -> DatasetManifest:
     build = DatasetBuild(config, PrefectChunkExecutor, steps=TaskSteps(), table_step=_table_step)
-    manifest = build.run()
-    create_markdown_artifact(
-        markdown=summary_markdown(manifest),
-        key=f"{config.name}-summary".replace("_", "-").lower(),
-        description="SynthAIx build summary (every table)",
-    )
-    return manifest
+    return build.run()

@@ -24,7 +24,9 @@ class PrefectChunkExecutor:
     def __init__(self, config: DatasetConfig) -> None:
         self.config = config
         self.runner = chunk_runner(config.runner)
+        prefix = f"{config.name}-" if config._in_tables else ""  # a table's, in a dataset
         self.task = generate_chunk.with_options(
+            task_run_name=prefix + "chunk-{chunk.index:06d}",
             retries=config.runner.retries,
             retry_delay_seconds=exponential_backoff(backoff_factor=config.runner.retry_backoff),
         )
@@ -62,6 +64,15 @@ def _step(call: _Call) -> Any:
 
 
 class TaskSteps(Steps):
+    """Task-run names are unique in a flow run: `write-part-000003`, or `orders-write-part-000003`
+    in a multi-table dataset, numbered from 0 like the chunks."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
     def run(self, name: str, fn: Callable[..., T], *args: Any, number: int | None = None) -> T:
-        run_name = name if number is None else f"{name}-{number:06d}"
+        run_name = self.prefix + (name if number is None else f"{name}-{number:06d}")
         return _step.with_options(name=name, task_run_name=run_name)(_Call(fn, args))
+
+    def within(self, table: str) -> TaskSteps:
+        return TaskSteps(f"{table}-")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import pyarrow as pa
 from pydantic import (
@@ -12,11 +13,13 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from synthaix import constraints
+from synthaix.asof import settle
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER
 from synthaix.columns.people import check_locale
@@ -100,6 +103,18 @@ class RunnerConfig(StrictModel):
     )
 
 
+Seed = Annotated[int, Field(ge=0)] | Literal["as_of"]
+SEED = (
+    "Same config + seed gives the same data. `as_of`: a seed derived from the build's as_of "
+    "time, so scheduled builds differ from run to run yet are the same for the same time."
+)
+AS_OF = (
+    "The time the data stands at, UTC: relative times (now, -1h, today-7d) resolve against "
+    "it. Default: the flow run's scheduled start, or the time the build starts; recorded "
+    "only when the config uses it."
+)
+
+
 class OutputPaths:
     """Where a dataset's outputs go (a single-table or a multi-table config)."""
 
@@ -116,6 +131,13 @@ class OutputPaths:
         path = self.output.duckdb
         return path.expanduser() if path is not None else self.output_dir / f"{self.name}.duckdb"
 
+    def with_overrides(self, origin: str = "options", **values: Any) -> Any:
+        """A re-validated copy with typed overrides (rows, seed, out, workers, model, as_of...;
+        None: the config's value), as synthaix.overrides.apply_overrides."""
+        from synthaix.overrides import apply_overrides, typed
+
+        return apply_overrides(self, typed(values), origin)
+
 
 class DatasetConfig(OutputPaths, StrictModel):
     """A dataset to build: its columns, size, seed and outputs."""
@@ -125,7 +147,8 @@ class DatasetConfig(OutputPaths, StrictModel):
         default=None, description="What the dataset is, in plain words."
     )
     rows: int = Field(gt=0, le=10_000_000_000, description="Exact number of rows to deliver.")
-    seed: int = Field(default=0, ge=0, description="Same config + seed gives the same data.")
+    seed: Seed = Field(default=0, description=SEED)
+    as_of: dt.datetime | None = Field(default=None, description=AS_OF)
     chunk_size: int = Field(
         default=10_000, gt=0, le=10_000_000, description="Rows generated per chunk task."
     )
@@ -154,6 +177,11 @@ class DatasetConfig(OutputPaths, StrictModel):
     _names: set[str] = PrivateAttr(default_factory=set)
     _in_tables: bool = PrivateAttr(default=False)
     _relations: Any = PrivateAttr(default=None)  # synthaix.relational's, for a table's chunks
+    _seed_as_of: bool = PrivateAttr(default=False)
+
+    @field_serializer("seed")
+    def _seed_as_written(self, seed: int) -> int | str:
+        return "as_of" if self._seed_as_of else seed
 
     @field_validator("constraints", mode="before")
     @classmethod
@@ -174,7 +202,8 @@ class DatasetConfig(OutputPaths, StrictModel):
         self._related = dict(context.get("related", {}))
         self._in_tables = "related" in context  # a table of a multi-table dataset
         self._names = set(context.get("names", ()))
-        problems = list(_column_problems(self))
+        columns = [(("columns", i), c) for i, c in enumerate(self.columns)]
+        problems = settle(self, columns) or list(_column_problems(self))
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -182,32 +211,6 @@ class DatasetConfig(OutputPaths, StrictModel):
     @property
     def table(self) -> str:
         return self.output.table or self.name
-
-    def with_overrides(
-        self,
-        *,
-        rows: int | None = None,
-        seed: int | None = None,
-        out: Path | None = None,
-        mode: str | None = None,
-        runner: str | None = None,
-    ) -> DatasetConfig:
-        """A re-validated copy with command-line overrides applied."""
-        data = self.model_dump(mode="python")
-        if rows is not None:
-            data["rows"] = rows
-        if seed is not None:
-            data["seed"] = seed
-        if mode is not None:
-            data["mode"] = mode
-        if out is not None:
-            data["output"] = {**data["output"], "dir": out}
-            if self.output.duckdb is not None and self.duckdb_path.is_relative_to(self.output_dir):
-                # A database inside the old output folder moves with it.
-                data["output"]["duckdb"] = out / self.duckdb_path.relative_to(self.output_dir)
-        if runner is not None:
-            data["runner"] = {**data["runner"], "type": runner}
-        return parse_config(data, origin="config with the command-line overrides")
 
 
 class CrossFieldError(ValueError):
@@ -363,10 +366,10 @@ def _config_error(
         for loc, message in pairs:
             where = f"{source.path}:{source.line_of(loc)}: " if source else ""
             lines.append(f"  {where}{_label(loc, data)}: {message}")
-    origin = f"{source.path}" if source else origin
+    what = f"config {source.path}" if source else origin
     count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
     hint = f"fix and check again with: synthaix validate {source.path}" if source else None
-    return ConfigError(f"invalid config {origin} ({count}):\n" + "\n".join(lines), hint=hint)
+    return ConfigError(f"invalid {what} ({count}):\n" + "\n".join(lines), hint=hint)
 
 
 _BRANCHES = {"int", "float", "str", "bool", "date", "datetime", "decimal"}

@@ -60,7 +60,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any], origin: str = "op
         return config
     from synthaix.config import parse_any_config
 
-    data = config.model_dump(mode="python", by_alias=True, exclude_unset=True)
+    data = config.model_dump(mode="python", by_alias=True)
     for path, value in overrides.items():
         _set(data, path, value, config, origin)
     return parse_any_config(data, origin=f"config with the {origin} {_names(overrides)}")

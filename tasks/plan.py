@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from synthaix.columns.llm import LlmColumn
-from synthaix.config import DatasetConfig, load_config
+from synthaix.config import DatasetConfig, load_config, parse_any_config
 from synthaix.errors import ConfigError
+from synthaix.fence import PREFECT_VARIABLE, confine, output_root
 from synthaix.llm.client import LlmClient
+from synthaix.llm.credentials import resolve_config
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.translate import to_yaml, translate
+from synthaix.overrides import apply_overrides
 from synthaix.relational.config import RelationalConfig
 from tasks.limits import ensure_limits
 
@@ -29,28 +34,39 @@ def translate_description(
 @task(name="plan-build", cache_policy=NO_CACHE)
 def plan_build(
     config_path: str | None,
-    config: DatasetConfig | RelationalConfig | None,
-    rows: int | None,
-    seed: int | None,
-    out: str | None,
-    mode: str | None,
-    runner: str | None,
+    config: DatasetConfig | RelationalConfig | dict[str, Any] | None,
+    overrides: dict[str, Any],
     preflight: bool = True,
 ) -> DatasetConfig | RelationalConfig:
-    """The config to build, overrides applied; the LLM endpoint and limits checked first
-    (`preflight=False`: the caller, e.g. the CLI, checked the endpoint already)."""
+    """The config to build: read (or validated, if given inline), overrides (config path ->
+    value) applied, `{{ prefect.variables.NAME }}` provider settings resolved, every output
+    path inside the worker's output root, and the LLM endpoint and limits checked (`preflight=False`: the caller, e.g. the CLI, checked it already)."""
     if (config_path is None) == (config is None):
-        raise ConfigError("give exactly one of config_path, config or description")
-    base = config if config is not None else load_config(config_path)  # type: ignore[arg-type]
-    overrides = {"rows": rows, "seed": seed, "mode": mode, "runner": runner}
-    if out is not None or any(v is not None for v in overrides.values()):
-        base = base.with_overrides(out=Path(out) if out else None, **overrides)  # type: ignore[arg-type]
+        raise ConfigError("give exactly one of the parameters config_path, config or description")
+    if config_path is not None:
+        base = load_config(config_path)
+    elif isinstance(config, dict):
+        base = parse_any_config(config, origin="config parameter")
+    else:
+        base = config
+    if base.as_of is None:
+        overrides.pop("as_of", None)  # the config does not use it: nothing to re-validate
+    base = resolve_config(apply_overrides(base, overrides, origin="parameters"))
+    root = output_root() or _variable(PREFECT_VARIABLE)
+    if root is not None:
+        confine(base, Path(root))
     for table in llm_tables(base):
         if preflight:
             LlmClient(table.provider).check()  # wrong URL, key or model: fail before any chunk
             preflight = False  # one provider for every table
         ensure_limits(table)
     return base
+
+
+def _variable(name: str) -> Any:
+    from prefect.variables import Variable
+
+    return Variable.get(name, default=None)
 
 
 def llm_tables(config: DatasetConfig | RelationalConfig) -> list[DatasetConfig]:
@@ -61,3 +77,15 @@ def llm_tables(config: DatasetConfig | RelationalConfig) -> list[DatasetConfig]:
         else [config]
     )
     return [t for t in tables if any(isinstance(c, LlmColumn) for c in t.columns)]
+
+
+def scheduled_as_of() -> datetime | None:
+    """A deployment run's scheduled start (the slot a schedule made it for, kept by its
+    retries); None for a flow called directly, whose config's as_of is the time it was read."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    if run is None or run.deployment_id is None:
+        return None
+    return run.expected_start_time

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from uuid import UUID
 
 import pyarrow as pa
 from prefect import task
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -17,12 +19,17 @@ from prefect.cache_policies import NO_CACHE
 
 from synthaix.build.manifest import Manifest, summary_markdown
 from synthaix.config import DatasetConfig
+from synthaix.fence import PREFECT_VARIABLE, output_root
+from synthaix.relational.config import RelationalConfig
+from synthaix.relational.manifest import DatasetManifest
+from synthaix.relational.manifest import summary_markdown as tables_summary
 
 SAMPLE_ROWS = 10
+REPORT_BASE_URL = "synthaix_report_base_url"  # a Prefect Variable
 UPDATE_SECONDS = 1.0  # at most one progress update a second: each is a request to the server
 
 
-def artifact_key(config: DatasetConfig, kind: str) -> str:
+def artifact_key(config: DatasetConfig | RelationalConfig, kind: str) -> str:
     return f"{config.name}-{kind}".replace("_", "-").lower()
 
 
@@ -47,11 +54,50 @@ class ProgressArtifact:
             update_progress_artifact(self.id, progress=round(100 * self.done / self.total, 1))
 
 
+@task(name="write-report", cache_policy=NO_CACHE)
+def write_report(config: DatasetConfig | RelationalConfig) -> str:
+    """The HTML report of the published dataset, and a link artifact to it. The link is
+    `<synthaix_report_base_url>/<path under the output root>` when the worker serves its
+    output root over HTTP (Prefect Variable synthaix_report_base_url), else a file:// URL."""
+    from synthaix.report.html import write_report as write_html
+
+    path = write_html(config.output_dir).resolve()
+    link = _report_url(path)
+    create_link_artifact(
+        link=link,
+        link_text=f"{config.name} report",
+        key=artifact_key(config, "report"),
+        description=f"HTML report of {config.name}: profile, checks, samples",
+    )
+    return link
+
+
+def _report_url(path: Path) -> str:
+    from prefect.variables import Variable
+
+    base = Variable.get(REPORT_BASE_URL, default=None)
+    root = output_root() or Variable.get(PREFECT_VARIABLE, default=None)
+    if base and root and path.is_relative_to(Path(root).resolve()):
+        return f"{str(base).rstrip('/')}/{path.relative_to(Path(root).resolve()).as_posix()}"
+    return path.as_uri()
+
+
 @task(name="report-build", cache_policy=NO_CACHE)
-def report_artifacts(config: DatasetConfig, manifest: Manifest, sample: pa.Table | None) -> None:
-    """The build summary (Markdown) and the first rows (table) in the Prefect UI."""
+def report_artifacts(
+    config: DatasetConfig | RelationalConfig,
+    manifest: Manifest | DatasetManifest,
+    sample: pa.Table | None,
+    report: str | None = None,
+) -> None:
+    """The build summary (Markdown, with the report's link) and the first rows (table)."""
+    if isinstance(manifest, DatasetManifest):
+        markdown = tables_summary(manifest)
+    else:
+        markdown = summary_markdown(manifest)
+    if report is not None:
+        markdown += f"\n\n**Report:** [{report.rsplit('/', 1)[-1]}]({report})\n"
     create_markdown_artifact(
-        markdown=summary_markdown(manifest),
+        markdown=markdown,
         key=artifact_key(config, "summary"),
         description="SynthAIx build summary",
     )

@@ -69,3 +69,7 @@ class Steps:
 
     def run(self, name: str, fn: Callable[..., T], *args: Any, number: int | None = None) -> T:
         return fn(*args)
+
+    def within(self, table: str) -> Steps:
+        """The steps of one table of a multi-table dataset (named after it)."""
+        return self

@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
+from synthaix.asof import EXAMPLES, Relative, now
 from synthaix.columns.base import ChunkContext
 from synthaix.columns.conditional import fail_at, require
 from synthaix.columns.numeric import Anchored, Sampler
@@ -72,6 +73,16 @@ def add_months(times: np.ndarray, months: np.ndarray) -> np.ndarray:
     return moved + (times - day.astype(times.dtype))
 
 
+def _relative_or_value(value: object) -> object:
+    """Text that is not an ISO date is a relative time, with one message if it is neither."""
+    if isinstance(value, str) and not isinstance(value, Relative):
+        try:
+            dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return Relative._checked(value)
+    return value
+
+
 class _Temporal(Anchored):
     """What dates and datetimes share; values are whole units (days, seconds) since 1970."""
 
@@ -83,11 +94,37 @@ class _Temporal(Anchored):
     _SECONDS: ClassVar[int]  # seconds in one step
     _SQL_TYPE: ClassVar[str]
     _UNIT_NAME: ClassVar[str]  # what whole steps are, for messages
+    _as_of: dt.datetime | None = PrivateAttr(default=None)  # set by the config (synthaix.asof)
+
+    @property
+    def uses_as_of(self) -> bool:
+        return any(isinstance(getattr(self, f), Relative) for f in ("start", "end"))
+
+    def stand_at(self, as_of: dt.datetime) -> None:
+        """Resolve relative start/end against this time (the build's as_of)."""
+        self._as_of = as_of
+
+    def bounds(self) -> tuple[Any, Any]:
+        """start and end as values: relative ones resolved against as_of; a relative end
+        excludes its own instant (the step before it), so consecutive windows never overlap."""
+        return self._resolved(self.start, False), self._resolved(self.end, True)  # type: ignore[attr-defined]
+
+    def _resolved(self, value: Any, end: bool) -> Any:
+        if not isinstance(value, Relative):
+            return value
+        moment = value.resolve(self._as_of or now())
+        if end:
+            moment -= dt.timedelta(seconds=self._SECONDS)
+        return self._at(moment)
+
+    def _at(self, moment: dt.datetime) -> Any:
+        return moment
 
     def _check_range(self) -> None:
         require(self, "start", "end")
-        if self.start > self.end:  # type: ignore[attr-defined]
-            raise ValueError(f"start ({self.start}) is after end ({self.end})")  # type: ignore[attr-defined]
+        start, end = self.bounds()
+        if start > end:
+            raise ValueError(f"start ({start}) is after end ({end})")
 
     def _units(self, value: Any) -> int:
         raise NotImplementedError
@@ -100,14 +137,15 @@ class _Temporal(Anchored):
         raise NotImplementedError
 
     def _own_sampler(self) -> Sampler:
-        first, last = self._units(self.start), self._units(self.end)  # type: ignore[attr-defined]
+        first, last = map(self._units, self.bounds())
         return Sampler("uniform", first, last, integer=True)
 
     def _draw(self, ctx: ChunkContext) -> pa.Array:
         return self._typed(self._own_sampler().sample(ctx.rng, ctx.rows))
 
     def _range_capacity(self) -> int | None:
-        return self._units(self.end) - self._units(self.start) + 1  # type: ignore[attr-defined]
+        start, end = self.bounds()
+        return self._units(end) - self._units(start) + 1
 
     def _accepts(self, kind: pa.DataType) -> bool:
         return pa.types.is_date(kind) or pa.types.is_timestamp(kind)
@@ -206,11 +244,17 @@ class DateColumn(_Temporal):
     earlier date or datetime column (`after`/`before`)."""
 
     type: Literal["date"] = "date"
-    start: dt.date | None = Field(
-        default=None, description="First possible date (YYYY-MM-DD); not with after/before."
+    start: dt.date | Relative | None = Field(
+        default=None,
+        union_mode="left_to_right",
+        description="First possible date (YYYY-MM-DD), or relative to the build's as_of "
+        f"({EXAMPLES}); not with after/before.",
     )
-    end: dt.date | None = Field(
-        default=None, description="Last possible date (YYYY-MM-DD); not with after/before."
+    end: dt.date | Relative | None = Field(
+        default=None,
+        union_mode="left_to_right",
+        description="Last possible date (YYYY-MM-DD); a relative one (e.g. today) is excluded "
+        "itself. Not with after/before.",
     )
 
     _UNIT: ClassVar[str] = "D"
@@ -218,6 +262,21 @@ class DateColumn(_Temporal):
     _SECONDS: ClassVar[int] = 86400
     _SQL_TYPE: ClassVar[str] = "DATE"
     _UNIT_NAME: ClassVar[str] = "days (a date has no time of day)"
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _relative(cls, value: object) -> object:
+        return _relative_or_value(value)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _whole_days(cls, value: object) -> object:
+        if isinstance(value, Relative) and value.below_a_day:
+            raise ValueError(f"'{value}': a date column moves in whole days, e.g. today-7d")
+        return value
+
+    def _at(self, moment: dt.datetime) -> Any:
+        return moment.date()
 
     def arrow_type(self) -> pa.DataType:
         return pa.date32()
@@ -240,13 +299,17 @@ class DatetimeColumn(_Temporal):
     at an offset from an earlier date or datetime column (`after`/`before`)."""
 
     type: Literal["datetime"] = "datetime"
-    start: dt.datetime | None = Field(
+    start: dt.datetime | Relative | None = Field(
         default=None,
-        description="Earliest timestamp, e.g. 2024-01-01 00:00:00; not with after/before.",
+        union_mode="left_to_right",
+        description="Earliest timestamp, e.g. 2024-01-01 00:00:00, or relative to the build's "
+        f"as_of ({EXAMPLES}); not with after/before.",
     )
-    end: dt.datetime | None = Field(
+    end: dt.datetime | Relative | None = Field(
         default=None,
-        description="Latest timestamp, e.g. 2024-12-31 23:59:59; not with after/before.",
+        union_mode="left_to_right",
+        description="Latest timestamp, e.g. 2024-12-31 23:59:59; a relative one (e.g. now) is "
+        "excluded itself, so `-1h` to `now` is the hour before as_of. Not with after/before.",
     )
 
     _UNIT: ClassVar[str] = "s"
@@ -260,11 +323,11 @@ class DatetimeColumn(_Temporal):
     def _date_means_midnight(cls, value: object) -> object:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return dt.datetime.combine(value, dt.time())
-        return value
+        return _relative_or_value(value)
 
     def _check_range(self) -> None:
         require(self, "start", "end")
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:  # type: ignore[union-attr]
+        if any(getattr(v, "tzinfo", None) is not None for v in (self.start, self.end)):
             raise ValueError("start and end must have no time zone (values are naive timestamps)")
         super()._check_range()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from tenacity import (
 )
 
 from synthaix.errors import ProviderError
+from synthaix.llm.credentials import api_key, resolve_provider
 from synthaix.llm.provider import DEFAULT_BASE_URL, ProviderConfig
 from synthaix.llm.stats import StatsRecorder
 
@@ -91,15 +91,19 @@ class LlmClient:
     def __init__(self, provider: ProviderConfig, gate: Gate = contextlib.nullcontext) -> None:
         import openai
 
+        # `{{ prefect.variables.NAME }}` resolved here too when the caller did not (the CLI);
+        # the key from provider.api_key_block (a Prefect Secret) when set, else the env var.
+        provider = resolve_provider(provider)
         self.provider = provider
         self.base_url = provider.resolved_base_url()
-        key = os.environ.get(provider.api_key_env, "")
+        key = api_key(provider)
         if not key and self.base_url == DEFAULT_BASE_URL:
             raise ProviderError(
                 f"no API key: ${provider.api_key_env} is not set",
                 cause="credentials",
-                hint=f"export {provider.api_key_env}=... or point provider.base_url at a local "
-                "server (try `synthaix sim`)",
+                hint=f"export {provider.api_key_env}=..., set provider.api_key_block to a "
+                "Prefect Secret block, or point provider.base_url at a local server (try "
+                "`synthaix sim`)",
             )
         self._secret = key or "not-needed"  # local servers (Ollama, vLLM, llama.cpp) take any key
         self._openai = openai.OpenAI(
@@ -315,8 +319,8 @@ class LlmClient:
             return ProviderError(
                 f"{where} rejected the credentials (HTTP {status})",
                 cause="credentials",
-                hint=f"check the API key in ${self.provider.api_key_env} (and that it may use "
-                f"model '{self.provider.model}')",
+                hint=f"check the API key in {_key_source(self.provider)} (and that it may "
+                f"use model '{self.provider.model}')",
             )
         if status == 404:
             return ProviderError(
@@ -329,6 +333,12 @@ class LlmClient:
             cause=f"http_{status}",
             hint="if the context is too long, lower provider.rows_per_request or max_length",
         )
+
+
+def _key_source(provider: ProviderConfig) -> str:
+    if provider.api_key_block:
+        return f"the Prefect Secret block '{provider.api_key_block}'"
+    return f"${provider.api_key_env}"
 
 
 def _wait(state: Any) -> float:

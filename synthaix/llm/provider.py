@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synthaix.columns.base import StrictModel
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# `{{ prefect.variables.NAME }}`, as in prefect.yaml: resolved at run time from the Prefect
+# Variable NAME (synthaix.llm.credentials.resolve_provider), in these string fields.
+VARIABLE_TEMPLATE = re.compile(r"\{\{\s*prefect\.variables\.([\w\-]+)\s*\}\}")
+TEMPLATED_FIELDS = ("base_url", "model", "api_key_env", "api_key_block")
 
 
 class ProviderConfig(StrictModel):
-    """An OpenAI-compatible endpoint. The API key is read from the environment, never the file."""
+    """An OpenAI-compatible endpoint. The API key is read from a Prefect Secret block or the
+    environment, never the file. String fields may be `{{ prefect.variables.NAME }}`."""
 
     base_url: str | None = Field(
         default=None,
@@ -22,7 +28,14 @@ class ProviderConfig(StrictModel):
     )
     model: str = Field(default="gpt-4o-mini", description="Model name as the endpoint knows it.")
     api_key_env: str = Field(
-        default="OPENAI_API_KEY", description="Environment variable that holds the API key."
+        default="OPENAI_API_KEY",
+        description="Environment variable that holds the API key (used when api_key_block "
+        "is not set).",
+    )
+    api_key_block: str | None = Field(
+        default=None,
+        description="Name of a Prefect Secret block that holds the API key, loaded when the "
+        "client is built (once per process); takes precedence over api_key_env.",
     )
     temperature: float = Field(default=1.0, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int = Field(
@@ -51,6 +64,17 @@ class ProviderConfig(StrictModel):
     max_reasks: int = Field(
         default=4, ge=0, le=20, description="Times a row that came back invalid is asked again."
     )
+
+    @field_validator(*TEMPLATED_FIELDS)
+    @classmethod
+    def _only_variable_templates(cls, value: str | None) -> str | None:
+        rest = VARIABLE_TEMPLATE.sub("", value or "")
+        if "{{" in rest or "}}" in rest:
+            raise ValueError(
+                f"'{value}': the only template a provider setting takes is "
+                "{{ prefect.variables.NAME }} (a Prefect Variable, read at run time)"
+            )
+        return value
 
     def resolved_base_url(self) -> str:
         return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")

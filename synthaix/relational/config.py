@@ -16,23 +16,35 @@ parents and lookups) decides the build order; a cycle is an error naming it.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 import pyarrow as pa
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from synthaix.asof import settle
 from synthaix.columns import ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.config import (
+    AS_OF,
+    SEED,
     CrossFieldError,
     DatasetConfig,
     OutputConfig,
     OutputPaths,
     RunnerConfig,
+    Seed,
     _message,
 )
 from synthaix.constraints import Constraint, as_constraint
@@ -215,7 +227,8 @@ class RelationalConfig(OutputPaths, StrictModel):
 
     name: str = Field(pattern=IDENTIFIER, description="Dataset name.")
     description: str | None = Field(default=None, description="What the dataset is.")
-    seed: int = Field(default=0, ge=0, description="Same config + seed gives the same data.")
+    seed: Seed = Field(default=0, description=SEED)
+    as_of: dt.datetime | None = Field(default=None, description=AS_OF)
     chunk_size: int = Field(default=10_000, gt=0, le=10_000_000)
     locale: str = Field(default="en_US")
     mode: Literal["overwrite", "append"] = Field(
@@ -229,10 +242,20 @@ class RelationalConfig(OutputPaths, StrictModel):
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
     _plans: dict[str, TablePlan] = PrivateAttr(default_factory=dict)
     _order: list[str] = PrivateAttr(default_factory=list)
+    _seed_as_of: bool = PrivateAttr(default=False)
+
+    @field_serializer("seed")
+    def _seed_as_written(self, seed: int) -> int | str:
+        return "as_of" if self._seed_as_of else seed
 
     @model_validator(mode="after")
     def _plan(self) -> Self:
-        problems = _plan_tables(self)
+        columns = [
+            (("tables", t, "columns", c), column)
+            for t, table in enumerate(self.tables)
+            for c, column in enumerate(table.columns)
+        ]
+        problems = settle(self, columns) or _plan_tables(self)
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -250,31 +273,6 @@ class RelationalConfig(OutputPaths, StrictModel):
 
     def children(self, table: str) -> list[str]:
         return [t.name for t in self.tables if t.parent == table]
-
-    def with_overrides(
-        self,
-        *,
-        rows: int | None = None,
-        seed: int | None = None,
-        out: Any = None,
-        mode: str | None = None,
-        runner: str | None = None,
-    ) -> RelationalConfig:
-        """A re-validated copy with command-line overrides; `rows` sizes the root tables."""
-        data = self.model_dump(mode="python", by_alias=True)
-        if rows is not None:
-            for table in data["tables"]:
-                if table["parent"] is None:
-                    table["rows"] = rows
-        if seed is not None:
-            data["seed"] = seed
-        if mode is not None:
-            data["mode"] = mode
-        if out is not None:
-            data["output"] = {**data["output"], "dir": out}
-        if runner is not None:
-            data["runner"] = {**data["runner"], "type": runner}
-        return RelationalConfig.model_validate(data)
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -538,6 +536,7 @@ def _table_plan(
         "description": spec.description or config.description,
         "rows": max(1, min(10_000_000_000, math.ceil(estimated))),
         "seed": _table_seed(config.seed, spec.name),
+        "as_of": config.as_of,
         "chunk_size": spec.chunk_size or config.chunk_size,
         "locale": config.locale,
         "mode": config.mode,

@@ -69,7 +69,7 @@ def _column_checks(column: Column, seen: ColumnProfile, filtered: set[str]) -> l
             ok, mean = abs(seen.mean - expected) <= slack, f"{seen.mean:,.3g}"
             out.append(Check(name, "mean", f"{expected:,.3g} ± {slack:,.2g}", mean, ok))
     elif isinstance(column, DateColumn | DatetimeColumn):
-        out += _range(name, column.start, column.end, seen.minimum, seen.maximum)
+        out += _range(name, *column.bounds(), seen.minimum, seen.maximum)
     elif isinstance(column, CategoryColumn):
         out += _weights(column, seen)
     elif isinstance(column, BooleanColumn):

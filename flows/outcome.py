@@ -1,0 +1,74 @@
+"""How a flow run ends for its user: a user error (config, credentials, endpoint) is one log
+line and a Failed state, not Prefect's tracebacks; the engine's own log lines reach the run's
+logs."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import get_run_logger
+from prefect.states import Failed, State
+
+from synthaix.errors import SynthaixError
+
+
+class _QuietUserErrors(logging.Filter):
+    """Prefect logs a failed task at ERROR twice (the traceback, then its final state). For a
+    SynthaixError that is noise around the one line the flow logs itself: the traceback is
+    dropped (kept at DEBUG when debug logging is on), the final state said at INFO."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_tasks: set[object] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        task_run = getattr(record, "task_run_id", None)
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, SynthaixError):
+            self.failed_tasks.add(task_run)
+            return self._demoted(record, logging.DEBUG)
+        if task_run in self.failed_tasks and record.getMessage().startswith("Finished in state"):
+            self.failed_tasks.discard(task_run)
+            return self._demoted(record, logging.INFO)
+        return True
+
+    @staticmethod
+    def _demoted(record: logging.LogRecord, level: int) -> bool:
+        if level == logging.DEBUG and not logging.getLogger("prefect").isEnabledFor(level):
+            return False
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return True
+
+
+_QUIET = _QuietUserErrors()
+
+
+def quiet_user_errors() -> None:
+    """Install the filter and forward the `synthaix` logger to the run's logs (once)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
+    # What PREFECT_LOGGING_EXTRA_LOGGERS=synthaix does, for a worker that did not set it.
+    engine = logging.getLogger("synthaix")
+    for handler in logging.getLogger("prefect.extra").handlers:
+        if handler not in engine.handlers:
+            engine.addHandler(handler)
+    if engine.level == logging.NOTSET:
+        engine.setLevel(logging.INFO)
+
+
+def one_line(error: SynthaixError) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    hint = getattr(error, "hint", None)
+    return f"{text} (hint: {hint})" if hint else text
+
+
+def failed(error: SynthaixError) -> State:
+    """The run's end on a user error: one ERROR line, and a Failed state whose result
+    re-raises the error (so a caller of the flow, like the CLI, gets it as it was)."""
+    message = one_line(error)
+    get_run_logger().error(message)
+    return Failed(message=message, data=error)
