@@ -42,6 +42,7 @@ def build_dataset(
     chunk_size: p.ChunkSize = p.CHUNK_SIZE,
     model: p.Model = p.MODEL,
     base_url: p.BaseUrl = p.BASE_URL,
+    overrides: p.Overrides = p.OVERRIDES,
     report: bool = p.REPORT,
     preflight: bool = p.PREFLIGHT,
 ):  # -> Manifest | DatasetManifest, or a Failed state on a user error
@@ -52,7 +53,7 @@ def build_dataset(
         dict(rows=rows, seed=seed, as_of=as_of or scheduled_as_of(), mode=mode, out=out)
         | dict(runner=runner, workers=workers, chunk_size=chunk_size, model=model)
         | dict(base_url=base_url)
-    )
+    ) | (overrides or {})
     try:
         if description is not None and config is None and config_path is None:
             provider = p.provider_for(model, base_url)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 from prefect import get_run_logger
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging.handlers import APILogHandler
 from prefect.states import Failed, State
 
 from synthaix.errors import SynthaixError
@@ -46,18 +48,26 @@ _QUIET = _QuietUserErrors()
 
 
 def quiet_user_errors() -> None:
-    """Install the filter and forward the `synthaix` logger to the run's logs (once)."""
+    """Install the filter, and forward the `synthaix` logger to the run's logs (once; what
+    PREFECT_LOGGING_EXTRA_LOGGERS=synthaix would do, on a worker that did not set it)."""
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logger = logging.getLogger(name)
         if _QUIET not in logger.filters:
             logger.addFilter(_QUIET)
-    # What PREFECT_LOGGING_EXTRA_LOGGERS=synthaix does, for a worker that did not set it.
     engine = logging.getLogger("synthaix")
-    for handler in logging.getLogger("prefect.extra").handlers:
-        if handler not in engine.handlers:
-            engine.addHandler(handler)
+    if not any(isinstance(h, _RunLogs) for h in engine.handlers):
+        engine.addHandler(_RunLogs())
     if engine.level == logging.NOTSET:
         engine.setLevel(logging.INFO)
+
+
+class _RunLogs(APILogHandler):
+    """The engine's log lines (resumed chunks, ...) in the logs of the run they belong to; a
+    line logged outside any run (the engine used without Prefect) is not Prefect's."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            super().emit(record)
 
 
 def one_line(error: SynthaixError) -> str:

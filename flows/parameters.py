@@ -70,6 +70,12 @@ BaseUrl = str | None
 BASE_URL = _described(
     "OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (provider.base_url)." + _EMPTY
 )
+Overrides = dict[str, Any] | None
+OVERRIDES = _described(
+    'Any other config value, by its dotted path, as the CLI\'s --set: {"runner.workers": 8, '
+    '"columns.ordered_at.start": "-1h", "tables.orders.count.mean": 5} (columns and '
+    "tables by name). Applied after the typed parameters above."
+)
 REPORT = _described(
     "Also write the HTML report (report.html in the output directory) and link it as an "
     "artifact of the run.",

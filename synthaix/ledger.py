@@ -3,11 +3,22 @@ a build that crashed or was killed (kill -9) and is started again with the same 
 continues where it stopped instead of paying for the same LLM requests twice.
 
     out/reviews/.ledger/<key>/chunk-000042.parquet   rows + row numbers; LLM stats in metadata
+    out/reviews/.ledger/<key>/spend-<build>.jsonl    what each attempt spent, chunk by chunk
 
 The key is a hash of what generation depends on (the config with overrides and seed, without
 the runner and the provider's limits) and of where the build's row numbers start, so a changed
 config or a different append position never reuses stale chunks. Files are
 written to a temporary name and renamed, so a chunk is either complete or absent.
+
+The spend log is how a resumed build tells what the interrupted attempts cost: every chunk's
+LLM stats are appended to its attempt's log the moment the chunk is back, before its rows are
+saved, admitted or even needed, so a kill -9 loses only the requests of chunks still running
+(and a chunk that fails loses the requests it made before failing). One append of ~180 bytes
+per chunk, unbuffered and without fsync (a killed process loses nothing the kernel holds; only
+a machine crash could): 35-50 us a chunk measured, against ~2.5 ms for the chunk's Parquet
+file, so 0.05 s for a million rows in chunks of 1,000. Each attempt writes its own file (named
+by its build id), so attempts never interleave; a resumed build sums the earlier attempts'
+files (~30 us a record) and the publish removes them with the chunks.
 """
 
 from __future__ import annotations
@@ -17,7 +28,9 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,14 +40,36 @@ from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult
 from synthaix.llm import prompts
 from synthaix.llm.stats import LlmStats
-from synthaix.ownership import remove_our_files
+from synthaix.ownership import BUILD_ID, remove_our_files
 
 _ROW_ID = "__synthaix_row_id"
 _HASH = "__synthaix_key_hash"
 _STATS = b"synthaix.llm"
 _PROMPTS_SOURCE = Path(prompts.__file__).read_bytes()
-_CHUNK_FILE = re.compile(r"chunk-\d{6}-\d+-\d+\.(parquet|tmp)")
+_CHUNK_FILE = re.compile(rf"chunk-\d{{6}}-\d+-\d+\.(parquet|tmp)|spend-{BUILD_ID}\.jsonl")
 _LEDGER_DIR = re.compile(r"[0-9a-f]{16}")
+_LOG_NAME = re.compile(rf"spend-{BUILD_ID}\.jsonl")
+
+
+def _read_spend(path: Path) -> LlmStats:
+    """The sum of a spend log; a line cut short by a kill (or a crash) is skipped."""
+    sums: dict[str, Any] = {}  # added up as plain numbers and Counters, validated once
+    fields = set(LlmStats.model_fields)
+    with contextlib.suppress(OSError), open(path, "rb") as log:
+        for line in log:
+            try:
+                record = json.loads(line)["llm"]
+                for name in fields & record.keys():
+                    value = record[name]
+                    if isinstance(value, dict):
+                        sums.setdefault(name, Counter()).update(value)
+                    else:
+                        sums[name] = sums.get(name, 0) + value
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    with contextlib.suppress(ValueError):
+        return LlmStats.model_validate(sums)
+    return LlmStats()
 
 
 def generation_hash(config: DatasetConfig) -> str:
@@ -59,16 +94,40 @@ class ChunkLedger:
         digest = hashlib.sha256(f"{config_hash}\0{first_row}".encode()).hexdigest()[:16]
         self.root = output_dir / ".ledger" if table is None else output_dir / ".ledger" / table
         self.dir = self.root / digest
+        self.earlier = LlmStats()  # what the interrupted attempts spent (read by `open`)
+        self.earlier_attempts: list[str] = []  # their build ids
+        self._spend: Path | None = None
 
-    def open(self) -> int:
-        """Start using the ledger; ledgers of other configs are stale and removed. Returns the
-        number of chunks a previous attempt left."""
+    def open(self, attempt: str, published: str | None = None) -> int:
+        """Start using the ledger for the attempt (build id) `attempt`; ledgers of other
+        configs are stale and removed. Reads what the earlier attempts spent into `earlier`,
+        except the attempt `published` (the build the output holds: it was published but
+        killed before it cleared its ledger). Returns the number of chunks they left."""
+        assert re.fullmatch(BUILD_ID, attempt), attempt
         if self.root.is_dir():
             for other in self.root.iterdir():
                 if other != self.dir and _LEDGER_DIR.fullmatch(other.name):
                     remove_our_files(other, _CHUNK_FILE)
         self.dir.mkdir(parents=True, exist_ok=True)
+        for log in sorted(self.dir.glob("spend-*.jsonl")):
+            earlier = log.stem.removeprefix("spend-")
+            if earlier not in (attempt, published) and _LOG_NAME.fullmatch(log.name):
+                spent = _read_spend(log)
+                self.earlier += spent
+                if spent.requests:
+                    self.earlier_attempts.append(earlier)
+        self._spend = self.dir / f"spend-{attempt}.jsonl"
         return len(list(self.dir.glob("chunk-*.parquet")))
+
+    def spent(self, chunk: Chunk, stats: LlmStats) -> None:
+        """Append what `chunk` cost to this attempt's spend log (call before `save`: a chunk
+        killed between the two is paid for twice, and then counted twice, as it should be)."""
+        assert self._spend is not None, "open the ledger first"
+        if not (stats.requests or stats.retries or stats.tokens):
+            return
+        record = {"chunk": chunk.index, "llm": stats.model_dump(mode="json")}
+        with open(self._spend, "ab", buffering=0) as log:
+            log.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
 
     def _path(self, chunk: Chunk) -> Path:
         return self.dir / f"chunk-{chunk.index:06d}-{chunk.first_row}-{chunk.rows}.parquet"

@@ -49,8 +49,9 @@ def plan_build(
         base = parse_any_config(config, origin="config parameter")
     else:
         base = config
-    if base.as_of is None:
-        overrides.pop("as_of", None)  # the config does not use it: nothing to re-validate
+    as_of = overrides.pop("as_of", None)
+    if as_of is not None and (base.as_of is not None or overrides):
+        overrides["as_of"] = as_of  # else the config does not use it: nothing to re-validate
     base = resolve_config(apply_overrides(base, overrides, origin="parameters"))
     root = output_root() or _variable(PREFECT_VARIABLE)
     if root is not None:

@@ -102,6 +102,30 @@ def test_as_of_makes_relative_times_a_window_before_it(tmp_path: Path) -> None:
     assert len(later) == 1000 and max(later) < as_of + dt.timedelta(hours=1)
 
 
+def test_any_config_value_can_be_set_by_its_path(tmp_path: Path) -> None:
+    """The `overrides` parameter (the CLI's --set): here, how an hourly deployment turns a
+    config with a fixed range into one more hour of data."""
+    from flows.build_dataset import build_dataset
+
+    data = _events(tmp_path, rows=200)
+    data["columns"] = [
+        {"name": "at", "type": "datetime", "start": "2024-01-01", "end": "2024-12-31"},
+        {"name": "n", "type": "integer", "min": 0, "max": 9},
+    ]
+    path = write_config(tmp_path / "fixed.yaml", data)
+    as_of = dt.datetime(2025, 3, 1, 10)
+    overrides = {"columns.at.start": "-1h", "columns.at.end": "now", "columns.n.max": 3}
+    build_dataset(config_path=str(path), as_of=as_of, overrides=overrides, workers=2)
+    table = _read(tmp_path / "out")
+    assert min(table["at"].to_pylist()) >= as_of - dt.timedelta(hours=1)
+    assert max(table["at"].to_pylist()) < as_of and max(table["n"].to_pylist()) <= 3
+    state = build_dataset(
+        config_path=str(path), overrides={"columns.nope.max": 3}, return_state=True
+    )
+    assert state.is_failed() and "no item named 'nope'" in state.message
+    assert "parameters" in state.message or "overrides" in state.message
+
+
 def test_seed_as_of_differs_by_date_and_repeats_for_one(tmp_path: Path) -> None:
     from flows.build_dataset import build_dataset
 
@@ -219,7 +243,7 @@ def test_a_worker_run_with_a_config_typo_logs_exactly_one_error(tmp_path: Path) 
     with get_client(sync_client=True) as client:
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
     errors = [log for log in logs if log.level >= 40]
-    assert len(errors) == 1, '\n'.join(f'{e.level} {e.name} {e.message[:200]}' for e in logs)
+    assert len(errors) == 1, "\n".join(f"{e.level} {e.name} {e.message[:200]}" for e in logs)
     assert "colums" in errors[0].message
     assert not any("Traceback" in log.message for log in logs)
 

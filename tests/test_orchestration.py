@@ -191,6 +191,15 @@ def test_killed_build_resumes_without_repeating_llm_requests(tmp_path: Path) -> 
     assert rows == notes == 200
     assert requests < fresh_requests, (requests, fresh_requests)
     assert not ledger.exists()  # published: the ledger is gone
+    # The resume is said in the run's own logs, as the UI shows them.
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    said = [log.message for log in logs if "from the ledger of an interrupted build" in log.message]
+    assert len(said) == 1 and said[0].startswith("resumed "), [log.message for log in logs]
 
 
 def test_dask_cluster_of_processes_gives_the_same_sampler_data(tmp_path: Path) -> None:

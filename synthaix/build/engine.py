@@ -10,8 +10,10 @@ was (the sink publishes all or nothing).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +43,7 @@ from synthaix.llm.stats import LlmStats
 from synthaix.sink import BUILD_KEY, DatasetWriter
 
 SAMPLE_ROWS = 10
+log = logging.getLogger("synthaix")
 
 
 class Build:
@@ -71,14 +74,18 @@ class Build:
         self.persistent = persistent
         self.first_round = first_round
         self.sample: pa.Table | None = None
-        self.llm = LlmStats()
+        self.llm = LlmStats()  # what this attempt spent
+        self.earlier = LlmStats()  # what the interrupted attempts it resumes spent
+        self.earlier_attempts: list[str] = []  # their build ids
         self.reused_chunks = 0
+        self.reused_rows = 0
         self.rejected: dict[str, int] = {}  # rows each constraint dropped
-        self.batches = 0  # numbers the dedupe and write-part steps of each batch
+        self.batches = 0  # batches admitted; batch N (from 0) is dedupe-N and write-part-N
         self._writes: ThreadPoolExecutor | None = None
         self._written: Future[None] | None = None
         self._planner_factory = planner
         self._planner: Any = None
+        self._in_flight: dict[Any, Chunk] = {}  # executor handles of the chunks running
         self.publish = publish
         self.after_publish: list[Callable[[], None]] = []
         self._dedupe: DedupeIndex | None = None
@@ -91,7 +98,8 @@ class Build:
             writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
             previous = writer.previous_manifest()
             first_row = next_row(previous, writer.existing.rows, config.mode)
-            ledger = self._ledger(first_row)
+            published = previous.build_id if previous is not None else None
+            ledger = self._ledger(first_row, writer.build_id, published)
             dedupe = self._dedupe = DedupeIndex(config, persistent=self.persistent)
             try:
                 steps.run(
@@ -105,6 +113,7 @@ class Build:
                 assembler, planner = self._generate(writer, dedupe, ledger, first_row)
                 table = steps.run("finish-dedupe", dedupe.finish)
                 generated = time.perf_counter()
+                self._say_resumed()
                 seconds = {"prepare": prepared - started, "generate": generated - prepared}
                 manifest = self._manifest(writer, assembler, planner, dedupe, table, seconds)
                 steps.run(
@@ -154,12 +163,16 @@ class Build:
         # generation instead of stalling it (written in line, it held up the flow ~1 s per 1M).
         with self.executor as executor, ThreadPoolExecutor(1, "synthaix-write") as writes:
             self._writes = writes
-            while chunks := planner.next_round(assembler, limits):
-                for batch in self._round(executor, chunks, assembler, ledger):
-                    self._admit(batch, assembler, dedupe, writer)
-                if (batch := assembler.flush()) is not None:
-                    self._admit(batch, assembler, dedupe, writer)
-            self._wait_written()
+            try:
+                while chunks := planner.next_round(assembler, limits):
+                    for batch in self._round(executor, chunks, assembler, ledger):
+                        self._admit(batch, assembler, dedupe, writer)
+                    if (batch := assembler.flush()) is not None:
+                        self._admit(batch, assembler, dedupe, writer)
+                self._wait_written()
+            except Exception:
+                self._keep_running_chunks(executor, ledger)
+                raise
         return assembler, planner
 
     def _round(
@@ -176,7 +189,7 @@ class Build:
         limit = self.config.runner.workers
         schema = dataset_schema(self.config)
         pending = list(reversed(chunks))
-        in_flight: dict[Any, Chunk] = {}
+        in_flight = self._in_flight
         while pending or in_flight:
             free = min(limit - len(in_flight), 2 * limit - len(in_flight) - assembler.buffered)
             while pending and (free > 0 or not in_flight):
@@ -184,6 +197,7 @@ class Build:
                 saved = ledger.load(chunk, schema) if ledger else None
                 if saved is not None:
                     self.reused_chunks += 1
+                    self.reused_rows += saved.table.num_rows
                     yield from assembler.add(chunk.index, _with_parents(chunk, saved))
                     continue
                 in_flight[executor.submit(chunk)] = chunk
@@ -194,11 +208,48 @@ class Build:
             chunk = in_flight.pop(done)
             result = executor.result(done)
             if ledger is not None:
+                ledger.spent(chunk, result.llm)  # first: spent even if saving its rows fails
                 ledger.save(chunk, result)
             self.llm += result.llm
             for name, count in result.rejected.items():
                 self.rejected[name] = self.rejected.get(name, 0) + count
             yield from assembler.add(chunk.index, _with_parents(chunk, result))
+
+    def _keep_running_chunks(self, executor: ChunkExecutor, ledger: ChunkLedger | None) -> None:
+        """The build failed: the chunks still running finish anyway (leaving the executor
+        waits for them). Keep what they spent, and their rows for the next attempt. Not on
+        Ctrl-C or a kill: that stops now."""
+        in_flight, self._in_flight = self._in_flight, {}
+        while ledger is not None and in_flight:
+            done = executor.first_done(list(in_flight))
+            chunk = in_flight.pop(done)
+            with contextlib.suppress(Exception):  # the build's own error is the one to raise
+                result = executor.result(done)
+                ledger.spent(chunk, result.llm)
+                ledger.save(chunk, result)
+
+    def _say_resumed(self) -> None:
+        """One log line when chunks came from an interrupted build's ledger, or its spend."""
+        if not (self.reused_chunks or self.earlier_attempts):
+            return
+        config, earlier = self.config, self.earlier
+        table = f"table {config.name}: " if config._in_tables else ""
+        log.info(
+            "%sresumed %s chunks (%s rows) from the ledger of an interrupted build; "
+            "earlier attempts spent %s requests, $%.4f",
+            table,
+            f"{self.reused_chunks:,}",
+            f"{self.reused_rows:,}",
+            f"{earlier.requests:,}",
+            earlier.cost_usd,
+            extra={
+                "dataset": config.name,
+                "resumed_chunks": self.reused_chunks,
+                "resumed_rows": self.reused_rows,
+                "earlier_requests": earlier.requests,
+                "earlier_cost_usd": earlier.cost_usd,
+            },
+        )
 
     def _admit(self, batch: Batch, assembler: Assembler, dedupe: DedupeIndex, writer: Any) -> None:
         """Drop exact and near duplicates, then stage the rest as a part."""
@@ -212,7 +263,7 @@ class Build:
                 batch.row_ids,
                 assembler.missing,
                 batch.hashes,
-                number=self.batches,
+                number=self.batches - 1,
             )
         else:
             table = table.slice(0, assembler.missing)
@@ -225,7 +276,7 @@ class Build:
         assert self._writes is not None
         step = contextvars.copy_context().run  # the flow run's context, for a task run
         self._written = self._writes.submit(
-            step, self.steps.run, "write-part", writer.write, table, number=self.batches
+            step, self.steps.run, "write-part", writer.write, table, number=self.batches - 1
         )
         assembler.accepted(table.num_rows)
         if self.sample is None:
@@ -271,13 +322,18 @@ class Build:
             dedupe=table,
             chunks=planner.next_index,
             resumed_chunks=self.reused_chunks,
+            resumed_rows=self.reused_rows,
             fill_rounds=planner.rounds - 1,
             llm=self.llm,
+            llm_total=self.earlier + self.llm,
+            earlier_attempts=self.earlier_attempts,
             seconds={stage: round(value, 3) for stage, value in seconds.items()},
             outputs={kind: str(path) for kind, path in writer.output_paths().items()},
         )
 
-    def _ledger(self, first_row: int) -> ChunkLedger | None:
+    def _ledger(self, first_row: int, attempt: str, published: str | None) -> ChunkLedger | None:
+        """The chunk ledger of this config (None: nothing to resume); what the interrupted
+        attempts spent goes to `earlier`. `published`: the build the output holds."""
         config = self.config
         has_llm = any(isinstance(c, LlmColumn) for c in config.columns)
         if not (self.persistent and has_llm and config.runner.resume):
@@ -286,7 +342,8 @@ class Build:
         salt = relations.fingerprint if relations is not None else ""  # the related rows
         table = config.name if config._in_tables else None
         ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row, table)
-        ledger.open()
+        ledger.open(attempt, published)
+        self.earlier, self.earlier_attempts = ledger.earlier, ledger.earlier_attempts
         return ledger
 
 

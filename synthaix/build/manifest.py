@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 from importlib import metadata
 from pathlib import Path
@@ -86,8 +85,19 @@ class Manifest(_Section):
     dedupe: DedupeTable | None = None
     chunks: int = 0
     resumed_chunks: int = Field(0, description="Chunks read back from an interrupted attempt.")
+    resumed_rows: int = Field(0, description="Rows those chunks held (candidates, before dedupe).")
     fill_rounds: int = 0
-    llm: LlmStats = Field(default_factory=LlmStats)
+    llm: LlmStats = Field(default_factory=LlmStats, description="What this attempt spent.")
+    llm_total: LlmStats = Field(
+        default_factory=LlmStats,
+        description="What this attempt and the interrupted attempts before it spent (as their "
+        "ledger recorded it: every chunk that came back). Equal to `llm` when nothing was "
+        "resumed, and in a manifest written before this field.",
+    )
+    earlier_attempts: list[str] = Field(
+        default_factory=list,
+        description="Build ids of the interrupted attempts whose spending `llm_total` includes.",
+    )
     seconds: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -95,11 +105,16 @@ class Manifest(_Section):
     @classmethod
     def _upgrade(cls, data: Any) -> Any:
         """A 0.1 manifest has no version, an empty dict for no dedupe table, and LLM figures
-        without rows_filled: read it as version 2."""
+        without rows_filled: read it as version 2. Fields added since have defaults, and a
+        manifest without `llm_total` (or built without it) spent `llm` in all."""
         if isinstance(data, dict) and "manifest_version" not in data:
             data = {**data, "manifest_version": MANIFEST_VERSION}
             if data.get("dedupe") == {}:
                 data["dedupe"] = None
+        if isinstance(data, dict) and "llm_total" not in data:  # no earlier attempts known
+            llm = data.get("llm")
+            total = llm.model_copy(deep=True) if isinstance(llm, LlmStats) else llm
+            data = {**data, "llm_total": {} if total is None else total}
         return data
 
     def dataset_config(self) -> DatasetConfig:
@@ -212,8 +227,11 @@ def redact(value: Any, secrets: list[str]) -> Any:
 
 
 def secrets_of(config: DatasetConfig) -> list[str]:
-    key = os.environ.get(config.provider.api_key_env, "")
-    return [key] if len(key) >= 4 else []
+    """The keys the config's provider could send: its environment variable's and, with
+    provider.api_key_block, the Prefect Secret block's (cached once the client loaded it)."""
+    from synthaix.llm.credentials import known_secrets
+
+    return known_secrets(config.provider)
 
 
 def summary_markdown(manifest: Manifest) -> str:
@@ -233,9 +251,10 @@ def summary_markdown(manifest: Manifest) -> str:
     ]
     if dropped.constraint:
         lines.append(f"| broke a constraint | {_counts(dropped.constraint)} |")
-    if llm.requests:
+    lines += [f"| {k} | {v} |" for k, v in resume_lines(manifest)]
+    if llm.requests or manifest.llm_total.requests:
+        lines += [f"| {k} | {v} |" for k, v in cost_lines(manifest)]
         lines += [
-            f"| LLM | {llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f} |",
             f"| retries | {_counts(llm.retries)} |",
             f"| rejected rows | {_counts(llm.rejected_rows)} |",
         ]
@@ -243,6 +262,33 @@ def summary_markdown(manifest: Manifest) -> str:
     lines.append(f"| time | {seconds} |")
     lines += [f"| {kind} | `{path}` |" for kind, path in manifest.outputs.items()]
     return "\n".join(lines) + "\n"
+
+
+def resume_lines(manifest: Any) -> list[tuple[str, str]]:
+    """What a resumed build reused, as (label, text) rows of a summary (none if nothing).
+    `manifest`: a Manifest, or a multi-table one (its totals have the same names)."""
+    if not manifest.resumed_chunks:
+        return []
+    reused = f"{manifest.resumed_chunks:,} chunks ({manifest.resumed_rows:,} rows)"
+    return [("resumed", f"{reused} from the ledger of an interrupted build")]
+
+
+def cost_lines(manifest: Any) -> list[tuple[str, str]]:
+    """The LLM cost as (label, text) rows: one, or this attempt's and all attempts' when
+    interrupted attempts spent before it. `manifest`: as for `resume_lines`."""
+    llm, total = manifest.llm, manifest.llm_total
+    if not manifest.earlier_attempts:
+        return [("LLM", spend(llm))]
+    count = len(manifest.earlier_attempts)
+    earlier = f"{count} interrupted attempt{'s' if count > 1 else ''}"
+    return [
+        ("LLM, this attempt", spend(llm)),
+        ("LLM, all attempts", f"{spend(total)} (this one and {earlier} before it)"),
+    ]
+
+
+def spend(llm: LlmStats) -> str:
+    return f"{llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f}"
 
 
 def _counts(counts: dict[str, int]) -> str:

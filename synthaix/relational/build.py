@@ -89,7 +89,7 @@ class DatasetBuild:
                             build = Build(
                                 table_config,
                                 self.executors(table_config),
-                                steps=self.steps,
+                                steps=self.steps.within(name),
                                 sink=writer.sink,
                                 on_rows=self._rows_hook(name),
                                 planner=planner,

@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
-from synthaix.build.manifest import MANIFEST_VERSION, Manifest, redact, versions
+from synthaix.build.manifest import (
+    MANIFEST_VERSION,
+    Manifest,
+    cost_lines,
+    redact,
+    resume_lines,
+    versions,
+)
 from synthaix.errors import OutputError
+from synthaix.llm.stats import LlmStats
 from synthaix.relational.config import RelationalConfig
 
 
@@ -42,6 +50,37 @@ class DatasetManifest(BaseModel):
     @property
     def delivered(self) -> int:
         return sum(m.rows.delivered for m in self.tables.values())
+
+    # The dataset's totals, from its tables' manifests: written to manifest.json for readers
+    # of the file, computed again (never read back) when a manifest is parsed.
+    @computed_field(description="What this attempt spent on the LLM, all tables.")
+    @property
+    def llm(self) -> LlmStats:
+        return sum((m.llm for m in self.tables.values()), LlmStats())
+
+    @computed_field(
+        description="What this attempt and the interrupted ones before it spent, all tables."
+    )
+    @property
+    def llm_total(self) -> LlmStats:
+        return sum((m.llm_total for m in self.tables.values()), LlmStats())
+
+    @computed_field(description="Chunks read back from ledgers, all tables.")
+    @property
+    def resumed_chunks(self) -> int:
+        return sum(m.resumed_chunks for m in self.tables.values())
+
+    @computed_field(description="Rows those chunks held, all tables.")
+    @property
+    def resumed_rows(self) -> int:
+        return sum(m.resumed_rows for m in self.tables.values())
+
+    @computed_field(
+        description="Build ids of the interrupted attempts whose spending llm_total includes."
+    )
+    @property
+    def earlier_attempts(self) -> list[str]:
+        return sorted({b for m in self.tables.values() for b in m.earlier_attempts})
 
     def dataset_config(self) -> RelationalConfig:
         return RelationalConfig.model_validate(yaml.safe_load(self.config_yaml))
@@ -100,14 +139,34 @@ def summary_markdown(manifest: DatasetManifest) -> str:
         f"Build `{manifest.build_id}` ({manifest.mode}, seed {manifest.seed}) in "
         f"{manifest.seconds.get('total', 0):.1f} s.",
         "",
-        "| table | rows delivered | rows now | redrawn | llm requests | llm cost |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
+    resumed = bool(manifest.resumed_chunks or manifest.earlier_attempts)
+    if not resumed:
+        lines += [
+            "| table | rows delivered | rows now | redrawn | llm requests | llm cost |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+    else:  # what came from the ledgers, and this attempt's cost / all attempts'
+        lines += [
+            "| table | rows delivered | rows now | redrawn | resumed chunks (rows) "
+            "| llm requests (this attempt / all) | llm cost (this attempt / all) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
     for name in manifest.order:
         table = manifest.tables[name]
-        lines.append(
-            f"| {name} | {table.rows.delivered:,} | {table.rows.total:,} | "
-            f"{table.dropped.total:,} | {table.llm.requests:,} | ${table.llm.cost_usd:,.4f} |"
-        )
-    lines += ["", *(f"- {kind}: `{path}`" for kind, path in manifest.outputs.items())]
+        llm, total, rows = table.llm, table.llm_total, table.rows
+        row = f"| {name} | {rows.delivered:,} | {rows.total:,} | {table.dropped.total:,} |"
+        if not resumed:
+            row += f" {llm.requests:,} | ${llm.cost_usd:,.4f} |"
+        else:
+            row += (
+                f" {table.resumed_chunks:,} ({table.resumed_rows:,}) | {llm.requests:,} / "
+                f"{total.requests:,} | ${llm.cost_usd:,.4f} / ${total.cost_usd:,.4f} |"
+            )
+        lines.append(row)
+    lines.append("")
+    lines += [f"- {k}: {v}" for k, v in resume_lines(manifest)]
+    if manifest.llm_total.requests:
+        lines += [f"- {k}: {v}" for k, v in cost_lines(manifest)]
+    lines += [f"- {kind}: `{path}`" for kind, path in manifest.outputs.items()]
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from synthaix.build.manifest import Manifest, read_manifest
+from synthaix.build.manifest import Manifest, cost_lines, read_manifest, resume_lines
 from synthaix.files import write_text_atomic
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
@@ -59,6 +59,11 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
         ("dropped", f"{dropped_rows:,}"),
         ("LLM cost", f"${manifest.llm.cost_usd:.4f}"),
     ]
+    if manifest.earlier_attempts:  # what interrupted attempts spent too
+        kpis[-1] = ("LLM cost, this attempt", kpis[-1][1])
+        kpis.append(("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"))
+    if manifest.resumed_chunks:
+        kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",
@@ -97,9 +102,10 @@ def _summary_table(manifest: Manifest) -> str:
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest.seconds.items())),
         ("outputs", ", ".join(f"{k}: {v}" for k, v in manifest.outputs.items())),
     ]
-    if llm.requests:
+    items += resume_lines(manifest)
+    if llm.requests or manifest.llm_total.requests:
+        items += cost_lines(manifest)
         items += [
-            ("LLM", f"{llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f}"),
             ("retries", _counts(llm.retries)),
             ("rejected rows", _counts(llm.rejected_rows)),
         ]

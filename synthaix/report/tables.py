@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from synthaix.build.manifest import Manifest
+from synthaix.build.manifest import Manifest, cost_lines, resume_lines
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.files import write_text_atomic
 from synthaix.relational.config import CountConfig, CountParams, RelationalConfig, TableConfig
@@ -336,21 +336,34 @@ def render_tables(report: TablesReport) -> str:
         ("tables", str(len(report.sections))),
         ("rows", f"{sum(s.profile.rows for s in report.sections):,}"),
         ("checks", f"{len(checks) - len(failed)}/{len(checks)} pass"),
-        ("LLM cost", f"${sum(m.llm.cost_usd for m in manifest.tables.values()):.4f}"),
+        ("LLM cost", f"${manifest.llm.cost_usd:.4f}"),
     ]
+    if manifest.earlier_attempts:  # what interrupted attempts spent too
+        kpis[-1] = ("LLM cost, this attempt", kpis[-1][1])
+        kpis.append(("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"))
+    if manifest.resumed_chunks:
+        kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
     config = manifest.dataset_config()
     overview = []
     for s in report.sections:
         parent = config.table(s.name).parent
         every = _all(s)
+        table = manifest.tables.get(s.name)
+        resumed = ""
+        if table is not None and table.resumed_chunks:
+            resumed = f"; resumed {table.resumed_chunks:,} chunks ({table.resumed_rows:,} rows)"
         overview.append(
             (
                 s.name,
                 f"{s.profile.rows:,} rows, {len(s.profile.columns)} columns"
                 + (f", children of {parent}" if parent else "")
-                + f"; checks {sum(c.passed for c in every)}/{len(every)} pass",
+                + f"; checks {sum(c.passed for c in every)}/{len(every)} pass"
+                + resumed,
             )
         )
+    overview += resume_lines(manifest)
+    if manifest.llm_total.requests:
+        overview += cost_lines(manifest)
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",

@@ -1,0 +1,352 @@
+"""A resumed build says what it reused and what the interrupted attempts cost: LLM builds
+against the simulator stopped part-way (kill -9 of a subprocess build, or an error injected
+through the simulator), then built again. The spend of every chunk that came back is saved in
+the ledger as it arrives, so the resumed manifest's total is:
+
+- after an error (the build stops, the chunks still running finish): exactly what the simulator
+  answered to both attempts, requests, tokens and cost;
+- after kill -9: what the simulator answered, less the requests of the chunks still running at
+  the kill (at most `workers` chunks; one request each here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from llm_helpers import provider, simulator
+
+from synthaix.build.engine import Build
+from synthaix.build.executor import ThreadExecutor
+from synthaix.build.manifest import Manifest, summary_markdown
+from synthaix.config import load_config
+from synthaix.errors import SynthaixError
+from synthaix.relational.build import DatasetBuild
+from synthaix.relational.manifest import DatasetManifest
+from synthaix.relational.manifest import summary_markdown as tables_markdown
+from synthaix.report.html import write_report
+from synthaix.sim.server import CHARS_PER_TOKEN, SimServer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2
+PRICES = {"price_input_per_million": 1000.0, "price_output_per_million": 2000.0}
+SCRIPT = (
+    "import sys; from synthaix.config import load_config; "
+    "from synthaix.build.engine import Build; "
+    "from synthaix.build.executor import ThreadExecutor; "
+    "c = load_config(sys.argv[1]); Build(c, ThreadExecutor(c)).run()"
+)
+
+
+def _llm(url: str) -> dict[str, Any]:
+    # One request per chunk (rows_per_request >= the rows of any chunk, a child table's chunk of
+    # whole parents included): a chunk either got its answer or made no request that was
+    # answered, so what an error leaves is exact.
+    return provider(url, rows_per_request=20, max_concurrency=WORKERS, **PRICES)
+
+
+def _notes(tmp_path: Path, url: str, rows: int = 60) -> Path:
+    data = {
+        "name": "notes",
+        "seed": 7,
+        "rows": rows,
+        "chunk_size": 5,
+        "runner": {"workers": WORKERS},
+        "provider": _llm(url),
+        "output": {"dir": str(tmp_path / "out")},
+        "dedupe": {"near": False},  # exact keys only: no LanceDB to load (seconds per process)
+        "columns": [
+            {"name": "id", "type": "sequence"},
+            {"name": "topic", "type": "category", "values": ["work", "home", "travel"]},
+            {"name": "note", "type": "llm", "prompt": "A short note about {{ topic }}"},
+        ],
+    }
+    path = tmp_path / "notes.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _answered(sim: SimServer) -> dict[str, float]:
+    """Requests, tokens and cost of the chat requests the simulator answered (its log), with
+    the simulator's token counts and the config's prices."""
+    requests = sim.state.requests()
+    prompt = completion = 0
+    for entry in requests:
+        messages = entry["request"].get("messages", [])
+        text = "".join(str(m.get("content") or "") for m in messages)
+        prompt += math.ceil(len(text) / CHARS_PER_TOKEN)
+        completion += math.ceil(len(entry["answer"]) / CHARS_PER_TOKEN)
+    cost = (prompt * PRICES["price_input_per_million"]) / 1e6
+    cost += (completion * PRICES["price_output_per_million"]) / 1e6
+    return {"requests": len(requests), "tokens": prompt + completion, "cost": cost}
+
+
+def _chunks(ledger: Path) -> list[Path]:
+    return list(ledger.rglob("chunk-*.parquet"))
+
+
+def _fail_after(sim: SimServer, ledger: Path, chunks: int) -> threading.Thread:
+    """From the moment `chunks` chunks are in the ledger, the simulator refuses every request
+    (401: a non-transient error, the build stops)."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while len(_chunks(ledger)) < chunks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sim.state.config.api_key = "someone-else"
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _resumed_line(caplog: pytest.LogCaptureFixture) -> str:
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "synthaix" and r.levelno == logging.INFO and "resumed" in r.getMessage()
+    ]
+    assert len(lines) >= 1, [r.getMessage() for r in caplog.records]
+    return lines[-1]
+
+
+def _check_resumed(manifest: Manifest | DatasetManifest, first: dict, second: dict) -> None:
+    """This attempt's figures are what the simulator answered it, exactly (nothing was
+    interrupted); the earlier attempt's are checked by the caller."""
+    assert manifest.resumed_chunks > 0 and manifest.resumed_rows > 0
+    assert manifest.llm.requests == second["requests"]
+    assert manifest.llm.tokens == second["tokens"]
+    assert manifest.llm.cost_usd == pytest.approx(second["cost"])
+    assert 0 < manifest.llm.requests < manifest.llm_total.requests
+    assert len(manifest.earlier_attempts) == 1
+
+
+def test_build_stopped_by_an_error_resumes_with_exact_costs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="synthaix")
+    ledger = tmp_path / "out" / ".ledger"
+    with simulator(latency=0.05, record=True) as sim:
+        config = load_config(_notes(tmp_path, sim.url))
+        watcher = _fail_after(sim, ledger, chunks=4)
+        with pytest.raises(SynthaixError):
+            Build(config, ThreadExecutor(config)).run()
+        watcher.join()
+        first = _answered(sim)
+        left = len(_chunks(ledger))
+        assert 4 <= left < 12 and not (tmp_path / "out" / "data").exists()
+        [log] = ledger.rglob("spend-*.jsonl")  # the failed attempt's spend, chunk by chunk
+        assert len(log.read_text().splitlines()) >= left
+
+        sim.state.config.api_key = None
+        sim.state.reset()
+        manifest = Build(config, ThreadExecutor(config)).run()
+        second = _answered(sim)
+
+    _check_resumed(manifest, first, second)
+    assert manifest.resumed_chunks == left  # every chunk that came back, the drained ones too
+    assert manifest.earlier_attempts == [log.stem.removeprefix("spend-")]
+    # Exact: the chunks still running when the error stopped the build were kept.
+    assert manifest.llm_total.requests == first["requests"] + second["requests"]
+    assert manifest.llm_total.tokens == first["tokens"] + second["tokens"]
+    assert manifest.llm_total.cost_usd == pytest.approx(first["cost"] + second["cost"])
+    assert manifest.rows.delivered == 60
+    assert not ledger.exists()  # published: the ledger, spend logs included, is gone
+
+    line = _resumed_line(caplog)
+    earlier = manifest.llm_total.requests - manifest.llm.requests
+    assert line == (
+        f"resumed {manifest.resumed_chunks} chunks ({manifest.resumed_rows} rows) from the "
+        f"ledger of an interrupted build; earlier attempts spent {earlier} requests, "
+        f"${manifest.llm_total.cost_usd - manifest.llm.cost_usd:.4f}"
+    )
+
+    markdown = summary_markdown(manifest)
+    assert (
+        f"| resumed | {manifest.resumed_chunks} chunks ({manifest.resumed_rows} rows) from the "
+        "ledger of an interrupted build |" in markdown
+    )
+    llm, total = manifest.llm, manifest.llm_total
+    assert f"| LLM, this attempt | {llm.requests} requests, {llm.tokens:,} tokens" in markdown
+    assert f"${llm.cost_usd:.4f} |" in markdown
+    assert f"| LLM, all attempts | {total.requests} requests, {total.tokens:,} tokens" in markdown
+    assert "(this one and 1 interrupted attempt before it) |" in markdown
+
+    report = write_report(tmp_path / "out").read_text()
+    assert "LLM, all attempts" in report and f"${total.cost_usd:.4f}" in report
+    assert "LLM cost, this attempt" in report and "LLM cost, all attempts" in report
+    assert "from the ledger of an interrupted build" in report
+
+    # What the file says is what was returned; a manifest written before these fields reads
+    # with no resumed rows and a total equal to its own cost.
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert Manifest.model_validate(on_disk) == manifest
+    for field in ("resumed_rows", "llm_total", "earlier_attempts"):
+        del on_disk[field]
+    old = Manifest.parse(json.dumps(on_disk), "an older manifest")
+    assert old.llm_total == old.llm == manifest.llm and old.resumed_rows == 0
+    assert "LLM, all attempts" not in summary_markdown(old)
+
+
+def test_killed_build_resumes_with_the_spend_of_every_finished_chunk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="synthaix")
+    ledger = tmp_path / "out" / ".ledger"
+    with simulator(latency=0.1, record=True) as sim:
+        path = _notes(tmp_path, sim.url, rows=100)  # 20 chunks: time to kill it part-way
+        process = subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(path)], cwd=ROOT, start_new_session=True
+        )
+        deadline = time.monotonic() + 120
+        while len(_chunks(ledger)) < 5 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.poll() is None, "the build ended before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        first = _answered(sim)
+        left = len(_chunks(ledger))
+
+        sim.state.reset()
+        config = load_config(path)
+        manifest = Build(config, ThreadExecutor(config)).run()
+        second = _answered(sim)
+
+    _check_resumed(manifest, first, second)
+    assert manifest.resumed_chunks >= left
+    earlier = manifest.llm_total.requests - manifest.llm.requests
+    # Every chunk whose rows were saved had its spend saved first; only the chunks running at
+    # the kill (at most one per worker, one request each) may have been answered unrecorded.
+    assert left <= earlier <= first["requests"] <= earlier + WORKERS
+    assert manifest.llm_total.requests <= first["requests"] + second["requests"]
+    assert manifest.llm_total.requests >= first["requests"] + second["requests"] - WORKERS
+    assert manifest.rows.delivered == 100
+    assert f"earlier attempts spent {earlier} requests" in _resumed_line(caplog)
+    markdown = summary_markdown(manifest)
+    assert f"| resumed | {manifest.resumed_chunks} chunks" in markdown
+    assert "| LLM, this attempt |" in markdown and "| LLM, all attempts |" in markdown
+
+
+def _catalogue(tmp_path: Path, url: str) -> Path:
+    data = {
+        "name": "catalogue",
+        "seed": 4,
+        "provider": _llm(url),
+        "runner": {"workers": WORKERS},
+        "output": {"dir": str(tmp_path / "out")},
+        "tables": [
+            {
+                "name": "products",
+                "rows": 20,
+                "chunk_size": 5,
+                "dedupe": {"near": False},
+                "columns": [
+                    {"name": "product_id", "type": "sequence", "primary_key": True},
+                    {"name": "category", "type": "category", "values": ["books", "games"]},
+                    {"name": "title", "type": "llm", "prompt": "A {{ category }} product name"},
+                ],
+            },
+            {
+                "name": "reviews",
+                "parent": "products",
+                "count": 3,
+                "chunk_size": 5,
+                "dedupe": {"near": False},
+                "columns": [
+                    {"name": "review_id", "type": "sequence", "primary_key": True},
+                    {"name": "product_id", "type": "reference", "to": "products.product_id"},
+                    {"name": "text", "type": "llm", "prompt": "A review of {{ products.title }}"},
+                ],
+            },
+        ],
+    }
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_multi_table_build_reports_resume_and_costs_per_table_and_in_all(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="synthaix")
+    ledger = tmp_path / "out" / ".ledger"
+    with simulator(latency=0.05, record=True) as sim:
+        path = _catalogue(tmp_path, sim.url)
+        watcher = _fail_after(sim, ledger, chunks=4 + 3)  # products (4 chunks), then reviews
+        with pytest.raises(SynthaixError):
+            DatasetBuild(load_config(path), lambda t: ThreadExecutor(t)).run()
+        watcher.join()
+        first = _answered(sim)
+        sim.state.config.api_key = None
+        sim.state.reset()
+        manifest = DatasetBuild(load_config(path), lambda t: ThreadExecutor(t)).run()
+        second = _answered(sim)
+
+    products, reviews = manifest.tables["products"], manifest.tables["reviews"]
+    assert products.resumed_chunks == 4 and products.llm.requests == 0  # nothing asked again
+    assert products.llm_total.requests == 4
+    assert reviews.resumed_chunks >= 3
+    _check_resumed(manifest, first, second)  # the dataset's totals
+    assert manifest.resumed_chunks == products.resumed_chunks + reviews.resumed_chunks
+    assert manifest.llm_total.requests == first["requests"] + second["requests"]
+    assert manifest.llm_total.cost_usd == pytest.approx(first["cost"] + second["cost"])
+    assert manifest.rows == {"products": 20, "reviews": 60}
+
+    lines = [r.getMessage() for r in caplog.records if "from the ledger" in r.getMessage()]
+    assert any(line.startswith("table products: resumed 4 chunks (20 rows)") for line in lines)
+    assert any(line.startswith("table reviews: resumed ") for line in lines)
+
+    markdown = tables_markdown(manifest)
+    assert "| resumed chunks (rows) | llm requests (this attempt / all) |" in markdown
+    cost = f"$0.0000 / ${products.llm_total.cost_usd:,.4f}"
+    assert f"| products | 20 | 20 | 0 | 4 (20) | 0 / 4 | {cost} |" in markdown
+    total = manifest.llm_total
+    assert f"- LLM, all attempts: {total.requests} requests, {total.tokens:,} tokens" in markdown
+    assert f"- resumed: {manifest.resumed_chunks} chunks" in markdown
+
+    report = write_report(tmp_path / "out").read_text()
+    assert "; resumed 4 chunks (20 rows)" in report and "LLM cost, all attempts" in report
+
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert on_disk["llm_total"]["requests"] == total.requests  # the totals are in the file
+    assert DatasetManifest.parse(json.dumps(on_disk), "manifest.json") == manifest
+
+
+def test_spend_log_sums_attempts_skipping_a_torn_line_and_the_published_build(
+    tmp_path: Path,
+) -> None:
+    from synthaix.generate import Chunk
+    from synthaix.ledger import ChunkLedger
+    from synthaix.llm.stats import LlmStats
+
+    one = LlmStats(requests=3, prompt_tokens=10, completion_tokens=5, cost_usd=0.25)
+    one.retries["rate_limit"] = 2
+    attempts = ["20260101T000000-aaaaaa", "20260101T000100-bbbbbb", "20260101T000200-cccccc"]
+    for attempt in attempts:
+        ledger = ChunkLedger(tmp_path, "k", 0)
+        ledger.open(attempt)
+        ledger.spent(Chunk(0, 0, 5), one)
+        ledger.spent(Chunk(1, 5, 5), LlmStats())  # nothing spent: no record
+        ledger.spent(Chunk(2, 10, 5), one)
+    with open(ledger.dir / f"spend-{attempts[1]}.jsonl", "ab") as log:
+        log.write(b'{"chunk":3,"llm":{"requests":99')  # cut short by a kill
+    # The third attempt published (then was killed before clearing its ledger): not earlier.
+    ledger = ChunkLedger(tmp_path, "k", 0)
+    ledger.open("20260101T000300-dddddd", published=attempts[2])
+    assert ledger.earlier_attempts == attempts[:2]
+    assert ledger.earlier.requests == 12 and ledger.earlier.tokens == 60
+    assert ledger.earlier.retries == {"rate_limit": 8}
+    assert ledger.earlier.cost_usd == pytest.approx(1.0)
+    ledger.clear()
+    assert not (tmp_path / ".ledger").exists()  # the spend logs go with the chunks
