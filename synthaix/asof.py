@@ -105,7 +105,9 @@ def settle(model: Any, columns: list[tuple[tuple[str | int, ...], Any]]) -> list
     `columns`: (location, column) pairs. Returns (location, message) problems of ranges that
     only fail at this as_of."""
     relative = [(loc, c) for loc, c in columns if getattr(c, "uses_as_of", False)]
-    from_as_of = model.seed == "as_of"
+    # An instance validated again (Prefect checks a flow's config parameter) has the derived
+    # seed already: the private flag says where it came from.
+    from_as_of = model.seed == "as_of" or model._seed_as_of
     as_of = None
     if relative or from_as_of:
         as_of = as_utc(model.as_of) if model.as_of is not None else now()

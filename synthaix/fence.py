@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from synthaix.errors import ConfigError
@@ -138,3 +138,35 @@ def _resolve(path: Path, field: str, base: Path) -> Path:
             hint=f"set {field} under {base} without the loop, or ask the worker's admin",
         )
     return resolved
+
+
+def rebase(config: Any, root: Path) -> Any:
+    """The config with its relative output paths (output.dir, the default out/<name>
+    included, output.duckdb, local dedupe URIs) anchored at `root` instead of the current
+    folder. A worker runs each flow run in a fresh temporary checkout, deleted after the run:
+    outputs relative to it would be lost, and an append would find nothing to append to."""
+    from synthaix.overrides import apply_overrides
+    from synthaix.relational.config import RelationalConfig
+
+    base = Path(root).expanduser()
+    changes: dict[str, Any] = {}
+    if not config.output_dir.is_absolute():
+        changes["output.dir"] = base / config.output_dir
+    duckdb = config.output.duckdb.expanduser() if config.output.duckdb is not None else None
+    # A relative database inside the output folder moves with it (apply_overrides).
+    if (
+        duckdb is not None
+        and not duckdb.is_absolute()
+        and not duckdb.is_relative_to(config.output_dir)
+    ):
+        changes["output.duckdb"] = base / duckdb
+    uris = (
+        [(f"tables.{t.name}.dedupe.uri", t.dedupe.uri) for t in config.tables]
+        if isinstance(config, RelationalConfig)
+        else [("dedupe.uri", config.dedupe.uri)]
+    )
+    for where, uri in uris:
+        local = _dedupe_path(uri) if uri else None
+        if isinstance(local, Path) and not local.is_absolute():
+            changes[where] = str(base / local)
+    return apply_overrides(config, changes, origin="output root") if changes else config

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config, parse_any_config
 from synthaix.errors import ConfigError
-from synthaix.fence import PREFECT_VARIABLE, confine, output_root
+from synthaix.fence import PREFECT_VARIABLE, confine, output_root, rebase
 from synthaix.llm.client import LlmClient
 from synthaix.llm.credentials import resolve_config
 from synthaix.llm.provider import ProviderConfig
@@ -40,7 +40,8 @@ def plan_build(
 ) -> DatasetConfig | RelationalConfig:
     """The config to build: read (or validated, if given inline), overrides (config path ->
     value) applied, `{{ prefect.variables.NAME }}` provider settings resolved, every output
-    path inside the worker's output root, and the LLM endpoint and limits checked (`preflight=False`: the caller, e.g. the CLI, checked it already)."""
+    path inside the worker's output root (relative ones anchored at it), and the LLM endpoint
+    and limits checked (`preflight=False`: the caller, e.g. the CLI, checked it already)."""
     if (config_path is None) == (config is None):
         raise ConfigError("give exactly one of the parameters config_path, config or description")
     if config_path is not None:
@@ -54,7 +55,8 @@ def plan_build(
         overrides["as_of"] = as_of  # else the config does not use it: nothing to re-validate
     base = resolve_config(apply_overrides(base, overrides, origin="parameters"))
     root = output_root() or _variable(PREFECT_VARIABLE)
-    if root is not None:
+    if root:  # a worker's data root: relative outputs go under it, and nothing outside
+        base = rebase(base, Path(root))
         confine(base, Path(root))
     for table in llm_tables(base):
         if preflight:

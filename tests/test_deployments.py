@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from synthaix.config import load_config
+from synthaix.overrides import TYPED, apply_overrides, typed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +24,11 @@ def test_every_deployment_is_runnable() -> None:
         accepted = set(inspect.signature(flow.fn).parameters)
         parameters = deployment["parameters"]
         assert set(parameters) <= accepted, deployment["name"]
-        load_config(ROOT / parameters["config_path"]).with_overrides(
-            rows=parameters.get("rows"), mode=parameters.get("mode")
-        )
+        typed_values = {k: v for k, v in parameters.items() if k in TYPED}
+        values = typed(typed_values) | parameters.get("overrides", {})
+        config = apply_overrides(load_config(ROOT / parameters["config_path"]), values)
+        if "overrides" in parameters:  # the schedule's window: relative to the run's slot
+            assert config.as_of is not None, deployment["name"]
         for schedule in deployment.get("schedules", []):
             assert len(schedule["cron"].split()) == 5
 
@@ -46,3 +49,69 @@ def test_serve_builds_a_deployment_per_entry_with_its_schedules() -> None:
     assert deployments_from(ROOT / "prefect.yaml", only=["employees-on-demand"])[0].schedules == []
     with pytest.raises(ConfigError, match="no deployment named nope"):
         deployments_from(ROOT / "prefect.yaml", only=["nope"])
+
+
+def test_workers_clone_the_repository_a_prefect_variable_names() -> None:
+    # Not `pull: null`, which records the deploying machine's working directory.
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (step,) = spec["pull"]
+    clone = step["prefect.deployments.steps.git_clone"]
+    assert clone["repository"] == "{{ prefect.variables.synthaix_repository }}"
+    assert "synthaix_repository" in (ROOT / "README.md").read_text()
+    assert all("pull" not in deployment for deployment in spec["deployments"])
+
+
+def test_append_deployments_run_one_at_a_time_deployed_or_served(tmp_path: Path) -> None:
+    from flows.serve import APPEND_LIMIT, deployments_from
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    appends = {
+        d["name"]
+        for d in spec["deployments"]
+        if (
+            d["parameters"].get("mode")
+            or yaml.safe_load((ROOT / d["parameters"]["config_path"]).read_text()).get("mode")
+        )
+        == "append"
+    }
+    assert appends == {"orders-hourly-append"}  # by its parameters or its config's own mode
+    for deployment in spec["deployments"]:
+        limit = deployment.get("concurrency_limit")
+        if deployment["name"] in appends:
+            assert limit == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    served = {d.name: d for d in deployments_from(ROOT / "prefect.yaml")}
+    assert served["orders-hourly-append"].concurrency_limit == 1
+    assert served["orders-hourly-append"].concurrency_options.collision_strategy == "ENQUEUE"
+    assert all(d.concurrency_limit is None for n, d in served.items() if n not in appends)
+
+    # Served: an entry without concurrency_limit gets one when it appends, by its parameters
+    # or by its config's own mode; an explicit one is kept.
+    config = tmp_path / "appending.yaml"
+    config.write_text("name: t\nrows: 10\nmode: append\ncolumns: [{name: a, type: uuid}]\n")
+    entry = {"entrypoint": "flows/build_dataset.py:build_dataset"}
+    entries = [
+        entry | {"name": "by-parameter", "parameters": {"config_path": "x.yaml", "mode": "append"}},
+        entry | {"name": "by-config", "parameters": {"config_path": config.name}},
+        entry | {"name": "overwrite", "parameters": {"config_path": "x.yaml"}},
+        entry | {"name": "three", "parameters": {"config_path": "x.yaml"}, "concurrency_limit": 3},
+    ]
+    (tmp_path / "prefect.yaml").write_text(yaml.safe_dump({"deployments": entries}))
+    served = {d.name: d for d in deployments_from(tmp_path / "prefect.yaml")}
+    assert APPEND_LIMIT.limit == 1 and APPEND_LIMIT.collision_strategy == "ENQUEUE"
+    assert served["by-parameter"].concurrency_limit == served["by-config"].concurrency_limit == 1
+    assert served["overwrite"].concurrency_limit is None
+    assert served["three"].concurrency_limit == 3
+
+
+def test_serve_suffix_names_the_served_deployments() -> None:
+    import pytest
+
+    from flows.serve import deployments_from
+    from synthaix.errors import ConfigError
+
+    names = [
+        d.name for d in deployments_from(ROOT / "prefect.yaml", ["employees-on-demand"], "-local")
+    ]
+    assert names == ["employees-on-demand-local"]
+    with pytest.raises(ConfigError, match="cannot be part of a deployment name"):
+        deployments_from(ROOT / "prefect.yaml", suffix="/local")

@@ -160,8 +160,16 @@ def test_an_output_root_fences_every_path(tmp_path: Path, monkeypatch) -> None:
         assert "outside the output root" in state.message, state.message
     assert sorted(p.name for p in root.iterdir()) == ["escape"]
     assert list(outside.iterdir()) == []
+    # Relative outputs are anchored at the root, not at the run's folder (a worker's
+    # temporary checkout, deleted after the run).
+    monkeypatch.chdir(outside)
     inside = build_dataset(config=_events(tmp_path, rows=10, output={"dir": "ok/events"}))
     assert inside.rows.delivered == 10 and (root / "ok" / "events" / "events.duckdb").is_file()
+    assert list(outside.iterdir()) == []
+    default = _events(tmp_path, rows=10)
+    del default["output"]
+    assert build_dataset(config=default).rows.delivered == 10
+    assert (root / "out" / "events" / "events.duckdb").is_file()
 
 
 def test_the_report_parameter_writes_the_report_and_links_it(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import threading
@@ -15,10 +16,13 @@ import typer
 from rich.markup import escape
 
 from synthaix import progress
-from synthaix.cli.app import ConfigArg, DebugOpt, _counts, _fail, _report, app, console, out
+from synthaix.cli.app import DebugOpt, _counts, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
+from synthaix.errors import ConfigError, SynthaixError
+from synthaix.fence import confine, output_root, rebase
 from synthaix.llm.client import LlmClient
+from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
 from synthaix.relational.manifest import DatasetManifest
 from synthaix.relational.sink import RelationalWriter
@@ -50,6 +54,18 @@ class _Watch:
         self.pending: int | None = None
         self.run_id: str | None = None
         self.cancel_run = False
+        # A batch (several configs): what an interrupt says it stopped, and what was published.
+        self.batch = False
+        self.current: str | None = None  # the dataset being built, or just published
+        self.built: list[str] = []  # published, in order
+        self.left: list[str] = []  # not started yet
+
+    def begin(self, dataset: str) -> None:
+        """A batch's next build starts."""
+        self.current, self.phase, self.run_id = dataset, "building", None
+        if dataset in self.left:
+            self.left.remove(dataset)
+        self.bar.reset(self.task, description=f"building {dataset}", total=None)
 
     def install(self) -> dict[int, Any]:
         return {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -70,6 +86,8 @@ class _Watch:
 
     def published(self) -> None:
         self.phase = "published"
+        if self.batch and self.current is not None and self.current not in self.built:
+            self.built.append(self.current)
         if self.pending is not None:
             self.exit(self.pending)
 
@@ -89,16 +107,38 @@ class _Watch:
         from synthaix.sink import discard_staged_parts
 
         name = signal.Signals(signum).name
-        if self.phase == "published":
-            what = "published; interrupted during shutdown"
+        if self.batch:
+            where, what = self._batch_state()
+            console.print(f"[yellow]interrupted ({name}){escape(where)}:[/] {escape(what)}")
         else:
-            what = "nothing published; the previous output is unchanged"
-        console.print(f"[yellow]interrupted ({name}):[/] {what}")
+            if self.phase == "published":
+                what = "published; interrupted during shutdown"
+            else:
+                what = "nothing published; the previous output is unchanged"
+            console.print(f"[yellow]interrupted ({name}):[/] {what}")
         discard_staged_parts()
         if self.cancel_run and self.run_id:
             _cancel_flow_run(self.run_id, f"interrupted by {name}")
         stop_temporary_servers()
         os._exit(128 + signum)
+
+    def _batch_state(self) -> tuple[str, str]:
+        """Which dataset an interrupt stopped, and what of the batch is published."""
+        parts = []
+        if self.current is None:
+            where = ""
+        elif self.phase == "published":
+            where = f" after publishing {self.current}"
+        else:
+            where = f" while building {self.current}"
+            parts.append(f"nothing of {self.current} published, its previous output is unchanged")
+        if self.built:
+            parts.append(f"built and published: {', '.join(self.built)}")
+        elif self.current is None:
+            parts.append("nothing published; the previous outputs are unchanged")
+        if self.left:
+            parts.append(f"not built: {', '.join(self.left)}")
+        return where, "; ".join(parts)
 
 
 def _cancel_flow_run(run_id: str, message: str) -> None:
@@ -116,58 +156,150 @@ def _cancel_flow_run(run_id: str, message: str) -> None:
     worker.join(timeout=3)
 
 
+def _seed(text: str) -> int | str:
+    if text.strip() == "as_of":
+        return "as_of"
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is neither an integer nor as_of") from None
+
+
+def _as_of(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO date-time, e.g. 2025-03-01T10:00"
+        ) from None
+
+
+ConfigsArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Dataset configs (YAML), or folders of them (their *.yaml and *.yml files). "
+        "Several build one after another in one Prefect session.",
+        show_default=False,
+    ),
+]
+UNSET = "Unset: the config's value."
+
+
 @app.command()
 def build(
-    config: ConfigArg,
-    rows: Annotated[int | None, typer.Option(help="Override the number of rows.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Override output.dir.")] = None,
+    configs: ConfigsArg,
+    rows: Annotated[
+        int | None, typer.Option(min=1, help=f"Rows to build. {UNSET}", show_default=False)
+    ] = None,
+    seed: Annotated[
+        Any,
+        typer.Option(
+            parser=_seed,
+            metavar="INTEGER|as_of",
+            help=f"The seed, or as_of: a seed derived from the as-of time. {UNSET}",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help=f"Output folder (output.dir). {UNSET}", show_default=False),
+    ] = None,
     mode: Annotated[
         Literal["overwrite", "append"] | None,
-        typer.Option(help="Override mode.", show_default=False),
+        typer.Option(help=f"overwrite or append. {UNSET}", show_default=False),
     ] = None,
     runner: Annotated[
         Literal["thread", "dask", "ray"] | None,
-        typer.Option(help="Override runner.type.", show_default=False),
+        typer.Option(help=f"runner.type. {UNSET}", show_default=False),
     ] = None,
-    report: Annotated[bool, typer.Option("--report", help="Write report.html at the end.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help=f"Chunk tasks at once (runner.workers). {UNSET}", show_default=False
+        ),
+    ] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(min=1, help=f"Rows per chunk task. {UNSET}", show_default=False),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help=f"LLM model (provider.model). {UNSET}", show_default=False),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help=f"LLM endpoint (provider.base_url). {UNSET}", show_default=False),
+    ] = None,
+    as_of: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            parser=_as_of,
+            metavar="DATETIME",
+            help="The time relative times in the config resolve against, ISO "
+            "(2025-03-01T10:00, UTC unless it has an offset). Unset: the config's as_of, else now.",
+            show_default=False,
+        ),
+    ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Set any config value, e.g. --set runner.workers=8 --set columns.age.max=70 "
+            "(the value is read as YAML); repeatable. Unset: the config's values.",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        bool, typer.Option("--report", help="Write each dataset's report.html at the end.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's logs.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Build a dataset: generate, check, and write Parquet + DuckDB outputs."""
+    """Build datasets: generate, check, and write Parquet + DuckDB outputs. Options apply to
+    every config given."""
     started = time.perf_counter()
     watch = _Watch()
     previous_handlers = watch.install()
+    code, batch = 0, False
     try:
-        # Check config, outputs and endpoint before starting Prefect (~10 s), so mistakes fail
-        # at once with nothing written.
-        overrides = {"rows": rows, "seed": seed, "out": out_dir, "mode": mode, "runner": runner}
-        dataset = load_config(config).with_overrides(**overrides)
-        if isinstance(dataset, RelationalConfig):
-            RelationalWriter(dataset).check()
-            with_llm = [dataset.plan(t).config for t in llm_tables(dataset)]
+        # Check options, configs, outputs and endpoints before starting Prefect (~10 s), so
+        # mistakes fail at once with nothing written.
+        chosen = {
+            "rows": rows,
+            "seed": seed,
+            "out": out_dir,
+            "mode": mode,
+            "runner": runner,
+            "workers": workers,
+            "chunk_size": chunk_size,
+            "model": model,
+            "base_url": base_url,
+            "as_of": as_of,
+        }
+        overrides = typed(chosen) | dict(parse_assignment(a) for a in assignments or [])
+        paths, batch = _config_files(configs)
+        if batch:
+            code = _build_batch(paths, overrides, watch, report, verbose, debug)
         else:
-            check_output(dataset)
-            with_llm = [dataset] if any(isinstance(c, LlmColumn) for c in dataset.columns) else []
-        if with_llm:
-            LlmClient(with_llm[0].provider).check()
-        if not verbose:
-            # Prefect's console logs would interleave with the progress bar; they still reach
-            # the Prefect API (and UI) when one is configured.
-            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-            os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
-        from flows.build_dataset import build_dataset
-        from flows.local_server import prefect_api
+            dataset = _prepare(paths[0], overrides)
+            _quiet_prefect(verbose)
+            from flows.build_dataset import build_dataset
+            from flows.local_server import prefect_api
 
-        with watch.bar, progress.listening(watch), prefect_api() as temporary:
-            watch.cancel_run = temporary is None  # a temporary server dies with us anyway
-            manifest = build_dataset(config=dataset, preflight=False)  # checked above
+            with watch.bar, progress.listening(watch), prefect_api() as temporary:
+                watch.cancel_run = temporary is None  # a temporary server dies with us anyway
+                manifest = build_dataset(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
         watch.not_published()
         _fail(exc, debug)
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+    if batch:
+        if code:
+            raise typer.Exit(code)
+        return
 
     wall = time.perf_counter() - started
     if isinstance(manifest, DatasetManifest):
@@ -182,7 +314,10 @@ def build(
         f"(flow {manifest.build_seconds:.1f} s, {manifest.rows_per_second:,.0f} rows/s)"
     )
     if manifest.resumed_chunks:
-        out.print(f"  resumed {manifest.resumed_chunks:,} chunks saved by an interrupted attempt")
+        out.print(
+            f"  resumed {manifest.resumed_chunks:,} chunks ({manifest.resumed_rows:,} rows) "
+            "saved by an interrupted attempt"
+        )
     redrawn = {
         "repeating a unique value": manifest.dropped.unique_value,
         "exact duplicates": manifest.dropped.exact_duplicate,
@@ -197,6 +332,14 @@ def build(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
             f"({llm.tokens / max(delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
         )
+    total = manifest.llm_total
+    if manifest.earlier_attempts and total.requests:
+        attempts = len(manifest.earlier_attempts) + 1
+        out.print(
+            f"  llm, all {attempts} attempts: {total.requests:,} requests, "
+            f"{total.tokens:,} tokens, ${total.cost_usd:,.4f}"
+        )
+    if llm.requests:
         if llm.retries:
             out.print(f"  retries: {_counts(llm.retries)}")
         if llm.rejected_rows:
@@ -219,7 +362,174 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
         redrawn = f", {table.dropped.total:,} redrawn" if table.dropped.total else ""
         llm = table.llm
         cost = f", llm {llm.requests:,} requests ${llm.cost_usd:,.4f}" if llm.requests else ""
+        if table.earlier_attempts and table.llm_total.requests:
+            cost += (
+                f" (all attempts: {table.llm_total.requests:,}, ${table.llm_total.cost_usd:,.4f})"
+            )
         resumed = f", {table.resumed_chunks} chunks resumed" if table.resumed_chunks else ""
         out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
     for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")
+
+
+def _config_files(arguments: list[Path]) -> tuple[list[Path], bool]:
+    """The config files named (a folder: its *.yaml and *.yml, sorted), each once; and whether
+    they are a batch (several, or a folder), which prints one line per dataset."""
+    files: list[Path] = []
+    for argument in arguments:
+        if argument.is_dir():
+            found = sorted(
+                p for p in argument.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+            if not found:
+                raise ConfigError(f"{argument} holds no config (*.yaml or *.yml)")
+            files.extend(found)
+        else:
+            files.append(argument)
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    return unique, len(unique) > 1 or any(a.is_dir() for a in arguments)
+
+
+def _prepare(path: Path, overrides: dict[str, Any]) -> Any:
+    """The config with the options applied, its outputs and LLM endpoint checked."""
+    dataset = apply_overrides(load_config(path), overrides, origin="options")
+    if root := output_root():  # as the flow does (tasks/plan.py), so checks see the real paths
+        dataset = rebase(dataset, root)
+        confine(dataset, root)
+    if isinstance(dataset, RelationalConfig):
+        RelationalWriter(dataset).check()
+        with_llm = [dataset.plan(t).config for t in llm_tables(dataset)]
+    else:
+        check_output(dataset)
+        with_llm = [dataset] if any(isinstance(c, LlmColumn) for c in dataset.columns) else []
+    if with_llm:
+        LlmClient(with_llm[0].provider).check()
+    return dataset
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    if not verbose:
+        # Prefect's console logs would interleave with the progress bar; they still reach
+        # the Prefect API (and UI) when one is configured.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
+
+
+def _build_batch(
+    paths: list[Path],
+    overrides: dict[str, Any],
+    watch: _Watch,
+    report: bool,
+    verbose: bool,
+    debug: bool,
+) -> int:
+    """Check every config, then build the valid ones one after another in one Prefect session
+    (one temporary server), one flow run each. One line per dataset as it ends, then the
+    counts. Returns the exit code: 0, or 2 (1 if a failure was not the user's to fix)."""
+    ready: list[tuple[Path, Any]] = []
+    codes: list[int] = []
+    for path in paths:
+        try:
+            ready.append((path, _prepare(path, overrides)))
+        except Exception as exc:
+            codes.append(_failed(str(path), exc, debug))
+    _distinct_outputs(ready)
+    if ready:
+        _quiet_prefect(verbose)
+        from flows.build_dataset import build_dataset
+        from flows.local_server import prefect_api
+
+        watch.batch = True
+        watch.left = [dataset.name for _, dataset in ready]
+        # On a terminal, lines go above the progress bar through its console (rich's `out`
+        # would write at the cursor, into the bar); a redirected stdout gets them directly.
+        lines = console if console.is_terminal and out.is_terminal else out
+        with watch.bar, progress.listening(watch), prefect_api() as temporary:
+            watch.cancel_run = temporary is None
+            for _, dataset in ready:
+                watch.begin(dataset.name)
+                began = time.perf_counter()
+                try:
+                    manifest = build_dataset(config=dataset, preflight=False)
+                except Exception as exc:
+                    watch.not_published()
+                    watch.current = None
+                    codes.append(_failed(dataset.name, exc, debug))
+                    continue
+                finally:
+                    if threading.current_thread() is threading.main_thread():
+                        watch.install()  # the flow engine may have left its own handler
+                line = _built_line(manifest, time.perf_counter() - began, dataset.output_dir)
+                if report:
+                    try:
+                        from synthaix.report.html import write_report
+
+                        line += f", report {write_report(dataset.output_dir, None)}"
+                    except Exception as exc:
+                        why = "built and published, but its report failed: "
+                        codes.append(_failed(dataset.name, exc, debug, why))
+                        continue
+                lines.print(line, highlight=False)
+    out.print(f"{len(paths) - len(codes)} built, {len(codes)} failed")
+    return 0 if not codes else min(codes)
+
+
+def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
+    """Two configs of a batch must not write the same output folder or DuckDB file."""
+    owners: dict[Path, Path] = {}
+    clashes = []
+    for path, dataset in ready:
+        targets = [dataset.output_dir]
+        if "duckdb" in dataset.output.formats:
+            targets.append(dataset.duckdb_path)
+        for target in targets:
+            owner = owners.setdefault(target.resolve(), path)
+            if owner != path:
+                clashes.append(f"  {owner} and {path} both write {target}")
+    if clashes:
+        raise ConfigError(
+            "the batch would write an output twice:\n" + "\n".join(clashes),
+            hint="give each config its own output.dir (and output.duckdb); "
+            "--out applies to every config of a batch",
+        )
+
+
+def _built_line(manifest: Any, seconds: float, output_dir: Path) -> str:
+    if isinstance(manifest, DatasetManifest):
+        delivered = manifest.delivered
+        what = f"{delivered:,} rows in {len(manifest.tables)} tables"
+    else:
+        delivered = manifest.rows.delivered
+        total = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
+        what = f"{delivered:,} rows{total}"
+    rate = delivered / seconds if seconds > 0 else 0.0
+    return (
+        f"[green]built[/] {escape(manifest.dataset)}: {what} in {seconds:.1f} s "
+        f"({rate:,.0f} rows/s) -> {escape(str(output_dir))}"
+    )
+
+
+def _failed(label: str, exc: BaseException, debug: bool, why: str = "") -> int:
+    """Say why one dataset of a batch failed (in full on stderr, in one line on stdout) and go
+    on; the exit code it calls for: 2 for an error the user can fix, else 1."""
+    if debug:
+        console.print_exception()
+    if isinstance(exc, OSError) and exc.filename:  # as _fail: a path the user can fix
+        message, hint = f"cannot use {exc.filename}: {exc.strerror}", "check that path"
+    elif isinstance(exc, SynthaixError):
+        message, hint = str(exc), exc.hint
+    else:
+        message, hint = f"{type(exc).__name__}: {exc}", None
+    message = why + message
+    named = message if label in message else f"{label}: {message}"
+    console.print(f"[bold red]error:[/] {escape(named)}", highlight=False)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False)
+    head, *problems = message.splitlines() or [""]
+    if problems:  # invalid config (N problems): the first one
+        more = " ..." if len(problems) > 1 else ""
+        head = f"{head.rstrip(':')}: {problems[0].strip()}{more}"
+    out.print(f"[red]failed[/] {escape(label)}: {escape(head)}", highlight=False)
+    user_error = isinstance(exc, SynthaixError) or (isinstance(exc, OSError) and exc.filename)
+    return 2 if user_error else 1

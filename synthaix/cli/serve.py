@@ -18,12 +18,20 @@ def serve(
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Serve only this deployment (repeatable).")
     ] = None,
+    suffix: Annotated[
+        str,
+        typer.Option(
+            "--suffix",
+            help="Serve each deployment as <name><suffix> (e.g. -local: customers-nightly-local),"
+            " beside those `prefect deploy` made for a work pool, which serve never takes over.",
+        ),
+    ] = "",
     debug: DebugOpt = False,
 ) -> None:
     """Run the scheduled deployments of prefect.yaml on this machine until Ctrl-C."""
     try:
         from flows.serve import serve_deployments
 
-        serve_deployments(spec, only)
+        serve_deployments(spec, only, suffix)
     except Exception as exc:
         _fail(exc, debug)
