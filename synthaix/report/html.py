@@ -48,6 +48,20 @@ def write_report(output_dir: Path, target: Path | None = None) -> Path:
     return write_text_atomic(target or output_dir / "report.html", html)
 
 
+def cost_kpis(manifest: Any) -> list[tuple[str, str]]:
+    """LLM cost (this attempt's, and with interrupted attempts') and resumed chunks."""
+    if not manifest.earlier_attempts:
+        kpis = [("LLM cost", f"${manifest.llm.cost_usd:.4f}")]
+    else:
+        kpis = [
+            ("LLM cost, this attempt", f"${manifest.llm.cost_usd:.4f}"),
+            ("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"),
+        ]
+    if manifest.resumed_chunks:
+        kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
+    return kpis
+
+
 def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> str:
     dropped = manifest.dropped.model_dump()
     dropped_rows = sum(dropped.pop("constraint").values()) + sum(dropped.values())
@@ -57,13 +71,8 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
         ("duplicate rows", f"{profile.duplicate_rows / max(profile.rows, 1):.2%}"),
         ("checks", f"{sum(c.passed for c in checks)}/{len(checks)} pass"),
         ("dropped", f"{dropped_rows:,}"),
-        ("LLM cost", f"${manifest.llm.cost_usd:.4f}"),
+        *cost_kpis(manifest),
     ]
-    if manifest.earlier_attempts:  # what interrupted attempts spent too
-        kpis[-1] = ("LLM cost, this attempt", kpis[-1][1])
-        kpis.append(("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"))
-    if manifest.resumed_chunks:
-        kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",

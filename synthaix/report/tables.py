@@ -30,7 +30,7 @@ from synthaix.files import write_text_atomic
 from synthaix.relational.config import CountConfig, CountParams, RelationalConfig, TableConfig
 from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
 from synthaix.report.checks import Check, run_checks
-from synthaix.report.html import CSS, _checks_table, _column_card, _rows, _sample_table
+from synthaix.report.html import CSS, _checks_table, _column_card, _rows, _sample_table, cost_kpis
 from synthaix.report.profile import DatasetProfile, parquet_source, profile_parts
 from synthaix.report.relations import sandboxed
 from synthaix.sqlexpr import quote
@@ -336,13 +336,8 @@ def render_tables(report: TablesReport) -> str:
         ("tables", str(len(report.sections))),
         ("rows", f"{sum(s.profile.rows for s in report.sections):,}"),
         ("checks", f"{len(checks) - len(failed)}/{len(checks)} pass"),
-        ("LLM cost", f"${manifest.llm.cost_usd:.4f}"),
+        *cost_kpis(manifest),
     ]
-    if manifest.earlier_attempts:  # what interrupted attempts spent too
-        kpis[-1] = ("LLM cost, this attempt", kpis[-1][1])
-        kpis.append(("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"))
-    if manifest.resumed_chunks:
-        kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
     config = manifest.dataset_config()
     overview = []
     for s in report.sections:
