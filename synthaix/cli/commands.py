@@ -43,11 +43,17 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
             check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
+    if dataset.as_of is not None:  # relative times or seed: as_of
+        out.print(
+            f"relative times resolved at as_of {dataset.as_of:%Y-%m-%d %H:%M:%S} UTC (now); a "
+            "build uses --as-of, or a deployment run's scheduled start"
+        )
     if _is_tables(dataset):
         _show_tables(dataset)
         out.print(f"[green]OK[/] {config} is valid; outputs go to {dataset.output_dir}")
         return
-    title = f"{dataset.name}: {dataset.rows:,} rows, seed {dataset.seed}"
+    seed = f"as_of ({dataset.seed})" if dataset._seed_as_of else dataset.seed
+    title = f"{dataset.name}: {dataset.rows:,} rows, seed {seed}"
     table = Table("column", "type", "nullable", "unique", title=title)
     for c in dataset.columns:
         nullable = f"{c.nullable:.0%}" if c.nullable else ""
