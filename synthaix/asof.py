@@ -82,10 +82,11 @@ class Relative(str):
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
-    """A naive UTC datetime, to the second (aware values are converted)."""
+    """A plain naive UTC datetime, to the second (aware values are converted; a subclass, such
+    as Prefect's DateTime of a scheduled start, becomes a datetime YAML and JSON can write)."""
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.replace(microsecond=0)
+        value = value.astimezone(dt.UTC)
+    return dt.datetime(*value.timetuple()[:6])
 
 
 def now() -> dt.datetime:

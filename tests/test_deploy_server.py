@@ -7,6 +7,7 @@ deployment run one after the other."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import signal
@@ -24,6 +25,8 @@ import pytest
 import yaml
 
 from conftest import write_config
+from synthaix.asof import as_utc
+from synthaix.build.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOW = "build-dataset"
@@ -194,6 +197,7 @@ def test_overlapping_runs_of_an_append_deployment_run_one_after_the_other(
             "columns": [
                 {"name": "id", "type": "sequence", "start": 1},
                 {"name": "amount", "type": "integer", "min": 1, "max": 100},
+                {"name": "at", "type": "datetime", "start": "-1h", "end": "now"},
             ],
             "output": {"dir": str(tmp_path / "out")},
         },
@@ -235,6 +239,11 @@ def test_overlapping_runs_of_an_append_deployment_run_one_after_the_other(
     assert any("AwaitingConcurrencySlot" in names for names in states)  # held back, then run
     table = ds.dataset(tmp_path / "out" / "data", format="parquet").to_table()
     assert table.num_rows == len(set(table["id"].to_pylist())) == 80  # both appends, distinct
+    # No as_of given: each run's data stands at its scheduled start (Prefect's DateTime).
+    slots = sorted(as_utc(run.expected_start_time) for run in runs)
+    assert read_manifest(tmp_path / "out").dataset_config().as_of == slots[-1]
+    at = table["at"].to_pylist()
+    assert slots[0] - dt.timedelta(hours=1) <= min(at) and max(at) < slots[-1]
 
 
 def _deploy(env: dict[str, str], *names: str) -> None:

@@ -367,8 +367,11 @@ def test_the_flow_builds_each_table_as_a_task_run_holding_its_chunk_tasks(tmp_pa
             and any(str(p.id) == parent for p in r.task_inputs.get("__parents__", []))
         ]
 
-    assert len(under("items", "chunk-")) >= 2  # mapped per table, nested under it
-    assert under("orders", "write-part-") and under("orders", "stage-table")
+    # Mapped per table, nested under it, and named after it: unique in the flow run.
+    assert len(under("items", "items-chunk-")) >= 2
+    assert under("orders", "orders-write-part-") and under("orders", "orders-stage-table")
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names)), sorted(names)
     assert {"late-columns", "publish-dataset"} <= {r.name for r in runs}
 
 
