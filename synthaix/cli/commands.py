@@ -261,6 +261,9 @@ def sim(
         str, typer.Option(help="Fault rates, e.g. malformed=0.3,rate_limit=0.1,server_error=0.05")
     ] = "",
     seed: Annotated[int, typer.Option(help="Seed of the simulator's choices.")] = 0,
+    record: Annotated[
+        bool, typer.Option("--record", help="Keep every request: GET /sim/requests lists them.")
+    ] = False,
 ) -> None:
     """Run the OpenAI-compatible simulator: try the LLM path with no key."""
     from synthaix.sim.faults import FaultRates
@@ -270,7 +273,7 @@ def sim(
         rates = FaultRates.parse(faults)
     except ValueError as exc:
         _fail(SynthaixError(f"--faults: {exc}"), False)
-    config = SimConfig(latency, latency_per_token, rpm, tpm, rates, seed=seed)
+    config = SimConfig(latency, latency_per_token, rpm, tpm, rates, seed=seed, record=record)
     server = SimServer(config, host, port)
     out.print(f"simulator on {server.url} (models: {', '.join(config.models)}); Ctrl-C stops it")
     out.print(f"  use it with: provider: {{base_url: {server.url}, model: sim-small}}")

@@ -140,7 +140,8 @@ class LlmClient:
                         f"model '{self.provider.model}' is not served by {self.base_url} "
                         f"(it has: {', '.join(sorted(models)[:10])})",
                         cause="model_not_found",
-                        hint="set provider.model to one of those names",
+                        hint="set provider.model (or a run's model parameter, --model) to "
+                        "one of those names",
                     )
                 return
         self._probe(f"GET /models answered {seen}")
