@@ -21,7 +21,7 @@ from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 _SYNTAX = r"^\s*(now|today)?\s*(?:([+-])\s*(\d+(?:\.\d+)?\s*[a-z]+))?\s*$"
-_RELATIVE = re.compile(_SYNTAX)
+_RELATIVE = re.compile(_SYNTAX)  # on lower-cased text: NOW-1H is now-1h
 EXAMPLES = "now, today, -1h, now-30min, today-7d, -1mo"
 
 
@@ -55,7 +55,7 @@ class Relative(str):
                 raise ValueError(f"'{amount}' is not a duration; write e.g. 30s, 15min, 1h, 5d")
             if found[2] and not found[0].is_integer():
                 raise ValueError(f"'{amount}': months and years move in whole units")
-        return cls(text.strip())
+        return cls(text.strip().lower())
 
     def resolve(self, as_of: dt.datetime) -> dt.datetime:
         from synthaix.columns.temporal import add_months, parse_duration
@@ -66,10 +66,16 @@ class Relative(str):
             return base
         size, unit, calendar = parse_duration(amount)  # type: ignore[misc]
         steps = size * unit * (-1 if sign == "-" else 1)
-        if not calendar:
-            return base + dt.timedelta(seconds=steps)
-        moved = add_months(np.array([np.datetime64(base, "us")]), np.array([int(steps)]))
-        return moved[0].astype(dt.datetime)
+        try:
+            if not calendar:
+                return base + dt.timedelta(seconds=steps)
+            moved = add_months(np.array([np.datetime64(base, "us")]), np.array([int(steps)]))
+            found = moved[0].astype(dt.datetime)
+        except (OverflowError, ValueError):
+            found = None
+        if not isinstance(found, dt.datetime):  # numpy gives an int outside 0001..9999
+            raise ValueError(f"'{self}' at as_of {as_of} is outside the years 0001 to 9999")
+        return found
 
     @property
     def below_a_day(self) -> bool:
@@ -106,6 +112,7 @@ def settle(model: Any, columns: list[tuple[tuple[str | int, ...], Any]]) -> list
     `columns`: (location, column) pairs. Returns (location, message) problems of ranges that
     only fail at this as_of."""
     relative = [(loc, c) for loc, c in columns if getattr(c, "uses_as_of", False)]
+    problems: list[Any] = []
     # An instance validated again (Prefect checks a flow's config parameter) has the derived
     # seed already: the private flag says where it came from.
     from_as_of = model.seed == "as_of" or model._seed_as_of
@@ -119,11 +126,7 @@ def settle(model: Any, columns: list[tuple[tuple[str | int, ...], Any]]) -> list
     if from_as_of:
         object.__setattr__(model, "seed", derived_seed(as_of))  # type: ignore[arg-type]
         model._seed_as_of = True
-    problems = []
     for loc, column in relative:
         column.stand_at(as_of)
-        try:
-            column._check_range()
-        except ValueError as exc:
-            problems.append(((*loc, "end"), f"at as_of {as_of}: {exc}"))
+        problems += [((*loc, "end"), f"at as_of {as_of}: {m}") for m in column.range_problems()]
     return problems

@@ -336,13 +336,16 @@ def parse_any_config(data: Any, source: YamlDocument | None = None, origin: str 
         raise _config_error(exc, data, source, origin) from None
 
 
-def load_config(path: str | Path) -> Any:
+def load_config(path: str | Path, as_of: dt.datetime | None = None) -> Any:
     """Read and validate a YAML dataset config; errors name the file and line. A config with
-    `tables:` is a multi-table dataset (synthaix.relational.config.RelationalConfig)."""
+    `tables:` is a multi-table dataset (synthaix.relational.config.RelationalConfig). `as_of`:
+    the time its relative times stand at (else the file's as_of, else now), given here so
+    their ranges are checked at that time, not at another first."""
     document = YamlDocument.read(Path(path))
     if not isinstance(document.data, dict):
         raise ConfigError(f"{path}: a dataset config must be a YAML mapping (name: ..., rows: ...)")
-    return parse_any_config(document.data, document)
+    data = document.data if as_of is None else {**document.data, "as_of": as_of}
+    return parse_any_config(data, document)
 
 
 def _config_error(
@@ -375,9 +378,17 @@ def _config_error(
 _BRANCHES = {"int", "float", "str", "bool", "date", "datetime", "decimal"}
 
 
+_TAGS = ("constrained-", "literal[", "function-", "lax-or-strict[")
+
+
 def _without_branches(loc: Any) -> tuple[str | int, ...]:
-    """The location without pydantic's union-member tags (`max.float`)."""
-    return tuple(part for part in loc if part not in _BRANCHES)
+    """The location without pydantic's union-member tags (`max.float`, `seed.literal['as_of']`):
+    a value no member accepts is said once, by the first."""
+    return tuple(
+        part
+        for part in loc
+        if part not in _BRANCHES and not (isinstance(part, str) and part.startswith(_TAGS))
+    )
 
 
 def _explained_by_a_typo(error: Any, errors: list[Any]) -> bool:

@@ -148,7 +148,7 @@ def rebase(config: Any, root: Path) -> Any:
     from synthaix.overrides import apply_overrides
     from synthaix.relational.config import RelationalConfig
 
-    base = Path(root).expanduser()
+    base = _root(root)  # resolved: a relative root would be anchored again at each call
     changes: dict[str, Any] = {}
     if not config.output_dir.is_absolute():
         changes["output.dir"] = base / config.output_dir

@@ -91,6 +91,9 @@ def _set(data: dict[str, Any], path: str, value: Any, config: Any, origin: str) 
     for depth, part in enumerate(parts[:-1]):
         node = _child(node, part, ".".join(parts[: depth + 1]), origin)
     last = parts[-1]
+    if not isinstance(node, dict | list):
+        above = ".".join(parts[:-1])
+        raise ConfigError(f"{origin} {path}: {above} is a value ({node!r}), not a group of fields")
     if isinstance(node, list):
         raise ConfigError(
             f"{origin} {path}: {'.'.join(parts[:-1])} is a list; name an item, "

@@ -45,7 +45,7 @@ def plan_build(
     if (config_path is None) == (config is None):
         raise ConfigError("give exactly one of the parameters config_path, config or description")
     if config_path is not None:
-        base = load_config(config_path)
+        base = load_config(config_path, as_of=overrides.get("as_of"))
     elif isinstance(config, dict):
         base = parse_any_config(config, origin="config parameter")
     else:
@@ -54,7 +54,8 @@ def plan_build(
     if as_of is not None and (base.as_of is not None or overrides):
         overrides["as_of"] = as_of  # else the config does not use it: nothing to re-validate
     base = resolve_config(apply_overrides(base, overrides, origin="parameters"))
-    root = output_root() or _variable(PREFECT_VARIABLE)
+    # The Variable is the workers' setting: a flow run from the CLI honours the environment's.
+    root = output_root() or (_variable(PREFECT_VARIABLE) if _deployment_run() else None)
     if root:  # a worker's data root: relative outputs go under it, and nothing outside
         base = rebase(base, Path(root))
         confine(base, Path(root))
@@ -85,10 +86,13 @@ def llm_tables(config: DatasetConfig | RelationalConfig) -> list[DatasetConfig]:
 def scheduled_as_of() -> datetime | None:
     """A deployment run's scheduled start (the slot a schedule made it for, kept by its
     retries); None for a flow called directly, whose config's as_of is the time it was read."""
+    run = _deployment_run()
+    return run.expected_start_time if run is not None else None
+
+
+def _deployment_run() -> Any:
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
     run = context.flow_run if context is not None else None
-    if run is None or run.deployment_id is None:
-        return None
-    return run.expected_start_time
+    return run if run is not None and run.deployment_id is not None else None

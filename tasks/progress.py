@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import quote
 from uuid import UUID
 
 import pyarrow as pa
@@ -77,8 +78,9 @@ def _report_url(path: Path) -> str:
 
     base = Variable.get(REPORT_BASE_URL, default=None)
     root = output_root() or Variable.get(PREFECT_VARIABLE, default=None)
-    if base and root and path.is_relative_to(Path(root).resolve()):
-        return f"{str(base).rstrip('/')}/{path.relative_to(Path(root).resolve()).as_posix()}"
+    folder = Path(root).expanduser().resolve() if root else None
+    if base and folder is not None and path.is_relative_to(folder):
+        return f"{str(base).rstrip('/')}/{quote(path.relative_to(folder).as_posix())}"
     return path.as_uri()
 
 

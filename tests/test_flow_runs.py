@@ -194,13 +194,18 @@ def test_task_run_names_are_consistent_and_unique(tmp_path: Path) -> None:
 
     data = _events(tmp_path, rows=1200, chunk_size=200, dedupe={"exact": True})
     state = build_dataset(config=data, return_state=True)
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-            )
-        )
-    names = [r.name for r in runs]
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    deadline = time.monotonic() + 30
+    while True:  # task runs reach the server as events, a moment after the flow ends
+        with get_client(sync_client=True) as client:
+            names = [r.name for r in client.read_task_runs(flow_run_filter=flow_run)]
+        kinds = {n.rsplit("-", 1)[0] for n in names if n[-1].isdigit()}
+        if {"chunk", "dedupe", "write-part"} <= kinds and any(
+            n.startswith("report-build") for n in names
+        ):
+            break
+        assert time.monotonic() < deadline, sorted(names)
+        time.sleep(0.5)
     assert len(names) == len(set(names)), sorted(names)
     chunks = sorted(n for n in names if n.startswith("chunk-"))
     parts = sorted(n for n in names if n.startswith("write-part-"))

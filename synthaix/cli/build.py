@@ -59,6 +59,7 @@ class _Watch:
         self.current: str | None = None  # the dataset being built, or just published
         self.built: list[str] = []  # published, in order
         self.left: list[str] = []  # not started yet
+        self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
 
     def begin(self, dataset: str) -> None:
         """A batch's next build starts."""
@@ -116,6 +117,9 @@ class _Watch:
             else:
                 what = "nothing published; the previous output is unchanged"
             console.print(f"[yellow]interrupted ({name}):[/] {what}")
+        if self.as_of is not None and self.phase != "published":
+            at = f"{self.as_of:%Y-%m-%dT%H:%M:%S}"
+            console.print(f"  to resume it, build again with --as-of {at}")
         discard_staged_parts()
         if self.cancel_run and self.run_id:
             _cancel_flow_run(self.run_id, f"interrupted by {name}")
@@ -289,6 +293,7 @@ def build(
 
             with watch.bar, progress.listening(watch), prefect_api() as temporary:
                 watch.cancel_run = temporary is None  # a temporary server dies with us anyway
+                watch.as_of = dataset.as_of
                 manifest = build_dataset(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
         watch.not_published()
@@ -393,7 +398,14 @@ def _config_files(arguments: list[Path]) -> tuple[list[Path], bool]:
 
 def _prepare(path: Path, overrides: dict[str, Any]) -> Any:
     """The config with the options applied, its outputs and LLM endpoint checked."""
-    dataset = apply_overrides(load_config(path), overrides, origin="options")
+    rest = dict(overrides)
+    as_of = rest.pop("as_of", None)  # at load: ranges are checked at that time, not at now
+    dataset = apply_overrides(load_config(path, as_of=as_of), rest, origin="options")
+    if as_of is not None and dataset.as_of is None:
+        console.print(
+            f"[yellow]note:[/] {escape(str(path))} has no relative times and no seed: as_of, "
+            "so --as-of changes nothing"
+        )
     if root := output_root():  # as the flow does (tasks/plan.py), so checks see the real paths
         dataset = rebase(dataset, root)
         confine(dataset, root)
@@ -451,6 +463,7 @@ def _build_batch(
                 watch.begin(dataset.name)
                 began = time.perf_counter()
                 try:
+                    watch.as_of = dataset.as_of
                     manifest = build_dataset(config=dataset, preflight=False)
                 except Exception as exc:
                     watch.not_published()

@@ -18,6 +18,7 @@ from synthaix.cli.app import ConfigArg, DebugOpt, ForceOpt, _fail, _report, app,
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
+from synthaix.fence import confine, output_root, rebase
 from synthaix.files import write_text_atomic
 from synthaix.llm.client import LlmClient
 from synthaix.sink import check_output
@@ -35,6 +36,9 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
     """Check a config without generating anything."""
     try:
         dataset = load_config(config)
+        if root := output_root():  # where a build would really write (SYNTHAIX_OUTPUT_ROOT)
+            dataset = rebase(dataset, root)
+            confine(dataset, root)
         if _is_tables(dataset):
             from synthaix.relational.sink import RelationalWriter
 
@@ -45,8 +49,9 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
         _fail(exc, debug)
     if dataset.as_of is not None:  # relative times or seed: as_of
         out.print(
-            f"relative times resolved at as_of {dataset.as_of:%Y-%m-%d %H:%M:%S} UTC (now); a "
-            "build uses --as-of, or a deployment run's scheduled start"
+            f"as_of {dataset.as_of:%Y-%m-%d %H:%M:%S} UTC (the config's, else now): relative "
+            "times and seed: as_of stand at it; a build takes --as-of, and a deployment run "
+            "its scheduled start"
         )
     if _is_tables(dataset):
         _show_tables(dataset)
@@ -136,6 +141,9 @@ def preview(
 
     try:
         dataset = load_config(config)
+        if root := output_root():  # where a build would really write (SYNTHAIX_OUTPUT_ROOT)
+            dataset = rebase(dataset, root)
+            confine(dataset, root)
         if _is_tables(dataset):
             from synthaix.relational.preview import preview_tables
 

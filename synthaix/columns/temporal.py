@@ -94,15 +94,33 @@ class _Temporal(Anchored):
     _SECONDS: ClassVar[int]  # seconds in one step
     _SQL_TYPE: ClassVar[str]
     _UNIT_NAME: ClassVar[str]  # what whole steps are, for messages
+    _UNIT_SHORT: ClassVar[str]  # one step as a duration: d, s
     _as_of: dt.datetime | None = PrivateAttr(default=None)  # set by the config (synthaix.asof)
 
     @property
     def uses_as_of(self) -> bool:
-        return any(isinstance(getattr(self, f), Relative) for f in ("start", "end"))
+        """Relative start/end, its own or a `by` segment's (params)."""
+        own = any(isinstance(getattr(self, f), Relative) for f in ("start", "end"))
+        return own or any(v.uses_as_of for _, v in self._valid() if v is not self)
 
     def stand_at(self, as_of: dt.datetime) -> None:
-        """Resolve relative start/end against this time (the build's as_of)."""
+        """Resolve relative start/end, and each `by` segment's, against this time."""
         self._as_of = as_of
+        for _, variant in self._valid():
+            variant._as_of = as_of
+
+    def range_problems(self) -> list[str]:
+        """Why the range (or a segment's) is empty at as_of; for relative ranges, which are
+        checked once as_of is known (synthaix.asof.settle), not when the column is read."""
+        found = []
+        for key, variant in self._valid():
+            if variant.base is not None or not variant.uses_as_of:
+                continue
+            try:
+                variant._check_range()
+            except ValueError as exc:
+                found.append(f"{exc}" if key is None else f"where {self.by} is {key!r}: {exc}")
+        return found
 
     def bounds(self) -> tuple[Any, Any]:
         """start and end as values: relative ones resolved against as_of; a relative end
@@ -122,9 +140,18 @@ class _Temporal(Anchored):
 
     def _check_range(self) -> None:
         require(self, "start", "end")
+        if self._as_of is None and self.uses_as_of:
+            return  # checked at the build's as_of (range_problems)
         start, end = self.bounds()
         if start > end:
-            raise ValueError(f"start ({start}) is after end ({end})")
+            end_given = self.end  # type: ignore[attr-defined]
+            excluded = ""
+            if isinstance(end_given, Relative) and start <= self._resolved(end_given, False):
+                excluded = (
+                    "; a relative end excludes its own instant: to include it, write "
+                    f"{end_given}+1{self._UNIT_SHORT}"
+                )
+            raise ValueError(f"start ({start}) is after end ({end}){excluded}")
 
     def _units(self, value: Any) -> int:
         raise NotImplementedError
@@ -261,6 +288,7 @@ class DateColumn(_Temporal):
     _VALUE_UNIT: ClassVar[str] = "D"
     _SECONDS: ClassVar[int] = 86400
     _SQL_TYPE: ClassVar[str] = "DATE"
+    _UNIT_SHORT: ClassVar[str] = "d"
     _UNIT_NAME: ClassVar[str] = "days (a date has no time of day)"
 
     @field_validator("start", "end", mode="before")
@@ -316,6 +344,7 @@ class DatetimeColumn(_Temporal):
     _VALUE_UNIT: ClassVar[str] = "us"
     _SECONDS: ClassVar[int] = 1
     _SQL_TYPE: ClassVar[str] = "TIMESTAMP"
+    _UNIT_SHORT: ClassVar[str] = "s"
     _UNIT_NAME: ClassVar[str] = "seconds"
 
     @field_validator("start", "end", mode="before")

@@ -1,0 +1,117 @@
+"""as_of, relative times and seed: as_of, and overrides by config path (no Prefect)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from conftest import generate_all, make_config, write_config
+from synthaix.asof import derived_seed
+from synthaix.config import load_config, parse_config
+from synthaix.errors import ConfigError
+from synthaix.fence import rebase
+from synthaix.overrides import apply_overrides, parse_assignment
+
+AS_OF = dt.datetime(2025, 3, 1, 10)
+
+
+def test_relative_windows_stand_at_as_of_and_exclude_their_end() -> None:
+    config = make_config(
+        [
+            {"name": "at", "type": "datetime", "start": "-1h", "end": "now"},
+            {"name": "day", "type": "date", "start": "today-7d", "end": "TODAY"},
+            {"name": "month", "type": "date", "start": "-1mo", "end": "today+1d"},
+        ],
+        as_of="2025-03-01T11:00:00+01:00",  # an offset: as_of is UTC
+        rows=5000,
+    )
+    assert config.as_of == AS_OF
+    table = generate_all(config)
+    at, day = table["at"].to_pylist(), table["day"].to_pylist()
+    assert min(at) >= dt.datetime(2025, 3, 1, 9) and max(at) < AS_OF
+    assert min(day) == dt.date(2025, 2, 22) and max(day) == dt.date(2025, 2, 28)
+    assert config.columns[2].bounds() == (dt.date(2025, 2, 1), dt.date(2025, 3, 1))
+
+
+def test_segments_of_a_by_column_stand_at_as_of_too() -> None:
+    config = make_config(
+        [
+            {"name": "kind", "type": "category", "values": ["a", "b"]},
+            {
+                "name": "at",
+                "type": "datetime",
+                "start": "-1h",
+                "end": "now",
+                "by": "kind",
+                "params": {"a": {"start": "-2h"}},
+            },
+        ],
+        as_of=AS_OF.isoformat(),
+        rows=2000,
+    )
+    table = generate_all(config).to_pylist()
+    a = [r["at"] for r in table if r["kind"] == "a"]
+    b = [r["at"] for r in table if r["kind"] == "b"]
+    assert min(a) >= AS_OF - dt.timedelta(hours=2) and max(a) < AS_OF
+    assert min(a) < AS_OF - dt.timedelta(hours=1) <= min(b) and max(b) < AS_OF
+
+
+def test_ranges_are_checked_at_the_as_of_they_stand_at(tmp_path: Path) -> None:
+    data = {
+        "name": "t",
+        "rows": 10,
+        "columns": [{"name": "at", "type": "datetime", "start": "2026-12-01", "end": "now"}],
+    }
+    path = write_config(tmp_path / "t.yaml", data | {"as_of": "2027-01-01T00:00:00"})
+    assert load_config(path).as_of == dt.datetime(2027, 1, 1)
+    with pytest.raises(ConfigError, match=r"t.yaml:\d+: columns\[0\] \(at\).end: at as_of 2025"):
+        load_config(path, as_of=dt.datetime(2025, 1, 1))
+    empty = [{"name": "d", "type": "date", "start": "today", "end": "today"}]
+    with pytest.raises(ConfigError, match=r"excludes its own instant.*write today\+1d"):
+        make_config(empty)
+    far = [{"name": "d", "type": "datetime", "start": "-3000y", "end": "now"}]
+    with pytest.raises(ConfigError, match="outside the years 0001 to 9999"):
+        make_config(far)
+    with pytest.raises(ConfigError, match=r"neither a date .* nor a time relative to as_of"):
+        make_config([{"name": "d", "type": "date", "start": "yesterday", "end": "today"}])
+
+
+def test_seed_as_of_is_derived_kept_as_written_and_reproducible() -> None:
+    columns = [{"name": "n", "type": "integer", "min": 0, "max": 10**9}]
+    night = make_config(columns, seed="as_of", as_of=AS_OF.isoformat())
+    assert night.seed == derived_seed(AS_OF) and night.model_dump()["seed"] == "as_of"
+    again = apply_overrides(night, {"rows": 20})
+    assert again.seed == night.seed and again.as_of == AS_OF
+    later = apply_overrides(night, {"as_of": AS_OF + dt.timedelta(days=1)})
+    assert later.seed != night.seed
+    assert generate_all(night).equals(generate_all(make_config(columns, seed=night.seed)))
+    # A config that uses no as_of records none: reruns keep resuming their ledger.
+    assert make_config(columns, as_of=AS_OF.isoformat()).as_of is None
+
+
+def test_overrides_address_nested_values_and_say_what_is_wrong() -> None:
+    config = make_config([{"name": "n", "type": "integer", "min": 0, "max": 9}])
+    path, value = parse_assignment("columns.n.max=3")
+    assert apply_overrides(config, {path: value}).columns[0].max == 3
+    assert parse_assignment("output.formats=[parquet]") == ("output.formats", ["parquet"])
+    with pytest.raises(ConfigError, match="no item named 'm'"):
+        apply_overrides(config, {"columns.m.max": 3})
+    with pytest.raises(ConfigError, match=r"columns\.n\.max is a value"):
+        apply_overrides(config, {"columns.n.max.x": 3})
+    with pytest.raises(ConfigError, match=r"invalid config with the options runner.workers"):
+        apply_overrides(config, {"runner.workers": 0})
+    with pytest.raises(ConfigError, match=r"is not key\.path=value"):
+        parse_assignment("rows")
+
+
+def test_a_relative_output_root_anchors_once(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "root").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = parse_config(
+        {"name": "t", "rows": 1, "columns": [{"name": "n", "type": "integer", "min": 0, "max": 1}]}
+    )
+    once = rebase(config, Path("root"))
+    assert once.output_dir == tmp_path / "root" / "out" / "t"
+    assert rebase(once, Path("root")).output_dir == once.output_dir
