@@ -47,7 +47,8 @@ def plan_build(
     if config_path is not None:
         base = load_config(config_path, as_of=overrides.get("as_of"))
     elif isinstance(config, dict):
-        base = parse_any_config(config, origin="config parameter")
+        at = {"as_of": overrides["as_of"]} if overrides.get("as_of") is not None else {}
+        base = parse_any_config(config | at, origin="config parameter")
     else:
         base = config
     as_of = overrides.pop("as_of", None)
