@@ -75,6 +75,12 @@ def test_the_run_form_explains_every_parameter() -> None:
             assert "Empty: the config's value" in properties[name]["description"], name
         minimum = [s.get("minimum") for s in properties["rows"]["anyOf"] if "type" in s]
         assert 1 in minimum
+        # `prefect deploy` reads the schema from the source, without importing: the same form.
+        from prefect.utilities.callables import parameter_schema_from_entrypoint
+
+        entrypoint = f"{ROOT / 'flows' / 'build_dataset.py'}:build_dataset"
+        from_source = parameter_schema_from_entrypoint(entrypoint).model_dump()
+        assert from_source["properties"] == properties
         with pytest.raises(Exception, match="rows"):
             client.create_flow_run_from_deployment(deployment_id, parameters={"rows": 0})
 
