@@ -1,8 +1,10 @@
 """An OpenAI-compatible HTTP server that answers with schema-valid rows, and misbehaves on request.
 
 Endpoints: POST /v1/chat/completions (response_format json_schema / json_object, tools, or
-plain), POST /v1/embeddings, GET /v1/models; GET /sim/stats, GET /sim/requests (with `record`)
-and POST /sim/reset for tests and benchmarks. A request for a dataset design (`translate`) gets
+plain), POST /v1/embeddings, GET /v1/models; GET /sim/stats, GET /sim/requests (with `record`),
+POST /sim/reset, and GET/POST /sim/limits (read or change the rate limits mid-run) for tests and
+benchmarks. Rate limits are token buckets or short fixed windows, with OpenAI's x-ratelimit-*
+headers (synthaix.sim.limits). A request for a dataset design (`translate`) gets
 a plausible one (synthaix.sim.design). It serves the test suite, the benchmarks, and users who
 want to try the LLM path without a key. Standard library only: one thread per connection,
 latency by sleeping.
@@ -11,6 +13,7 @@ latency by sleeping.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -19,7 +22,7 @@ import re
 import socket
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +32,7 @@ import numpy as np
 
 from synthaix.sim.design import design, is_design_request
 from synthaix.sim.faults import FaultRates, spoil_rows, spoil_text
+from synthaix.sim.limits import Limiter, Limits, Verdict
 from synthaix.sim.values import fake_value
 
 _FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.DOTALL)
@@ -39,8 +43,8 @@ CHARS_PER_TOKEN = 4
 class SimConfig:
     latency: float = 0.0  # seconds per request
     latency_per_token: float = 0.0  # seconds per completion token
-    rpm: int | None = None
-    tpm: int | None = None
+    rpm: int | None = None  # requests per minute, a bucket (synthaix.sim.limits)
+    tpm: int | None = None  # tokens per minute: prompt + max_tokens charged at admission
     faults: FaultRates = field(default_factory=FaultRates)
     models: tuple[str, ...] = ("sim-small", "sim-large")
     api_key: str | None = None  # when set, other keys get 401
@@ -49,6 +53,12 @@ class SimConfig:
     seed: int = 0
     retry_after_ms: int = 200
     record: bool = False  # keep every chat request and the answer text, for tests to inspect
+    burst_seconds: float = 60.0  # bucket capacity in seconds of the limit (60: a minute's worth)
+    window_seconds: float | None = None  # Azure-style: fixed windows of this length instead
+    headers: bool = True  # send x-ratelimit-* headers (for the limits set)
+
+    def limits(self) -> Limits:
+        return Limits(self.rpm, self.tpm, self.burst_seconds, self.window_seconds)
 
 
 class _State:
@@ -56,6 +66,7 @@ class _State:
         self.config = config
         self.lock = threading.Lock()
         self.rng = random.Random(config.seed)
+        self.limiter = Limiter(config.limits())
         self.reset()
 
     def reset(self) -> None:
@@ -63,8 +74,8 @@ class _State:
             self.counts: Counter[str] = Counter()
             self.in_flight = 0
             self.peak_in_flight = 0
-            self.window: deque[tuple[float, int]] = deque()
             self.log: list[dict[str, Any]] = []
+        self.limiter.refill_all()  # the limits stay as set; the buckets start full again
 
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
@@ -85,17 +96,20 @@ class _State:
         with self.lock:
             return random.Random(self.rng.getrandbits(64))
 
-    def over_limit(self, tokens: int) -> float | None:
-        """Seconds until this request would fit the RPM/TPM window, or None if it fits now."""
-        cfg, now = self.config, time.monotonic()
-        with self.lock:
-            while self.window and self.window[0][0] <= now - 60:
-                self.window.popleft()
-            used = sum(t for _, t in self.window)
-            if (cfg.rpm and len(self.window) >= cfg.rpm) or (cfg.tpm and used + tokens > cfg.tpm):
-                return max(0.05, self.window[0][0] + 60 - now) if self.window else 1.0
-            self.window.append((now, tokens))
-            return None
+    def admit(self, tokens: int, model: str = "sim") -> Verdict:
+        """Take a request and its tokens from the RPM/TPM buckets, if they hold them."""
+        return self.limiter.admit(tokens, model)
+
+    def limit_headers(self, verdict: Verdict | None = None) -> dict[str, str]:
+        """The x-ratelimit-* headers to send: the verdict's, or now's (taking nothing)."""
+        if not self.config.headers:
+            return {}
+        return verdict.headers if verdict else self.limiter.headers()
+
+    def set_limits(self, **changes: Any) -> Limits:
+        """Change rpm, tpm, burst_seconds or window_seconds mid-run (None clears rpm, tpm or
+        window_seconds); buckets keep their level, up to their new capacity."""
+        return self.limiter.set(**changes)
 
     def record(self, body: dict[str, Any], answer: str) -> None:
         if self.config.record:
@@ -140,9 +154,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, message: str, code: str, headers: dict | None = None) -> None:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        self._json(status, {"error": {"message": message, "type": kind, "code": code}}, headers)
+    def _error(
+        self, status: int, message: str, code: str, headers: dict | None = None, kind: str = ""
+    ) -> None:
+        kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+        error = {"message": message, "type": kind, "param": None, "code": code}
+        self._json(status, {"error": error}, headers)
 
     def _authorised(self) -> bool:
         expected = self.server.state.config.api_key
@@ -157,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, self.server.state.stats())
         elif path == "/sim/requests":
             self._json(200, self.server.state.requests())
+        elif path == "/sim/limits":
+            self._json(200, self.server.state.limiter.limits.as_dict())
         elif not path.endswith("/models"):
             self._error(404, f"no route {self.path}", "not_found")
         elif self._authorised():
@@ -170,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.reset()
             self._json(200, {"ok": True})
             return
+        if self.path.rstrip("/") == "/sim/limits":
+            self._set_limits()
+            return
         with state.busy():
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -182,6 +204,18 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._error(404, f"no route {self.path}", "not_found")
 
+    def _set_limits(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            changes = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object: rpm, tpm, burst_seconds, window_seconds")
+            limits = self.server.state.set_limits(**changes)
+        except (ValueError, TypeError) as exc:
+            self._error(400, str(exc), "invalid_limits")
+            return
+        self._json(200, limits.as_dict())
+
     def _chat(self, body: dict[str, Any]) -> None:
         state, cfg = self.server.state, self.server.state.config
         rng = state.fork_rng()
@@ -189,25 +223,37 @@ class _Handler(BaseHTTPRequestHandler):
         model, asked = body.get("model", ""), _format_of(body)
         prompt_text = "".join(str(m.get("content") or "") for m in body.get("messages", []))
         prompt_tokens = math.ceil(len(prompt_text) / CHARS_PER_TOKEN)
+        # TPM is charged at admission with the prompt and max_tokens (as OpenAI estimates);
+        # without max_tokens, with the prompt, and the completion once it is written.
+        reserve = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
         if model not in cfg.models:
             state.count("404")
-            self._error(404, f"The model `{model}` does not exist.", "model_not_found")
+            message = f"The model `{model}` does not exist."
+            self._error(404, message, "model_not_found", state.limit_headers())
         elif asked not in cfg.formats and asked != "text":
             state.count("400")
-            self._error(400, f"response_format '{asked}' is not supported", "invalid_request")
+            message = f"response_format '{asked}' is not supported"
+            self._error(400, message, "invalid_request", state.limit_headers())
         elif prompt_tokens > cfg.context_window:
             state.count("400")
             message = f"This model's maximum context length is {cfg.context_window} tokens."
-            self._error(400, message, "context_length_exceeded")
-        elif (wait := state.over_limit(prompt_tokens)) or rng.random() < cfg.faults.rate_limit:
-            state.count("429")
-            ms = int((wait or cfg.retry_after_ms / 1000) * 1000)
-            headers = {"retry-after-ms": str(ms), "Retry-After": str(max(1, math.ceil(ms / 1000)))}
+            self._error(400, message, "context_length_exceeded", state.limit_headers())
+        elif not (verdict := state.admit(prompt_tokens + reserve, model)).admitted:
+            state.count("429", f"429_{verdict.kind}")
+            headers = state.limit_headers(verdict)
+            if verdict.retry_after is not None:
+                headers.update(_retry_after(verdict.retry_after))
+            kind = verdict.kind or ""
+            self._error(429, verdict.message, "rate_limit_exceeded", headers, kind=kind)
+        elif rng.random() < cfg.faults.rate_limit:
+            state.count("429", "429_fault")
+            headers = {**state.limit_headers(verdict), **_retry_after(cfg.retry_after_ms / 1000)}
             self._error(429, "Rate limit reached; please retry.", "rate_limit_exceeded", headers)
         elif rng.random() < cfg.faults.server_error:
             state.count("5xx")
             status = rng.choice([500, 502, 503])
-            self._error(status, "The server had an error processing your request.", "server_error")
+            message = "The server had an error processing your request."
+            self._error(status, message, "server_error", state.limit_headers(verdict))
         elif rng.random() < cfg.faults.dropped:
             state.count("dropped")
             self.close_connection = True
@@ -215,6 +261,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             text, finish, faults = self._answer(body, rng)
             completion_tokens = math.ceil(len(text) / CHARS_PER_TOKEN)
+            if not reserve:
+                state.limiter.charge(completion_tokens)
+            headers = state.limit_headers(verdict if reserve else None)
             delay = cfg.latency + cfg.latency_per_token * completion_tokens
             if rng.random() < cfg.faults.slow:
                 faults.append("slow")
@@ -222,7 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             state.count(*faults, "200")
             state.record(body, text)
             time.sleep(delay)
-            self._json(200, _completion(body, text, finish, prompt_tokens, completion_tokens))
+            answer = _completion(body, text, finish, prompt_tokens, completion_tokens)
+            self._json(200, answer, headers)
 
     def _answer(self, body: dict[str, Any], rng: random.Random) -> tuple[str, str, list[str]]:
         faults = self.server.state.config.faults
@@ -262,21 +312,34 @@ class SimServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+        state = _State(config)  # first: limits out of range raise before the port is taken
         super().__init__((host, port), _Handler)
-        self.state = _State(config)
+        self.state = state
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/v1"
 
+    def set_limits(self, **changes: Any) -> Limits:
+        """As POST /sim/limits: change rpm, tpm, burst_seconds or window_seconds mid-run."""
+        return self.state.set_limits(**changes)
+
     def __enter__(self) -> SimServer:
-        threading.Thread(target=self.serve_forever, name="synthaix-sim", daemon=True).start()
+        # a short poll: shutdown() waits for it, ~0.5 s a simulator at the default
+        serve = functools.partial(self.serve_forever, poll_interval=0.05)
+        threading.Thread(target=serve, name="synthaix-sim", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    """OpenAI's and Azure's pair: milliseconds, and whole seconds rounded up (at least 1)."""
+    ms = max(1, math.ceil(seconds * 1000))
+    return {"retry-after-ms": str(ms), "retry-after": str(max(1, math.ceil(ms / 1000)))}
 
 
 def _format_of(body: dict[str, Any]) -> str:
