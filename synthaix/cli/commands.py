@@ -264,7 +264,30 @@ def sim(
     latency: Annotated[float, typer.Option(help="Seconds per request.")] = 0.2,
     latency_per_token: Annotated[float, typer.Option(help="Seconds per output token.")] = 0.0,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute before 429s.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute before 429s.")] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(help="Tokens per minute before 429s (prompt + max_tokens at admission)."),
+    ] = None,
+    burst_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Bucket capacity in seconds of the limit: 60 holds a minute's worth (hosted "
+            "APIs), 2 at 1,200 RPM holds 40 requests; refill is limit/60 per second."
+        ),
+    ] = 60.0,
+    window_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Azure-style: count the limits over consecutive fixed windows of this many "
+            "seconds (limit*window/60 each) instead of a continuously refilled bucket."
+        ),
+    ] = None,
+    no_ratelimit_headers: Annotated[
+        bool,
+        typer.Option(
+            "--no-ratelimit-headers", help="Leave out the x-ratelimit-* headers of answers."
+        ),
+    ] = False,
     faults: Annotated[
         str, typer.Option(help="Fault rates, e.g. malformed=0.3,rate_limit=0.1,server_error=0.05")
     ] = "",
@@ -281,10 +304,28 @@ def sim(
         rates = FaultRates.parse(faults)
     except ValueError as exc:
         _fail(SynthaixError(f"--faults: {exc}"), False)
-    config = SimConfig(latency, latency_per_token, rpm, tpm, rates, seed=seed, record=record)
-    server = SimServer(config, host, port)
+    config = SimConfig(
+        latency,
+        latency_per_token,
+        rpm,
+        tpm,
+        rates,
+        seed=seed,
+        record=record,
+        burst_seconds=burst_seconds,
+        window_seconds=window_seconds,
+        headers=not no_ratelimit_headers,
+    )
+    try:
+        server = SimServer(config, host, port)
+    except ValueError as exc:  # limits out of range
+        _fail(SynthaixError(f"sim: {exc}"), False)
     out.print(f"simulator on {server.url} (models: {', '.join(config.models)}); Ctrl-C stops it")
     out.print(f"  use it with: provider: {{base_url: {server.url}, model: sim-small}}")
+    if rpm or tpm:
+        shape = f"windows of {window_seconds:g}s" if window_seconds else f"burst {burst_seconds:g}s"
+        base = server.url.removesuffix("/v1")
+        out.print(f"  limits: rpm={rpm} tpm={tpm}, {shape}; change them: POST {base}/sim/limits")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
