@@ -240,8 +240,10 @@ def test_overlapping_runs_of_an_append_deployment_run_one_after_the_other(
     table = ds.dataset(tmp_path / "out" / "data", format="parquet").to_table()
     assert table.num_rows == len(set(table["id"].to_pylist())) == 80  # both appends, distinct
     # No as_of given: each run's data stands at its scheduled start (Prefect's DateTime).
+    # (A queued run's expected start moves when it gets its slot: a second, at most.)
     slots = sorted(as_utc(run.expected_start_time) for run in runs)
-    assert read_manifest(tmp_path / "out").dataset_config().as_of == slots[-1]
+    as_of = read_manifest(tmp_path / "out").dataset_config().as_of
+    assert abs(as_of - slots[-1]) <= dt.timedelta(seconds=2), (as_of, slots)
     at = table["at"].to_pylist()
     assert slots[0] - dt.timedelta(hours=1) <= min(at) and max(at) < slots[-1]
 

@@ -398,9 +398,10 @@ def _config_files(arguments: list[Path]) -> tuple[list[Path], bool]:
 
 def _prepare(path: Path, overrides: dict[str, Any]) -> Any:
     """The config with the options applied, its outputs and LLM endpoint checked."""
-    rest = dict(overrides)
-    as_of = rest.pop("as_of", None)  # at load: ranges are checked at that time, not at now
-    dataset = apply_overrides(load_config(path, as_of=as_of), rest, origin="options")
+    # At load too: ranges are checked at that time, not at now (and again with the options,
+    # which may make the config use it, as --seed as_of does).
+    as_of = overrides.get("as_of")
+    dataset = apply_overrides(load_config(path, as_of=as_of), overrides, origin="options")
     if as_of is not None and dataset.as_of is None:
         console.print(
             f"[yellow]note:[/] {escape(str(path))} has no relative times and no seed: as_of, "
