@@ -63,6 +63,14 @@ def _read_spend(path: Path) -> LlmStats:
                     value = record[name]
                     if isinstance(value, dict):
                         sums.setdefault(name, Counter()).update(value)
+                    elif name == "first_answer_at":  # times span, as LlmStats.__add__ does
+                        sums[name] = (
+                            min(x for x in (sums.get(name), value) if x)
+                            if value
+                            else sums.get(name, 0)
+                        )
+                    elif name == "last_answer_at":
+                        sums[name] = max(sums.get(name, 0), value)
                     else:
                         sums[name] = sums.get(name, 0) + value
             except (ValueError, KeyError, TypeError, AttributeError):

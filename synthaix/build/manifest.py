@@ -255,6 +255,7 @@ def summary_markdown(manifest: Manifest) -> str:
     if llm.requests or manifest.llm_total.requests:
         lines += [f"| {k} | {v} |" for k, v in cost_lines(manifest)]
         lines += [
+            f"| pacing | {pacing(llm)} |",
             f"| retries | {_counts(llm.retries)} |",
             f"| rejected rows | {_counts(llm.rejected_rows)} |",
         ]
@@ -285,6 +286,16 @@ def cost_lines(manifest: Any) -> list[tuple[str, str]]:
         ("LLM, this attempt", spend(llm)),
         ("LLM, all attempts", f"{spend(total)} (this one and {earlier} before it)"),
     ]
+
+
+def pacing(llm: LlmStats) -> str:
+    """What the provider allowed: observed rates, 429s, time waited, rows per request."""
+    return (
+        f"{llm.observed_rpm:,.0f} requests/min, {llm.observed_tpm:,.0f} tokens/min observed; "
+        f"{llm.rate_limited:,} answers 429 ({llm.rate_limited / max(llm.requests, 1):.1%}); "
+        f"{llm.wait_seconds:,.1f} s waited (summed over requests); "
+        f"{llm.rows_per_request:.1f} rows a request"
+    )
 
 
 def spend(llm: LlmStats) -> str:

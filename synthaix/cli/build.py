@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from synthaix import progress
+from synthaix.build.manifest import pacing
 from synthaix.cli.app import DebugOpt, _counts, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
@@ -345,6 +346,7 @@ def build(
             f"{total.tokens:,} tokens, ${total.cost_usd:,.4f}"
         )
     if llm.requests:
+        out.print(f"  pacing: {pacing(llm)}")
         if llm.retries:
             out.print(f"  retries: {_counts(llm.retries)}")
         if llm.rejected_rows:

@@ -1,10 +1,14 @@
 """The one place that talks to the LLM endpoint: the official `openai` client, plus
-tenacity retries for transient errors, a shared RPM/TPM limiter and a concurrency cap.
+tenacity retries for transient errors, paced by what the provider says (synthaix.llm.pacing).
 
 Retries live here and only here (the openai client's own retries are off): transport errors,
 timeouts, 408/409/5xx and 429 are retried with jittered backoff, 429 after the Retry-After the
-server asked for; 400/401/403/404 fail at once with a message that says what to fix, and so do
+server asked for, for as long as the endpoint answers other requests (a retry budget, not a
+count); 400/401/403/404 fail at once with a message that says what to fix, and so do
 405/501/505, which mean the URL is not an LLM API at all (e.g. a plain web server).
+
+Pacing, in order: the client's max_concurrency (a hard cap), the endpoint's adaptive
+concurrency, then the buckets learned from x-ratelimit-* headers and the configured rpm/tpm.
 """
 
 from __future__ import annotations
@@ -13,22 +17,16 @@ import contextlib
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from synthaix.errors import ProviderError
 from synthaix.llm.credentials import api_key, resolve_provider
+from synthaix.llm.pacing import Bounds, Pacer, RetryBudget, Ticket, pacer_for, retry_after
 from synthaix.llm.provider import DEFAULT_BASE_URL, ProviderConfig
 from synthaix.llm.stats import StatsRecorder
 
@@ -44,7 +42,9 @@ _BASE_URL_HINT = (
     "check provider.base_url: it should be the API root that serves /chat/completions, usually "
     "ending in /v1, e.g. http://127.0.0.1:11434/v1 for Ollama"
 )
-_BACKOFF = wait_exponential_jitter(initial=0.25, max=10)
+# Full jitter: waiting requests come back spread over [0, 0.25 x 2^attempt] s (at most 10 s),
+# on top of any Retry-After, not all at once.
+_SPREAD = wait_random_exponential(multiplier=0.25, max=10)
 T = TypeVar("T")
 Gate = Callable[[], AbstractContextManager[Any]]
 
@@ -57,31 +57,6 @@ class Completion:
 
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-class RateLimiter:
-    """Keeps requests and tokens within a sliding minute."""
-
-    def __init__(self, rpm: int | None, tpm: int | None) -> None:
-        self.rpm, self.tpm = rpm, tpm
-        self._window: deque[tuple[float, int]] = deque()
-        self._lock = threading.Lock()
-
-    def acquire(self, tokens: int) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._window and self._window[0][0] <= now - 60:
-                    self._window.popleft()
-                used = sum(t for _, t in self._window)
-                full = (self.rpm and len(self._window) >= self.rpm) or (
-                    self.tpm and self._window and used + tokens > self.tpm
-                )
-                if not full:
-                    self._window.append((now, tokens))
-                    return
-                wait = self._window[0][0] + 60 - now
-            time.sleep(min(max(wait, 0.0), 5.0))
 
 
 class LlmClient:
@@ -109,7 +84,8 @@ class LlmClient:
         self._openai = openai.OpenAI(
             base_url=self.base_url, api_key=self._secret, max_retries=0, timeout=provider.timeout
         )
-        self.limiter = RateLimiter(provider.rpm, provider.tpm)
+        self.bounds = Bounds(provider.rpm, provider.tpm)  # this client's configured limits
+        self.pacer = self._pacer(provider.model)  # the endpoint's, shared in the process
         self._slots = threading.BoundedSemaphore(provider.max_concurrency)
         self.gate = gate
         self._auto = provider.structured_output == "auto"
@@ -197,21 +173,23 @@ class LlmClient:
 
         prompt_estimate = sum(estimate_tokens(m["content"]) for m in messages)
 
-        def once() -> Completion:
+        def send() -> Any:
             while True:
                 try:
-                    response = self._openai.chat.completions.create(
+                    return self._openai.chat.completions.with_raw_response.create(
                         model=self.provider.model,
                         messages=messages,  # type: ignore[arg-type]
                         temperature=self.provider.temperature,
                         max_tokens=max_tokens,
                         **self._format(schema),
                     )
-                    break
                 except openai.BadRequestError as exc:
                     if not (self._auto and self.mode in _FALLBACK and _mentions_format(exc)):
                         raise
                     self.mode = _FALLBACK[self.mode]  # this endpoint lacks that structured output
+
+        def read(raw: Any) -> Completion:
+            response = raw.parse()
             if not response.choices:
                 raise ProviderError(
                     "the endpoint answered with no choices", cause="empty", transient=True
@@ -224,52 +202,124 @@ class LlmClient:
             recorder.request(prompt, completion, self.provider.cost(prompt, completion))
             return Completion(text, choice.finish_reason or "stop")
 
-        return self._with_retries(once, prompt_estimate + max_tokens // 2, recorder)
+        # Tokens as providers count them against TPM when they admit a request (OpenAI, the
+        # simulator): the prompt plus max_tokens.
+        return self._with_retries(send, read, prompt_estimate + max_tokens, recorder)
 
     def embed(self, texts: list[str], model: str, dims: int | None) -> list[list[float]]:
         """Embeddings of `texts` (one request), with the same retry rules as completions."""
         options: dict[str, Any] = {"dimensions": dims} if dims else {}
 
-        def once() -> list[list[float]]:
-            response = self._openai.embeddings.create(model=model, input=texts, **options)
+        def send() -> Any:
+            return self._openai.embeddings.with_raw_response.create(
+                model=model, input=texts, **options
+            )
+
+        def read(raw: Any) -> list[list[float]]:
+            response = raw.parse()
             return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
         estimate = sum(estimate_tokens(t) for t in texts)
-        return self._with_retries(once, estimate, StatsRecorder())
+        return self._with_retries(send, read, estimate, StatsRecorder(), self._pacer(model))
 
-    def _with_retries(self, request: Callable[[], T], estimate: int, recorder: StatsRecorder) -> T:
-        # The one retry layer for transport errors, 5xx and 429: bounded in attempts and in
-        # time (a request that times out every time fails after about attempts x timeout).
+    def _pacer(self, model: str) -> Pacer:
+        return pacer_for(self.base_url, model, self._secret, self.provider.max_concurrency)
+
+    def _with_retries(
+        self,
+        send: Callable[[], Any],
+        read: Callable[[Any], T],
+        tokens: int,
+        recorder: StatsRecorder,
+        pacer: Pacer | None = None,
+    ) -> T:
+        """`send` one request (a raw response: its headers feed the pacer), `read` the answer.
+        The one retry layer for transport errors, 5xx and 429, within a RetryBudget; the
+        request holds its place among those in progress across its retries (a 429 waits
+        instead of handing its place to a request that would get one too)."""
         import openai
 
-        def attempt() -> T:
-            self.limiter.acquire(estimate)
-            with self._slots, self.gate():
-                try:
-                    return request()
-                except openai.APIError as exc:
-                    raise self._wrap(exc) from None
+        pacer = pacer or self.pacer
+        budget = RetryBudget(self.provider.max_attempts, self.provider.timeout)
+        stopped: list[tuple[int, str]] = []
 
-        budget = self.provider.max_attempts * self.provider.timeout
+        def attempt() -> T:
+            bound = self.bounds.reserve(tokens)  # this client's configured rpm/tpm
+            if bound > 0:
+                time.sleep(bound)
+            ticket = pacer.admit(tokens)
+            recorder.waited(bound + ticket.wait)
+            try:
+                with self.gate():
+                    sent = time.monotonic()
+                    try:
+                        raw = send()
+                    except openai.APIError as exc:
+                        self._failed(pacer, ticket, exc, sent, recorder)
+                        raise self._wrap(exc) from None
+            finally:
+                pacer.settle(ticket)  # not sent (a gate that failed, an interrupt): no debt
+            pacer.answered(ticket, raw.headers, sent)
+            recorder.answered()
+            try:
+                return read(raw)
+            except openai.APIError as exc:
+                raise self._wrap(exc) from None
+
+        def stop(state: RetryCallState) -> bool:
+            elapsed = time.monotonic() - state.start_time
+            reason = budget.stop(state.attempt_number, elapsed, pacer.since_answer())
+            if reason:
+                stopped.append((state.attempt_number, reason))
+            return reason is not None
+
+        def before_sleep(state: RetryCallState) -> None:
+            recorder.retry(state.outcome.exception().cause)  # type: ignore[union-attr]
+            recorder.waited(state.next_action.sleep)  # type: ignore[union-attr]
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.provider.max_attempts) | stop_after_delay(budget),
+            stop=stop,
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
-            wait=_wait,
-            before_sleep=lambda state: recorder.retry(state.outcome.exception().cause),
+            # A Retry-After of an hour would hold the request's place for nothing: with no
+            # answer in the budget's window the request gives up anyway.
+            wait=lambda state: min(_wait(state), budget.window),
+            before_sleep=before_sleep,
             reraise=True,
         )
         try:
-            return retrying(attempt)
+            with self._slots:
+                queued = time.monotonic()
+                with pacer.aimd.slot():
+                    recorder.waited(time.monotonic() - queued)
+                    return retrying(attempt)
         except ProviderError as exc:
-            if not exc.transient:
+            if not exc.transient or not stopped:
                 raise
+            attempts, reason = stopped[-1]
             raise ProviderError(
-                f"gave up after {self.provider.max_attempts} attempts: {exc}",
+                f"gave up after {attempts} attempts ({reason}): {exc}",
                 cause=exc.cause,
                 transient=False,  # retried here already: no other layer retries it again
                 hint=exc.hint
                 or "the endpoint keeps failing; try again later or lower provider.max_concurrency",
             ) from None
+
+    def _failed(
+        self,
+        pacer: Pacer,
+        ticket: Ticket,
+        exc: openai.APIError,
+        sent: float,
+        recorder: StatsRecorder,
+    ) -> None:
+        import openai
+
+        status = getattr(exc, "status_code", 0)
+        headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
+        if status == 429:
+            recorder.throttled()
+        congested = status == 429 or isinstance(exc, openai.APITimeoutError)
+        pacer.failed(ticket, headers, sent, congested)
 
     def _format(self, schema: dict[str, Any]) -> dict[str, Any]:
         if self.mode == "json_schema":
@@ -342,23 +392,15 @@ def _key_source(provider: ProviderConfig) -> str:
     return f"${provider.api_key_env}"
 
 
-def _wait(state: Any) -> float:
-    exc = state.outcome.exception()
-    backoff = _BACKOFF(state)
-    if isinstance(exc, ProviderError) and exc.retry_after:
-        return exc.retry_after + backoff * 0.1
-    return backoff
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    after = exc.retry_after if isinstance(exc, ProviderError) and exc.retry_after else 0.0
+    return after + _SPREAD(state)
 
 
 def _retry_after(exc: openai.APIError) -> float | None:
     response = getattr(exc, "response", None)
-    headers = response.headers if response is not None else {}
-    try:
-        if "retry-after-ms" in headers:
-            return float(headers["retry-after-ms"]) / 1000
-        return float(headers["retry-after"]) if "retry-after" in headers else None
-    except ValueError:
-        return None
+    return retry_after(response.headers) if response is not None else None
 
 
 def _detail(exc: openai.APIError) -> str:

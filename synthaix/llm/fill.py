@@ -1,5 +1,6 @@
 """Fill LLM columns for the rows of a chunk, K rows per request, until every row is valid or
-has used up its re-asks. Instructions are paid once per request, not once per row."""
+has used up its re-asks. Instructions are paid once per request, not once per row. K is chosen
+for speed from the answers (synthaix.llm.batching), up to what fits an answer."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pyarrow as pa
 
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.refs import resolve, row_contexts
-from synthaix.llm.client import LlmClient
+from synthaix.llm import batching
+from synthaix.llm.client import LlmClient, estimate_tokens
 from synthaix.llm.parse import ParsedAnswer, parse_answer, row_model
 from synthaix.llm.prompts import render, rows_schema
 from synthaix.llm.provider import ProviderConfig
@@ -40,16 +42,7 @@ def rows_per_request(provider: ProviderConfig, columns: Sequence[LlmColumn]) -> 
     """How many rows fit one answer: output budget / estimated tokens of one row."""
     if provider.rows_per_request:
         return provider.rows_per_request
-    per_row = 8  # braces, id, separators
-    for column in columns:
-        schema = column.json_schema()
-        kind = schema.get("type", "string")
-        if "enum" in schema or kind in ("integer", "number", "boolean"):
-            per_row += 6
-        elif kind == "string":
-            per_row += min(schema.get("maxLength", 240), 2000) // 4 + 4
-        else:
-            per_row += 80
+    per_row = batching.row_tokens(columns)
     return max(1, min(MAX_ROWS_PER_REQUEST, int(provider.max_tokens * 0.6) // per_row))
 
 
@@ -84,7 +77,16 @@ class StageFiller:
         self.description = description
         self.columns = columns
         self.recorder = recorder
+        # The output budget estimate (or the fixed provider.rows_per_request): the most rows
+        # of one request. Below it, the batcher picks the rows that answer fastest.
         self.size = rows_per_request(self.provider, columns)
+        self.batcher = batching.batcher(self.provider, client.base_url, description, columns)
+
+    def next_size(self) -> int:
+        """Rows for the next request: chosen for speed, unless rows_per_request fixes them."""
+        if self.provider.rows_per_request:
+            return self.size
+        return max(1, min(self.size, self.batcher.choose(self.size)))
 
     def fill(
         self, values: dict[str, pa.Array], rows: int, wanted: np.ndarray | None = None
@@ -121,9 +123,12 @@ class StageFiller:
         def next_batch(idle: bool) -> _Batch | None:
             # Full batches go at once; a partial one (re-asks) only when capacity is idle,
             # so re-asked rows share a request instead of paying the instructions again.
-            if not waiting or (len(waiting) < self.size and not idle):
+            if not waiting:
                 return None
-            ids = [waiting.popleft() for _ in range(min(self.size, len(waiting)))]
+            size = self.next_size()
+            if len(waiting) < size and not idle:
+                return None
+            ids = [waiting.popleft() for _ in range(min(size, len(waiting)))]
             notes = [f for i in ids for f in feedback.get(i, [])][:10]
             return _Batch(ids, [inputs[i] for i in ids], notes)
 
@@ -144,7 +149,7 @@ class StageFiller:
     def _fill_new_rows(self, rows: int) -> dict[int, dict]:
         made: list[dict] = []
         seen: set[str] = set()
-        budget = [-(-rows // self.size) * (self.provider.max_reasks + 1)]  # requests allowed
+        budget = [rows * (self.provider.max_reasks + 1)]  # rows that may be asked for
         outstanding = [0]
         asked, got = [0], [0]
 
@@ -155,8 +160,8 @@ class StageFiller:
             need = rows - len(made) - int(outstanding[0] * expected_yield)
             if need <= 0 or budget[0] <= 0:
                 return None
-            count = min(self.size, need)
-            budget[0] -= 1
+            count = min(self.next_size(), need, budget[0])
+            budget[0] -= count
             outstanding[0] += count
             return _Batch(list(range(count)), None, [])
 
@@ -206,9 +211,23 @@ class StageFiller:
         messages = render(
             self.description, self.columns, batch.inputs, count, in_prompt, batch.feedback
         )
-        completion = self.client.complete(messages, schema, self.provider.max_tokens, self.recorder)
-        if completion.finish_reason == "length" and self.size > 1:
-            self.size = max(1, self.size // 2)  # answers are longer than estimated
+        # Timed without the waits: for a slot of the client's max_concurrency (modelled by
+        # `Slots`), and for the pacer or a backoff (which the client reports as it waits).
+        tap, slots = _Tap(self.recorder), batching.slots(self.client)
+        ticket = slots.enter(self.provider.max_concurrency)
+        try:
+            budget = batching.answer_budget(self.provider, self.columns, count)
+            completion = self.client.complete(messages, schema, budget, tap)
+        finally:
+            seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
+        self.recorder.asked(count)
+        truncated = completion.finish_reason == "length"
+        if not tap.retried:  # a retried request's time holds the backoff
+            tokens = tap.completion_tokens
+            tokens = estimate_tokens(completion.text) if tokens is None else tokens
+            self.batcher.observe(count, tokens, seconds, tap.prompt_tokens, truncated)
+        if truncated:  # answers are longer than estimated: at most half of this request's rows
+            self.size = max(1, min(self.size, count // 2))
         model = row_model(self.columns, with_id=per_row)
         answer = parse_answer(completion.text, model, set(batch.ids) if per_row else None)
         if answer.rejected.pop("malformed_json", 0):
@@ -218,3 +237,30 @@ class StageFiller:
             answer.rejected["malformed_json" if answer.repaired else "not_returned"] += absent
         self.recorder.rejected(answer.rejected)
         return batch, answer
+
+
+class _Tap:
+    """The chunk's recorder as one request sees it: everything passes through, and the tap
+    keeps the answer's usage, whether the request was retried and how long it waited."""
+
+    def __init__(self, recorder: StatsRecorder) -> None:
+        self._recorder = recorder
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.retried = False
+        self.waited_seconds = 0.0
+
+    def request(self, prompt_tokens: int, completion_tokens: int, *args: Any, **kw: Any) -> None:
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
+        self._recorder.request(prompt_tokens, completion_tokens, *args, **kw)
+
+    def retry(self, *args: Any, **kw: Any) -> None:
+        self.retried = True
+        self._recorder.retry(*args, **kw)
+
+    def waited(self, seconds: float, *args: Any, **kw: Any) -> None:
+        self.waited_seconds += seconds
+        self._recorder.waited(seconds, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._recorder, name)

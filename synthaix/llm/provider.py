@@ -56,10 +56,18 @@ class ProviderConfig(StrictModel):
         description="How to ask for JSON: auto tries json_schema, then json_object, then tools.",
     )
     rows_per_request: int | None = Field(
-        default=None, ge=1, le=500, description="Rows asked for per request (default: estimated)."
+        default=None,
+        ge=1,
+        le=500,
+        description="Rows asked for per request (default: chosen for speed from the answers' "
+        "latency and the provider's limits).",
     )
     max_attempts: int = Field(
-        default=8, ge=1, le=50, description="Attempts per request on transient errors."
+        default=8,
+        ge=1,
+        le=50,
+        description="Attempts of a request on transient errors while the endpoint answers "
+        "nothing (while other requests get answers, 429s and 5xx are retried on).",
     )
     max_reasks: int = Field(
         default=4, ge=0, le=20, description="Times a row that came back invalid is asked again."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 from pydantic import BaseModel, Field
@@ -18,13 +19,49 @@ class LlmStats(BaseModel):
     completion_tokens: int = 0
     rows_filled: int = 0
     cost_usd: float = 0.0
+    # Rows asked for by the answered requests: / requests = the mean rows per request chosen.
+    rows_requested: int = 0
+    # Pacing (synthaix.llm.pacing): 429 answers, and seconds requests waited for the pacer or a
+    # retry's backoff (summed over requests, so it can exceed the wall time).
+    rate_limited: int = 0
+    wait_seconds: float = 0.0
+    # Unix times of the first and last answer (0: none), for the observed rates: requests and
+    # tokens over the span in which chunks (run in parallel) got answers. Unlike the counters
+    # they do not add up: a sum spans from the earliest first answer to the latest last one.
+    first_answer_at: float = 0.0
+    last_answer_at: float = 0.0
 
     def __add__(self, other: LlmStats) -> LlmStats:
-        return LlmStats(**{f: getattr(self, f) + getattr(other, f) for f in LlmStats.model_fields})
+        total = {f: getattr(self, f) + getattr(other, f) for f in LlmStats.model_fields}
+        firsts = [s.first_answer_at for s in (self, other) if s.first_answer_at]
+        total["first_answer_at"] = min(firsts, default=0.0)
+        total["last_answer_at"] = max(self.last_answer_at, other.last_answer_at)
+        return LlmStats(**total)
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def answer_seconds(self) -> float:
+        return max(0.0, self.last_answer_at - self.first_answer_at) if self.first_answer_at else 0.0
+
+    @property
+    def observed_rpm(self) -> float:
+        """Requests answered per minute, from the first answer to the last (0: unknown)."""
+        seconds = self.answer_seconds
+        return self.requests * 60 / seconds if seconds else 0.0
+
+    @property
+    def observed_tpm(self) -> float:
+        """Tokens (prompt and completion) per minute, over the same span (0: unknown)."""
+        seconds = self.answer_seconds
+        return self.tokens * 60 / seconds if seconds else 0.0
+
+    @property
+    def rows_per_request(self) -> float:
+        """Mean rows per answered request (0 where not counted: none, or stats from before)."""
+        return self.rows_requested / self.requests if self.rows_requested else 0.0
 
 
 class StatsRecorder:
@@ -45,9 +82,31 @@ class StatsRecorder:
         with self._lock:
             self.stats.retries[cause] += 1
 
+    def throttled(self) -> None:
+        """The endpoint answered 429."""
+        with self._lock:
+            self.stats.rate_limited += 1
+
+    def waited(self, seconds: float) -> None:
+        """A request waited for the pacer or a retry's backoff."""
+        with self._lock:
+            self.stats.wait_seconds += seconds
+
+    def answered(self) -> None:
+        """The endpoint answered a request (the observed rates count from these times)."""
+        now = time.time()
+        with self._lock:
+            self.stats.first_answer_at = self.stats.first_answer_at or now
+            self.stats.last_answer_at = now
+
     def rejected(self, causes: Counter[str]) -> None:
         with self._lock:
             self.stats.rejected_rows.update(causes)
+
+    def asked(self, rows: int) -> None:
+        """An answered request asked for `rows` rows."""
+        with self._lock:
+            self.stats.rows_requested += rows
 
     def filled(self, rows: int) -> None:
         with self._lock:

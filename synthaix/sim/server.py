@@ -310,6 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
 class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Many requests connect at once (max_concurrency 32 and more): the default backlog of 5
+    # made the others' connections retry about a second later, at the TCP level.
+    request_queue_size = 128
 
     def __init__(self, config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         state = _State(config)  # first: limits out of range raise before the port is taken

@@ -1,0 +1,231 @@
+"""Rows per request chosen for speed: the latency line, the choice under each bound, and a
+build against the simulator whose latency grows with output tokens."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llm_helpers import provider, simulator
+
+from synthaix.llm import batching
+from synthaix.llm.batching import Batcher, Endpoint, LineFit
+from synthaix.llm.provider import ProviderConfig
+from synthaix.llm.stats import LlmStats, StatsRecorder
+
+A, B = 0.5, 0.01  # seconds per request, seconds per output token
+C0, T = 5, 25  # output tokens of the JSON wrapper, of one row
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    batching.forget()
+    yield
+    batching.forget()
+
+
+def _batcher(prompt: tuple[float, float] = (50, 0), **config) -> Batcher:
+    """A batcher that has seen answers of 5 to 50 rows on an endpoint answering in A + B * tokens
+    seconds; `prompt`: the instructions' tokens and one row's input tokens."""
+    found = Batcher(Endpoint(), ProviderConfig(max_concurrency=8, **config))
+    for rows in [5, 50] * 6:
+        tokens = C0 + T * rows
+        found.observe(rows, tokens, A + B * tokens, int(prompt[0] + prompt[1] * rows))
+    return found
+
+
+def test_the_latency_line_is_recovered_from_noisy_answers() -> None:
+    rng = np.random.default_rng(7)
+    fit = LineFit()
+    for _ in range(400):
+        tokens = float(rng.integers(20, 1500))
+        seconds = A + B * tokens + rng.normal(0, 0.05)
+        if rng.random() < 0.05:  # a slow answer
+            seconds *= 3
+        fit.add(tokens, max(seconds, 0.0))
+    line = fit.line()
+    assert line is not None and line.trusted
+    assert line.intercept == pytest.approx(A, abs=0.05)
+    assert line.slope == pytest.approx(B, rel=0.05)
+
+
+def test_one_size_is_not_enough_to_trust_the_slope_and_old_sizes_are_kept() -> None:
+    fit = LineFit()
+    for _ in range(50):
+        fit.add(500, A + B * 500)
+    line = fit.line()
+    assert line is not None and not line.trusted and line.slope == 0  # all of it per request
+    for _ in range(3):
+        fit.add(150, A + B * 150)
+    assert fit.line() == batching.Line(pytest.approx(A), pytest.approx(B), True)
+    for _ in range(500):  # many answers of the size chosen do not push out the other size
+        fit.add(500, A + B * 500)
+    assert fit.line().trusted and fit.line().slope == pytest.approx(B)
+
+
+def test_the_first_requests_use_the_budget_then_two_sizes_are_explored() -> None:
+    batcher = Batcher(Endpoint(), ProviderConfig())
+    assert batcher.plan(48) == batching.Choice(48, "budget")
+    batcher.observe(48, 1200, 12.5)
+    assert batcher.plan(48) == batching.Choice(48, "exploring")
+    batcher.observe(48, 1210, 12.6)
+    assert batcher.plan(48) == batching.Choice(16, "exploring")  # a second size
+    for _ in range(4):
+        batcher.observe(16, 400, 4.5)
+    assert batcher.plan(48).bound == "latency"
+    assert batcher.choose(1) == 1  # no room to explore
+
+
+def test_bound_by_latency_the_choice_balances_the_fixed_and_the_token_time() -> None:
+    choice = _batcher().plan(50)
+    assert choice.bound == "latency"
+    # Elasticity 0.1: the rows' token time is 9 times the time of any request: B*T*K = 9 (A + B*C0).
+    knee = 9 * (A + B * C0) / (B * T)
+    assert abs(choice.rows - knee) <= 2, choice
+    # Nearly all of the best rows/s (C / (B * T) at an infinite K), in far shorter requests.
+    assert choice.rows_per_second > 0.85 * 8 / (B * T)
+    assert _batcher().choose(10) == 10  # never above the output budget estimate
+
+
+def test_a_flat_latency_takes_the_whole_budget() -> None:
+    batcher = Batcher(Endpoint(), ProviderConfig())
+    for rows in [5, 50] * 6:
+        batcher.observe(rows, C0 + T * rows, 0.4, 50)
+    assert batcher.choose(50) == 50  # nothing grows with K: each request carries the most rows
+
+
+def test_bound_by_requests_per_minute_the_choice_takes_more_rows() -> None:
+    latency_only = _batcher().choose(50)
+    # 60 requests per minute: K rows/s, below the latency bound 8K / (A + B tokens) up to K=30.
+    configured = _batcher(rpm=60).plan(50)
+    observed = _batcher()
+    observed.limits(rpm=60)  # as the pacer would from x-ratelimit-limit-requests
+    assert configured == observed.plan(50)
+    assert configured.rows > latency_only
+    crossing = (8 - A - B * C0) / (B * T)  # 8K / latency(K) == K
+    assert abs(configured.rows - crossing) <= 1, configured
+    # A configured rpm stays a bound when the pacer observes a looser one.
+    looser = _batcher(rpm=60)
+    looser.limits(rpm=6000)
+    assert looser.choose(50) == configured.rows
+    assert _batcher(rpm=6).plan(50) == batching.Choice(50, "rpm", 5.0)  # up to the budget
+
+
+def test_bound_by_tokens_per_minute_the_choice_takes_more_rows() -> None:
+    # A request is charged its prompt and max_tokens (4096) at admission, however many rows it
+    # carries: 50 tokens of instructions and 20 per row of input.
+    latency_only = _batcher(prompt=(50, 20)).choose(50)
+    choice = _batcher(prompt=(50, 20), tpm=300_000).plan(50)
+    crossing = (8 * (4096 + 50) - 5000 * (A + B * C0)) / (5000 * B * T - 8 * 20)
+    assert abs(choice.rows - crossing) <= 1 and choice.rows > latency_only, choice
+    assert _batcher(prompt=(50, 20), tpm=60_000).plan(50).bound == "tpm"
+    assert _batcher(prompt=(50, 20), tpm=60_000).choose(50) == 50  # binds up to the budget
+
+
+def test_the_instructions_never_cost_more_than_the_rows() -> None:
+    batcher = Batcher(Endpoint(), ProviderConfig())
+    for rows in [2, 40] * 6:  # latency by tokens alone: one row per request would do
+        batcher.observe(rows, T * rows, 0.001 + B * T * rows, 900 + 5 * rows)
+    assert batcher.choose(50) == math.ceil(900 / (5 + T))
+
+
+def test_a_pacer_that_times_requests_replaces_the_fillers_times() -> None:
+    endpoint = Endpoint()
+    for tokens in [100, 1000] * 5:
+        endpoint.observe(tokens, 10 * (A + B * tokens))  # with a queue for the slots
+    endpoint.observe(100, A + B * 100, exact=True)
+    endpoint.observe(1000, A + B * 1000, exact=True)
+    endpoint.observe(100, 99.0)  # the filler's again: ignored from now on
+    for tokens in [100, 1000] * 2:
+        endpoint.observe(tokens, A + B * tokens, exact=True)
+    line = endpoint.latency()
+    assert line.trusted and line.intercept == pytest.approx(A) and line.slope == pytest.approx(B)
+    endpoint.limits(concurrency=3)
+    assert endpoint.in_flight(ProviderConfig(max_concurrency=8)) == 3
+    assert endpoint.in_flight(ProviderConfig(max_concurrency=2)) == 2  # configured: upper bound
+
+
+def test_a_request_is_timed_from_the_slot_it_got_not_from_when_it_queued() -> None:
+    slots = batching.Slots()
+    first, second, third = slots.enter(2), slots.enter(2), slots.enter(2)  # third waits
+    time.sleep(0.05)
+    assert slots.leave(first) >= 0.05
+    time.sleep(0.02)
+    assert slots.leave(third) < 0.045  # its slot came when `first` left
+    assert slots.leave(second) >= 0.07
+    late = slots.enter(1)
+    assert slots.leave(late) < 0.01 and slots.enter(1).started is not None  # all free again
+
+
+def test_stats_count_the_rows_asked_and_add_up() -> None:
+    recorder = StatsRecorder()
+    for rows in (10, 6):
+        recorder.request(100, 50, 0.0)
+        recorder.asked(rows)
+    assert recorder.stats.rows_per_request == 8
+    total = recorder.stats + LlmStats(requests=2, rows_requested=4)
+    assert total.rows_requested == 20 and total.rows_per_request == 5
+    old = LlmStats.model_validate({"requests": 3})  # a manifest from before: no rows counted
+    assert old.rows_requested == 0 and old.rows_per_request == 0
+
+
+def test_rows_per_request_stays_an_override() -> None:
+    from synthaix.columns.llm import LlmColumn
+    from synthaix.llm.client import LlmClient
+    from synthaix.llm.fill import StageFiller
+
+    column = LlmColumn(name="note", max_length=60)
+    with simulator() as sim:
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small", rows_per_request=7))
+        filler = StageFiller(client, None, [column], StatsRecorder())
+        for rows in [5, 50] * 6:  # whatever the batcher would choose
+            filler.batcher.observe(rows, T * rows, A + B * T * rows)
+        assert filler.next_size() == 7
+        _, mask = filler.fill({}, 30)
+    assert mask.all() and filler.recorder.stats.rows_per_request <= 7
+
+
+def test_a_build_adapts_rows_per_request_to_the_latency_of_output_tokens(tmp_path: Path) -> None:
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import parse_config
+    from synthaix.llm.fill import rows_per_request
+
+    columns = [
+        {"name": "age", "type": "integer", "min": 18, "max": 80},
+        {"name": "review", "type": "llm", "max_length": 80, "prompt": "A review at {{ age }}"},
+    ]
+    with simulator(latency=0.05, latency_per_token=0.002) as sim:
+        config = parse_config(
+            {
+                "name": "reviews",
+                "rows": 800,
+                "chunk_size": 100,
+                "runner": {"workers": 2},
+                "columns": columns,
+                "provider": provider(sim.url),
+                "output": {"dir": str(tmp_path / "out")},
+            }
+        )
+        default = rows_per_request(config.provider, [config.columns[1]])
+        started = time.perf_counter()
+        manifest = Build(config, ThreadExecutor(config)).run()
+        seconds = time.perf_counter() - started
+        place = batching.endpoint(sim.url, "sim-small")
+        line = place.latency()
+    assert manifest.rows.delivered == 800
+    llm = manifest.llm
+    assert llm.rows_filled >= 800 and llm.rows_requested >= 800
+    # The first requests asked for the budget estimate; then far fewer rows per request, as
+    # the tokens' time dwarfs the 0.05 s of a request well before the budget.
+    assert default == 50
+    assert llm.rows_per_request < 0.6 * default, llm
+    # The simulator's line, timed from each request's slot (2 chunk tasks share 8 slots); the
+    # intercept also holds this process's own time per request.
+    assert line is not None and line.trusted
+    assert line.slope == pytest.approx(0.002, rel=0.3) and 0.03 < line.intercept < 0.25, line
+    print(f"{seconds:.1f} s, {llm.rows_per_request:.1f} rows per request, {line}")

@@ -1,0 +1,393 @@
+"""Pacing of LLM requests (synthaix.llm.pacing): headers read, buckets, adaptive concurrency and
+the retry budget; then over loopback against the simulator, with the real openai client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from llm_helpers import provider, simulator
+
+from conftest import write_config
+from synthaix.errors import ProviderError
+from synthaix.llm.client import LlmClient
+from synthaix.llm.pacing import (
+    Aimd,
+    Bucket,
+    LearnedBucket,
+    Pacer,
+    RateLimit,
+    RetryBudget,
+    Ticket,
+    parse_duration,
+    rate_limits,
+    retry_after,
+)
+from synthaix.llm.provider import ProviderConfig
+from synthaix.llm.stats import LlmStats, StatsRecorder
+from synthaix.sim.faults import FaultRates
+
+# --- headers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1m30.5s", 90.5),
+        ("1h0m0s", 3600.0),
+        ("0s", 0.0),
+        ("1.5s", 1.5),
+        ("250us", 0.00025),
+        ("0.75", 0.75),  # a plain number of seconds, as some gateways send
+    ],
+)
+def test_reset_durations_are_read(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "soon", "1x", "-1", "1s2", "m", "nan", "inf"])
+def test_what_is_no_duration_is_none(text: str) -> None:
+    assert parse_duration(text) is None
+
+
+def test_rate_limit_headers_are_read_per_kind() -> None:
+    headers = {
+        "x-ratelimit-limit-requests": "600",
+        "x-ratelimit-remaining-requests": "19",
+        "x-ratelimit-reset-requests": "100ms",
+        "x-ratelimit-limit-tokens": "60000",
+        "x-ratelimit-remaining-tokens": "0",  # reset missing: still a limit
+    }
+    assert rate_limits(headers) == {
+        "requests": RateLimit(600, 19, 0.1),
+        "tokens": RateLimit(60000, 0, None),
+    }
+    assert rate_limits({"x-ratelimit-remaining-requests": "5"}) == {}  # no limit: unknown
+    assert (
+        rate_limits({"x-ratelimit-limit-requests": "x", "x-ratelimit-remaining-requests": "1"})
+        == {}
+    )
+    assert rate_limits({}) == {}
+
+
+def test_retry_after_prefers_milliseconds() -> None:
+    assert retry_after({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert retry_after({}) is None
+
+
+# --- buckets ------------------------------------------------------------------------------
+
+
+def test_a_bucket_spaces_waiting_requests_at_its_rate() -> None:
+    bucket = Bucket(capacity=2, rate=1.0, now=0.0)
+    waits = [bucket.reserve(1, now=0.0) for _ in range(5)]
+    assert waits == pytest.approx([0, 0, 1, 2, 3])  # a burst of 2, then one per second
+    assert bucket.reserve(1, now=10.0) == 0  # idle: full again, but no fuller than capacity
+    assert bucket.reserve(1, now=10.0) == 0 and bucket.reserve(1, now=10.0) == pytest.approx(1)
+
+
+def test_a_share_larger_than_the_bucket_waits_for_a_full_one_and_leaves_a_debt() -> None:
+    bucket = Bucket(capacity=10, rate=10.0, now=0.0)
+    assert bucket.reserve(5, now=0.0) == 0
+    assert bucket.reserve(30, now=0.0) == pytest.approx(0.5)  # until full (10), not until 30
+    assert bucket.reserve(1, now=0.0) == pytest.approx(2.6)  # the debt of 25 is paid first
+
+
+def test_a_learned_bucket_admits_everything_until_told() -> None:
+    bucket = LearnedBucket()
+    for _ in range(100):
+        assert bucket.wait(1, now=0.0) == 0
+        bucket.take(1, now=0.0)
+
+
+def test_a_learned_bucket_follows_remaining_and_refills_at_the_limit_per_minute() -> None:
+    bucket = LearnedBucket()
+    for _ in range(4):
+        bucket.take(1, now=0.0)
+    bucket.settle(1)  # one answered; 3 still in flight, perhaps not counted by the server yet
+    # 600 per minute = 10/s; 5 left and 1.5 s to full: a bucket of 5 + 15 = 20.
+    bucket.sync(RateLimit(600, 5, 1.5), sent_at=1.0, now=0.0)
+    assert bucket.bucket is not None
+    assert bucket.bucket.capacity == pytest.approx(20) and bucket.bucket.rate == 10
+    waits = []
+    for _ in range(4):
+        waits.append(bucket.wait(1, now=0.0))
+        bucket.take(1, now=0.0)
+    assert waits == pytest.approx([0, 0, 0.1, 0.2])  # 5 - 3 = 2 left, then 10 per second
+    assert bucket.wait(1, now=0.2) == pytest.approx(0.1)
+    bucket.sync(RateLimit(600, 20, 0.0), sent_at=0.5, now=0.2)  # sent earlier: stale
+    assert bucket.wait(1, now=0.2) == pytest.approx(0.1)
+    bucket.settle(7)
+    bucket.sync(RateLimit(600, 3, 1.7), sent_at=1.5, now=0.2)  # all answered: 3 left
+    assert bucket.bucket.level == 3
+
+
+def test_a_learned_bucket_never_allows_more_than_the_limit() -> None:
+    bucket = LearnedBucket()
+    bucket.sync(RateLimit(60, 59, 60.0), sent_at=0.0, now=0.0)  # 59 + 60 would exceed 60
+    assert bucket.bucket is not None and bucket.bucket.capacity == 60
+
+
+def test_the_first_in_line_looks_again_when_an_answer_tells_more() -> None:
+    pacer = Pacer(ceiling=4)
+    limited = {"x-ratelimit-limit-requests": "6", "x-ratelimit-remaining-requests": "0"}
+    first = pacer.admit(10)
+    pacer.answered(first, limited, sent_at=time.monotonic())  # 6 a minute: 10 s to the next
+    admitted = threading.Event()
+    waiter = threading.Thread(target=lambda: (pacer.admit(10), admitted.set()))
+    waiter.start()
+    assert not admitted.wait(0.3)
+    news = {**limited, "x-ratelimit-remaining-requests": "3"}  # another client's answer
+    pacer.failed(Ticket(0, {"requests": 0, "tokens": 0}, 0), news, time.monotonic(), False)
+    assert admitted.wait(2)
+    waiter.join()
+
+
+# --- adaptive concurrency -----------------------------------------------------------------
+
+
+def _window(aimd: Aimd, outcomes: str, latency: float = 0.1) -> None:
+    """Attempts sent now, answered in order: `.` an answer, `x` a 429."""
+    numbers = [aimd.sent() for _ in outcomes]
+    for number, outcome in zip(numbers, outcomes, strict=True):
+        congested = outcome == "x"
+        aimd.observe(number, congested, None if congested else latency)
+
+
+def test_aimd_cuts_on_429s_and_grows_back_by_one_per_window() -> None:
+    aimd = Aimd(ceiling=8)
+    _window(aimd, "..x..x.x")  # 3 of 8: congested
+    assert aimd.limit == pytest.approx(5.6)
+    _window(aimd, ".....")
+    assert aimd.limit == pytest.approx(6.6)
+    for _ in range(5):
+        _window(aimd, "." * int(aimd.limit))
+    assert aimd.limit == 8  # never above the ceiling
+
+
+def test_aimd_ignores_the_odd_429() -> None:
+    aimd = Aimd(ceiling=8)
+    for _ in range(20):
+        _window(aimd, ".......x")  # 1 in 8, as random faults give
+    assert aimd.limit == 8 and aimd.cuts == 0
+
+
+def test_aimd_cuts_once_per_overload() -> None:
+    aimd = Aimd(ceiling=16)
+    in_flight = [aimd.sent() for _ in range(16)]  # all sent under the old limit
+    for number in in_flight:
+        aimd.observe(number, congested=True)
+    assert aimd.cuts == 1 and aimd.limit == pytest.approx(11.2)
+
+
+def test_aimd_keeps_one_request_probing_and_recovers() -> None:
+    aimd = Aimd(ceiling=32)
+    for _ in range(50):  # sustained 429s
+        _window(aimd, "x" * max(1, int(aimd.limit)))
+    assert aimd.limit == 1
+    windows = 0
+    while aimd.limit < 32:
+        _window(aimd, "." * int(aimd.limit))
+        windows += 1
+    assert windows == 31  # capacity back: one more per window
+
+
+def test_aimd_cuts_when_latency_doubles_but_a_lasting_change_costs_one_cut() -> None:
+    aimd = Aimd(ceiling=8)
+    for _ in range(3):
+        _window(aimd, "........", latency=1.0)
+    assert aimd.limit == 8 and aimd.baseline == pytest.approx(1.0)
+    for _ in range(10):  # three times slower, for good (or overload that a cut did not cure)
+        _window(aimd, "." * int(aimd.limit), latency=3.0)
+    assert aimd.cuts == 1
+    assert aimd.limit > 5.6  # it grows again after the one cut
+
+
+def test_aimd_slots_block_at_the_limit() -> None:
+    aimd = Aimd(ceiling=2)
+    _window(aimd, "xx")  # cut to 1.4: one request at a time
+    entered = threading.Event()
+    with aimd.slot():
+
+        def second() -> None:
+            with aimd.slot():
+                entered.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.2)
+    assert entered.wait(2)
+    thread.join()
+
+
+# --- retry budget -------------------------------------------------------------------------
+
+
+def test_retry_budget_without_any_answer_is_the_attempt_count() -> None:
+    budget = RetryBudget(max_attempts=3, timeout=1)
+    assert budget.stop(2, elapsed=2, since_answer=None) is None
+    assert budget.stop(3, elapsed=3, since_answer=None) == "no answer yet"
+    assert budget.stop(2, elapsed=3, since_answer=None)  # or attempts x timeout seconds
+
+
+def test_retry_budget_goes_on_while_the_endpoint_answers_others() -> None:
+    budget = RetryBudget(max_attempts=3, timeout=1)
+    assert budget.window == 60 and budget.total == 900
+    assert budget.stop(50, elapsed=300, since_answer=2) is None
+    assert budget.stop(50, elapsed=300, since_answer=61) == "no answer for 61 s"
+    assert budget.stop(50, elapsed=900, since_answer=0) == "retried for 900 s"
+    assert RetryBudget(max_attempts=8, timeout=120).window == 480
+
+
+# --- stats --------------------------------------------------------------------------------
+
+
+def test_stats_add_up_and_read_old_manifests() -> None:
+    one = LlmStats(requests=10, rate_limited=2, wait_seconds=1.5, prompt_tokens=600)
+    one.first_answer_at, one.last_answer_at = 1000.0, 1030.0
+    two = LlmStats(requests=20, rate_limited=1, wait_seconds=0.5, prompt_tokens=1200)
+    two.first_answer_at, two.last_answer_at = 1010.0, 1060.0
+    total = LlmStats() + one + two
+    assert (total.requests, total.rate_limited, total.wait_seconds) == (30, 3, 2.0)
+    assert (total.first_answer_at, total.last_answer_at) == (1000.0, 1060.0)
+    assert total.observed_rpm == pytest.approx(30) and total.observed_tpm == pytest.approx(1800)
+    old = LlmStats.model_validate({"requests": 3, "prompt_tokens": 5})
+    assert old.rate_limited == 0 and old.wait_seconds == 0 and old.observed_rpm == 0
+
+
+# --- over loopback ------------------------------------------------------------------------
+
+MESSAGES = [{"role": "user", "content": "A short note."}]
+SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+
+
+def _ask(client: LlmClient, count: int, threads: int, recorder: StatsRecorder) -> None:
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [
+            pool.submit(client.complete, MESSAGES, SCHEMA, 64, recorder) for _ in range(count)
+        ]:
+            future.result()
+
+
+def _when(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_rate_limit_headers_are_honoured_after_the_first_answers() -> None:
+    """600 RPM with a 2 s burst (20 requests), no rpm in the config, 32 at once: only the
+    first requests, sent before any answer told the limits, may meet a 429."""
+    with simulator(rpm=600, burst_seconds=2, latency=0.05) as sim:
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small", max_concurrency=32))
+        first, then = StatsRecorder(), StatsRecorder()
+        _ask(client, 32, 32, first)  # the first window: blind
+        counts = sim.state.stats()["counts"]
+        started = time.monotonic()
+        _ask(client, 50, 32, then)
+        seconds = time.monotonic() - started
+        final = sim.state.stats()["counts"]
+    assert counts.get("429", 0) <= 12 and first.stats.rate_limited == counts.get("429", 0)
+    assert final["200"] == 82 and final.get("429", 0) == counts.get("429", 0)  # none after
+    assert then.stats.rate_limited == 0 and then.stats.wait_seconds > 0
+    assert 4 < seconds < 10  # 10 per second, as the headers said
+    assert 450 < then.stats.observed_rpm < 700
+
+
+def test_concurrency_adapts_down_and_back_up_without_headers() -> None:
+    """Headers off: the adaptive limit is cut when the simulator's limit drops mid-run, and
+    grows back when it is raised again."""
+    with simulator(rpm=60_000, burst_seconds=1, latency=0.05, headers=False) as sim:
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small", max_concurrency=8))
+        aimd, seen, stop = client.pacer.aimd, [], threading.Event()
+        recorder = StatsRecorder()
+
+        def load() -> None:
+            while not stop.is_set():
+                client.complete(MESSAGES, SCHEMA, 64, recorder)
+
+        with ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(load) for _ in range(12)]
+            try:
+                time.sleep(1)
+                high = aimd.limit
+                sim.set_limits(rpm=240)  # 4 per second: about 0.2 requests in flight
+                _when(lambda: aimd.limit <= 2, timeout=15)
+                seen.append(aimd.limit)
+                sim.set_limits(rpm=60_000)
+                _when(lambda: aimd.limit >= 7, timeout=15)
+            finally:
+                stop.set()
+            for future in futures:
+                future.result()
+    assert high == 8 and seen[0] <= 2 and aimd.limit >= 7
+    assert recorder.stats.rate_limited > 0
+
+
+@pytest.mark.parametrize("headers", [True, False])
+def test_a_provider_answering_one_request_per_second_still_completes_a_build(
+    tmp_path: Path, headers: bool
+) -> None:
+    """rpm 60 with a 1 s burst, and max_attempts 2: requests are retried for as long as the
+    endpoint answers others, never given up after 2 attempts."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import load_config
+
+    with simulator(rpm=60, burst_seconds=1, headers=headers) as sim:
+        path = write_config(
+            tmp_path / "notes.yaml",
+            {
+                "name": "notes",
+                "rows": 20,
+                "chunk_size": 10,
+                "columns": [{"name": "note", "type": "llm", "prompt": "A short note"}],
+                "provider": provider(sim.url, rows_per_request=2, max_attempts=2),
+                "runner": {"workers": 2},
+                "output": {"dir": str(tmp_path / "out")},
+            },
+        )
+        started = time.monotonic()
+        manifest = Build(load_config(path), ThreadExecutor(load_config(path))).run()
+        seconds = time.monotonic() - started
+        answered = sim.state.stats()["counts"]["200"]
+    assert manifest.rows.delivered == 20
+    assert answered >= 10 and seconds >= answered - 2  # one a second, bar the first burst
+    assert manifest.llm.requests == answered
+    if headers:
+        assert manifest.llm.rate_limited <= 8  # only the first requests, sent blind
+
+
+def test_an_endpoint_that_only_rate_limits_still_fails() -> None:
+    """429s alone are no progress (an exhausted quota): after max_attempts, it gives up."""
+    with simulator(FaultRates(rate_limit=1.0)) as sim:
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small", max_attempts=3))
+        recorder = StatsRecorder()
+        with pytest.raises(ProviderError, match=r"gave up after 3 attempts \(no answer yet\)"):
+            client.complete(MESSAGES, SCHEMA, 64, recorder)
+    assert recorder.stats.rate_limited == 3 and recorder.stats.retries["rate_limit"] == 2
+
+
+def test_a_dead_endpoint_still_fails_within_attempts_times_timeout() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    client = LlmClient(ProviderConfig(base_url=url, model="x", timeout=0.5, max_attempts=3))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderError, match="gave up after 3 attempts"):
+            client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 2 * 0.5 * 3, "took too long"
