@@ -115,15 +115,18 @@ def test_bound_by_requests_per_minute_the_choice_takes_more_rows() -> None:
     assert _batcher(rpm=6).plan(50) == batching.Choice(50, "rpm", 5.0)  # up to the budget
 
 
-def test_bound_by_tokens_per_minute_the_choice_takes_more_rows() -> None:
-    # A request is charged its prompt and max_tokens (4096) at admission, however many rows it
-    # carries: 50 tokens of instructions and 20 per row of input.
+def test_bound_by_tokens_per_minute_max_tokens_follows_the_answers() -> None:
+    # A request is charged its prompt and max_tokens at admission. Once answers are in,
+    # max_tokens follows them (the most tokens a row took, a quarter to spare) instead of the
+    # model's 4096: a request is charged about its rows' tokens, so tokens per minute no longer
+    # push K up, and bind at K near the latency knee.
     latency_only = _batcher(prompt=(50, 20)).choose(50)
-    choice = _batcher(prompt=(50, 20), tpm=300_000).plan(50)
-    crossing = (8 * (4096 + 50) - 5000 * (A + B * C0)) / (5000 * B * T - 8 * 20)
-    assert abs(choice.rows - crossing) <= 1 and choice.rows > latency_only, choice
-    assert _batcher(prompt=(50, 20), tpm=60_000).plan(50).bound == "tpm"
-    assert _batcher(prompt=(50, 20), tpm=60_000).choose(50) == 50  # binds up to the budget
+    assert _batcher(prompt=(50, 20), tpm=300_000).plan(50).rows == latency_only
+    tight = _batcher(prompt=(50, 20), tpm=60_000).plan(50)
+    assert tight.bound == "tpm" and 1 <= tight.rows <= latency_only
+    batcher = _batcher(prompt=(50, 20))
+    assert batcher.budget(10) < batcher.budget(50) < 4096
+    assert Batcher(Endpoint(), ProviderConfig()).budget(10) == 4096  # no answers yet
 
 
 def test_the_instructions_never_cost_more_than_the_rows() -> None:

@@ -225,6 +225,9 @@ class Choice:
     rows_per_second: float | None = None
 
 
+BUDGET_ANSWERS = 4  # answers seen before max_tokens follows them
+
+
 def answer_budget(provider: ProviderConfig, columns: Sequence[LlmColumn], rows: int) -> int:
     """max_tokens of a request for `rows` rows: the estimate with room to spare, not the
     model's whole limit. Providers charge max_tokens against tokens per minute when they admit
@@ -288,6 +291,19 @@ class Batcher:
     def choose(self, default_k: int) -> int:
         return self.plan(default_k).rows
 
+    def budget(self, k: int) -> int:
+        """max_tokens for a request of `k` rows: once a few answers are in, the most tokens a
+        row took in them, with a quarter to spare (providers charge max_tokens against tokens
+        per minute); before, the schema's generous estimate (answer_budget)."""
+        generous = answer_budget(self.provider, self.columns, k) if self.columns else None
+        generous = generous or self.provider.max_tokens
+        with self._lock:
+            points = self._completion.points
+        if len(points) < BUDGET_ANSWERS:
+            return generous
+        per_row = max(tokens / rows for rows, tokens in points)
+        return min(generous, math.ceil(1.25 * per_row * k) + 48)
+
     def plan(self, default_k: int) -> Choice:
         """Rows for the next request, at most `default_k` (the output budget estimate)."""
         budget = max(1, int(default_k))
@@ -316,8 +332,7 @@ class Batcher:
             if rpm:
                 out["rpm"] = rpm * k / 60
             if tpm:  # charged at admission: the prompt and max_tokens
-                asked = answer_budget(self.provider, self.columns, k) if self.columns else None
-                charged = prompt(k) + max(asked or self.provider.max_tokens, tokens)
+                charged = prompt(k) + max(self.budget(k), tokens)
                 out["tpm"] = tpm / 60 * k / charged
             return out
 

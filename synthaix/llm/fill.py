@@ -216,7 +216,7 @@ class StageFiller:
         tap, slots = _Tap(self.recorder), batching.slots(self.client)
         ticket = slots.enter(self.provider.max_concurrency)
         try:
-            budget = batching.answer_budget(self.provider, self.columns, count)
+            budget = self.batcher.budget(count)
             completion = self.client.complete(messages, schema, budget, tap)
         finally:
             seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
