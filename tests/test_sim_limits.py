@@ -16,7 +16,8 @@ from llm_helpers import simulator
 from typer.testing import CliRunner
 
 from synthaix.cli import app
-from synthaix.sim.limits import Limiter, Limits, format_duration, parse_duration
+from synthaix.llm.pacing import parse_duration  # the client reads what the simulator writes
+from synthaix.sim.limits import Limiter, Limits, format_duration
 from synthaix.sim.server import SimServer
 
 # OpenAI's reset durations: `20ms`, `1s`, `1.5s`, `6m0s`, `1m30.5s`, `1h0m0s`
@@ -102,9 +103,9 @@ def test_parse_duration_takes_go_forms_and_refuses_others() -> None:
     assert parse_duration("1m30.5s") == 90.5
     assert parse_duration("500us") == pytest.approx(0.0005)
     assert parse_duration("0") == 0
-    for bad in ("", "1.5", "s", "1x", "1s ms"):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
+    assert parse_duration("1.5") == 1.5  # plain seconds, as some gateways send
+    for bad in ("", "s", "1x", "1s ms", "-1s"):
+        assert parse_duration(bad) is None
 
 
 def test_bucket_admits_the_burst_then_refills_continuously() -> None:

@@ -21,7 +21,6 @@ per-minute limit), `x-ratelimit-remaining-{...}` (whole units in the bucket, nev
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -225,18 +224,3 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes}m{secs}"
     return f"{minutes}m{secs}" if minutes else secs
-
-
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds of a Go-style duration (`20ms`, `1m30.5s`, `6m0s`); ValueError otherwise."""
-    text = text.strip()
-    parts = _PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        if text == "0":
-            return 0.0
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
