@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from llm_helpers import provider, simulator
 
+from synthaix.columns.llm import LlmColumn
 from synthaix.llm import batching
 from synthaix.llm.batching import Batcher, Endpoint, LineFit
 from synthaix.llm.provider import ProviderConfig
@@ -127,6 +128,24 @@ def test_bound_by_tokens_per_minute_max_tokens_follows_the_answers() -> None:
     batcher = _batcher(prompt=(50, 20))
     assert batcher.budget(10) < batcher.budget(50) < 4096
     assert Batcher(Endpoint(), ProviderConfig()).budget(10) == 4096  # no answers yet
+
+
+def test_max_tokens_covers_the_answers_with_a_margin_that_cut_answers_widen() -> None:
+    columns = [LlmColumn(name="review", prompt="A review", max_length=160)]
+    batcher = Batcher(Endpoint(), ProviderConfig(), columns)
+    first = batcher.budget(20)
+    assert first == batching.answer_budget(ProviderConfig(), columns, 20) < 4096
+    rng = np.random.default_rng(3)
+    answers = [int(rng.normal(25, 6, size=20).round().sum()) for _ in range(40)]
+    for tokens in answers:
+        batcher.observe(20, tokens, 1.0)
+    budget = batcher.budget(20)
+    # Every answer fits, with a margin of a few sigma (6 * sqrt(20) ~ 27 tokens), far from the
+    # schema's estimate (160 characters a row) that the first requests had to use.
+    assert max(answers) < budget < 500 + 6 * 27 + 16 and budget < first / 2
+    assert batcher.budget(5) < budget / 2  # sized to the rows asked
+    batcher.observe(20, budget, 1.0, truncated=True)  # an answer cut short: more margin
+    assert batcher.budget(20) > budget
 
 
 def test_the_instructions_never_cost_more_than_the_rows() -> None:

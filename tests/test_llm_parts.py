@@ -113,9 +113,26 @@ def test_truncated_answers_keep_what_parsed_and_shrink_batches() -> None:
         recorder = StatsRecorder()
         filler = StageFiller(LlmClient(config), None, [column], recorder)
         arrays, mask = filler.fill({"n": pa.array(np.arange(40))}, 40)
-    assert filler.size < 20  # halved after `finish_reason: length`
-    assert mask.all() and all(arrays["story"].to_pylist())
-    assert recorder.stats.rejected_rows["malformed_json"] > 0  # the cut-off rows, asked again
+    assert filler.size < 20  # halved: the model's own max_tokens cannot hold 20 rows
+    stories = arrays["story"].to_pylist()
+    assert mask.all() and all(stories)
+    assert recorder.stats.rejected_rows["malformed_json"] > 0  # the rows never written
+    # The row being written when the answer was cut is dropped, not delivered cut mid-word
+    # (the repaired JSON closes its string, and a shorter text still validates). The
+    # simulator's texts end with a full stop.
+    assert recorder.stats.rejected_rows["cut_off"] > 0
+    assert all(story.endswith(".") for story in stories)
+
+
+def test_the_row_an_answer_was_cut_in_is_dropped() -> None:
+    model = row_model([LlmColumn(name="story", prompt="A story", max_length=200)], with_id=True)
+    text = '{"rows": [{"id": 0, "story": "A whole story."}, {"id": 1, "story": "Cut mid-wo'
+    whole = parse_answer(text, model, {0, 1}, truncated=True)
+    assert [row["id"] for row in whole.rows] == [0] and whole.rejected["cut_off"] == 1
+    # Without `finish_reason: length` a repaired answer keeps every row that validates.
+    assert len(parse_answer(text, model, {0, 1}).rows) == 2
+    complete = '{"rows": [{"id": 0, "story": "A whole story."}]}'  # cut after the last brace
+    assert len(parse_answer(complete, model, {0}, truncated=True).rows) == 1
 
 
 def test_translate_turns_flat_answers_into_coherent_columns_and_drops_bad_constraints() -> None:

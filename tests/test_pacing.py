@@ -3,6 +3,7 @@ the retry budget; then over loopback against the simulator, with the real openai
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -153,6 +154,29 @@ def test_the_first_in_line_looks_again_when_an_answer_tells_more() -> None:
     waiter.join()
 
 
+def test_a_waiting_request_is_charged_what_it_needs_when_it_leaves() -> None:
+    # A request that waits for tokens is charged its max_tokens when it is admitted, and
+    # what it needs can shrink meanwhile (answers show how long rows are): it is asked again.
+    pacer = Pacer(ceiling=4)
+    limited = {
+        "x-ratelimit-limit-tokens": "6000",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": "60s",
+    }
+    first = pacer.admit(10)
+    pacer.answered(first, limited, sent_at=time.monotonic())  # 100 tokens a second
+    needs, admitted = [3000.0], []  # 30 s of tokens as first estimated
+    waiter = threading.Thread(target=lambda: admitted.append(pacer.admit(lambda: needs[0])))
+    waiter.start()
+    time.sleep(0.3)
+    assert not admitted
+    needs[0] = 40.0  # learnt: 0.4 s of tokens
+    news = {**limited, "x-ratelimit-remaining-tokens": "50"}
+    pacer.failed(Ticket(0, {"requests": 0, "tokens": 0}, 0), news, time.monotonic(), False)
+    waiter.join(2)
+    assert admitted and admitted[0].amounts["tokens"] == 40.0
+
+
 # --- adaptive concurrency -----------------------------------------------------------------
 
 
@@ -166,7 +190,9 @@ def _window(aimd: Aimd, outcomes: str, latency: float = 0.1) -> None:
 
 def test_aimd_cuts_on_429s_and_grows_back_by_one_per_window() -> None:
     aimd = Aimd(ceiling=8)
-    _window(aimd, "..x..x.x")  # 3 of 8: congested
+    _window(aimd, "..x..x.x")  # 3 of 8: a quarter and one more (3) is not exceeded
+    assert aimd.limit == 8 and aimd.cuts == 0
+    _window(aimd, "..x.xx.x")  # 4 of 8: congested
     assert aimd.limit == pytest.approx(5.6)
     _window(aimd, ".....")
     assert aimd.limit == pytest.approx(6.6)
@@ -180,6 +206,17 @@ def test_aimd_ignores_the_odd_429() -> None:
     for _ in range(20):
         _window(aimd, ".......x")  # 1 in 8, as random faults give
     assert aimd.limit == 8 and aimd.cuts == 0
+
+
+def test_aimd_holds_its_limit_under_a_steady_trickle_of_random_429s() -> None:
+    # 11 % of attempts get a 429 whatever the load (the benchmark's fault mix): no congestion.
+    # Judged by a quarter alone, small windows after a first cut were cut again and again.
+    rng = random.Random(7)
+    aimd, limits = Aimd(ceiling=16), []
+    for _ in range(400):
+        _window(aimd, "".join("x" if rng.random() < 0.11 else "." for _ in range(int(aimd.limit))))
+        limits.append(aimd.limit)
+    assert sum(limits) / len(limits) >= 0.85 * 16 and min(limits) >= 8
 
 
 def test_aimd_cuts_once_per_overload() -> None:
@@ -247,6 +284,20 @@ def test_retry_budget_goes_on_while_the_endpoint_answers_others() -> None:
     assert budget.stop(50, elapsed=300, since_answer=61) == "no answer for 61 s"
     assert budget.stop(50, elapsed=900, since_answer=0) == "retried for 900 s"
     assert RetryBudget(max_attempts=8, timeout=120).window == 480
+
+
+def test_retries_back_off_exponentially_only_while_the_endpoint_fails_every_request() -> None:
+    from tenacity import RetryCallState
+
+    from synthaix.llm.client import _wait
+
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = 6
+    # The odd failure among answers: back soon (the sixth attempt of an unlucky request).
+    assert max(_wait(state, failing=1) for _ in range(200)) <= 0.25
+    # Everything failing: the full exponential spread, up to 8 s at the sixth attempt.
+    waits = [_wait(state, failing=20) for _ in range(200)]
+    assert max(waits) <= 8 and max(waits) > 2
 
 
 # --- stats --------------------------------------------------------------------------------

@@ -226,14 +226,17 @@ class Choice:
 
 
 BUDGET_ANSWERS = 4  # answers seen before max_tokens follows them
+MARGIN_SIGMAS = 3.0  # max_tokens covers an answer this many standard deviations above the mean
+BUDGET_PAD = 16  # tokens on top: the JSON around the rows
 
 
 def answer_budget(provider: ProviderConfig, columns: Sequence[LlmColumn], rows: int) -> int:
-    """max_tokens of a request for `rows` rows: the estimate with room to spare, not the
-    model's whole limit. Providers charge max_tokens against tokens per minute when they admit
-    a request (OpenAI, Azure): 4,096 a request would let a 60k TPM limit serve 14 a minute. An
-    answer cut short is caught (finish_reason length) and its rows asked again in halves."""
-    return min(provider.max_tokens, 2 * rows * row_tokens(columns) + 64)
+    """max_tokens of a request for `rows` rows before any answer: the schema's estimate with a
+    quarter to spare, not the model's whole limit. Providers charge max_tokens against tokens
+    per minute when they admit a request (OpenAI, Azure): 4,096 a request would let a 60k TPM
+    limit serve 14 a minute. An answer cut short (finish_reason length) keeps its whole rows;
+    the others are asked again."""
+    return min(provider.max_tokens, math.ceil(1.25 * rows * row_tokens(columns)) + 64)
 
 
 def row_tokens(columns: Sequence[LlmColumn]) -> int:
@@ -264,6 +267,7 @@ class Batcher:
         self._lock = threading.Lock()
         self._completion = LineFit()  # completion tokens on rows asked
         self._prompt = LineFit()  # prompt tokens on rows asked
+        self._cut = 0  # answers cut short at max_tokens
 
     def limits(
         self, rpm: float | None = None, tpm: float | None = None, concurrency: float | None = None
@@ -282,6 +286,8 @@ class Batcher:
         times the endpoint but says nothing of a row's size."""
         self.endpoint.observe(completion_tokens, seconds)
         if truncated or rows < 1:
+            with self._lock:
+                self._cut += truncated
             return
         with self._lock:
             self._completion.add(rows, completion_tokens)
@@ -292,17 +298,25 @@ class Batcher:
         return self.plan(default_k).rows
 
     def budget(self, k: int) -> int:
-        """max_tokens for a request of `k` rows: once a few answers are in, the most tokens a
-        row took in them, with a quarter to spare (providers charge max_tokens against tokens
-        per minute); before, the schema's generous estimate (answer_budget)."""
-        generous = answer_budget(self.provider, self.columns, k) if self.columns else None
-        generous = generous or self.provider.max_tokens
+        """max_tokens for a request of `k` rows. Providers charge max_tokens against tokens per
+        minute, so it follows the answers once BUDGET_ANSWERS are in: k rows at the mean tokens
+        a row took, plus MARGIN_SIGMAS standard deviations of an answer of k rows (rows vary
+        independently: sigma grows as sqrt(k)), more while few answers are in and one more for
+        each answer cut short so far, and BUDGET_PAD. Before, the schema's estimate
+        (answer_budget). An answer cut short loses only the rows it did not finish."""
         with self._lock:
-            points = self._completion.points
+            points, cut = self._completion.points, self._cut
         if len(points) < BUDGET_ANSWERS:
-            return generous
-        per_row = max(tokens / rows for rows, tokens in points)
-        return min(generous, math.ceil(1.25 * per_row * k) + 48)
+            if self.columns:
+                return answer_budget(self.provider, self.columns, k)
+            return self.provider.max_tokens
+        rows, tokens = np.array(points).T
+        per_row = float(tokens.sum() / rows.sum())
+        sigma = math.sqrt(float(np.mean((tokens - per_row * rows) ** 2 / rows)))
+        sigma = max(sigma, 0.05 * per_row)  # answers of equal length so far prove little
+        z = MARGIN_SIGMAS + 8 / len(points) + min(cut, 6)
+        wanted = per_row * k + z * sigma * math.sqrt(k) + BUDGET_PAD
+        return min(self.provider.max_tokens, math.ceil(wanted))
 
     def plan(self, default_k: int) -> Choice:
         """Rows for the next request, at most `default_k` (the output budget estimate)."""

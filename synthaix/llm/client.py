@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from synthaix.errors import ProviderError
 from synthaix.llm.credentials import api_key, resolve_provider
@@ -42,9 +43,7 @@ _BASE_URL_HINT = (
     "check provider.base_url: it should be the API root that serves /chat/completions, usually "
     "ending in /v1, e.g. http://127.0.0.1:11434/v1 for Ollama"
 )
-# Full jitter: waiting requests come back spread over [0, 0.25 x 2^attempt] s (at most 10 s),
-# on top of any Retry-After, not all at once.
-_SPREAD = wait_random_exponential(multiplier=0.25, max=10)
+_SPREAD_BASE, _SPREAD_MAX = 0.125, 10.0  # seconds of the retries' jitter (see _wait)
 T = TypeVar("T")
 Gate = Callable[[], AbstractContextManager[Any]]
 
@@ -53,6 +52,7 @@ Gate = Callable[[], AbstractContextManager[Any]]
 class Completion:
     text: str
     finish_reason: str
+    max_tokens: int = 0  # what the answered attempt asked for
 
 
 def estimate_tokens(text: str) -> int:
@@ -165,22 +165,27 @@ class LlmClient:
         self,
         messages: list[dict[str, str]],
         schema: dict[str, Any],
-        max_tokens: int,
+        max_tokens: int | Callable[[], int],
         recorder: StatsRecorder,
     ) -> Completion:
-        """One answer, retried on transient errors; mode falls back when `auto` and unsupported."""
+        """One answer, retried on transient errors; mode falls back when `auto` and unsupported.
+        `max_tokens` may be a function: asked at each attempt, and again while the attempt
+        waits for the rate limits, as what a request needs is learned from the answers."""
         import openai
 
         prompt_estimate = sum(estimate_tokens(m["content"]) for m in messages)
+        budget = max_tokens if callable(max_tokens) else lambda: max_tokens
+        asked = [0]
 
-        def send() -> Any:
+        def send(tokens: int) -> Any:
+            asked[0] = tokens - prompt_estimate
             while True:
                 try:
                     return self._openai.chat.completions.with_raw_response.create(
                         model=self.provider.model,
                         messages=messages,  # type: ignore[arg-type]
                         temperature=self.provider.temperature,
-                        max_tokens=max_tokens,
+                        max_tokens=asked[0],
                         **self._format(schema),
                     )
                 except openai.BadRequestError as exc:
@@ -200,17 +205,17 @@ class LlmClient:
             prompt = usage.prompt_tokens if usage else prompt_estimate
             completion = usage.completion_tokens if usage else estimate_tokens(text)
             recorder.request(prompt, completion, self.provider.cost(prompt, completion))
-            return Completion(text, choice.finish_reason or "stop")
+            return Completion(text, choice.finish_reason or "stop", asked[0])
 
         # Tokens as providers count them against TPM when they admit a request (OpenAI, the
         # simulator): the prompt plus max_tokens.
-        return self._with_retries(send, read, prompt_estimate + max_tokens, recorder)
+        return self._with_retries(send, read, lambda: prompt_estimate + budget(), recorder)
 
     def embed(self, texts: list[str], model: str, dims: int | None) -> list[list[float]]:
         """Embeddings of `texts` (one request), with the same retry rules as completions."""
         options: dict[str, Any] = {"dimensions": dims} if dims else {}
 
-        def send() -> Any:
+        def send(tokens: int) -> Any:
             return self._openai.embeddings.with_raw_response.create(
                 model=model, input=texts, **options
             )
@@ -220,20 +225,21 @@ class LlmClient:
             return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
         estimate = sum(estimate_tokens(t) for t in texts)
-        return self._with_retries(send, read, estimate, StatsRecorder(), self._pacer(model))
+        return self._with_retries(send, read, lambda: estimate, StatsRecorder(), self._pacer(model))
 
     def _pacer(self, model: str) -> Pacer:
         return pacer_for(self.base_url, model, self._secret, self.provider.max_concurrency)
 
     def _with_retries(
         self,
-        send: Callable[[], Any],
+        send: Callable[[int], Any],
         read: Callable[[Any], T],
-        tokens: int,
+        tokens: Callable[[], int],
         recorder: StatsRecorder,
         pacer: Pacer | None = None,
     ) -> T:
-        """`send` one request (a raw response: its headers feed the pacer), `read` the answer.
+        """`send` one request of the `tokens` it is charged (a raw response: its headers feed
+        the pacer), `read` the answer.
         The one retry layer for transport errors, 5xx and 429, within a RetryBudget; the
         request holds its place among those in progress across its retries (a 429 waits
         instead of handing its place to a request that would get one too)."""
@@ -244,7 +250,7 @@ class LlmClient:
         stopped: list[tuple[int, str]] = []
 
         def attempt() -> T:
-            bound = self.bounds.reserve(tokens)  # this client's configured rpm/tpm
+            bound = self.bounds.reserve(tokens())  # this client's configured rpm/tpm
             if bound > 0:
                 time.sleep(bound)
             ticket = pacer.admit(tokens)
@@ -253,7 +259,7 @@ class LlmClient:
                 with self.gate():
                     sent = time.monotonic()
                     try:
-                        raw = send()
+                        raw = send(int(ticket.amounts["tokens"]))
                     except openai.APIError as exc:
                         self._failed(pacer, ticket, exc, sent, recorder)
                         raise self._wrap(exc) from None
@@ -282,7 +288,7 @@ class LlmClient:
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
             # A Retry-After of an hour would hold the request's place for nothing: with no
             # answer in the budget's window the request gives up anyway.
-            wait=lambda state: min(_wait(state), budget.window),
+            wait=lambda state: min(_wait(state, pacer.failing), budget.window),
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -392,10 +398,16 @@ def _key_source(provider: ProviderConfig) -> str:
     return f"${provider.api_key_env}"
 
 
-def _wait(state: RetryCallState) -> float:
+def _wait(state: RetryCallState, failing: int) -> float:
+    """Retry-After, if any, plus full jitter over [0, 0.125 x 2^n] s (at most 10 s), so waiting
+    requests come back spread out. n is the attempt number, but no more than the attempts that
+    failed in a row across the process: backing off exponentially helps an endpoint that is
+    down or overloaded (every request fails), not one that drops the odd request while it
+    answers the others, where it only left a build waiting seconds for its last request."""
     exc = state.outcome.exception() if state.outcome else None
     after = exc.retry_after if isinstance(exc, ProviderError) and exc.retry_after else 0.0
-    return after + _SPREAD(state)
+    n = max(1, min(state.attempt_number, failing))
+    return after + random.uniform(0, min(_SPREAD_MAX, _SPREAD_BASE * 2**n))
 
 
 def _retry_after(exc: openai.APIError) -> float | None:

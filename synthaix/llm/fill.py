@@ -216,7 +216,7 @@ class StageFiller:
         tap, slots = _Tap(self.recorder), batching.slots(self.client)
         ticket = slots.enter(self.provider.max_concurrency)
         try:
-            budget = self.batcher.budget(count)
+            budget = lambda: self.batcher.budget(count)  # noqa: E731 (asked again as it waits)
             completion = self.client.complete(messages, schema, budget, tap)
         finally:
             seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
@@ -226,10 +226,12 @@ class StageFiller:
             tokens = tap.completion_tokens
             tokens = estimate_tokens(completion.text) if tokens is None else tokens
             self.batcher.observe(count, tokens, seconds, tap.prompt_tokens, truncated)
-        if truncated:  # answers are longer than estimated: at most half of this request's rows
+        if truncated and completion.max_tokens >= self.provider.max_tokens:
+            # Not our budget but the model's own limit: at most half of these rows fit an answer.
             self.size = max(1, min(self.size, count // 2))
         model = row_model(self.columns, with_id=per_row)
-        answer = parse_answer(completion.text, model, set(batch.ids) if per_row else None)
+        expected = set(batch.ids) if per_row else None
+        answer = parse_answer(completion.text, model, expected, truncated)
         if answer.rejected.pop("malformed_json", 0):
             answer.repaired = True  # nothing usable: every row of the batch is lost to it
         absent = count - len(answer.rows) - sum(answer.rejected.values())

@@ -82,8 +82,12 @@ class ParsedAnswer:
     repaired: bool = False  # the JSON was broken (truncated, fenced badly, ...) and mended
 
 
-def parse_answer(text: str, model: type[BaseModel], expected_ids: set[int] | None) -> ParsedAnswer:
-    """Valid rows of an answer; each bad row is counted by cause and explained for a re-ask."""
+def parse_answer(
+    text: str, model: type[BaseModel], expected_ids: set[int] | None, truncated: bool = False
+) -> ParsedAnswer:
+    """Valid rows of an answer; each bad row is counted by cause and explained for a re-ask.
+    `truncated`: the answer was cut short at max_tokens, so its last row, closed by the JSON
+    repair, may hold text cut mid-word that would still validate: it is dropped ("cut_off")."""
     result = ParsedAnswer()
     payload, result.repaired = extract_payload(text)
     if isinstance(payload, dict):
@@ -92,6 +96,9 @@ def parse_answer(text: str, model: type[BaseModel], expected_ids: set[int] | Non
         result.rejected["malformed_json"] += 1
         result.feedback.append('the answer was not valid JSON of the form {"rows": [...]}')
         return result
+    if truncated and result.repaired and payload:
+        payload = payload[:-1]
+        result.rejected["cut_off"] += 1
     seen: set[int] = set()
     for raw in payload:
         if not isinstance(raw, dict):
