@@ -305,6 +305,11 @@ class Assembler:
     def missing(self) -> int:
         return self.target - self.delivered
 
+    @property
+    def pending_rows(self) -> int:
+        """Rows released and kept, in the batch that is not admitted yet."""
+        return self._batch_rows
+
     def add(self, index: int, result: ChunkResult) -> list[Batch]:
         """`result.row_ids`: the generator's number of each row (stable across re-runs)."""
         self._early[index] = result
@@ -385,6 +390,7 @@ class RoundPlanner:
         self._planned = 0
         self.first_round = first_round
         self._last_delivered = -1
+        self._sizes: list[int] = []  # planned rows of each chunk, by index
 
     def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
         """The chunks of the next round; `limits` names what bounds distinct rows (for the
@@ -408,10 +414,37 @@ class RoundPlanner:
             # Never more than a whole build in one round: bounds the waste when it cannot work.
             rows = min(rows, max(assembler.target, self.config.chunk_size))
         self._delivered_before = delivered
+        return self._plan(rows)
+
+    def ahead(self, assembler: Assembler) -> list[Chunk]:
+        """The next round's chunks before this one ends, when the rows still to come are
+        expected to fall short: at the acceptance of the chunks released so far, with the same
+        margin as `next_round`. Called when a worker would idle otherwise, it saves the
+        fill-up round's wait at the end of a build (an LLM round trip or more). Which rows a
+        round numbers then depends on timing, so only builds whose rows depend on the answers
+        anyway (LLM columns) call it; a sampler build plans each round after the last."""
+        released = sum(self._sizes[: assembler.next_index])
+        if not self.rounds or released < self.config.chunk_size:
+            return []  # too little seen to tell
+        coming = assembler.pending_rows
+        acceptance = (assembler.delivered + coming) / released
+        outstanding = sum(self._sizes[assembler.next_index :])
+        short = assembler.missing - coming - acceptance * outstanding
+        if short <= 0:
+            return []
+        rows = math.ceil(short / max(acceptance, MIN_ACCEPTANCE) * 1.2)
+        rows = min(rows, max(assembler.target, self.config.chunk_size))
+        # What the next `next_round` measures this round's acceptance from: the rows expected
+        # before it (were they all delivered, this round's own rows count from here).
+        self._delivered_before = max(0, assembler.target - math.ceil(short))
+        return self._plan(rows)
+
+    def _plan(self, rows: int) -> list[Chunk]:
         self._planned = rows
         chunks = plan_chunks(
             rows, self.config.chunk_size, first_row=self.next_row, first_index=self.next_index
         )
+        self._sizes += [chunk.rows for chunk in chunks]
         self.next_row += rows
         self.next_index += len(chunks)
         self.rounds += 1

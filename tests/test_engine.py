@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 
 import duckdb
@@ -106,3 +107,56 @@ def test_report_and_export_load_neither_prefect_nor_lancedb(tmp_path: Path) -> N
             check=True,
             timeout=120,
         )
+
+
+def test_an_llm_build_plans_its_fill_up_before_the_round_ends(tmp_path: Path) -> None:
+    # Many of the first round's rows repeat a unique code: the fill-up round is planned while
+    # the round's last chunk still waits for its answers, not after it (an LLM round trip
+    # saved at the end of the build), and the build still delivers exactly its rows. Five
+    # chunks on two workers: chunk 4 runs alone, and a worker would idle beside it.
+    from llm_helpers import provider, simulator
+
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import DatasetConfig
+    from synthaix.generate import Chunk, ChunkResult
+
+    class Recording(ThreadExecutor):
+        """Which chunks' results the build had taken when it submitted each chunk."""
+
+        def __init__(self, config: DatasetConfig) -> None:
+            super().__init__(config)
+            self.taken: set[int] = set()
+            self.submitted: list[tuple[int, frozenset[int]]] = []
+            self._chunks: dict[Future[ChunkResult], int] = {}
+
+        def submit(self, chunk: Chunk) -> Future[ChunkResult]:
+            self.submitted.append((chunk.index, frozenset(self.taken)))
+            future = super().submit(chunk)
+            self._chunks[future] = chunk.index
+            return future
+
+        def result(self, handle: Future[ChunkResult]) -> ChunkResult:
+            self.taken.add(self._chunks[handle])
+            return super().result(handle)
+
+    columns = [
+        {"name": "code", "type": "integer", "min": 1, "max": 900, "unique": True},
+        {"name": "note", "type": "llm", "prompt": "A note on item {{ code }}", "max_length": 60},
+    ]
+    with simulator(latency=0.3) as sim:
+        config = make_config(
+            columns,
+            rows=500,
+            chunk_size=100,
+            runner={"workers": 2},
+            provider=provider(sim.url),
+            output={"dir": str(tmp_path / "out")},
+        )
+        executor = Recording(config)
+        manifest = Build(config, executor).run()
+    assert manifest.rows.delivered == 500 and manifest.dropped.unique_value > 0
+    first_round = set(range(5))
+    early = [taken for index, taken in executor.submitted if index >= 5 and taken < first_round]
+    assert early, executor.submitted  # a fill-up chunk went out before round one was in
+    with duckdb.connect(str(tmp_path / "out" / "t.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT code) FROM t").fetchone() == (500, 500)

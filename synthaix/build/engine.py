@@ -89,6 +89,8 @@ class Build:
         self.publish = publish
         self.after_publish: list[Callable[[], None]] = []
         self._dedupe: DedupeIndex | None = None
+        self._opening: Future[None] | None = None
+        self._ahead: Callable[[Assembler], list[Chunk]] | None = None
 
     def run(self) -> Manifest:
         config, steps = self.config, self.steps
@@ -102,7 +104,11 @@ class Build:
             ledger = self._ledger(first_row, writer.build_id, published)
             dedupe = self._dedupe = DedupeIndex(config, persistent=self.persistent)
             try:
-                steps.run(
+                # Opening the table loads LanceDB (2.5 s on 2 cores, most of it importing the
+                # package): the first chunks are generated meanwhile. Nothing is admitted or
+                # written before it is open, and a failure to open still stops the build there.
+                self._opening = _in_background(
+                    steps.run,
                     "open-dedupe",
                     dedupe.open,
                     writer.build_id,
@@ -111,6 +117,7 @@ class Build:
                 )
                 prepared = time.perf_counter()
                 assembler, planner = self._generate(writer, dedupe, ledger, first_row)
+                self._opened()
                 table = steps.run("finish-dedupe", dedupe.finish)
                 generated = time.perf_counter()
                 self._say_resumed()
@@ -120,6 +127,8 @@ class Build:
                     "publish-dataset" if self.publish else "stage-table", writer.commit, manifest
                 )
             except BaseException:
+                with contextlib.suppress(BaseException):
+                    self._opened()  # an open still running would race the rollback
                 dedupe.abort()
                 raise
             self.after_publish.append(dedupe.committed)
@@ -137,6 +146,8 @@ class Build:
 
     def abort(self) -> None:
         """The caller's publish failed: undo this build's dedupe additions."""
+        with contextlib.suppress(BaseException):
+            self._opened()
         if self._dedupe is not None:
             self._dedupe.abort()
         self.after_publish.clear()  # as written: the file, the Parquet metadata and this are one
@@ -154,6 +165,8 @@ class Build:
             planner = RoundPlanner(config, first_row=first_row, first_round=self.first_round)
             quota = None
         self._planner = planner
+        llm = any(isinstance(c, LlmColumn) for c in config.columns)
+        self._ahead = planner.ahead if llm and isinstance(planner, RoundPlanner) else None
         seen = writer.existing_values(unique)
         assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota=quota)
         limits = constraints(unique, dedupe.keys, dedupe.texts)
@@ -191,6 +204,8 @@ class Build:
         pending = list(reversed(chunks))
         in_flight = self._in_flight
         while pending or in_flight:
+            if not pending and len(in_flight) < limit and self._ahead is not None:
+                pending = list(reversed(self._ahead(assembler)))  # a worker would idle
             free = min(limit - len(in_flight), 2 * limit - len(in_flight) - assembler.buffered)
             while pending and (free > 0 or not in_flight):
                 chunk = pending.pop()
@@ -255,6 +270,7 @@ class Build:
         """Drop exact and near duplicates, then stage the rest as a part."""
         table = batch.table
         self.batches += 1
+        self._opened()
         if dedupe.enabled:
             table = self.steps.run(
                 "dedupe",
@@ -284,6 +300,11 @@ class Build:
         if self.on_rows is not None:
             self.on_rows(table)
         progress.advanced(table.num_rows)
+
+    def _opened(self) -> None:
+        """Wait for the dedupe table to be open (raising what opening it raised)."""
+        if self._opening is not None:
+            self._opening.result()
 
     def _wait_written(self) -> None:
         if self._written is not None:
@@ -345,6 +366,16 @@ class Build:
         ledger.open(attempt, published)
         self.earlier, self.earlier_attempts = ledger.earlier, ledger.earlier_attempts
         return ledger
+
+
+def _in_background(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """`fn(*args)` on a thread of its own, in the caller's context (a flow run's, so a step
+    becomes a task run of it)."""
+    pool = ThreadPoolExecutor(1, "synthaix-background")
+    try:
+        return pool.submit(contextvars.copy_context().run, fn, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _with_parents(chunk: Chunk, result: ChunkResult) -> ChunkResult:
