@@ -183,6 +183,20 @@ def test_a_request_is_timed_from_the_slot_it_got_not_from_when_it_queued() -> No
     assert slots.leave(late) < 0.01 and slots.enter(1).started is not None  # all free again
 
 
+def test_slots_are_idle_only_when_no_request_would_wait() -> None:
+    # A chunk sends its re-asks as a partial batch when capacity is idle: no request of its
+    # own in flight, or free slots that no other chunk task's requests wait for.
+    slots = batching.Slots()
+    first, second = slots.enter(2), slots.enter(2)
+    assert not slots.idle()
+    third = slots.enter(2)  # waits in line
+    slots.leave(first)  # the third takes its slot
+    assert not slots.idle()
+    slots.leave(second)
+    assert slots.idle()
+    slots.leave(third)
+
+
 def test_stats_count_the_rows_asked_and_add_up() -> None:
     recorder = StatsRecorder()
     for rows in (10, 6):

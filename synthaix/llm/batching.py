@@ -394,6 +394,11 @@ class Slots:
             self._admit(ticket.entered)
             return ticket
 
+    def idle(self) -> bool:
+        """A request sent now would not wait for a slot (other chunk tasks leave some free)."""
+        with self._lock:
+            return self._running < self._cap and not self._line
+
     def leave(self, ticket: _Ticket) -> float:
         with self._lock:
             now = time.perf_counter()

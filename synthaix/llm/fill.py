@@ -121,7 +121,8 @@ class StageFiller:
         waiting = deque(rows)
 
         def next_batch(idle: bool) -> _Batch | None:
-            # Full batches go at once; a partial one (re-asks) only when capacity is idle,
+            # Full batches go at once; a partial one (re-asks) only when capacity is idle (no
+            # request of this stage in flight, or free slots that no other chunk task wants),
             # so re-asked rows share a request instead of paying the instructions again.
             if not waiting:
                 return None
@@ -189,12 +190,12 @@ class StageFiller:
     ) -> None:
         """Keep up to max_concurrency requests of this stage in flight; hand each answer to
         `done` as it arrives and refill at once, so re-asks never wait for a whole round."""
-        limit = self.provider.max_concurrency
+        limit, slots = self.provider.max_concurrency, batching.slots(self.client)
         with ThreadPoolExecutor(limit, thread_name_prefix="synthaix-llm") as pool:
             running: set[Future] = set()
             while True:
                 while len(running) < limit:
-                    batch = next_batch(not running)
+                    batch = next_batch(not running or slots.idle())
                     if batch is None:
                         break
                     running.add(pool.submit(self._ask, batch))
