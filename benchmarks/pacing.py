@@ -4,7 +4,8 @@
    the build completes; 429s as a share of requests; answered requests/s over the flow body
    as a share of the RPM bound (20/s).
 2. The same with a 60 s burst (the hosted-API default), 60,000 TPM and 5 ms per output token:
-   answered requests/s against min(RPM bound, TPM bound / tokens per request).
+   answered requests/s against min(RPM bound, TPM bound / tokens per request); and the tokens
+   used as a share of all the limit allowed, its first minute's burst included.
 3. No limits, latency 0.5 s, with and without the fault mix: rows/s against the latency bound
    (concurrency x rows per request / latency).
 
@@ -89,6 +90,7 @@ def run(label: str, options: list[str], rows: int, concurrency: int, k: int | No
         "429": counts.get("429", 0),
         "answered_per_s": answered / seconds,
         "rows_per_s": manifest.rows_per_second,
+        "tokens": manifest.llm.tokens,
         "tokens_per_request": manifest.llm.tokens / max(manifest.llm.requests, 1),
         "k": manifest.llm.rows_filled / max(manifest.llm.requests, 1),
     }
@@ -122,6 +124,13 @@ def main() -> None:
     if second:
         tpm_bound = 60000 / 60 / second["tokens_per_request"]
         say(second, min(1200 / 60, tpm_bound), "answered/s")
+        # The bound above leaves out the bucket's first minute (a full 60 s burst): the tokens
+        # used as a share of all the limit allowed over the build, burst included.
+        allowed = 60000 + 60000 / 60 * second["seconds"]
+        print(
+            f"{'':34} tokens used {second['tokens']:,} = {second['tokens'] / allowed:.0%} of the "
+            f"{allowed:,.0f} the limit allowed in {second['seconds']:.1f} s (60k burst included)"
+        )
 
     latency_bound = 16 * 20 / 0.5
     for label, faults in (("no limits, no faults", ""), ("no limits, fault mix", FAULT_MIX)):
