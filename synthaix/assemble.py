@@ -391,6 +391,8 @@ class RoundPlanner:
         self.first_round = first_round
         self._last_delivered = -1
         self._sizes: list[int] = []  # planned rows of each chunk, by index
+        self._may_plan_ahead = False  # at most once per round, so stalls are still caught
+        self._planned_ahead = False  # the last round overlapped the one before
 
     def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
         """The chunks of the next round; `limits` names what bounds distinct rows (for the
@@ -407,13 +409,20 @@ class RoundPlanner:
             rows = max(missing, self.first_round)
         else:
             # Against the rows planned, not those generated: constraints and LLM failures
-            # drop rows inside the chunks, before the assembler sees them.
+            # drop rows inside the chunks, before the assembler sees them. A round planned
+            # ahead overlapped the one before it, so its own acceptance cannot be told apart:
+            # the build's so far stands for it.
             tried = self._planned
             acceptance = (delivered - self._delivered_before) / tried if tried else 1.0
+            if self._planned_ahead:
+                released = sum(self._sizes[: assembler.next_index])
+                acceptance = delivered / released if released else 1.0
             rows = math.ceil(missing / max(acceptance, MIN_ACCEPTANCE) * 1.2)
             # Never more than a whole build in one round: bounds the waste when it cannot work.
             rows = min(rows, max(assembler.target, self.config.chunk_size))
         self._delivered_before = delivered
+        self._may_plan_ahead, self._planned_ahead = True, False
+        self.rounds += 1
         return self._plan(rows)
 
     def ahead(self, assembler: Assembler) -> list[Chunk]:
@@ -422,10 +431,12 @@ class RoundPlanner:
         margin as `next_round`. Called when a worker would idle otherwise, it saves the
         fill-up round's wait at the end of a build (an LLM round trip or more). Which rows a
         round numbers then depends on timing, so only builds whose rows depend on the answers
-        anyway (LLM columns) call it; a sampler build plans each round after the last."""
+        anyway (LLM columns) call it; a sampler build plans each round after the last. At
+        most once per round: the chunks planned ahead belong to the round they run in, and
+        `next_round` still checks that rounds make progress."""
         released = sum(self._sizes[: assembler.next_index])
-        if not self.rounds or released < self.config.chunk_size:
-            return []  # too little seen to tell
+        if not self._may_plan_ahead or released < self.config.chunk_size:
+            return []  # once per round; and too little seen to tell
         coming = assembler.pending_rows
         acceptance = (assembler.delivered + coming) / released
         outstanding = sum(self._sizes[assembler.next_index :])
@@ -434,9 +445,7 @@ class RoundPlanner:
             return []
         rows = math.ceil(short / max(acceptance, MIN_ACCEPTANCE) * 1.2)
         rows = min(rows, max(assembler.target, self.config.chunk_size))
-        # What the next `next_round` measures this round's acceptance from: the rows expected
-        # before it (were they all delivered, this round's own rows count from here).
-        self._delivered_before = max(0, assembler.target - math.ceil(short))
+        self._may_plan_ahead, self._planned_ahead = False, True
         return self._plan(rows)
 
     def _plan(self, rows: int) -> list[Chunk]:
@@ -447,7 +456,6 @@ class RoundPlanner:
         self._sizes += [chunk.rows for chunk in chunks]
         self.next_row += rows
         self.next_index += len(chunks)
-        self.rounds += 1
         return chunks
 
     def _check_progress(self, assembler: Assembler, limits: str) -> None:

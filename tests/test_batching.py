@@ -135,6 +135,14 @@ def test_max_tokens_covers_the_answers_with_a_margin_that_cut_answers_widen() ->
     batcher = Batcher(Endpoint(), ProviderConfig(), columns)
     first = batcher.budget(20)
     assert first == batching.answer_budget(ProviderConfig(), columns, 20) < 4096
+    # Answers cut short before any came whole (rows longer than the schema suggests, such as
+    # text of fewer characters per token): the estimate doubles each time, up to the model's.
+    cut = Batcher(Endpoint(), ProviderConfig(), columns)
+    cut.observe(20, first, 1.0, truncated=True)
+    assert cut.budget(20) == 2 * first
+    for _ in range(5):
+        cut.observe(20, first, 1.0, truncated=True)
+    assert cut.budget(20) == 4096
     rng = np.random.default_rng(3)
     answers = [int(rng.normal(25, 6, size=20).round().sum()) for _ in range(40)]
     for tokens in answers:

@@ -160,3 +160,31 @@ def test_an_llm_build_plans_its_fill_up_before_the_round_ends(tmp_path: Path) ->
     assert early, executor.submitted  # a fill-up chunk went out before round one was in
     with duckdb.connect(str(tmp_path / "out" / "t.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT code) FROM t").fetchone() == (500, 500)
+
+
+def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> None:
+    # Rows are distinct over (size) alone, which has 3 values: planning fill-up rounds ahead
+    # must not keep a build asking forever; it stops after the rounds that brought nothing,
+    # as a sampler build does.
+    from llm_helpers import provider, simulator
+
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.errors import CapacityError
+
+    columns = [
+        {"name": "size", "type": "category", "values": ["S", "M", "L"]},
+        {"name": "note", "type": "llm", "prompt": "A note on a size {{ size }}", "max_length": 60},
+    ]
+    with simulator(latency=0.01) as sim:
+        config = make_config(
+            columns,
+            rows=40,
+            chunk_size=10,
+            runner={"workers": 2},
+            provider=provider(sim.url),
+            output={"dir": str(tmp_path / "out")},
+            dedupe={"key": ["size"], "near": False},
+        )
+        with pytest.raises(CapacityError, match="could only produce 3 of 40 rows"):
+            Build(config, ThreadExecutor(config)).run()
+    assert not (tmp_path / "out" / "t.duckdb").exists()

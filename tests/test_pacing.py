@@ -292,9 +292,11 @@ def test_retries_back_off_exponentially_only_while_the_endpoint_fails_every_requ
     from synthaix.llm.client import _wait
 
     state = RetryCallState(None, None, (), {})
-    state.attempt_number = 6
-    # The odd failure among answers: back soon (the sixth attempt of an unlucky request).
+    state.attempt_number = 3
+    # The odd failure among answers: back soon (the third attempt of an unlucky request).
     assert max(_wait(state, failing=1) for _ in range(200)) <= 0.25
+    state.attempt_number = 6  # failing alone over and over: half the exponent still applies
+    assert 0.25 < max(_wait(state, failing=1) for _ in range(200)) <= 1
     # Everything failing: the full exponential spread, up to 8 s at the sixth attempt.
     waits = [_wait(state, failing=20) for _ in range(200)]
     assert max(waits) <= 8 and max(waits) > 2

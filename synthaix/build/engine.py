@@ -126,10 +126,8 @@ class Build:
                 steps.run(
                     "publish-dataset" if self.publish else "stage-table", writer.commit, manifest
                 )
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    self._opened()  # an open still running would race the rollback
-                dedupe.abort()
+            except BaseException as exc:
+                self._roll_back(dedupe, wait=isinstance(exc, Exception))
                 raise
             self.after_publish.append(dedupe.committed)
             if ledger is not None:
@@ -146,10 +144,8 @@ class Build:
 
     def abort(self) -> None:
         """The caller's publish failed: undo this build's dedupe additions."""
-        with contextlib.suppress(BaseException):
-            self._opened()
         if self._dedupe is not None:
-            self._dedupe.abort()
+            self._roll_back(self._dedupe, wait=True)
         self.after_publish.clear()  # as written: the file, the Parquet metadata and this are one
 
     # -- generate and admit ----------------------------------------------------------------
@@ -204,7 +200,10 @@ class Build:
         pending = list(reversed(chunks))
         in_flight = self._in_flight
         while pending or in_flight:
-            if not pending and len(in_flight) < limit and self._ahead is not None:
+            self._open_failed()
+            if assembler.missing <= 0:
+                pending.clear()  # every row is in: the chunks not started would go unused
+            elif not pending and len(in_flight) < limit and self._ahead is not None:
                 pending = list(reversed(self._ahead(assembler)))  # a worker would idle
             free = min(limit - len(in_flight), 2 * limit - len(in_flight) - assembler.buffered)
             while pending and (free > 0 or not in_flight):
@@ -305,6 +304,24 @@ class Build:
         """Wait for the dedupe table to be open (raising what opening it raised)."""
         if self._opening is not None:
             self._opening.result()
+
+    def _open_failed(self) -> None:
+        """Raise at once what opening the dedupe table raised, so no more chunks are paid
+        for a build that cannot admit their rows."""
+        if self._opening is not None and self._opening.done():
+            self._opening.result()
+
+    def _roll_back(self, dedupe: DedupeIndex, wait: bool) -> None:
+        """Put the dedupe table back, after its opening is over (the two would race). An
+        interrupt (Ctrl-C) does not wait for an open that may hang on a remote store: the
+        rollback then runs when the open ends."""
+        opening = self._opening
+        if opening is not None and not opening.done() and not wait:
+            opening.add_done_callback(lambda _: dedupe.abort())
+            return
+        with contextlib.suppress(Exception):
+            self._opened()  # its failure is not the one to report
+        dedupe.abort()
 
     def _wait_written(self) -> None:
         if self._written is not None:

@@ -303,13 +303,17 @@ class Batcher:
         a row took, plus MARGIN_SIGMAS standard deviations of an answer of k rows (rows vary
         independently: sigma grows as sqrt(k)), more while few answers are in and one more for
         each answer cut short so far, and BUDGET_PAD. Before, the schema's estimate
-        (answer_budget). An answer cut short loses only the rows it did not finish."""
+        (answer_budget), doubled for each answer cut short. An answer cut short loses only the
+        rows it did not finish."""
         with self._lock:
             points, cut = self._completion.points, self._cut
         if len(points) < BUDGET_ANSWERS:
-            if self.columns:
-                return answer_budget(self.provider, self.columns, k)
-            return self.provider.max_tokens
+            if not self.columns:
+                return self.provider.max_tokens
+            # Doubled for each answer cut short: rows longer than the schema suggests (text
+            # of fewer characters per token) must still fit before any answer is whole.
+            estimate = answer_budget(self.provider, self.columns, k) * 2 ** min(cut, 8)
+            return min(self.provider.max_tokens, estimate)
         rows, tokens = np.array(points).T
         per_row = float(tokens.sum() / rows.sum())
         sigma = math.sqrt(float(np.mean((tokens - per_row * rows) ** 2 / rows)))

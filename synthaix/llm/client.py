@@ -401,12 +401,14 @@ def _key_source(provider: ProviderConfig) -> str:
 def _wait(state: RetryCallState, failing: int) -> float:
     """Retry-After, if any, plus full jitter over [0, 0.125 x 2^n] s (at most 10 s), so waiting
     requests come back spread out. n is the attempt number, but no more than the attempts that
-    failed in a row across the process: backing off exponentially helps an endpoint that is
-    down or overloaded (every request fails), not one that drops the odd request while it
-    answers the others, where it only left a build waiting seconds for its last request."""
+    failed in a row across the process (and no less than half the attempt number): backing off
+    exponentially helps an endpoint that is down or overloaded (every request fails), not one
+    that drops the odd request while it answers the others, where it only left a build waiting
+    seconds for its last request; a request that keeps failing alone still backs off."""
     exc = state.outcome.exception() if state.outcome else None
     after = exc.retry_after if isinstance(exc, ProviderError) and exc.retry_after else 0.0
-    n = max(1, min(state.attempt_number, failing))
+    attempt = state.attempt_number
+    n = max(1, min(attempt, failing), attempt // 2)  # one request failing alone still slows
     return after + random.uniform(0, min(_SPREAD_MAX, _SPREAD_BASE * 2**n))
 
 

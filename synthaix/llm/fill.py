@@ -122,8 +122,9 @@ class StageFiller:
 
         def next_batch(idle: bool) -> _Batch | None:
             # Full batches go at once; a partial one (re-asks) only when capacity is idle (no
-            # request of this stage in flight, or free slots that no other chunk task wants),
-            # so re-asked rows share a request instead of paying the instructions again.
+            # request of this stage in flight, or free slots that no other chunk task wants):
+            # while other chunks keep the slots busy, re-asked rows share a request instead
+            # of paying the instructions again; otherwise they go at once, not a round later.
             if not waiting:
                 return None
             size = self.next_size()

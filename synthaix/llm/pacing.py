@@ -314,11 +314,12 @@ class Pacer:
             self._line.append(me)
             try:
                 while True:
-                    now = time.monotonic()
-                    amounts = {"requests": 1.0, "tokens": float(cost())}
                     if self._line[0] is not me:
                         self._lock.wait()
-                    elif (wait := self._wait(amounts, now)) > 0:
+                        continue
+                    now = time.monotonic()
+                    amounts = {"requests": 1.0, "tokens": float(cost())}
+                    if (wait := self._wait(amounts, now)) > 0:
                         self._lock.wait(wait)
                     else:
                         for kind, bucket in self.buckets.items():
@@ -343,7 +344,8 @@ class Pacer:
     def answered(self, ticket: Ticket, headers: Mapping[str, str], sent_at: float) -> None:
         """An answer to the request sent at `sent_at` (time.monotonic())."""
         self.last_answer = now = time.monotonic()
-        self.failing = 0
+        with self._lock:
+            self.failing = 0
         self._sync(ticket, headers, sent_at)
         self.aimd.observe(ticket.attempt, congested=False, latency=now - sent_at)
 
@@ -352,7 +354,8 @@ class Pacer:
     ) -> None:
         """An attempt that got an error status (`headers` its response's) or none (empty).
         Not progress: an endpoint that answers only 429s (an exhausted quota) must still fail."""
-        self.failing += 1
+        with self._lock:
+            self.failing += 1
         self._sync(ticket, headers, sent_at)
         self.aimd.observe(ticket.attempt, congested)
 
