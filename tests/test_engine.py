@@ -188,3 +188,45 @@ def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> N
         with pytest.raises(CapacityError, match="could only produce 3 of 40 rows"):
             Build(config, ThreadExecutor(config)).run()
     assert not (tmp_path / "out" / "t.duckdb").exists()
+
+
+def test_a_dedupe_table_that_cannot_open_stops_the_build_before_more_chunks(
+    tmp_path: Path,
+) -> None:
+    # The table opens while the first chunks generate; when it cannot, the build stops with
+    # the first chunks (not after paying for all of them), writes nothing, leaves the file in
+    # the way as it was, and says where and how to fix it.
+    from llm_helpers import provider, simulator
+
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import DatasetConfig
+    from synthaix.generate import Chunk, ChunkResult
+
+    class Counting(ThreadExecutor):
+        def __init__(self, config: DatasetConfig) -> None:
+            super().__init__(config)
+            self.started = 0
+
+        def submit(self, chunk: Chunk) -> Future[ChunkResult]:
+            self.started += 1
+            return super().submit(chunk)
+
+    not_a_directory = tmp_path / "dedupe-file"
+    not_a_directory.write_text("mine")
+    columns = [{"name": "note", "type": "llm", "prompt": "A short note", "max_length": 60}]
+    with simulator(latency=0.3) as sim:
+        config = make_config(
+            columns,
+            rows=200,
+            chunk_size=10,
+            runner={"workers": 2},
+            provider=provider(sim.url),
+            output={"dir": str(tmp_path / "out")},
+            dedupe={"uri": str(not_a_directory)},
+        )
+        executor = Counting(config)
+        with pytest.raises(OutputError, match="cannot open the dedupe database"):
+            Build(config, executor).run()
+    assert executor.started < 20  # of the 20 chunks, only those started before it failed
+    assert not_a_directory.read_text() == "mine"
+    assert not (tmp_path / "out" / "t.duckdb").exists()
