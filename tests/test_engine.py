@@ -8,9 +8,11 @@ import subprocess
 import sys
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
+from llm_helpers import provider, simulator
 from typer.testing import CliRunner
 
 from conftest import make_config, write_config
@@ -18,7 +20,9 @@ from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
 from synthaix.build.manifest import Manifest, read_manifest
 from synthaix.cli import app
+from synthaix.config import DatasetConfig
 from synthaix.errors import OutputError
+from synthaix.generate import Chunk, ChunkResult
 
 COLUMNS = [
     {"name": "id", "type": "sequence"},
@@ -109,49 +113,46 @@ def test_report_and_export_load_neither_prefect_nor_lancedb(tmp_path: Path) -> N
         )
 
 
+class Recording(ThreadExecutor):
+    """Local threads that note, for each chunk submitted, which chunks' results the build had
+    taken by then."""
+
+    def __init__(self, config: DatasetConfig) -> None:
+        super().__init__(config)
+        self.taken: set[int] = set()
+        self.submitted: list[tuple[int, frozenset[int]]] = []
+        self._chunks: dict[Future[ChunkResult], int] = {}
+
+    def submit(self, chunk: Chunk) -> Future[ChunkResult]:
+        self.submitted.append((chunk.index, frozenset(self.taken)))
+        future = super().submit(chunk)
+        self._chunks[future] = chunk.index
+        return future
+
+    def result(self, handle: Future[ChunkResult]) -> ChunkResult:
+        self.taken.add(self._chunks[handle])
+        return super().result(handle)
+
+
+def _llm_config(columns: list[dict], url: str, tmp_path: Path, **options: Any) -> DatasetConfig:
+    """A config of an LLM build on two workers against the simulator at `url`."""
+    output = {"dir": str(tmp_path / "out")}
+    return make_config(
+        columns, runner={"workers": 2}, provider=provider(url), output=output, **options
+    )
+
+
 def test_an_llm_build_plans_its_fill_up_before_the_round_ends(tmp_path: Path) -> None:
     # Many of the first round's rows repeat a unique code: the fill-up round is planned while
     # the round's last chunk still waits for its answers, not after it (an LLM round trip
     # saved at the end of the build), and the build still delivers exactly its rows. Five
     # chunks on two workers: chunk 4 runs alone, and a worker would idle beside it.
-    from llm_helpers import provider, simulator
-
-    from synthaix.build.executor import ThreadExecutor
-    from synthaix.config import DatasetConfig
-    from synthaix.generate import Chunk, ChunkResult
-
-    class Recording(ThreadExecutor):
-        """Which chunks' results the build had taken when it submitted each chunk."""
-
-        def __init__(self, config: DatasetConfig) -> None:
-            super().__init__(config)
-            self.taken: set[int] = set()
-            self.submitted: list[tuple[int, frozenset[int]]] = []
-            self._chunks: dict[Future[ChunkResult], int] = {}
-
-        def submit(self, chunk: Chunk) -> Future[ChunkResult]:
-            self.submitted.append((chunk.index, frozenset(self.taken)))
-            future = super().submit(chunk)
-            self._chunks[future] = chunk.index
-            return future
-
-        def result(self, handle: Future[ChunkResult]) -> ChunkResult:
-            self.taken.add(self._chunks[handle])
-            return super().result(handle)
-
     columns = [
         {"name": "code", "type": "integer", "min": 1, "max": 900, "unique": True},
         {"name": "note", "type": "llm", "prompt": "A note on item {{ code }}", "max_length": 60},
     ]
     with simulator(latency=0.3) as sim:
-        config = make_config(
-            columns,
-            rows=500,
-            chunk_size=100,
-            runner={"workers": 2},
-            provider=provider(sim.url),
-            output={"dir": str(tmp_path / "out")},
-        )
+        config = _llm_config(columns, sim.url, tmp_path, rows=500, chunk_size=100)
         executor = Recording(config)
         manifest = Build(config, executor).run()
     assert manifest.rows.delivered == 500 and manifest.dropped.unique_value > 0
@@ -166,9 +167,6 @@ def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> N
     # Rows are distinct over (size) alone, which has 3 values: planning fill-up rounds ahead
     # must not keep a build asking forever; it stops after the rounds that brought nothing,
     # as a sampler build does.
-    from llm_helpers import provider, simulator
-
-    from synthaix.build.executor import ThreadExecutor
     from synthaix.errors import CapacityError
 
     columns = [
@@ -176,15 +174,8 @@ def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> N
         {"name": "note", "type": "llm", "prompt": "A note on a size {{ size }}", "max_length": 60},
     ]
     with simulator(latency=0.01) as sim:
-        config = make_config(
-            columns,
-            rows=40,
-            chunk_size=10,
-            runner={"workers": 2},
-            provider=provider(sim.url),
-            output={"dir": str(tmp_path / "out")},
-            dedupe={"key": ["size"], "near": False},
-        )
+        dedupe = {"key": ["size"], "near": False}
+        config = _llm_config(columns, sim.url, tmp_path, rows=40, chunk_size=10, dedupe=dedupe)
         with pytest.raises(CapacityError, match="could only produce 3 of 40 rows"):
             Build(config, ThreadExecutor(config)).run()
     assert not (tmp_path / "out" / "t.duckdb").exists()
@@ -196,37 +187,15 @@ def test_a_dedupe_table_that_cannot_open_stops_the_build_before_more_chunks(
     # The table opens while the first chunks generate; when it cannot, the build stops with
     # the first chunks (not after paying for all of them), writes nothing, leaves the file in
     # the way as it was, and says where and how to fix it.
-    from llm_helpers import provider, simulator
-
-    from synthaix.build.executor import ThreadExecutor
-    from synthaix.config import DatasetConfig
-    from synthaix.generate import Chunk, ChunkResult
-
-    class Counting(ThreadExecutor):
-        def __init__(self, config: DatasetConfig) -> None:
-            super().__init__(config)
-            self.started = 0
-
-        def submit(self, chunk: Chunk) -> Future[ChunkResult]:
-            self.started += 1
-            return super().submit(chunk)
-
     not_a_directory = tmp_path / "dedupe-file"
     not_a_directory.write_text("mine")
     columns = [{"name": "note", "type": "llm", "prompt": "A short note", "max_length": 60}]
     with simulator(latency=0.3) as sim:
-        config = make_config(
-            columns,
-            rows=200,
-            chunk_size=10,
-            runner={"workers": 2},
-            provider=provider(sim.url),
-            output={"dir": str(tmp_path / "out")},
-            dedupe={"uri": str(not_a_directory)},
-        )
-        executor = Counting(config)
+        dedupe = {"uri": str(not_a_directory)}
+        config = _llm_config(columns, sim.url, tmp_path, rows=200, chunk_size=10, dedupe=dedupe)
+        executor = Recording(config)
         with pytest.raises(OutputError, match="cannot open the dedupe database"):
             Build(config, executor).run()
-    assert executor.started < 20  # of the 20 chunks, only those started before it failed
+    assert len(executor.submitted) < 20  # of 20 chunks, only those started before it failed
     assert not_a_directory.read_text() == "mine"
     assert not (tmp_path / "out" / "t.duckdb").exists()
