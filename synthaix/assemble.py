@@ -417,9 +417,7 @@ class RoundPlanner:
             if self._planned_ahead:
                 released = sum(self._sizes[: assembler.next_index])
                 acceptance = delivered / released if released else 1.0
-            rows = math.ceil(missing / max(acceptance, MIN_ACCEPTANCE) * 1.2)
-            # Never more than a whole build in one round: bounds the waste when it cannot work.
-            rows = min(rows, max(assembler.target, self.config.chunk_size))
+            rows = self._rows_for(missing, acceptance, assembler.target)
         self._delivered_before = delivered
         self._may_plan_ahead, self._planned_ahead = True, False
         self.rounds += 1
@@ -443,10 +441,16 @@ class RoundPlanner:
         short = assembler.missing - coming - acceptance * outstanding
         if short <= 0:
             return []
-        rows = math.ceil(short / max(acceptance, MIN_ACCEPTANCE) * 1.2)
-        rows = min(rows, max(assembler.target, self.config.chunk_size))
+        rows = self._rows_for(short, acceptance, assembler.target)
         self._may_plan_ahead, self._planned_ahead = False, True
         return self._plan(rows)
+
+    def _rows_for(self, short: float, acceptance: float, target: int) -> int:
+        """Rows to plan for `short` rows at this acceptance, with a margin so fill-up converges
+        in a few rounds; never more than a whole build in one round (bounds the waste when it
+        cannot work)."""
+        rows = math.ceil(short / max(acceptance, MIN_ACCEPTANCE) * 1.2)
+        return min(rows, max(target, self.config.chunk_size))
 
     def _plan(self, rows: int) -> list[Chunk]:
         self._planned = rows

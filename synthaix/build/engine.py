@@ -200,7 +200,7 @@ class Build:
         pending = list(reversed(chunks))
         in_flight = self._in_flight
         while pending or in_flight:
-            self._open_failed()
+            self._opened(wait=False)
             if assembler.missing <= 0:
                 pending.clear()  # every row is in: the chunks not started would go unused
             elif not pending and len(in_flight) < limit and self._ahead is not None:
@@ -300,15 +300,11 @@ class Build:
             self.on_rows(table)
         progress.advanced(table.num_rows)
 
-    def _opened(self) -> None:
-        """Wait for the dedupe table to be open (raising what opening it raised)."""
-        if self._opening is not None:
-            self._opening.result()
-
-    def _open_failed(self) -> None:
-        """Raise at once what opening the dedupe table raised, so no more chunks are paid
-        for a build that cannot admit their rows."""
-        if self._opening is not None and self._opening.done():
+    def _opened(self, wait: bool = True) -> None:
+        """Wait for the dedupe table to be open, raising what opening it raised. `wait=False`:
+        only raise, if it failed already (no more chunks are paid for a build that cannot
+        admit their rows)."""
+        if self._opening is not None and (wait or self._opening.done()):
             self._opening.result()
 
     def _roll_back(self, dedupe: DedupeIndex, wait: bool) -> None:

@@ -64,7 +64,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -305,22 +305,29 @@ class Batcher:
         each answer cut short so far, and BUDGET_PAD. Before, the schema's estimate
         (answer_budget), doubled for each answer cut short. An answer cut short loses only the
         rows it did not finish."""
+        return self._budgets()(k)
+
+    def _budgets(self) -> Callable[[int], int]:
+        """`budget` as a function of k, from the answers seen now (computed once for the
+        many sizes `plan` weighs)."""
         with self._lock:
             points, cut = self._completion.points, self._cut
+        ceiling = self.provider.max_tokens
         if len(points) < BUDGET_ANSWERS:
             if not self.columns:
-                return self.provider.max_tokens
+                return lambda k: ceiling
             # Doubled for each answer cut short: rows longer than the schema suggests (text
             # of fewer characters per token) must still fit before any answer is whole.
-            estimate = answer_budget(self.provider, self.columns, k) * 2 ** min(cut, 8)
-            return min(self.provider.max_tokens, estimate)
+            grow = 2 ** min(cut, 8)
+            return lambda k: min(ceiling, answer_budget(self.provider, self.columns, k) * grow)
         rows, tokens = np.array(points).T
         per_row = float(tokens.sum() / rows.sum())
         sigma = math.sqrt(float(np.mean((tokens - per_row * rows) ** 2 / rows)))
         sigma = max(sigma, 0.05 * per_row)  # answers of equal length so far prove little
         z = MARGIN_SIGMAS + 8 / len(points) + min(cut, 6)
-        wanted = per_row * k + z * sigma * math.sqrt(k) + BUDGET_PAD
-        return min(self.provider.max_tokens, math.ceil(wanted))
+        return lambda k: min(
+            ceiling, math.ceil(per_row * k + z * sigma * math.sqrt(k) + BUDGET_PAD)
+        )
 
     def plan(self, default_k: int) -> Choice:
         """Rows for the next request, at most `default_k` (the output budget estimate)."""
@@ -343,6 +350,7 @@ class Batcher:
         prompt = prompt or Line(0.0, 0.0, False)
         concurrency = self.endpoint.in_flight(self.provider)
         rpm, tpm = self.endpoint.bounds(self.provider)
+        budgets = self._budgets()
 
         def rates(k: int) -> dict[str, float]:
             tokens = completion(k)
@@ -350,7 +358,7 @@ class Batcher:
             if rpm:
                 out["rpm"] = rpm * k / 60
             if tpm:  # charged at admission: the prompt and max_tokens
-                charged = prompt(k) + max(self.budget(k), tokens)
+                charged = prompt(k) + max(budgets(k), tokens)
                 out["tpm"] = tpm / 60 * k / charged
             return out
 
