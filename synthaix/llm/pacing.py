@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 KINDS = ("requests", "tokens")
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
@@ -119,12 +119,22 @@ class LearnedBucket:
     counted those yet, or counted them in `remaining` already; either way the estimate errs
     low, as does leaving out the refill since the server counted the request (a lag of about
     one latency, not a lower rate). An answer to a request sent before the one last synced from
-    is stale and ignored. Unknown, the bucket admits everything."""
+    is stale and ignored. Unknown, the bucket admits everything.
 
-    def __init__(self) -> None:
+    `exact`: each request is charged what the server charges (requests: 1 each). Requests sent
+    on the same knowledge (no answer synced between them: a burst) reach the server in any
+    order, so among their answers a later one may only lower the level (measured: answers
+    saying 1 then 2 remaining, and a 429 for the request sent on the 2). Tokens are charged an
+    estimate of the prompt, so there a higher `remaining` may correct the estimate, and is
+    taken."""
+
+    def __init__(self, exact: bool = False) -> None:
+        self.exact = exact
         self.bucket: Bucket | None = None
         self.outstanding = 0.0  # taken, not yet settled: in flight
+        self.syncs = 0  # answers synced from: a request's `seen` is this when it is sent
         self._synced = -math.inf  # when the request last synced from was sent
+        self._seen = -1  # and the syncs it had seen
 
     def wait(self, amount: float, now: float) -> float:
         return self.bucket.wait(amount, now) if self.bucket else 0.0
@@ -138,10 +148,13 @@ class LearnedBucket:
     def settle(self, amount: float) -> None:
         self.outstanding = max(0.0, self.outstanding - amount)
 
-    def sync(self, stated: RateLimit, sent_at: float, now: float) -> None:
+    def sync(self, stated: RateLimit, sent_at: float, now: float, seen: int) -> None:
+        """`seen`: `syncs` when the answered request was sent."""
         if sent_at < self._synced:
             return
-        self._synced = sent_at
+        same_burst = self.exact and seen <= self._seen
+        self._synced, self._seen = sent_at, seen
+        self.syncs += 1
         rate = stated.limit / 60
         capacity = min(stated.limit, stated.remaining + rate * (stated.reset or 0.0))
         capacity = max(capacity, min(1.0, stated.limit))
@@ -149,7 +162,8 @@ class LearnedBucket:
             self.bucket = Bucket(capacity, rate, now)
         self.bucket.refill(now)
         self.bucket.capacity, self.bucket.rate = capacity, rate
-        self.bucket.level = min(capacity, stated.remaining - self.outstanding)
+        level = min(capacity, stated.remaining - self.outstanding)
+        self.bucket.level = min(self.bucket.level, level) if same_burst else level
 
 
 class Aimd:
@@ -189,7 +203,7 @@ class Aimd:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """A place among the requests in progress, held from the first attempt to the last."""
+        """A place among the requests in progress, for one attempt."""
         with self._cond:
             self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
             self.in_flight += 1
@@ -285,6 +299,7 @@ class Ticket:
     amounts: dict[str, float]
     wait: float
     settled: bool = False
+    seen: dict[str, int] = field(default_factory=dict)  # each bucket's `syncs` when sent
 
 
 class Pacer:
@@ -296,7 +311,7 @@ class Pacer:
     them, so a wait computed before an answer never sends a request the server cannot take."""
 
     def __init__(self, ceiling: int) -> None:
-        self.buckets = {kind: LearnedBucket() for kind in KINDS}
+        self.buckets = {kind: LearnedBucket(exact=kind == "requests") for kind in KINDS}
         self.aimd = Aimd(ceiling)
         self.last_answer: float | None = None  # time.monotonic() of the last good answer
         self.failing = 0  # attempts that failed in a row, process-wide (0 after an answer)
@@ -322,13 +337,14 @@ class Pacer:
                     if (wait := self._wait(amounts, now)) > 0:
                         self._lock.wait(wait)
                     else:
+                        seen = {kind: bucket.syncs for kind, bucket in self.buckets.items()}
                         for kind, bucket in self.buckets.items():
                             bucket.take(amounts[kind], now)
                         break
             finally:
                 self._line.remove(me)
                 self._lock.notify_all()
-        return Ticket(self.aimd.sent(), amounts, time.monotonic() - started)
+        return Ticket(self.aimd.sent(), amounts, time.monotonic() - started, seen=seen)
 
     def _wait(self, amounts: dict[str, float], now: float) -> float:
         return max(bucket.wait(amounts[kind], now) for kind, bucket in self.buckets.items())
@@ -370,7 +386,8 @@ class Pacer:
             now = time.monotonic()
             with self._lock:
                 for kind, limit in stated.items():
-                    self.buckets[kind].sync(limit, sent_at, now)
+                    bucket = self.buckets[kind]
+                    bucket.sync(limit, sent_at, now, ticket.seen.get(kind, bucket.syncs))
                 self._lock.notify_all()  # the first in line looks again
 
 
