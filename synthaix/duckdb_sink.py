@@ -13,12 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from synthaix import progress
 from synthaix.errors import OutputError
 from synthaix.ownership import check_creatable, check_writable
+
+if TYPE_CHECKING:  # imported where a database is opened: `validate` and `preview` never do
+    import duckdb
 
 MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 LOCK_WAIT = 60.0  # seconds to wait for another build's publish into the same file
@@ -43,6 +45,8 @@ def check_target(path: Path, table: str, dataset: str, legacy: bool) -> None:
             "databases only and never replaces another file",
             hint="choose another output.duckdb path",
         )
+    import duckdb
+
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -163,6 +167,8 @@ def _find_table(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str | 
 
 def _connect_waiting(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """DuckDB lets one process write a file at a time; wait while another build publishes."""
+    import duckdb
+
     deadline = time.monotonic() + LOCK_WAIT
     while True:
         try:
@@ -191,6 +197,8 @@ def _process_lock(path: Path) -> threading.Lock:
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    import duckdb
+
     with contextlib.suppress(duckdb.Error):  # no transaction was open
         con.execute("ROLLBACK")
 

@@ -86,3 +86,22 @@ def test_a_build_with_exact_dedupe_alone_does_not_load_lancedb(tmp_path: Path) -
         "assert manifest.rows.delivered == 50 and manifest.dedupe.files, manifest.dedupe\n"
         "assert 'lancedb' not in sys.modules\n"
     )
+
+
+def test_validate_loads_no_database_or_llm_client(tmp_path: Path) -> None:
+    """`validate` is a start-up cost users wait for: DuckDB, tenacity, openai and Faker load
+    only where a database is opened, a request sent or a value made."""
+    column = {"name": "n", "type": "integer", "min": 0, "max": 9}
+    data = {"name": "t", "rows": 10, "columns": [column]}
+    config = write_config(tmp_path / "t.yaml", data)
+    _run(
+        "import sys\n"
+        "from synthaix.cli import app\n"
+        "try:\n"
+        f"    app(['validate', {str(config)!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = ('duckdb', 'tenacity', 'openai', 'faker', 'prefect', 'lancedb')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "assert not bad, bad\n"
+    )
