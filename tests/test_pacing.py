@@ -126,14 +126,14 @@ def test_a_learned_bucket_follows_remaining_and_refills_at_the_limit_per_minute(
         bucket.take(1, now=0.0)
     assert waits == pytest.approx([0, 0, 0.1, 0.2])  # 5 - 3 = 2 left, then 10 per second
     assert bucket.wait(1, now=0.2) == pytest.approx(0.1)
-    bucket.sync(RateLimit(600, 20, 0.0), sent_at=0.5, now=0.2, seen=1)  # sent earlier: stale
+    bucket.sync(RateLimit(600, 20, 0.0), sent_at=0.5, now=0.2, seen=0)  # sent earlier: stale
     assert bucket.wait(1, now=0.2) == pytest.approx(0.1)
     bucket.settle(7)
     bucket.sync(RateLimit(600, 3, 1.7), sent_at=1.5, now=0.2, seen=1)  # all answered: 3 left
     assert bucket.bucket.level == 3
 
 
-def test_answers_to_a_burst_only_lower_the_level() -> None:
+def test_the_level_follows_the_lowest_remaining_of_a_burst() -> None:
     # A and B sent together on what one answer said; the server counts B first, so A's answer
     # says 1 left and B's, arriving later, 2. Both are over: 1 is left, not the 2 B's says.
     bucket = LearnedBucket(exact=True)
@@ -146,7 +146,7 @@ def test_answers_to_a_burst_only_lower_the_level() -> None:
     assert bucket.bucket is not None and bucket.bucket.level == 0  # B still in flight
     bucket.settle(1)
     bucket.sync(RateLimit(600, 2, 0.0), sent_at=0.11, now=0.1, seen=seen)
-    assert bucket.bucket.level == 0
+    assert bucket.bucket.level == 1
     bucket.take(1, now=0.1)  # sent on what A's answer said: its answer is news again
     bucket.settle(1)
     bucket.sync(RateLimit(600, 5, 0.0), sent_at=0.2, now=0.1, seen=bucket.syncs)
@@ -454,14 +454,18 @@ def _seed_whose_first_request_alone_is_rate_limited(p: float) -> int:
     raise AssertionError("no such seed")
 
 
-def test_a_request_waiting_out_a_retry_after_gives_its_place_to_the_next() -> None:
+@pytest.mark.parametrize("backed_off", [False, True])
+def test_a_request_waiting_out_a_retry_after_gives_its_place_to_the_next(backed_off: bool) -> None:
     """max_concurrency 1: while the first request waits 1.5 s after its 429, the second is
-    answered; holding the place, it would wait for the first to finish."""
+    answered. Unless the adaptive limit has backed off (429s are many): then the waiting
+    request keeps its place, and the second waits for it."""
     seed = _seed_whose_first_request_alone_is_rate_limited(0.5)
     rates = FaultRates(rate_limit=0.5)
     with simulator(rates, seed=seed, retry_after_ms=1500, latency=0.05) as sim:
-        config = ProviderConfig(base_url=sim.url, model="sim-small", max_concurrency=1)
+        config = ProviderConfig(base_url=sim.url, model="sim-small", max_concurrency=2)
         client, done = LlmClient(config), {}
+        aimd = client.pacer.aimd  # 1 in flight either way; backed off: below its ceiling
+        aimd.limit, aimd.ceiling = (1.5, 2) if backed_off else (1.0, 1)
 
         def ask(name: str) -> None:
             client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
@@ -473,7 +477,10 @@ def test_a_request_waiting_out_a_retry_after_gives_its_place_to_the_next() -> No
             asked = time.monotonic()
             second = pool.submit(ask, "second")
             first.result(), second.result()
-    assert done["second"] - asked < 1.0 and done["second"] < done["first"]
+    if backed_off:
+        assert done["second"] > done["first"]
+    else:
+        assert done["second"] - asked < 1.0 and done["second"] < done["first"]
 
 
 def test_an_endpoint_that_only_rate_limits_still_fails() -> None:

@@ -123,10 +123,10 @@ class LearnedBucket:
 
     `exact`: each request is charged what the server charges (requests: 1 each). Requests sent
     on the same knowledge (no answer synced between them: a burst) reach the server in any
-    order, so among their answers a later one may only lower the level (measured: answers
-    saying 1 then 2 remaining, and a 429 for the request sent on the 2). Tokens are charged an
-    estimate of the prompt, so there a higher `remaining` may correct the estimate, and is
-    taken."""
+    order, so the level follows the lowest `remaining` of the burst's answers (measured:
+    answers saying 1 then 2 remaining, and a 429 for the request sent on the 2). Tokens are
+    charged an estimate of the prompt, so there a higher `remaining` may correct the estimate,
+    and is taken. Requests reordered across two bursts can still meet a 429."""
 
     def __init__(self, exact: bool = False) -> None:
         self.exact = exact
@@ -135,6 +135,7 @@ class LearnedBucket:
         self.syncs = 0  # answers synced from: a request's `seen` is this when it is sent
         self._synced = -math.inf  # when the request last synced from was sent
         self._seen = -1  # and the syncs it had seen
+        self._low = math.inf  # the lowest `remaining` of the answers to its burst
 
     def wait(self, amount: float, now: float) -> float:
         return self.bucket.wait(amount, now) if self.bucket else 0.0
@@ -154,6 +155,7 @@ class LearnedBucket:
             return
         same_burst = self.exact and seen <= self._seen
         self._synced, self._seen = sent_at, seen
+        self._low = min(self._low, stated.remaining) if same_burst else stated.remaining
         self.syncs += 1
         rate = stated.limit / 60
         capacity = min(stated.limit, stated.remaining + rate * (stated.reset or 0.0))
@@ -162,8 +164,7 @@ class LearnedBucket:
             self.bucket = Bucket(capacity, rate, now)
         self.bucket.refill(now)
         self.bucket.capacity, self.bucket.rate = capacity, rate
-        level = min(capacity, stated.remaining - self.outstanding)
-        self.bucket.level = min(self.bucket.level, level) if same_burst else level
+        self.bucket.level = min(capacity, self._low - self.outstanding)
 
 
 class Aimd:
@@ -203,16 +204,26 @@ class Aimd:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """A place among the requests in progress, for one attempt."""
-        with self._cond:
-            self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
-            self.in_flight += 1
+        """A place among the requests in progress."""
+        self.enter()
         try:
             yield
         finally:
-            with self._cond:
-                self.in_flight -= 1
-                self._cond.notify()
+            self.leave()
+
+    def enter(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
+            self.in_flight += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            self._cond.notify()
+
+    def backed_off(self) -> bool:
+        """A recent window was congested, and the limit has not grown back to its ceiling."""
+        return self.limit < self.ceiling
 
     def sent(self) -> int:
         with self._cond:
