@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import rich.progress as bars
 import typer
@@ -22,12 +22,11 @@ from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, output_root, rebase
-from synthaix.llm.client import LlmClient
 from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
-from synthaix.relational.manifest import DatasetManifest
-from synthaix.relational.sink import RelationalWriter
-from synthaix.sink import check_output
+
+if TYPE_CHECKING:  # loaded by the commands that use them: every CLI start imports this module
+    from synthaix.relational.manifest import DatasetManifest
 
 
 class _Watch:
@@ -308,6 +307,8 @@ def build(
         return
 
     wall = time.perf_counter() - started
+    from synthaix.relational.manifest import DatasetManifest
+
     if isinstance(manifest, DatasetManifest):
         _print_tables(manifest, wall)
         if report:
@@ -412,6 +413,10 @@ def _prepare(path: Path, overrides: dict[str, Any]) -> Any:
     if root := output_root():  # as the flow does (tasks/plan.py), so checks see the real paths
         dataset = rebase(dataset, root)
         confine(dataset, root)
+    from synthaix.llm.client import LlmClient
+    from synthaix.relational.sink import RelationalWriter
+    from synthaix.sink import check_output
+
     if isinstance(dataset, RelationalConfig):
         RelationalWriter(dataset).check()
         with_llm = [dataset.plan(t).config for t in llm_tables(dataset)]
@@ -512,6 +517,8 @@ def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
 
 
 def _built_line(manifest: Any, seconds: float, output_dir: Path) -> str:
+    from synthaix.relational.manifest import DatasetManifest
+
     if isinstance(manifest, DatasetManifest):
         delivered = manifest.delivered
         what = f"{delivered:,} rows in {len(manifest.tables)} tables"

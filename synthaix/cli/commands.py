@@ -20,8 +20,6 @@ from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import SynthaixError
 from synthaix.fence import confine, output_root, rebase
 from synthaix.files import write_text_atomic
-from synthaix.llm.client import LlmClient
-from synthaix.sink import check_output
 
 
 def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
@@ -44,6 +42,8 @@ def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
 
             RelationalWriter(dataset).check()
         else:
+            from synthaix.sink import check_output
+
             check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
@@ -189,6 +189,8 @@ def _llm_reachable(dataset: DatasetConfig) -> bool:
     """A preview fills llm columns when the provider can be used; else it says why not."""
     if not any(isinstance(c, LlmColumn) for c in dataset.columns):
         return False
+    from synthaix.llm.client import LlmClient
+
     try:
         LlmClient(dataset.provider)
     except SynthaixError as exc:
