@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -91,7 +92,7 @@ class Column(StrictModel):
     def arrow_type(self) -> pa.DataType:
         raise NotImplementedError
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         """How many distinct values this column can take, or None when unbounded/unknown.
 
         `earlier` holds the capacities of earlier columns, for columns derived from them.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NoReturn, Self
@@ -154,7 +155,7 @@ class Conditional(Column):
     def _domain(self) -> list[Key] | None:
         return None
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         domain = self.domain()
         if domain is not None:
             return len(domain)
@@ -162,7 +163,7 @@ class Conditional(Column):
         sizes = [variant._capacity(earlier, locale) for _, variant in self._valid()]
         return None if not sizes or None in sizes else sum(s for s in sizes if s is not None)
 
-    def _capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def _capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         return None
 
     def generate(self, ctx: ChunkContext) -> pa.Array:

@@ -9,7 +9,7 @@ MAX_RENDERED_CHARS. Row by row, synthaix.columns.sandbox bounds time and memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Literal, Self
 
@@ -66,7 +66,7 @@ class ExpressionColumn(Column):
     def arrow_type(self) -> pa.DataType:
         return pa.string()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         # A template can produce at most one value per combination of the columns it reads.
         total = 1
         for name in {resolve(ref, earlier) or ref for ref in self.references()}:

@@ -8,6 +8,7 @@ a correlation; and `Anchored`, a value at a sampled offset from an earlier colum
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal, Self
 
@@ -360,7 +361,7 @@ class Anchored(Conditional):
             else "bound the distribution with min and max",
         )
 
-    def _capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def _capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         return None if self.base else self._range_capacity()
 
     def _stats(self, column: str) -> list[Stat]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -194,7 +195,7 @@ class PatternColumn(Column):
     def arrow_type(self) -> pa.DataType:
         return pa.string()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         return distinct_strings(self.parts)
 
     def relation_checks(self) -> list[RelationCheck]:

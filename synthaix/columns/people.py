@@ -13,7 +13,7 @@ import difflib
 import inspect
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from functools import cache
@@ -111,7 +111,7 @@ class NameColumn(_LocaleColumn):
     def arrow_type(self) -> pa.DataType:
         return pa.string()
 
-    def capacity(self, earlier: dict[str, int | None], locale: str) -> int | None:
+    def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         sizes = [
             len(set(found[0])) if found else None for found in self._lists(self.locale or locale)
         ]
