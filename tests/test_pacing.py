@@ -274,15 +274,17 @@ def test_aimd_slots_block_at_the_limit() -> None:
     aimd = Aimd(ceiling=2)
     _window(aimd, "xx")  # cut to 1.4: one request at a time
     entered = threading.Event()
-    with aimd.slot():
+    aimd.enter()
 
-        def second() -> None:
-            with aimd.slot():
-                entered.set()
+    def second() -> None:
+        aimd.enter()
+        entered.set()
+        aimd.leave()
 
-        thread = threading.Thread(target=second)
-        thread.start()
-        assert not entered.wait(0.2)
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not entered.wait(0.2)
+    aimd.leave()
     assert entered.wait(2)
     thread.join()
 

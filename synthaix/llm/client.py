@@ -256,7 +256,8 @@ class LlmClient:
 
         def attempt() -> T:
             recorder.waited(place.take())
-            first_sent[:] = first_sent or [time.monotonic()]
+            if not first_sent:
+                first_sent.append(time.monotonic())
             try:
                 answer = paced()
             except BaseException:

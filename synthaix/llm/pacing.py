@@ -24,8 +24,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 KINDS = ("requests", "tokens")
@@ -202,16 +201,8 @@ class Aimd:
         self._cut_at = 0  # attempts up to this one were sent before the last cut
         self._done = self._congested = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """A place among the requests in progress."""
-        self.enter()
-        try:
-            yield
-        finally:
-            self.leave()
-
     def enter(self) -> None:
+        """Take a place among the requests in progress (`leave` gives it back)."""
         with self._cond:
             self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
             self.in_flight += 1
