@@ -72,11 +72,18 @@ def faker_for(locale: str, seed: int) -> Faker:
 
 
 @cache
-def name_list(locale: str, attribute: str) -> tuple[tuple[str, ...], np.ndarray] | None:
-    """The locale's name list with probabilities, or None if the locale has no such list."""
+def _providers(locale: str) -> tuple[Any, ...]:
+    """The providers of one unseeded Faker of the locale, only read (name lists, methods):
+    one instance for all of them, not one per list asked for."""
     from faker import Faker
 
-    for provider in Faker(locale).providers:
+    return tuple(Faker(locale).providers)
+
+
+@cache
+def name_list(locale: str, attribute: str) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """The locale's name list with probabilities, or None if the locale has no such list."""
+    for provider in _providers(locale):
         values = getattr(provider, attribute, None)
         if values:
             if isinstance(values, dict):
@@ -540,13 +547,11 @@ def faker_method(locale: str, method: str, args: dict[str, Any], as_: str | None
 
 @cache
 def _provider_methods(locale: str) -> tuple[str, ...]:
-    from faker import Faker
-
     return tuple(
         sorted(
             {
                 name
-                for provider in Faker(locale).providers
+                for provider in _providers(locale)
                 for name in dir(provider)
                 if not name.startswith("_") and callable(getattr(provider, name))
             }
