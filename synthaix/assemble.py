@@ -424,24 +424,33 @@ class RoundPlanner:
         return self._plan(rows)
 
     def ahead(self, assembler: Assembler) -> list[Chunk]:
-        """The next round's chunks before this one ends, when the rows still to come are
-        expected to fall short: at the acceptance of the chunks released so far, with the same
-        margin as `next_round`. Called when a worker would idle otherwise, it saves the
-        fill-up round's wait at the end of a build (an LLM round trip or more). Which rows a
-        round numbers then depends on timing, so only builds whose rows depend on the answers
-        anyway (LLM columns) call it; a sampler build plans each round after the last. At
-        most once per round: the chunks planned ahead belong to the round they run in, and
-        `next_round` still checks that rounds make progress."""
+        """The next round's chunks before this one ends, when the rows still to come may fall
+        short. Called when a worker would idle otherwise, it saves the fill-up round's wait
+        at the end of a build (an LLM round trip or more). Which rows a round numbers then
+        depends on timing, so only builds whose rows depend on the answers anyway (LLM
+        columns) call it; a sampler build plans each round after the last. The chunks planned
+        ahead belong to the round they run in, and `next_round` still checks that rounds
+        make progress.
+
+        The rows the outstanding chunks will lose are about Poisson, at the rate lost so far:
+        plan for their mean and two standard deviations more, with the same margin as
+        `next_round`. The rate counts one row lost before any is (near duplicates grow more
+        likely as the table grows, so the last chunks lose more than the first): a
+        near duplicate or two in the last chunk then costs a request of a few rows alongside
+        it, not a round trip after it (measured: 3 in 9,000 rows left one such request
+        after the last chunk in 5 of 6 builds, 0.5 s of 16 s)."""
         released = sum(self._sizes[: assembler.next_index])
         if not self._may_plan_ahead or released < self.config.chunk_size:
             return []  # once per round; and too little seen to tell
         coming = assembler.pending_rows
-        acceptance = (assembler.delivered + coming) / released
+        lost = max(0, released - assembler.delivered - coming)
+        rate = (lost + 1) / (released + 1)
         outstanding = sum(self._sizes[assembler.next_index :])
-        short = assembler.missing - coming - acceptance * outstanding
+        expected = assembler.missing - coming - (1 - rate) * outstanding
+        short = expected + 2 * math.sqrt(rate * outstanding)
         if short <= 0:
             return []
-        rows = self._rows_for(short, acceptance, assembler.target)
+        rows = self._rows_for(short, 1 - rate, assembler.target)
         self._may_plan_ahead, self._planned_ahead = False, True
         return self._plan(rows)
 

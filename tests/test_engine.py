@@ -163,6 +163,31 @@ def test_an_llm_build_plans_its_fill_up_before_the_round_ends(tmp_path: Path) ->
         assert con.execute("SELECT count(*), count(DISTINCT code) FROM t").fetchone() == (500, 500)
 
 
+@pytest.mark.parametrize(("lost", "least", "most"), [(0, 2, 6), (3, 8, 12)])
+def test_rows_planned_ahead_cover_the_few_the_last_chunks_may_lose(
+    lost: int, least: int, most: int
+) -> None:
+    # 9,000 rows in 10 chunks, 7 of them in. A near duplicate or two is rejected every few
+    # thousand rows, more often as the table grows: planning only the mean (0 when nothing
+    # was lost yet) left a fill-up round trip after the last chunk in 5 of 6 benchmark builds.
+    # A few rows are planned alongside the last chunks instead, and only a few.
+    from types import SimpleNamespace
+
+    from synthaix.assemble import RoundPlanner
+
+    columns = [{"name": "n", "type": "integer", "min": 1, "max": 9}]
+    planner = RoundPlanner(make_config(columns, rows=9000, chunk_size=900), first_row=0)
+    state = SimpleNamespace(target=9000, delivered=0, pending_rows=0, next_index=0)
+    state.missing = 9000
+    assert len(planner.next_round(state, "")) == 10  # type: ignore[arg-type]
+    state.next_index, state.delivered, state.pending_rows = 7, 5400 - lost, 900
+    state.missing = 9000 - state.delivered
+    chunks = planner.ahead(state)  # type: ignore[arg-type]
+    assert len(chunks) == 1 and chunks[0].index == 10
+    assert least <= chunks[0].rows <= most
+    assert planner.ahead(state) == []  # type: ignore[arg-type]  # once per round
+
+
 def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> None:
     # Rows are distinct over (size) alone, which has 3 values: planning fill-up rounds ahead
     # must not keep a build asking forever; it stops after the rounds that brought nothing,
