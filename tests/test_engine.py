@@ -225,6 +225,30 @@ def test_the_next_chunk_starts_before_the_rows_before_it_are_admitted(
     assert Watch.submitted == [2, 3, 4, 5, 6, 6]  # chunk k+1 was running while k was admitted
 
 
+def test_an_llm_rounds_last_chunks_are_admitted_as_they_come(tmp_path: Path) -> None:
+    # Once a round's chunks are all started, what is released is admitted at once, while the
+    # others still wait for answers, instead of in one batch after the last (the dedupe of 4
+    # chunks then followed a build's last answer). 4 chunks on 2 workers: 2 and 3 run last.
+    from synthaix.build.executor import Steps
+
+    columns = [{"name": "note", "type": "llm", "prompt": "A short note", "max_length": 60}]
+    with simulator(latency=0.3) as sim:
+        config = _llm_config(columns, sim.url, tmp_path, rows=40, chunk_size=10)
+        executor = Recording(config)
+
+        class Watch(Steps):
+            taken: list[int] = []  # chunks taken when each dedupe began
+
+            def run(self, name: str, fn: Any, *args: Any, number: int | None = None) -> Any:
+                if name == "dedupe":
+                    self.taken.append(len(executor.taken))
+                return fn(*args)
+
+        manifest = Build(config, executor, steps=Watch()).run()
+    assert manifest.rows.delivered == 40
+    assert Watch.taken[0] < 4, Watch.taken  # chunk 0's rows went in before the last answer
+
+
 def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> None:
     # Rows are distinct over (size) alone, which has 3 values: planning fill-up rounds ahead
     # must not keep a build asking forever; it stops after the rounds that brought nothing,

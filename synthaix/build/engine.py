@@ -228,6 +228,11 @@ class Build:
                 # (measured: 8 of 16 LLM requests in flight meanwhile). Needed even if every
                 # row is kept, it is the chunk that would have started right after.
                 batches += self._start(executor, pending, assembler, ledger, free())
+            if not pending and in_flight and self._ahead is not None:
+                # An LLM round's last chunks: what is released is admitted now, while they
+                # still wait for answers, not all at once after the last one (measured: the
+                # dedupe of 4 chunks' rows then came after a build's last answer).
+                batches += [batch] if (batch := assembler.flush()) is not None else []
             yield from batches
 
     def _start(
