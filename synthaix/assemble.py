@@ -393,6 +393,7 @@ class RoundPlanner:
         self._last_delivered = -1
         self._sizes: list[int] = []  # planned rows of each chunk, by index
         self._may_plan_ahead = False  # at most once per round, so stalls are still caught
+        self._spared = False  # spare rows planned ahead this round (see `ahead`)
         self._planned_ahead = False  # the last round overlapped the one before
 
     def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
@@ -420,7 +421,7 @@ class RoundPlanner:
                 acceptance = delivered / released if released else 1.0
             rows = self._rows_for(missing, acceptance, assembler.target)
         self._delivered_before = delivered
-        self._may_plan_ahead, self._planned_ahead = True, False
+        self._may_plan_ahead, self._planned_ahead, self._spared = True, False, False
         self.rounds += 1
         return self._plan(rows)
 
@@ -439,8 +440,9 @@ class RoundPlanner:
         9,000 rows, in a benchmark; one request of the rows lost in the last chunk then went
         out after it in 5 of 6 builds, 0.5 s of 16 s). So spare rows are planned too: those
         losses at that growth (counting one row lost before any is) and two standard
-        deviations more (about Poisson), at most SPARE_SHARE of the build's rows; a 20-row
-        build plans none."""
+        deviations more (about Poisson), at most SPARE_SHARE of the build's rows before the
+        round's margin (a build under 1,000 rows plans none). Spare rows alone are planned
+        once a round, and do not use up the round's plan for a shortfall seen later."""
         released = sum(self._sizes[: assembler.next_index])
         if not self._may_plan_ahead or released < self.config.chunk_size:
             return []  # once per round; and too little seen to tell
@@ -450,13 +452,16 @@ class RoundPlanner:
         short = assembler.missing - coming - acceptance * outstanding
         lost = max(0, released - assembler.delivered - coming)
         later = (lost + 1) * (((released + outstanding) / released) ** 2 - 1)
-        spare = math.ceil(later + 2 * math.sqrt(later))
-        short += min(spare, math.floor(SPARE_SHARE * assembler.target))
-        if short <= 0:
+        cap = math.floor(SPARE_SHARE * assembler.target)
+        spare = min(math.ceil(later + 2 * math.sqrt(later)), cap)
+        if short > 0:
+            self._may_plan_ahead = False
+        elif short + spare > 0 and not self._spared:
+            self._spared = True
+        else:
             return []
-        rows = self._rows_for(short, acceptance, assembler.target)
-        self._may_plan_ahead, self._planned_ahead = False, True
-        return self._plan(rows)
+        self._planned_ahead = True
+        return self._plan(self._rows_for(short + spare, acceptance, assembler.target))
 
     def _rows_for(self, short: float, acceptance: float, target: int) -> int:
         """Rows to plan for `short` rows at this acceptance, with a margin so fill-up converges

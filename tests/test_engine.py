@@ -225,6 +225,47 @@ def test_the_next_chunk_starts_before_the_rows_before_it_are_admitted(
     assert Watch.submitted == [2, 3, 4, 5, 6, 6]  # chunk k+1 was running while k was admitted
 
 
+def test_no_chunk_starts_early_that_the_rows_released_make_unneeded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A round planned beyond the rows (here a first round of 1,200 rows for 1,000): once the
+    # rows released cover what is missing, the next chunk waits for them to be admitted,
+    # and is not started at all when they are all kept.
+    monkeypatch.setattr("synthaix.assemble.BATCH_CHUNKS", 1)
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "n", "type": "integer", "min": 0, "max": 10**9},
+    ]
+    config = make_config(
+        columns, rows=1000, chunk_size=200, runner={"workers": 1}, output={"dir": str(tmp_path)}
+    )
+    executor = Recording(config)
+    manifest = Build(config, executor, first_round=1200).run()
+    assert manifest.rows.delivered == 1000
+    assert [index for index, _ in executor.submitted] == [0, 1, 2, 3, 4]
+
+
+def test_spare_rows_planned_early_leave_a_later_shortfall_to_be_planned() -> None:
+    # Spare rows planned when little is known must not use up the round's one plan for a
+    # shortfall: 40 rows lost later in the round are still planned before the round ends.
+    from types import SimpleNamespace
+
+    from synthaix.assemble import RoundPlanner
+
+    columns = [{"name": "n", "type": "integer", "min": 1, "max": 9}]
+    planner = RoundPlanner(make_config(columns, rows=9000, chunk_size=900), first_row=0)
+    state = SimpleNamespace(target=9000, delivered=0, pending_rows=0, next_index=0, missing=9000)
+    planner.next_round(state, "")  # type: ignore[arg-type]
+    state.next_index, state.delivered, state.missing = 1, 900, 8100
+    spare = planner.ahead(state)  # type: ignore[arg-type]
+    assert sum(c.rows for c in spare) <= 9 * 1.2 + 1  # spare only: at most 0.1 % + margin
+    state.next_index, state.delivered = 7, 6300 - 40
+    state.missing = 9000 - state.delivered
+    later = planner.ahead(state)  # type: ignore[arg-type]
+    assert sum(c.rows for c in later) >= 40, later
+    assert planner.ahead(state) == []  # type: ignore[arg-type]
+
+
 def test_an_llm_rounds_last_chunks_are_admitted_as_they_come(tmp_path: Path) -> None:
     # Once a round's chunks are all started, what is released is admitted at once, while the
     # others still wait for answers, instead of in one batch after the last (the dedupe of 4
