@@ -140,6 +140,9 @@ class ChunkLedger:
     def _path(self, chunk: Chunk) -> Path:
         return self.dir / f"chunk-{chunk.index:06d}-{chunk.first_row}-{chunk.rows}.parquet"
 
+    def holds(self, chunk: Chunk) -> bool:
+        return self._path(chunk).exists()
+
     def load(self, chunk: Chunk, schema: pa.Schema) -> ChunkResult | None:
         path = self._path(chunk)
         if not path.exists():

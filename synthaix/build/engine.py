@@ -196,6 +196,7 @@ class Build:
         and a slow chunk does not idle the others. Yields batches as they are released.
         Chunks in the ledger (from a killed attempt) are not run again."""
         limit = self.config.runner.workers
+        schema = dataset_schema(self.config)
         pending = list(reversed(chunks))
         in_flight = self._in_flight
 
@@ -208,7 +209,17 @@ class Build:
                 pending.clear()  # every row is in: the chunks not started would go unused
             elif not pending and len(in_flight) < limit and self._ahead is not None:
                 pending = list(reversed(self._ahead(assembler)))  # a worker would idle
-            yield from self._start(executor, pending, assembler, ledger, free())
+            workers = free()
+            while pending and (workers > 0 or not in_flight):
+                chunk = pending.pop()
+                saved = ledger.load(chunk, schema) if ledger else None
+                if saved is not None:
+                    self.reused_chunks += 1
+                    self.reused_rows += saved.table.num_rows
+                    yield from assembler.add(chunk.index, _with_parents(chunk, saved))
+                    continue
+                in_flight[executor.submit(chunk)] = chunk
+                workers -= 1
             if not in_flight:
                 continue
             done = executor.first_done(list(in_flight))
@@ -222,12 +233,13 @@ class Build:
                 self.rejected[name] = self.rejected.get(name, 0) + count
             batches = assembler.add(chunk.index, _with_parents(chunk, result))
             coming = assembler.pending_rows + sum(b.table.num_rows for b in batches)
-            if batches and assembler.missing > coming and free() > 0:
+            if batches and assembler.missing > coming and self._is_open():
                 # The next chunk starts before these rows are admitted: the dedupe runs on
                 # this thread (0.1-0.3 s a batch), and the freed worker waited for it
                 # (measured: 8 of 16 LLM requests in flight meanwhile). Needed even if every
-                # row is kept, it is the chunk that would have started right after.
-                batches += self._start(executor, pending, assembler, ledger, free())
+                # row is kept, it is the chunk that would have started right after. Not
+                # while the table is still opening: if that fails, no chunk more is paid.
+                self._start_early(executor, pending, ledger, free())
             if not pending and in_flight and self._ahead is not None:
                 # An LLM round's last chunks: what is released is admitted now, while they
                 # still wait for answers, not all at once after the last one (measured: the
@@ -235,29 +247,15 @@ class Build:
                 batches += [batch] if (batch := assembler.flush()) is not None else []
             yield from batches
 
-    def _start(
-        self,
-        executor: ChunkExecutor,
-        pending: list[Chunk],
-        assembler: Assembler,
-        ledger: ChunkLedger | None,
-        free: int,
-    ) -> list[Batch]:
-        """Submit the next chunks of `pending` to `free` workers (one at least when none is
-        running); the batches of those the ledger holds already (not run again)."""
-        in_flight = self._in_flight
-        batches: list[Batch] = []
-        while pending and (free > 0 or not in_flight):
+    def _start_early(
+        self, executor: ChunkExecutor, pending: list[Chunk], ledger: ChunkLedger | None, free: int
+    ) -> None:
+        """Submit the next chunks of `pending` to `free` workers, up to one the ledger holds
+        (taken from it in the loop, its rows admitted one chunk at a time as before)."""
+        while pending and free > 0 and not (ledger is not None and ledger.holds(pending[-1])):
             chunk = pending.pop()
-            saved = ledger.load(chunk, dataset_schema(self.config)) if ledger else None
-            if saved is not None:
-                self.reused_chunks += 1
-                self.reused_rows += saved.table.num_rows
-                batches += assembler.add(chunk.index, _with_parents(chunk, saved))
-                continue
-            in_flight[executor.submit(chunk)] = chunk
+            self._in_flight[executor.submit(chunk)] = chunk
             free -= 1
-        return batches
 
     def _keep_running_chunks(self, executor: ChunkExecutor, ledger: ChunkLedger | None) -> None:
         """The build failed: the chunks still running finish anyway (leaving the executor
@@ -329,6 +327,13 @@ class Build:
         if self.on_rows is not None:
             self.on_rows(table)
         progress.advanced(table.num_rows)
+
+    def _is_open(self) -> bool:
+        """The dedupe table is open (raising what opening it raised, if it failed)."""
+        if self._opening is not None and not self._opening.done():
+            return False
+        self._opened(wait=False)
+        return True
 
     def _opened(self, wait: bool = True) -> None:
         """Wait for the dedupe table to be open, raising what opening it raised. `wait=False`:
