@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import make_config, write_config
 from synthaix.build.engine import Build
-from synthaix.build.executor import ThreadExecutor
+from synthaix.build.executor import Steps, ThreadExecutor
 from synthaix.build.manifest import Manifest, read_manifest
 from synthaix.cli import app
 from synthaix.config import DatasetConfig
@@ -134,6 +135,18 @@ class Recording(ThreadExecutor):
         return super().result(handle)
 
 
+class AtDedupe(Steps):
+    """Steps that note `probe()` (what the executor did by then) as each dedupe begins."""
+
+    def __init__(self, probe: Callable[[], int]) -> None:
+        self.probe, self.seen = probe, list[int]()
+
+    def run(self, name: str, fn: Callable[..., Any], *args: Any, number: int | None = None) -> Any:
+        if name == "dedupe":
+            self.seen.append(self.probe())
+        return fn(*args)
+
+
 def _llm_config(columns: list[dict], url: str, tmp_path: Path, **options: Any) -> DatasetConfig:
     """A config of an LLM build on two workers against the simulator at `url`."""
     output = {"dir": str(tmp_path / "out")}
@@ -194,35 +207,29 @@ def test_rows_planned_ahead_cover_the_few_the_last_chunks_may_lose(
     assert small.ahead(state) == []  # type: ignore[arg-type]
 
 
+def _one_worker(tmp_path: Path, rows: int) -> DatasetConfig:
+    """Distinct sampler rows in chunks of 200 on one worker."""
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "n", "type": "integer", "min": 0, "max": 10**9},
+    ]
+    output = {"dir": str(tmp_path)}
+    return make_config(columns, rows=rows, chunk_size=200, runner={"workers": 1}, output=output)
+
+
 def test_the_next_chunk_starts_before_the_rows_before_it_are_admitted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The dedupe runs on the build's thread (0.1-0.3 s a batch in a flow, with its task run).
     # A worker freed by a chunk gets the next one first: waiting for that chunk's dedupe
     # left half of an LLM build's requests idle meanwhile. One worker, a batch per chunk.
-    from synthaix.build.executor import Steps
-
     monkeypatch.setattr("synthaix.assemble.BATCH_CHUNKS", 1)
-    columns = [
-        {"name": "id", "type": "sequence"},
-        {"name": "n", "type": "integer", "min": 0, "max": 10**9},
-    ]
-    config = make_config(
-        columns, rows=1200, chunk_size=200, runner={"workers": 1}, output={"dir": str(tmp_path)}
-    )
+    config = _one_worker(tmp_path, rows=1200)
     executor = Recording(config)
-
-    class Watch(Steps):
-        submitted: list[int] = []  # chunks submitted when each dedupe began
-
-        def run(self, name: str, fn: Any, *args: Any, number: int | None = None) -> Any:
-            if name == "dedupe":
-                self.submitted.append(len(executor.submitted))
-            return fn(*args)
-
-    manifest = Build(config, executor, steps=Watch()).run()
+    steps = AtDedupe(lambda: len(executor.submitted))
+    manifest = Build(config, executor, steps=steps).run()
     assert manifest.rows.delivered == 1200
-    assert Watch.submitted == [2, 3, 4, 5, 6, 6]  # chunk k+1 was running while k was admitted
+    assert steps.seen == [2, 3, 4, 5, 6, 6]  # chunk k+1 was running while k was admitted
 
 
 def test_no_chunk_starts_early_that_the_rows_released_make_unneeded(
@@ -232,13 +239,7 @@ def test_no_chunk_starts_early_that_the_rows_released_make_unneeded(
     # rows released cover what is missing, the next chunk waits for them to be admitted,
     # and is not started at all when they are all kept.
     monkeypatch.setattr("synthaix.assemble.BATCH_CHUNKS", 1)
-    columns = [
-        {"name": "id", "type": "sequence"},
-        {"name": "n", "type": "integer", "min": 0, "max": 10**9},
-    ]
-    config = make_config(
-        columns, rows=1000, chunk_size=200, runner={"workers": 1}, output={"dir": str(tmp_path)}
-    )
+    config = _one_worker(tmp_path, rows=1000)
     executor = Recording(config)
     manifest = Build(config, executor, first_round=1200).run()
     assert manifest.rows.delivered == 1000
@@ -270,24 +271,14 @@ def test_an_llm_rounds_last_chunks_are_admitted_as_they_come(tmp_path: Path) -> 
     # Once a round's chunks are all started, what is released is admitted at once, while the
     # others still wait for answers, instead of in one batch after the last (the dedupe of 4
     # chunks then followed a build's last answer). 4 chunks on 2 workers: 2 and 3 run last.
-    from synthaix.build.executor import Steps
-
     columns = [{"name": "note", "type": "llm", "prompt": "A short note", "max_length": 60}]
     with simulator(latency=0.3) as sim:
         config = _llm_config(columns, sim.url, tmp_path, rows=40, chunk_size=10)
         executor = Recording(config)
-
-        class Watch(Steps):
-            taken: list[int] = []  # chunks taken when each dedupe began
-
-            def run(self, name: str, fn: Any, *args: Any, number: int | None = None) -> Any:
-                if name == "dedupe":
-                    self.taken.append(len(executor.taken))
-                return fn(*args)
-
-        manifest = Build(config, executor, steps=Watch()).run()
+        steps = AtDedupe(lambda: len(executor.taken))
+        manifest = Build(config, executor, steps=steps).run()
     assert manifest.rows.delivered == 40
-    assert Watch.taken[0] < 4, Watch.taken  # chunk 0's rows went in before the last answer
+    assert steps.seen[0] < 4, steps.seen  # chunk 0's rows went in before the last answer
 
 
 def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> None:
