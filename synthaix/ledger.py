@@ -144,10 +144,9 @@ class ChunkLedger:
         return self._path(chunk).exists()
 
     def load(self, chunk: Chunk, schema: pa.Schema) -> ChunkResult | None:
-        path = self._path(chunk)
-        if not path.exists():
+        if not self.holds(chunk):
             return None
-        table = pq.read_table(path)
+        table = pq.read_table(self._path(chunk))
         stats = LlmStats.model_validate_json((table.schema.metadata or {})[_STATS])
         row_ids = table[_ROW_ID].to_numpy()
         hashes = table[_HASH].to_numpy() if _HASH in table.column_names else None
