@@ -4,18 +4,29 @@ Prefect's own temporary server is a plain child process: when the build is kille
 OOM kill) it lives on as an orphan. This one is started by `flows.server_process`, which exits
 by itself within a second of its parent's death, and is stopped when the build ends. Its output
 goes to a log file, shown only when it fails to start.
+
+It lives for one build, so what a lasting server is for is off unless set in the environment:
+- Prefect's telemetry, a call to Prefect's servers at every start (offline builds make none;
+  PREFECT_SERVER_ANALYTICS_ENABLED=true turns it on);
+- registering block types at start, which imports every Prefect collection installed (0.6 s
+  for Dask's); a block saved from Python registers its own type;
+- automations (triggers and their actions: 0.9 s of CPU at start);
+- flow-run heartbeats: nothing on this server reads them, and stopping the heartbeat thread
+  held every build up by up to 1 s (it sleeps in 1 s steps).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,11 +44,25 @@ class TemporaryServer:
         self.log = Path(tempfile.gettempdir()) / f"synthaix-prefect-{os.getpid()}.log"
 
     def start(self, timeout: float) -> None:
-        from prefect.settings import get_current_settings
+        self.spawn()
+        self.wait(timeout)
 
+    def spawn(self, settings: bool = True) -> None:
+        """Start the server process; `wait` for it to answer. `settings`: pass on the
+        Prefect settings of this process (False: before Prefect is imported, when the
+        environment and the profile, which the server reads itself, hold them all)."""
+        changed = {}
+        if settings:
+            from prefect.settings import get_current_settings
+
+            changed = get_current_settings().to_environment_variables(exclude_unset=True)
         env = {
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+            "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",  # it imports them all first
+            "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
             **os.environ,
-            **get_current_settings().to_environment_variables(exclude_unset=True),
+            **changed,
             "PREFECT_UI_ENABLED": "0",
             "PREFECT__SERVER_EPHEMERAL": "1",
             "PREFECT__SERVER_FINAL": "1",
@@ -51,6 +76,9 @@ class TemporaryServer:
                 command, env=env, stdout=log, stderr=log, start_new_session=True
             )
         _running.append(self)
+
+    def wait(self, timeout: float) -> None:
+        assert self.process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
@@ -81,9 +109,58 @@ class TemporaryServer:
         self.log.unlink(missing_ok=True)
 
 
+def spawn_early() -> TemporaryServer | None:
+    """Start the temporary server before Prefect is imported (1-1.5 s of `import prefect`
+    sooner), when no Prefect API is configured for sure: not in the environment, not in the
+    active profile, and no project file in this folder that Prefect also reads. Pass it to
+    `prefect_api`, which stops it if Prefect's settings name an API after all."""
+    if _api_configured() is not False:
+        return None
+    server = TemporaryServer()
+    server.spawn(settings=False)
+    return server
+
+
+def _api_configured() -> bool | None:
+    """Whether PREFECT_API_URL is set, read the way Prefect reads it; None: cannot tell
+    without Prefect (a .env, prefect.toml or pyproject.toml here may set it)."""
+    if "PREFECT_API_URL" in os.environ:
+        return bool(os.environ["PREFECT_API_URL"])
+    if Path(".env").exists() or Path("prefect.toml").exists():
+        return None
+    pyproject = Path("pyproject.toml")
+    if pyproject.is_file() and "tool.prefect" in pyproject.read_text(errors="replace"):
+        return None
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    user = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    spec = importlib.util.find_spec("prefect")  # finds the package, does not import it
+    try:
+        profiles = [tomllib.loads(user.read_text())] if user.is_file() else []
+        if spec is not None and spec.submodule_search_locations:
+            folder = Path(next(iter(spec.submodule_search_locations)))
+            profiles.append(tomllib.loads((folder / "settings/profiles.toml").read_text()))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or next(
+        (p["active"] for p in profiles if "active" in p), "ephemeral"
+    )
+    for found in profiles:  # the user's file first: it overrides Prefect's defaults
+        value = found.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+        if value is not None:
+            return bool(value)
+    return False
+
+
 @contextlib.contextmanager
-def prefect_api(startup_timeout: float | None = None) -> Iterator[TemporaryServer | None]:
-    """Use the configured Prefect API, or a temporary server tied to this process."""
+def prefect_api(
+    startup_timeout: float | None = None,
+    meanwhile: Callable[[], object] | None = None,
+    early: TemporaryServer | None = None,
+) -> Iterator[TemporaryServer | None]:
+    """Use the configured Prefect API, or a temporary server tied to this process (`early`,
+    if `spawn_early` started one). `meanwhile` runs while that server starts (5-10 s, most of
+    it importing Prefect's server in its own process): the caller's own Prefect imports then
+    cost no wait of their own."""
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -91,12 +168,21 @@ def prefect_api(startup_timeout: float | None = None) -> Iterator[TemporaryServe
     )
 
     if PREFECT_API_URL.value():
+        if early is not None:
+            early.stop()  # a project file or profile named an API after all
+        if meanwhile is not None:
+            meanwhile()
         yield None
         return
-    server = TemporaryServer()
+    server = early or TemporaryServer()
     try:
-        server.start(startup_timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        if early is None:
+            server.spawn()
+        if meanwhile is not None:
+            meanwhile()
+        server.wait(startup_timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        unread = {"flows.heartbeat_frequency": None}  # see the module's docstring
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url, **unread}):
             try:
                 yield server
             finally:

@@ -288,13 +288,13 @@ def build(
         else:
             dataset = _prepare(paths[0], overrides)
             _quiet_prefect(verbose)
-            from flows.build_dataset import build_dataset
-            from flows.local_server import prefect_api
+            from flows.local_server import spawn_early
 
-            with watch.bar, progress.listening(watch), prefect_api() as temporary:
+            server = spawn_early()
+            with watch.bar, progress.listening(watch), _api(server) as temporary:
                 watch.cancel_run = temporary is None  # a temporary server dies with us anyway
                 watch.as_of = dataset.as_of
-                manifest = build_dataset(config=dataset, preflight=False)  # checked above
+                manifest = _flow()(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
         watch.not_published()
         _fail(exc, debug)
@@ -428,6 +428,21 @@ def _prepare(path: Path, overrides: dict[str, Any]) -> Any:
     return dataset
 
 
+def _api(early: Any) -> Any:
+    """The Prefect API to build with; a temporary server starts (`early`: started before
+    Prefect was imported) while the flow is imported."""
+    from flows.local_server import prefect_api
+
+    return prefect_api(meanwhile=_flow, early=early)
+
+
+def _flow() -> Any:
+    """The build flow (importing it imports Prefect: ~1.5 s)."""
+    from flows.build_dataset import build_dataset
+
+    return build_dataset
+
+
 def _quiet_prefect(verbose: bool) -> None:
     if not verbose:
         # Prefect's console logs would interleave with the progress bar; they still reach
@@ -457,16 +472,17 @@ def _build_batch(
     _distinct_outputs(ready)
     if ready:
         _quiet_prefect(verbose)
-        from flows.build_dataset import build_dataset
-        from flows.local_server import prefect_api
+        from flows.local_server import spawn_early
 
         watch.batch = True
         watch.left = [dataset.name for _, dataset in ready]
         # On a terminal, lines go above the progress bar through its console (rich's `out`
         # would write at the cursor, into the bar); a redirected stdout gets them directly.
         lines = console if console.is_terminal and out.is_terminal else out
-        with watch.bar, progress.listening(watch), prefect_api() as temporary:
+        server = spawn_early()
+        with watch.bar, progress.listening(watch), _api(server) as temporary:
             watch.cancel_run = temporary is None
+            build_dataset = _flow()
             for _, dataset in ready:
                 watch.begin(dataset.name)
                 began = time.perf_counter()
