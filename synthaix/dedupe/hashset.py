@@ -31,11 +31,14 @@ class SortedRuns:
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         order = np.argsort(keys)
-        query = keys[order]
-        found = np.zeros(len(keys), dtype=bool)
+        result = np.empty(len(keys), dtype=bool)
+        result[order] = self.contains_sorted(keys[order])
+        return result
+
+    def contains_sorted(self, query: np.ndarray) -> np.ndarray:
+        """`contains` for keys sorted already (a caller that sorted them for itself)."""
+        found = np.zeros(len(query), dtype=bool)
         for run in self._runs:
             at = np.minimum(run.searchsorted(query), len(run) - 1)
             found |= run[at] == query
-        result = np.empty_like(found)
-        result[order] = found
-        return result
+        return found

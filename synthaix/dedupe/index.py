@@ -183,6 +183,8 @@ class DedupeIndex:
         fresh = delivered[~rerun[delivered]]
         if len(fresh):
             self._remember(row_ids[fresh], hashes[fresh], vectors[fresh])
+        if not len(delivered) or delivered[-1] == len(delivered) - 1:
+            return table.slice(0, len(delivered))  # the first rows: no copy (take: 9 ms a 100k)
         return table.take(pa.array(delivered, type=pa.int64()))
 
     def store(self, table: pa.Table, row_ids: np.ndarray) -> None:
@@ -258,9 +260,10 @@ class DedupeIndex:
         )  # not np.unique(return_index=True): its stable sort is ~5x slower
         ordered = hashes[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        first = np.zeros(len(hashes), dtype=bool)
-        first[np.minimum.reduceat(order, starts)] = True
-        return first & ~self._hashes.contains(hashes)
+        fresh = np.zeros(len(hashes), dtype=bool)
+        fresh[np.minimum.reduceat(order, starts)] = True
+        fresh[order] &= ~self._hashes.contains_sorted(ordered)  # one sort for both checks
+        return fresh
 
     def _near_fresh(
         self, table: pa.Table, keep: np.ndarray, rerun: np.ndarray, limit: int, out: np.ndarray
