@@ -148,10 +148,28 @@ def test_faker_types_make_text(kind: str) -> None:
 
 
 def test_faker_pool_zero_makes_one_value_per_row() -> None:
-    pooled = _column({"type": "person.phone", "pool": 100}, rows=2000).to_pylist()
-    exact = _column({"type": "person.phone", "pool": 0}, rows=2000).to_pylist()
+    pooled = _column({"type": "address.street", "pool": 100}, rows=2000).to_pylist()
+    exact = _column({"type": "address.street", "pool": 0}, rows=2000).to_pylist()
     assert len(set(pooled)) <= 100  # one chunk, one pool of 100
     assert len(set(exact)) > 1900
+
+
+@pytest.mark.parametrize("locale", ["en_US", "de_DE", "ar_AE"])  # ar_AE: Faker's own way
+def test_every_row_gets_its_own_phone_number_in_the_locales_formats(locale: str) -> None:
+    import re
+
+    from synthaix.columns.people import phone_formats
+
+    values = _column({"type": "person.phone", "locale": locale}, rows=6000).to_pylist()
+    formats = phone_formats(locale)
+    if formats is None:  # from a pool of Faker's values
+        assert len(set(values)) > 50 and all(isinstance(v, str) and v for v in values)
+        return
+    assert len(set(values)) > 5990  # a pool of 2,000 Faker values repeated them ~3 times
+    digit = {"#": "[0-9]", "%": "[1-9]", "$": "[2-9]"}
+    shapes = [re.compile("".join(digit.get(c, re.escape(c)) for c in f.decode())) for f in formats]
+    assert all(any(shape.fullmatch(v) for shape in shapes) for v in values)
+    assert all(any(shape.fullmatch(v) for v in values) for shape in shapes)  # each is drawn
 
 
 def test_lorem_respects_max_chars() -> None:

@@ -2,7 +2,8 @@
 
 Faker makes one value per call at 1-150 µs, too slow for millions of rows. So names are drawn
 with numpy straight from the locale's (weighted) name lists, which is exactly Faker's own
-distribution, and the other types draw from a per-chunk pool of Faker values (`pool`).
+distribution; phone numbers are filled into the locale's formats with numpy, as Faker fills
+them; the other types draw from a per-chunk pool of Faker values (`pool`).
 Emails and usernames with `from` are made from the row's own name columns, vectorised.
 """
 
@@ -96,6 +97,53 @@ def name_list(locale: str, attribute: str) -> tuple[tuple[str, ...], np.ndarray]
     return None
 
 
+@cache
+def phone_formats(locale: str) -> tuple[bytes, ...] | None:
+    """The locale's phone formats, when Faker makes a number by only filling digits into one
+    (# 0-9, % 1-9, $ 2-9): 100 of its 111 locales. None: the locale has its own way."""
+    from faker.providers.phone_number import Provider as Phones
+
+    for provider in _providers(locale):
+        if isinstance(provider, Phones):
+            formats = tuple(getattr(provider, "formats", ()))
+            plain = all(f.isascii() and not re.search(r"[!@{}]", f) for f in formats)
+            if formats and plain and type(provider).phone_number is Phones.phone_number:
+                return tuple(f.encode() for f in formats)
+            return None
+    return None
+
+
+_DIGITS = {ord("#"): ord("0"), ord("%"): ord("1"), ord("$"): ord("2")}  # placeholder: lowest
+
+
+def numerified(formats: tuple[bytes, ...], rng: np.random.Generator, rows: int) -> pa.Array:
+    """Faker's `numerify(random_element(formats))` for every row at once: a format drawn per
+    row (uniformly, as Faker does), its placeholders filled with digits. ~50x faster than
+    Faker per value, so every row gets its own number instead of one from a pool."""
+    drawn = rng.integers(0, len(formats), size=rows)
+    arrays, rows_of = [], []
+    for index, text in enumerate(formats):
+        which = np.flatnonzero(drawn == index)
+        if not len(which):
+            continue
+        template = np.frombuffer(text, dtype=np.uint8)
+        chars = np.tile(template, (len(which), 1))
+        for mark, lowest in _DIGITS.items():
+            at = np.flatnonzero(template == mark)
+            if len(at):
+                size = (len(which), len(at))
+                chars[:, at] = rng.integers(lowest, ord("9") + 1, size=size, dtype=np.uint8)
+        offsets = np.arange(len(which) + 1, dtype=np.int32) * len(template)
+        buffers = [None, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes())]
+        arrays.append(pa.Array.from_buffers(pa.string(), len(which), buffers))
+        rows_of.append(which)
+    if not arrays:
+        return pa.array([], pa.string())
+    at = np.empty(rows, dtype=np.int64)
+    at[np.concatenate(rows_of)] = np.arange(rows)
+    return pa.concat_arrays(arrays).take(pa.array(at))
+
+
 class _LocaleColumn(Column):
     locale: str | None = Field(
         default=None, description="Faker locale, e.g. en_US, de_DE (default: the dataset's)."
@@ -149,7 +197,8 @@ class _PooledColumn(_LocaleColumn):
         default=2000,
         ge=0,
         description="Faker values made per chunk, then drawn from at random (fast). 0, or "
-        "unique: true, makes one Faker value per row (exact, ~10-150 µs a row).",
+        "unique: true, makes one Faker value per row (exact, ~10-150 µs a row). person.phone "
+        "uses it only in the few locales whose numbers are not plain digit formats.",
     )
 
     def _pooled(
@@ -188,6 +237,8 @@ class FakerColumn(_PooledColumn):
         return pa.string()
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
+        if self.type == "person.phone" and (formats := phone_formats(self._locale(ctx))):
+            return numerified(formats, ctx.rng, ctx.rows)
         one_line: Callable[[str], str] = lambda v: v.replace("\n", ", ")  # noqa: E731
         return self._pooled(ctx, _FAKER_METHODS[self.type], {}, one_line, pa.string())
 
