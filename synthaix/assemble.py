@@ -369,7 +369,10 @@ class Assembler:
         return Batch(kept.drop_columns(extra), ids, hashes, parents)
 
 
-BATCH_ROWS = 50_000
+# A batch costs two task runs (dedupe, write-part), ~70 ms of CPU each with Prefect's server
+# on the same machine: 200k rows (or a second's worth) spread that over more rows than 50k did
+# (1M rows in 100k chunks: 0.5 s of CPU less, measured), and make larger Parquet parts.
+BATCH_ROWS = 200_000
 BATCH_CHUNKS = 32
 BATCH_SECONDS = 1.0
 _ROW_ID = "__synthaix_row_id"
