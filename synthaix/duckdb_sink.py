@@ -67,7 +67,10 @@ def publish(
     """Load `parts` as `table` and swap it in, in one transaction."""
     stage = f"__synthaix_stage_{build_id.replace('-', '_')}"
     with publishing(path, [table], dataset, legacy) as con:
-        load(con, f"CREATE TABLE {_quote(stage)} AS", parts)
+        con.execute(
+            f"CREATE TABLE {_quote(stage)} AS SELECT * FROM read_parquet(?)",
+            [[str(p) for p in parts]],
+        )
         con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
         con.execute(f"ALTER TABLE {_quote(stage)} RENAME TO {_quote(table)}")
         comment_table(con, table, dataset, build_id)
@@ -95,25 +98,6 @@ def publishing(
             raise
         finally:
             con.close()
-
-
-def load(con: duckdb.DuckDBPyConnection, into: str, parts: list[Path]) -> None:
-    """`{into} SELECT * FROM` the parts, keeping their rows' order. DuckDB keeps insertion
-    order by loading on one thread (2.9 s for 1M rows of 10 columns on 2 cores); ordered by
-    each row's file and row number, it loads in parallel and sorts (1.8 s)."""
-    paths = [str(p) for p in parts]
-    described = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [paths]).fetchall()
-    if {str(row[0]).lower() for row in described} & {"file_index", "file_row_number"}:
-        # A column of the data would hide DuckDB's virtual column of that name.
-        con.execute(f"{into} SELECT * FROM read_parquet(?)", [paths])
-        return
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        con.execute(
-            f"{into} SELECT * FROM read_parquet(?) ORDER BY file_index, file_row_number", [paths]
-        )
-    finally:
-        con.execute("RESET preserve_insertion_order")
 
 
 def comment_table(con: duckdb.DuckDBPyConnection, table: str, dataset: str, build: str) -> None:

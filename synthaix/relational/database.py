@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from synthaix.duckdb_sink import _quote, comment_table, load, publishing
+from synthaix.duckdb_sink import _quote, comment_table, publishing
 from synthaix.relational.sink import TableOutput
 
 
@@ -26,7 +26,10 @@ def publish_tables(
             con.execute(f"DROP TABLE {_quote(name)}")
         for table in tables:  # in build order: parents first
             con.execute(_create(con, table, foreign_keys))
-            load(con, f"INSERT INTO {_quote(table.name)}", table.parts)
+            con.execute(
+                f"INSERT INTO {_quote(table.name)} SELECT * FROM read_parquet(?)",
+                [[str(p) for p in table.parts]],
+            )
             comment_table(con, table.name, dataset, build_id)
 
 
