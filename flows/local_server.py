@@ -5,7 +5,8 @@ OOM kill) it lives on as an orphan. This one is started by `flows.server_process
 by itself within a second of its parent's death, and is stopped when the build ends. Its output
 goes to a log file, shown only when it fails to start.
 
-It lives for one build, so what a lasting server is for is off unless set in the environment:
+It lives for one build, so what a lasting server is for is off unless a Prefect setting (the
+environment, the active profile) turns it on:
 - Prefect's telemetry, a call to Prefect's servers at every start (offline builds make none;
   PREFECT_SERVER_ANALYTICS_ENABLED=true turns it on);
 - registering block types at start, which imports every Prefect collection installed (0.6 s
@@ -43,16 +44,11 @@ class TemporaryServer:
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log = Path(tempfile.gettempdir()) / f"synthaix-prefect-{os.getpid()}.log"
 
-    def start(self, timeout: float) -> None:
-        self.spawn()
-        self.wait(timeout)
-
-    def spawn(self, settings: bool = True) -> None:
-        """Start the server process; `wait` for it to answer. `settings`: pass on the
-        Prefect settings of this process (False: before Prefect is imported, when the
-        environment and the profile, which the server reads itself, hold them all)."""
-        changed = {}
-        if settings:
+    def spawn(self, settings: dict[str, str] | None = None) -> None:
+        """Start the server process; `wait` for it to answer. `settings`: the Prefect settings
+        to pass on (default: this process's; before Prefect is imported, the profile's)."""
+        changed = settings
+        if changed is None:
             from prefect.settings import get_current_settings
 
             changed = get_current_settings().to_environment_variables(exclude_unset=True)
@@ -111,44 +107,55 @@ class TemporaryServer:
 
 def spawn_early() -> TemporaryServer | None:
     """Start the temporary server before Prefect is imported (1-1.5 s of `import prefect`
-    sooner), when no Prefect API is configured for sure: not in the environment, not in the
-    active profile, and no project file in this folder that Prefect also reads. Pass it to
-    `prefect_api`, which stops it if Prefect's settings name an API after all."""
-    if _api_configured() is not False:
+    sooner), when no Prefect API is configured for sure. Pass it to `prefect_api`, which
+    stops it if Prefect's settings name an API after all."""
+    profile = _profile_without_api()
+    if profile is None:
         return None
     server = TemporaryServer()
-    server.spawn(settings=False)
+    server.spawn(settings=profile)
     return server
 
 
-def _api_configured() -> bool | None:
-    """Whether PREFECT_API_URL is set, read the way Prefect reads it; None: cannot tell
-    without Prefect (a .env, prefect.toml or pyproject.toml here may set it)."""
-    if "PREFECT_API_URL" in os.environ:
-        return bool(os.environ["PREFECT_API_URL"])
+_TEST_MODES = ("PREFECT_TEST_MODE", "PREFECT_UNIT_TEST_MODE", "PREFECT_TESTING_UNIT_TEST_MODE")
+
+
+def _profile_without_api() -> dict[str, str] | None:
+    """The active Prefect profile's settings, found as Prefect finds them, when neither it
+    nor the environment names an API. None when one does, or when only Prefect can tell (a
+    .env, prefect.toml or pyproject.toml [tool.prefect] here, its test modes)."""
+    env = {key.upper(): value for key, value in os.environ.items()}
+    if env.get("PREFECT_API_URL") or any(env.get(mode) for mode in _TEST_MODES):
+        return None
     if Path(".env").exists() or Path("prefect.toml").exists():
         return None
-    pyproject = Path("pyproject.toml")
-    if pyproject.is_file() and "tool.prefect" in pyproject.read_text(errors="replace"):
-        return None
-    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
-    user = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
-    spec = importlib.util.find_spec("prefect")  # finds the package, does not import it
     try:
-        profiles = [tomllib.loads(user.read_text())] if user.is_file() else []
-        if spec is not None and spec.submodule_search_locations:
-            folder = Path(next(iter(spec.submodule_search_locations)))
-            profiles.append(tomllib.loads((folder / "settings/profiles.toml").read_text()))
-    except (OSError, tomllib.TOMLDecodeError):
+        if Path("pyproject.toml").is_file():
+            project = tomllib.loads(Path("pyproject.toml").read_text())
+            if "prefect" in project.get("tool", {}):
+                return None
+        spec = importlib.util.find_spec("prefect")  # finds the package, does not import it
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        shipped = Path(next(iter(spec.submodule_search_locations))) / "settings/profiles.toml"
+        defaults = tomllib.loads(shipped.read_text())
+        profile = defaults["profiles"].get(defaults.get("active", "ephemeral"), {})
+        home = Path("~/.prefect").expanduser()
+        if env.get("PREFECT_PROFILES_PATH"):
+            path = Path(env["PREFECT_PROFILES_PATH"])
+        elif env.get("PREFECT_HOME"):
+            path = Path(env["PREFECT_HOME"]) / "profiles.toml"
+        else:  # as Prefect: its shipped file when the user has none
+            path = home / "profiles.toml" if (home / "profiles.toml").exists() else shipped
+        if path.is_file():
+            found = tomllib.loads(path.read_text())
+            active = env.get("PREFECT_PROFILE") or found.get("active")
+            profile = found.get("profiles", {}).get(active, profile) if active else profile
+    except (OSError, tomllib.TOMLDecodeError, AttributeError, KeyError):
         return None
-    active = os.environ.get("PREFECT_PROFILE") or next(
-        (p["active"] for p in profiles if "active" in p), "ephemeral"
-    )
-    for found in profiles:  # the user's file first: it overrides Prefect's defaults
-        value = found.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
-        if value is not None:
-            return bool(value)
-    return False
+    if "PREFECT_API_URL" not in env and profile.get("PREFECT_API_URL"):
+        return None
+    return {str(key): str(value) for key, value in profile.items()}
 
 
 @contextlib.contextmanager
@@ -161,15 +168,21 @@ def prefect_api(
     if `spawn_early` started one). `meanwhile` runs while that server starts (5-10 s, most of
     it importing Prefect's server in its own process): the caller's own Prefect imports then
     cost no wait of their own."""
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
+    try:
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+            temporary_settings,
+        )
 
-    if PREFECT_API_URL.value():
+        configured = PREFECT_API_URL.value()
+    except BaseException:
         if early is not None:
-            early.stop()  # a project file or profile named an API after all
+            early.stop()  # e.g. a setting Prefect refuses
+        raise
+    if configured:
+        if early is not None:
+            early.stop()  # a setting named an API after all
         if meanwhile is not None:
             meanwhile()
         yield None

@@ -3,6 +3,9 @@ imported when no API is configured, and kept to what one build needs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -11,13 +14,19 @@ import pytest
 from flows import local_server
 from flows.local_server import prefect_api, spawn_early
 
-DEFAULTS = "ephemeral"  # Prefect's own active profile; its "local" profile names an API
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A user with no Prefect settings of their own, working in an empty folder."""
-    for name in ("PREFECT_API_URL", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH"):
+    for name in (
+        "PREFECT_API_URL",
+        "PREFECT_PROFILE",
+        "PREFECT_PROFILES_PATH",
+        *local_server._TEST_MODES,
+        "PREFECT_TESTING_TEST_MODE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     work = tmp_path / "work"
@@ -26,53 +35,71 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _profiles(home: Path, active: str, url: str | None) -> None:
+def _profiles(home: Path, active: str, url: str | None, **settings: str) -> None:
     folder = home / "prefect-home"
     folder.mkdir(exist_ok=True)
-    setting = f'PREFECT_API_URL = "{url}"\n' if url is not None else ""
-    text = f'active = "{active}"\n\n[profiles.{active}]\n{setting}'
+    values = {**settings, **({"PREFECT_API_URL": url} if url is not None else {})}
+    lines = "".join(f'{key} = "{value}"\n' for key, value in values.items())
+    text = f'active = "{active}"\n\n[profiles.{active}]\n{lines}'
     (folder / "profiles.toml").write_text(text)
 
 
 @pytest.mark.parametrize(
-    ("case", "expected"),
+    ("case", "early"),
     [
-        ("nothing set", False),
-        ("environment", True),
-        ("environment empty", False),
-        ("active profile", True),
-        ("active profile without a url", False),
-        ("PREFECT_PROFILE=local", True),  # Prefect's default profiles file has it
-        ("a .env here", None),
-        ("prefect.toml here", None),
-        ("pyproject.toml with tool.prefect", None),
-        ("pyproject.toml without", False),
+        ("nothing set", True),
+        ("environment", False),
+        ("environment, lower case", False),
+        ("environment empty", True),  # over a profile that names one
+        ("active profile", False),
+        ("active profile without a url", True),
+        ("PREFECT_PROFILE names no profile of the file", True),  # Prefect's default then
+        ("a test mode", False),
+        ("a .env here", False),
+        ("prefect.toml here", False),
+        ("pyproject.toml with tool.prefect", False),
+        ("pyproject.toml without", True),
     ],
 )
-def test_whether_an_api_is_configured_is_read_without_importing_prefect(
-    home: Path, monkeypatch: pytest.MonkeyPatch, case: str, expected: bool | None
+def test_an_early_server_only_when_prefect_would_find_no_api(
+    home: Path, monkeypatch: pytest.MonkeyPatch, case: str, early: bool
 ) -> None:
+    from prefect.settings import Settings
+
+    url = "http://server:4200/api"
     match case:
         case "environment":
-            monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+            monkeypatch.setenv("PREFECT_API_URL", url)
+        case "environment, lower case":
+            monkeypatch.setenv("prefect_api_url", url)
         case "environment empty":
-            _profiles(home, "mine", "http://127.0.0.1:4200/api")  # the environment wins
+            _profiles(home, "mine", url)
             monkeypatch.setenv("PREFECT_API_URL", "")
         case "active profile":
-            _profiles(home, "mine", "http://server:4200/api")
+            _profiles(home, "mine", url)
         case "active profile without a url":
-            _profiles(home, "mine", None)
-        case "PREFECT_PROFILE=local":
-            monkeypatch.setenv("PREFECT_PROFILE", "local")
+            _profiles(home, "mine", None, PREFECT_SERVER_ANALYTICS_ENABLED="true")
+        case "PREFECT_PROFILE names no profile of the file":
+            _profiles(home, "mine", url)
+            monkeypatch.setenv("PREFECT_PROFILE", "other")
+        case "a test mode":
+            monkeypatch.setenv("PREFECT_TEST_MODE", "1")
         case "a .env here":
-            Path(".env").write_text("PREFECT_API_URL=http://server:4200/api\n")
+            Path(".env").write_text(f"PREFECT_API_URL={url}\n")
         case "prefect.toml here":
-            Path("prefect.toml").write_text('[api]\nurl = "http://server:4200/api"\n')
+            Path("prefect.toml").write_text(f'[api]\nurl = "{url}"\n')
         case "pyproject.toml with tool.prefect":
-            Path("pyproject.toml").write_text('[tool.prefect.api]\nurl = "http://x/api"\n')
+            Path("pyproject.toml").write_text(f'[tool]\nprefect = {{api = {{url = "{url}"}}}}\n')
         case "pyproject.toml without":
             Path("pyproject.toml").write_text('[project]\nname = "mine"\n')
-    assert local_server._api_configured() is expected
+    profile = local_server._profile_without_api()
+    assert (profile is not None) is early
+    if profile is not None:  # Prefect agrees: no API (read fresh from env and files)
+        assert not Settings().api.url
+    if case == "active profile without a url":
+        assert profile == {"PREFECT_SERVER_ANALYTICS_ENABLED": "true"}  # passed on to it
+    if case in ("environment", "environment, lower case", "active profile"):
+        assert Settings().api.url == url
 
 
 def test_the_temporary_server_starts_early_and_keeps_to_one_build(
@@ -114,3 +141,23 @@ def test_an_early_server_is_stopped_when_prefect_names_an_api_after_all(home: Pa
 def test_no_early_server_when_an_api_is_configured(home: Path) -> None:
     _profiles(home, "mine", "http://127.0.0.1:9/api")
     assert spawn_early() is None
+
+
+def test_an_early_server_is_stopped_when_prefect_refuses_its_settings(home: Path) -> None:
+    """A setting Prefect cannot read fails its import, after the server was started."""
+    script = """
+import sys
+from flows.local_server import prefect_api, spawn_early
+early = spawn_early()
+assert early is not None
+try:
+    with prefect_api(early=early):
+        pass
+except Exception as exc:
+    print(type(exc).__name__, early.process is None, early.log.exists())
+"""
+    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "abc"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["ValidationError", "True", "False"], done.stderr[-2000:]
