@@ -111,9 +111,15 @@ def test_the_temporary_server_starts_early_and_keeps_to_one_build(
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "true")  # the user's choice
     # A database in memory: a new file would cost ~10 s of migrations.
     monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "sqlite+aiosqlite:///:memory:")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     early = spawn_early()
     assert early is not None and early.process is not None
-    with prefect_api(early=early) as server:
+    # As in a new process: not the API of the test session's Prefect harness.
+    with (
+        temporary_settings(restore_defaults={PREFECT_API_URL}),
+        prefect_api(early=early) as server,
+    ):
         assert server is early
         settings = httpx.get(f"{server.api_url}/admin/settings", timeout=10).json()["server"]
         assert settings["analytics_enabled"] is False  # no call to Prefect's servers
