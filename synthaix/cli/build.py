@@ -288,10 +288,7 @@ def build(
         else:
             dataset = _prepare(paths[0], overrides)
             _quiet_prefect(verbose)
-            from flows.local_server import spawn_early
-
-            server = spawn_early()
-            with watch.bar, progress.listening(watch), _api(server) as temporary:
+            with watch.bar, progress.listening(watch), _api() as temporary:
                 watch.cancel_run = temporary is None  # a temporary server dies with us anyway
                 watch.as_of = dataset.as_of
                 manifest = _flow()(config=dataset, preflight=False)  # checked above
@@ -428,12 +425,12 @@ def _prepare(path: Path, overrides: dict[str, Any]) -> Any:
     return dataset
 
 
-def _api(early: Any) -> Any:
-    """The Prefect API to build with; a temporary server starts (`early`: started before
-    Prefect was imported) while the flow is imported."""
-    from flows.local_server import prefect_api
+def _api() -> Any:
+    """The Prefect API to build with. A temporary server starts, when one is needed, before
+    Prefect is imported, and boots while the flow is imported."""
+    from flows.local_server import prefect_api, spawn_early
 
-    return prefect_api(meanwhile=_flow, early=early)
+    return prefect_api(meanwhile=_flow, early=spawn_early())
 
 
 def _flow() -> Any:
@@ -472,15 +469,12 @@ def _build_batch(
     _distinct_outputs(ready)
     if ready:
         _quiet_prefect(verbose)
-        from flows.local_server import spawn_early
-
         watch.batch = True
         watch.left = [dataset.name for _, dataset in ready]
         # On a terminal, lines go above the progress bar through its console (rich's `out`
         # would write at the cursor, into the bar); a redirected stdout gets them directly.
         lines = console if console.is_terminal and out.is_terminal else out
-        server = spawn_early()
-        with watch.bar, progress.listening(watch), _api(server) as temporary:
+        with watch.bar, progress.listening(watch), _api() as temporary:
             watch.cancel_run = temporary is None
             build_dataset = _flow()
             for _, dataset in ready:
