@@ -100,7 +100,7 @@ def name_list(locale: str, attribute: str) -> tuple[tuple[str, ...], np.ndarray]
 @cache
 def phone_formats(locale: str) -> tuple[bytes, ...] | None:
     """The locale's phone formats, when Faker makes a number by only filling digits into one
-    (# 0-9, % 1-9, $ 2-9): 100 of its 111 locales. None: the locale has its own way."""
+    (# 0-9, % 1-9, $ 2-9): 93 of its 111 locales. None: the locale has its own way."""
     from faker.providers.phone_number import Provider as Phones
 
     for provider in _providers(locale):
