@@ -124,6 +124,7 @@ def _profile_without_api() -> dict[str, str] | None:
     """The active Prefect profile's settings, found as Prefect finds them, when neither it
     nor the environment names an API. None when one does, or when only Prefect can tell (a
     .env, prefect.toml or pyproject.toml [tool.prefect] here, its test modes)."""
+    # Prefect reads these two case-insensitively, the profile's path and name as written.
     env = {key.upper(): value for key, value in os.environ.items()}
     if env.get("PREFECT_API_URL") or any(env.get(mode) for mode in _TEST_MODES):
         return None
@@ -141,21 +142,21 @@ def _profile_without_api() -> dict[str, str] | None:
         defaults = tomllib.loads(shipped.read_text())
         profile = defaults["profiles"].get(defaults.get("active", "ephemeral"), {})
         home = Path("~/.prefect").expanduser()
-        if env.get("PREFECT_PROFILES_PATH"):
-            path = Path(env["PREFECT_PROFILES_PATH"])
-        elif env.get("PREFECT_HOME"):
-            path = Path(env["PREFECT_HOME"]) / "profiles.toml"
+        if os.environ.get("PREFECT_PROFILES_PATH"):
+            path = Path(os.environ["PREFECT_PROFILES_PATH"])
+        elif os.environ.get("PREFECT_HOME"):
+            path = Path(os.environ["PREFECT_HOME"]) / "profiles.toml"
         else:  # as Prefect: its shipped file when the user has none
             path = home / "profiles.toml" if (home / "profiles.toml").exists() else shipped
         if path.is_file():
             found = tomllib.loads(path.read_text())
-            active = env.get("PREFECT_PROFILE") or found.get("active")
+            active = os.environ.get("PREFECT_PROFILE") or found.get("active")
             profile = found.get("profiles", {}).get(active, profile) if active else profile
     except (OSError, tomllib.TOMLDecodeError, AttributeError, KeyError):
         return None
     if "PREFECT_API_URL" not in env and profile.get("PREFECT_API_URL"):
         return None
-    return {str(key): str(value) for key, value in profile.items()}
+    return {key: str(value) for key, value in profile.items() if key == key.upper()}  # as read
 
 
 @contextlib.contextmanager

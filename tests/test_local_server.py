@@ -54,6 +54,7 @@ def _profiles(home: Path, active: str, url: str | None, **settings: str) -> None
         ("active profile", False),
         ("active profile without a url", True),
         ("PREFECT_PROFILE names no profile of the file", True),  # Prefect's default then
+        ("a lower-case prefect_profile", False),  # Prefect ignores it: the file's active one
         ("a test mode", False),
         ("a .env here", False),
         ("prefect.toml here", False),
@@ -82,6 +83,9 @@ def test_an_early_server_only_when_prefect_would_find_no_api(
         case "PREFECT_PROFILE names no profile of the file":
             _profiles(home, "mine", url)
             monkeypatch.setenv("PREFECT_PROFILE", "other")
+        case "a lower-case prefect_profile":
+            _profiles(home, "mine", url)
+            monkeypatch.setenv("prefect_profile", "other")
         case "a test mode":
             monkeypatch.setenv("PREFECT_TEST_MODE", "1")
         case "a .env here":
@@ -98,7 +102,12 @@ def test_an_early_server_only_when_prefect_would_find_no_api(
         assert not Settings().api.url
     if case == "active profile without a url":
         assert profile == {"PREFECT_SERVER_ANALYTICS_ENABLED": "true"}  # passed on to it
-    if case in ("environment", "environment, lower case", "active profile"):
+    if case in (
+        "environment",
+        "environment, lower case",
+        "active profile",
+        "a lower-case prefect_profile",
+    ):
         assert Settings().api.url == url
 
 
