@@ -117,7 +117,12 @@ def spawn_early() -> TemporaryServer | None:
     return server
 
 
-_TEST_MODES = ("PREFECT_TEST_MODE", "PREFECT_UNIT_TEST_MODE", "PREFECT_TESTING_UNIT_TEST_MODE")
+_TEST_MODES = (  # any of them makes Prefect read its shipped profiles only
+    "PREFECT_TEST_MODE",
+    "PREFECT_UNIT_TEST_MODE",
+    "PREFECT_TESTING_UNIT_TEST_MODE",
+    "PREFECT_TESTING_TEST_MODE",
+)
 
 
 def _profile_without_api() -> dict[str, str] | None:

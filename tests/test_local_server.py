@@ -25,7 +25,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "PREFECT_PROFILE",
         "PREFECT_PROFILES_PATH",
         *local_server._TEST_MODES,
-        "PREFECT_TESTING_TEST_MODE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
