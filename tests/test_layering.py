@@ -105,3 +105,22 @@ def test_validate_loads_no_database_or_llm_client(tmp_path: Path) -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "assert not bad, bad\n"
     )
+
+
+def test_the_package_exports_load_on_first_use() -> None:
+    """`import synthaix` is light (the CLI tunes Python's collector before the config models
+    load); its exports are the config module's own."""
+    _run(
+        "import sys\n"
+        "import synthaix\n"
+        "assert 'synthaix.config' not in sys.modules and 'numpy' not in sys.modules\n"
+        "from synthaix import DatasetConfig, SynthaixError, load_config\n"
+        "from synthaix import config\n"
+        "assert DatasetConfig is config.DatasetConfig and load_config is config.load_config\n"
+        "try:\n"
+        "    synthaix.Missing\n"
+        "except AttributeError as exc:\n"
+        "    assert 'Missing' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('synthaix.Missing resolved')\n"
+    )
