@@ -103,14 +103,14 @@ def _targets(
         for index, table in enumerate(config.tables):
             uri = config.plan(table.name).config.dedupe.uri
             if uri:
-                yield f"tables[{index}] ({table.name}).dedupe.uri", _dedupe_path(uri)
+                yield f"tables[{index}] ({table.name}).dedupe.uri", dedupe_path(uri)
     elif config.dedupe.uri:
-        yield "dedupe.uri", _dedupe_path(config.dedupe.uri)
+        yield "dedupe.uri", dedupe_path(config.dedupe.uri)
     if report is not None:
         yield "report", Path(report).expanduser()
 
 
-def _dedupe_path(uri: str) -> Path | str:
+def dedupe_path(uri: str) -> Path | str:
     """The folder LanceDB opens for `uri` (as lancedb.connect reads it), or `uri` itself when
     it is not a local path. No scheme, `file:` and a Windows drive letter are local."""
     scheme = urlparse(uri).scheme
@@ -166,7 +166,7 @@ def rebase(config: Any, root: Path) -> Any:
         else [("dedupe.uri", config.dedupe.uri)]
     )
     for where, uri in uris:
-        local = _dedupe_path(uri) if uri else None
+        local = dedupe_path(uri) if uri else None
         if isinstance(local, Path) and not local.is_absolute():
             changes[where] = str(base / local)
     return apply_overrides(config, changes, origin="output root") if changes else config

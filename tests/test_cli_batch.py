@@ -201,3 +201,26 @@ def test_two_configs_writing_one_output_are_refused_before_anything_is_written(
     _, stderr = _output(tmp_path)
     assert build.returncode == 2 and f"{a} and {c} both write {out}" in _flat(stderr)
     assert not (tmp_path / "out").exists()
+
+
+def test_two_configs_writing_one_dedupe_table_are_refused(tmp_path: Path) -> None:
+    """A dataset's table in a shared dedupe.uri is named after the dataset: two configs of one
+    name would replace each other's. Another name in the same database is fine."""
+    shared = {"uri": str(tmp_path / "dedupe-db")}
+    a = _config(tmp_path, "a.yaml", "alpha", tmp_path / "out" / "a", dedupe=shared)
+    b = _config(tmp_path, "b.yaml", "alpha", tmp_path / "out" / "b", dedupe=shared)
+    build = _start(tmp_path, str(a), str(b), PREFECT_API_URL=NO_SERVER)
+    build.wait(timeout=120)
+    stdout, stderr = _output(tmp_path)
+
+    assert build.returncode == 2, stderr
+    assert f"{a} and {b} both write the dedupe table alpha in {shared['uri']}" in _flat(stderr)
+    assert "its own name" in _flat(stderr) and "built" not in stdout
+    assert not (tmp_path / "out").exists() and not (tmp_path / "dedupe-db").exists()
+
+    c = _config(tmp_path, "c.yaml", "gamma", tmp_path / "out" / "c", dedupe=shared)
+    build = _start(tmp_path, str(a), str(c), "--rows", "5")
+    _finish(build)
+    stdout, stderr = _output(tmp_path)
+    assert build.returncode == 0, stderr
+    assert "built alpha" in stdout and "built gamma" in stdout

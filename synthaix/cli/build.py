@@ -22,7 +22,7 @@ from synthaix.cli.app import DebugOpt, _counts, _fail, _report, app, console, ou
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.errors import ConfigError, SynthaixError
-from synthaix.fence import confine, output_root, rebase
+from synthaix.fence import confine, dedupe_path, output_root, rebase
 from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
 
@@ -513,23 +513,41 @@ def _build_batch(
 
 
 def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
-    """Two configs of a batch must not write the same output folder or DuckDB file."""
-    owners: dict[Path, Path] = {}
+    """Two configs of a batch must not write the same output folder, DuckDB file or dedupe
+    table (a dataset's table in a shared `dedupe.uri` is named after the dataset: the second
+    build would replace the first's)."""
+    owners: dict[Any, Path] = {}
     clashes = []
     for path, dataset in ready:
-        targets = [dataset.output_dir]
+        targets: list[tuple[Any, str]] = [(dataset.output_dir.resolve(), str(dataset.output_dir))]
         if "duckdb" in dataset.output.formats:
-            targets.append(dataset.duckdb_path)
-        for target in targets:
-            owner = owners.setdefault(target.resolve(), path)
+            targets.append((dataset.duckdb_path.resolve(), str(dataset.duckdb_path)))
+        targets += _dedupe_tables(dataset)
+        for key, target in targets:
+            owner = owners.setdefault(key, path)
             if owner != path:
                 clashes.append(f"  {owner} and {path} both write {target}")
     if clashes:
         raise ConfigError(
             "the batch would write an output twice:\n" + "\n".join(clashes),
-            hint="give each config its own output.dir (and output.duckdb); "
-            "--out applies to every config of a batch",
+            hint="give each config its own output.dir (and output.duckdb), and each dataset "
+            "sharing a dedupe.uri its own name; --out applies to every config of a batch",
         )
+
+
+def _dedupe_tables(dataset: Any) -> list[tuple[Any, str]]:
+    """The dedupe tables a build writes in a `dedupe.uri` given in its config."""
+    if isinstance(dataset, RelationalConfig):
+        configs = [dataset.plan(table).config for table in dataset.order]
+    else:
+        configs = [dataset]
+    tables = []
+    for config in configs:
+        if uri := config.dedupe.uri:
+            where = dedupe_path(uri)
+            where = where.resolve() if isinstance(where, Path) else where
+            tables.append(((where, config.name), f"the dedupe table {config.name} in {uri}"))
+    return tables
 
 
 def _built_line(manifest: Any, seconds: float, output_dir: Path) -> str:

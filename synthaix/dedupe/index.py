@@ -49,6 +49,7 @@ from synthaix.dedupe.keys import (
     text_columns,
 )
 from synthaix.errors import OutputError
+from synthaix.fence import dedupe_path
 
 # IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
 # 256 dims on 2 cores: ~2,900 queries/s in 1,000-query calls, 99.6 % of planted near
@@ -493,6 +494,9 @@ def check_dedupe_target(config: DatasetConfig) -> None:
     uri = config.dedupe.uri
     if not uri or not (key_columns(config) or text_columns(config)):
         return
+    local = dedupe_path(uri)
+    if isinstance(local, Path) and not local.exists():
+        return  # no table there; lancedb.connect would make the folder, for a check
     import lancedb
 
     try:
