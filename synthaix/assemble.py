@@ -276,6 +276,23 @@ class Quota(Protocol):
     def take(self, parents: np.ndarray) -> np.ndarray: ...
 
 
+# A batch costs two task runs (dedupe, write-part), ~70 ms of CPU each with Prefect's server
+# on the same machine: 500k rows (or 32 chunks, or a second's worth) spread that over more
+# rows than 200k did (1M rows in 100k chunks through the flow: 287k -> 333k rows/s, medians of
+# 3 alternated runs; peak RSS unchanged at 0.7-0.9 GB), and make larger Parquet parts.
+BATCH_ROWS = 500_000
+# The near-duplicate check embeds a batch's rows at once: (rows, dims) float32 vectors.
+NEAR_BATCH_BYTES = 128 * 2**20
+BATCH_CHUNKS = 32
+BATCH_SECONDS = 1.0
+
+
+def batch_rows(dims: int) -> int:
+    """The rows a batch may reach: with the near-duplicate check (`dims`: its vector size; 0
+    without it), those whose vectors fit NEAR_BATCH_BYTES (256 dims: 131k; 1,536: 21k)."""
+    return min(BATCH_ROWS, NEAR_BATCH_BYTES // (4 * dims)) if dims else BATCH_ROWS
+
+
 class Assembler:
     """Receives chunk results in any order and releases their rows in chunk order, in batches,
     dropping rows that repeat a `unique` column's value. Admitting (dedupe) and writing the
@@ -284,11 +301,19 @@ class Assembler:
     Batches are up to BATCH_ROWS rows, BATCH_CHUNKS chunks or BATCH_SECONDS of waiting, so a
     build of many small chunks does not pay a dedupe and a write per chunk."""
 
-    def __init__(self, target: int, unique: UniqueFilter, quota: Quota | None = None) -> None:
-        """`quota`: for a child table, which rows still fit their parent's count."""
+    def __init__(
+        self,
+        target: int,
+        unique: UniqueFilter,
+        quota: Quota | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ) -> None:
+        """`quota`: for a child table, which rows still fit their parent's count.
+        `batch_rows`: see `batch_rows` below."""
         self.target = target
         self.unique = unique
         self.quota = quota
+        self.batch_rows = batch_rows
         self.delivered = 0
         self.generated = 0
         self.dropped_duplicates = 0
@@ -348,7 +373,7 @@ class Assembler:
         self._batch.append(kept)
         self._batch_rows += kept.num_rows
         if (
-            self._batch_rows >= BATCH_ROWS
+            self._batch_rows >= self.batch_rows
             or len(self._batch) >= BATCH_CHUNKS
             or time.monotonic() - self._batch_started >= BATCH_SECONDS
             or self._batch_rows >= self.missing
@@ -369,13 +394,6 @@ class Assembler:
         return Batch(kept.drop_columns(extra), ids, hashes, parents)
 
 
-# A batch costs two task runs (dedupe, write-part), ~70 ms of CPU each with Prefect's server
-# on the same machine: 500k rows (or a second's worth) spread that over more rows than 200k
-# did (1M rows in 100k chunks through the flow: 287k -> 333k rows/s, medians of 3 alternated
-# runs; peak RSS unchanged at 0.7-0.9 GB), and make larger Parquet parts.
-BATCH_ROWS = 500_000
-BATCH_CHUNKS = 32
-BATCH_SECONDS = 1.0
 _ROW_ID = "__synthaix_row_id"
 _HASH = "__synthaix_key_hash"
 _PARENT = "__synthaix_parent"

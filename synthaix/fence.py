@@ -112,13 +112,14 @@ def _targets(
 
 def dedupe_path(uri: str) -> Path | str:
     """The folder LanceDB opens for `uri` (as lancedb.connect reads it), or `uri` itself when
-    it is not a local path. No scheme, `file:` and a Windows drive letter are local."""
+    it is not a local path. No scheme, `file:` and a Windows drive letter are local; LanceDB
+    strips `file://` and the `file:` of `file:/...`, and opens `file:x` as a relative path."""
     scheme = urlparse(uri).scheme
     if scheme and scheme != "file" and len(scheme) > 1:
         return uri
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
-    elif uri.startswith("file:"):
+    elif uri.startswith("file:/"):
         uri = uri[len("file:") :]
     return Path(uri).expanduser()
 

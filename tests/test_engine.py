@@ -53,6 +53,25 @@ def test_engine_alone_and_flow_build_the_same_data(tmp_path: Path) -> None:
     assert len(data) == 2000 and data == _rows(tmp_path / "flow" / "t.duckdb", "t")
 
 
+def test_a_near_duplicate_builds_batches_hold_the_vectors_it_may_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The near check embeds a batch's rows at once: a batch stops at the rows whose vectors
+    fit NEAR_BATCH_BYTES (here 1,000 rows of 256 dims; each batch is one Parquet part)."""
+    import pyarrow.parquet as pq
+
+    from synthaix import assemble
+
+    monkeypatch.setattr(assemble, "NEAR_BATCH_BYTES", 1000 * 256 * 4)
+    columns = [{"name": "review", "type": "text.lorem"}]
+    config = make_config(columns, name="reviews", rows=3000, chunk_size=250, dedupe={"near": True})
+    config = config.with_overrides(out=tmp_path / "out")
+    manifest = Build(config, ThreadExecutor(config)).run()
+    parts = [pq.ParquetFile(p).metadata.num_rows for p in (tmp_path / "out" / "data").iterdir()]
+    assert manifest.rows.delivered == sum(parts) == 3000
+    assert len(parts) >= 3 and max(parts) < 1000 + 250, parts  # a batch ends at its 1,000th
+
+
 def test_preview_prints_the_builds_first_rows_as_csv(tmp_path: Path) -> None:
     columns = [*COLUMNS[:2], {"name": "code", "type": "integer", "min": 1, "max": 40}, *COLUMNS[3:]]
     columns[2]["unique"] = True  # 30 draws from 40 values repeat some: they must be redrawn

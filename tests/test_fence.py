@@ -263,3 +263,28 @@ def test_a_missing_root_or_a_file_as_root_is_refused(area: tuple[Path, Path]) ->
             confine(config(dir="t"), root / "file")
     finally:
         os.remove(root / "file")
+
+
+@pytest.mark.parametrize("form", ["plain", "relative", "file://", "file:/", "file:relative"])
+def test_dedupe_path_is_the_folder_lancedb_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """The fence and the checks look where LanceDB itself writes, `file:` forms included."""
+    import lancedb
+
+    from synthaix.fence import dedupe_path
+
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path / "db"
+    uri = {
+        "plain": str(absolute),
+        "relative": "db",
+        "file://": f"file://{absolute}",
+        "file:/": f"file:{absolute}",
+        "file:relative": "file:db",
+    }[form]
+    lancedb.connect(uri).create_table("t", data=[{"x": 1}])
+    folder = dedupe_path(uri)
+    assert isinstance(folder, Path) and (tmp_path / folder / "t.lance").is_dir(), sorted(
+        str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.lance")
+    )

@@ -402,6 +402,31 @@ def test_a_users_lancedb_table_at_dedupe_uri_is_refused(tmp_path: Path) -> None:
     assert lancedb.connect(str(tmp_path / "lance")).open_table("shop").count_rows() == 1
 
 
+def test_a_users_lancedb_table_named_as_a_table_of_a_multi_table_dataset_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Each table of a multi-table dataset keeps its dedupe table under its own name."""
+    import lancedb
+
+    lance = str(tmp_path / "lance")
+    lancedb.connect(lance).create_table("customers", data=[{"note": "mine"}])
+    customers = {
+        "name": "customers",
+        "rows": 5,
+        "columns": [{"name": "customer_id", "type": "sequence", "primary_key": True}, COLUMNS[1]],
+    }
+    customers["dedupe"] = {"uri": lance}  # a table's exact check is off unless asked for
+    data = {"name": "shop", "tables": [customers], "output": {"dir": str(tmp_path / "out")}}
+    config = write_config(tmp_path / "shop.yaml", data)
+    assert runner.invoke(app, ["validate", str(config)]).exit_code == 0  # it writes no table
+    customers["dedupe"] = {"uri": lance, "exact": True}
+    config = write_config(tmp_path / "shop.yaml", data)
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2 and "table 'customers' at dedupe.uri" in result.output
+    assert "was not made by SynthAIx" in result.output
+    assert lancedb.connect(lance).open_table("customers").count_rows() == 1
+
+
 def test_a_0_1_output_adopts_only_its_own_default_database(tmp_path: Path) -> None:
     """A folder as 0.1 left it is taken over, but a table without SynthAIx's comment in any
     other database is still the user's."""

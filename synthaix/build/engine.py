@@ -22,7 +22,14 @@ from typing import Any
 import pyarrow as pa
 
 from synthaix import progress
-from synthaix.assemble import Assembler, Batch, RoundPlanner, UniqueFilter, constraints
+from synthaix.assemble import (
+    Assembler,
+    Batch,
+    RoundPlanner,
+    UniqueFilter,
+    batch_rows,
+    constraints,
+)
 from synthaix.assemble import tracked_unique_columns as unique_columns
 from synthaix.build.executor import ChunkExecutor, Steps
 from synthaix.build.manifest import (
@@ -164,7 +171,8 @@ class Build:
         llm = any(isinstance(c, LlmColumn) for c in config.columns)
         self._ahead = planner.ahead if llm and isinstance(planner, RoundPlanner) else None
         seen = writer.existing_values(unique)
-        assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota=quota)
+        batch = batch_rows(dedupe.dims if dedupe.texts else 0)
+        assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota, batch)
         limits = constraints(unique, dedupe.keys, dedupe.texts)
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is

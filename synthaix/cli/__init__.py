@@ -8,8 +8,9 @@ import gc
 # A build imports about 150,000 long-lived objects the collector tracks (pydantic models,
 # Prefect): at Python's default threshold (700 allocations) it walks them again and again,
 # about 0.5 s of a build's start. At exit it would walk them once more (0.4 s) only to free
-# memory the OS takes back anyway. atexit runs the freeze after the handlers registered
-# later (Prefect's log and event flushes); all SynthAIx writes is closed by then.
+# memory the OS takes back anyway. The freeze runs after every other exit hook (Prefect's log
+# and event workers flush before atexit even starts); everything SynthAIx writes is closed
+# by then, and objects reachable from modules are still freed.
 gc.set_threshold(10_000)
 atexit.register(gc.freeze)
 

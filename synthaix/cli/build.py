@@ -514,8 +514,8 @@ def _build_batch(
 
 def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
     """Two configs of a batch must not write the same output folder, DuckDB file or dedupe
-    table (a dataset's table in a shared `dedupe.uri` is named after the dataset: the second
-    build would replace the first's)."""
+    table (a table in a shared `dedupe.uri` is named after the dataset, or the table of a
+    multi-table one: the second build would replace the first's)."""
     owners: dict[Any, Path] = {}
     clashes = []
     for path, dataset in ready:
@@ -531,22 +531,20 @@ def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
         raise ConfigError(
             "the batch would write an output twice:\n" + "\n".join(clashes),
             hint="give each config its own output.dir (and output.duckdb), and each dataset "
-            "sharing a dedupe.uri its own name; --out applies to every config of a batch",
+            "(or table) sharing a dedupe.uri its own name; --out applies to every config of a "
+            "batch",
         )
 
 
 def _dedupe_tables(dataset: Any) -> list[tuple[Any, str]]:
     """The dedupe tables a build writes in a `dedupe.uri` given in its config."""
-    if isinstance(dataset, RelationalConfig):
-        configs = [dataset.plan(table).config for table in dataset.order]
-    else:
-        configs = [dataset]
+    from synthaix.dedupe.index import lance_tables
+
     tables = []
-    for config in configs:
-        if uri := config.dedupe.uri:
-            where = dedupe_path(uri)
-            where = where.resolve() if isinstance(where, Path) else where
-            tables.append(((where, config.name), f"the dedupe table {config.name} in {uri}"))
+    for name, uri in lance_tables(dataset):
+        where = dedupe_path(uri)
+        where = where.resolve() if isinstance(where, Path) else where.rstrip("/")
+        tables.append(((where, name), f"the dedupe table {name} in {uri}"))
     return tables
 
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +51,9 @@ from synthaix.dedupe.keys import (
 )
 from synthaix.errors import OutputError
 from synthaix.fence import dedupe_path
+
+if TYPE_CHECKING:
+    from synthaix.relational.config import RelationalConfig
 
 # IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
 # 256 dims on 2 cores: ~2,900 queries/s in 1,000-query calls, 99.6 % of planted near
@@ -488,27 +492,42 @@ def _sql_string(value: str) -> str:
 _OUR_FIELDS = {"row_id", "build", "key_hash", "vector"}
 
 
-def check_dedupe_target(config: DatasetConfig) -> None:
-    """Refuse, before anything is written, a table of the dataset's name at `dedupe.uri` that
-    SynthAIx did not make: an overwrite build would replace it."""
-    uri = config.dedupe.uri
-    if not uri or not (key_columns(config) or text_columns(config)):
-        return
-    local = dedupe_path(uri)
-    if isinstance(local, Path) and not local.exists():
-        return  # no table there; lancedb.connect would make the folder, for a check
-    import lancedb
+def lance_tables(config: DatasetConfig | RelationalConfig) -> list[tuple[str, str]]:
+    """(table name, dedupe.uri) of each LanceDB table a build of `config` writes at a
+    `dedupe.uri` given in the config: the dataset's, or each table's of a multi-table one."""
+    from synthaix.relational.config import RelationalConfig
 
-    try:
-        db = lancedb.connect(uri)
-        if config.name not in set(db.table_names(limit=1_000_000)):
-            return
-        fields = set(db.open_table(config.name).schema.names)
-    except Exception:  # an unusable uri: `open` reports it with its own message
-        return
-    if not {"row_id", "build", "key_hash"} <= fields or not fields <= _OUR_FIELDS:
-        raise OutputError(
-            f"the LanceDB table '{config.name}' at dedupe.uri {uri} was not made by SynthAIx "
-            f"(columns: {', '.join(sorted(fields))}); nothing was written",
-            hint="point dedupe.uri at another database, or rename the dataset",
-        )
+    if isinstance(config, RelationalConfig):
+        configs = [config.plan(table).config for table in config.order]
+    else:
+        configs = [config]
+    return [
+        (c.name, c.dedupe.uri)
+        for c in configs
+        if c.dedupe.uri and (key_columns(c) or text_columns(c))
+    ]
+
+
+def check_dedupe_target(config: DatasetConfig | RelationalConfig) -> None:
+    """Refuse, before anything is written, a table at a `dedupe.uri` named as one the build
+    writes that SynthAIx did not make: an overwrite build would replace it."""
+    for name, uri in lance_tables(config):
+        local = dedupe_path(uri)
+        if isinstance(local, Path) and not os.path.exists(local):  # False on any OSError
+            continue  # no table there; lancedb.connect would make the folder, for a check
+        import lancedb
+
+        try:
+            db = lancedb.connect(uri)
+            if name not in set(db.table_names(limit=1_000_000)):
+                continue
+            fields = set(db.open_table(name).schema.names)
+        except Exception:  # an unusable uri: `open` reports it with its own message
+            continue
+        if not {"row_id", "build", "key_hash"} <= fields or not fields <= _OUR_FIELDS:
+            raise OutputError(
+                f"the LanceDB table '{name}' at dedupe.uri {uri} was not made by SynthAIx "
+                f"(columns: {', '.join(sorted(fields))}); nothing was written",
+                hint="point dedupe.uri at another database, or rename the dataset (in a "
+                "multi-table dataset, the table)",
+            )

@@ -148,6 +148,10 @@ class RelationalWriter:
                     duckdb_sink.check_target(
                         self.config.duckdb_path, table, self.config.name, legacy=False
                     )
+            if any(table.dedupe.uri for table in self.config.tables):  # as sink.check_output
+                from synthaix.dedupe.index import check_dedupe_target
+
+                check_dedupe_target(self.config)
 
     def _tidy(self) -> None:
         self._roll_forward()
