@@ -279,7 +279,7 @@ class Quota(Protocol):
 # A batch costs two task runs (dedupe, write-part), ~70 ms of CPU each with Prefect's server
 # on the same machine: 500k rows (or 32 chunks, or a second's worth) spread that over more
 # rows than 200k did (1M rows in 100k chunks through the flow: 287k -> 333k rows/s, medians of
-# 3 alternated runs; peak RSS unchanged at 0.7-0.9 GB), and make larger Parquet parts.
+# 3 alternated runs; peak RSS 0.73-0.84 GB against 0.69-0.77), and make larger Parquet parts.
 BATCH_ROWS = 500_000
 # The near-duplicate check embeds a batch's rows at once: (rows, dims) float32 vectors.
 NEAR_BATCH_BYTES = 128 * 2**20
