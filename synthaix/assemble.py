@@ -281,15 +281,18 @@ class Quota(Protocol):
 # rows than 200k did (1M rows in 100k chunks through the flow: 287k -> 333k rows/s, medians of
 # 3 alternated runs; peak RSS 0.73-0.84 GB against 0.69-0.77), and make larger Parquet parts.
 BATCH_ROWS = 500_000
-# The near-duplicate check embeds a batch's rows at once: (rows, dims) float32 vectors.
+# The near-duplicate check holds a batch's (rows, dims) float32 vectors, a few copies of them
+# while it admits the batch: a batch closes once its vectors reach this (the chunk that
+# reaches it stays whole).
 NEAR_BATCH_BYTES = 128 * 2**20
 BATCH_CHUNKS = 32
 BATCH_SECONDS = 1.0
 
 
 def batch_rows(dims: int) -> int:
-    """The rows a batch may reach: with the near-duplicate check (`dims`: its vector size; 0
-    without it), those whose vectors fit NEAR_BATCH_BYTES (256 dims: 131k; 1,536: 21k)."""
+    """The rows at which a batch closes: with the near-duplicate check (`dims`: its vector
+    size; 0 without it), those whose vectors fill NEAR_BATCH_BYTES (256 dims: 131k; 1,536:
+    21k)."""
     return min(BATCH_ROWS, NEAR_BATCH_BYTES // (4 * dims)) if dims else BATCH_ROWS
 
 
@@ -298,8 +301,8 @@ class Assembler:
     dropping rows that repeat a `unique` column's value. Admitting (dedupe) and writing the
     batches is the caller's: it reports what it kept with `accepted`.
 
-    Batches are up to BATCH_ROWS rows, BATCH_CHUNKS chunks or BATCH_SECONDS of waiting, so a
-    build of many small chunks does not pay a dedupe and a write per chunk."""
+    A batch closes once it holds `batch_rows` rows, BATCH_CHUNKS chunks or BATCH_SECONDS of
+    waiting, so a build of many small chunks does not pay a dedupe and a write per chunk."""
 
     def __init__(
         self,
@@ -309,7 +312,7 @@ class Assembler:
         batch_rows: int = BATCH_ROWS,
     ) -> None:
         """`quota`: for a child table, which rows still fit their parent's count.
-        `batch_rows`: see `batch_rows` below."""
+        `batch_rows`: see `batch_rows` above."""
         self.target = target
         self.unique = unique
         self.quota = quota

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from conftest import write_config
 from synthaix.asof import derived_seed
@@ -224,3 +225,22 @@ def test_two_configs_writing_one_dedupe_table_are_refused(tmp_path: Path) -> Non
     stdout, stderr = _output(tmp_path)
     assert build.returncode == 0, stderr
     assert "built alpha" in stdout and "built gamma" in stdout
+
+
+def test_tables_that_keep_no_dedupe_table_do_not_clash(tmp_path: Path) -> None:
+    """A table of a multi-table dataset checks duplicates only when asked: with a shared
+    dedupe.uri and one name, two datasets clash only if they both keep a table there."""
+    from synthaix.cli.build import _distinct_outputs
+    from synthaix.config import parse_any_config
+    from synthaix.errors import ConfigError
+
+    def shop(folder: str, exact: bool) -> Any:
+        table = {"name": "customers", "rows": 5, "columns": COLUMNS[:2]}
+        table["dedupe"] = {"uri": str(tmp_path / "lance"), "exact": exact}
+        data = {"name": "shop", "tables": [table], "output": {"dir": str(tmp_path / folder)}}
+        return parse_any_config(data)
+
+    _distinct_outputs([(Path("a.yaml"), shop("a", False)), (Path("b.yaml"), shop("b", False))])
+    _distinct_outputs([(Path("a.yaml"), shop("a", True)), (Path("b.yaml"), shop("b", False))])
+    with pytest.raises(ConfigError, match="both write the dedupe table customers"):
+        _distinct_outputs([(Path("a.yaml"), shop("a", True)), (Path("b.yaml"), shop("b", True))])

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import write_config
 from synthaix.build.executor import ThreadExecutor
 from synthaix.config import load_config
 from synthaix.errors import ConfigError
@@ -500,6 +501,25 @@ def test_preview_shows_every_table_as_the_build_makes_it(tmp_path: Path) -> None
     assert [r["name"] for r in sections["customers"]] == customers["name"].to_pylist()
     assert built.rows["customers"] == 50
     assert {r["customer_id"] for r in sections["orders"]} <= {1, 2, 3, 4}
+
+
+def test_a_preview_writes_nothing_at_a_tables_dedupe_uri(tmp_path: Path) -> None:
+    from synthaix.relational.preview import preview_tables
+
+    lance = tmp_path / "lance"
+    customers = {
+        "name": "customers",
+        "rows": 20,
+        "columns": [
+            {"name": "customer_id", "type": "sequence", "primary_key": True},
+            {"name": "name", "type": "person.full_name"},
+        ],
+        "dedupe": {"uri": str(lance), "exact": True},
+    }
+    data = {"name": "shop", "tables": [customers], "output": {"dir": str(tmp_path / "out")}}
+    config = load_config(write_config(tmp_path / "shop.yaml", data))
+    assert len(preview_tables(config, rows=5)["customers"]) == 5
+    assert not lance.exists() and not (tmp_path / "out").exists()
 
 
 def test_a_null_lookup_reads_no_row_and_a_decimal_aggregate_takes_its_default(

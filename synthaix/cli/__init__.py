@@ -10,7 +10,7 @@ import gc
 # about 0.5 s of a build's start. At exit it would walk them once more (0.4 s) only to free
 # memory the OS takes back anyway. The freeze runs after every other exit hook (Prefect's log
 # and event workers flush before atexit even starts); everything SynthAIx writes is closed
-# by then, and objects reachable from modules are still freed.
+# by then (only cyclic garbage left at exit goes unfinalized).
 gc.set_threshold(10_000)
 atexit.register(gc.freeze)
 

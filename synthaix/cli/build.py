@@ -538,6 +538,9 @@ def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
 
 def _dedupe_tables(dataset: Any) -> list[tuple[Any, str]]:
     """The dedupe tables a build writes in a `dedupe.uri` given in its config."""
+    specs = dataset.tables if isinstance(dataset, RelationalConfig) else [dataset]
+    if not any(spec.dedupe.uri for spec in specs):
+        return []  # and no import of the dedupe module (DuckDB) before the server starts
     from synthaix.dedupe.index import lance_tables
 
     tables = []

@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthaix.assemble import batch_rows
 from synthaix.build.manifest import DedupeTable
 from synthaix.config import DatasetConfig
 from synthaix.dedupe import keyfile
@@ -64,6 +65,7 @@ NPROBES = 20
 KMEANS_ITERATIONS = 20
 REINDEX_FRACTION = 0.25  # rebuild the index when unindexed rows pass this share of the table
 SEARCH_BATCH = 1024  # queries per LanceDB search call, and the size of within-batch matrices
+SIMILARITY_SLICE = 16_384  # stored rows compared at once in memory: a 64 MiB matrix
 FLUSH_ROWS = 50_000  # accepted rows buffered before they are written to LanceDB
 
 
@@ -456,7 +458,7 @@ class DedupeIndex:
     def _backfill(self, parts: Iterable[Path]) -> None:
         """Index a dataset that has no (usable) dedupe table yet: its rows get ids -1, -2, ..."""
         next_id = -1
-        for batch in _batches(parts):
+        for batch in _batches(parts, min(100_000, batch_rows(self.dims))):
             ids = np.arange(next_id, next_id - batch.num_rows, -1, dtype=np.int64)
             next_id -= batch.num_rows
             self.store(batch, ids)
@@ -480,8 +482,11 @@ def _usable_tag(
 def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
     best = np.full(len(vectors), -1.0, dtype=np.float32)
     for block in others:
-        if len(block):
-            best = np.maximum(best, (vectors @ block.T).max(axis=1))
+        # In slices: a whole block (a batch's rows) at once would make a 1024 x rows matrix,
+        # 0.5 GiB for 131k rows.
+        for start in range(0, len(block), SIMILARITY_SLICE):
+            part = block[start : start + SIMILARITY_SLICE]
+            best = np.maximum(best, (vectors @ part.T).max(axis=1))
     return best
 
 
@@ -495,12 +500,10 @@ _OUR_FIELDS = {"row_id", "build", "key_hash", "vector"}
 def lance_tables(config: DatasetConfig | RelationalConfig) -> list[tuple[str, str]]:
     """(table name, dedupe.uri) of each LanceDB table a build of `config` writes at a
     `dedupe.uri` given in the config: the dataset's, or each table's of a multi-table one."""
-    from synthaix.relational.config import RelationalConfig
-
-    if isinstance(config, RelationalConfig):
-        configs = [config.plan(table).config for table in config.order]
-    else:
+    if isinstance(config, DatasetConfig):
         configs = [config]
+    else:
+        configs = [config.plan(table).config for table in config.order]
     return [
         (c.name, c.dedupe.uri)
         for c in configs
