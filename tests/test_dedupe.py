@@ -214,3 +214,16 @@ def test_a_missing_key_file_is_rebuilt_from_the_published_parts(tmp_path: Path) 
     index = DedupeIndex(config)
     index.open(B2, section, [part])
     assert index.admit(codes([8, 9]), ids(2, 2), 2).column("code").to_pylist() == [9]
+
+
+def test_similarity_to_stored_blocks_is_the_same_compared_in_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from synthaix.dedupe import index
+
+    rng = np.random.default_rng(1)
+    vectors, block = rng.normal(size=(20, 8)).astype(np.float32), rng.normal(size=(50, 8))
+    blocks = [block.astype(np.float32), np.zeros((0, 8), np.float32)]
+    whole = (vectors @ blocks[0].T).max(axis=1)
+    monkeypatch.setattr(index, "SIMILARITY_SLICE", 7)  # 8 slices, the last of one row
+    assert np.array_equal(index._best_similarity(vectors, blocks), whole)
