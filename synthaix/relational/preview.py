@@ -37,7 +37,6 @@ def _scratch(config: RelationalConfig, rows: int, out: Path) -> RelationalConfig
         if table["parent"] is None:
             chunk = table["chunk_size"] or config.chunk_size
             table["rows"] = min(table["rows"], max(rows, chunk))
-    for table in data["tables"]:
         table["dedupe"] = {**table["dedupe"], "uri": None}  # its table in `out`, not the user's
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
