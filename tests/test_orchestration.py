@@ -52,11 +52,19 @@ def _llm_config(tmp_path: Path, url: str, rows: int = 60, **options) -> Path:
 
 
 def _task_runs(flow_run_id, name: str) -> list:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return [r for r in runs if r.name.startswith(name)]
+    """The flow run's task runs named `name...`, once each has its final state: task run
+    states reach the server as events, a moment after the flow ends."""
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=flow_run)
+        runs = [r for r in runs if r.name.startswith(name)]
+        if runs and all(r.state and r.state.is_final() for r in runs):
+            return runs
+        if time.monotonic() > deadline:
+            return runs  # the callers' assertions say what was missing
+        time.sleep(0.5)
 
 
 def test_transient_failures_are_retried_in_one_layer(tmp_path: Path) -> None:
