@@ -56,8 +56,9 @@ def test_engine_alone_and_flow_build_the_same_data(tmp_path: Path) -> None:
 def test_a_near_duplicate_builds_batches_hold_the_vectors_it_may_hold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The near check embeds a batch's rows at once: a batch stops at the rows whose vectors
-    fit NEAR_BATCH_BYTES (here 1,000 rows of 256 dims; each batch is one Parquet part)."""
+    """The near check holds a batch's vectors while it admits it: a batch closes at the rows
+    whose vectors fill NEAR_BATCH_BYTES (here 1,000 rows of 256 dims; each batch is one
+    Parquet part)."""
     import pyarrow.parquet as pq
 
     from synthaix import assemble
