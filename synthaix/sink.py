@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from synthaix import duckdb_sink, progress
 from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
+from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import (
@@ -66,10 +67,7 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
         )
         if "duckdb" in config.output.formats:
             duckdb_sink.check_target(config.duckdb_path, config.table, config.name, legacy)
-    if config.dedupe.uri:  # outside the output folder: it may hold tables of the user's
-        from synthaix.dedupe.index import check_dedupe_target
-
-        check_dedupe_target(config)
+    check_dedupe_target(config)  # a `dedupe.uri` is outside the output: it may hold the user's
     return needs_marker, legacy
 
 

@@ -90,9 +90,11 @@ def test_a_build_with_exact_dedupe_alone_does_not_load_lancedb(tmp_path: Path) -
 
 def test_validate_loads_no_database_or_llm_client(tmp_path: Path) -> None:
     """`validate` is a start-up cost users wait for: DuckDB, tenacity, openai and Faker load
-    only where a database is opened, a request sent or a value made."""
+    only where a database is opened, a request sent or a value made (checking a shared
+    `dedupe.uri` with no database there yet included)."""
     column = {"name": "n", "type": "integer", "min": 0, "max": 9}
-    data = {"name": "t", "rows": 10, "columns": [column]}
+    dedupe = {"uri": str(tmp_path / "shared-lance")}
+    data = {"name": "t", "rows": 10, "columns": [column], "dedupe": dedupe}
     config = write_config(tmp_path / "t.yaml", data)
     _run(
         "import sys\n"
@@ -105,6 +107,7 @@ def test_validate_loads_no_database_or_llm_client(tmp_path: Path) -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "assert not bad, bad\n"
     )
+    assert not (tmp_path / "shared-lance").exists()
 
 
 def test_the_package_exports_load_on_first_use() -> None:

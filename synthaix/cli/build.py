@@ -21,6 +21,7 @@ from synthaix.build.manifest import pacing
 from synthaix.cli.app import DebugOpt, _counts, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
+from synthaix.dedupe.target import lance_tables
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, dedupe_path, output_root, rebase
 from synthaix.overrides import apply_overrides, parse_assignment, typed
@@ -538,11 +539,6 @@ def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
 
 def _dedupe_tables(dataset: Any) -> list[tuple[Any, str]]:
     """The dedupe tables a build writes in a `dedupe.uri` given in its config."""
-    specs = dataset.tables if isinstance(dataset, RelationalConfig) else [dataset]
-    if not any(spec.dedupe.uri for spec in specs):
-        return []  # and no import of the dedupe module (DuckDB) before the server starts
-    from synthaix.dedupe.index import lance_tables
-
     tables = []
     for name, uri in lance_tables(dataset):
         where = dedupe_path(uri)

@@ -26,12 +26,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
-import os
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -44,17 +43,13 @@ from synthaix.dedupe import keyfile
 from synthaix.dedupe.embedders import Embedder, make_embedder
 from synthaix.dedupe.hashset import SortedRuns
 from synthaix.dedupe.keys import (
-    HASH_VERSION,
+    hash_version,
     key_columns,
     key_hashes,
     row_texts,
     text_columns,
 )
 from synthaix.errors import OutputError
-from synthaix.fence import dedupe_path
-
-if TYPE_CHECKING:
-    from synthaix.relational.config import RelationalConfig
 
 # IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
 # 256 dims on 2 cores: ~2,900 queries/s in 1,000-query calls, 99.6 % of planted near
@@ -120,7 +115,7 @@ class DedupeIndex:
         settings = self.config.dedupe
         return {
             "key": self.keys,
-            "key_hash": HASH_VERSION if self.keys else None,
+            "key_hash": hash_version() if self.keys else None,
             "text": self.texts,
             "embedder": settings.embedder if self.texts else None,
             "model": settings.model if self.texts else None,
@@ -492,45 +487,3 @@ def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarra
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-_OUR_FIELDS = {"row_id", "build", "key_hash", "vector"}
-
-
-def lance_tables(config: DatasetConfig | RelationalConfig) -> list[tuple[str, str]]:
-    """(table name, dedupe.uri) of each LanceDB table a build of `config` writes at a
-    `dedupe.uri` given in the config: the dataset's, or each table's of a multi-table one."""
-    if isinstance(config, DatasetConfig):
-        configs = [config]
-    else:
-        configs = [config.plan(table).config for table in config.order]
-    return [
-        (c.name, c.dedupe.uri)
-        for c in configs
-        if c.dedupe.uri and (key_columns(c) or text_columns(c))
-    ]
-
-
-def check_dedupe_target(config: DatasetConfig | RelationalConfig) -> None:
-    """Refuse, before anything is written, a table at a `dedupe.uri` named as one the build
-    writes that SynthAIx did not make: an overwrite build would replace it."""
-    for name, uri in lance_tables(config):
-        local = dedupe_path(uri)
-        if isinstance(local, Path) and not os.path.exists(local):  # False on any OSError
-            continue  # no table there; lancedb.connect would make the folder, for a check
-        import lancedb
-
-        try:
-            db = lancedb.connect(uri)
-            if name not in set(db.table_names(limit=1_000_000)):
-                continue
-            fields = set(db.open_table(name).schema.names)
-        except Exception:  # an unusable uri: `open` reports it with its own message
-            continue
-        if not {"row_id", "build", "key_hash"} <= fields or not fields <= _OUR_FIELDS:
-            raise OutputError(
-                f"the LanceDB table '{name}' at dedupe.uri {uri} was not made by SynthAIx "
-                f"(columns: {', '.join(sorted(fields))}); nothing was written",
-                hint="point dedupe.uri at another database, or rename the dataset (in a "
-                "multi-table dataset, the table)",
-            )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,6 +14,8 @@ from synthaix.columns.llm import LlmColumn
 from synthaix.columns.numeric import SequenceColumn
 
 if TYPE_CHECKING:
+    import duckdb
+
     from synthaix.config import DatasetConfig
 
 
@@ -46,8 +48,8 @@ def key_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
     """A 64-bit hash per row of the normalised key columns: strings trimmed and case-folded
     (pyarrow's kernels, ~7x faster than DuckDB's lower(trim(...))), other values as they are,
     then DuckDB's vectorised hash() of the row (~10M rows/s; a Python loop over blake2b managed
-    ~0.8M/s). HASH_VERSION is part of the dedupe signature, so an upgrade that changed the hash
-    rebuilds the stored hashes instead of missing duplicates."""
+    ~0.8M/s). hash_version() is part of the dedupe signature, so an upgrade that changed the
+    hash rebuilds the stored hashes instead of missing duplicates."""
     normalised = {}
     for name in columns:
         values = table[name]
@@ -55,17 +57,31 @@ def key_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
             values = pc.utf8_lower(pc.utf8_trim_whitespace(values))
         normalised[f"c{len(normalised)}"] = values
     terms = ", ".join(normalised)
-    with _CONNECTION.cursor() as con:  # a cursor per call: safe from any thread
+    with _connection().cursor() as con:  # a cursor per call: safe from any thread
         con.register("keys", pa.table(normalised))
         result = con.execute(f"SELECT hash({terms}) AS h FROM keys").fetchnumpy()
     return np.asarray(result["h"], dtype=np.uint64).view(np.int64)
 
 
-# Opening an in-memory DuckDB costs ~0.1 s; one connection serves every call.
-_CONNECTION = duckdb.connect(config={"threads": 1})
+# Importing DuckDB and opening an in-memory database cost ~0.1 s: done on the first hash (not
+# at import, which `validate` and every output check pay), then one connection serves all.
+_opened: list[duckdb.DuckDBPyConnection] = []
+_opening = threading.Lock()
 
 
-HASH_VERSION = f"duckdb-{duckdb.__version__}-arrow-{pa.__version__}"
+def _connection() -> duckdb.DuckDBPyConnection:
+    with _opening:
+        if not _opened:
+            import duckdb
+
+            _opened.append(duckdb.connect(config={"threads": 1}))
+        return _opened[0]
+
+
+def hash_version() -> str:
+    import duckdb
+
+    return f"duckdb-{duckdb.__version__}-arrow-{pa.__version__}"
 
 
 def row_texts(table: pa.Table, columns: list[str]) -> list[str]:

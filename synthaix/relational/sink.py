@@ -30,6 +30,7 @@ import pyarrow as pa
 from synthaix import duckdb_sink, progress
 from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
+from synthaix.dedupe.target import check_dedupe_target
 from synthaix.files import write_text_atomic
 from synthaix.ownership import check_output_dir, claim, os_errors, remove_stale_builds
 from synthaix.relational.config import RelationalConfig
@@ -148,10 +149,7 @@ class RelationalWriter:
                     duckdb_sink.check_target(
                         self.config.duckdb_path, table, self.config.name, legacy=False
                     )
-            if any(table.dedupe.uri for table in self.config.tables):  # as sink.check_output
-                from synthaix.dedupe.index import check_dedupe_target
-
-                check_dedupe_target(self.config)
+            check_dedupe_target(self.config)
 
     def _tidy(self) -> None:
         self._roll_forward()
