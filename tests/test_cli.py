@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -63,6 +65,53 @@ def test_build_prints_summary_and_writes_outputs(tmp_path: Path) -> None:
     assert str(out / "shop.duckdb") in result.output
     with duckdb.connect(str(out / "shop.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM shop").fetchone()[0] == 700
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_build_sends_its_runs_heartbeats_and_none_after_it(tmp_path: Path) -> None:
+    """With a running server, the CLI sends the flow run's heartbeats itself (Prefect's thread,
+    which the engine joins when the flow ends, held every build up by up to 1 s): one at the
+    start, at the configured frequency, and none once the run has ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.settings import temporary_settings
+
+    config = write_config(tmp_path / "shop.yaml", CONFIG)
+    command = ["build", str(config), "--rows", "100", "--out", str(tmp_path / "out")]
+    with temporary_settings(updates={"flows.heartbeat_frequency": 30}):
+        result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 5
+    while any(t.name == "synthaix-heartbeat" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the heartbeat thread outlived the build"
+        time.sleep(0.05)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        assert run.state is not None and run.state.is_completed()
+        beats = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),
+        )
+        deadline = time.monotonic() + 30  # events reach the server's store in the background
+        while not (events := client.read_events(filter=beats, limit=10).events):
+            assert time.monotonic() < deadline, "no heartbeat reached the server"
+            time.sleep(0.5)
+    assert len(events) == 1
+    assert run.start_time is not None and run.end_time is not None
+    assert run.start_time <= events[0].occurred <= run.end_time
+    assert [r.role for r in events[0].related] == ["flow"]
+
+
+def test_prefects_own_heartbeat_thread_is_off_while_the_cli_sends_them() -> None:
+    from prefect.settings import get_current_settings, temporary_settings
+
+    from flows.heartbeat import Heartbeats
+
+    with temporary_settings(updates={"flows.heartbeat_frequency": 45}):
+        with Heartbeats() as beats:
+            assert beats.every == 45 and get_current_settings().flows.heartbeat_frequency is None
+        assert get_current_settings().flows.heartbeat_frequency == 45
 
 
 def test_build_with_bad_config_fails_in_one_line_and_writes_nothing(tmp_path: Path) -> None:

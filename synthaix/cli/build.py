@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -62,6 +63,7 @@ class _Watch:
         self.built: list[str] = []  # published, in order
         self.left: list[str] = []  # not started yet
         self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
+        self.heartbeats: Any = None  # flows.heartbeat.Heartbeats, with a running server
 
     def begin(self, dataset: str) -> None:
         """A batch's next build starts."""
@@ -78,6 +80,8 @@ class _Watch:
 
         self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
         self.run_id = flow_run.get_id()
+        if self.heartbeats is not None and self.run_id:
+            self.heartbeats.follow(self.run_id, flow_run.get_name() or "")
         if threading.current_thread() is threading.main_thread():
             self.install()  # the flow engine put its own SIGTERM handler in place of ours
 
@@ -290,7 +294,7 @@ def build(
         else:
             dataset = _prepare(paths[0], overrides)
             _quiet_prefect(verbose)
-            with watch.bar, progress.listening(watch), _api() as temporary:
+            with watch.bar, progress.listening(watch), _api() as temporary, _beating(watch):
                 watch.cancel_run = temporary is None  # a temporary server dies with us anyway
                 watch.as_of = dataset.as_of
                 manifest = _flow()(config=dataset, preflight=False)  # checked above
@@ -435,6 +439,15 @@ def _api() -> Any:
     return prefect_api(meanwhile=_flow, early=spawn_early())
 
 
+@contextlib.contextmanager
+def _beating(watch: _Watch) -> Iterator[None]:
+    """Flow-run heartbeats that stop as the run ends (see flows/heartbeat.py)."""
+    from flows.heartbeat import Heartbeats
+
+    with Heartbeats() as watch.heartbeats:
+        yield
+
+
 def _flow() -> Any:
     """The build flow (importing it imports Prefect: ~1.5 s), and what Prefect imports only
     when a flow runs: while a temporary server boots, they cost no wait (fastapi's encoder,
@@ -481,7 +494,7 @@ def _build_batch(
         # On a terminal, lines go above the progress bar through its console (rich's `out`
         # would write at the cursor, into the bar); a redirected stdout gets them directly.
         lines = console if console.is_terminal and out.is_terminal else out
-        with watch.bar, progress.listening(watch), _api() as temporary:
+        with watch.bar, progress.listening(watch), _api() as temporary, _beating(watch):
             watch.cancel_run = temporary is None
             build_dataset = _flow()
             for _, dataset in ready:
@@ -496,6 +509,7 @@ def _build_batch(
                     codes.append(_failed(dataset.name, exc, debug))
                     continue
                 finally:
+                    watch.heartbeats.stop()  # this run has ended
                     if threading.current_thread() is threading.main_thread():
                         watch.install()  # the flow engine may have left its own handler
                 line = _built_line(manifest, time.perf_counter() - began, dataset.output_dir)
