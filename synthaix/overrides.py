@@ -42,7 +42,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2024-02-30
         raise ConfigError(f"--set {path}: cannot read the value {raw!r}: {exc}") from None
     return path, value
 

@@ -39,6 +39,13 @@ class YamlDocument:
             ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        except ValueError as exc:  # a value YAML reads but cannot make, e.g. 2024-02-30
+            line = _unmakeable_line(self.node)
+            where = f"{path}:{line}" if line else str(path)
+            raise ConfigError(
+                f"{where}: invalid value: {exc}",
+                hint="a date must exist in the calendar (YYYY-MM-DD); quote a value meant as text",
+            ) from None
         except RecursionError as exc:  # the YAML parser recurses once per nesting level
             raise ConfigError(
                 f"{path}: YAML is nested too deeply",
@@ -96,6 +103,27 @@ class YamlDocument:
                 node = node.value[part]
                 line = node.start_mark.line + 1
         return line
+
+
+def _unmakeable_line(root: yaml.Node | None) -> int | None:
+    """1-based line of the first scalar the YAML constructor refuses (an impossible date)."""
+    stack = [root] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                yaml.SafeLoader("").construct_object(node, deep=True)
+            except ValueError:
+                return node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(item for pair in reversed(node.value) for item in reversed(pair))
+    return None
 
 
 def _check_graph(path: Path, root: yaml.Node) -> None:

@@ -25,6 +25,19 @@ def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
     assert "invalid YAML" in message
 
 
+def test_a_date_not_in_the_calendar_names_file_and_line(tmp_path: Path) -> None:
+    """YAML reads 2024-02-30 as a date and then cannot make it: a located error, not a
+    traceback (in the file, and in a --set value)."""
+    from synthaix.overrides import parse_assignment
+
+    text = "name: x\nrows: 10\ncolumns:\n  - name: d\n    type: date\n"
+    message = _error(tmp_path, text + "    start: 2024-01-01\n    end: 2024-02-30\n")
+    assert f"{tmp_path / 'bad.yaml'}:7: invalid value: day is out of range" in message
+    assert "bad.yaml:6:" in _error(tmp_path, text + "    start: 2024-13-01\n    end: 2025-01-01\n")
+    with pytest.raises(ConfigError, match=r"--set columns\.d\.end: cannot read the value"):
+        parse_assignment("columns.d.end=2024-02-30")
+
+
 def test_unknown_type_lists_valid_ones_and_suggests(tmp_path: Path) -> None:
     message = _error(
         tmp_path,
