@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from conftest import write_config
 from synthaix.build.executor import ThreadExecutor
@@ -576,6 +577,35 @@ def test_a_nullable_parent_link_and_a_count_by_a_grandparent_column_are_refused(
     )
     with pytest.raises(ConfigError, match=r"'customers\.tier' is not a column of orders"):
         load_config(path)
+
+
+def test_a_key_that_may_be_null_is_refused_as_a_primary_key_or_a_reference_target(
+    tmp_path: Path,
+) -> None:
+    """A reference to a unique column that is null in 30 % of rows made 30 % null foreign keys,
+    which the config never asked for ("keys always join"); a nullable primary key, nulls."""
+    path = tmp_path / "shop.yaml"
+    base = SHOP.format(customers=10, chunk=100, out=tmp_path / "x")
+    path.write_text(
+        base.replace(
+            "{name: customer_id, type: sequence, primary_key: true}",
+            "{name: customer_id, type: sequence, primary_key: true, nullable: 0.3}",
+        )
+    )
+    with pytest.raises(ConfigError, match="a primary key is never null"):
+        load_config(path)
+    tables = yaml.safe_load(base)
+    customers = next(t for t in tables["tables"] if t["name"] == "customers")
+    customers["columns"].append({"name": "code", "type": "uuid", "unique": True, "nullable": 0.3})
+    orders = next(t for t in tables["tables"] if t["name"] == "orders")
+    code_ref = {"name": "code_ref", "type": "reference", "to": "customers.code", "alias": "c2"}
+    orders["columns"].append(code_ref)
+    path.write_text(yaml.safe_dump(tables, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"customers\.code is null in 30% of customers rows"):
+        load_config(path)
+    customers["columns"][-1]["nullable"] = 0
+    path.write_text(yaml.safe_dump(tables, sort_keys=False))
+    load_config(path)
 
 
 WEIGHTED = """

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -70,6 +70,15 @@ class Column(StrictModel):
         description="Part of the table's primary key: unique and never null (several columns "
         "make a composite key); declared as PRIMARY KEY in DuckDB for multi-table datasets.",
     )
+
+    @model_validator(mode="after")
+    def _key_never_null(self) -> Self:
+        if self.primary_key and self.nullable > 0:
+            raise ValueError(
+                "a primary key is never null: drop nullable (or primary_key, for a column "
+                "that may be empty)"
+            )
+        return self
 
     @property
     def is_late(self) -> bool:

@@ -421,6 +421,15 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                         "primary key, or a unique: true column, so each reference names one row",
                     )
                 )
+            elif key_column.nullable:
+                problems.append(
+                    (
+                        (*where, "to"),
+                        f"{column.to} is null in {key_column.nullable:.0%} of {column.table} rows, "
+                        "which no reference could name (a reference is null only where its own "
+                        "nullable says): reference a key every row has, or drop that nullable",
+                    )
+                )
             weights = column.weights
             if not isinstance(weights, str) and hasattr(weights, "column"):
                 found = next((c for c in target.columns if c.name == weights.column), None)
