@@ -32,8 +32,11 @@ def table_comment(dataset: str, build_id: str) -> str:
     return f"synthaix:{dataset}:{build_id}"
 
 
-def check_target(path: Path, table: str, dataset: str, legacy: bool) -> None:
-    """Refuse, before anything is written, a target SynthAIx may not publish into."""
+def check_target(
+    path: Path, table: str, dataset: str, legacy: bool, in_tables: bool = False
+) -> None:
+    """Refuse, before anything is written, a target SynthAIx may not publish into.
+    `in_tables`: the table is one of a multi-table dataset's (named under tables:)."""
     if not path.exists() and not path.is_symlink():
         check_creatable(path)
         return
@@ -52,7 +55,7 @@ def check_target(path: Path, table: str, dataset: str, legacy: bool) -> None:
     except duckdb.Error as exc:
         raise _open_error(path, exc) from exc
     with con:
-        _check_owner(con, path, table, dataset, legacy)
+        _check_owner(con, path, table, dataset, legacy, in_tables)
     check_writable(path.parent)  # DuckDB writes a .wal file beside the database
 
 
@@ -78,7 +81,7 @@ def publish(
 
 @contextlib.contextmanager
 def publishing(
-    path: Path, tables: list[str], dataset: str, legacy: bool
+    path: Path, tables: list[str], dataset: str, legacy: bool, in_tables: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection inside one transaction, committed when the block ends: nothing of
     SynthAIx's is published if it fails. `tables` must be ours (or new) first."""
@@ -87,7 +90,7 @@ def publishing(
         con = _connect_waiting(path)
         try:
             for table in tables:
-                _check_owner(con, path, table, dataset, legacy)
+                _check_owner(con, path, table, dataset, legacy, in_tables)
             progress.publishing()  # from here until the sink says published, an interrupt waits
             con.execute("BEGIN TRANSACTION")
             yield con
@@ -129,8 +132,18 @@ def is_duckdb_file(path: Path) -> bool:
 
 
 def _check_owner(
-    con: duckdb.DuckDBPyConnection, path: Path, table: str, dataset: str, legacy: bool
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    dataset: str,
+    legacy: bool,
+    in_tables: bool,
 ) -> None:
+    rename = (
+        f"give table '{table}' another name under tables:"
+        if in_tables
+        else "set output.table to another name"
+    )
     views = con.execute(  # lower(): names are case-insensitive (see _find_table)
         "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' "
         "AND lower(view_name) = lower(?)",
@@ -139,7 +152,7 @@ def _check_owner(
     if views:
         raise OutputError(
             f"{path} has a view named '{views[0][0]}'; SynthAIx never replaces it",
-            hint="set output.table to another name",
+            hint=f"{rename}, or set output.duckdb to another file",
         )
     found = _find_table(con, table)
     if found is None:
@@ -151,7 +164,8 @@ def _check_owner(
     raise OutputError(
         f"table '{table}' in {path} was {owner}; SynthAIx replaces only its own tables, and "
         "nothing was written",
-        hint="set output.table to a new name, or drop that table yourself if it may go",
+        hint=f"{rename}, or set output.duckdb to another file, or drop that table yourself if "
+        "it may go",
     )
 
 

@@ -427,6 +427,28 @@ def test_a_users_lancedb_table_named_as_a_table_of_a_multi_table_dataset_is_refu
     assert lancedb.connect(lance).open_table("customers").count_rows() == 1
 
 
+def test_a_view_named_as_a_table_of_a_multi_table_dataset_says_how_to_rename_it(
+    tmp_path: Path,
+) -> None:
+    """The hint names what the config can change: a table of `tables:` has no output.table."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE VIEW customers AS SELECT 1 AS mine")
+    customers = {
+        "name": "customers",
+        "rows": 5,
+        "columns": [{"name": "customer_id", "type": "sequence", "primary_key": True}, COLUMNS[1]],
+    }
+    output = {"dir": str(tmp_path / "out"), "duckdb": str(warehouse)}
+    config = write_config(
+        tmp_path / "shop.yaml", {"name": "shop", "tables": [customers], "output": output}
+    )
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2 and "has a view named 'customers'" in result.output
+    assert "give table 'customers' another name under tables:" in result.output
+    assert "output.table" not in result.output
+
+
 def test_a_0_1_output_adopts_only_its_own_default_database(tmp_path: Path) -> None:
     """A folder as 0.1 left it is taken over, but a table without SynthAIx's comment in any
     other database is still the user's."""

@@ -21,7 +21,7 @@ from synthaix.relational.sink import TableOutput
 def publish_tables(
     path: Path, dataset: str, build_id: str, tables: list[TableOutput], foreign_keys: bool
 ) -> None:
-    with publishing(path, [t.name for t in tables], dataset, legacy=False) as con:
+    with publishing(path, [t.name for t in tables], dataset, False, in_tables=True) as con:
         for name in _ours_children_first(con, dataset):
             con.execute(f"DROP TABLE {_quote(name)}")
         for table in tables:  # in build order: parents first

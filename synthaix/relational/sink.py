@@ -147,7 +147,7 @@ class RelationalWriter:
             if "duckdb" in self.config.output.formats:
                 for table in self.config.order:
                     duckdb_sink.check_target(
-                        self.config.duckdb_path, table, self.config.name, legacy=False
+                        self.config.duckdb_path, table, self.config.name, False, in_tables=True
                     )
             check_dedupe_target(self.config)
 
