@@ -50,6 +50,7 @@ from synthaix.config import (
 from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.llm.provider import ProviderConfig
+from synthaix.relational.counts import mean_children
 from synthaix.sqlexpr import ExpressionError, checked
 
 Problems = list[tuple[tuple[str | int, ...], str]]
@@ -582,9 +583,8 @@ def _estimate(config: RelationalConfig, spec: TableConfig) -> float:
     if spec.rows is not None:
         return float(spec.rows)
     assert spec.parent is not None and spec.count is not None
-    parent = config.plan(spec.parent).estimated_rows
-    mean = spec.count.resolved(spec.count)[0]
-    return max(1.0, parent * mean)
+    parent = config.plan(spec.parent)
+    return max(1.0, parent.estimated_rows * mean_children(spec.count, parent.spec))
 
 
 def _dedupe(spec: TableConfig) -> DedupeConfig:
