@@ -299,6 +299,14 @@ class DatasetWriter:
             self.data_link.unlink()
         if text is not None:
             write_text_atomic(self.root / "manifest.json", text + "\n")
+        drop_stale_report(self.root)
+
+
+def drop_stale_report(root: Path) -> None:
+    """Remove the output folder's report.html once a build has published: it describes an
+    earlier build's data (`--report` then writes this build's)."""
+    with contextlib.suppress(OSError):
+        (root / "report.html").unlink(missing_ok=True)
 
 
 def _replace_symlink(link: Path, target: Path) -> None:

@@ -145,3 +145,17 @@ def test_the_duckdb_table_keeps_the_rows_in_the_parts_order(tmp_path: Path) -> N
         got = con.execute("SELECT v, s FROM t").fetchnumpy()
     assert (got["v"] == np.arange(120_000)).all()
     assert (got["s"] == np.arange(120_000).astype(str)).all()
+
+
+def test_a_published_build_removes_the_report_of_the_one_before(tmp_path: Path) -> None:
+    """report.html describes the data beside it: a later build, published, removes the one of
+    the build before (it would show 100 rows beside 50); a failed build leaves it."""
+    config = _config(tmp_path)
+    _write(config)
+    report = config.output_dir / "report.html"
+    report.write_text("<p>100 rows</p>")
+    with pytest.raises(RuntimeError, match="boom"):
+        _write(config, fail_after=1)
+    assert report.read_text() == "<p>100 rows</p>"
+    _write(config.with_overrides(rows=50))
+    assert not report.exists() and _parquet(config).num_rows == 50

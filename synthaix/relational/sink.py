@@ -41,6 +41,7 @@ from synthaix.sink import (
     _discard,
     _fsync,
     _replace_symlink,
+    drop_stale_report,
 )
 
 DATASET_MANIFEST = "dataset.json"
@@ -229,6 +230,7 @@ class RelationalWriter:
         elif self.data_link.is_symlink():
             self.data_link.unlink()
         write_text_atomic(self.root / "manifest.json", manifest_json + "\n")
+        drop_stale_report(self.root)
         progress.published()
         remove_stale_builds(self.root / ".versions", keep=self.build_id)
         return self.output_paths()
