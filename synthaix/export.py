@@ -1,14 +1,21 @@
-"""Export a built dataset to CSV, JSON Lines or a single Parquet file, atomically."""
+"""Export a built dataset to CSV, JSON Lines or a single Parquet file, atomically.
+
+A multi-table dataset (`tables:`) is exported one table at a time: `table` names it (it may
+be left out when the dataset has a single table). Without a target the file goes into the
+build's output folder, `<dataset>.<fmt>` (one table) or `<table>.<fmt>` (a table of a
+multi-table dataset); a target of the user's (a file, or a file in a folder they name) that
+exists is never overwritten unless `overwrite`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 
+from synthaix.build.manifest import Manifest
 from synthaix.errors import OutputError
+from synthaix.relational.manifest import DatasetManifest, is_dataset_manifest
 from synthaix.report.profile import parquet_source, parts_of, sql_literal
 
 Format = Literal["csv", "jsonl", "parquet"]
@@ -16,12 +23,13 @@ _COPY = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "parquet": "F
 
 
 def export_dataset(
-    output_dir: Path, fmt: Format, target: Path | None = None, overwrite: bool = False
+    output_dir: Path,
+    fmt: Format,
+    target: Path | None = None,
+    overwrite: bool = False,
+    table: str | None = None,
 ) -> Path:
-    parts = parts_of(output_dir)
-    if not parts:
-        raise OutputError(f"{output_dir} has no built dataset", hint="run synthaix build first")
-    name = _dataset_name(output_dir)
+    name, parts = _parts(output_dir, table)
     chosen = target is not None
     if target is None or target.is_dir():
         target = (target or output_dir) / f"{name}.{fmt}"
@@ -41,8 +49,43 @@ def export_dataset(
     return target
 
 
-def _dataset_name(output_dir: Path) -> str:
-    manifest = output_dir / "manifest.json"
-    if manifest.is_file():
-        return str(json.loads(manifest.read_text(encoding="utf-8"))["dataset"])
-    return output_dir.name
+def _parts(output_dir: Path, table: str | None) -> tuple[str, list[str]]:
+    """The name to export under (the dataset's, or the table's) and its current parts."""
+    path = output_dir / "manifest.json"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if is_dataset_manifest(text):
+        return _table_parts(output_dir, DatasetManifest.parse(text, str(path)).order, table)
+    parts = parts_of(output_dir)
+    if not parts:
+        raise OutputError(f"{output_dir} has no built dataset", hint="run synthaix build first")
+    name = Manifest.parse(text, str(path)).dataset if text else output_dir.name
+    if table is not None and table != name:
+        raise OutputError(
+            f"{output_dir} holds one table, {name}, not {table}",
+            hint=f"leave out --table (or pass --table {name})",
+        )
+    return name, parts
+
+
+def _table_parts(output_dir: Path, names: list[str], table: str | None) -> tuple[str, list[str]]:
+    """The chosen table of a multi-table dataset, and its current Parquet parts."""
+    listed = ", ".join(names)
+    if table is None:
+        if len(names) != 1:
+            raise OutputError(
+                f"{output_dir} holds {len(names)} tables: {listed}; export writes one",
+                hint=f"choose one with --table, e.g. --table {names[0]}",
+            )
+        table = names[0]
+    elif table not in names:
+        raise OutputError(
+            f"{output_dir} has no table '{table}'; its tables: {listed}",
+            hint="pass one of them to --table",
+        )
+    folder = (output_dir / ".current" / table).resolve()
+    parts = [str(p) for p in sorted(folder.glob("part-*.parquet"))]
+    if not parts:
+        raise OutputError(
+            f"{output_dir} has no built table {table}", hint="run synthaix build first"
+        )
+    return table, parts

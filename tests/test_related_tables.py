@@ -473,6 +473,8 @@ def test_a_root_table_looks_up_and_grandchildren_read_through_two_tables(tmp_pat
 
 
 def test_preview_shows_every_table_as_the_build_makes_it(tmp_path: Path) -> None:
+    from synthaix.relational.preview import preview_tables
+
     path = write_shop(tmp_path, customers=50, out="never")
     done = subprocess.run(
         [
@@ -485,6 +487,8 @@ def test_preview_shows_every_table_as_the_build_makes_it(tmp_path: Path) -> None
             "4",
             "--format",
             "jsonl",
+            "--table",
+            "orders",
         ],
         capture_output=True,
         text=True,
@@ -492,19 +496,16 @@ def test_preview_shows_every_table_as_the_build_makes_it(tmp_path: Path) -> None
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    sections: dict[str, list[dict]] = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("# "):
-            current = sections.setdefault(line[2:], [])
-        else:
-            current.append(json.loads(line))
-    assert list(sections) == ["customers", "products", "orders", "items"]
-    assert all(len(rows) == 4 for rows in sections.values())
+    orders = [json.loads(line) for line in done.stdout.splitlines()]  # JSON Lines, nothing else
+    tables = preview_tables(load_config(path), rows=4)
+    assert list(tables) == ["customers", "products", "orders", "items"]
+    assert all(len(rows) == 4 for rows in tables.values())
+    assert [r["order_id"] for r in orders] == tables["orders"]["order_id"].to_pylist()
     built = build(load_config(path))
     customers = pq.read_table(tmp_path / "never" / "data" / "customers").slice(0, 4)
-    assert [r["name"] for r in sections["customers"]] == customers["name"].to_pylist()
+    assert tables["customers"]["name"].to_pylist() == customers["name"].to_pylist()
     assert built.rows["customers"] == 50
-    assert {r["customer_id"] for r in sections["orders"]} <= {1, 2, 3, 4}
+    assert {r["customer_id"] for r in orders} <= {1, 2, 3, 4}
 
 
 def test_a_preview_writes_nothing_at_a_tables_dedupe_uri(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from rich.table import Table
 from synthaix.cli.app import ConfigArg, DebugOpt, ForceOpt, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
-from synthaix.errors import SynthaixError
+from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, output_root, rebase
 from synthaix.files import write_text_atomic
 
@@ -134,6 +134,13 @@ def preview(
         Literal["table", "csv", "jsonl"],
         typer.Option("--format", help="table for people; csv or jsonl for scripts."),
     ] = "table",
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table",
+            help="Show only this table of a multi-table config (needed with csv or jsonl).",
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
@@ -144,6 +151,18 @@ def preview(
         if root := output_root():  # where a build would really write (SYNTHAIX_OUTPUT_ROOT)
             dataset = rebase(dataset, root)
             confine(dataset, root)
+        names = list(dataset.order) if _is_tables(dataset) else [dataset.name]
+        if table is not None and table not in names:
+            raise ConfigError(
+                f"{config} has no table '{table}'; its tables: {', '.join(names)}",
+                hint="pass one of them to --table",
+            )
+        if table is None and fmt != "table" and len(names) > 1:
+            raise ConfigError(
+                f"--format {fmt} prints one table; {config} has {len(names)}: {', '.join(names)}",
+                hint=f"choose one with --table, e.g. --table {names[0]} (or use --format table"
+                " to see them all)",
+            )
         if _is_tables(dataset):
             from synthaix.relational.preview import preview_tables
 
@@ -158,13 +177,14 @@ def preview(
             tables = {dataset.name: preview_rows(dataset, llm=_llm_reachable(dataset))}
     except Exception as exc:
         _fail(exc, debug)
-    for name, table in tables.items():
-        _show_rows(dataset, name, table, fmt, several=len(tables) > 1)
+    several = len(tables) > 1
+    for name, rows_of in tables.items():
+        if table is None or name == table:
+            _show_rows(dataset, name, rows_of, fmt, several=several)
 
 
 def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool) -> None:
-    if several and fmt != "table":
-        sys.stdout.write(f"# {name}\n")
+    """One table's rows; csv and jsonl print nothing else (the caller shows one table)."""
     if fmt == "table":
         name = f"{dataset.name}.{name}" if several else name
         view = Table(title=f"{name}: first {table.num_rows} rows (seed {dataset.seed})")
@@ -205,15 +225,22 @@ def export(
     fmt: Annotated[
         Literal["csv", "jsonl", "parquet"], typer.Option("--format", help="File format.")
     ] = "csv",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (or folder) to write.")
+    ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="The table to export (needed when the dataset has several)."),
+    ] = None,
     force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Export a built dataset to one CSV, JSON Lines or Parquet file."""
+    """Export a built dataset (or one table of a multi-table dataset) to one CSV, JSON Lines
+    or Parquet file."""
     from synthaix.export import export_dataset
 
     try:
-        path = export_dataset(output_dir, fmt, output, overwrite=force)
+        path = export_dataset(output_dir, fmt, output, overwrite=force, table=table)
     except Exception as exc:
         _fail(exc, debug)
     out.print(f"[green]wrote[/] {path}")

@@ -3,7 +3,11 @@
 The tables are built into a temporary folder, read back, and the folder removed: nothing is
 written where the config points. Each root table makes its whole first chunk (at least the
 rows asked for), so values drawn per chunk match the build's; children come from their
-counts. LLM columns stay empty when no provider can be used, as in a single-table preview.
+counts. A child that sets `rows` (an exact total shared out between its parents) gets that
+total scaled as its parents are, so each parent's children average what the build gives them;
+should the scaled total not fit the parents drawn (a parent that is itself a child without
+`rows`, or bounds per `by` value), the preview falls back to the children's counts alone. LLM
+columns stay empty when no provider can be used, as in a single-table preview.
 """
 
 from __future__ import annotations
@@ -15,29 +19,83 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthaix.build.executor import ThreadExecutor
+from synthaix.errors import ConfigError
 from synthaix.relational.build import DatasetBuild
-from synthaix.relational.config import RelationalConfig
+from synthaix.relational.config import RelationalConfig, TableConfig
 
 
 def preview_tables(config: RelationalConfig, rows: int, llm: bool = True) -> dict[str, pa.Table]:
     """The first `rows` rows of each table, in build order."""
     with tempfile.TemporaryDirectory(prefix="synthaix-preview-") as folder:
-        scratch = _scratch(config, rows, Path(folder) / "out")
-        DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
-        data = Path(folder) / "out" / "data"
+        out = Path(folder) / "out"
+        scratch, scaled = _scratch(config, rows, out)
+        try:
+            DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
+        except ConfigError:
+            if not scaled:  # the build itself would stop there too
+                raise
+            # A scaled total that the parents drawn cannot take: the counts alone instead.
+            scratch, _ = _scratch(config, rows, out, totals=False)
+            DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
+        data = out / "data"
         return {
             name: pq.read_table(data / name).slice(0, rows).combine_chunks()
             for name in config.order
         }
 
 
-def _scratch(config: RelationalConfig, rows: int, out: Path) -> RelationalConfig:
+def _scratch(
+    config: RelationalConfig, rows: int, out: Path, totals: bool = True
+) -> tuple[RelationalConfig, bool]:
+    """The config the preview builds into `out`, and whether a child's `rows` was scaled.
+
+    Root tables make at most their first chunk. Each table's scale is its preview rows over
+    its build rows (a child's, its parent's). A child's `rows` total is scaled with its
+    parent, within what its parents' count bounds can reach (the rule the config checks);
+    `totals=False` drops the scaled totals, leaving the counts (a child without `count`
+    gets a Poisson count of the mean a build would share out)."""
     data = config.model_dump(mode="python", by_alias=True)
+    tables = {table["name"]: table for table in data["tables"]}
+    scale: dict[str, float] = {}
+    known: dict[str, int | None] = {}  # preview rows, when fixed before the build
+    scaled = False
+    for name in config.order:
+        table, spec = tables[name], config.table(name)
+        if spec.parent is None:
+            chunk = spec.chunk_size or config.chunk_size
+            assert spec.rows is not None  # a root table sets rows
+            table["rows"] = min(spec.rows, max(rows, chunk))
+            scale[name], known[name] = table["rows"] / spec.rows, table["rows"]
+            continue
+        scale[name] = scale[spec.parent]
+        if spec.rows is None or scale[name] == 1.0:  # counts alone, or the build's total
+            known[name] = spec.rows
+            continue
+        scaled = True
+        if totals:
+            table["rows"] = known[name] = _scaled_total(spec, scale[name], known[spec.parent])
+            continue
+        table["rows"] = known[name] = None
+        if spec.count is None:
+            mean = spec.rows / max(config.plan(spec.parent).estimated_rows, 1.0)
+            table["count"] = {"distribution": "poisson", "mean": mean}
     for table in data["tables"]:
-        if table["parent"] is None:
-            chunk = table["chunk_size"] or config.chunk_size
-            table["rows"] = min(table["rows"], max(rows, chunk))
         table["dedupe"] = {**table["dedupe"], "uri": None}  # its table in `out`, not the user's
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
-    return RelationalConfig.model_validate(data)
+    return RelationalConfig.model_validate(data), scaled
+
+
+def _scaled_total(spec: TableConfig, scale: float, parents: int | None) -> int:
+    """`spec.rows` times `scale`, within [parents x min, parents x max] when the preview's
+    parents are known (as the config's check requires of the build's total)."""
+    total = max(1, round(spec.rows * scale))
+    if parents is None or spec.count is None:
+        return total
+    count = spec.count
+    bounds = [count.resolved(p)[1:] for p in [count, *(count.params or {}).values()]]
+    low = parents * min(b[0] for b in bounds)
+    highs = [b[1] for b in bounds]
+    high = None if None in highs else parents * max(h for h in highs if h is not None)
+    total = max(total, low)
+    return total if high is None else min(total, high)

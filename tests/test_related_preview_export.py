@@ -1,0 +1,240 @@
+# ruff: noqa: E501  (YAML configs read best on one line per column)
+"""Preview and export of multi-table datasets: a child with an exact `rows` total previews,
+csv/jsonl previews print one table and nothing else, and export writes one table of a
+multi-table build without touching files SynthAIx did not make."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from synthaix.build.executor import ThreadExecutor
+from synthaix.cli import app
+from synthaix.config import load_config
+from synthaix.errors import OutputError
+from synthaix.export import export_dataset
+from synthaix.relational.build import DatasetBuild
+from synthaix.relational.preview import _scratch, preview_tables
+
+runner = CliRunner()
+
+HR = """
+name: hr
+seed: 7
+chunk_size: 100
+tables:
+  - name: departments
+    rows: 12
+    columns:
+      - {name: department_id, type: sequence, primary_key: true, start: 100, step: 10}
+      - {name: budget, type: integer, min: 1, max: 100}
+  - name: employees
+    rows: 600
+    columns:
+      - {name: employee_id, type: sequence, primary_key: true}
+      - {name: department_id, type: reference, to: departments.department_id, weights: {column: budget}}
+      - {name: name, type: person.full_name}
+  - name: reviews
+    parent: employees
+    rows: 800
+    count: {distribution: uniform, min: 0, max: 3}
+    columns:
+      - {name: review_id, type: uuid, primary_key: true}
+      - {name: employee_id, type: reference, to: employees.employee_id}
+      - {name: score, type: integer, min: 1, max: 5}
+  - name: notes
+    parent: employees
+    rows: 900
+    columns:
+      - {name: note_id, type: sequence, primary_key: true}
+      - {name: employee_id, type: reference, to: employees.employee_id}
+"""
+
+# items' total is fixed, but its parents (orders) are drawn per customer: in a preview of seed 1
+# the scaled total (206) is below the 221 orders drawn, each of which needs an item.
+NESTED = """
+name: nest
+seed: 1
+chunk_size: 100
+tables:
+  - name: customers
+    rows: 5000
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+  - name: orders
+    parent: customers
+    count: {mean: 2}
+    columns:
+      - {name: order_id, type: sequence, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+  - name: items
+    parent: orders
+    rows: 10300
+    count: {distribution: uniform, min: 1, max: 2}
+    columns:
+      - {name: order_id, type: reference, to: orders.order_id}
+      - {name: qty, type: integer, min: 1, max: 5}
+"""
+
+
+def write(folder: Path, text: str, name: str, out: str = "out") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text) + f"output: {{dir: {folder / out}}}\n")
+    return path
+
+
+def build(path: Path) -> Path:
+    config = load_config(path)
+    DatasetBuild(config, lambda table: ThreadExecutor(table)).run()
+    return config.output_dir
+
+
+# -- preview: a child with an exact total ---------------------------------------------------
+
+
+def test_a_child_total_scales_with_its_previewed_parents(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, HR, "hr"))
+    scratch, scaled = _scratch(config, 3, tmp_path / "scratch")
+    assert scaled
+    # employees make their first chunk (100 of 600): each child total shrinks the same way.
+    rows = {t.name: t.rows for t in scratch.tables}
+    assert rows == {"departments": 12, "employees": 100, "reviews": 133, "notes": 150}
+
+
+def test_preview_of_a_child_with_rows_shows_the_builds_first_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, HR, "hr", out="never")
+    result = runner.invoke(
+        app, ["preview", str(path), "--rows", "3", "--format", "csv", "--table", "reviews"]
+    )
+    assert result.exit_code == 0, result.output
+    reviews = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(reviews) == 3 and set(reviews[0]) == {"review_id", "employee_id", "score"}
+    assert not (tmp_path / "never").exists()
+    tables = preview_tables(load_config(path), rows=3)
+    assert {n: len(t) for n, t in tables.items()} == {
+        "departments": 3,
+        "employees": 3,
+        "reviews": 3,
+        "notes": 3,
+    }
+    built = build(path)
+    for name in ("departments", "employees"):  # root tables: the build's first rows
+        first = pq.read_table(built / "data" / name).slice(0, 3)
+        assert tables[name].to_pylist() == first.to_pylist()
+    # Children are made for the first parents, as in the build.
+    assert all(int(r["employee_id"]) <= 100 for r in reviews)
+    first_note = pq.read_table(built / "data" / "notes").slice(0, 3)
+    assert tables["notes"]["employee_id"].to_pylist() == first_note["employee_id"].to_pylist()
+
+
+def test_a_scaled_total_the_drawn_parents_cannot_take_falls_back_to_counts(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, NESTED, "nest"))
+    tables = preview_tables(config, rows=3)
+    assert {n: len(t) for n, t in tables.items()} == {"customers": 3, "orders": 3, "items": 3}
+    assert set(tables["items"]["order_id"].to_pylist()) <= set(range(1, 4))
+
+
+# -- preview: csv and jsonl print one table ------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_machine_readable_preview_of_several_tables_needs_table(tmp_path: Path, fmt: str) -> None:
+    path = write(tmp_path, HR, "hr", out="never")
+    result = runner.invoke(app, ["preview", str(path), "--rows", "2", "--format", fmt])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "departments, employees, reviews, notes" in result.stderr
+    assert "--table" in result.stderr
+    result = runner.invoke(
+        app, ["preview", str(path), "--rows", "2", "--format", fmt, "--table", "employees"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "#" not in result.stdout
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    else:
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [int(r["employee_id"]) for r in rows] == [1, 2]
+    unknown = runner.invoke(app, ["preview", str(path), "--format", fmt, "--table", "staff"])
+    assert unknown.exit_code == 2 and "no table 'staff'" in unknown.stderr
+    assert "departments, employees, reviews, notes" in unknown.stderr
+
+
+def test_table_preview_shows_every_table_or_the_one_asked_for(tmp_path: Path) -> None:
+    path = write(tmp_path, HR, "hr", out="never")
+    every = runner.invoke(app, ["preview", str(path), "--rows", "2"])
+    assert every.exit_code == 0, every.output
+    assert all(f"hr.{n}: first 2 rows" in every.stdout for n in ("departments", "notes"))
+    one = runner.invoke(app, ["preview", str(path), "--rows", "2", "--table", "notes"])
+    assert one.exit_code == 0, one.output
+    assert "hr.notes: first 2 rows" in one.stdout and "hr.employees" not in one.stdout
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+def test_export_writes_one_table_of_a_multi_table_build(tmp_path: Path) -> None:
+    built = build(write(tmp_path, HR, "hr"))
+    result = runner.invoke(app, ["export", str(built), "--format", "csv"])
+    assert result.exit_code == 2, result.output
+    assert "holds 4 tables: departments, employees, reviews, notes" in result.stderr
+    assert "--table" in result.stderr and not list(built.glob("*.csv"))
+    wrong = runner.invoke(app, ["export", str(built), "--table", "staff"])
+    assert wrong.exit_code == 2 and "no table 'staff'" in wrong.stderr
+
+    result = runner.invoke(app, ["export", str(built), "--format", "csv", "--table", "reviews"])
+    assert result.exit_code == 0, result.output
+    with (built / "reviews.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 800 and set(rows[0]) == {"review_id", "employee_id", "score"}
+    (tmp_path / "exports").mkdir()
+    path = export_dataset(built, "jsonl", tmp_path / "exports", table="employees")
+    assert path == tmp_path / "exports" / "employees.jsonl"
+    assert len(path.read_text().splitlines()) == 600
+    path = export_dataset(built, "parquet", tmp_path / "d.parquet", table="departments")
+    assert pq.read_table(path).num_rows == 12
+
+
+def test_export_of_a_table_never_overwrites_a_file_without_force(tmp_path: Path) -> None:
+    built = build(write(tmp_path, HR, "hr"))
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    mine = exports / "notes.csv"
+    mine.write_text("precious\n")
+    for target in (exports, mine):  # a folder (file named after the table), or the file
+        result = runner.invoke(app, ["export", str(built), "--table", "notes", "-o", str(target)])
+        assert result.exit_code == 2 and "notes.csv exists" in result.stderr
+        assert mine.read_text() == "precious\n"
+    result = runner.invoke(
+        app, ["export", str(built), "--table", "notes", "-o", str(mine), "--force"]
+    )
+    assert result.exit_code == 0, result.output
+    assert mine.read_text().splitlines()[0] == "note_id,employee_id"
+    assert not list(exports.glob(".*.tmp"))
+
+
+def test_export_of_a_single_table_dataset_checks_a_table_name(tmp_path: Path) -> None:
+    path = tmp_path / "solo.yaml"
+    path.write_text(
+        "name: solo\nrows: 5\ncolumns: [{name: id, type: sequence}]\n"
+        f"output: {{dir: {tmp_path / 'solo'}}}\n"
+    )
+    config = load_config(path)
+    from synthaix.build.engine import Build
+
+    Build(config, ThreadExecutor(config)).run()
+    assert export_dataset(config.output_dir, "csv") == config.output_dir / "solo.csv"
+    assert export_dataset(config.output_dir, "csv", table="solo").read_text().split() == [
+        "id",
+        *map(str, range(1, 6)),
+    ]
+    with pytest.raises(OutputError, match="holds one table, solo, not other"):
+        export_dataset(config.output_dir, "csv", table="other")
