@@ -131,3 +131,14 @@ def test_build_with_bad_config_fails_in_one_line_and_writes_nothing(tmp_path: Pa
     assert "min (5) is greater than max (1)" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not out.exists()
+
+
+def test_preview_takes_set_as_build_does(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "shop.yaml", CONFIG)
+    command = ["preview", str(config), "--rows", "50", "--format", "jsonl"]
+    result = runner.invoke(app, [*command, "--set", "columns.total.max=2", "--set", "seed=7"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert len(rows) == 50 and all(1 <= row["total"] <= 2 for row in rows)
+    wrong = runner.invoke(app, [*command, "--set", "columns.totl.max=2"])
+    assert wrong.exit_code == 2 and "no item named 'totl'" in wrong.output

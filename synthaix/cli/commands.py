@@ -20,6 +20,7 @@ from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, output_root, rebase
 from synthaix.files import write_text_atomic
+from synthaix.overrides import apply_overrides, parse_assignment
 
 
 def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
@@ -141,6 +142,15 @@ def preview(
             help="Show only this table of a multi-table config (needed with csv or jsonl).",
         ),
     ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Change a config value for this preview, as build --set does; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
@@ -148,6 +158,9 @@ def preview(
 
     try:
         dataset = load_config(config)
+        if assignments:  # what `build --set` would build
+            changes = dict(parse_assignment(a) for a in assignments)
+            dataset = apply_overrides(dataset, changes, origin="options")
         if root := output_root():  # where a build would really write (SYNTHAIX_OUTPUT_ROOT)
             dataset = rebase(dataset, root)
             confine(dataset, root)
