@@ -17,7 +17,8 @@ from synthaix.build.executor import ThreadExecutor
 from synthaix.cli import app
 from synthaix.config import load_config
 from synthaix.relational.build import DatasetBuild
-from synthaix.report.tables import TableCheck, check_tables, count_moments
+from synthaix.relational.counts import count_moments
+from synthaix.report.tables import TableCheck, check_tables
 
 SHOP = """
 name: shop

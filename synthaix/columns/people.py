@@ -406,15 +406,33 @@ class HandleColumn(_PooledColumn):
                 "Faker's own (transliterated) values",
             )
 
+    def _name_terms(self) -> tuple[str, str]:
+        """SQL of the first and last name a `from` handle is made of, normalised."""
+        assert self.from_ is not None
+        if len(self.from_) == 2:
+            first, last = (_normalised_sql(quote(column)) for column in self.from_)
+            return first, last
+        full = quote(self.from_[0])
+        first, last = (_normalised_sql(f"regexp_extract({full}, '{w}', 1)") for w in _WORDS)
+        return first, last
+
+    def null_by_inputs_sql(self) -> str:
+        """SQL over the row: true where the names may leave no handle to make (a name null,
+        or names that fold to nothing in a style the row may have drawn): a null there is
+        the inputs', not `nullable`'s."""
+        if self.from_ is None:
+            return "false"
+        first, last = self._name_terms()
+        empty = " OR ".join(
+            f"coalesce({_style_sql(s, first, last)} = '', true)" for s in _weighted(self.style)[0]
+        )
+        return " OR ".join([*(f"{quote(name)} IS NULL" for name in self.from_), empty])
+
     def relation_checks(self) -> list[RelationCheck]:
         if self.from_ is None:
             return []
         name = quote(self.name)
-        if len(self.from_) == 2:
-            first, last = (_normalised_sql(quote(column)) for column in self.from_)
-        else:
-            full = quote(self.from_[0])
-            first, last = (_normalised_sql(f"regexp_extract({full}, '{w}', 1)") for w in _WORDS)
+        first, last = self._name_terms()
         styles, _ = _weighted(self.style)
         expected = ", ".join(f"{_style_sql(s, first, last)} AS e{i}" for i, s in enumerate(styles))
         matches = " OR ".join(

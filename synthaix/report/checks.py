@@ -6,17 +6,30 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
 
 from synthaix.columns import Column
 from synthaix.columns.choice import BooleanColumn, CategoryColumn
+from synthaix.columns.conditional import Conditional
+from synthaix.columns.expression import ExpressionColumn
 from synthaix.columns.llm import LlmColumn
-from synthaix.columns.numeric import FloatColumn, IntegerColumn, SequenceColumn
-from synthaix.columns.reference import AggregateColumn
+from synthaix.columns.numeric import Anchored, FloatColumn, IntegerColumn, SequenceColumn
+from synthaix.columns.people import HandleColumn
+from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 from synthaix.config import DatasetConfig
-from synthaix.report.profile import ColumnProfile, DatasetProfile
-from synthaix.sqlexpr import checked
+from synthaix.report.profile import ColumnProfile, DatasetProfile, parquet_source, sandboxed
+from synthaix.sqlexpr import checked, quote
+
+if TYPE_CHECKING:
+    from synthaix.build.manifest import Manifest
+
+#: Per derived column: (its nulls not explained by its inputs, rows whose inputs explain none).
+OwnNulls = dict[str, tuple[int, int]]
 
 
 @dataclass
@@ -28,10 +41,19 @@ class Check:
     passed: bool
 
 
-def run_checks(config: DatasetConfig, profile: DatasetProfile) -> list[Check]:
-    rows, seen = f"{config.rows:,} (this build)", f"{profile.rows:,}"
-    checks = [Check("(dataset)", "row count", rows, seen, profile.rows >= config.rows)]
+def run_checks(
+    config: DatasetConfig,
+    profile: DatasetProfile,
+    manifest: Manifest | None = None,
+    nulls: OwnNulls | None = None,
+) -> list[Check]:
+    """The checks of one table. `manifest`: the build's (what an append's table must hold);
+    `nulls`: see `own_nulls`, computed over the profiled parts when not given (a table of
+    a multi-table dataset passes its own, over the table joined with the rows it reads)."""
+    checks = [row_count(config, profile.rows, manifest)]
     present = {c.name for c in profile.columns}
+    if nulls is None:
+        nulls = own_nulls_of_parts(config, profile.parts)
     # Constraints keep some rows and drop others, which shifts the distributions of the
     # columns they read: those are checked through the relations, not against parameters.
     filtered = {name for c in config.constraints for name in checked(c.check)[1]}
@@ -39,23 +61,126 @@ def run_checks(config: DatasetConfig, profile: DatasetProfile) -> list[Check]:
         if column.name not in present:
             checks.append(Check(column.name, "present", "column exists", "missing", False))
         else:
-            checks += _column_checks(column, profile.column(column.name), filtered)
+            seen = profile.column(column.name)
+            own = nulls.get(column.name)
+            checks += _column_checks(column, seen, filtered, own)
     return checks
 
 
-def _column_checks(column: Column, seen: ColumnProfile, filtered: set[str]) -> list[Check]:
-    name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
-    # A correlated column keeps its declared distribution; other references make the value.
+def row_count(config: DatasetConfig, rows: int, manifest: Manifest | None) -> Check:
+    """Exactly the rows asked for: an overwrite's table holds this build's `rows`; an
+    append's holds the total its manifest records (the earlier rows and this build's)."""
+    seen = f"{rows:,}"
+    if config.mode != "append":
+        return Check(
+            "(dataset)", "row count", f"{config.rows:,} (this build)", seen, rows == config.rows
+        )
+    if manifest is None:  # no record of the earlier rows: only this build's are known
+        expected = f"≥ {config.rows:,} (this build; no manifest for the total)"
+        return Check("(dataset)", "row count", expected, seen, rows >= config.rows)
+    total, delivered = manifest.rows.total, manifest.rows.delivered
+    expected = (
+        f"{total:,} (manifest: {total - delivered:,} earlier + {delivered:,} this build, "
+        f"{config.rows:,} asked)"
+    )
+    ok = rows == total and delivered == config.rows
+    return Check("(dataset)", "row count", expected, seen, ok)
+
+
+def manifest_row_count(rows: int, manifest: Manifest) -> Check:
+    """The rows the build's manifest says the table holds (a child table, whose count the
+    parents' draws set): a part lost or copied after the build shows here."""
+    total, delivered = manifest.rows.total, manifest.rows.delivered
+    earlier = f"{total - delivered:,} earlier + " if total != delivered else ""
+    expected = f"{total:,} (manifest: {earlier}{delivered:,} this build)"
+    return Check("(dataset)", "row count", expected, f"{rows:,}", rows == total)
+
+
+def null_source(column: Column, config: DatasetConfig) -> str | None:
+    """SQL over `data`, true on the rows where a derived column's value is null by its
+    inputs (with SQL semantics, as the build computed it); "false" when the inputs never make
+    it null; None when that cannot be told from the table's rows (the column is then only
+    checked from below). Its other nulls come from `nullable` alone."""
+    if isinstance(column, SqlColumn):
+        return f"({column.term}) IS NULL"
+    if isinstance(column, ReferenceColumn):
+        # The looked-up (or parent) row's key: never null for a primary key or a plain
+        # unique column; a key that may be null gives null references no table row shows.
+        key = config._related.get(f"{column.reads_as}.{column.key}")
+        if key is not None and (key.primary_key or (not key.nullable and not key.references())):
+            return "false"
+        return None
+    if isinstance(column, ExpressionColumn):
+        return "false"  # nulls render as empty text
+    if isinstance(column, HandleColumn):
+        return column.null_by_inputs_sql()
+    if isinstance(column, Anchored) and column.base is not None:
+        return f"{quote(column.base)} IS NULL"  # the base plus an offset: null where it is
+    if isinstance(column, Conditional):
+        return "false"  # `by` picks parameters (its nulls, the defaults); rho a rank
+    return None
+
+
+def own_nulls(con: duckdb.DuckDBPyConnection, config: DatasetConfig) -> OwnNulls:
+    """For each derived column of `config` whose null source is known: its nulls on the rows
+    its inputs do not make null, and those rows, counted over the view `data` (the table, or
+    the table joined with the related rows it reads)."""
+    names = {row[0] for row in con.execute("DESCRIBE data").fetchall()}
+    found: OwnNulls = {}
+    for column in config.columns:
+        if not _derived(column) or column.name not in names:
+            continue
+        source = null_source(column, config)
+        if source is None:
+            continue
+        try:
+            nulls, rows = con.execute(
+                f"SELECT count(*) FILTER (WHERE {quote(column.name)} IS NULL AND NOT e), "
+                f"count(*) FILTER (WHERE NOT e) FROM (SELECT *, coalesce(({source}), false) "
+                "AS e FROM data)"
+            ).fetchone()
+        except duckdb.Error:  # an input missing or not computable here: unknown
+            continue
+        found[column.name] = (nulls, rows)
+    return found
+
+
+def own_nulls_of_parts(config: DatasetConfig, parts: list[str]) -> OwnNulls:
+    if not parts or not any(_derived(c) for c in config.columns):
+        return {}
+    with sandboxed({str(Path(p).parent) for p in parts}) as con:
+        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM {parquet_source(parts)}")
+        return own_nulls(con, config)
+
+
+def _derived(column: Column) -> bool:
+    """Made from other columns: its nulls are its own (`nullable`) and its inputs'. A
+    correlated column keeps its declared distribution; other references make the value;
+    an aggregate is made from its children (null without them)."""
     inputs = column.references() - {getattr(column, "correlated_with", None)}
-    # An aggregate is made from its children (null without them): checked with the tables.
-    derived = (bool(inputs) or isinstance(column, AggregateColumn)) and not isinstance(
+    return (bool(inputs) or isinstance(column, AggregateColumn)) and not isinstance(
         column, LlmColumn
     )
-    out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
-    if name in filtered:  # a constraint keeps null rows (NULL passes) or drops them
+
+
+def _column_checks(
+    column: Column, seen: ColumnProfile, filtered: set[str], own: tuple[int, int] | None = None
+) -> list[Check]:
+    name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
+    derived = _derived(column)
+    # A constraint keeps null rows (NULL passes) or drops them; an aggregate's every null is
+    # checked row by row with the tables (its value recomputed over its children).
+    if name in filtered or isinstance(column, AggregateColumn):
         out = []
-    elif derived:  # nulls of its inputs carry through: `nullable` is a floor
-        out[0].passed = out[0].passed or seen.null_rate > column.nullable
+    elif derived and own is not None:  # nulls beyond its inputs' are its own: `nullable`
+        out = [_own_null_rate(name, column.nullable, *own, seen.nulls)]
+    elif derived:  # its inputs may make it null in ways its rows do not show: a floor
+        slack = 4 * math.sqrt(max(column.nullable * (1 - column.nullable), 1e-9) / max(n, 1))
+        ok = seen.null_rate >= column.nullable - slack - 0.005
+        expected = f"≥ {column.nullable:.1%} (inputs' nulls carry through)"
+        out = [Check(name, "null rate", expected, f"{seen.null_rate:.1%}", ok)]
+    else:
+        out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
     if column.unique or isinstance(column, SequenceColumn):
         ok = seen.distinct == non_null
         out.append(Check(name, "unique", f"{non_null:,} distinct", f"{seen.distinct:,}", ok))
@@ -85,6 +210,22 @@ def _column_checks(column: Column, seen: ColumnProfile, filtered: set[str]) -> l
             ok = values <= set(column.enum)
             out.append(Check(name, "allowed values", ", ".join(column.enum), observed, ok))
     return out
+
+
+def _own_null_rate(column: str, nullable: float, nulls: int, rows: int, all_nulls: int) -> Check:
+    """A derived column's nulls on the rows whose inputs do not make it null: `nullable`
+    of them (none at all when it is 0: a foreign key not declared nullable is never null)."""
+    carried = all_nulls - nulls
+    note = f" (+{carried:,} null with their inputs)" if carried else ""
+    if nullable == 0:
+        observed = f"{nulls:,} of {rows:,} rows{note}"
+        return Check(
+            column, "null rate", "none where the inputs give a value", observed, nulls == 0
+        )
+    check = _rate(column, "null rate", nullable, nulls / rows if rows else 0.0, rows)
+    check.expected += " where the inputs give a value"
+    check.observed += note
+    return check
 
 
 def _rate(column: str, name: str, expected: float, observed: float, n: int) -> Check:

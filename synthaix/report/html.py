@@ -40,12 +40,22 @@ def write_report(output_dir: Path, target: Path | None = None) -> Path:
         from synthaix.report.tables import write_tables_report
 
         return write_tables_report(output_dir, target)
+    manifest, profile, checks = _checked(output_dir)
+    html = render(manifest, profile, checks)
+    return write_text_atomic(target or output_dir / "report.html", html)
+
+
+def check_dataset(output_dir: Path) -> list[Check]:
+    """Every check of the single-table dataset built in `output_dir`."""
+    return _checked(output_dir)[2]
+
+
+def _checked(output_dir: Path) -> tuple[Manifest, DatasetProfile, list[Check]]:
     manifest = read_manifest(output_dir)
     profile = profile_dataset(output_dir)
     config = manifest.dataset_config()
-    checks = run_checks(config, profile) + verify(config, profile.parts)
-    html = render(manifest, profile, checks)
-    return write_text_atomic(target or output_dir / "report.html", html)
+    checks = run_checks(config, profile, manifest) + verify(config, profile.parts)
+    return manifest, profile, checks
 
 
 def cost_kpis(manifest: Any) -> list[tuple[str, str]]:

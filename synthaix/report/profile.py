@@ -55,6 +55,15 @@ def parts_of(output_dir: Path) -> list[str]:
     return [str(p) for p in sorted((output_dir / ".current").resolve().glob("part-*.parquet"))]
 
 
+def sandboxed(folders: set[str]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that may read files in `folders` and nothing else, for good."""
+    con = duckdb.connect()
+    con.execute("SET allowed_directories = ?", [sorted(f"{f.rstrip('/')}/" for f in folders)])
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
 def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

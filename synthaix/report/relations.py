@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
 from synthaix.columns.base import RelationCheck
 from synthaix.config import DatasetConfig
 from synthaix.report.checks import Check
-from synthaix.report.profile import parquet_source
+from synthaix.report.profile import parquet_source, sandboxed
 
 
 def declared(config: DatasetConfig) -> list[RelationCheck]:
@@ -31,12 +29,3 @@ def verify(config: DatasetConfig, parts: list[str]) -> list[Check]:
         Check(check.column or "(dataset)", "relation", check.relation, observed, failed == 0)
         for check, (failed, observed) in zip(checks, results, strict=True)
     ]
-
-
-def sandboxed(folders: set[str]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that may read files in `folders` and nothing else, for good."""
-    con = duckdb.connect()
-    con.execute("SET allowed_directories = ?", [sorted(f"{f.rstrip('/')}/" for f in folders)])
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-    return con

@@ -27,9 +27,10 @@ import duckdb
 from synthaix.build.manifest import Manifest, cost_lines, resume_lines
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.files import write_text_atomic
-from synthaix.relational.config import CountConfig, CountParams, RelationalConfig, TableConfig
+from synthaix.relational.config import CountParams, RelationalConfig, TableConfig
+from synthaix.relational.counts import count_moments, params_of
 from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
-from synthaix.report.checks import Check, run_checks
+from synthaix.report.checks import Check, OwnNulls, manifest_row_count, own_nulls, run_checks
 from synthaix.report.html import CSS, _checks_table, _column_card, _rows, _sample_table, cost_kpis
 from synthaix.report.profile import DatasetProfile, parquet_source, profile_parts
 from synthaix.report.relations import sandboxed
@@ -92,12 +93,17 @@ def tables_report(output_dir: Path) -> TablesReport:
     config = manifest.dataset_config()
     parts = {name: table_parts(output_dir, name) for name in config.order}
     relational = relational_checks(config, parts)
+    nulls = own_nulls_by_table(config, parts)
     sections = []
     for name in config.order:
         plan, profile = config.plan(name), profile_parts(parts[name])
-        column_checks = run_checks(plan.config, profile)
-        if plan.spec.parent is not None:  # its rows follow the parents' counts: checked below
+        table = manifest.tables.get(name)
+        column_checks = run_checks(plan.config, profile, table, nulls.get(name, {}))
+        if plan.spec.parent is not None:  # its rows follow the parents' counts (checked
+            # below): the table holds what its manifest says the build delivered
             column_checks = [c for c in column_checks if c.name != "row count"]
+            if table is not None:
+                column_checks.insert(0, manifest_row_count(profile.rows, table))
         mine = [c for c in relational if c.table == name]
         sections.append(TableSection(name, manifest.tables[name], profile, column_checks, mine))
     return TablesReport(manifest, sections)
@@ -111,17 +117,40 @@ def table_parts(output_dir: Path, table: str) -> list[str]:
     return parts
 
 
+def _tables(
+    parts: dict[str, list[str]],
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, dict[str, str]]]:
+    """A sandboxed DuckDB with each table a view `t."<table>"`, and each table's column types."""
+    folders = {str(Path(p).parent) for table in parts.values() for p in table}
+    con = sandboxed(folders)
+    con.execute("CREATE SCHEMA t")
+    for name, files in parts.items():
+        con.execute(f"CREATE VIEW t.{quote(name)} AS SELECT * FROM {parquet_source(files)}")
+    types = {
+        name: {c: kind for c, kind, *_ in con.execute(f"DESCRIBE t.{quote(name)}").fetchall()}
+        for name in parts
+    }
+    return con, types
+
+
+def own_nulls_by_table(
+    config: RelationalConfig, parts: dict[str, list[str]]
+) -> dict[str, OwnNulls]:
+    """Each table's derived columns' own nulls (see `checks.own_nulls`), over the table joined
+    with the related rows it reads (their nulls carry through, e.g. a lookup that is null)."""
+    con, types = _tables(parts)
+    with con:
+        found: dict[str, OwnNulls] = {}
+        for name in config.order:
+            _data_view(con, config, name, types)
+            found[name] = own_nulls(con, config.plan(name).config)
+    return found
+
+
 def relational_checks(config: RelationalConfig, parts: dict[str, list[str]]) -> list[TableCheck]:
     """The checks between tables, over these Parquet parts of each table."""
-    folders = {str(Path(p).parent) for table in parts.values() for p in table}
-    with sandboxed(folders) as con:
-        con.execute("CREATE SCHEMA t")
-        for name, files in parts.items():
-            con.execute(f"CREATE VIEW t.{quote(name)} AS SELECT * FROM {parquet_source(files)}")
-        types = {
-            name: {c: kind for c, kind, *_ in con.execute(f"DESCRIBE t.{quote(name)}").fetchall()}
-            for name in parts
-        }
+    con, types = _tables(parts)
+    with con:
         checks: list[TableCheck] = []
         for name in config.order:
             spec = config.table(name)
@@ -202,7 +231,7 @@ def _children(
         return checks
     groups: dict[str, tuple[CountParams, list[tuple[int, int]]]] = {}
     for value, n, parents in rows:  # label -> (its params, [(children, parents)])
-        label, params = _params_of(count, value)
+        label, params = params_of(count, value)
         groups.setdefault(label, (params, []))[1].append((n, parents))
     for label, (params, counts) in groups.items():
         mean, low, high = count.resolved(params)
@@ -234,33 +263,6 @@ def _children(
             )
         )
     return checks
-
-
-def _params_of(count: CountConfig, value: Any) -> tuple[str, CountParams]:
-    """The `params` a parent's `by` value picks, matched as the build matches them."""
-    for key, params in (count.params or {}).items():
-        if value == key or str(value) == str(key):
-            return f"{count.by} = {key}", params
-    return f"other {count.by} values", count
-
-
-def count_moments(
-    distribution: str, mean: float, low: int, high: int | None
-) -> tuple[float, float]:
-    """Mean and standard deviation of the count per parent, as drawn: clipped to [low, high]."""
-    if distribution == "fixed" or (distribution == "poisson" and mean == 0):
-        value = min(max(round(mean), low), high if high is not None else math.inf)
-        return float(value), 0.0
-    if distribution == "uniform":
-        assert high is not None
-        width = high - low + 1
-        return (low + high) / 2, math.sqrt((width * width - 1) / 12)
-    top = int(mean + 12 * math.sqrt(mean) + 30)  # beyond it the Poisson tail is negligible
-    pmf = [math.exp(k * math.log(mean) - mean - math.lgamma(k + 1)) for k in range(top + 1)]
-    values = [max(k, low) if high is None else min(max(k, low), high) for k in range(top + 1)]
-    expected = sum(p * v for p, v in zip(pmf, values, strict=True))
-    variance = sum(p * (v - expected) ** 2 for p, v in zip(pmf, values, strict=True))
-    return expected, math.sqrt(variance)
 
 
 def _aggregate(
@@ -301,6 +303,23 @@ def _relations(
     relations += [("constraint", c.relation_check()) for c in plan.config.constraints]
     if not relations:
         return []
+    _data_view(con, config, table, types)
+    checks = []
+    for name, relation in relations:
+        failed, observed = _one(con, relation.sql)
+        checks.append(TableCheck(table, relation.column, name, relation.relation, failed, observed))
+    return checks
+
+
+def _data_view(
+    con: duckdb.DuckDBPyConnection,
+    config: RelationalConfig,
+    table: str,
+    types: dict[str, dict[str, str]],
+) -> None:
+    """The temp view `data`: the table's rows, each with the related rows' fields it reads
+    (`alias.field`, null where there is no related row)."""
+    plan = config.plan(table)
     select, joins = [f"{ROW}.*"], []
     for alias in plan.aliases.values():  # in the order they were found: `via` comes first
         name = quote(alias.name)
@@ -314,11 +333,6 @@ def _relations(
         f"CREATE OR REPLACE TEMP VIEW data AS SELECT {', '.join(select)} "
         f"FROM t.{quote(table)} AS {ROW} {' '.join(joins)}"
     )
-    checks = []
-    for name, relation in relations:
-        failed, observed = _one(con, relation.sql)
-        checks.append(TableCheck(table, relation.column, name, relation.relation, failed, observed))
-    return checks
 
 
 # -- HTML ----------------------------------------------------------------------------------
