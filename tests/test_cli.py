@@ -142,3 +142,28 @@ def test_preview_takes_set_as_build_does(tmp_path: Path) -> None:
     assert len(rows) == 50 and all(1 <= row["total"] <= 2 for row in rows)
     wrong = runner.invoke(app, [*command, "--set", "columns.totl.max=2"])
     assert wrong.exit_code == 2 and "no item named 'totl'" in wrong.output
+
+
+def test_preview_of_an_llm_config_whose_endpoint_is_down_shows_rows_at_once(
+    tmp_path: Path,
+) -> None:
+    """One quick check of the endpoint (no retries for the whole timeout), then the rows
+    with llm columns empty, deduplicated over the other columns (not all alike)."""
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "city", "type": "category", "values": ["Oslo", "Lima", "Pune", "Kyiv"]},
+        {"name": "bio", "type": "llm", "prompt": "A one-line bio of someone from {{ city }}"},
+    ]
+    provider = {"base_url": "http://127.0.0.1:9/v1", "model": "sim-small", "timeout": 60}
+    config = write_config(
+        tmp_path / "bios.yaml",
+        {"name": "bios", "rows": 100, "seed": 1, "columns": columns, "provider": provider},
+    )
+    started = time.monotonic()
+    result = runner.invoke(app, ["preview", str(config), "--rows", "3", "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 30  # not the 60 s timeout, retried
+    lines = result.output.splitlines()
+    assert "llm columns left empty: cannot reach" in lines[0]
+    rows = [json.loads(line) for line in lines[1:]]
+    assert len(rows) == 3 and all(row["bio"] is None for row in rows)

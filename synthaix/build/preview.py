@@ -11,6 +11,7 @@ from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
+from synthaix.dedupe.keys import key_columns
 from synthaix.sink import Existing
 
 FIRST_CHUNK_CAP = 200_000  # rows; a bigger chunk_size previews its first 200,000 rows' draws
@@ -67,6 +68,17 @@ def preview_rows(config: DatasetConfig, llm: bool = True) -> pa.Table:
     # each cost a request.
     llm_columns = any(isinstance(c, LlmColumn) for c in config.columns)
     first = 0 if llm_columns else min(config.chunk_size, FIRST_CHUNK_CAP)
+    if llm_columns and not llm:
+        config = _dedupe_without_llm_columns(config)
     executor = ThreadExecutor(config, llm=llm)
     Build(config, executor, sink=sink, persistent=False, first_round=first).run()
     return sinks[-1].table()
+
+
+def _dedupe_without_llm_columns(config: DatasetConfig) -> DatasetConfig:
+    """Llm columns left empty are alike in every row: dedupe over the other key columns
+    only, and no near check (its text is theirs), or every row repeats the first."""
+    llm = {c.name for c in config.columns if isinstance(c, LlmColumn)}
+    keys = [name for name in key_columns(config) if name not in llm]
+    update = {"exact": bool(keys), "key": keys or None, "near": False}
+    return config.model_copy(update={"dedupe": config.dedupe.model_copy(update=update)})

@@ -224,8 +224,8 @@ def _llm_reachable(dataset: DatasetConfig) -> bool:
         return False
     from synthaix.llm.client import LlmClient
 
-    try:
-        LlmClient(dataset.provider)
+    try:  # one quick request: a dead endpoint would be retried for the whole timeout
+        LlmClient(dataset.provider).check()
     except SynthaixError as exc:
         console.print(f"[yellow]note:[/] llm columns left empty: {escape(str(exc))}")
         return False
