@@ -133,7 +133,8 @@ def _checked(expr: str, *, aggregates: bool) -> tuple[str, frozenset[str]]:
     except duckdb.Error as exc:  # pragma: no cover - json_serialize_sql reports errors inline
         raise ExpressionError(str(exc)) from None
     if parsed.get("error"):
-        raise ExpressionError(_first_line(parsed.get("error_message", "cannot parse it")))
+        message = _first_line(parsed.get("error_message", "cannot parse it"))
+        raise ExpressionError(message + _keyword_hint(expr))
     statements = parsed["statements"]
     node = statements[0]["node"] if len(statements) == 1 else {}
     if (
@@ -337,6 +338,36 @@ def _check_function(node: dict[str, Any], *, aggregates: bool) -> None:
             "regular-expression, date and time functions of the row's values are (see the "
             "README's list)"
         )
+
+
+# Keywords an expression is made of: a bare one of these is syntax, not a column's name.
+_SYNTAX = frozenset(
+    (  # noqa: SIM905 (35 words: as a list, ruff would put one on each line)
+        "and or not null is in between like ilike glob similar escape case when then else end "
+        "cast try_cast as true false distinct interval exists any all some collate over filter "
+        "within at time zone"
+    ).split()
+)
+
+
+def _keyword_hint(expr: str) -> str:
+    """Why a name may not parse: SQL keywords (`order`, `left`, `at`...) read as syntax."""
+    rows = connection().execute(
+        "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'"
+    )
+    keywords = {name for (name,) in rows.fetchall()} - _SYNTAX
+    bare = re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", " ", expr)  # quoted text and names out
+    words = re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()", bare)  # not a function call
+    found = sorted({w for w in words if w.lower() in keywords} | _bare_at(bare))
+    if not found:
+        return ""
+    quoted = ", ".join(f'"{w}"' for w in found)
+    return f" ({', '.join(found)}: an SQL keyword; write {quoted}, in double quotes, for a column)"
+
+
+def _bare_at(expr: str) -> set[str]:
+    """`at` is syntax only in `AT TIME ZONE`; alone it is a column's name."""
+    return {m.group(1) for m in re.finditer(r"\b(at)\b(?!\s+time\s+zone)", expr, re.I)}
 
 
 def _first_line(message: str) -> str:

@@ -119,7 +119,16 @@ MISTAKES = [
     ("discount * 2", "references 'discount', which comes later"),
     ("quantity + DATE '2024-01-01' * 2", "DuckDB cannot compute it"),
     ("round(quantity *", "not a scalar DuckDB expression"),
+    ("quantity + at", 'at: an SQL keyword; write "at", in double quotes, for a column'),
 ]
+
+
+def test_a_column_named_as_an_sql_keyword_is_read_quoted() -> None:
+    order = {"name": "order", "type": "integer", "min": 1, "max": 9}
+    quoted = {"name": "next", "type": "sql", "expr": '"order" + 1'}
+    assert make_config([order, quoted]).columns[1].references() == {"order"}
+    with pytest.raises(ConfigError, match='order: an SQL keyword; write "order"'):
+        make_config([order, {**quoted, "expr": "order + 1"}])
 
 
 @pytest.mark.parametrize(("expr", "message"), HOSTILE + MISTAKES)
