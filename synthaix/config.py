@@ -176,6 +176,7 @@ class DatasetConfig(OutputPaths, StrictModel):
     )
     _related: dict[str, ColumnSpec] = PrivateAttr(default_factory=dict)
     _names: set[str] = PrivateAttr(default_factory=set)
+    _late_related: set[str] = PrivateAttr(default_factory=set)  # filled after their tables
     _in_tables: bool = PrivateAttr(default=False)
     _relations: Any = PrivateAttr(default=None)  # synthaix.relational's, for a table's chunks
     _seed_as_of: bool = PrivateAttr(default=False)
@@ -203,6 +204,7 @@ class DatasetConfig(OutputPaths, StrictModel):
         self._related = dict(context.get("related", {}))
         self._in_tables = "related" in context  # a table of a multi-table dataset
         self._names = set(context.get("names", ()))
+        self._late_related = set(context.get("late", ()))
         columns = [(("columns", i), c) for i, c in enumerate(self.columns)]
         problems = settle(self, columns) or list(_column_problems(self))
         if problems:
@@ -308,17 +310,23 @@ def _each_column_problems(config: DatasetConfig):
             found = resolve(ref, seen)  # `signup_date.year` reads signup_date
             if (found or ref) in numbered:
                 yield where, _numbered_message(found or ref)
+            if found is None and resolve(ref, config._late_related) is not None:
+                continue  # said below, as for the table's own late columns
             if found is None:
                 later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
                 why = "comes later; move it above" if later else "is not a column"
                 earlier = ", ".join(seen) or "none"
                 yield where, f"references '{ref}', which {why} (earlier columns: {earlier})"
-        late = [r for r in column.references() if resolve(r, seen) in late_names]
+        late = [
+            r
+            for r in column.references()
+            if resolve(r, seen) in late_names or resolve(r, config._late_related) is not None
+        ]
         for ref in sorted(late):
             yield (
                 where,
                 (
-                    f"reads '{ref}', which is filled after the table is built (an aggregate or a "
+                    f"reads '{ref}', which is filled after its table is built (an aggregate or a "
                     "self reference): nothing can read it"
                 ),
             )

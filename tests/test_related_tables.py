@@ -612,6 +612,20 @@ def test_a_key_that_may_be_null_is_refused_as_a_primary_key_or_a_reference_targe
     load_config(path)
 
 
+def test_reading_a_related_tables_aggregate_says_it_is_filled_late(tmp_path: Path) -> None:
+    """orders.total is summed over the items: they cannot read it (it said 'not a column')."""
+    path = tmp_path / "shop.yaml"
+    base = SHOP.format(customers=10, chunk=100, out=tmp_path / "x")
+    old = '{name: unit_price, type: sql, expr: "products.price"}'
+    assert old in base
+    path.write_text(base.replace(old, old.replace('"products.price"', '"orders.total + 1"')))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "reads 'orders.total', which is filled after its table is built" in message
+    assert "not a column" not in message
+
+
 WEIGHTED = """
 name: weighted
 seed: 9

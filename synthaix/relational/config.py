@@ -534,10 +534,13 @@ def _table_plan(
                 aliases[inner.name] = through
                 queue.append(through)
     related: dict[str, Column] = {}
+    late: set[str] = set()  # aggregates and self references: filled after their table
     for alias in aliases.values():
         for column in config.plan(alias.table).config.columns:
-            if not column.is_late:
-                dotted = f"{alias.name}.{column.name}"
+            dotted = f"{alias.name}.{column.name}"
+            if column.is_late:
+                late.add(dotted)
+            else:
                 related[dotted] = column.model_copy(update={"name": dotted})
     siblings = {s.name: None for s in spec.siblings}
     estimated = _estimate(config, spec)
@@ -559,7 +562,7 @@ def _table_plan(
     }
     try:
         table_config = DatasetConfig.model_validate(
-            data, context={"related": related, "names": siblings}
+            data, context={"related": related, "names": siblings, "late": late}
         )
     except ValidationError as exc:
         return None, [(("tables", index, *e["loc"]), _message(e)) for e in _flatten(exc)]
