@@ -72,6 +72,17 @@ def _names(overrides: Mapping[str, Any]) -> str:
 
 def _set(data: dict[str, Any], path: str, value: Any, config: Any, origin: str) -> None:
     tables = "tables" in data
+    head = path.split(".")[0]
+    if head == "tables" and not tables:
+        raise ConfigError(
+            f"{origin} {path}: {config.name} has no tables: (a single-table config)",
+            hint="set its own fields, e.g. rows or columns.<name>.<field>",
+        )
+    if head in ("columns", "constraints", "dedupe") and tables:
+        raise ConfigError(
+            f"{origin} {path}: a multi-table config sets {head} per table",
+            hint=f"e.g. tables.{data['tables'][0]['name']}.{path}",
+        )
     if path == "rows" and tables:
         # A dataset's size is its root tables' sizes; children follow from their counts.
         for table in data["tables"]:

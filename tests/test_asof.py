@@ -104,6 +104,13 @@ def test_overrides_address_nested_values_and_say_what_is_wrong() -> None:
         apply_overrides(config, {"runner.workers": 0})
     with pytest.raises(ConfigError, match=r"is not key\.path=value"):
         parse_assignment("rows")
+    # One message for a path of the other kind of config (it listed 5 validation errors).
+    with pytest.raises(ConfigError, match=r"tables\.t\.rows: t has no tables:") as caught:
+        apply_overrides(config, {"tables.t.rows": 3})
+    assert "\n" not in str(caught.value).split("hint")[0].strip()
+    shop = load_config(Path(__file__).parents[1] / "configs" / "shop.yaml")
+    with pytest.raises(ConfigError, match="a multi-table config sets columns per table"):
+        apply_overrides(shop, {"columns.x.max": 3})
 
 
 def test_a_relative_output_root_anchors_once(tmp_path: Path, monkeypatch) -> None:
