@@ -81,7 +81,7 @@ def test_llm_rows_repeated_by_the_model_are_replaced(tmp_path: Path, embedder: s
                     {"name": "review", "type": "llm", "prompt": "A review from {{ city }}"},
                 ],
                 "provider": provider(sim.url, rows_per_request=10),
-                "dedupe": {"embedder": embedder},
+                "dedupe": {"embedder": embedder, "price_per_million": 0.02},
                 "output": {"dir": str(tmp_path / "out")},
             },
         )
@@ -91,6 +91,10 @@ def test_llm_rows_repeated_by_the_model_are_replaced(tmp_path: Path, embedder: s
     assert summary.rows.delivered == 400
     assert summary.dropped.exact_duplicate + summary.dropped.near_duplicate > 0
     assert (embeddings > 0) == (embedder == "openai")
+    # What the embeddings cost is counted as the endpoint saw it (hashing: nothing spent).
+    spent = summary.embeddings
+    assert spent.requests == embeddings and (spent.prompt_tokens > 0) == (embeddings > 0)
+    assert spent.cost_usd == pytest.approx(spent.prompt_tokens * 0.02 / 1e6)
     reviews = [normalise_text(r["review"]) for r in _rows(tmp_path, "reviews")]
     assert len(set(reviews)) == 400
     vectors = HashingEmbedder().embed(reviews)

@@ -404,6 +404,7 @@ class Build:
             llm=self.llm,
             llm_total=self.earlier + self.llm,
             earlier_attempts=self.earlier_attempts,
+            embeddings=dedupe.embedding_spend,
             seconds={stage: round(value, 3) for stage, value in seconds.items()},
             outputs={kind: str(path) for kind, path in writer.output_paths().items()},
         )

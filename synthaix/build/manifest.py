@@ -98,6 +98,11 @@ class Manifest(_Section):
         default_factory=list,
         description="Build ids of the interrupted attempts whose spending `llm_total` includes.",
     )
+    embeddings: LlmStats = Field(
+        default_factory=LlmStats,
+        description="What this attempt's near-duplicate check spent on an embeddings endpoint "
+        "(embedder: openai; priced at dedupe.price_per_million).",
+    )
     seconds: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -252,7 +257,7 @@ def summary_markdown(manifest: Manifest) -> str:
     if dropped.constraint:
         lines.append(f"| broke a constraint | {_counts(dropped.constraint)} |")
     lines += [f"| {k} | {v} |" for k, v in resume_lines(manifest)]
-    if llm.requests or manifest.llm_total.requests:
+    if llm.requests or manifest.llm_total.requests or manifest.embeddings.requests:
         lines += [f"| {k} | {v} |" for k, v in cost_lines(manifest)]
         lines += [
             f"| pacing | {pacing(llm)} |",
@@ -276,15 +281,18 @@ def resume_lines(manifest: Any) -> list[tuple[str, str]]:
 
 def cost_lines(manifest: Any) -> list[tuple[str, str]]:
     """The LLM cost as (label, text) rows: one, or this attempt's and all attempts' when
-    interrupted attempts spent before it. `manifest`: as for `resume_lines`."""
-    llm, total = manifest.llm, manifest.llm_total
+    interrupted attempts spent before it; then the embeddings', if any. `manifest`: as for
+    `resume_lines`."""
+    llm, total, embeddings = manifest.llm, manifest.llm_total, manifest.embeddings
+    more = [("embeddings", spend(embeddings))] if embeddings.requests else []
     if not manifest.earlier_attempts:
-        return [("LLM", spend(llm))]
+        return [("LLM", spend(llm)), *more]
     count = len(manifest.earlier_attempts)
     earlier = f"{count} interrupted attempt{'s' if count > 1 else ''}"
     return [
         ("LLM, this attempt", spend(llm)),
         ("LLM, all attempts", f"{spend(total)} (this one and {earlier} before it)"),
+        *more,
     ]
 
 

@@ -342,6 +342,11 @@ def build(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
             f"({llm.tokens / max(delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
         )
+    if (spent := manifest.embeddings).requests:
+        out.print(
+            f"  embeddings: {spent.requests:,} requests, {spent.tokens:,} tokens, "
+            f"${spent.cost_usd:,.4f}"
+        )
     total = manifest.llm_total
     if manifest.earlier_attempts and total.requests:
         attempts = len(manifest.earlier_attempts) + 1
@@ -377,6 +382,8 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
             cost += (
                 f" (all attempts: {table.llm_total.requests:,}, ${table.llm_total.cost_usd:,.4f})"
             )
+        if (spent := table.embeddings).requests:
+            cost += f", embeddings {spent.requests:,} requests ${spent.cost_usd:,.4f}"
         resumed = f", {table.resumed_chunks} chunks resumed" if table.resumed_chunks else ""
         out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
     for kind, path in manifest.outputs.items():

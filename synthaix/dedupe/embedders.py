@@ -20,12 +20,15 @@ from synthaix.errors import ConfigError
 if TYPE_CHECKING:
     from synthaix.dedupe.settings import DedupeConfig
     from synthaix.llm.provider import ProviderConfig
+    from synthaix.llm.stats import StatsRecorder
 
 _SPACES = re.compile(r"\s+")
 
 
 class Embedder(Protocol):
     dims: int
+    #: What its requests spent (an embeddings endpoint's); None for a local embedder.
+    spent: StatsRecorder | None
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """(len(texts), dims) float32, each row of unit length (or zero for empty text)."""
@@ -45,6 +48,8 @@ class HashingEmbedder:
     n-grams, swapping two words only those that span the word boundaries, so near-duplicates
     stay close while unrelated texts that share a vocabulary stay far apart.
     """
+
+    spent = None  # local: no spend
 
     def __init__(self, dims: int = 256, ngram: int = 3) -> None:
         self.dims = dims
@@ -84,24 +89,34 @@ class HashingEmbedder:
 class OpenAIEmbedder:
     """The provider's embeddings endpoint, in batches, with the client's retry rules."""
 
-    def __init__(self, provider: ProviderConfig, model: str, dims: int | None) -> None:
+    def __init__(
+        self, provider: ProviderConfig, model: str, dims: int | None, price_per_million: float
+    ) -> None:
         from synthaix.llm.client import LlmClient
+        from synthaix.llm.stats import StatsRecorder
 
         self.client = LlmClient(provider)
         self.model = model
-        self.dims = dims or len(self.client.embed(["dimension probe"], model, None)[0])
+        self.spent: StatsRecorder | None = StatsRecorder()
+        self.price = price_per_million
+        self.dims = dims or len(self._request(["dimension probe"], None)[0])
         self._asked_dims = dims
+
+    def _request(self, texts: list[str], dims: int | None) -> list[list[float]]:
+        return self.client.embed(texts, self.model, dims, self.spent, self.price)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         rows: list[list[float]] = []
         for start in range(0, len(texts), 512):
             batch = [normalise_text(t) or " " for t in texts[start : start + 512]]
-            rows.extend(self.client.embed(batch, self.model, self._asked_dims))
+            rows.extend(self._request(batch, self._asked_dims))
         return unit_rows(np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dims))
 
 
 class SentenceTransformerEmbedder:
     """A local sentence-transformers model (pip install 'synthaix[st]')."""
+
+    spent = None  # local: no spend
 
     def __init__(self, model: str) -> None:
         try:
@@ -126,7 +141,8 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 def make_embedder(settings: DedupeConfig, provider: ProviderConfig) -> Embedder:
     if settings.embedder == "openai":
-        return OpenAIEmbedder(provider, settings.model or "text-embedding-3-small", settings.dims)
+        model = settings.model or "text-embedding-3-small"
+        return OpenAIEmbedder(provider, model, settings.dims, settings.price_per_million)
     if settings.embedder == "sentence-transformers":
         return SentenceTransformerEmbedder(settings.model or "all-MiniLM-L6-v2")
     return HashingEmbedder(settings.dims or 256)

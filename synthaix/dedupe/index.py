@@ -50,6 +50,7 @@ from synthaix.dedupe.keys import (
     text_columns,
 )
 from synthaix.errors import OutputError
+from synthaix.llm.stats import LlmStats
 
 # IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
 # 256 dims on 2 cores: ~2,900 queries/s in 1,000-query calls, 99.6 % of planted near
@@ -109,6 +110,12 @@ class DedupeIndex:
     @property
     def dims(self) -> int:
         return self.embedder.dims if self.embedder is not None else 0
+
+    @property
+    def embedding_spend(self) -> LlmStats:
+        """What this build's embedding requests spent (an embeddings endpoint's; else none)."""
+        spent = self.embedder.spent if self.embedder is not None else None
+        return spent.stats.model_copy() if spent is not None else LlmStats()
 
     def signature(self) -> dict[str, Any]:
         """What stored hashes and vectors depend on; a change means rebuilding the table."""

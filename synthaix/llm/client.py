@@ -210,9 +210,19 @@ class LlmClient:
         # simulator): the prompt plus max_tokens.
         return self._with_retries(send, read, lambda: prompt_estimate + budget(), recorder)
 
-    def embed(self, texts: list[str], model: str, dims: int | None) -> list[list[float]]:
-        """Embeddings of `texts` (one request), with the same retry rules as completions."""
+    def embed(
+        self,
+        texts: list[str],
+        model: str,
+        dims: int | None,
+        recorder: StatsRecorder | None = None,
+        price_per_million: float = 0.0,
+    ) -> list[list[float]]:
+        """Embeddings of `texts` (one request), with the same retry rules as completions;
+        `recorder` counts the request, its tokens and their cost at `price_per_million`."""
         options: dict[str, Any] = {"dimensions": dims} if dims else {}
+        recorder = recorder or StatsRecorder()
+        estimate = sum(estimate_tokens(t) for t in texts)
 
         def send(tokens: int) -> Any:
             return self._openai.embeddings.with_raw_response.create(
@@ -221,10 +231,13 @@ class LlmClient:
 
         def read(raw: Any) -> list[list[float]]:
             response = raw.parse()
+            usage = getattr(response, "usage", None)
+            tokens = (usage.prompt_tokens if usage else None) or estimate
+            recorder.request(tokens, 0, tokens * price_per_million / 1e6)
+            recorder.answered()
             return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
-        estimate = sum(estimate_tokens(t) for t in texts)
-        return self._with_retries(send, read, lambda: estimate, StatsRecorder(), self._pacer(model))
+        return self._with_retries(send, read, lambda: estimate, recorder, self._pacer(model))
 
     def _pacer(self, model: str) -> Pacer:
         return pacer_for(self.base_url, model, self._secret, self.provider.max_concurrency)

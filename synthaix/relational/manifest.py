@@ -65,6 +65,11 @@ class DatasetManifest(BaseModel):
     def llm_total(self) -> LlmStats:
         return sum((m.llm_total for m in self.tables.values()), LlmStats())
 
+    @computed_field(description="What this attempt spent on embeddings, all tables.")
+    @property
+    def embeddings(self) -> LlmStats:
+        return sum((m.embeddings for m in self.tables.values()), LlmStats())
+
     @computed_field(description="Chunks read back from ledgers, all tables.")
     @property
     def resumed_chunks(self) -> int:
@@ -166,7 +171,7 @@ def summary_markdown(manifest: DatasetManifest) -> str:
         lines.append(row)
     lines.append("")
     lines += [f"- {k}: {v}" for k, v in resume_lines(manifest)]
-    if manifest.llm_total.requests:
+    if manifest.llm_total.requests or manifest.embeddings.requests:
         lines += [f"- {k}: {v}" for k, v in cost_lines(manifest)]
     lines += [f"- {kind}: `{path}`" for kind, path in manifest.outputs.items()]
     return "\n".join(lines) + "\n"

@@ -59,7 +59,8 @@ def _checked(output_dir: Path) -> tuple[Manifest, DatasetProfile, list[Check]]:
 
 
 def cost_kpis(manifest: Any) -> list[tuple[str, str]]:
-    """LLM cost (this attempt's, and with interrupted attempts') and resumed chunks."""
+    """LLM cost (this attempt's, and with interrupted attempts'), embeddings cost and resumed
+    chunks."""
     if not manifest.earlier_attempts:
         kpis = [("LLM cost", f"${manifest.llm.cost_usd:.4f}")]
     else:
@@ -67,6 +68,8 @@ def cost_kpis(manifest: Any) -> list[tuple[str, str]]:
             ("LLM cost, this attempt", f"${manifest.llm.cost_usd:.4f}"),
             ("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"),
         ]
+    if manifest.embeddings.requests:
+        kpis.append(("embeddings cost", f"${manifest.embeddings.cost_usd:.4f}"))
     if manifest.resumed_chunks:
         kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
     return kpis
