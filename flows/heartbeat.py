@@ -28,6 +28,7 @@ class Heartbeats:
         self._settings: Any = temporary_settings(updates={"flows.heartbeat_frequency": None})
         self._run: str | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # tables of a dataset may start on several threads
 
     def __enter__(self) -> Heartbeats:
         self._settings.__enter__()
@@ -39,9 +40,12 @@ class Heartbeats:
 
     def follow(self, run_id: str, run_name: str) -> None:
         """Beat for this flow run (called from inside it), until `stop`."""
-        if not self.every or run_id == self._run:
-            return
-        self.stop()
+        with self._lock:
+            if self.every and run_id != self._run:
+                self._start(run_id, run_name)
+
+    def _start(self, run_id: str, run_name: str) -> None:
+        self._stop.set()  # the previous run's, if any
         self._run, self._stop = run_id, threading.Event()
         resource = {
             "prefect.resource.id": f"prefect.flow-run.{run_id}",
@@ -61,8 +65,9 @@ class Heartbeats:
     def stop(self) -> None:
         """No heartbeat after this: the run has ended (one after its final state would make a
         zombie-detection automation mark a finished run Crashed, minutes later)."""
-        self._stop.set()
-        self._run = None
+        with self._lock:
+            self._stop.set()
+            self._run = None
 
     @staticmethod
     def _beat(resource: dict[str, str], stop: threading.Event, every: int) -> None:
