@@ -192,7 +192,7 @@ def test_a_preview_shows_the_first_rows_of_the_build_for_every_construct(tmp_pat
     config = load_config(write_config(tmp_path / "shop.yaml", data))
     Build(config, ThreadExecutor(config)).run()
     built = ds.dataset(tmp_path / "out" / "data").to_table().slice(0, 20)
-    shown = preview_rows(config.model_copy(update={"rows": 20}))
+    shown = preview_rows(config, 20)
     assert shown.equals(built.cast(shown.schema))
 
 

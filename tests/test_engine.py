@@ -21,7 +21,7 @@ from synthaix.build.engine import Build
 from synthaix.build.executor import Steps, ThreadExecutor
 from synthaix.build.manifest import Manifest, read_manifest
 from synthaix.cli import app
-from synthaix.config import DatasetConfig
+from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import OutputError
 from synthaix.generate import Chunk, ChunkResult
 
@@ -95,6 +95,31 @@ def test_preview_prints_the_builds_first_rows_as_csv(tmp_path: Path) -> None:
 
     jsonl = CliRunner().invoke(app, ["preview", str(config), "--rows", "3", "--format", "jsonl"])
     assert [json.loads(line)["id"] for line in jsonl.stdout.splitlines()] == [1, 2, 3]
+
+
+def test_preview_of_a_build_smaller_than_a_chunk_shows_its_rows(tmp_path: Path) -> None:
+    """500 rows at the default chunk_size (10,000) make one chunk of 500: the preview draws
+    that chunk, not one of 10,000 (pattern and `by` columns draw per chunk), and takes --set."""
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "tier", "type": "category", "values": ["gold", "basic"]},
+        {"name": "code", "type": "pattern", "pattern": "[A-Z]{3}-\\d{4}"},
+        {"name": "spend", "type": "float", "min": 1, "max": 50, "by": "tier"},
+    ]
+    columns[3]["params"] = {"gold": {"min": 50, "max": 100}}
+    data = {"name": "t", "rows": 400, "seed": 4, "columns": columns}
+    data["output"] = {"dir": str(tmp_path / "out")}
+    config = write_config(tmp_path / "t.yaml", data)
+    built = Build(*(c := load_config(config).with_overrides(rows=500), ThreadExecutor(c))).run()
+    assert built.rows.delivered == 500
+    with duckdb.connect(str(tmp_path / "out" / "t.duckdb"), read_only=True) as con:
+        first = con.sql("SELECT * FROM t ORDER BY id LIMIT 20").to_arrow_table()
+    command = ["preview", str(config), "--rows", "20", "--format", "jsonl", "--set", "rows=500"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    shown = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["code"] for row in shown] == first["code"].to_pylist()
+    assert [row["spend"] for row in shown] == first["spend"].to_pylist()
 
 
 def test_manifest_round_trips_and_reads_a_0_1_manifest(tmp_path: Path) -> None:

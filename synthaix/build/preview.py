@@ -53,9 +53,9 @@ class MemorySink:
         return pa.concat_tables(self.parts) if self.parts else self.schema.empty_table()
 
 
-def preview_rows(config: DatasetConfig, llm: bool = True) -> pa.Table:
-    """The first `config.rows` rows a build of `config` makes (`llm=False`: llm columns left
-    empty, for a config whose provider is not reachable)."""
+def preview_rows(config: DatasetConfig, rows: int, llm: bool = True) -> pa.Table:
+    """The first `rows` rows a build of `config` makes (`llm=False`: llm columns left empty,
+    for a config whose provider is not reachable)."""
     sinks: list[MemorySink] = []
 
     def sink(config: DatasetConfig, schema: pa.Schema) -> MemorySink:
@@ -67,18 +67,20 @@ def preview_rows(config: DatasetConfig, llm: bool = True) -> pa.Table:
     # whole first chunk, so the preview shows its rows. Not with llm columns: those rows would
     # each cost a request.
     llm_columns = any(isinstance(c, LlmColumn) for c in config.columns)
-    first = 0 if llm_columns else min(config.chunk_size, FIRST_CHUNK_CAP)
+    first = 0 if llm_columns else min(config.rows, config.chunk_size, FIRST_CHUNK_CAP)
     if llm_columns and not llm:
         config = _dedupe_without_llm_columns(config)
-    executor = ThreadExecutor(config, llm=llm)
-    Build(config, executor, sink=sink, persistent=False, first_round=first).run()
+    shown = config.model_copy(update={"rows": rows})
+    executor = ThreadExecutor(shown, llm=llm)
+    Build(shown, executor, sink=sink, persistent=False, first_round=first).run()
     return sinks[-1].table()
 
 
 def _dedupe_without_llm_columns(config: DatasetConfig) -> DatasetConfig:
-    """Llm columns left empty are alike in every row: dedupe over the other key columns
-    only, and no near check (its text is theirs), or every row repeats the first."""
+    """Llm columns left empty are alike in every row: no check that reads them (every row
+    would repeat the first). A key with an llm column is off (the build's rows may repeat
+    the other columns, which its llm text tells apart), as is the near check (its text)."""
     llm = {c.name for c in config.columns if isinstance(c, LlmColumn)}
-    keys = [name for name in key_columns(config) if name not in llm]
-    update = {"exact": bool(keys), "key": keys or None, "near": False}
+    exact = config.dedupe.exact and not llm & set(key_columns(config))
+    update = {"exact": exact, "near": False}
     return config.model_copy(update={"dedupe": config.dedupe.model_copy(update=update)})

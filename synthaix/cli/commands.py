@@ -186,8 +186,8 @@ def preview(
                 dataset, rows, llm=bool(with_llm) and _llm_reachable(with_llm[0])
             )
         else:
-            dataset = dataset.with_overrides(rows=rows, seed=seed)
-            tables = {dataset.name: preview_rows(dataset, llm=_llm_reachable(dataset))}
+            dataset = dataset.with_overrides(seed=seed)
+            tables = {dataset.name: preview_rows(dataset, rows, llm=_llm_reachable(dataset))}
     except Exception as exc:
         _fail(exc, debug)
     several = len(tables) > 1
