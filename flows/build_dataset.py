@@ -14,6 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import parameters as p
 from flows.executor import PrefectChunkExecutor, TaskSteps
+from flows.heartbeat import while_running
 from flows.outcome import failed, quiet_user_errors
 from synthaix.build.engine import Build
 from synthaix.errors import SynthaixError
@@ -54,22 +55,23 @@ def build_dataset(
         | dict(runner=runner, workers=workers, chunk_size=chunk_size, model=model)
         | dict(base_url=base_url)
     ) | (overrides or {})
-    try:
-        if description is not None and config is None and config_path is None:
-            provider = p.provider_for(model, base_url)
-            config, _ = translate_description(description, provider, rows or 1000)
-        config = plan_build(config_path, config, overrides, preflight)
-        if isinstance(config, RelationalConfig):
-            from flows.build_tables import build_tables
+    with while_running():  # the run's heartbeats, when the CLI sends them
+        try:
+            if description is not None and config is None and config_path is None:
+                provider = p.provider_for(model, base_url)
+                config, _ = translate_description(description, provider, rows or 1000)
+            config = plan_build(config_path, config, overrides, preflight)
+            if isinstance(config, RelationalConfig):
+                from flows.build_tables import build_tables
 
-            manifest, sample = build_tables(config), None
-        else:
-            live = ProgressArtifact(config)
-            steps, executor = TaskSteps(), PrefectChunkExecutor(config)
-            build = Build(config, executor, steps=steps, on_rows=live.advanced)
-            manifest, sample = build.run(), build.sample
-        link = write_report(config) if report else None
-        report_artifacts(config, manifest, sample, link)
-        return manifest
-    except SynthaixError as error:
-        return failed(error)
+                manifest, sample = build_tables(config), None
+            else:
+                live = ProgressArtifact(config)
+                steps, executor = TaskSteps(), PrefectChunkExecutor(config)
+                build = Build(config, executor, steps=steps, on_rows=live.advanced)
+                manifest, sample = build.run(), build.sample
+            link = write_report(config) if report else None
+            report_artifacts(config, manifest, sample, link)
+            return manifest
+        except SynthaixError as error:
+            return failed(error)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import prefect
@@ -23,6 +24,9 @@ from prefect.settings import get_current_settings, temporary_settings
 
 
 class Heartbeats:
+    """While entered, Prefect's heartbeat thread is off, and flow runs of this process beat
+    through `while_running` (a build's flow body) instead."""
+
     def __init__(self) -> None:
         self.every = get_current_settings().flows.heartbeat_frequency
         self._settings: Any = temporary_settings(updates={"flows.heartbeat_frequency": None})
@@ -32,9 +36,11 @@ class Heartbeats:
 
     def __enter__(self) -> Heartbeats:
         self._settings.__enter__()
+        _active.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _active.remove(self)
         self.stop()
         self._settings.__exit__(*exc)
 
@@ -75,3 +81,24 @@ class Heartbeats:
             with contextlib.suppress(Exception):  # as Prefect's: a missed one fails nothing
                 emit_event(event="prefect.flow-run.heartbeat", resource=resource)
             stop.wait(every)
+
+
+_active: list[Heartbeats] = []  # the CLI's, while it runs builds in this process
+
+
+@contextlib.contextmanager
+def while_running() -> Iterator[None]:
+    """A build's flow body: its run beats from the first step, and stops beating as the body
+    ends, before Prefect sets the final state. Without the CLI's Heartbeats (a deployment's
+    run), Prefect's own thread beats, as configured."""
+    beats = _active[-1] if _active else None
+    if beats is None:
+        yield
+        return
+    from prefect.runtime import flow_run
+
+    beats.follow(flow_run.get_id() or "", flow_run.get_name() or "")
+    try:
+        yield
+    finally:
+        beats.stop()

@@ -63,7 +63,7 @@ class _Watch:
         self.built: list[str] = []  # published, in order
         self.left: list[str] = []  # not started yet
         self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
-        self.heartbeats: Any = None  # flows.heartbeat.Heartbeats, with a running server
+        self.heartbeats: Any = None  # flows.heartbeat.Heartbeats: they stop on an interrupt
 
     def begin(self, dataset: str) -> None:
         """A batch's next build starts."""
@@ -80,8 +80,6 @@ class _Watch:
 
         self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
         self.run_id = flow_run.get_id()
-        if self.heartbeats is not None and self.run_id:
-            self.heartbeats.follow(self.run_id, flow_run.get_name() or "")
         if threading.current_thread() is threading.main_thread():
             self.install()  # the flow engine put its own SIGTERM handler in place of ours
 
@@ -127,6 +125,8 @@ class _Watch:
             at = f"{self.as_of:%Y-%m-%dT%H:%M:%S}"
             console.print(f"  to resume it, build again with --as-of {at}")
         discard_staged_parts()
+        if self.heartbeats is not None:
+            self.heartbeats.stop()  # before the run is set Cancelled: no heartbeat after it
         if self.cancel_run and self.run_id:
             _cancel_flow_run(self.run_id, f"interrupted by {name}")
         stop_temporary_servers()
@@ -448,7 +448,8 @@ def _api() -> Any:
 
 @contextlib.contextmanager
 def _beating(watch: _Watch) -> Iterator[None]:
-    """Flow-run heartbeats that stop as the run ends (see flows/heartbeat.py)."""
+    """Flow-run heartbeats sent by this process, which stop as each run's body ends (see
+    flows/heartbeat.py)."""
     from flows.heartbeat import Heartbeats
 
     with Heartbeats() as watch.heartbeats:
@@ -516,7 +517,6 @@ def _build_batch(
                     codes.append(_failed(dataset.name, exc, debug))
                     continue
                 finally:
-                    watch.heartbeats.stop()  # this run has ended
                     if threading.current_thread() is threading.main_thread():
                         watch.install()  # the flow engine may have left its own handler
                 line = _built_line(manifest, time.perf_counter() - began, dataset.output_dir)
