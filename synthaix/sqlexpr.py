@@ -340,34 +340,41 @@ def _check_function(node: dict[str, Any], *, aggregates: bool) -> None:
         )
 
 
-# Keywords an expression is made of: a bare one of these is syntax, not a column's name.
-_SYNTAX = frozenset(
-    (  # noqa: SIM905 (35 words: as a list, ruff would put one on each line)
-        "and or not null is in between like ilike glob similar escape case when then else end "
-        "cast try_cast as true false distinct interval exists any all some collate over filter "
-        "within at time zone"
-    ).split()
-)
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")  # text, and quoted names
 
 
 def _keyword_hint(expr: str) -> str:
-    """Why a name may not parse: SQL keywords (`order`, `left`, `at`...) read as syntax."""
+    """Why an expression may not parse: a column named like an SQL keyword (`order`, `left`,
+    `at`...) reads as syntax. Named only when double-quoting it makes the expression parse."""
     rows = connection().execute(
         "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'"
     )
-    keywords = {name for (name,) in rows.fetchall()} - _SYNTAX
-    bare = re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", " ", expr)  # quoted text and names out
+    keywords = {name for (name,) in rows.fetchall()}
+    bare = _QUOTED.sub(" ", expr)
     words = re.findall(r"\b([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()", bare)  # not a function call
-    found = sorted({w for w in words if w.lower() in keywords} | _bare_at(bare))
+    candidates = sorted({w for w in words if w.lower() in keywords})
+    found = [w for w in candidates if _parses(_quoting(expr, [w]))]
+    if not found and len(candidates) > 1 and _parses(_quoting(expr, candidates)):
+        found = candidates
     if not found:
         return ""
     quoted = ", ".join(f'"{w}"' for w in found)
     return f" ({', '.join(found)}: an SQL keyword; write {quoted}, in double quotes, for a column)"
 
 
-def _bare_at(expr: str) -> set[str]:
-    """`at` is syntax only in `AT TIME ZONE`; alone it is a column's name."""
-    return {m.group(1) for m in re.finditer(r"\b(at)\b(?!\s+time\s+zone)", expr, re.I)}
+def _quoting(expr: str, words: list[str]) -> str:
+    """`expr` with each bare `words` (outside quotes, not called) double-quoted."""
+    pattern = re.compile(rf"\b({'|'.join(map(re.escape, words))})\b(?!\s*\()")
+    pieces, at = [], 0
+    for quoted in _QUOTED.finditer(expr):
+        pieces += [pattern.sub(r'"\1"', expr[at : quoted.start()]), quoted.group()]
+        at = quoted.end()
+    return "".join([*pieces, pattern.sub(r'"\1"', expr[at:])])
+
+
+def _parses(expr: str) -> bool:
+    text = connection().execute("SELECT json_serialize_sql(?)", [f"SELECT {expr}"]).fetchone()[0]
+    return not json.loads(text).get("error")
 
 
 def _first_line(message: str) -> str:

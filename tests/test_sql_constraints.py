@@ -129,6 +129,10 @@ def test_a_column_named_as_an_sql_keyword_is_read_quoted() -> None:
     assert make_config([order, quoted]).columns[1].references() == {"order"}
     with pytest.raises(ConfigError, match='order: an SQL keyword; write "order"'):
         make_config([order, {**quoted, "expr": "order + 1"}])
+    for syntax in ("cast(order as varchar) ||", "extract(year from day) >"):  # no false hint
+        with pytest.raises(ConfigError) as caught:
+            make_config([order, {**quoted, "expr": syntax}])
+        assert "syntax error" in str(caught.value) and "keyword" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("expr", "message"), HOSTILE + MISTAKES)
