@@ -40,11 +40,13 @@ class YamlDocument:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
         except ValueError as exc:  # a value YAML reads but cannot make, e.g. 2024-02-30
-            line = _unmakeable_line(self.node)
-            where = f"{path}:{line}" if line else str(path)
+            node = _unmakeable(self.node)
+            where = f"{path}:{node.start_mark.line + 1}" if node else str(path)
+            date = node is not None and node.tag == "tag:yaml.org,2002:timestamp"
             raise ConfigError(
                 f"{where}: invalid value: {exc}",
-                hint="a date must exist in the calendar (YYYY-MM-DD); quote a value meant as text",
+                hint=("a date must exist in the calendar (YYYY-MM-DD); " if date else "")
+                + "quote a value meant as text",
             ) from None
         except RecursionError as exc:  # the YAML parser recurses once per nesting level
             raise ConfigError(
@@ -105,8 +107,8 @@ class YamlDocument:
         return line
 
 
-def _unmakeable_line(root: yaml.Node | None) -> int | None:
-    """1-based line of the first scalar the YAML constructor refuses (an impossible date)."""
+def _unmakeable(root: yaml.Node | None) -> yaml.Node | None:
+    """The first scalar the YAML constructor refuses (an impossible date, 0x_)."""
     stack = [root] if root is not None else []
     seen: set[int] = set()
     while stack:
@@ -118,7 +120,7 @@ def _unmakeable_line(root: yaml.Node | None) -> int | None:
             try:
                 yaml.SafeLoader("").construct_object(node, deep=True)
             except ValueError:
-                return node.start_mark.line + 1
+                return node
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(reversed(node.value))
         elif isinstance(node, yaml.MappingNode):
