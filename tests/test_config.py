@@ -34,7 +34,7 @@ def test_a_date_not_in_the_calendar_names_file_and_line(tmp_path: Path) -> None:
     message = _error(tmp_path, text + "    start: 2024-01-01\n    end: 2024-02-30\n")
     assert f"{tmp_path / 'bad.yaml'}:7: invalid value: day is out of range" in message
     assert "bad.yaml:6:" in _error(tmp_path, text + "    start: 2024-13-01\n    end: 2025-01-01\n")
-    number = _error(tmp_path, "name: x\nrows: 10\ncolumns:\n  - {name: n, type: integer, max: 0x_}\n")
+    number = _error(tmp_path, "name: x\nrows: 10\ncolumns:\n  - {name: n, type: float, max: 0x_}\n")
     assert "bad.yaml:4: invalid value" in number and "calendar" not in number
     with pytest.raises(ConfigError, match=r"--set columns\.d\.end: cannot read the value"):
         parse_assignment("columns.d.end=2024-02-30")
