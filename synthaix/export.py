@@ -8,12 +8,12 @@ exists is never overwritten unless `overwrite`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 
-from synthaix.build.manifest import Manifest
 from synthaix.errors import OutputError
 from synthaix.relational.manifest import DatasetManifest, is_dataset_manifest
 from synthaix.report.profile import parquet_source, parts_of, sql_literal
@@ -58,13 +58,23 @@ def _parts(output_dir: Path, table: str | None) -> tuple[str, list[str]]:
     parts = parts_of(output_dir)
     if not parts:
         raise OutputError(f"{output_dir} has no built dataset", hint="run synthaix build first")
-    name = Manifest.parse(text, str(path)).dataset if text else output_dir.name
+    name = _dataset_name(text) or output_dir.name
     if table is not None and table != name:
         raise OutputError(
             f"{output_dir} holds one table, {name}, not {table}",
             hint=f"leave out --table (or pass --table {name})",
         )
     return name, parts
+
+
+def _dataset_name(manifest_text: str) -> str | None:
+    """The dataset's name, read leniently: a manifest of another SynthAIx version still
+    names it, and exporting needs nothing else of it."""
+    try:
+        data = json.loads(manifest_text)
+    except ValueError:
+        return None
+    return str(data["dataset"]) if isinstance(data, dict) and data.get("dataset") else None
 
 
 def _table_parts(output_dir: Path, names: list[str], table: str | None) -> tuple[str, list[str]]:
