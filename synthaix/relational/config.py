@@ -426,9 +426,10 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                 problems.append(
                     (
                         (*where, "to"),
-                        f"{column.to} is null in {key_column.nullable:.0%} of {column.table} rows, "
-                        "which no reference could name (a reference is null only where its own "
-                        "nullable says): reference a key every row has, or drop that nullable",
+                        f"{column.to} is null in {key_column.nullable * 100:g}% of "
+                        f"{column.table} rows, which no reference could name (a reference is null "
+                        "only where its own nullable says): reference a key every row has, or "
+                        "drop that nullable",
                     )
                 )
             weights = column.weights
