@@ -162,6 +162,7 @@ class DatasetWriter:
         manifest = self.previous_manifest()
         if manifest is not None:
             write_text_atomic(self.root / "manifest.json", manifest.to_json() + "\n")
+        drop_stale_report(self.root)
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)

@@ -171,6 +171,7 @@ class RelationalWriter:
             if (version / DATASET_MANIFEST).is_file():
                 text = (version / DATASET_MANIFEST).read_text(encoding="utf-8")
                 write_text_atomic(self.root / "manifest.json", text)
+            drop_stale_report(self.root)
 
     # -- the tables ---------------------------------------------------------------------------
     def sink(self, config: DatasetConfig, schema: pa.Schema) -> TableWriter:
