@@ -46,7 +46,9 @@ _ROW_ID = "__synthaix_row_id"
 _HASH = "__synthaix_key_hash"
 _STATS = b"synthaix.llm"
 _PROMPTS_SOURCE = Path(prompts.__file__).read_bytes()
-_CHUNK_FILE = re.compile(rf"chunk-\d{{6}}-\d+-\d+\.(parquet|tmp)|spend-{BUILD_ID}\.jsonl")
+_CHUNK_FILE = re.compile(
+    rf"chunk-\d{{6}}-\d+-\d+\.(parquet|tmp)|spend-{BUILD_ID}\.jsonl|ledger\.json(\.tmp)?"
+)
 _LEDGER_DIR = re.compile(r"[0-9a-f]{16}")
 _LOG_NAME = re.compile(rf"spend-{BUILD_ID}\.jsonl")
 
@@ -81,12 +83,15 @@ def _read_spend(path: Path) -> LlmStats:
 
 
 def generation_hash(config: DatasetConfig) -> str:
-    """What the generated chunks depend on: the config without `runner` (how chunks are run)
-    and without the provider's limits, so a restart with more workers or another runner still
-    finds the saved chunks."""
+    """What the generated chunks depend on: the config without `runner` (how chunks are run),
+    the provider's limits and prices (what requests may do, and cost), so a restart with more
+    workers, another runner or a corrected price still finds the saved chunks."""
     data = config.model_dump(mode="json", by_alias=True, exclude={"runner"})
     for limit in ("max_concurrency", "rpm", "tpm", "timeout", "max_attempts"):
         data["provider"].pop(limit, None)
+    for price in ("price_input_per_million", "price_output_per_million"):
+        data["provider"].pop(price, None)
+    data["dedupe"].pop("price_per_million", None)
     # The prompt templates are code, not config: their text is part of the key too, so an
     # edited prompt never resumes from chunks the old one wrote.
     data["prompts"] = [prompts.PROMPT_VERSION, hashlib.sha256(_PROMPTS_SOURCE).hexdigest()]
@@ -104,19 +109,29 @@ class ChunkLedger:
         self.dir = self.root / digest
         self.earlier = LlmStats()  # what the interrupted attempts spent (read by `open`)
         self.earlier_attempts: list[str] = []  # their build ids
+        self.others: list[tuple[int, str | None]] = []  # other configs' ledgers: chunks, as_of
         self._spend: Path | None = None
 
-    def open(self, attempt: str, published: str | None = None) -> int:
-        """Start using the ledger for the attempt (build id) `attempt`; ledgers of other
-        configs are stale and removed. Reads what the earlier attempts spent into `earlier`,
-        except the attempt `published` (the build the output holds: it was published but
-        killed before it cleared its ledger). Returns the number of chunks they left."""
+    def open(self, attempt: str, published: str | None = None, as_of: str | None = None) -> int:
+        """Start using the ledger for the attempt (build id) `attempt` of a config whose
+        relative times stand at `as_of`. Ledgers of other configs (another as_of, an edited
+        config, another SynthAIx version) are not reused, and kept until this build
+        publishes: `others` says what they hold, so the build can say how to resume them.
+        Reads what the earlier attempts spent into `earlier`, except the attempt `published`
+        (the build the output holds: it was published but killed before it cleared its
+        ledger). Returns the number of chunks they left."""
         assert re.fullmatch(BUILD_ID, attempt), attempt
         if self.root.is_dir():
-            for other in self.root.iterdir():
-                if other != self.dir and _LEDGER_DIR.fullmatch(other.name):
-                    remove_our_files(other, _CHUNK_FILE)
+            for other in sorted(self.root.iterdir()):
+                chunks = len(list(other.glob("chunk-*.parquet")))
+                if other != self.dir and _LEDGER_DIR.fullmatch(other.name) and chunks:
+                    self.others.append((chunks, _noted_as_of(other)))
         self.dir.mkdir(parents=True, exist_ok=True)
+        note = self.dir / "ledger.json"
+        if not note.exists():
+            temporary = note.with_name("ledger.json.tmp")
+            temporary.write_text(json.dumps({"as_of": as_of}), encoding="utf-8")
+            os.replace(temporary, note)
         for log in sorted(self.dir.glob("spend-*.jsonl")):
             earlier = log.stem.removeprefix("spend-")
             if earlier not in (attempt, published) and _LOG_NAME.fullmatch(log.name):
@@ -164,8 +179,20 @@ class ChunkLedger:
         os.replace(temporary, path)
 
     def clear(self) -> None:
-        remove_our_files(self.dir, _CHUNK_FILE)
+        """The build is published: its ledger, and other configs' (superseded), go."""
+        for ledger in self.root.iterdir() if self.root.is_dir() else []:
+            if _LEDGER_DIR.fullmatch(ledger.name):
+                remove_our_files(ledger, _CHUNK_FILE)
         with contextlib.suppress(OSError):
             self.root.rmdir()  # only when no other ledger (or file of the user's) is left
             if self.root.name != ".ledger":
                 self.root.parent.rmdir()
+
+
+def _noted_as_of(ledger: Path) -> str | None:
+    """The as_of a ledger's build stood at (None: no relative times, or not noted)."""
+    try:
+        value = json.loads((ledger / "ledger.json").read_text(encoding="utf-8")).get("as_of")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None

@@ -13,6 +13,7 @@ class ProgressListener(Protocol):
     def publishing(self) -> None: ...
     def published(self) -> None: ...
     def not_published(self) -> None: ...
+    def note(self, text: str) -> None: ...
 
 
 _listeners: list[ProgressListener] = []
@@ -53,3 +54,9 @@ def not_published() -> None:
     """The commit failed: the previous output is still the published one."""
     for listener in _listeners:
         listener.not_published()
+
+
+def note(text: str) -> None:
+    """Something the user should know about this build (the CLI prints it)."""
+    for listener in _listeners:
+        listener.note(text)

@@ -132,6 +132,51 @@ def _check_resumed(manifest: Manifest | DatasetManifest, first: dict, second: di
     assert len(manifest.earlier_attempts) == 1
 
 
+class _Notes:
+    """A progress listener that keeps the build's notes."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None  # started, advanced, published...: not needed here
+
+
+def test_a_ledger_of_another_config_is_said_and_kept_and_a_new_price_still_resumes(
+    tmp_path: Path,
+) -> None:
+    """An edited config does not reuse an interrupted build's chunks, says so and leaves them
+    (they were deleted without a word); a corrected price resumes them all (it did not)."""
+    from synthaix import progress
+    from synthaix.overrides import apply_overrides
+
+    ledger = tmp_path / "out" / ".ledger"
+    with simulator(latency=0.05, record=True) as sim:
+        config = load_config(_notes(tmp_path, sim.url))
+        watcher = _fail_after(sim, ledger, chunks=4)
+        with pytest.raises(SynthaixError):
+            Build(config, ThreadExecutor(config)).run()
+        watcher.join()
+        left = len(_chunks(ledger))
+
+        edited = apply_overrides(config, {"columns.topic.values": ["work", "home"]})
+        listener = _Notes()
+        with progress.listening(listener), pytest.raises(SynthaixError):  # still refused
+            Build(edited, ThreadExecutor(edited)).run()
+        assert len(_chunks(ledger)) == left
+        [note] = listener.notes
+        assert f"left {left:,} chunks in its ledger; they are not reused" in note
+
+        sim.state.config.api_key = None
+        priced = apply_overrides(config, {"provider.price_input_per_million": 1.0})
+        manifest = Build(priced, ThreadExecutor(priced)).run()
+    assert manifest.resumed_chunks == left and manifest.rows.delivered == 60
+    assert not _chunks(ledger)  # published: every ledger of the output is gone
+
+
 def test_build_stopped_by_an_error_resumes_with_exact_costs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

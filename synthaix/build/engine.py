@@ -420,9 +420,29 @@ class Build:
         salt = relations.fingerprint if relations is not None else ""  # the related rows
         table = config.name if config._in_tables else None
         ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row, table)
-        ledger.open(attempt, published)
+        ledger.open(attempt, published, config.as_of.isoformat() if config.as_of else None)
         self.earlier, self.earlier_attempts = ledger.earlier, ledger.earlier_attempts
+        for chunks, as_of in ledger.others:
+            _say_not_resumed(config, chunks, as_of)
         return ledger
+
+
+def _say_not_resumed(config: DatasetConfig, chunks: int, as_of: str | None) -> None:
+    """An interrupted build of another config left chunks this one cannot reuse: say so, and
+    how to resume it (its ledger stays until this build publishes)."""
+    table = f"table {config.name}: " if config._in_tables else ""
+    how = (
+        f"build again with --as-of {as_of} (its relative times stood then)"
+        if as_of and as_of != (config.as_of.isoformat() if config.as_of else None)
+        else "build again with its config, seed and SynthAIx version"
+    )
+    text = (
+        f"{table}an interrupted build of another config left {chunks:,} chunks in its ledger; "
+        f"they are not reused. To resume it instead, stop this one and {how}; the ledger is "
+        "removed when this build publishes"
+    )
+    log.warning(text)
+    progress.note(text)
 
 
 def _in_background(fn: Callable[..., Any], *args: Any) -> Future[Any]:

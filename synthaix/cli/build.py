@@ -89,6 +89,9 @@ class _Watch:
     def publishing(self) -> None:
         self.phase = "publishing"
 
+    def note(self, text: str) -> None:
+        console.print(f"[yellow]note:[/] {escape(text)}")
+
     def published(self) -> None:
         self.phase = "published"
         if self.batch and self.current is not None and self.current not in self.built:
