@@ -273,3 +273,16 @@ def test_a_build_adapts_rows_per_request_to_the_latency_of_output_tokens(tmp_pat
     assert line is not None and line.trusted
     assert line.slope == pytest.approx(0.002, rel=0.3) and 0.03 < line.intercept < 0.25, line
     print(f"{seconds:.1f} s, {llm.rows_per_request:.1f} rows per request, {line}")
+
+
+def test_retried_answers_size_max_tokens_but_do_not_time_the_endpoint() -> None:
+    """Under a TPM limit nearly every request is retried (a 429 first): their sizes must still
+    teach max_tokens (it kept asking ~4x too much, halving the requests a TPM limit admits),
+    while their times, which hold the backoff, stay out of the latency line."""
+    endpoint = Endpoint()
+    batcher = Batcher(endpoint, ProviderConfig(max_concurrency=8))
+    first = batcher.budget(10)
+    for _ in range(batching.BUDGET_ANSWERS + 2):
+        batcher.observe(10, C0 + T * 10, None, 60)  # retried: not timed
+    assert batcher.budget(10) < first / 2
+    assert endpoint.latency() is None

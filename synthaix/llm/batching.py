@@ -47,11 +47,11 @@ request first waits for one (chunk tasks share the client's max_concurrency), an
 no latency: `Slots` follows the cap as a queue served first in, first out (as
 `threading.BoundedSemaphore` wakes its waiters), and a request is timed from the moment it got
 its slot, less the waits the client reports (`StatsRecorder.waited`: the pacer's). Requests that
-were retried are not timed (their time holds the backoff). A pacer that times the HTTP request
-alone feeds `Endpoint.observe(tokens, seconds, exact=True)`; from then on the fillers' coarser
-times are ignored. The pacer sets the limits it observes with `Endpoint.limits(rpm=, tpm=,
-concurrency=)` (C is that concurrency); the provider's configured `rpm`, `tpm` and
-`max_concurrency` stay upper bounds, and the only ones until the pacer sets any.
+were retried are not timed (their time holds the backoff), but their sizes count. A pacer that
+times the HTTP request alone feeds `Endpoint.observe(tokens, seconds, exact=True)`; from then
+on the fillers' coarser times are ignored. The pacer sets the limits it observes with
+`Endpoint.limits(rpm=, tpm=, concurrency=)` (C is that concurrency); the provider's configured
+`rpm`, `tpm` and `max_concurrency` stay upper bounds, and the only ones until the pacer sets any.
 `provider.rows_per_request` overrides all of this.
 """
 
@@ -278,13 +278,15 @@ class Batcher:
         self,
         rows: int,
         completion_tokens: int,
-        seconds: float,
+        seconds: float | None,
         prompt_tokens: int | None = None,
         truncated: bool = False,
     ) -> None:
-        """One answered request for `rows` rows. A `truncated` answer (finish_reason length)
-        times the endpoint but says nothing of a row's size."""
-        self.endpoint.observe(completion_tokens, seconds)
+        """One answered request for `rows` rows, and how long it took (None: not timed, a
+        retried one). A `truncated` answer (finish_reason length) times the endpoint but says
+        nothing of a row's size."""
+        if seconds is not None:
+            self.endpoint.observe(completion_tokens, seconds)
         if truncated or rows < 1:
             with self._lock:
                 self._cut += truncated

@@ -224,10 +224,12 @@ class StageFiller:
             seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
         self.recorder.asked(count)
         truncated = completion.finish_reason == "length"
-        if not tap.retried:  # a retried request's time holds the backoff
-            tokens = tap.completion_tokens
-            tokens = estimate_tokens(completion.text) if tokens is None else tokens
-            self.batcher.observe(count, tokens, seconds, tap.prompt_tokens, truncated)
+        tokens = tap.completion_tokens
+        tokens = estimate_tokens(completion.text) if tokens is None else tokens
+        # A retried request's time holds the backoff: its size counts, its time does not (under
+        # a TPM limit almost every request is retried, and max_tokens never learned).
+        timed = None if tap.retried else seconds
+        self.batcher.observe(count, tokens, timed, tap.prompt_tokens, truncated)
         if truncated and completion.max_tokens >= self.provider.max_tokens:
             # Not our budget but the model's own limit: at most half of these rows fit an answer.
             self.size = max(1, min(self.size, count // 2))
