@@ -297,10 +297,16 @@ def cost_lines(manifest: Any) -> list[tuple[str, str]]:
 
 
 def pacing(llm: LlmStats) -> str:
-    """What the provider allowed: observed rates, 429s, time waited, rows per request."""
+    """What the provider allowed: observed rates, 429s, time waited, rows per request. Rates
+    need answers spread over 10 s at least (two answers 6 ms apart made 20,000 a minute)."""
+    if llm.answer_seconds >= 10:
+        rates = f"{llm.observed_rpm:,.0f} requests/min, {llm.observed_tpm:,.0f} tokens/min observed"
+    else:
+        rates = "rates not measured (answers within 10 s)"
+    attempts = llm.requests + sum(llm.retries.values())  # answered, and each failed try
     return (
-        f"{llm.observed_rpm:,.0f} requests/min, {llm.observed_tpm:,.0f} tokens/min observed; "
-        f"{llm.rate_limited:,} answers 429 ({llm.rate_limited / max(llm.requests, 1):.1%}); "
+        f"{rates}; {llm.rate_limited:,} of {attempts:,} attempts answered 429 "
+        f"({llm.rate_limited / max(attempts, 1):.1%}); "
         f"{llm.wait_seconds:,.1f} s waited (summed over requests); "
         f"{llm.rows_per_request:.1f} rows a request"
     )
