@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+#: user:password@ of a URL (a key put in provider.base_url): never shown.
+URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
 
 class SynthaixError(Exception):
-    """Base of every error SynthAIx raises on purpose."""
+    """Base of every error SynthAIx raises on purpose. Credentials in a URL of its message or
+    hint are masked: errors are printed, logged, and stored in Prefect states."""
 
     hint: str | None = None
     #: Transient errors (a provider's 503, a dropped connection) may succeed when retried;
@@ -12,9 +18,9 @@ class SynthaixError(Exception):
     transient: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(URL_USERINFO.sub("***@", message))
         if hint is not None:
-            self.hint = hint
+            self.hint = URL_USERINFO.sub("***@", hint)
 
 
 class ConfigError(SynthaixError):

@@ -278,3 +278,20 @@ def test_dask_workers_load_the_block_themselves(tmp_path: Path) -> None:
         manifest = build_dataset(config_path=str(path))
     assert manifest.rows.delivered == 40
     assert all(r["note"] for r in _rows(tmp_path / "out"))
+
+
+def test_a_key_in_the_base_url_is_masked_in_errors(tmp_path: Path) -> None:
+    """provider.base_url http://user:key@host: the error that it cannot be reached (printed,
+    and stored in a Prefect state) shows ***@host."""
+    from typer.testing import CliRunner
+
+    from synthaix.cli import app
+
+    columns = [{"name": "bio", "type": "llm", "prompt": "A one-line bio"}]
+    url = "http://user:sk-url-secret-0042@127.0.0.1:9/v1"
+    data = {"name": "b", "rows": 5, "columns": columns, "provider": {"base_url": url}}
+    data["output"] = {"dir": str(tmp_path / "out")}
+    config = write_config(tmp_path / "b.yaml", data)
+    result = CliRunner().invoke(app, ["build", str(config)])
+    assert result.exit_code != 0 and "cannot reach http://***@127.0.0.1:9/v1" in result.output
+    assert "sk-url-secret-0042" not in result.output

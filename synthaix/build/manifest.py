@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -17,12 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import to_jsonable_python
 
 from synthaix.config import DatasetConfig
-from synthaix.errors import OutputError
+from synthaix.errors import URL_USERINFO, OutputError
 from synthaix.llm.stats import LlmStats
 
 MANIFEST_VERSION = 2
 _PACKAGES = ("synthaix", "pyarrow", "duckdb", "numpy", "faker", "openai", "pydantic", "prefect")
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class _Section(BaseModel):
@@ -227,7 +225,7 @@ def redact(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, "***")
-        return _URL_USERINFO.sub("***@", value)
+        return URL_USERINFO.sub("***@", value)
     return value
 
 
