@@ -142,6 +142,7 @@ def test_interrupt_stops_the_batch_and_says_what_was_published(tmp_path: Path) -
     assert stdout.splitlines()[0].startswith("built first: 60 rows")
     assert "interrupted (SIGINT) while building second: nothing of second published" in stderr
     assert "built and published: first; not built: third" in stderr
+    assert f"to finish it, build only: {second} {third} (with the same options)" in stderr
     assert not (tmp_path / "out" / "second" / "manifest.json").exists()
     assert not list((tmp_path / "out" / "second").glob(".staging/*/*")), "staged parts removed"
     assert not (tmp_path / "out" / "third").exists()

@@ -62,6 +62,8 @@ class _Watch:
         self.current: str | None = None  # the dataset being built, or just published
         self.built: list[str] = []  # published, in order
         self.left: list[str] = []  # not started yet
+        self.paths: dict[str, Path] = {}  # each dataset's config, to say what is left to build
+        self.appends: set[str] = set()  # datasets built with mode append
         self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
         self.heartbeats: Any = None  # flows.heartbeat.Heartbeats: they stop on an interrupt
 
@@ -118,6 +120,7 @@ class _Watch:
         if self.batch:
             where, what = self._batch_state()
             console.print(f"[yellow]interrupted ({name}){escape(where)}:[/] {escape(what)}")
+            self._say_what_is_left()
         else:
             if self.phase == "published":
                 what = "published; interrupted during shutdown"
@@ -134,6 +137,20 @@ class _Watch:
             _cancel_flow_run(self.run_id, f"interrupted by {name}")
         stop_temporary_servers()
         os._exit(128 + signum)
+
+    def _say_what_is_left(self) -> None:
+        """The configs a batch stopped before publishing, as a command finishes them (the
+        whole batch again would build the published ones again: a second append)."""
+        unfinished = [] if self.phase == "published" or self.current is None else [self.current]
+        paths = [str(self.paths[n]) for n in [*unfinished, *self.left] if n in self.paths]
+        if not paths:
+            return
+        again = [n for n in self.built if n in self.appends]
+        warning = f"; the whole batch would append {', '.join(again)} again" if again else ""
+        console.print(
+            f"  to finish it, build only: {escape(' '.join(paths))} (with the same options)"
+            + escape(warning)
+        )
 
     def _batch_state(self) -> tuple[str, str]:
         """Which dataset an interrupt stopped, and what of the batch is published."""
@@ -502,6 +519,8 @@ def _build_batch(
         _quiet_prefect(verbose)
         watch.batch = True
         watch.left = [dataset.name for _, dataset in ready]
+        watch.paths = {dataset.name: path for path, dataset in ready}
+        watch.appends = {dataset.name for _, dataset in ready if dataset.mode == "append"}
         # On a terminal, lines go above the progress bar through its console (rich's `out`
         # would write at the cursor, into the bar); a redirected stdout gets them directly.
         lines = console if console.is_terminal and out.is_terminal else out
