@@ -528,3 +528,18 @@ def test_the_pacing_line_shares_429s_among_attempts_and_measures_rates_over_10_s
     assert "14 of 43 attempts answered 429 (32.6%)" in line and "29 requests/min" in line
     quick = LlmStats(requests=2, first_answer_at=1000.0, last_answer_at=1000.006)
     assert "rates not measured" in pacing(quick) and "requests/min" not in pacing(quick)
+
+
+def test_requests_that_timed_out_are_named_beside_the_cost() -> None:
+    """A timed-out request was answered too late, not refused: 9 of them were in no figure."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from synthaix.build.manifest import cost_lines
+    from synthaix.llm.stats import LlmStats
+
+    llm = LlmStats(requests=20, retries=Counter(timeout=9), cost_usd=0.0044)
+    manifest = SimpleNamespace(llm=llm, llm_total=llm, embeddings=LlmStats(), earlier_attempts=[])
+    lines = dict(cost_lines(manifest))
+    assert lines["LLM"].startswith("20 requests") and "may bill them" in lines["timed out"]
+    assert lines["timed out"].startswith("9 requests")

@@ -283,6 +283,8 @@ def cost_lines(manifest: Any) -> list[tuple[str, str]]:
     `resume_lines`."""
     llm, total, embeddings = manifest.llm, manifest.llm_total, manifest.embeddings
     more = [("embeddings", spend(embeddings))] if embeddings.requests else []
+    if timed_out := llm.retries.get("timeout", 0):
+        more.append(("timed out", f"{timed_out:,} {TIMED_OUT}"))
     if not manifest.earlier_attempts:
         return [("LLM", spend(llm)), *more]
     count = len(manifest.earlier_attempts)
@@ -292,6 +294,10 @@ def cost_lines(manifest: Any) -> list[tuple[str, str]]:
         ("LLM, all attempts", f"{spend(total)} (this one and {earlier} before it)"),
         *more,
     ]
+
+
+#: A request that timed out was answered too late, not refused: the provider may bill it.
+TIMED_OUT = "requests: a provider may bill them, and their tokens are unknown (not in the cost)"
 
 
 def pacing(llm: LlmStats) -> str:

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from synthaix import progress
-from synthaix.build.manifest import pacing
+from synthaix.build.manifest import TIMED_OUT, pacing
 from synthaix.cli.app import DebugOpt, _counts, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
@@ -362,6 +362,8 @@ def build(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
             f"({llm.tokens / max(delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
         )
+    if timed_out := llm.retries.get("timeout", 0):
+        out.print(f"  timed out: {timed_out:,} {TIMED_OUT}")
     if (spent := manifest.embeddings).requests:
         out.print(
             f"  embeddings: {spent.requests:,} requests, {spent.tokens:,} tokens, "
