@@ -356,3 +356,14 @@ def test_cli_sim_takes_the_limit_options() -> None:
         assert flag in shown.output
     bad = runner.invoke(app, ["sim", "--port", "0", "--rpm", "60", "--burst-seconds", "0"])
     assert bad.exit_code != 0 and "burst_seconds must be above 0" in bad.output
+
+
+def test_a_reset_keeps_the_requests_in_flight_counted() -> None:
+    """Zeroed by a reset, the gauge went below 0 as those requests ended."""
+    from synthaix.sim.server import SimConfig, _State
+
+    state = _State(SimConfig())
+    with state.busy():
+        state.reset()
+        assert state.stats()["in_flight"] == 1 and state.stats()["peak_in_flight"] == 1
+    assert state.stats()["in_flight"] == 0

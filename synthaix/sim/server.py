@@ -67,13 +67,15 @@ class _State:
         self.lock = threading.Lock()
         self.rng = random.Random(config.seed)
         self.limiter = Limiter(config.limits())
+        self.in_flight = 0
         self.reset()
 
     def reset(self) -> None:
+        """Counters, peak and log start again; requests in flight stay counted (a gauge: they
+        still end, and zeroing it drove it below 0)."""
         with self.lock:
             self.counts: Counter[str] = Counter()
-            self.in_flight = 0
-            self.peak_in_flight = 0
+            self.peak_in_flight = self.in_flight
             self.log: list[dict[str, Any]] = []
         self.limiter.refill_all()  # the limits stay as set; the buckets start full again
 
