@@ -51,6 +51,7 @@ _CHUNK_FILE = re.compile(
 )
 _LEDGER_DIR = re.compile(r"[0-9a-f]{16}")
 _LOG_NAME = re.compile(rf"spend-{BUILD_ID}\.jsonl")
+KEEP_OTHERS = 2  # ledgers of other configs kept, newest first (each holds paid-for chunks)
 
 
 def _read_spend(path: Path) -> LlmStats:
@@ -115,23 +116,32 @@ class ChunkLedger:
     def open(self, attempt: str, published: str | None = None, as_of: str | None = None) -> int:
         """Start using the ledger for the attempt (build id) `attempt` of a config whose
         relative times stand at `as_of`. Ledgers of other configs (another as_of, an edited
-        config, another SynthAIx version) are not reused, and kept until this build
-        publishes: `others` says what they hold, so the build can say how to resume them.
-        Reads what the earlier attempts spent into `earlier`, except the attempt `published`
-        (the build the output holds: it was published but killed before it cleared its
-        ledger). Returns the number of chunks they left."""
+        config, another SynthAIx version) are not reused; the newest KEEP_OTHERS of them are
+        kept until this build publishes, and `others` says what they hold so the build can
+        say how to resume them. A ledger of the build `published` (published, then killed
+        before it cleared it) is removed, as are older ones. Reads what the earlier attempts
+        spent into `earlier`, except `published`'s. Returns the number of chunks they left."""
         assert re.fullmatch(BUILD_ID, attempt), attempt
-        if self.root.is_dir():
-            for other in sorted(self.root.iterdir()):
-                chunks = len(list(other.glob("chunk-*.parquet")))
-                if other != self.dir and _LEDGER_DIR.fullmatch(other.name) and chunks:
-                    self.others.append((chunks, _noted_as_of(other)))
+        others = []
+        for other in self.root.iterdir() if self.root.is_dir() else []:
+            if other == self.dir or not _LEDGER_DIR.fullmatch(other.name):
+                continue
+            noted = _note(other)
+            chunks = len(list(other.glob("chunk-*.parquet")))
+            if not chunks or (published is not None and published in noted.get("attempts", [])):
+                remove_our_files(other, _CHUNK_FILE)  # nothing to resume there
+            else:
+                others.append((_age(other), other, chunks, noted.get("as_of")))
+        others.sort(reverse=True)  # newest first
+        for _, stale, _, _ in others[KEEP_OTHERS:]:
+            remove_our_files(stale, _CHUNK_FILE)
+        self.others = [(chunks, as_of) for _, _, chunks, as_of in others[:KEEP_OTHERS]]
         self.dir.mkdir(parents=True, exist_ok=True)
-        note = self.dir / "ledger.json"
-        if not note.exists():
-            temporary = note.with_name("ledger.json.tmp")
-            temporary.write_text(json.dumps({"as_of": as_of}), encoding="utf-8")
-            os.replace(temporary, note)
+        noted = _note(self.dir)
+        attempts = [*noted.get("attempts", []), attempt]
+        temporary = self.dir / "ledger.json.tmp"
+        temporary.write_text(json.dumps({"as_of": as_of, "attempts": attempts}), encoding="utf-8")
+        os.replace(temporary, self.dir / "ledger.json")
         for log in sorted(self.dir.glob("spend-*.jsonl")):
             earlier = log.stem.removeprefix("spend-")
             if earlier not in (attempt, published) and _LOG_NAME.fullmatch(log.name):
@@ -178,21 +188,36 @@ class ChunkLedger:
         pq.write_table(table, temporary, compression="zstd")
         os.replace(temporary, path)
 
-    def clear(self) -> None:
-        """The build is published: its ledger, and other configs' (superseded), go."""
-        for ledger in self.root.iterdir() if self.root.is_dir() else []:
-            if _LEDGER_DIR.fullmatch(ledger.name):
-                remove_our_files(ledger, _CHUNK_FILE)
-        with contextlib.suppress(OSError):
-            self.root.rmdir()  # only when no other ledger (or file of the user's) is left
-            if self.root.name != ".ledger":
-                self.root.parent.rmdir()
 
-
-def _noted_as_of(ledger: Path) -> str | None:
-    """The as_of a ledger's build stood at (None: no relative times, or not noted)."""
+def _note(ledger: Path) -> dict[str, Any]:
+    """A ledger's note: the as_of its builds stood at, and their build ids."""
     try:
-        value = json.loads((ledger / "ledger.json").read_text(encoding="utf-8")).get("as_of")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+        data = json.loads((ledger / "ledger.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    as_of, attempts = data.get("as_of"), data.get("attempts")
+    attempts = attempts if isinstance(attempts, list) else []
+    return {
+        "as_of": as_of if isinstance(as_of, str) else None,
+        "attempts": [a for a in attempts if isinstance(a, str)],
+    }
+
+
+def _age(ledger: Path) -> float:
+    with contextlib.suppress(OSError):
+        return (ledger / "ledger.json").stat().st_mtime
+    return 0.0
+
+
+def clear_ledgers(output_dir: Path, table: str | None = None) -> None:
+    """A build of the output is published: every ledger of it (or of its table) is stale."""
+    root = output_dir / ".ledger" if table is None else output_dir / ".ledger" / table
+    for ledger in root.iterdir() if root.is_dir() else []:
+        if _LEDGER_DIR.fullmatch(ledger.name):
+            remove_our_files(ledger, _CHUNK_FILE)
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when no other ledger (or file of the user's) is left
+        if root.name != ".ledger":
+            root.parent.rmdir()

@@ -372,7 +372,7 @@ def test_spend_log_sums_attempts_skipping_a_torn_line_and_the_published_build(
     tmp_path: Path,
 ) -> None:
     from synthaix.generate import Chunk
-    from synthaix.ledger import ChunkLedger
+    from synthaix.ledger import ChunkLedger, clear_ledgers
     from synthaix.llm.stats import LlmStats
 
     one = LlmStats(requests=3, prompt_tokens=10, completion_tokens=5, cost_usd=0.25)
@@ -393,5 +393,33 @@ def test_spend_log_sums_attempts_skipping_a_torn_line_and_the_published_build(
     assert ledger.earlier.requests == 12 and ledger.earlier.tokens == 60
     assert ledger.earlier.retries == {"rate_limit": 8}
     assert ledger.earlier.cost_usd == pytest.approx(1.0)
-    ledger.clear()
+    clear_ledgers(tmp_path)
     assert not (tmp_path / ".ledger").exists()  # the spend logs go with the chunks
+
+
+def test_other_ledgers_newest_kept_and_the_published_builds_removed(tmp_path: Path) -> None:
+    """Ledgers of other configs are kept for a resume, the newest two only (a schedule whose
+    runs keep dying must not fill the disk); one of the build the output holds (published,
+    killed before clearing it) is removed, not offered as an interrupted build."""
+    from synthaix.ledger import KEEP_OTHERS, ChunkLedger
+
+    def interrupted(key: str, attempt: str, as_of: str | None = None) -> Path:
+        ledger = ChunkLedger(tmp_path, key, 0)
+        ledger.open(attempt, as_of=as_of)
+        (ledger.dir / "chunk-000000-0-5.parquet").write_bytes(b"paid for")
+        os.utime(ledger.dir / "ledger.json", (time.time() + len(key), time.time() + len(key)))
+        return ledger.dir
+
+    oldest = interrupted("a", "20260101T000000-aaaaaa")
+    kept = [
+        interrupted("bb", "20260101T000100-bbbbbb", "2026-01-01T00:00:00"),
+        interrupted("ccc", "20260101T000200-cccccc"),
+    ]
+    published = interrupted("dddd", "20260101T000300-dddddd")
+    ledger = ChunkLedger(tmp_path, "e", 0)
+    ledger.open("20260101T000400-eeeeee", published="20260101T000300-dddddd")
+    assert KEEP_OTHERS == 2 and sorted(ledger.others, key=str) == [
+        (1, "2026-01-01T00:00:00"),
+        (1, None),
+    ]
+    assert all(d.exists() for d in kept) and not oldest.exists() and not published.exists()

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -45,7 +46,7 @@ from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
-from synthaix.ledger import ChunkLedger, generation_hash
+from synthaix.ledger import ChunkLedger, clear_ledgers, generation_hash
 from synthaix.llm.stats import LlmStats
 from synthaix.sink import BUILD_KEY, DatasetWriter
 
@@ -137,8 +138,9 @@ class Build:
                 self._roll_back(dedupe, wait=isinstance(exc, Exception))
                 raise
             self.after_publish.append(dedupe.committed)
-            if ledger is not None:
-                self.after_publish.append(ledger.clear)  # published: nothing left to resume
+            if self.persistent:  # published: nothing left to resume, of any config
+                table = config.name if config._in_tables else None
+                self.after_publish.append(partial(clear_ledgers, config.output_dir, table))
             if self.publish:
                 self.published()
         return manifest
@@ -421,7 +423,10 @@ class Build:
         table = config.name if config._in_tables else None
         ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row, table)
         ledger.open(attempt, published, config.as_of.isoformat() if config.as_of else None)
-        self.earlier, self.earlier_attempts = ledger.earlier, ledger.earlier_attempts
+        earlier = ledger.earlier  # priced now: a price is not part of the ledger's key
+        cost = config.provider.cost(earlier.prompt_tokens, earlier.completion_tokens)
+        self.earlier = earlier.model_copy(update={"cost_usd": cost})
+        self.earlier_attempts = ledger.earlier_attempts
         for chunks, as_of in ledger.others:
             _say_not_resumed(config, chunks, as_of)
         return ledger
