@@ -373,7 +373,9 @@ def _quoting(expr: str, words: list[str]) -> str:
 
 
 def _parses(expr: str) -> bool:
-    text = connection().execute("SELECT json_serialize_sql(?)", [f"SELECT {expr}"]).fetchone()[0]
+    """As one value: in parentheses, so a quoted last word cannot pass as an alias."""
+    sql = f"SELECT ({expr})"
+    text = connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
     return not json.loads(text).get("error")
 
 
