@@ -32,7 +32,9 @@ class Heartbeats:
         self._settings: Any = temporary_settings(updates={"flows.heartbeat_frequency": None})
         self._run: str | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # tables of a dataset may start on several threads
+        # Tables of a dataset may start on several threads; reentrant, as a signal handler on
+        # the main thread stops the beats, maybe while that thread is inside `follow`.
+        self._lock = threading.RLock()
 
     def __enter__(self) -> Heartbeats:
         self._settings.__enter__()

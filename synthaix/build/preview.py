@@ -70,7 +70,7 @@ def preview_rows(config: DatasetConfig, rows: int, llm: bool = True) -> pa.Table
     first = 0 if llm_columns else min(config.rows, config.chunk_size, FIRST_CHUNK_CAP)
     if llm_columns and not llm:
         config = _dedupe_without_llm_columns(config)
-    shown = config.model_copy(update={"rows": rows})
+    shown = config.model_copy(update={"rows": min(rows, config.rows)})  # no more than it makes
     executor = ThreadExecutor(shown, llm=llm)
     Build(shown, executor, sink=sink, persistent=False, first_round=first).run()
     return sinks[-1].table()

@@ -64,6 +64,7 @@ class _Watch:
         self.left: list[str] = []  # not started yet
         self.paths: dict[str, Path] = {}  # each dataset's config, to say what is left to build
         self.appends: set[str] = set()  # datasets built with mode append
+        self.failed: list[str] = []  # datasets whose build failed
         self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
         self.heartbeats: Any = None  # flows.heartbeat.Heartbeats: they stop on an interrupt
 
@@ -142,7 +143,8 @@ class _Watch:
         """The configs a batch stopped before publishing, as a command finishes them (the
         whole batch again would build the published ones again: a second append)."""
         unfinished = [] if self.phase == "published" or self.current is None else [self.current]
-        paths = [str(self.paths[n]) for n in [*unfinished, *self.left] if n in self.paths]
+        names = [*self.failed, *unfinished, *self.left]
+        paths = list(dict.fromkeys(str(self.paths[n]) for n in names if n in self.paths))
         if not paths:
             return
         again = [n for n in self.built if n in self.appends]
@@ -166,6 +168,8 @@ class _Watch:
             parts.append(f"built and published: {', '.join(self.built)}")
         elif self.current is None:
             parts.append("nothing published; the previous outputs are unchanged")
+        if self.failed:
+            parts.append(f"failed: {', '.join(self.failed)}")
         if self.left:
             parts.append(f"not built: {', '.join(self.left)}")
         return where, "; ".join(parts)
@@ -538,6 +542,7 @@ def _build_batch(
                 except Exception as exc:
                     watch.not_published()
                     watch.current = None
+                    watch.failed.append(dataset.name)
                     codes.append(_failed(dataset.name, exc, debug))
                     continue
                 finally:
