@@ -287,3 +287,37 @@ def test_parquet_metadata_carries_as_of(tmp_path: Path) -> None:
     build_dataset(config_path=str(path), as_of=dt.datetime(2025, 3, 1, 10))
     part = next((tmp_path / "out" / "data").glob("*.parquet"))
     assert b"2025-03-01T10:00:00" in str(pq.read_schema(part).metadata).encode()
+
+
+def test_heartbeats_sent_by_the_cli_stop_with_the_flow_body(tmp_path: Path) -> None:
+    """With the CLI's Heartbeats (beating every 0.2 s here; Prefect's minimum is 30 s), a run
+    beats during its body, and the beating has stopped when the flow returns: one after its
+    final state would make a zombie automation mark the finished run Crashed."""
+    import threading
+
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from flows.build_dataset import build_dataset
+    from flows.heartbeat import Heartbeats
+
+    path = write_config(tmp_path / "events.yaml", _events(tmp_path, rows=20_000, chunk_size=2000))
+    with Heartbeats() as beats:
+        beats.every = 0.2
+        state = build_dataset(config_path=str(path), return_state=True)
+        alive = [t for t in threading.enumerate() if t.name == "synthaix-heartbeat"]
+        for thread in alive:
+            thread.join(timeout=0.5)  # the beat it may be sending
+        assert not any(t.is_alive() for t in alive), "still beating after the run ended"
+    run_id = state.state_details.flow_run_id
+    beats_of_run = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+    )
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        deadline = time.monotonic() + 30  # events reach the server's store in the background
+        while len(events := client.read_events(filter=beats_of_run, limit=50).events) < 2:
+            assert time.monotonic() < deadline, f"{len(events)} heartbeats reached the server"
+            time.sleep(0.5)
+    assert run.start_time is not None and run.end_time is not None
+    assert all(run.start_time <= e.occurred <= run.end_time for e in events)
