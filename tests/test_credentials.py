@@ -280,9 +280,12 @@ def test_dask_workers_load_the_block_themselves(tmp_path: Path) -> None:
     assert all(r["note"] for r in _rows(tmp_path / "out"))
 
 
-def test_a_key_in_the_base_url_is_masked_in_errors(tmp_path: Path) -> None:
-    """provider.base_url http://user:key@host: the error that it cannot be reached (printed,
-    and stored in a Prefect state) shows ***@host."""
+def test_a_key_in_the_base_url_is_refused_in_a_config_and_masked_in_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """user:key@ in provider.base_url would be stored with every flow run's parameters: it is
+    refused. From $OPENAI_BASE_URL (read only where the build runs), the error that it cannot
+    be reached (printed, and stored in a Prefect state) shows ***@host."""
     from typer.testing import CliRunner
 
     from synthaix.cli import app
@@ -292,6 +295,13 @@ def test_a_key_in_the_base_url_is_masked_in_errors(tmp_path: Path) -> None:
     data = {"name": "b", "rows": 5, "columns": columns, "provider": {"base_url": url}}
     data["output"] = {"dir": str(tmp_path / "out")}
     config = write_config(tmp_path / "b.yaml", data)
+    refused = CliRunner().invoke(app, ["validate", str(config)])
+    assert refused.exit_code == 2 and "keep credentials out of base_url" in refused.output
+    assert "sk-url-secret-0042" not in refused.output
+
+    del data["provider"]
+    config = write_config(tmp_path / "b.yaml", data)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
     result = CliRunner().invoke(app, ["build", str(config)])
     assert result.exit_code != 0 and "cannot reach http://***@127.0.0.1:9/v1" in result.output
     assert "sk-url-secret-0042" not in result.output

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from synthaix.columns.base import StrictModel
+from synthaix.errors import URL_USERINFO
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # `{{ prefect.variables.NAME }}`, as in prefect.yaml: resolved at run time from the Prefect
@@ -81,6 +82,18 @@ class ProviderConfig(StrictModel):
             raise ValueError(
                 f"'{value}': the only template a provider setting takes is "
                 "{{ prefect.variables.NAME }} (a Prefect Variable, read at run time)"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value and URL_USERINFO.search(value):
+            raise ValueError(
+                "keep credentials out of base_url (user:password@): the config is stored with "
+                "each Prefect flow run's parameters, in plain text. Put the key in the variable "
+                "that api_key_env names or in a Prefect Secret block (api_key_block); a URL "
+                "that must carry them can come from $OPENAI_BASE_URL where the build runs"
             )
         return value
 
