@@ -24,6 +24,16 @@ out = Console(soft_wrap=True)
 ConfigArg = Annotated[Path, typer.Argument(help="Dataset config (YAML).", show_default=False)]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Set any config value, e.g. --set runner.workers=8 --set columns.age.max=70 "
+        "(the value is read as YAML); repeatable. Unset: the config's values.",
+        show_default=False,
+    ),
+]
 
 
 def _fail(exc: BaseException, debug: bool) -> NoReturn:

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from synthaix import progress
 from synthaix.build.manifest import TIMED_OUT, pacing
-from synthaix.cli.app import DebugOpt, _counts, _fail, _report, app, console, out
+from synthaix.cli.app import DebugOpt, SetOpt, _counts, _fail, _report, app, console, out
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.dedupe.target import lance_tables
@@ -274,16 +274,7 @@ def build(
             show_default=False,
         ),
     ] = None,
-    assignments: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Set any config value, e.g. --set runner.workers=8 --set columns.age.max=70 "
-            "(the value is read as YAML); repeatable. Unset: the config's values.",
-            show_default=False,
-        ),
-    ] = None,
+    assignments: SetOpt = None,
     report: Annotated[
         bool, typer.Option("--report", help="Write each dataset's report.html at the end.")
     ] = False,

@@ -14,7 +14,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from synthaix.cli.app import ConfigArg, DebugOpt, ForceOpt, _fail, _report, app, console, out
+from synthaix.cli.app import (
+    ConfigArg,
+    DebugOpt,
+    ForceOpt,
+    SetOpt,
+    _fail,
+    _report,
+    app,
+    console,
+    out,
+)
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError, SynthaixError
@@ -142,15 +152,7 @@ def preview(
             help="Show only this table of a multi-table config (needed with csv or jsonl).",
         ),
     ] = None,
-    assignments: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY.PATH=VALUE",
-            help="Change a config value for this preview, as build --set does; repeatable.",
-            show_default=False,
-        ),
-    ] = None,
+    assignments: SetOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
