@@ -50,7 +50,7 @@ from synthaix.config import (
 from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.llm.provider import ProviderConfig
-from synthaix.relational.counts import mean_children
+from synthaix.relational.counts import mean_children, total_bounds
 from synthaix.sqlexpr import ExpressionError, checked
 
 Problems = list[tuple[tuple[str | int, ...], str]]
@@ -325,11 +325,7 @@ def _total_problems(config: RelationalConfig) -> Problems:
         parent = config.table(table.parent) if table.parent else None
         if table.rows is None or table.count is None or parent is None or parent.rows is None:
             continue
-        count = table.count
-        bounds = [count.resolved(p)[1:] for p in [count, *(count.params or {}).values()]]
-        low = parent.rows * min(b[0] for b in bounds)
-        highs = [b[1] for b in bounds]
-        high = None if None in highs else parent.rows * max(h for h in highs if h is not None)
+        low, high = total_bounds(table.count, parent.rows)
         if table.rows < low or (high is not None and table.rows > high):
             reach = f"{low:,} to {high:,}" if high is not None else f"at least {low:,}"
             problems.append(

@@ -59,3 +59,12 @@ def mean_children(count: CountConfig, parent: TableConfig) -> float:
     shares = zip(column.labels(), column.weights(), strict=True)
     drawn = sum(float(share) * mean(params_of(count, value)[1]) for value, share in shares)
     return column.nullable * mean(count) + (1 - column.nullable) * drawn
+
+
+def total_bounds(count: CountConfig, parents: int) -> tuple[int, int | None]:
+    """The fewest and most children `parents` parents can have between them, by the count's
+    min and max for any `by` value (None: no most)."""
+    bounds = [count.resolved(p)[1:] for p in [count, *(count.params or {}).values()]]
+    highs = [high for _, high in bounds]
+    most = None if None in highs else parents * max(h for h in highs if h is not None)
+    return parents * min(low for low, _ in bounds), most

@@ -22,6 +22,7 @@ from synthaix.build.executor import ThreadExecutor
 from synthaix.errors import ConfigError
 from synthaix.relational.build import DatasetBuild
 from synthaix.relational.config import RelationalConfig, TableConfig
+from synthaix.relational.counts import total_bounds
 
 
 def preview_tables(config: RelationalConfig, rows: int, llm: bool = True) -> dict[str, pa.Table]:
@@ -92,10 +93,6 @@ def _scaled_total(spec: TableConfig, scale: float, parents: int | None) -> int:
     total = max(1, round(spec.rows * scale))
     if parents is None or spec.count is None:
         return total
-    count = spec.count
-    bounds = [count.resolved(p)[1:] for p in [count, *(count.params or {}).values()]]
-    low = parents * min(b[0] for b in bounds)
-    highs = [b[1] for b in bounds]
-    high = None if None in highs else parents * max(h for h in highs if h is not None)
+    low, high = total_bounds(spec.count, parents)
     total = max(total, low)
     return total if high is None else min(total, high)
