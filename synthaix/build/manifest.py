@@ -283,8 +283,8 @@ def cost_lines(manifest: Any) -> list[tuple[str, str]]:
     `resume_lines`."""
     llm, total, embeddings = manifest.llm, manifest.llm_total, manifest.embeddings
     more = [("embeddings", spend(embeddings))] if embeddings.requests else []
-    if llm.timed_out:
-        more.append(("timed out", f"{llm.timed_out:,} {TIMED_OUT}"))
+    if timed_out := llm.retries.get("timeout", 0):
+        more.append(("timed out", f"{timed_out:,} {TIMED_OUT}"))
     if not manifest.earlier_attempts:
         return [("LLM", spend(llm)), *more]
     count = len(manifest.earlier_attempts)
@@ -307,9 +307,10 @@ def pacing(llm: LlmStats) -> str:
         rates = f"{llm.observed_rpm:,.0f} requests/min, {llm.observed_tpm:,.0f} tokens/min observed"
     else:
         rates = "rates not measured (answers within 10 s)"
+    attempts = llm.requests + sum(llm.retries.values())  # answered, and each failed try
     return (
-        f"{rates}; {llm.rate_limited:,} of {llm.attempts:,} attempts answered 429 "
-        f"({llm.rate_limited / max(llm.attempts, 1):.1%}); "
+        f"{rates}; {llm.rate_limited:,} of {attempts:,} attempts answered 429 "
+        f"({llm.rate_limited / max(attempts, 1):.1%}); "
         f"{llm.wait_seconds:,.1f} s waited (summed over requests); "
         f"{llm.rows_per_request:.1f} rows a request"
     )

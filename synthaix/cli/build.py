@@ -357,8 +357,8 @@ def build(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
             f"({llm.tokens / max(delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
         )
-    if llm.timed_out:
-        out.print(f"  timed out: {llm.timed_out:,} {TIMED_OUT}")
+    if timed_out := llm.retries.get("timeout", 0):
+        out.print(f"  timed out: {timed_out:,} {TIMED_OUT}")
     if (spent := manifest.embeddings).requests:
         out.print(
             f"  embeddings: {spent.requests:,} requests, {spent.tokens:,} tokens, "

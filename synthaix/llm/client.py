@@ -326,7 +326,6 @@ class LlmClient:
         try:
             return retrying(attempt)
         except ProviderError as exc:
-            recorder.gave_up(exc.cause)  # its last try: in neither the answers nor the retries
             if not exc.transient or not stopped:
                 raise
             attempts, reason = stopped[-1]

@@ -14,8 +14,6 @@ class LlmStats(BaseModel):
 
     requests: int = 0
     retries: Counter[str] = Field(default_factory=Counter)
-    # Requests given up, by the cause of their last try (a timeout there may be billed too).
-    gave_up: Counter[str] = Field(default_factory=Counter)
     rejected_rows: Counter[str] = Field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -39,16 +37,6 @@ class LlmStats(BaseModel):
         total["first_answer_at"] = min(firsts, default=0.0)
         total["last_answer_at"] = max(self.last_answer_at, other.last_answer_at)
         return LlmStats(**total)
-
-    @property
-    def attempts(self) -> int:
-        """Every try sent: answered, retried, and the last try of each request given up."""
-        return self.requests + sum(self.retries.values()) + sum(self.gave_up.values())
-
-    @property
-    def timed_out(self) -> int:
-        """Tries that timed out (answered too late, not refused: a provider may bill them)."""
-        return self.retries.get("timeout", 0) + self.gave_up.get("timeout", 0)
 
     @property
     def tokens(self) -> int:
@@ -93,11 +81,6 @@ class StatsRecorder:
     def retry(self, cause: str) -> None:
         with self._lock:
             self.stats.retries[cause] += 1
-
-    def gave_up(self, cause: str) -> None:
-        """A request failed for good (its last try's cause)."""
-        with self._lock:
-            self.stats.gave_up[cause] += 1
 
     def throttled(self) -> None:
         """The endpoint answered 429."""
