@@ -111,6 +111,7 @@ class ChunkLedger:
         self.earlier = LlmStats()  # what the interrupted attempts spent (read by `open`)
         self.earlier_attempts: list[str] = []  # their build ids
         self.others: list[tuple[int, str | None]] = []  # other configs' ledgers: chunks, as_of
+        self.dropped: list[tuple[int, str | None]] = []  # older ones, removed by `open`
         self._spend: Path | None = None
 
     def open(self, attempt: str, published: str | None = None, as_of: str | None = None) -> int:
@@ -136,8 +137,12 @@ class ChunkLedger:
         for _, stale, _, _ in others[KEEP_OTHERS:]:
             remove_our_files(stale, _CHUNK_FILE)
         self.others = [(chunks, as_of) for _, _, chunks, as_of in others[:KEEP_OTHERS]]
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dropped = [(chunks, as_of) for _, _, chunks, as_of in others[KEEP_OTHERS:]]
         noted = _note(self.dir)
+        if published is not None and published in noted.get("attempts", []):
+            remove_our_files(self.dir, _CHUNK_FILE)  # this build's own, published: nothing left
+            noted = {}
+        self.dir.mkdir(parents=True, exist_ok=True)
         attempts = [*noted.get("attempts", []), attempt]
         temporary = self.dir / "ledger.json.tmp"
         temporary.write_text(json.dumps({"as_of": as_of, "attempts": attempts}), encoding="utf-8")
@@ -206,9 +211,12 @@ def _note(ledger: Path) -> dict[str, Any]:
 
 
 def _age(ledger: Path) -> float:
-    with contextlib.suppress(OSError):
-        return (ledger / "ledger.json").stat().st_mtime
-    return 0.0
+    """When the ledger last saved a chunk or a spend record (or was opened)."""
+    times = []
+    for entry in ledger.iterdir():
+        with contextlib.suppress(OSError):
+            times.append(entry.stat().st_mtime)
+    return max(times, default=0.0)
 
 
 def clear_ledgers(output_dir: Path, table: str | None = None) -> None:

@@ -374,7 +374,7 @@ def _quoting(expr: str, words: list[str]) -> str:
 
 def _parses(expr: str) -> bool:
     """As one value: in parentheses, so a quoted last word cannot pass as an alias."""
-    sql = f"SELECT ({expr})"
+    sql = f"SELECT ({expr}\n)"  # the newline ends a -- comment the expression may end with
     text = connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
     return not json.loads(text).get("error")
 

@@ -168,4 +168,4 @@ def test_preview_of_an_llm_config_whose_endpoint_is_down_shows_rows_at_once(
     assert "llm columns left empty: cannot reach" in lines[0]
     rows = [json.loads(line) for line in lines[1:]]
     assert [row["id"] for row in rows] == list(range(1, 11))
-    assert all(row["bio"] is None for row in rows) and len({row["city"] for row in rows}) < 10
+    assert all(row["bio"] is None for row in rows)

@@ -175,6 +175,10 @@ def test_a_ledger_of_another_config_is_said_and_kept_and_a_new_price_still_resum
         manifest = Build(priced, ThreadExecutor(priced)).run()
     assert manifest.resumed_chunks == left and manifest.rows.delivered == 60
     assert not _chunks(ledger)  # published: every ledger of the output is gone
+    total = manifest.llm_total  # the earlier attempt priced at today's price too
+    assert total.cost_usd == pytest.approx(
+        priced.provider.cost(total.prompt_tokens, total.completion_tokens)
+    )
 
 
 def test_build_stopped_by_an_error_resumes_with_exact_costs(
@@ -368,9 +372,8 @@ def test_multi_table_build_reports_resume_and_costs_per_table_and_in_all(
     assert DatasetManifest.parse(json.dumps(on_disk), "manifest.json") == manifest
 
 
-def test_spend_log_sums_attempts_skipping_a_torn_line_and_the_published_build(
-    tmp_path: Path,
-) -> None:
+def test_spend_log_sums_attempts_skipping_a_torn_line(tmp_path: Path) -> None:
+    """(A ledger whose build published: test_the_published_builds_own_ledger_is_not_resumed.)"""
     from synthaix.generate import Chunk
     from synthaix.ledger import ChunkLedger, clear_ledgers
     from synthaix.llm.stats import LlmStats
@@ -386,13 +389,13 @@ def test_spend_log_sums_attempts_skipping_a_torn_line_and_the_published_build(
         ledger.spent(Chunk(2, 10, 5), one)
     with open(ledger.dir / f"spend-{attempts[1]}.jsonl", "ab") as log:
         log.write(b'{"chunk":3,"llm":{"requests":99')  # cut short by a kill
-    # The third attempt published (then was killed before clearing its ledger): not earlier.
+    # The output holds a build of another config, published before these attempts.
     ledger = ChunkLedger(tmp_path, "k", 0)
-    ledger.open("20260101T000300-dddddd", published=attempts[2])
-    assert ledger.earlier_attempts == attempts[:2]
-    assert ledger.earlier.requests == 12 and ledger.earlier.tokens == 60
-    assert ledger.earlier.retries == {"rate_limit": 8}
-    assert ledger.earlier.cost_usd == pytest.approx(1.0)
+    ledger.open("20260101T000300-dddddd", published="20251231T000000-zzzzzz")
+    assert ledger.earlier_attempts == attempts
+    assert ledger.earlier.requests == 18 and ledger.earlier.tokens == 90
+    assert ledger.earlier.retries == {"rate_limit": 12}
+    assert ledger.earlier.cost_usd == pytest.approx(1.5)
     clear_ledgers(tmp_path)
     assert not (tmp_path / ".ledger").exists()  # the spend logs go with the chunks
 
@@ -423,3 +426,21 @@ def test_other_ledgers_newest_kept_and_the_published_builds_removed(tmp_path: Pa
         (1, None),
     ]
     assert all(d.exists() for d in kept) and not oldest.exists() and not published.exists()
+
+
+def test_the_published_builds_own_ledger_is_not_resumed(tmp_path: Path) -> None:
+    """Published, then killed before clearing its ledger: a rebuild of the same config found
+    its chunks and billed its earlier attempts a second time."""
+    from synthaix.generate import Chunk
+    from synthaix.ledger import ChunkLedger
+    from synthaix.llm.stats import LlmStats
+
+    first, published = "20260101T000000-aaaaaa", "20260101T000100-bbbbbb"
+    for attempt in (first, published):
+        ledger = ChunkLedger(tmp_path, "same", 0)
+        ledger.open(attempt)
+        ledger.spent(Chunk(0, 0, 5), LlmStats(requests=3, prompt_tokens=10))
+        (ledger.dir / "chunk-000000-0-5.parquet").write_bytes(b"paid for")
+    again = ChunkLedger(tmp_path, "same", 0)
+    assert again.open("20260101T000200-cccccc", published=published) == 0
+    assert again.earlier_attempts == [] and again.earlier.requests == 0

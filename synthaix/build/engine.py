@@ -46,7 +46,7 @@ from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
-from synthaix.ledger import ChunkLedger, clear_ledgers, generation_hash
+from synthaix.ledger import KEEP_OTHERS, ChunkLedger, clear_ledgers, generation_hash
 from synthaix.llm.stats import LlmStats
 from synthaix.sink import BUILD_KEY, DatasetWriter
 
@@ -139,8 +139,8 @@ class Build:
                 raise
             self.after_publish.append(dedupe.committed)
             if self.persistent:  # published: nothing left to resume, of any config
-                table = config.name if config._in_tables else None
-                self.after_publish.append(partial(clear_ledgers, config.output_dir, table))
+                own = config.name if config._in_tables else None  # a table's ledgers
+                self.after_publish.append(partial(clear_ledgers, config.output_dir, own))
             if self.publish:
                 self.published()
         return manifest
@@ -429,6 +429,11 @@ class Build:
         self.earlier_attempts = ledger.earlier_attempts
         for chunks, as_of in ledger.others:
             _say_not_resumed(config, chunks, as_of)
+        for chunks, as_of in ledger.dropped:
+            at = f" (as_of {as_of})" if as_of else ""
+            text = f"removed an older interrupted build's ledger{at}: {chunks:,} chunks"
+            log.warning(text)
+            progress.note(text)
         return ledger
 
 
@@ -444,7 +449,8 @@ def _say_not_resumed(config: DatasetConfig, chunks: int, as_of: str | None) -> N
     text = (
         f"{table}an interrupted build of another config left {chunks:,} chunks in its ledger; "
         f"they are not reused. To resume it instead, stop this one and {how}; the ledger is "
-        "removed when this build publishes"
+        f"removed when this build publishes (and the oldest of {KEEP_OTHERS + 1} such, when "
+        "another build starts)"
     )
     log.warning(text)
     progress.note(text)

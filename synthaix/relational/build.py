@@ -118,8 +118,8 @@ class DatasetBuild:
                     for build in self.builds.values():
                         build.abort()
                     raise
-            for build in self.builds.values():
-                build.published()
+                for build in self.builds.values():  # under the output's lock, as for one table
+                    build.published()
         finally:
             clear_cache()
         return manifest
