@@ -38,11 +38,13 @@ COLUMNS = [
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Path:
-    """One flow build with a secret in the environment and credentials in a URL."""
+    """One flow build with a secret in the environment and credentials in $OPENAI_BASE_URL
+    (a config may not hold them: provider.base_url refuses user:password@)."""
     from flows.build_dataset import build_dataset
 
     tmp = tmp_path_factory.mktemp("report")
     os.environ["OPENAI_API_KEY"] = SECRET
+    os.environ["OPENAI_BASE_URL"] = "https://bob:hunter2@llm.example/v1"
     try:
         config = write_config(
             tmp / "d.yaml",
@@ -52,13 +54,12 @@ def built(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Pat
                 "rows": 2000,
                 "chunk_size": 400,
                 "columns": COLUMNS,
-                "provider": {"base_url": "https://bob:hunter2@llm.example/v1"},
                 "output": {"dir": str(tmp / "out")},
             },
         )
         build_dataset(config_path=str(config))
     finally:
-        del os.environ["OPENAI_API_KEY"]
+        del os.environ["OPENAI_API_KEY"], os.environ["OPENAI_BASE_URL"]
     return tmp / "out"
 
 
