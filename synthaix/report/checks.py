@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -22,7 +21,7 @@ from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 from synthaix.config import DatasetConfig
-from synthaix.report.profile import ColumnProfile, DatasetProfile, parquet_source, sandboxed
+from synthaix.report.profile import ColumnProfile, DatasetProfile, parts_view
 from synthaix.sqlexpr import checked, quote
 
 if TYPE_CHECKING:
@@ -148,8 +147,7 @@ def own_nulls(con: duckdb.DuckDBPyConnection, config: DatasetConfig) -> OwnNulls
 def own_nulls_of_parts(config: DatasetConfig, parts: list[str]) -> OwnNulls:
     if not parts or not any(_derived(c) for c in config.columns):
         return {}
-    with sandboxed({str(Path(p).parent) for p in parts}) as con:
-        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM {parquet_source(parts)}")
+    with parts_view(parts) as con:
         return own_nulls(con, config)
 
 

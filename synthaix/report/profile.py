@@ -64,6 +64,13 @@ def sandboxed(folders: set[str]) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def parts_view(parts: list[str]) -> duckdb.DuckDBPyConnection:
+    """A sandboxed DuckDB whose temp view `data` is the rows of these Parquet parts."""
+    con = sandboxed({str(Path(p).parent) for p in parts})
+    con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM {parquet_source(parts)}")
+    return con
+
+
 def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

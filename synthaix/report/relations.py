@@ -5,12 +5,10 @@ on a DuckDB that may read those files and nothing else: the SQL holds config exp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from synthaix.columns.base import RelationCheck
 from synthaix.config import DatasetConfig
 from synthaix.report.checks import Check
-from synthaix.report.profile import parquet_source, sandboxed
+from synthaix.report.profile import parts_view
 
 
 def declared(config: DatasetConfig) -> list[RelationCheck]:
@@ -22,8 +20,7 @@ def verify(config: DatasetConfig, parts: list[str]) -> list[Check]:
     checks = declared(config)
     if not checks or not parts:
         return []
-    with sandboxed({str(Path(p).parent) for p in parts}) as con:
-        con.execute(f"CREATE TEMP VIEW data AS SELECT * FROM {parquet_source(parts)}")
+    with parts_view(parts) as con:
         results = [con.execute(check.sql).fetchone() for check in checks]
     return [
         Check(check.column or "(dataset)", "relation", check.relation, observed, failed == 0)

@@ -32,8 +32,7 @@ from synthaix.relational.counts import count_moments, params_of
 from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
 from synthaix.report.checks import Check, OwnNulls, manifest_row_count, own_nulls, run_checks
 from synthaix.report.html import CSS, _checks_table, _column_card, _rows, _sample_table, cost_kpis
-from synthaix.report.profile import DatasetProfile, parquet_source, profile_parts
-from synthaix.report.relations import sandboxed
+from synthaix.report.profile import DatasetProfile, parquet_source, profile_parts, sandboxed
 from synthaix.sqlexpr import quote
 
 ROW = '"this row"'  # the table's own rows in a join: no alias (an identifier) can be this
@@ -92,8 +91,7 @@ def tables_report(output_dir: Path) -> TablesReport:
     manifest = read_dataset_manifest(output_dir)
     config = manifest.dataset_config()
     parts = {name: table_parts(output_dir, name) for name in config.order}
-    relational = relational_checks(config, parts)
-    nulls = own_nulls_by_table(config, parts)
+    relational, nulls = relational_checks(config, parts)
     sections = []
     for name in config.order:
         plan, profile = config.plan(name), profile_parts(parts[name])
@@ -133,25 +131,16 @@ def _tables(
     return con, types
 
 
-def own_nulls_by_table(
+def relational_checks(
     config: RelationalConfig, parts: dict[str, list[str]]
-) -> dict[str, OwnNulls]:
-    """Each table's derived columns' own nulls (see `checks.own_nulls`), over the table joined
-    with the related rows it reads (their nulls carry through, e.g. a lookup that is null)."""
-    con, types = _tables(parts)
-    with con:
-        found: dict[str, OwnNulls] = {}
-        for name in config.order:
-            _data_view(con, config, name, types)
-            found[name] = own_nulls(con, config.plan(name).config)
-    return found
-
-
-def relational_checks(config: RelationalConfig, parts: dict[str, list[str]]) -> list[TableCheck]:
-    """The checks between tables, over these Parquet parts of each table."""
+) -> tuple[list[TableCheck], dict[str, OwnNulls]]:
+    """The checks between tables, over these Parquet parts of each table; and each table's
+    derived columns' own nulls (see `checks.own_nulls`), over the table joined with the
+    related rows it reads (their nulls carry through, e.g. a lookup that is null)."""
     con, types = _tables(parts)
     with con:
         checks: list[TableCheck] = []
+        nulls: dict[str, OwnNulls] = {}
         for name in config.order:
             spec = config.table(name)
             checks += _key(con, spec)
@@ -162,8 +151,10 @@ def relational_checks(config: RelationalConfig, parts: dict[str, list[str]]) -> 
                 for c in spec.columns
                 if isinstance(c, AggregateColumn)
             ]
-            checks += _relations(con, config, name, types)
-    return checks
+            _data_view(con, config, name, types)  # one view of each table for both below
+            checks += _relations(con, config, name)
+            nulls[name] = own_nulls(con, config.plan(name).config)
+    return checks, nulls
 
 
 def _one(
@@ -293,17 +284,12 @@ def _aggregate(
 
 
 def _relations(
-    con: duckdb.DuckDBPyConnection,
-    config: RelationalConfig,
-    table: str,
-    types: dict[str, dict[str, str]],
+    con: duckdb.DuckDBPyConnection, config: RelationalConfig, table: str
 ) -> list[TableCheck]:
+    """The table's declared relations and constraints, over the view `data` of its rows."""
     plan = config.plan(table)
     relations = [("relation", r) for c in plan.config.columns for r in c.relation_checks()]
     relations += [("constraint", c.relation_check()) for c in plan.config.constraints]
-    if not relations:
-        return []
-    _data_view(con, config, table, types)
     checks = []
     for name, relation in relations:
         failed, observed = _one(con, relation.sql)
