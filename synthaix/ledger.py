@@ -88,10 +88,9 @@ def generation_hash(config: DatasetConfig) -> str:
     the provider's limits and prices (what requests may do, and cost), so a restart with more
     workers, another runner or a corrected price still finds the saved chunks."""
     data = config.model_dump(mode="json", by_alias=True, exclude={"runner"})
-    for limit in ("max_concurrency", "rpm", "tpm", "timeout", "max_attempts"):
-        data["provider"].pop(limit, None)
-    for price in ("price_input_per_million", "price_output_per_million"):
-        data["provider"].pop(price, None)
+    limits = ("max_concurrency", "rpm", "tpm", "timeout", "max_attempts")
+    for name in (*limits, "price_input_per_million", "price_output_per_million"):
+        data["provider"].pop(name, None)
     data["dedupe"].pop("price_per_million", None)
     # The prompt templates are code, not config: their text is part of the key too, so an
     # edited prompt never resumes from chunks the old one wrote.

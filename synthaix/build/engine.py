@@ -422,28 +422,32 @@ class Build:
         salt = relations.fingerprint if relations is not None else ""  # the related rows
         table = config.name if config._in_tables else None
         ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row, table)
-        ledger.open(attempt, published, config.as_of.isoformat() if config.as_of else None)
+        as_of = config.as_of.isoformat() if config.as_of else None
+        ledger.open(attempt, published, as_of)
         earlier = ledger.earlier  # priced now: a price is not part of the ledger's key
         cost = config.provider.cost(earlier.prompt_tokens, earlier.completion_tokens)
         self.earlier = earlier.model_copy(update={"cost_usd": cost})
         self.earlier_attempts = ledger.earlier_attempts
-        for chunks, as_of in ledger.others:
-            _say_not_resumed(config, chunks, as_of)
-        for chunks, as_of in ledger.dropped:
-            at = f" (as_of {as_of})" if as_of else ""
+        for chunks, theirs in ledger.others:
+            _say_not_resumed(config, chunks, theirs, as_of)
+        for chunks, theirs in ledger.dropped:
+            at = f" (as_of {theirs})" if theirs else ""
             text = f"removed an older interrupted build's ledger{at}: {chunks:,} chunks"
             log.warning(text)
             progress.note(text)
         return ledger
 
 
-def _say_not_resumed(config: DatasetConfig, chunks: int, as_of: str | None) -> None:
-    """An interrupted build of another config left chunks this one cannot reuse: say so, and
-    how to resume it (its ledger stays until this build publishes)."""
+def _say_not_resumed(
+    config: DatasetConfig, chunks: int, as_of: str | None, ours: str | None
+) -> None:
+    """An interrupted build of another config (whose relative times stood at `as_of`; this
+    one's at `ours`) left chunks this one cannot reuse: say so, and how to resume it (its
+    ledger stays until this build publishes)."""
     table = f"table {config.name}: " if config._in_tables else ""
     how = (
         f"build again with --as-of {as_of} (its relative times stood then)"
-        if as_of and as_of != (config.as_of.isoformat() if config.as_of else None)
+        if as_of and as_of != ours
         else "build again with its config, seed and SynthAIx version"
     )
     text = (
