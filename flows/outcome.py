@@ -12,6 +12,7 @@ from prefect.logging.handlers import APILogHandler
 from prefect.states import Failed, State
 
 from synthaix.errors import SynthaixError
+from synthaix.llm.stats import spend, spent_before
 
 
 class _QuietUserErrors(logging.Filter):
@@ -80,5 +81,7 @@ def failed(error: SynthaixError) -> State:
     """The run's end on a user error: one ERROR line, and a Failed state whose result
     re-raises the error (so a caller of the flow, like the CLI, gets it as it was)."""
     message = one_line(error)
+    if (spent := spent_before(error)).requests:  # a provider bills them: the UI shows it
+        message += f"; spent before failing: {spend(spent)}"
     get_run_logger().error(message)
     return Failed(message=message, data=error)

@@ -17,7 +17,7 @@ from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.keys import key_hashes
 from synthaix.llm.fill import StageFiller, stage_of
-from synthaix.llm.stats import LlmStats, StatsRecorder
+from synthaix.llm.stats import LlmStats, StatsRecorder, attach_spent
 
 if TYPE_CHECKING:
     from synthaix.llm.client import LlmClient
@@ -88,15 +88,31 @@ def generate_chunk(
     (`constrained=False`: kept, for sampling the constraints' pass rates).
 
     Rows whose LLM values could not be obtained (after re-asks) are left out: the build's
-    fill-up rounds replace them.
+    fill-up rounds replace them. A failure carries what the chunk paid before it
+    (`spent_before`).
     """
+    recorder = StatsRecorder()
+    try:
+        return _generate_chunk(config, chunk, llm, keys, constrained, recorder)
+    except Exception as exc:
+        attach_spent(exc, recorder.snapshot())
+        raise
+
+
+def _generate_chunk(
+    config: DatasetConfig,
+    chunk: Chunk,
+    llm: LlmClient | None,
+    keys: Sequence[str],
+    constrained: bool,
+    recorder: StatsRecorder,
+) -> ChunkResult:
     schema = dataset_schema(config)
     values: dict[str, pa.Array] = {}
     relations = config._relations
     if relations is not None:  # a table that reads related rows (multi-table datasets)
         values.update(relations.context(config.seed, chunk.first_row, chunk.rows, chunk.parents))
     complete = np.ones(chunk.rows, dtype=bool)
-    recorder = StatsRecorder()
     for column, field_ in zip(config.columns, schema, strict=True):
         rng = column_rng(config.seed, chunk.first_row, column.name)
         if isinstance(column, LlmColumn) and llm is None:

@@ -11,9 +11,9 @@ config or a different append position never reuses stale chunks. Files are
 written to a temporary name and renamed, so a chunk is either complete or absent.
 
 The spend log is how a resumed build tells what the interrupted attempts cost: every chunk's
-LLM stats are appended to its attempt's log the moment the chunk is back, before its rows are
-saved, admitted or even needed, so a kill -9 loses only the requests of chunks still running
-(and a chunk that fails loses the requests it made before failing). One append of ~180 bytes
+LLM stats are appended to its attempt's log the moment the chunk is back (a chunk that failed
+carries what it paid before failing), before its rows are saved, admitted or even needed, so a
+kill -9 loses only the requests of chunks still running. One append of ~180 bytes
 per chunk, unbuffered and without fsync (a killed process loses nothing the kernel holds; only
 a machine crash could): 35-50 us a chunk measured, against ~2.5 ms for the chunk's Parquet
 file, so 0.05 s for a million rows in chunks of 1,000. Each attempt writes its own file (named

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from test_determinism import COLUMNS
 
 from conftest import write_config
 from synthaix.errors import ProviderError
+from synthaix.llm.stats import spent_before
 from synthaix.sim.faults import FaultRates
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -118,6 +120,31 @@ def test_a_non_transient_error_fails_once_without_retries(tmp_path: Path) -> Non
     runs = _task_runs(state.state_details.flow_run_id, "chunk-")
     assert runs and all(r.run_count == 1 for r in runs)
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_a_failed_run_says_what_it_paid_before_failing(tmp_path: Path) -> None:
+    """The endpoint refuses every request after the third: the run's Failed state (what the UI
+    shows) and the error the caller gets say what the answered requests cost."""
+    from flows.build_dataset import build_dataset
+
+    with simulator(latency=0.02, record=True) as sim:
+        path = _llm_config(tmp_path, sim.url, provider={"max_concurrency": 2})
+
+        def refuse() -> None:
+            while len(sim.state.requests()) < 3:
+                time.sleep(0.002)
+            sim.state.config.api_key = "someone-else"
+
+        watcher = threading.Thread(target=refuse, daemon=True)
+        watcher.start()
+        state = build_dataset(config_path=str(path), preflight=False, return_state=True)
+        watcher.join()
+        answered = len(sim.state.requests())
+    assert state.is_failed() and answered >= 3
+    assert f"; spent before failing: {answered} requests, " in state.message
+    with pytest.raises(ProviderError, match="401") as failed:
+        state.result()
+    assert spent_before(failed.value).requests == answered
 
 
 def test_llm_requests_hold_a_shared_concurrency_limit(tmp_path: Path) -> None:

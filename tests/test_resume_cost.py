@@ -32,6 +32,7 @@ from synthaix.build.executor import ThreadExecutor
 from synthaix.build.manifest import Manifest, summary_markdown
 from synthaix.config import load_config
 from synthaix.errors import SynthaixError
+from synthaix.llm.stats import spent_before
 from synthaix.relational.build import DatasetBuild
 from synthaix.relational.manifest import DatasetManifest
 from synthaix.relational.manifest import summary_markdown as tables_markdown
@@ -444,3 +445,39 @@ def test_the_published_builds_own_ledger_is_not_resumed(tmp_path: Path) -> None:
     again = ChunkLedger(tmp_path, "same", 0)
     assert again.open("20260101T000200-cccccc", published=published) == 0
     assert again.earlier_attempts == [] and again.earlier.requests == 0
+
+
+def test_a_failed_chunk_still_counts_the_requests_it_paid(tmp_path: Path) -> None:
+    """Chunks of several requests each; the endpoint refuses every request from the third on.
+    The chunks that failed had answers before: the error says what the attempt paid, exactly
+    what the simulator answered, and the next attempt counts it as earlier spend (both lost
+    it with the chunk)."""
+    path = _notes(tmp_path, "http://unused")
+    data = yaml.safe_load(path.read_text())
+    with simulator(latency=0.02, record=True) as sim:
+        data["provider"] = {**_llm(sim.url), "rows_per_request": 1}  # five requests a chunk
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        config = load_config(path)
+
+        def refuse() -> None:
+            while len(sim.state.requests()) < 3:
+                time.sleep(0.002)
+            sim.state.config.api_key = "someone-else"
+
+        watcher = threading.Thread(target=refuse, daemon=True)
+        watcher.start()
+        with pytest.raises(SynthaixError) as failed:
+            Build(config, ThreadExecutor(config)).run()
+        watcher.join()
+        first = _answered(sim)
+        spent = spent_before(failed.value)
+        left = len(_chunks(tmp_path / "out" / ".ledger"))
+        assert first["requests"] >= 3
+        assert spent.requests == first["requests"] and spent.tokens == first["tokens"]
+        assert spent.cost_usd == pytest.approx(first["cost"])
+
+        sim.state.config.api_key = None
+        sim.state.reset()
+        manifest = Build(config, ThreadExecutor(config)).run()
+    earlier = manifest.llm_total.requests - manifest.llm.requests
+    assert manifest.resumed_chunks == left and earlier == first["requests"]

@@ -47,7 +47,7 @@ from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
 from synthaix.ledger import KEEP_OTHERS, ChunkLedger, clear_ledgers, generation_hash
-from synthaix.llm.stats import LlmStats
+from synthaix.llm.stats import LlmStats, attach_spent, spent_before
 from synthaix.sink import BUILD_KEY, DatasetWriter
 
 SAMPLE_ROWS = 10
@@ -136,6 +136,8 @@ class Build:
                 )
             except BaseException as exc:
                 self._roll_back(dedupe, wait=isinstance(exc, Exception))
+                if isinstance(exc, Exception):
+                    attach_spent(exc, self.llm)  # what this attempt paid: the CLI says it
                 raise
             self.after_publish.append(dedupe.committed)
             if self.persistent:  # published: nothing left to resume, of any config
@@ -234,11 +236,14 @@ class Build:
                 continue
             done = executor.first_done(list(in_flight))
             chunk = in_flight.pop(done)
-            result = executor.result(done)
+            try:
+                result = executor.result(done)
+            except Exception as exc:  # a request given up: what the chunk paid still counts
+                self._paid(chunk, spent_before(exc), ledger)
+                raise
+            self._paid(chunk, result.llm, ledger)
             if ledger is not None:
-                ledger.spent(chunk, result.llm)  # first: spent even if saving its rows fails
                 ledger.save(chunk, result)
-            self.llm += result.llm
             for name, count in result.rejected.items():
                 self.rejected[name] = self.rejected.get(name, 0) + count
             batches = assembler.add(chunk.index, _with_parents(chunk, result))
@@ -267,18 +272,31 @@ class Build:
             self._in_flight[executor.submit(chunk)] = chunk
             free -= 1
 
+    def _paid(self, chunk: Chunk, stats: LlmStats, ledger: ChunkLedger | None) -> None:
+        """Count what a chunk's requests cost; in the spend log first, so it is kept even if
+        saving the chunk's rows fails."""
+        if ledger is not None:
+            ledger.spent(chunk, stats)
+        self.llm += stats
+
     def _keep_running_chunks(self, executor: ChunkExecutor, ledger: ChunkLedger | None) -> None:
         """The build failed: the chunks still running finish anyway (leaving the executor
-        waits for them). Keep what they spent, and their rows for the next attempt. Not on
-        Ctrl-C or a kill: that stops now."""
+        waits for them). Count what they spent, and keep their rows for the next attempt.
+        Not on Ctrl-C or a kill: that stops now."""
         in_flight, self._in_flight = self._in_flight, {}
-        while ledger is not None and in_flight:
+        paying = any(isinstance(c, LlmColumn) for c in self.config.columns)
+        while paying and in_flight:
             done = executor.first_done(list(in_flight))
             chunk = in_flight.pop(done)
             with contextlib.suppress(Exception):  # the build's own error is the one to raise
-                result = executor.result(done)
-                ledger.spent(chunk, result.llm)
-                ledger.save(chunk, result)
+                try:
+                    result = executor.result(done)
+                except Exception as exc:
+                    self._paid(chunk, spent_before(exc), ledger)
+                    continue
+                self._paid(chunk, result.llm, ledger)
+                if ledger is not None:
+                    ledger.save(chunk, result)
 
     def _say_resumed(self) -> None:
         """One log line when chunks came from an interrupted build's ledger, or its spend."""

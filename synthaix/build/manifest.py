@@ -17,7 +17,7 @@ from pydantic_core import to_jsonable_python
 
 from synthaix.config import DatasetConfig
 from synthaix.errors import URL_USERINFO, OutputError
-from synthaix.llm.stats import LlmStats
+from synthaix.llm.stats import LlmStats, spend
 
 MANIFEST_VERSION = 2
 _PACKAGES = ("synthaix", "pyarrow", "duckdb", "numpy", "faker", "openai", "pydantic", "prefect")
@@ -314,10 +314,6 @@ def pacing(llm: LlmStats) -> str:
         f"{llm.wait_seconds:,.1f} s waited (summed over requests); "
         f"{llm.rows_per_request:.1f} rows a request"
     )
-
-
-def spend(llm: LlmStats) -> str:
-    return f"{llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:.4f}"
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from synthaix.errors import SynthaixError
+from synthaix.llm.stats import spend, spent_before
 
 app = typer.Typer(
     help="Build synthetic tabular datasets from YAML configs.",
@@ -46,7 +47,14 @@ def _fail(exc: BaseException, debug: bool) -> NoReturn:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint := getattr(exc, "hint", None):
         console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False)
+    _say_spent(exc)
     raise typer.Exit(2 if isinstance(exc, SynthaixError) else 1)
+
+
+def _say_spent(exc: BaseException) -> None:
+    """What a failed build paid for before it failed: a provider bills those requests."""
+    if (spent := spent_before(exc)).requests:
+        console.print(f"[dim]spent before failing:[/] {spend(spent)}", highlight=False)
 
 
 def _counts(counter: Counter[str]) -> str:

@@ -19,12 +19,23 @@ from rich.markup import escape
 
 from synthaix import progress
 from synthaix.build.manifest import TIMED_OUT, pacing
-from synthaix.cli.app import DebugOpt, SetOpt, _counts, _fail, _report, app, console, out
+from synthaix.cli.app import (
+    DebugOpt,
+    SetOpt,
+    _counts,
+    _fail,
+    _report,
+    _say_spent,
+    app,
+    console,
+    out,
+)
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.dedupe.target import lance_tables
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, dedupe_path, output_root, rebase
+from synthaix.llm.stats import spend
 from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
 
@@ -360,17 +371,10 @@ def build(
     if timed_out := llm.retries.get("timeout", 0):
         out.print(f"  timed out: {timed_out:,} {TIMED_OUT}")
     if (spent := manifest.embeddings).requests:
-        out.print(
-            f"  embeddings: {spent.requests:,} requests, {spent.tokens:,} tokens, "
-            f"${spent.cost_usd:,.4f}"
-        )
+        out.print(f"  embeddings: {spend(spent)}")
     total = manifest.llm_total
     if manifest.earlier_attempts and total.requests:
-        attempts = len(manifest.earlier_attempts) + 1
-        out.print(
-            f"  llm, all {attempts} attempts: {total.requests:,} requests, "
-            f"{total.tokens:,} tokens, ${total.cost_usd:,.4f}"
-        )
+        out.print(f"  llm, all {len(manifest.earlier_attempts) + 1} attempts: {spend(total)}")
     if llm.requests:
         out.print(f"  pacing: {pacing(llm)}")
         if llm.retries:
@@ -621,6 +625,7 @@ def _failed(label: str, exc: BaseException, debug: bool, why: str = "") -> int:
     console.print(f"[bold red]error:[/] {escape(named)}", highlight=False)
     if hint:
         console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False)
+    _say_spent(exc)
     head, *problems = message.splitlines() or [""]
     if problems:  # invalid config (N problems): the first one
         more = " ..." if len(problems) > 1 else ""

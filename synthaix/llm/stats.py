@@ -64,12 +64,36 @@ class LlmStats(BaseModel):
         return self.rows_requested / self.requests if self.rows_requested else 0.0
 
 
+def spend(llm: LlmStats) -> str:
+    return f"{llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:,.4f}"
+
+
+_SPENT = "synthaix_llm_spent"
+
+
+def attach_spent(exc: BaseException, stats: LlmStats) -> None:
+    """Let a failure carry what was paid before it (a chunk's requests before one was given
+    up), so the build still counts them. An attribute: it survives pickling (Dask, Ray)."""
+    setattr(exc, _SPENT, stats)
+
+
+def spent_before(exc: BaseException) -> LlmStats:
+    """What was paid before `exc` (nothing, if it carries no spend)."""
+    spent = getattr(exc, _SPENT, None)
+    return spent if isinstance(spent, LlmStats) else LlmStats()
+
+
 class StatsRecorder:
     """Thread-safe updates of one LlmStats (requests of a chunk run on several threads)."""
 
     def __init__(self) -> None:
         self.stats = LlmStats()
         self._lock = threading.Lock()
+
+    def snapshot(self) -> LlmStats:
+        """A copy, consistent even while other requests of the chunk still record."""
+        with self._lock:
+            return self.stats.model_copy(deep=True)
 
     def request(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
         with self._lock:

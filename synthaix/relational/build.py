@@ -36,6 +36,7 @@ from synthaix.columns.reference import (
 from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
 from synthaix.errors import SynthaixError
+from synthaix.llm.stats import LlmStats, attach_spent
 from synthaix.relational.config import Alias, CountConfig, RelationalConfig, TablePlan
 from synthaix.relational.context import (
     RelatedRows,
@@ -114,9 +115,11 @@ class DatasetBuild:
                     )
                     outputs = [_table_output(config, config.plan(n)) for n in config.order]
                     self.steps.run("publish-dataset", writer.commit, manifest.to_json(), outputs)
-                except BaseException:
+                except BaseException as exc:
                     for build in self.builds.values():
                         build.abort()
+                    if isinstance(exc, Exception):  # what every table's attempt paid
+                        attach_spent(exc, sum((b.llm for b in self.builds.values()), LlmStats()))
                     raise
                 for build in self.builds.values():  # under the output's lock, as for one table
                     build.published()
