@@ -21,9 +21,11 @@ from synthaix.config import load_config
 from synthaix.errors import OutputError
 from synthaix.export import export_dataset
 from synthaix.relational.build import DatasetBuild
+from synthaix.relational.config import needed_for
 from synthaix.relational.preview import _scratch, preview_tables
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 HR = """
 name: hr
@@ -176,6 +178,26 @@ def test_table_preview_shows_every_table_or_the_one_asked_for(tmp_path: Path) ->
     one = runner.invoke(app, ["preview", str(path), "--rows", "2", "--table", "notes"])
     assert one.exit_code == 0, one.output
     assert "hr.notes: first 2 rows" in one.stdout and "hr.employees" not in one.stdout
+
+
+def test_a_preview_of_one_table_builds_only_the_tables_it_reads(tmp_path: Path) -> None:
+    """Its rows are the whole preview's; the tables it does not read are not built (their LLM
+    columns would be paid for nothing)."""
+    config = load_config(write(tmp_path, HR, "hr", out="never"))
+    assert needed_for(config, "notes") == ["departments", "employees", "notes"]
+    every = preview_tables(config, 5)
+    [(name, notes)] = preview_tables(config, 5, only="notes").items()
+    assert name == "notes" and notes.equals(every["notes"])
+
+    shop = load_config(ROOT / "configs" / "shop.yaml")
+    # orders' total aggregates its items, which look up products; no review is read
+    assert needed_for(shop, "orders") == ["products", "customers", "orders", "items"]
+    result = runner.invoke(
+        app, ["preview", str(ROOT / "configs" / "shop.yaml"), "--table", "customers"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "shop.customers: first 20 rows" in result.stdout
+    assert "llm columns" not in result.output  # products (LLM) is not built: no endpoint asked
 
 
 # -- export -----------------------------------------------------------------------------------

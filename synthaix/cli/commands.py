@@ -179,23 +179,22 @@ def preview(
                 " to see them all)",
             )
         if _is_tables(dataset):
+            from synthaix.relational.config import needed_for
             from synthaix.relational.preview import preview_tables
 
             dataset = dataset.with_overrides(seed=seed)
-            configs = [dataset.plan(name).config for name in dataset.order]
+            built = needed_for(dataset, table) if table is not None else dataset.order
+            configs = [dataset.plan(name).config for name in built]
             with_llm = [c for c in configs if any(isinstance(x, LlmColumn) for x in c.columns)]
-            tables = preview_tables(
-                dataset, rows, llm=bool(with_llm) and _llm_reachable(with_llm[0])
-            )
+            reachable = bool(with_llm) and _llm_reachable(with_llm[0])
+            tables = preview_tables(dataset, rows, llm=reachable, only=table)
         else:
             dataset = dataset.with_overrides(seed=seed)
             tables = {dataset.name: preview_rows(dataset, rows, llm=_llm_reachable(dataset))}
     except Exception as exc:
         _fail(exc, debug)
-    several = len(tables) > 1
-    for name, rows_of in tables.items():
-        if table is None or name == table:
-            _show_rows(dataset, name, rows_of, fmt, several=several)
+    for name, rows_of in tables.items():  # with --table, only that one was made
+        _show_rows(dataset, name, rows_of, fmt, several=_is_tables(dataset))
 
 
 def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool) -> None:

@@ -496,6 +496,25 @@ def _needs(spec: TableConfig) -> set[str]:
     return needs
 
 
+def needed_for(config: RelationalConfig, name: str) -> list[str]:
+    """The tables a build of table `name` needs, in build order: the tables its rows read
+    (parent, lookups, siblings), those its late columns read (children aggregated, itself),
+    and theirs in turn."""
+    specs = {t.name: t for t in config.tables}
+    wanted: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in wanted:
+            continue
+        wanted.add(current)
+        spec = specs[current]
+        todo += _needs(spec)
+        todo += [c.of for c in spec.columns if isinstance(c, AggregateColumn)]
+        todo += [column.table for _, column in spec.references() if column.is_late]
+    return [table for table in config.order if table in wanted]
+
+
 def _cycle(needs: dict[str, set[str]], left: list[str]) -> list[str]:
     path: list[str] = []
     node = left[0]

@@ -7,7 +7,8 @@ counts. A child that sets `rows` (an exact total shared out between its parents)
 total scaled as its parents are, so each parent's children average what the build gives them;
 should the scaled total not fit the parents drawn (a parent that is itself a child without
 `rows`, or bounds per `by` value), the preview falls back to the children's counts alone. LLM
-columns stay empty when no provider can be used, as in a single-table preview.
+columns stay empty when no provider can be used, as in a single-table preview. A preview of
+one table builds only the tables it reads.
 """
 
 from __future__ import annotations
@@ -21,46 +22,55 @@ import pyarrow.parquet as pq
 from synthaix.build.executor import ThreadExecutor
 from synthaix.errors import ConfigError
 from synthaix.relational.build import DatasetBuild
-from synthaix.relational.config import RelationalConfig, TableConfig
+from synthaix.relational.config import RelationalConfig, TableConfig, needed_for
 from synthaix.relational.counts import total_bounds
 
 
-def preview_tables(config: RelationalConfig, rows: int, llm: bool = True) -> dict[str, pa.Table]:
-    """The first `rows` rows of each table, in build order."""
+def preview_tables(
+    config: RelationalConfig, rows: int, llm: bool = True, only: str | None = None
+) -> dict[str, pa.Table]:
+    """The first `rows` rows of each table, in build order; with `only`, of that table, built
+    with just the tables it needs (the others' LLM columns would be paid for nothing)."""
+    keep = needed_for(config, only) if only is not None else config.order
     with tempfile.TemporaryDirectory(prefix="synthaix-preview-") as folder:
         out = Path(folder) / "out"
-        scratch, scaled = _scratch(config, rows, out)
+        scratch, scaled = _scratch(config, rows, out, keep)
         try:
             DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
         except ConfigError:
             if not scaled:  # the build itself would stop there too
                 raise
             # A scaled total that the parents drawn cannot take: the counts alone instead.
-            scratch, _ = _scratch(config, rows, out, totals=False)
+            scratch, _ = _scratch(config, rows, out, keep, totals=False)
             DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
         data = out / "data"
-        return {
-            name: pq.read_table(data / name).slice(0, rows).combine_chunks()
-            for name in config.order
-        }
+        shown = keep if only is None else [only]
+        return {name: pq.read_table(data / name).slice(0, rows).combine_chunks() for name in shown}
 
 
 def _scratch(
-    config: RelationalConfig, rows: int, out: Path, totals: bool = True
+    config: RelationalConfig,
+    rows: int,
+    out: Path,
+    keep: list[str] | None = None,
+    totals: bool = True,
 ) -> tuple[RelationalConfig, bool]:
-    """The config the preview builds into `out`, and whether a child's `rows` was scaled.
+    """The config the preview builds into `out` (of the tables `keep`, which hold every table
+    they read), and whether a child's `rows` was scaled.
 
     Root tables make at most their first chunk. Each table's scale is its preview rows over
     its build rows (a child's, its parent's). A child's `rows` total is scaled with its
     parent, within what its parents' count bounds can reach (the rule the config checks);
     `totals=False` drops the scaled totals, leaving the counts (a child without `count`
     gets a Poisson count of the mean a build would share out)."""
+    keep = config.order if keep is None else keep
     data = config.model_dump(mode="python", by_alias=True)
+    data["tables"] = [table for table in data["tables"] if table["name"] in keep]
     tables = {table["name"]: table for table in data["tables"]}
     scale: dict[str, float] = {}
     known: dict[str, int | None] = {}  # preview rows, when fixed before the build
     scaled = False
-    for name in config.order:
+    for name in keep:
         table, spec = tables[name], config.table(name)
         if spec.parent is None:
             chunk = spec.chunk_size or config.chunk_size
