@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthaix import constraints
+from synthaix import constraints, spendlog
 from synthaix.columns import ChunkContext
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
@@ -32,6 +32,8 @@ class Chunk:
     rows: int
     # A child table's chunk: each row's parent (among the build's new parent rows).
     parents: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Where the worker logs each request it pays for (the build's ledger; None: no ledger).
+    paid_log: str | None = field(default=None, compare=False, repr=False)
 
 
 def plan_chunks(
@@ -91,7 +93,7 @@ def generate_chunk(
     fill-up rounds replace them. A failure carries what the chunk paid before it
     (`spent_before`).
     """
-    recorder = StatsRecorder()
+    recorder = StatsRecorder(spendlog.paid(chunk.paid_log, chunk.index))
     try:
         return _generate_chunk(config, chunk, llm, keys, constrained, recorder)
     except Exception as exc:

@@ -4,6 +4,7 @@ continues where it stopped instead of paying for the same LLM requests twice.
 
     out/reviews/.ledger/<key>/chunk-000042.parquet   rows + row numbers; LLM stats in metadata
     out/reviews/.ledger/<key>/spend-<build>.jsonl    what each attempt spent, chunk by chunk
+    out/reviews/.ledger/<key>/paid-<build>.jsonl     and request by request (synthaix.spendlog)
 
 The key is a hash of what generation depends on (the config with overrides and seed, without
 the runner and the provider's limits) and of where the build's row numbers start, so a changed
@@ -12,13 +13,14 @@ written to a temporary name and renamed, so a chunk is either complete or absent
 
 The spend log is how a resumed build tells what the interrupted attempts cost: every chunk's
 LLM stats are appended to its attempt's log the moment the chunk is back (a chunk that failed
-carries what it paid before failing), before its rows are saved, admitted or even needed, so a
-kill -9 loses only the requests of chunks still running. One append of ~180 bytes
-per chunk, unbuffered and without fsync (a killed process loses nothing the kernel holds; only
-a machine crash could): 35-50 us a chunk measured, against ~2.5 ms for the chunk's Parquet
-file, so 0.05 s for a million rows in chunks of 1,000. Each attempt writes its own file (named
-by its build id), so attempts never interleave; a resumed build sums the earlier attempts'
-files (~30 us a record) and the publish removes them with the chunks.
+carries what it paid before failing), before its rows are saved, admitted or even needed. The
+requests of chunks still running are in the request log, which their workers append to as
+answers arrive, so a kill -9 loses none the client had read. One append of ~180 bytes per
+chunk or request, unbuffered and without fsync (a killed process loses nothing the kernel
+holds; only a machine crash could): 35-50 us each measured, against ~2.5 ms for the chunk's
+Parquet file and a request's tenths of a second. Each attempt writes its own files (named by
+its build id), so attempts never interleave; a resumed build sums the earlier attempts' files
+(~30 us a record) and the publish removes them with the chunks.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthaix import spendlog
 from synthaix.config import DatasetConfig
 from synthaix.generate import Chunk, ChunkResult
 from synthaix.llm import prompts
@@ -47,40 +49,11 @@ _HASH = "__synthaix_key_hash"
 _STATS = b"synthaix.llm"
 _PROMPTS_SOURCE = Path(prompts.__file__).read_bytes()
 _CHUNK_FILE = re.compile(
-    rf"chunk-\d{{6}}-\d+-\d+\.(parquet|tmp)|spend-{BUILD_ID}\.jsonl|ledger\.json(\.tmp)?"
+    rf"chunk-\d{{6}}-\d+-\d+\.(parquet|tmp)|(spend|paid)-{BUILD_ID}\.jsonl|ledger\.json(\.tmp)?"
 )
 _LEDGER_DIR = re.compile(r"[0-9a-f]{16}")
-_LOG_NAME = re.compile(rf"spend-{BUILD_ID}\.jsonl")
+_LOG_NAME = re.compile(rf"(?:spend|paid)-({BUILD_ID})\.jsonl")
 KEEP_OTHERS = 2  # ledgers of other configs kept, newest first (each holds paid-for chunks)
-
-
-def _read_spend(path: Path) -> LlmStats:
-    """The sum of a spend log; a line cut short by a kill (or a crash) is skipped."""
-    sums: dict[str, Any] = {}  # added up as plain numbers and Counters, validated once
-    fields = set(LlmStats.model_fields)
-    with contextlib.suppress(OSError), open(path, "rb") as log:
-        for line in log:
-            try:
-                record = json.loads(line)["llm"]
-                for name in fields & record.keys():
-                    value = record[name]
-                    if isinstance(value, dict):
-                        sums.setdefault(name, Counter()).update(value)
-                    elif name == "first_answer_at":  # times span, as LlmStats.__add__ does
-                        sums[name] = (
-                            min(x for x in (sums.get(name), value) if x)
-                            if value
-                            else sums.get(name, 0)
-                        )
-                    elif name == "last_answer_at":
-                        sums[name] = max(sums.get(name, 0), value)
-                    else:
-                        sums[name] = sums.get(name, 0) + value
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-    with contextlib.suppress(ValueError):
-        return LlmStats.model_validate(sums)
-    return LlmStats()
 
 
 def generation_hash(config: DatasetConfig) -> str:
@@ -112,6 +85,7 @@ class ChunkLedger:
         self.others: list[tuple[int, str | None]] = []  # other configs' ledgers: chunks, as_of
         self.dropped: list[tuple[int, str | None]] = []  # older ones, removed by `open`
         self._spend: Path | None = None
+        self.paid_log: Path | None = None  # this attempt's requests, logged by the workers
 
     def open(self, attempt: str, published: str | None = None, as_of: str | None = None) -> int:
         """Start using the ledger for the attempt (build id) `attempt` of a config whose
@@ -146,25 +120,24 @@ class ChunkLedger:
         temporary = self.dir / "ledger.json.tmp"
         temporary.write_text(json.dumps({"as_of": as_of, "attempts": attempts}), encoding="utf-8")
         os.replace(temporary, self.dir / "ledger.json")
-        for log in sorted(self.dir.glob("spend-*.jsonl")):
-            earlier = log.stem.removeprefix("spend-")
-            if earlier not in (attempt, published) and _LOG_NAME.fullmatch(log.name):
-                spent = _read_spend(log)
-                self.earlier += spent
-                if spent.requests:
-                    self.earlier_attempts.append(earlier)
-        self._spend = self.dir / f"spend-{attempt}.jsonl"
+        named = (_LOG_NAME.fullmatch(log.name) for log in self.dir.glob("*.jsonl"))
+        for earlier in sorted({m.group(1) for m in named if m} - {attempt, published}):
+            spent = spendlog.attempt_spend(*self._logs(earlier))
+            self.earlier += spent
+            if spent.requests:
+                self.earlier_attempts.append(earlier)
+        self._spend, self.paid_log = self._logs(attempt)
         return len(list(self.dir.glob("chunk-*.parquet")))
+
+    def _logs(self, attempt: str) -> tuple[Path, Path]:
+        """The attempt's spend log (chunk by chunk) and its log of paid requests."""
+        return self.dir / f"spend-{attempt}.jsonl", self.dir / f"paid-{attempt}.jsonl"
 
     def spent(self, chunk: Chunk, stats: LlmStats) -> None:
         """Append what `chunk` cost to this attempt's spend log (call before `save`: a chunk
         killed between the two is paid for twice, and then counted twice, as it should be)."""
         assert self._spend is not None, "open the ledger first"
-        if not (stats.requests or stats.retries or stats.tokens):
-            return
-        record = {"chunk": chunk.index, "llm": stats.model_dump(mode="json")}
-        with open(self._spend, "ab", buffering=0) as log:
-            log.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
+        spendlog.append(self._spend, chunk.index, stats)
 
     def _path(self, chunk: Chunk) -> Path:
         return self.dir / f"chunk-{chunk.index:06d}-{chunk.first_row}-{chunk.rows}.parquet"

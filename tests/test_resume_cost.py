@@ -5,8 +5,8 @@ the ledger as it arrives, so the resumed manifest's total is:
 
 - after an error (the build stops, the chunks still running finish): exactly what the simulator
   answered to both attempts, requests, tokens and cost;
-- after kill -9: what the simulator answered, less the requests of the chunks still running at
-  the kill (at most `workers` chunks; one request each here).
+- after kill -9: what the simulator answered, less the answers the client had not read yet at
+  the kill (at most one per request in flight).
 """
 
 from __future__ import annotations
@@ -276,8 +276,9 @@ def test_killed_build_resumes_with_the_spend_of_every_finished_chunk(
     _check_resumed(manifest, first, second)
     assert manifest.resumed_chunks >= left
     earlier = manifest.llm_total.requests - manifest.llm.requests
-    # Every chunk whose rows were saved had its spend saved first; only the chunks running at
-    # the kill (at most one per worker, one request each) may have been answered unrecorded.
+    # Every chunk whose rows were saved had its spend saved first, and every request of the
+    # chunks still running was logged as it was read: only answers the client had not read
+    # yet at the kill (at most one per worker) are missing.
     assert left <= earlier <= first["requests"] <= earlier + WORKERS
     assert manifest.llm_total.requests <= first["requests"] + second["requests"]
     assert manifest.llm_total.requests >= first["requests"] + second["requests"] - WORKERS
@@ -481,3 +482,35 @@ def test_a_failed_chunk_still_counts_the_requests_it_paid(tmp_path: Path) -> Non
         manifest = Build(config, ThreadExecutor(config)).run()
     earlier = manifest.llm_total.requests - manifest.llm.requests
     assert manifest.resumed_chunks == left and earlier == first["requests"]
+
+
+def test_a_kill_loses_no_answered_request_of_the_chunks_still_running(tmp_path: Path) -> None:
+    """One request at a time, five a chunk: killed after 13 answers, two chunks were back and
+    the third had three answers. The resumed build counts those three too (their worker
+    logged each as it came): the earlier attempt spent what the simulator answered, less at
+    most the one answer the client had not read yet."""
+    path = _notes(tmp_path, "http://unused", rows=40)
+    data = yaml.safe_load(path.read_text())
+    data["runner"]["workers"] = 1
+    with simulator(latency=0.05, record=True) as sim:
+        data["provider"] = {**_llm(sim.url), "rows_per_request": 1, "max_concurrency": 1}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        process = subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(path)], cwd=ROOT, start_new_session=True
+        )
+        deadline = time.monotonic() + 120
+        while len(sim.state.requests()) < 13 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        first = _answered(sim)
+        assert 13 <= first["requests"] < 15
+
+        sim.state.reset()
+        config = load_config(path)
+        manifest = Build(config, ThreadExecutor(config)).run()
+    earlier = manifest.llm_total.requests - manifest.llm.requests
+    assert manifest.resumed_chunks == 2
+    assert first["requests"] - 1 <= earlier <= first["requests"]
+    cost = manifest.llm_total.cost_usd - manifest.llm.cost_usd
+    assert cost <= first["cost"] + 1e-9 and earlier > 10  # chunk records alone: 10

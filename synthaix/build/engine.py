@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 import time
@@ -230,7 +231,7 @@ class Build:
                     self.reused_rows += saved.table.num_rows
                     yield from assembler.add(chunk.index, _with_parents(chunk, saved))
                     continue
-                in_flight[executor.submit(chunk)] = chunk
+                self._submit(executor, chunk, ledger)
                 workers -= 1
             if not in_flight:
                 continue
@@ -268,9 +269,15 @@ class Build:
         """Submit the next chunks of `pending` to `free` workers, up to one the ledger holds
         (taken from it in the loop, its rows admitted one chunk at a time as before)."""
         while pending and free > 0 and not (ledger is not None and ledger.holds(pending[-1])):
-            chunk = pending.pop()
-            self._in_flight[executor.submit(chunk)] = chunk
+            self._submit(executor, pending.pop(), ledger)
             free -= 1
+
+    def _submit(self, executor: ChunkExecutor, chunk: Chunk, ledger: ChunkLedger | None) -> None:
+        """Start `chunk`; its worker logs each request it pays for in the ledger (read if the
+        build is killed before the chunk is back)."""
+        if ledger is not None and ledger.paid_log is not None:
+            chunk = dataclasses.replace(chunk, paid_log=str(ledger.paid_log))
+        self._in_flight[executor.submit(chunk)] = chunk
 
     def _paid(self, chunk: Chunk, stats: LlmStats, ledger: ChunkLedger | None) -> None:
         """Count what a chunk's requests cost; in the spend log first, so it is kept even if

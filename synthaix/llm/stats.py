@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
@@ -86,9 +87,12 @@ def spent_before(exc: BaseException) -> LlmStats:
 class StatsRecorder:
     """Thread-safe updates of one LlmStats (requests of a chunk run on several threads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_request: Callable[[LlmStats], None] | None = None) -> None:
+        """`on_request`: told each answered request's tokens and cost as it is counted (the
+        ledger's request log, which outlives a kill)."""
         self.stats = LlmStats()
         self._lock = threading.Lock()
+        self._on_request = on_request
 
     def snapshot(self) -> LlmStats:
         """A copy, consistent even while other requests of the chunk still record."""
@@ -101,6 +105,9 @@ class StatsRecorder:
             self.stats.prompt_tokens += prompt_tokens
             self.stats.completion_tokens += completion_tokens
             self.stats.cost_usd += cost
+        if self._on_request is not None:
+            paid = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+            self._on_request(LlmStats(requests=1, cost_usd=cost, **paid))
 
     def retry(self, cause: str) -> None:
         with self._lock:
