@@ -212,9 +212,21 @@ def test_vectorised_expressions_match_jinja(template: str) -> None:
         "d": pa.array([dt.date(2020, 1, 2), None, dt.date(1999, 12, 31), dt.date(2000, 2, 29)]),
     }
     column = ExpressionColumn(name="e", template=template)
-    fast = column.vectorised(values)
+    fast = column.vectorised(values, 4)
     assert fast is not None
     assert fast.to_pylist() == column.render_rows(values, 4).to_pylist()
+
+
+def test_a_constant_expression_fills_every_row_even_as_the_first_column() -> None:
+    """It read its row count from the earlier columns: none, so it made 0 values (a crash)."""
+    config = make_config(
+        [
+            {"name": "clinic", "type": "expression", "template": "Northside Clinic"},
+            {"name": "age", "type": "integer", "min": 0, "max": 99},
+        ],
+        rows=5,
+    )
+    assert generate_all(config)["clinic"].to_pylist() == ["Northside Clinic"] * 5
 
 
 def test_nullable_rate_and_nulls_in_expressions() -> None:

@@ -77,7 +77,7 @@ class ExpressionColumn(Column):
         return total
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
-        fast = self.vectorised(ctx.values)
+        fast = self.vectorised(ctx.values, ctx.rows)
         if fast is not None:
             return fast
         return self.render_rows(ctx.values, ctx.rows)
@@ -98,8 +98,9 @@ class ExpressionColumn(Column):
                 hint="nulls render as empty text; check comparisons and filters in the template",
             ) from exc
 
-    def vectorised(self, values: dict[str, pa.Array]) -> pa.Array | None:
-        """The template as pyarrow kernels, or None when it goes beyond the simple shape."""
+    def vectorised(self, values: dict[str, pa.Array], length: int) -> pa.Array | None:
+        """The template over `length` rows as pyarrow kernels, or None when it goes beyond the
+        simple shape."""
         body = self.parsed_template.body
         if len(body) != 1 or not isinstance(body[0], nodes.Output):
             return None
@@ -109,7 +110,6 @@ class ExpressionColumn(Column):
             if part is None:
                 return None
             parts.append(part)
-        length = len(next(iter(values.values()))) if values else 0
         arrays = [pa.array([p] * length, pa.string()) if isinstance(p, str) else p for p in parts]
         if not arrays:
             return pa.array([""] * length, pa.string())
