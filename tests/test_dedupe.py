@@ -227,3 +227,34 @@ def test_similarity_to_stored_blocks_is_the_same_compared_in_slices(
     whole = (vectors @ blocks[0].T).max(axis=1)
     monkeypatch.setattr(index, "SIMILARITY_SLICE", 7)  # 8 slices, the last of one row
     assert np.array_equal(index._best_similarity(vectors, blocks), whole)
+
+
+def test_llm_categories_and_codes_are_not_near_dedupe_text(tmp_path: Path) -> None:
+    """An llm column of a few values (enum) or a code (pattern) repeats by design: embedded by
+    default, it capped a 50-row build at its 4 values. Free text still is; without any, the
+    automatic near check is off."""
+    from llm_helpers import provider, simulator
+
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.dedupe.keys import text_columns
+
+    triage = {"name": "triage", "type": "llm", "enum": ["red", "orange", "yellow", "green"]}
+    code = {"name": "code", "type": "llm", "schema": {"type": "string", "pattern": "[A-Z][0-9]"}}
+    note = {"name": "note", "type": "llm", "prompt": "A note"}
+    age = {"name": "age", "type": "integer", "min": 1, "max": 95}
+    assert text_columns(make_config([age, triage, code])) == []
+    assert text_columns(make_config([age, triage, note])) == ["note"]
+    assert text_columns(make_config([age, triage], dedupe={"near": True})) == ["triage"]
+
+    with simulator(latency=0.01) as sim:
+        config = make_config(
+            [{"name": "id", "type": "sequence"}, age, triage],
+            rows=50,
+            provider=provider(sim.url),
+            output={"dir": str(tmp_path / "out")},
+        )
+        manifest = Build(config, ThreadExecutor(config)).run()
+    assert manifest.rows.delivered == 50
+    data = pq.read_table(tmp_path / "out" / "data")
+    assert set(data["triage"].to_pylist()) <= {"red", "orange", "yellow", "green"}

@@ -107,6 +107,14 @@ class LlmColumn(Column):
             schema["pattern"] = self.pattern
         return schema
 
+    @property
+    def free_text(self) -> bool:
+        """Text the model writes freely, worth comparing for near duplicates: not one of a few
+        values (enum, const) nor a code of a fixed shape (pattern), which repeat by design."""
+        schema = self.json_schema()
+        fixed = {"enum", "const", "pattern"} & schema.keys()
+        return pa.types.is_string(self.arrow_type()) and not fixed
+
     def arrow_type(self) -> pa.DataType:
         return _ARROW.get(self.json_schema().get("type", "string"), pa.string())
 

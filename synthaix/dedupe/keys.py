@@ -34,14 +34,14 @@ def key_columns(config: DatasetConfig) -> list[str]:
 def text_columns(config: DatasetConfig) -> list[str]:
     """Columns embedded for the near-duplicate check; empty when it is off."""
     settings = config.dedupe
-    llm = [c.name for c in config.columns if isinstance(c, LlmColumn)]
-    if settings.near is False or (settings.near is None and not llm):
+    # An llm column of a few values (enum) or a fixed shape (pattern) repeats by design:
+    # embedded, it capped the dataset at its number of values.
+    free = [c.name for c in config.columns if isinstance(c, LlmColumn) and c.free_text]
+    if settings.near is False or (settings.near is None and not free):
         return []
     if settings.text:
         return list(settings.text)
-    strings = [c.name for c in config.columns if pa.types.is_string(c.arrow_type())]
-    llm_strings = [name for name in strings if name in llm]
-    return llm_strings or strings
+    return free or [c.name for c in config.columns if pa.types.is_string(c.arrow_type())]
 
 
 def key_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
