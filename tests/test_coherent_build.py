@@ -104,6 +104,9 @@ def test_every_declared_relation_holds_on_a_20k_row_build(tmp_path: Path) -> Non
     assert manifest.rows.delivered == 20_000
     assert manifest.dropped.unique_value == 0  # repeated emails were numbered, not redrawn
     assert set(manifest.dropped.constraint) == {"discount <= 8 * quantity", "before_december"}
+    rows = manifest.rows  # the counts add up: every generated row delivered, dropped or unused
+    assert rows.generated == rows.delivered + manifest.dropped.total + rows.unused
+    assert rows.generated > rows.delivered + sum(manifest.dropped.constraint.values())
 
     checks = declared(config)
     covered = {c.column for c in checks}

@@ -411,11 +411,14 @@ class Build:
             near_duplicate=dedupe.stats.near,
             constraint=self.rejected,
         )
+        # Rows that broke a constraint, or got no valid LLM value, never reach the assembler.
+        left_out = dropped.invalid + sum(dropped.constraint.values())
+        generated = assembler.generated + left_out
         rows = RowCounts(
             delivered=assembler.delivered,
             total=writer.existing.rows + assembler.delivered,
-            generated=assembler.generated,
-            unused=assembler.generated - assembler.delivered - dropped.total,
+            generated=generated,
+            unused=generated - assembler.delivered - dropped.total,
             next_row=planner.next_row,
         )
         return new_manifest(

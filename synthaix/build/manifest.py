@@ -46,7 +46,9 @@ class Dropped(_Section):
 
     @property
     def total(self) -> int:
-        return self.unique_value + self.exact_duplicate + self.near_duplicate
+        """Every row dropped (and replaced), whatever the cause."""
+        found = self.unique_value + self.exact_duplicate + self.near_duplicate
+        return found + self.invalid + sum(self.constraint.values())
 
 
 class DedupeTable(_Section):
