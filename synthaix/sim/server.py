@@ -5,7 +5,8 @@ plain), POST /v1/embeddings, GET /v1/models; GET /sim/stats, GET /sim/requests (
 POST /sim/reset, and GET/POST /sim/limits (read or change the rate limits mid-run) for tests and
 benchmarks. Rate limits are token buckets or short fixed windows, with OpenAI's x-ratelimit-*
 headers (synthaix.sim.limits). A request for a dataset design (`translate`) gets
-a plausible one (synthaix.sim.design). It serves the test suite, the benchmarks, and users who
+a plausible one (synthaix.sim.design); a string `pattern` outside what the simulator can write
+gets a 400 (synthaix.sim.values). It serves the test suite, the benchmarks, and users who
 want to try the LLM path without a key. Standard library only: one thread per connection,
 latency by sleeping.
 """
@@ -33,7 +34,7 @@ import numpy as np
 from synthaix.sim.design import design, is_design_request
 from synthaix.sim.faults import FaultRates, spoil_rows, spoil_text
 from synthaix.sim.limits import Limiter, Limits, Verdict
-from synthaix.sim.values import fake_value
+from synthaix.sim.values import UnsupportedSchema, fake_value
 
 _FENCED = re.compile(r"```(?:json)?\s*\n(.*?)\n```", re.DOTALL)
 CHARS_PER_TOKEN = 4
@@ -261,7 +262,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
         else:
-            text, finish, faults = self._answer(body, rng)
+            try:
+                text, finish, faults = self._answer(body, rng)
+            except UnsupportedSchema as exc:  # as a provider refuses a schema it cannot serve
+                state.count("400")
+                self._error(400, str(exc), "unsupported_schema", state.limit_headers(verdict))
+                return
             completion_tokens = math.ceil(len(text) / CHARS_PER_TOKEN)
             if not reserve:
                 state.limiter.charge(completion_tokens)
