@@ -29,6 +29,9 @@ MAX_FILL_ROUNDS = 25
 STALLED_ROUNDS = 3
 MIN_ACCEPTANCE = 0.01
 SPARE_SHARE = 0.001  # of a build's rows, planned ahead against losses in the last chunks
+# What the rows of a build that stopped making progress were lost to, and a hint; asked only
+# then (synthaix.build.shortfall).
+Shortfall = Callable[[], tuple[str, str]]
 
 
 def tracked_unique_columns(config: DatasetConfig) -> UniqueColumns:
@@ -421,8 +424,8 @@ class RoundPlanner:
         self._spared = False  # spare rows planned ahead this round (see `ahead`)
         self._planned_ahead = False  # the last round overlapped the one before
 
-    def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
-        """The chunks of the next round; `limits` names what bounds distinct rows (for the
+    def next_round(self, assembler: Assembler, limits: Shortfall) -> list[Chunk]:
+        """The chunks of the next round; `limits` says what the rows were lost to (for the
         message when rounds stop making progress). Call after the last batch is written."""
         missing = assembler.missing
         if missing <= 0:
@@ -505,25 +508,13 @@ class RoundPlanner:
         self.next_index += len(chunks)
         return chunks
 
-    def _check_progress(self, assembler: Assembler, limits: str) -> None:
+    def _check_progress(self, assembler: Assembler, limits: Shortfall) -> None:
         self._stalled = self._stalled + 1 if assembler.delivered == self._last_delivered else 0
         self._last_delivered = assembler.delivered
         if self._stalled >= STALLED_ROUNDS or self.rounds > MAX_FILL_ROUNDS:
+            why, hint = limits()
             raise CapacityError(
                 f"could only produce {assembler.delivered:,} of {assembler.target:,} rows after "
-                f"{self.rounds} rounds: {limits} cannot yield more",
-                hint="widen the value ranges or add columns, lower rows, or relax the "
-                "constraints (unique, dedupe.key, dedupe.threshold)",
+                f"{self.rounds} rounds: {why}",
+                hint=hint,
             )
-
-
-def constraints(unique: list[str], keys: list[str], texts: list[str]) -> str:
-    """What limits the distinct rows: unique columns and the dedupe checks that are on."""
-    found = []
-    if unique:
-        found.append(f"distinct values of the unique columns ({', '.join(unique)})")
-    if keys:
-        found.append(f"distinct rows over the dedupe key ({', '.join(keys)})")
-    if texts:
-        found.append(f"text that is not a near duplicate ({', '.join(texts)})")
-    return " and ".join(found) or "the generator"

@@ -120,6 +120,31 @@ def test_impossible_uniqueness_found_at_run_time_fails_clearly() -> None:
         build_in_memory(make_config(columns, rows=1000, chunk_size=500))
 
 
+def test_a_shortfall_names_what_the_rows_were_lost_to_biggest_first() -> None:
+    """61 even codes in 0-120: the constraint and the unique column both drop rows, and the
+    message names both (it named only the unique column), with the larger loss's hint."""
+    columns = [{"name": "code", "type": "integer", "min": 0, "max": 120, "unique": True}]
+    config = make_config(columns, rows=100, constraints=[{"name": "even", "check": "code % 2 = 0"}])
+    with pytest.raises(CapacityError, match=r"could only produce 61 of 100 rows") as error:
+        build_in_memory(config)
+    message = str(error.value)
+    assert "breaking the constraint 'even': " in message
+    assert "repeating a value of the unique columns (code): " in message
+    first = "constraint" if message.index("constraint") < message.index("unique") else "unique"
+    assert error.value.hint.startswith("relax the constraint" if first == "constraint" else "widen")
+
+    # The default exact key, its size unknown before generating (Faker's ~250 countries):
+    # the hint says how to turn the check off.
+    columns = [
+        {"name": "id", "type": "uuid"},
+        {"name": "sex", "type": "category", "values": ["F", "M"]},
+        {"name": "country", "type": "address.country"},
+    ]
+    with pytest.raises(CapacityError, match=r"a row over the dedupe key \(sex, country\)") as error:
+        build_in_memory(make_config(columns, rows=1000))
+    assert "dedupe: {exact: false}" in error.value.hint
+
+
 def test_first_rows_do_not_depend_on_the_chunk_length() -> None:
     columns = [
         *COLUMNS,

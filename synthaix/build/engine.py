@@ -30,7 +30,6 @@ from synthaix.assemble import (
     RoundPlanner,
     UniqueFilter,
     batch_rows,
-    constraints,
 )
 from synthaix.assemble import tracked_unique_columns as unique_columns
 from synthaix.build.executor import ChunkExecutor, Steps
@@ -43,6 +42,7 @@ from synthaix.build.manifest import (
     new_manifest,
     next_row,
 )
+from synthaix.build.shortfall import why_short
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
@@ -178,7 +178,12 @@ class Build:
         seen = writer.existing_values(unique)
         batch = batch_rows(dedupe.dims if dedupe.texts else 0)
         assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota, batch)
-        limits = constraints(unique, dedupe.keys, dedupe.texts)
+
+        def limits() -> tuple[str, str]:
+            dropped = self._dropped(assembler, dedupe)
+            rejects = self.llm.rejected_rows
+            return why_short(dropped, rejects, unique, dedupe.keys, dedupe.texts)
+
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is
         # generated and admitted: Parquet encoding releases the GIL, so on 2 cores it overlaps
@@ -404,13 +409,7 @@ class Build:
         table: DedupeTable | None,
         seconds: dict[str, float],
     ) -> Manifest:
-        dropped = Dropped(
-            invalid=self.llm.rejected_rows.get("gave_up", 0),
-            unique_value=assembler.dropped_duplicates,
-            exact_duplicate=dedupe.stats.exact,
-            near_duplicate=dedupe.stats.near,
-            constraint=self.rejected,
-        )
+        dropped = self._dropped(assembler, dedupe)
         # Rows that broke a constraint, or got no valid LLM value, never reach the assembler.
         left_out = dropped.invalid + sum(dropped.constraint.values())
         generated = assembler.generated + left_out
@@ -437,6 +436,15 @@ class Build:
             embeddings=dedupe.embedding_spend,
             seconds={stage: round(value, 3) for stage, value in seconds.items()},
             outputs={kind: str(path) for kind, path in writer.output_paths().items()},
+        )
+
+    def _dropped(self, assembler: Assembler, dedupe: DedupeIndex) -> Dropped:
+        return Dropped(
+            invalid=self.llm.rejected_rows.get("gave_up", 0),
+            unique_value=assembler.dropped_duplicates,
+            exact_duplicate=dedupe.stats.exact,
+            near_duplicate=dedupe.stats.near,
+            constraint=dict(self.rejected),
         )
 
     def _ledger(self, first_row: int, attempt: str, published: str | None) -> ChunkLedger | None:

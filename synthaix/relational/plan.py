@@ -17,7 +17,13 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from synthaix.assemble import MAX_FILL_ROUNDS, MIN_ACCEPTANCE, STALLED_ROUNDS, Assembler
+from synthaix.assemble import (
+    MAX_FILL_ROUNDS,
+    MIN_ACCEPTANCE,
+    STALLED_ROUNDS,
+    Assembler,
+    Shortfall,
+)
 from synthaix.errors import CapacityError, ConfigError
 from synthaix.generate import Chunk
 from synthaix.relational.config import CountConfig
@@ -127,7 +133,7 @@ class ChildPlanner:
             np.add.at(self.have, parents, 1)
 
     # -- rounds -------------------------------------------------------------------------------
-    def next_round(self, assembler: Assembler, limits: str) -> list[Chunk]:
+    def next_round(self, assembler: Assembler, limits: Shortfall) -> list[Chunk]:
         if assembler.missing <= 0:
             return []
         self.pending = self.have.copy()
@@ -153,14 +159,15 @@ class ChildPlanner:
         self.rounds += 1
         return chunks
 
-    def _check_progress(self, assembler: Assembler, limits: str) -> None:
+    def _check_progress(self, assembler: Assembler, limits: Shortfall) -> None:
         progressed = assembler.delivered > self._delivered_before
         self._stalled = 0 if progressed else self._stalled + 1
         if self._stalled >= STALLED_ROUNDS or self.rounds > MAX_FILL_ROUNDS:
+            why, hint = limits()
             raise CapacityError(
                 f"could only produce {assembler.delivered:,} of {assembler.target:,} rows after "
-                f"{self.rounds} rounds, each parent keeping its count: {limits} cannot yield more",
-                hint="widen the value ranges, relax the constraints, or lower the counts",
+                f"{self.rounds} rounds, each parent keeping its count: {why}",
+                hint=f"{hint}; or lower the counts",
             )
 
 
