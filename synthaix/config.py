@@ -278,6 +278,9 @@ class _Capacities(Mapping[str, int | None]):
             self._found[name] = self._columns[name].capacity(self, self._locale)
         return self._found[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns  # Mapping's would find the capacity
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._columns)
 
@@ -348,6 +351,35 @@ def _each_column_problems(config: DatasetConfig):
                     "are asked for; widen its range, lower rows, or drop unique"
                 ),
             )
+    yield from _key_capacity_problems(config, capacities)
+
+
+def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities):
+    """Exact dedupe keeps one row per distinct key: a key of a few categories caps the rows
+    (found only after the build's rounds stalled, before)."""
+    from synthaix.dedupe.keys import key_columns
+
+    columns = {c.name: c for c in config.columns}
+    keys = [name for name in key_columns(config) if name in capacities]
+    if not keys or config.rows <= 1:
+        return
+    distinct = 1
+    for name in sorted(keys, key=lambda name: columns[name].costly_capacity):
+        capacity = capacities[name]
+        if capacity is None:
+            return  # unknown (text, llm columns): no bound to check
+        distinct *= capacity + (columns[name].nullable > 0)  # a null is one more key value
+        if distinct >= config.rows:
+            return
+    where = ("dedupe", "key") if config.dedupe.key else ("dedupe",)
+    yield (
+        where,
+        (
+            f"the exact-dedupe key ({', '.join(keys)}) can take only {distinct:,} distinct "
+            f"rows but {config.rows:,} are asked for; widen those columns, set dedupe.key, "
+            "lower rows, or turn the check off: dedupe: {exact: false}"
+        ),
+    )
 
 
 def parse_config(

@@ -110,6 +110,36 @@ def test_unique_beyond_capacity_fails_before_generating(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_an_exact_dedupe_key_too_small_for_the_rows_fails_before_generating(
+    tmp_path: Path,
+) -> None:
+    """The default key (every column but uuid and sequence) of 2 x 8 x 100 values caps the
+    rows at 1,600: found by validate, not after the build's rounds stall. A nullable column
+    adds its null; a key with an unbounded column, or the check off, is not bounded."""
+    columns = (
+        "columns:\n  - {name: id, type: uuid}\n"
+        "  - {name: sex, type: category, values: [F, M]}\n"
+        "  - {name: blood, type: category, values: [A+, A-, B+, B-, AB+, AB-, O+, O-]}\n"
+        "  - {name: age, type: integer, min: 0, max: 99}\n"
+    )
+    message = _error(tmp_path, "name: x\nrows: 5000\n" + columns)
+    assert (
+        "dedupe: the exact-dedupe key (sex, blood, age) can take only 1,600 distinct rows but "
+        "5,000 are asked for" in message
+    )
+    assert "dedupe: {exact: false}" in message
+    nullable = columns.replace("max: 99}", "max: 99, nullable: 0.1}")
+    assert "only 1,616 distinct rows" in _error(tmp_path, "name: x\nrows: 5000\n" + nullable)
+    for fine in (
+        "name: x\nrows: 1600\n" + columns,
+        "name: x\nrows: 5000\ndedupe: {exact: false}\n" + columns,
+        "name: x\nrows: 5000\n" + columns + "  - {name: note, type: text.lorem}\n",
+    ):
+        path = tmp_path / "fine.yaml"
+        path.write_text(fine)
+        load_config(path)
+
+
 def test_duplicate_names_and_missing_required_fields(tmp_path: Path) -> None:
     text = (
         "name: x\ncolumns:\n  - {name: a, type: uuid}\n"

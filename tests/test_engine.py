@@ -234,7 +234,8 @@ def test_rows_planned_ahead_cover_the_few_the_last_chunks_may_lose(
     from synthaix.assemble import RoundPlanner
 
     columns = [{"name": "n", "type": "integer", "min": 1, "max": 9}]
-    planner = RoundPlanner(make_config(columns, rows=9000, chunk_size=900), first_row=0)
+    config = make_config(columns, rows=9000, chunk_size=900, dedupe={"exact": False})
+    planner = RoundPlanner(config, first_row=0)
     state = SimpleNamespace(target=9000, delivered=0, pending_rows=0, next_index=0)
     state.missing = 9000
     assert len(planner.next_round(state, "")) == 10  # type: ignore[arg-type]
@@ -245,7 +246,9 @@ def test_rows_planned_ahead_cover_the_few_the_last_chunks_may_lose(
     assert least <= chunks[0].rows <= most
     assert planner.ahead(state) == []  # type: ignore[arg-type]  # once per round
     # The spare is at most 0.1 % of a build: a small build that lost nothing plans none.
-    small = RoundPlanner(make_config(columns, rows=20, chunk_size=5), first_row=0)
+    small = RoundPlanner(
+        make_config(columns, rows=20, chunk_size=5, dedupe={"exact": False}), first_row=0
+    )
     state = SimpleNamespace(target=20, delivered=0, pending_rows=0, next_index=0, missing=20)
     small.next_round(state, "")  # type: ignore[arg-type]
     state.next_index, state.delivered, state.missing = 1, 5, 15
@@ -299,7 +302,8 @@ def test_spare_rows_planned_early_leave_a_later_shortfall_to_be_planned() -> Non
     from synthaix.assemble import RoundPlanner
 
     columns = [{"name": "n", "type": "integer", "min": 1, "max": 9}]
-    planner = RoundPlanner(make_config(columns, rows=9000, chunk_size=900), first_row=0)
+    config = make_config(columns, rows=9000, chunk_size=900, dedupe={"exact": False})
+    planner = RoundPlanner(config, first_row=0)
     state = SimpleNamespace(target=9000, delivered=0, pending_rows=0, next_index=0, missing=9000)
     planner.next_round(state, "")  # type: ignore[arg-type]
     state.next_index, state.delivered, state.missing = 1, 900, 8100
@@ -327,14 +331,14 @@ def test_an_llm_rounds_last_chunks_are_admitted_as_they_come(tmp_path: Path) -> 
 
 
 def test_an_llm_build_that_cannot_fill_its_rows_still_stops(tmp_path: Path) -> None:
-    # Rows are distinct over (size) alone, which has 3 values: planning fill-up rounds ahead
-    # must not keep a build asking forever; it stops after the rounds that brought nothing,
-    # as a sampler build does.
+    # Rows are distinct over (size) alone, which the model fills with one of 3 values (not
+    # known before generating): planning fill-up rounds ahead must not keep a build asking
+    # forever; it stops after the rounds that brought nothing, as a sampler build does.
     from synthaix.errors import CapacityError
 
     columns = [
-        {"name": "size", "type": "category", "values": ["S", "M", "L"]},
-        {"name": "note", "type": "llm", "prompt": "A note on a size {{ size }}", "max_length": 60},
+        {"name": "size", "type": "llm", "prompt": "A clothing size", "enum": ["S", "M", "L"]},
+        {"name": "note", "type": "llm", "prompt": "A short note", "max_length": 60},
     ]
     with simulator(latency=0.01) as sim:
         dedupe = {"key": ["size"], "near": False}

@@ -108,6 +108,12 @@ class Column(StrictModel):
         """
         return None
 
+    @property
+    def costly_capacity(self) -> bool:
+        """Whether `capacity` loads something (Faker's lists: 65 ms of `validate`), so a check
+        that may stop early asks the other columns first."""
+        return False
+
     def generate(self, ctx: ChunkContext) -> pa.Array:
         """Return `ctx.rows` values (nulls are applied afterwards from `nullable`)."""
         raise NotImplementedError

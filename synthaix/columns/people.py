@@ -157,6 +157,10 @@ class _LocaleColumn(Column):
     def _locale(self, ctx: ChunkContext) -> str:
         return self.locale or ctx.locale
 
+    @property
+    def costly_capacity(self) -> bool:
+        return True
+
 
 class NameColumn(_LocaleColumn):
     """First, last or full names, with the locale's real name frequencies."""
