@@ -402,6 +402,36 @@ def test_a_users_lancedb_table_at_dedupe_uri_is_refused(tmp_path: Path) -> None:
     assert lancedb.connect(str(tmp_path / "lance")).open_table("shop").count_rows() == 1
 
 
+def test_a_dedupe_table_of_another_dataset_at_a_shared_uri_is_refused(tmp_path: Path) -> None:
+    """Two datasets of one name sharing a dedupe.uri: each build restored the table to its own
+    tag, undoing the other's rows. The second is refused before it writes, unless the first's
+    output is gone (its table is then adopted)."""
+    import lancedb
+
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import load_config
+
+    lance = str(tmp_path / "lance")
+
+    def dataset(folder: str) -> Any:
+        data = {"name": "shop", "rows": 30, "columns": COLUMNS}
+        data["output"] = {"dir": str(tmp_path / folder)}
+        data["dedupe"] = {"uri": lance}
+        config = load_config(write_config(tmp_path / f"{folder}.yaml", data))
+        return Build(config, ThreadExecutor(config))
+
+    dataset("a").run()
+    versions = lancedb.connect(lance).open_table("shop").version
+    with pytest.raises(OutputError, match=f"belongs to the dataset built in {tmp_path / 'a'}"):
+        dataset("b").run()
+    assert lancedb.connect(lance).open_table("shop").version == versions
+    assert not (tmp_path / "b" / "data").exists()
+    dataset("a").run()  # its own: rebuilt as before
+    (tmp_path / "a" / "manifest.json").unlink()  # the first dataset is gone
+    assert dataset("b").run().rows.delivered == 30
+
+
 def test_a_users_lancedb_table_named_as_a_table_of_a_multi_table_dataset_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -49,6 +49,7 @@ from synthaix.dedupe.keys import (
     row_texts,
     text_columns,
 )
+from synthaix.dedupe.target import owner_metadata
 from synthaix.errors import OutputError
 from synthaix.llm.stats import LlmStats
 
@@ -338,7 +339,7 @@ class DedupeIndex:
         ]
         if self.texts:
             fields.append(pa.field("vector", pa.list_(pa.float32(), self.dims)))
-        return pa.schema(fields)
+        return pa.schema(fields, metadata=owner_metadata(self.config.output_dir))
 
     def _remember(self, row_ids: np.ndarray, hashes: np.ndarray, vectors: np.ndarray) -> None:
         self._hashes.add(hashes)
