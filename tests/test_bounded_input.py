@@ -24,6 +24,8 @@ from synthaix.yaml_source import MAX_CONFIG_BYTES
 
 REPO = Path(__file__).parents[1]
 HEAD = "name: t\nrows: 5\nseed: 1\n"
+# A constant template holds one distinct row: without exact dedupe, rows of it are valid.
+NO_KEY = {"exact": False}
 
 
 def _validate(path: Path) -> tuple[int, str, float, int]:
@@ -138,7 +140,10 @@ def test_oversize_config_is_refused_before_reading(tmp_path: Path) -> None:
 def test_validate_never_evaluates_a_template(tmp_path: Path, template: str) -> None:
     path = tmp_path / "expensive.yaml"
     path.write_text(
-        HEAD + f'columns:\n  - {{name: x, type: expression, template: "{template}"}}\n', "utf-8"
+        HEAD
+        + "dedupe: {exact: false}\n"
+        + f'columns:\n  - {{name: x, type: expression, template: "{template}"}}\n',
+        "utf-8",
     )
     code, output, seconds, peak_mb = _validate(path)
     assert code == 0, output  # the template is valid; only rendering it is refused
@@ -185,9 +190,8 @@ RUNAWAY = {
 
 @pytest.mark.parametrize("template", RUNAWAY.values(), ids=RUNAWAY.keys())
 def test_runaway_template_fails_fast_at_build_naming_the_column(template: str) -> None:
-    config = make_config(
-        [{"name": "x", "type": "expression", "template": template}], rows=5, chunk_size=5
-    )
+    column = {"name": "x", "type": "expression", "template": template}
+    config = make_config([column], rows=5, chunk_size=5, dedupe=NO_KEY)
     started = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         generate_all(config)
@@ -213,6 +217,7 @@ def test_a_template_just_under_the_bound_renders_and_one_over_fails() -> None:
         [{"name": "x", "type": "expression", "template": "{{ 'x' * 50001 ~ 'x' * 50000 }}"}],
         rows=3,
         chunk_size=3,
+        dedupe=NO_KEY,
     )
     with pytest.raises(ConfigError, match=r"column 'x': .*100,001 characters"):
         generate_all(over)
@@ -247,15 +252,15 @@ def test_fast_path_refuses_what_the_row_path_refuses() -> None:
     long_text = "ab" * (MAX_RENDERED_CHARS // 4 + 1)  # two of them pass the bound
     values = {"a": pa.array([long_text, "ab"])}
     doubled = ExpressionColumn(name="x", template="{{ a }}{{ a }}")
-    assert doubled.vectorised(values) is None
+    assert doubled.vectorised(values, 2) is None
     with pytest.raises(ConfigError, match=r"column 'x': template output exceeds 100,000"):
         doubled.render_rows(values, 2)
     grows = ExpressionColumn(name="y", template="{{ a" + "|replace('a', 'aaaa')" * 12 + " }}")
-    assert grows.vectorised({"a": pa.array(["ab", "ba"])}) is None
+    assert grows.vectorised({"a": pa.array(["ab", "ba"])}, 2) is None
     with pytest.raises(ConfigError, match=r"column 'y': replace would make a value of"):
         grows.render_rows({"a": pa.array(["ab", "ba"])}, 2)
     small = ExpressionColumn(name="z", template="{{ a|replace('a', 'AA')|upper }}")
-    fast = small.vectorised(values)
+    fast = small.vectorised(values, 2)
     assert fast is not None
     assert fast.to_pylist() == small.render_rows(values, 2).to_pylist()
 
@@ -282,5 +287,5 @@ def test_an_empty_replace_pattern_never_reaches_pyarrow(monkeypatch: pytest.Monk
     monkeypatch.setitem(expression._FILTERS, "replace", replace)
     column = ExpressionColumn(name="x", template="{{ a|replace('', '-') }}")
     values = {"a": pa.array(["ab", None])}
-    assert column.vectorised(values) is None
+    assert column.vectorised(values, 2) is None
     assert column.render_rows(values, 2).to_pylist() == ["-a-b-", "-"]

@@ -19,10 +19,9 @@ from functools import wraps
 from itertools import chain
 from typing import Any, ClassVar
 
-from jinja2 import StrictUndefined, Template, nodes, pass_context
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes, pass_context
 from jinja2.runtime import Context, LoopContext, Macro, Namespace, markup_join, str_join
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
-from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 from markupsafe import EscapeFormatter, Markup
 
@@ -293,13 +292,6 @@ def _method_size(text: str | bytes, name: str, args: tuple[Any, ...], kwargs: An
     return 0
 
 
-def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
-    """Jinja2's lorem-ipsum global, for at most MAX_RENDERED_CHARS characters."""
-    if isinstance(n, int) and isinstance(max, int):
-        _limit(n * max * 8, "lipsum")  # words average under 8 characters with their spaces
-    return generate_lorem_ipsum(n, html, min, max)
-
-
 # Context filters, because Jinja2 calls a filter directly (no sandbox call in between) and
 # never folds a context filter at compile time. The names cannot be written in a template.
 
@@ -361,6 +353,17 @@ def _filter(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
     return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
 
 
+# Jinja2's random draws (the `random` filter, `lipsum()`) use Python's unseeded `random`: a
+# build with them could not be made again from its config and seed.
+
+
+def _unseeded(what: str) -> str:
+    return (
+        f"{what} draws values no seed repeats (a build must be reproducible); draw them with "
+        "a column (category, integer, text.lorem...) and read it in the template"
+    )
+
+
 class _Guard(NodeTransformer):
     """Rewrites a parsed template so that loops count their iterations, `~`, literals and
     comparisons check the size of their values, and output is counted.
@@ -374,6 +377,16 @@ class _Guard(NodeTransformer):
         self.generic_visit(node)
         node.iter = _filter(_LOOP, node.iter)
         return node
+
+    def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
+        if node.name == "random":
+            raise TemplateSyntaxError(_unseeded("the random filter"), node.lineno)
+        return self.generic_visit(node)
+
+    def visit_Call(self, node: nodes.Call) -> nodes.Node:
+        if isinstance(node.node, nodes.Name) and node.node.name == "lipsum":
+            raise TemplateSyntaxError(_unseeded("lipsum()"), node.lineno)
+        return self.generic_visit(node)
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
         self.generic_visit(node)
@@ -455,7 +468,8 @@ class BoundedEnvironment(SandboxedEnvironment):
         self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
         self.tests = {name: _guard_filter(name, test) for name, test in self.tests.items()}
         self.filters.update({_LOOP: _count_loop, _CONCAT: _concat, _WRITE: _write, _VALUE: _value})
-        self.globals["lipsum"] = lipsum
+        self.filters.pop("random", None)
+        self.globals.pop("lipsum", None)
 
     def compile(  # type: ignore[override]
         self,
