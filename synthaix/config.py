@@ -24,7 +24,7 @@ from synthaix.asof import settle
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
 from synthaix.columns.people import check_locale
-from synthaix.columns.refs import resolve
+from synthaix.columns.refs import did_you_mean, resolve
 from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.errors import ConfigError
@@ -230,7 +230,8 @@ def _dedupe_problems(config: DatasetConfig):
         for i, name in enumerate(getattr(config.dedupe, field_) or []):
             where = ("dedupe", field_, i)
             if name not in types:
-                yield where, f"'{name}' is not a column (columns: {', '.join(types)})"
+                guess = did_you_mean(name, types)
+                yield where, f"'{name}' is not a column{guess} (columns: {', '.join(types)})"
             elif field_ == "text" and not pa.types.is_string(types[name]):
                 yield where, f"'{name}' is not a text column; near-duplicate search embeds text"
 
@@ -251,6 +252,8 @@ def _column_problems(config: DatasetConfig):
     yield from problems
     if not problems:  # constraints bind over the columns' types, and sample their values
         yield from constraints.problems(config)
+    else:  # their names need no types: said now, not after the columns are fixed
+        yield from constraints.unknown_columns(config)
 
 
 def _numbered_message(name: str) -> str:
@@ -317,7 +320,9 @@ def _each_column_problems(config: DatasetConfig):
                 continue  # said below, as for the table's own late columns
             if found is None:
                 later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
+                names = [*seen, *(c.name for c in config.columns)]
                 why = "comes later; move it above" if later else "is not a column"
+                why += "" if later else did_you_mean(ref, names)
                 earlier = ", ".join(seen) or "none"
                 yield where, f"references '{ref}', which {why} (earlier columns: {earlier})"
         late = [
@@ -507,8 +512,16 @@ def _message(error: dict[str, Any]) -> str:
         close = difflib.get_close_matches(str(tag), list(REGISTRY), n=1)
         guess = f"did you mean '{close[0]}'? " if close else ""
         return f"unknown column type '{tag}'; {guess}valid types: {', '.join(REGISTRY)}"
+    if kind in ("less_than_equal", "greater_than_equal") and loc and loc[-1] == "nullable":
+        value = error.get("input")
+        percent = f"; for {value} % write {value / 100:g}" if _is_percent(value) else ""
+        return f"nullable is the share of rows left null, from 0 to 1{percent}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def _is_percent(value: Any) -> bool:
+    return isinstance(value, int | float) and 1 < value <= 100
 
 
 def _label(loc: tuple[str | int, ...], data: Any) -> str:

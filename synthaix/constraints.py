@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from synthaix.columns.base import RelationCheck, StrictModel
+from synthaix.columns.refs import did_you_mean
 from synthaix.errors import SynthaixError
 from synthaix.sqlexpr import ExpressionError, bind, checked, evaluate, failing_row
 
@@ -69,18 +70,28 @@ def as_constraint(item: Any) -> Any:
     return {"check": item} if isinstance(item, str) else item
 
 
+def unknown_columns(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Constraints that read a name that is no column."""
+    names = [*config._related, *(c.name for c in config.columns)]
+    for index, constraint in enumerate(config.constraints):
+        unknown = sorted(set(checked(constraint.check)[1]) - set(names))
+        if unknown:
+            guess = did_you_mean(unknown[0], names)
+            message = f"'{unknown[0]}' is not a column{guess} (columns: {', '.join(names)})"
+            yield ("constraints", index), message
+
+
 def problems(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Unknown columns and non-boolean checks; then, if all bind, the pass rate on a sample."""
     columns = [*config._related.values(), *config.columns]
     schema = pa.schema([(c.name, c.arrow_type()) for c in columns])
-    bound = True
+    unknown = list(unknown_columns(config))
+    yield from unknown
+    bound = not unknown
     for index, constraint in enumerate(config.constraints):
         where = ("constraints", index)
-        unknown = sorted(set(checked(constraint.check)[1]) - set(schema.names))
-        if unknown:
-            bound = False
-            yield where, f"'{unknown[0]}' is not a column (columns: {', '.join(schema.names)})"
-            continue
+        if set(checked(constraint.check)[1]) - set(schema.names):
+            continue  # said above
         try:
             kind = bind(constraint.term, schema)
         except ExpressionError as exc:

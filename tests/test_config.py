@@ -140,6 +140,38 @@ def test_an_exact_dedupe_key_too_small_for_the_rows_fails_before_generating(
         load_config(path)
 
 
+def test_problems_of_every_kind_are_said_in_one_pass(tmp_path: Path) -> None:
+    """A misspelt column gets a guess, in a column, a constraint or the dedupe key, and a
+    constraint's unknown names are said with the columns' problems (they came only after
+    those were fixed); a nullable of 5 reads as the share it should be."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        "  - {name: age, type: integer, min: 1, max: 5}\n"
+        '  - {name: b, type: sql, expr: "agee * 2"}\n'
+        'constraints: ["agee > 1"]\n'
+        "dedupe: {key: [agge]}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "(b): references 'agee', which is not a column; did you mean 'age'?" in message
+    assert "constraints[0]: 'agee' is not a column; did you mean 'age'? (columns: age, b)" in (
+        message
+    )
+    assert "dedupe.key[0]: 'agge' is not a column; did you mean 'age'?" in message
+    share = _error(tmp_path, text.replace("max: 5}", "max: 5, nullable: 5}"))
+    assert "nullable: nullable is the share of rows left null, from 0 to 1; for 5 % write 0.05" in (
+        share
+    )
+
+
+def test_unseeded_template_randomness_is_refused(tmp_path: Path) -> None:
+    """Jinja2's random filter and lipsum() draw from Python's unseeded random: a build with
+    them could not be made again from its config and seed."""
+    for template in ("{{ ['a', 'b']|random }}", "{{ lipsum(1) }}"):
+        column = f'{{name: t, type: expression, template: "{template}"}}'
+        text = f"name: x\nrows: 10\ncolumns:\n  - {column}\n"
+        assert "draws values no seed repeats" in _error(tmp_path, text)
+
+
 def test_duplicate_names_and_missing_required_fields(tmp_path: Path) -> None:
     text = (
         "name: x\ncolumns:\n  - {name: a, type: uuid}\n"

@@ -8,6 +8,7 @@ dotted name may also be an attribute of a plain column (`{{ signup_date.year }}`
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -118,3 +119,9 @@ def not_a_column(ref: str) -> str:
     """Why a field that names a column cannot name this: an attribute of a column, or a list
     of related rows, which templates alone read."""
     return f"'{ref}' is not a column (templates alone read a column's attributes or lists of rows)"
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """`; did you mean 'age'?` for a misspelt column name, or nothing."""
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
