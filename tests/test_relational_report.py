@@ -203,7 +203,9 @@ def test_an_orphan_is_counted_and_shown_in_the_report(shop: Path, tmp_path: Path
         c for c in check_tables(copy) if c.column == "product_id" and c.name == "foreign key"
     )
     assert orphan.failed == 1 and orphan.observed.startswith("1 of 4,000")
-    assert CliRunner().invoke(app, ["report", str(copy)]).exit_code == 0
+    result = CliRunner().invoke(app, ["report", str(copy)])  # written, and the exit code says
+    assert result.exit_code == 1 and "; FAIL: " in result.output
+    assert "items.product_id foreign key" in result.output
     assert "FAIL" in (copy / "report.html").read_text(encoding="utf-8")
 
 

@@ -1,26 +1,34 @@
 """The report's null-rate and row-count checks can fail: a derived column (a foreign key, a
 `sql` value, an offset) null beyond what its `nullable` and its inputs explain, and a table
-holding other than the rows asked for (overwrite) or recorded in the manifest (append).
+holding other than the rows asked for (overwrite) or recorded in the manifest (append). It
+reads the DuckDB table of an output without Parquet, keeps the checks a constraint cannot
+break, checks llm values against their schema, counts duplicates as the dedupe does, and
+`synthaix report` fails when a check does.
 Built without Prefect, through the engines; each corruption is made on a copy of the output."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from conftest import make_config
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
+from synthaix.cli import app
 from synthaix.config import load_config
 from synthaix.relational.build import DatasetBuild
-from synthaix.report.checks import Check
-from synthaix.report.html import check_dataset
+from synthaix.report.checks import Check, run_checks
+from synthaix.report.html import check_dataset, write_report
+from synthaix.report.profile import Source, profile_dataset, profile_source
 from synthaix.report.tables import TableCheck, check_tables
 
 Rows = list[dict[str, Any]]
@@ -38,8 +46,8 @@ COLUMNS = [
 ]
 
 
-def _build(out: Path, **overrides: Any) -> None:
-    config = make_config(COLUMNS, **{"rows": 1000, "chunk_size": 250, "seed": 4, **overrides})
+def _build(out: Path, columns: list[dict[str, Any]] = COLUMNS, **overrides: Any) -> None:
+    config = make_config(columns, **{"rows": 1000, "chunk_size": 250, "seed": 4, **overrides})
     config = config.with_overrides(out=out)
     Build(config, ThreadExecutor(config)).run()
 
@@ -78,10 +86,14 @@ def _copy_a_part(folder: Path) -> None:
 
 
 def _null(column: str, where: Callable[[dict[str, Any]], bool] = lambda row: True) -> Any:
+    return _set_rows(column, None, where)
+
+
+def _set_rows(column: str, value: Any, where: Callable[[dict[str, Any]], bool]) -> Any:
     def edit(rows: Rows) -> Rows:
         for row in rows:
             if where(row):
-                row[column] = None
+                row[column] = value
         return rows
 
     return edit
@@ -146,6 +158,162 @@ def test_an_append_is_counted_against_its_manifest(single: Path, tmp_path: Path)
     assert not rows.passed and rows.expected.startswith("1,500 (manifest"), rows
 
 
+def test_the_report_command_prints_the_tally_and_fails_with_a_check(
+    single: Path, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, ["report", str(single)])
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.output and " pass" in result.output.split("checks ")[1]
+
+    copy = _copy(single, tmp_path)
+    _edit(copy / ".current", _null("twice"))
+    (copy / "report.html").unlink(missing_ok=True)
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 1, result.output
+    checks = check_dataset(copy)
+    passed, failed = sum(c.passed for c in checks), len(_failed(checks))
+    tally = result.output.split("checks ")[1]
+    assert failed and tally.startswith(f"{passed}/{passed + failed} pass; FAIL: "), tally
+    assert "twice null rate" in tally, tally
+    assert "FAIL" in (copy / "report.html").read_text(encoding="utf-8")  # written all the same
+
+
+def test_a_duckdb_only_output_is_checked_in_its_duckdb_table(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _build(out, output={"formats": ["duckdb"]})
+    assert not (out / "data").exists() and not _failed(check_dataset(out))
+    with duckdb.connect(str(out / "t.duckdb")) as con:  # what its user may do to it
+        con.execute("UPDATE t SET x = 1000 WHERE id = 3")
+        con.execute("DELETE FROM t WHERE id > 990")
+    failed = _failed(check_dataset(out))
+    assert {("x", "range"), ("(dataset)", "row count")} <= failed, failed
+    assert _check(check_dataset(out), "(dataset)", "row count").observed == "990"
+
+
+CITIES = [
+    {"name": "id", "type": "uuid"},
+    {"name": "city", "type": "category", "values": ["Berlin", "Paris", "Rome"]},
+]
+
+
+def test_duplicates_are_counted_over_the_dedupe_key(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _build(out, CITIES, dedupe={"exact": False})
+    profile = profile_dataset(out)
+    assert (profile.duplicate_rows, profile.duplicate_key) == (997, ["city"])
+    html = write_report(out).read_text(encoding="utf-8")
+    assert "<b>99.70%</b><small class=muted>997 rows over (city)</small>" in html
+
+
+def test_duplicates_are_not_counted_without_key_columns(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _build(out, [{"name": "id", "type": "sequence"}, {"name": "u", "type": "uuid"}], rows=50)
+    profile = profile_dataset(out)
+    assert (profile.duplicate_rows, profile.duplicate_key) == (None, [])
+    assert "<b>n/a</b><small class=muted>no columns to compare" in write_report(out).read_text()
+
+
+FILTERED = [
+    {"name": "id", "type": "sequence"},
+    {"name": "v", "type": "float", "min": 0, "max": 1},
+    {"name": "size", "type": "category", "values": {"S": 0.2, "M": 0.5, "L": 0.3}},
+    {"name": "n", "type": "integer", "min": 1, "max": 100},
+    {"name": "day", "type": "date", "start": "2024-01-01", "end": "2024-03-31"},
+]
+CONSTRAINT = "n >= 60 OR size = 'L' OR day >= DATE '2024-03-01'"
+
+
+@pytest.fixture(scope="module")
+def filtered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("filtered") / "out"
+    _build(out, FILTERED, constraints=[CONSTRAINT])
+    return out
+
+
+def test_a_constraint_leaves_out_shape_checks_only(filtered: Path) -> None:
+    checks = check_dataset(filtered)
+    assert not _failed(checks), [c for c in checks if not c.passed]
+    names = {(c.column, c.name) for c in checks}
+    kept = {("size", "allowed values"), ("n", "range"), ("day", "range")}
+    kept |= {(column, "null rate") for column in ("size", "n", "day")}
+    assert kept <= names, names
+    assert not {("size", "share of S"), ("n", "mean")} & names, names
+
+
+@pytest.mark.parametrize(
+    ("check", "column", "value"),
+    [
+        ("allowed values", "size", "XL"),
+        ("range", "n", 500),
+        ("range", "day", dt.date(2030, 1, 1)),
+        ("null rate", "n", None),
+    ],
+)
+def test_a_constraint_cannot_excuse_a_value_outside_the_config(
+    filtered: Path, tmp_path: Path, check: str, column: str, value: Any
+) -> None:
+    copy = _copy(filtered, tmp_path)
+
+    def edit(rows: Rows) -> Rows:
+        rows[0][column] = value
+        return rows
+
+    _edit(copy / ".current", edit)
+    assert (column, check) in _failed(check_dataset(copy))
+
+
+def test_every_value_of_a_category_of_many_values_is_checked(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    labels = [f"c{i:02d}" for i in range(14)]  # more than the profile's top values
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "c", "type": "category", "values": labels},
+    ]
+    _build(out, columns, rows=2800, dedupe={"exact": False})
+    assert not _failed(check_dataset(out))
+    copy = _copy(out, tmp_path)
+    _edit(copy / ".current", _set_rows("c", "c99", lambda row: row["id"] <= 2))
+    assert ("c", "allowed values") in _failed(check_dataset(copy))
+
+
+LLM = [
+    {"name": "stars", "type": "llm", "schema": {"type": "integer", "minimum": 1, "maximum": 5}},
+    {"name": "score", "type": "llm", "schema": {"type": "number", "maximum": 1.0}},
+    {"name": "mood", "type": "llm", "schema": {"type": "string", "enum": ["happy", "sad"]}},
+    {"name": "code", "type": "llm", "pattern": "^[A-Z]{3}$"},
+    {"name": "note", "type": "llm", "max_length": 5},
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "check", "bad"),
+    [
+        ("stars", "range", 7),
+        ("score", "range", 1.5),
+        ("mood", "allowed values", "angry"),
+        ("code", "pattern", "ABCD"),
+        ("note", "max length", "too long"),
+    ],
+)
+def test_llm_values_are_checked_against_their_schema(
+    tmp_path: Path, column: str, check: str, bad: Any
+) -> None:
+    rows = [
+        {"stars": s, "score": s / 10, "mood": m, "code": c, "note": "ok"}
+        for s, m, c in [(1, "happy", "ABC"), (5, "sad", "XYZ"), (3, "happy", "QRS")]
+    ]
+    config = make_config(LLM, rows=len(rows))
+    path = tmp_path / "part-000000.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    checks = run_checks(config, profile_source(Source((str(path),)), []))
+    assert not _failed(checks), [c for c in checks if not c.passed]
+    assert (column, check) in {(c.column, c.name) for c in checks}
+
+    rows[1][column] = bad
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    assert (column, check) in _failed(run_checks(config, profile_source(Source((str(path),)), [])))
+
+
 # -- multi-table ----------------------------------------------------------------------------
 SHOP = """
 name: mini
@@ -172,13 +340,13 @@ tables:
       - {{name: order_id, type: reference, to: orders.order_id, primary_key: true}}
       - {{name: line, type: sequence, primary_key: true}}
       - {{name: qty, type: integer, min: 1, max: 5}}
-output: {{dir: '{out}'}}
+output: {{dir: '{out}', formats: {formats}}}
 """
 
 
-def _build_tables(out: Path, mode: str = "overwrite") -> None:
+def _build_tables(out: Path, mode: str = "overwrite", formats: str = "[parquet, duckdb]") -> None:
     path = out.parent / f"mini-{mode}.yaml"
-    path.write_text(SHOP.format(mode=mode, out=out), encoding="utf-8")
+    path.write_text(SHOP.format(mode=mode, out=out, formats=formats), encoding="utf-8")
     DatasetBuild(load_config(path), lambda table_config: ThreadExecutor(table_config)).run()
 
 
@@ -252,3 +420,14 @@ def test_an_appended_table_is_counted_against_its_manifest(shop: Path, tmp_path:
     _copy_a_part(copy / ".current" / "products")
     rows = _table_check(check_tables(copy), "products", "(dataset)", "row count")
     assert not rows.passed and rows.relation.startswith("80 (manifest"), rows
+
+
+def test_a_duckdb_only_multi_table_output_is_checked_in_its_duckdb_tables(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _build_tables(out, formats="[duckdb]")
+    assert not _table_failed(check_tables(out))
+    with duckdb.connect(str(out / "mini.duckdb")) as con:  # what its user may do to it
+        con.execute("UPDATE lines SET qty = 9 WHERE line = 1")
+        con.execute("INSERT INTO products VALUES (1000, 5.0)")
+    failed = _table_failed(check_tables(out))
+    assert {("lines", "qty", "range"), ("products", "(dataset)", "row count")} <= failed, failed

@@ -62,14 +62,28 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
-    from synthaix.report.html import write_report
+    """Write the report and print its checks' tally; exit 1 when one fails, the report
+    written all the same. `build --report` calls this too: a build that published data
+    failing its checks exits 1, after its summary."""
+    from synthaix.report.html import write_checked_report
 
     if not (output_dir / "manifest.json").is_file():
         hint = "pass a build's output directory, e.g. out/customers (synthaix build CONFIG first)"
         message = f"{output_dir} is not the output directory of a build"
         _fail(SynthaixError(message, hint=hint), debug)
     try:
-        path = write_report(output_dir, target)
+        path, checks = write_checked_report(output_dir, target)
     except FileNotFoundError as exc:
         _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
+    except Exception as exc:  # e.g. a DuckDB database another program holds
+        _fail(exc, debug)
     out.print(f"  report: {path}")
+    failed = [f"{c.column} {c.name}" for c in checks if not c.passed]
+    tally = f"  checks {len(checks) - len(failed)}/{len(checks)} pass"
+    if not failed:
+        out.print(tally, highlight=False)
+        return
+    more = f" and {len(failed) - 10:,} more" if len(failed) > 10 else ""
+    names = escape(", ".join(failed[:10]))
+    out.print(f"{tally}; [bold red]FAIL[/]: {names}{more}", highlight=False)
+    raise typer.Exit(1)

@@ -21,7 +21,7 @@ from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 from synthaix.config import DatasetConfig
-from synthaix.report.profile import ColumnProfile, DatasetProfile, parts_view
+from synthaix.report.profile import ColumnProfile, DatasetProfile, source_view
 from synthaix.sqlexpr import checked, quote
 
 if TYPE_CHECKING:
@@ -47,22 +47,21 @@ def run_checks(
     nulls: OwnNulls | None = None,
 ) -> list[Check]:
     """The checks of one table. `manifest`: the build's (what an append's table must hold);
-    `nulls`: see `own_nulls`, computed over the profiled parts when not given (a table of
+    `nulls`: see `own_nulls`, computed over the profiled rows when not given (a table of
     a multi-table dataset passes its own, over the table joined with the rows it reads)."""
     checks = [row_count(config, profile.rows, manifest)]
     present = {c.name for c in profile.columns}
-    if nulls is None:
-        nulls = own_nulls_of_parts(config, profile.parts)
-    # Constraints keep some rows and drop others, which shifts the distributions of the
-    # columns they read: those are checked through the relations, not against parameters.
     filtered = {name for c in config.constraints for name in checked(c.check)[1]}
-    for column in config.columns:
-        if column.name not in present:
-            checks.append(Check(column.name, "present", "column exists", "missing", False))
-        else:
-            seen = profile.column(column.name)
-            own = nulls.get(column.name)
-            checks += _column_checks(column, seen, filtered, own)
+    with source_view(profile.source) as con:
+        if nulls is None:
+            nulls = own_nulls(con, config)
+        for column in config.columns:
+            if column.name not in present:
+                checks.append(Check(column.name, "present", "column exists", "missing", False))
+            else:
+                seen = profile.column(column.name)
+                own = nulls.get(column.name)
+                checks += _column_checks(con, column, seen, column.name in filtered, own)
     return checks
 
 
@@ -141,13 +140,6 @@ def own_nulls(con: duckdb.DuckDBPyConnection, config: DatasetConfig) -> OwnNulls
     return found
 
 
-def own_nulls_of_parts(config: DatasetConfig, parts: list[str]) -> OwnNulls:
-    if not parts or not any(_derived(c) for c in config.columns):
-        return {}
-    with parts_view(parts) as con:
-        return own_nulls(con, config)
-
-
 def _derived(column: Column) -> bool:
     """Made from other columns: its nulls are its own (`nullable`) and its inputs'. A
     correlated column keeps its declared distribution; other references make the value;
@@ -159,52 +151,94 @@ def _derived(column: Column) -> bool:
 
 
 def _column_checks(
-    column: Column, seen: ColumnProfile, filtered: set[str], own: tuple[int, int] | None = None
+    con: duckdb.DuckDBPyConnection,
+    column: Column,
+    seen: ColumnProfile,
+    filtered: bool,
+    own: tuple[int, int] | None = None,
 ) -> list[Check]:
+    """`filtered`: a constraint reads the column. A constraint drops rows, which reshapes the
+    column's distribution (shares, means, null rates), but it cannot bring in a value outside
+    its set or range, nor a null: those checks stay."""
     name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
     derived = _derived(column)
-    # A constraint keeps null rows (NULL passes) or drops them; an aggregate's every null is
-    # checked row by row with the tables (its value recomputed over its children).
-    if name in filtered or isinstance(column, AggregateColumn):
+    if isinstance(column, AggregateColumn):  # every null checked row by row with the tables
         out = []
     elif derived and own is not None:  # nulls beyond its inputs' are its own: `nullable`
-        out = [_own_null_rate(name, column.nullable, *own, seen.nulls)]
+        keep = not filtered or column.nullable == 0
+        out = [_own_null_rate(name, column.nullable, *own, seen.nulls)] if keep else []
+    elif derived and filtered:
+        out = []
     elif derived:  # its inputs may make it null in ways its rows do not show: a floor
         slack = 4 * math.sqrt(max(column.nullable * (1 - column.nullable), 1e-9) / max(n, 1))
         ok = seen.null_rate >= column.nullable - slack - 0.005
         expected = f"≥ {column.nullable:.1%} (inputs' nulls carry through)"
         out = [Check(name, "null rate", expected, f"{seen.null_rate:.1%}", ok)]
+    elif column.nullable == 0:
+        observed = f"{seen.nulls:,} of {n:,} rows"
+        out = [Check(name, "null rate", "none (not nullable)", observed, seen.nulls == 0)]
     else:
-        out = [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
+        out = [] if filtered else [_rate(name, "null rate", column.nullable, seen.null_rate, n)]
     if column.unique or isinstance(column, SequenceColumn):
         ok = seen.distinct == non_null
         out.append(Check(name, "unique", f"{non_null:,} distinct", f"{seen.distinct:,}", ok))
-    if derived or name in filtered:  # own parameters do not describe it: see its relations
+    if derived:  # own parameters do not describe it: see its relations
         return out
     if isinstance(column, IntegerColumn | FloatColumn):
         out += _range(name, column.min, column.max, seen.minimum, seen.maximum)
         expected = _expected_mean(column)
-        if expected is not None and seen.mean is not None and seen.std is not None:
+        if expected is not None and seen.mean is not None and seen.std is not None and not filtered:
             slack = 4 * seen.std / math.sqrt(max(non_null, 1)) + 0.03 * abs(expected)
             ok, mean = abs(seen.mean - expected) <= slack, f"{seen.mean:,.3g}"
             out.append(Check(name, "mean", f"{expected:,.3g} ± {slack:,.2g}", mean, ok))
     elif isinstance(column, DateColumn | DatetimeColumn):
         out += _range(name, *column.bounds(), seen.minimum, seen.maximum)
     elif isinstance(column, CategoryColumn):
-        out += _weights(column, seen)
-    elif isinstance(column, BooleanColumn):
+        counts = _counts(con, name, len(column.labels()))
+        out.append(_allowed(name, column.labels(), counts, seen.distinct))
+        out += [] if filtered else _weights(column, counts, non_null)
+    elif isinstance(column, BooleanColumn) and not filtered:
         share = dict(seen.top).get(True, 0) / max(non_null, 1)
         out.append(_rate(name, "share true", column.p, share, non_null))
     elif isinstance(column, LlmColumn):
-        longest, limit = seen.max_length, column.max_length
-        if limit and longest is not None:
-            out.append(Check(name, "max length", f"≤ {limit}", str(longest), longest <= limit))
-        if column.enum:
-            values = {v for v, _ in seen.top}
-            observed = ", ".join(sorted(map(str, values)))
-            ok = values <= set(column.enum)
-            out.append(Check(name, "allowed values", ", ".join(column.enum), observed, ok))
+        out += _llm_checks(con, column, seen)
     return out
+
+
+def _llm_checks(
+    con: duckdb.DuckDBPyConnection, column: LlmColumn, seen: ColumnProfile
+) -> list[Check]:
+    """The bounds of the column's JSON schema that every answer was validated against (as
+    synthaix.llm.parse does): allowed values, else minimum and maximum, longest text, pattern."""
+    name, schema = column.name, column.json_schema()
+    kind = schema.get("type", "string")
+    if schema.get("enum") and kind in ("string", "integer", "number", "boolean"):
+        counts = _counts(con, name, len(schema["enum"]))
+        return [_allowed(name, schema["enum"], counts, seen.distinct)]
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if kind in ("integer", "number") and (low, high) != (None, None):
+        return _range(name, low, high, seen.minimum, seen.maximum)
+    out = []
+    longest, limit = seen.max_length, schema.get("maxLength")
+    if kind == "string" and limit and longest is not None:
+        out.append(Check(name, "max length", f"≤ {limit}", str(longest), longest <= limit))
+    if kind == "string" and schema.get("pattern"):
+        out += _pattern(con, name, schema["pattern"])
+    return out
+
+
+def _pattern(con: duckdb.DuckDBPyConnection, column: str, pattern: str) -> list[Check]:
+    """Texts not matching `pattern` (searched, as JSON Schema and the answer's validation do)."""
+    try:
+        failed, rows = con.execute(
+            f"SELECT count(*) FILTER (WHERE NOT regexp_matches({quote(column)}, ?)), "
+            f"count({quote(column)}) FROM data",
+            [pattern],
+        ).fetchone()
+    except duckdb.Error:  # a pattern DuckDB's RE2 cannot compile (lookarounds): not checked
+        return []
+    observed = f"{failed:,} of {rows:,} do not match"
+    return [Check(column, "pattern", pattern, observed, failed == 0)]
 
 
 def _own_null_rate(column: str, nullable: float, nulls: int, rows: int, all_nulls: int) -> Check:
@@ -238,17 +272,30 @@ def _range(column: str, low: Any, high: Any, seen_low: Any, seen_high: Any) -> l
     return [Check(column, "range", expected, observed, ok)]
 
 
-def _weights(column: CategoryColumn, seen: ColumnProfile) -> list[Check]:
-    counts, labels = dict(seen.top), column.labels()
-    total = max(seen.rows - seen.nulls, 1)
-    unexpected = set(counts) - set(labels)
-    observed = f"{seen.distinct} values"
+def _counts(con: duckdb.DuckDBPyConnection, column: str, allowed: int) -> dict[Any, int]:
+    """Rows per value of `column`, for its most frequent values: `allowed` + 5 of them, so
+    a value outside a set of `allowed` values is among them whenever there is one."""
+    col = quote(column)
+    return dict(
+        con.execute(
+            f"SELECT {col}, count(*) AS n FROM data WHERE {col} IS NOT NULL "
+            f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(allowed) + 5}"
+        ).fetchall()
+    )
+
+
+def _allowed(column: str, allowed: list[Any], counts: dict[Any, int], distinct: int) -> Check:
+    unexpected = sorted(map(str, set(counts) - set(allowed)))
+    observed = f"{distinct:,} values"
     if unexpected:
-        observed += f", unexpected: {sorted(map(str, unexpected))}"
-    checks = [
-        Check(column.name, "allowed values", f"{len(labels)} values", observed, not unexpected)
-    ]
-    for label, weight in zip(labels, column.weights(), strict=True):
+        observed += f", unexpected: {unexpected[:5]}"
+    expected = ", ".join(map(str, allowed)) if len(allowed) <= 8 else f"{len(allowed)} values"
+    return Check(column, "allowed values", expected, observed, not unexpected)
+
+
+def _weights(column: CategoryColumn, counts: dict[Any, int], non_null: int) -> list[Check]:
+    total, checks = max(non_null, 1), []
+    for label, weight in zip(column.labels(), column.weights(), strict=True):
         share = counts.get(label, 0) / total
         checks.append(_rate(column.name, f"share of {label}", float(weight), share, total))
     return checks

@@ -11,7 +11,13 @@ from typing import Any
 from synthaix.build.manifest import Manifest, cost_lines, read_manifest, resume_lines
 from synthaix.files import write_text_atomic
 from synthaix.report.checks import Check, run_checks
-from synthaix.report.profile import ColumnProfile, DatasetProfile, profile_dataset
+from synthaix.report.profile import (
+    ColumnProfile,
+    DatasetProfile,
+    dataset_source,
+    duplicate_key,
+    profile_source,
+)
 from synthaix.report.relations import verify
 
 CSS = """
@@ -26,7 +32,8 @@ text-align:left;vertical-align:top}th{font-weight:600;color:#475467}
 .stats td{font-variant-numeric:tabular-nums}.pass{color:#067647;font-weight:600}
 .fail{color:#b42318;font-weight:600}.kpis{display:flex;gap:12px;flex-wrap:wrap;margin:14px 0}
 .kpi{background:#fff;border:1px solid #e3e6ee;border-radius:10px;padding:10px 14px;min-width:130px}
-.kpi b{display:block;font-size:20px}.sample{overflow-x:auto;background:#fff;border-radius:10px;
+.kpi b{display:block;font-size:20px}.kpi small{display:block}
+.sample{overflow-x:auto;background:#fff;border-radius:10px;
 border:1px solid #e3e6ee}.sample td{white-space:nowrap;max-width:320px;overflow:hidden;
 text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
 """
@@ -34,6 +41,11 @@ text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
 
 def write_report(output_dir: Path, target: Path | None = None) -> Path:
     """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
+    return write_checked_report(output_dir, target)[0]
+
+
+def write_checked_report(output_dir: Path, target: Path | None = None) -> tuple[Path, list[Check]]:
+    """`write_report`, also returning every check the report shows."""
     from synthaix.relational.manifest import is_dataset_manifest
 
     if is_dataset_manifest((output_dir / "manifest.json").read_text(encoding="utf-8")):
@@ -42,7 +54,7 @@ def write_report(output_dir: Path, target: Path | None = None) -> Path:
         return write_tables_report(output_dir, target)
     manifest, profile, checks = _checked(output_dir)
     html = render(manifest, profile, checks)
-    return write_text_atomic(target or output_dir / "report.html", html)
+    return write_text_atomic(target or output_dir / "report.html", html), checks
 
 
 def check_dataset(output_dir: Path) -> list[Check]:
@@ -52,9 +64,9 @@ def check_dataset(output_dir: Path) -> list[Check]:
 
 def _checked(output_dir: Path) -> tuple[Manifest, DatasetProfile, list[Check]]:
     manifest = read_manifest(output_dir)
-    profile = profile_dataset(output_dir)
     config = manifest.dataset_config()
-    checks = run_checks(config, profile, manifest) + verify(config, profile.parts)
+    profile = profile_source(dataset_source(config, output_dir), duplicate_key(config))
+    checks = run_checks(config, profile, manifest) + verify(config, profile.source)
     return manifest, profile, checks
 
 
@@ -75,13 +87,42 @@ def cost_kpis(manifest: Any) -> list[tuple[str, str]]:
     return kpis
 
 
+def duplicates(profile: DatasetProfile) -> tuple[str, str]:
+    """The duplicate rate, and what it counts."""
+    key, found = profile.duplicate_key, profile.duplicate_rows
+    if found is None:  # every column an id or filled later: nothing tells rows apart
+        return "n/a", "no columns to compare (ids only)"
+    columns = ", ".join(key) if len(key) <= 4 else f"{len(key)} columns"
+    return f"{found / max(profile.rows, 1):.2%}", f"{found:,} rows over ({columns})"
+
+
+def duplicates_line(profile: DatasetProfile, exact: bool) -> str:
+    """The duplicates in words: what makes two rows duplicates, as the exact dedupe sees it."""
+    key, found = profile.duplicate_key, profile.duplicate_rows
+    if found is None:
+        return "not counted: every column is a generated id (uuid, sequence) or filled later"
+    off = "" if exact else "; the exact dedupe is off for this dataset"
+    return (
+        f"{found:,} of {profile.rows:,} rows repeat another row's ({', '.join(key)}), text "
+        f"trimmed and case-folded, as the exact dedupe compares rows{off}"
+    )
+
+
+def kpi(label: str, value: str, note: str = "") -> str:
+    small = f"<small class=muted>{escape(note)}</small>" if note else ""
+    return (
+        f"<div class=kpi><span class=muted>{escape(label)}</span><b>{escape(value)}</b>"
+        f"{small}</div>"
+    )
+
+
 def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> str:
     dropped = manifest.dropped.model_dump()
     dropped_rows = sum(dropped.pop("constraint").values()) + sum(dropped.values())
-    kpis = [
+    kpis: list[tuple[str, ...]] = [
         ("rows", f"{profile.rows:,}"),
         ("columns", str(len(profile.columns))),
-        ("duplicate rows", f"{profile.duplicate_rows / max(profile.rows, 1):.2%}"),
+        ("duplicate rows", *duplicates(profile)),
         ("checks", f"{sum(c.passed for c in checks)}/{len(checks)} pass"),
         ("dropped", f"{dropped_rows:,}"),
         *cost_kpis(manifest),
@@ -94,10 +135,8 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
         f"<div class=muted>build {escape(manifest.build_id)} · {escape(manifest.created_at)}"
         f" · seed {manifest.seed} · mode {escape(manifest.mode)} · config "
         f"<code>{escape(manifest.config_hash[:19])}</code></div>",
-        "<div class=kpis>"
-        + "".join(f"<div class=kpi><span class=muted>{k}</span><b>{v}</b></div>" for k, v in kpis)
-        + "</div>",
-        _summary_table(manifest),
+        "<div class=kpis>" + "".join(kpi(*k) for k in kpis) + "</div>",
+        _summary_table(manifest, profile),
         "<h2>Columns</h2><div class=grid>",
         *[_column_card(c, [k for k in checks if k.column == c.name]) for c in profile.columns],
         "</div>",
@@ -110,12 +149,14 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
     return "\n".join(parts)
 
 
-def _summary_table(manifest: Manifest) -> str:
+def _summary_table(manifest: Manifest, profile: DatasetProfile) -> str:
     rows, dropped, llm = manifest.rows, manifest.dropped.model_dump(), manifest.llm
     constraint = dropped.pop("constraint")
     counts = f"{rows.delivered:,} delivered, {rows.generated:,} generated, {rows.total:,}"
+    exact = manifest.dataset_config().dedupe.exact
     items = [
         ("rows", f"{counts} in the dataset"),
+        ("duplicates", duplicates_line(profile, exact)),
         ("dropped", ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in dropped.items())),
     ]
     if constraint:

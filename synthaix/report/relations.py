@@ -1,14 +1,15 @@
 """Declared relations (derived values, offsets, per-group distributions, correlations,
 derived emails, patterns, constraints) verified on the built data by querying it, never by
-trusting the generator. Each relation's SQL runs over the Parquet parts as the table `data`,
-on a DuckDB that may read those files and nothing else: the SQL holds config expressions."""
+trusting the generator. Each relation's SQL runs over the dataset's rows (its Parquet parts or
+its DuckDB table) as the table `data`, on a DuckDB that may read those and nothing else: the
+SQL holds config expressions."""
 
 from __future__ import annotations
 
 from synthaix.columns.base import RelationCheck
 from synthaix.config import DatasetConfig
 from synthaix.report.checks import Check
-from synthaix.report.profile import parts_view
+from synthaix.report.profile import Source, as_source, source_view
 
 
 def declared(config: DatasetConfig) -> list[RelationCheck]:
@@ -16,11 +17,12 @@ def declared(config: DatasetConfig) -> list[RelationCheck]:
     return checks + [constraint.relation_check() for constraint in config.constraints]
 
 
-def verify(config: DatasetConfig, parts: list[str]) -> list[Check]:
-    checks = declared(config)
-    if not checks or not parts:
+def verify(config: DatasetConfig, rows: Source | list[str]) -> list[Check]:
+    """The declared relations, each checked over `rows` (a source, or Parquet parts)."""
+    checks, source = declared(config), as_source(rows)
+    if not checks or not (source.parts or source.database):
         return []
-    with parts_view(parts) as con:
+    with source_view(source) as con:
         results = [con.execute(check.sql).fetchone() for check in checks]
     return [
         Check(check.column or "(dataset)", "relation", check.relation, observed, failed == 0)

@@ -1,6 +1,7 @@
-"""The report of a multi-table dataset (`tables:`), from the published Parquet parts: each
-table profiled and checked as a single-table dataset, then what holds between the tables,
-verified by querying the data, never by trusting the generator:
+"""The report of a multi-table dataset (`tables:`), from the published Parquet parts (or the
+DuckDB tables, when the output has no Parquet): each table profiled and checked as a
+single-table dataset, then what holds between the tables, verified by querying the data,
+never by trusting the generator:
 
 - keys: primary keys (single or composite) have no duplicates and no nulls;
 - references: every non-null foreign key (self references too) names an existing row;
@@ -10,7 +11,7 @@ verified by querying the data, never by trusting the generator:
 - relations and constraints of columns reading related rows (`customers.signup_date`), over
   the table joined with the rows it reads.
 
-All SQL runs on a DuckDB that may read the dataset's folder and nothing else: it holds config
+All SQL runs on a DuckDB that may read the dataset's rows and nothing else: it holds config
 expressions. Each table is a view `t."<table>"`; relations see theirs as `data`.
 """
 
@@ -31,8 +32,24 @@ from synthaix.relational.config import CountParams, RelationalConfig, TableConfi
 from synthaix.relational.counts import count_moments, params_of
 from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
 from synthaix.report.checks import Check, OwnNulls, manifest_row_count, own_nulls, run_checks
-from synthaix.report.html import CSS, _checks_table, _column_card, _rows, _sample_table, cost_kpis
-from synthaix.report.profile import DatasetProfile, parquet_source, profile_parts, sandboxed
+from synthaix.report.html import (
+    CSS,
+    _checks_table,
+    _column_card,
+    _rows,
+    _sample_table,
+    cost_kpis,
+    duplicates,
+    kpi,
+)
+from synthaix.report.profile import (
+    DatasetProfile,
+    Source,
+    database_source,
+    duplicate_key,
+    profile_source,
+    sandboxed,
+)
 from synthaix.sqlexpr import quote
 
 ROW = '"this row"'  # the table's own rows in a join: no alias (an identifier) can be this
@@ -90,11 +107,12 @@ def check_tables(output_dir: Path) -> list[TableCheck]:
 def tables_report(output_dir: Path) -> TablesReport:
     manifest = read_dataset_manifest(output_dir)
     config = manifest.dataset_config()
-    parts = {name: table_parts(output_dir, name) for name in config.order}
-    relational, nulls = relational_checks(config, parts)
+    sources = {name: table_source(config, output_dir, name) for name in config.order}
+    relational, nulls = relational_checks(config, sources)
     sections = []
     for name in config.order:
-        plan, profile = config.plan(name), profile_parts(parts[name])
+        plan = config.plan(name)
+        profile = profile_source(sources[name], duplicate_key(plan.config))
         table = manifest.tables.get(name)
         column_checks = run_checks(plan.config, profile, table, nulls.get(name, {}))
         if plan.spec.parent is not None:  # its rows follow the parents' counts (checked
@@ -107,37 +125,39 @@ def tables_report(output_dir: Path) -> TablesReport:
     return TablesReport(manifest, sections)
 
 
-def table_parts(output_dir: Path, table: str) -> list[str]:
+def table_source(config: RelationalConfig, output_dir: Path, table: str) -> Source:
+    """The rows of `table`, as the dataset's user reads them (see `profile.dataset_source`)."""
+    if "parquet" not in config.output.formats:
+        return database_source(config, output_dir, table)
     folder = (output_dir / ".current" / table).resolve()
-    parts = [str(p) for p in sorted(folder.glob("part-*.parquet"))]
+    parts = tuple(str(p) for p in sorted(folder.glob("part-*.parquet")))
     if not parts:
         raise FileNotFoundError(f"{output_dir} has no built table {table} (no Parquet parts)")
-    return parts
+    return Source(parts)
 
 
 def _tables(
-    parts: dict[str, list[str]],
+    sources: dict[str, Source],
 ) -> tuple[duckdb.DuckDBPyConnection, dict[str, dict[str, str]]]:
     """A sandboxed DuckDB with each table a view `t."<table>"`, and each table's column types."""
-    folders = {str(Path(p).parent) for table in parts.values() for p in table}
-    con = sandboxed(folders)
+    con = sandboxed(sources.values())
     con.execute("CREATE SCHEMA t")
-    for name, files in parts.items():
-        con.execute(f"CREATE VIEW t.{quote(name)} AS SELECT * FROM {parquet_source(files)}")
+    for name, source in sources.items():
+        con.execute(f"CREATE VIEW t.{quote(name)} AS SELECT * FROM {source.sql}")
     types = {
         name: {c: kind for c, kind, *_ in con.execute(f"DESCRIBE t.{quote(name)}").fetchall()}
-        for name in parts
+        for name in sources
     }
     return con, types
 
 
 def relational_checks(
-    config: RelationalConfig, parts: dict[str, list[str]]
+    config: RelationalConfig, sources: dict[str, Source]
 ) -> tuple[list[TableCheck], dict[str, OwnNulls]]:
-    """The checks between tables, over these Parquet parts of each table; and each table's
-    derived columns' own nulls (see `checks.own_nulls`), over the table joined with the
-    related rows it reads (their nulls carry through, e.g. a lookup that is null)."""
-    con, types = _tables(parts)
+    """The checks between tables, over these rows of each table; and each table's derived
+    columns' own nulls (see `checks.own_nulls`), over the table joined with the related rows
+    it reads (their nulls carry through, e.g. a lookup that is null)."""
+    con, types = _tables(sources)
     with con:
         checks: list[TableCheck] = []
         nulls: dict[str, OwnNulls] = {}
@@ -322,11 +342,12 @@ def _data_view(
 
 
 # -- HTML ----------------------------------------------------------------------------------
-def write_tables_report(output_dir: Path, target: Path | None = None) -> Path:
-    """Check the multi-table dataset in `output_dir` and write its HTML report."""
-    return write_text_atomic(
-        target or output_dir / "report.html", render_tables(tables_report(output_dir))
-    )
+def write_tables_report(output_dir: Path, target: Path | None = None) -> tuple[Path, list[Check]]:
+    """Check the multi-table dataset in `output_dir` and write its HTML report; returns
+    the file and every check."""
+    report = tables_report(output_dir)
+    path = write_text_atomic(target or output_dir / "report.html", render_tables(report))
+    return path, [_as_check(c) for c in report.checks]
 
 
 def render_tables(report: TablesReport) -> str:
@@ -347,12 +368,14 @@ def render_tables(report: TablesReport) -> str:
         resumed = ""
         if table is not None and table.resumed_chunks:
             resumed = f"; resumed {table.resumed_chunks:,} chunks ({table.resumed_rows:,} rows)"
+        rate, counted = duplicates(s.profile)
         overview.append(
             (
                 s.name,
                 f"{s.profile.rows:,} rows, {len(s.profile.columns)} columns"
                 + (f", children of {parent}" if parent else "")
                 + f"; checks {sum(c.passed for c in every)}/{len(every)} pass"
+                + f"; duplicate rows {rate}: {counted}"
                 + resumed,
             )
         )
@@ -367,9 +390,7 @@ def render_tables(report: TablesReport) -> str:
         f"<div class=muted>build {escape(manifest.build_id)} · {escape(manifest.created_at)}"
         f" · seed {manifest.seed} · mode {escape(manifest.mode)} · config "
         f"<code>{escape(manifest.config_hash[:19])}</code></div>",
-        "<div class=kpis>"
-        + "".join(f"<div class=kpi><span class=muted>{k}</span><b>{v}</b></div>" for k, v in kpis)
-        + "</div>",
+        "<div class=kpis>" + "".join(kpi(*k) for k in kpis) + "</div>",
         f"<div class=card><table>{_rows(overview)}</table></div>",
     ]
     if failed:
