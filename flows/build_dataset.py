@@ -20,7 +20,7 @@ from synthaix.build.engine import Build
 from synthaix.errors import SynthaixError
 from synthaix.overrides import typed
 from synthaix.relational.config import RelationalConfig
-from tasks.plan import plan_build, scheduled_as_of, translate_description
+from tasks.plan import from_description, plan_build, scheduled_as_of
 from tasks.progress import ProgressArtifact, report_artifacts, write_report
 
 
@@ -57,9 +57,10 @@ def build_dataset(
     ) | (overrides or {})
     with while_running():  # the run's heartbeats, when the CLI sends them
         try:
-            if description is not None and config is None and config_path is None:
+            if description is not None:
                 provider = p.provider_for(model, base_url)
-                config, _ = translate_description(description, provider, rows or 1000)
+                config = from_description(description, config_path, config, provider, rows or 1000)
+                config_path = None
             config = plan_build(config_path, config, overrides, preflight)
             if isinstance(config, RelationalConfig):
                 from flows.build_tables import build_tables

@@ -22,13 +22,39 @@ from synthaix.relational.config import RelationalConfig
 from tasks.limits import ensure_limits
 
 
+def from_description(
+    description: str, config_path: str | None, config: Any, provider: ProviderConfig, rows: int
+) -> DatasetConfig:
+    """The config for plain words, when no other config was given (a deployment presets
+    `config_path`: plain words beside it were silently ignored, and the preset rebuilt)."""
+    given = [name for name, value in (("config_path", config_path), ("config", config)) if value]
+    if given:
+        raise ConfigError(
+            "give exactly one of the parameters config_path, config or description: "
+            f"{' and '.join(given)} is set too",
+            hint="to build from plain words, clear config_path (deployments preset it)",
+        )
+    return translate_description(description, provider, rows)[0]
+
+
 @task(name="translate-description", cache_policy=NO_CACHE)
 def translate_description(
     description: str, provider: ProviderConfig, rows: int
 ) -> tuple[DatasetConfig, str]:
-    """A config for plain words, and its YAML (with notes on what was repaired)."""
+    """A config for plain words, and its YAML (with notes on what was repaired), which is an
+    artifact of the run too: what was built, to keep as a config file."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from tasks.progress import artifact_key
+
     config, notes = translate(description, provider, rows=rows)
-    return config, to_yaml(config, notes)
+    text = to_yaml(config, notes)
+    create_markdown_artifact(
+        f"```yaml\n{text}\n```",
+        key=artifact_key(config, "config"),
+        description=f"The config translated from: {description[:200]}",
+    )
+    return config, text
 
 
 @task(name="plan-build", cache_policy=NO_CACHE)
@@ -53,7 +79,9 @@ def plan_build(
         base = config
     as_of = overrides.pop("as_of", None)
     if as_of is not None and (base.as_of is not None or overrides):
-        overrides["as_of"] = as_of  # else the config does not use it: nothing to re-validate
+        # Applied first and on its own: a scheduled run's as_of is not a parameter the user
+        # set, and an error with the others should not name it as one.
+        base = apply_overrides(base, {"as_of": as_of}, origin="run's")
     base = resolve_config(apply_overrides(base, overrides, origin="parameters"))
     # The Variable is the workers' setting: a flow run from the CLI honours the environment's.
     root = output_root() or (_variable(PREFECT_VARIABLE) if _deployment_run() else None)

@@ -92,7 +92,7 @@ def test_seed_as_of_is_derived_kept_as_written_and_reproducible() -> None:
 
 
 def test_overrides_address_nested_values_and_say_what_is_wrong() -> None:
-    config = make_config([{"name": "n", "type": "integer", "min": 0, "max": 9}])
+    config = make_config([{"name": "n", "type": "integer", "min": 0, "max": 9}], rows=4)
     path, value = parse_assignment("columns.n.max=3")
     assert apply_overrides(config, {path: value}).columns[0].max == 3
     assert parse_assignment("output.formats=[parquet]") == ("output.formats", ["parquet"])
@@ -122,3 +122,17 @@ def test_a_relative_output_root_anchors_once(tmp_path: Path, monkeypatch) -> Non
     once = rebase(config, Path("root"))
     assert once.output_dir == tmp_path / "root" / "out" / "t"
     assert rebase(once, Path("root")).output_dir == once.output_dir
+
+
+def test_a_runs_as_of_is_not_named_as_a_parameter_the_user_set(tmp_path: Path) -> None:
+    """A scheduled run's as_of is the flow's, not the user's: an error in the parameters the
+    user set named it beside them."""
+    from tasks.plan import plan_build
+
+    columns = [{"name": "at", "type": "date", "start": "-7d", "end": "today"}]
+    path = write_config(tmp_path / "c.yaml", {"name": "c", "rows": 5, "columns": columns})
+    with pytest.raises(ConfigError) as caught:
+        plan_build.fn(str(path), None, {"as_of": AS_OF, "runner.workers": 0}, preflight=False)
+    assert "invalid config with the parameters runner.workers (1 problem)" in str(caught.value)
+    config = plan_build.fn(str(path), None, {"as_of": AS_OF, "rows": 7}, preflight=False)
+    assert config.as_of == AS_OF and config.rows == 7

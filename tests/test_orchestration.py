@@ -270,3 +270,16 @@ def test_a_description_alone_is_translated_then_built(
     steps += ["write-part-", "finish-dedupe", "publish-dataset", "report-build"]
     for step in steps:  # every sub-step is a visible task run
         assert any(name.startswith(step) for name in names), (step, names)
+    with get_client(sync_client=True) as client:  # the config it built, to keep
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    [translated] = [a for a in artifacts if a.key and a.key.endswith("-config")]
+    assert "```yaml" in translated.data and "rows: 30" in translated.data
+
+    # Plain words beside a config (deployments preset config_path) are refused, not ignored.
+    path = _llm_config(tmp_path, "http://127.0.0.1:9/v1")
+    state = build_dataset(config_path=str(path), description="weather", return_state=True)
+    assert state.is_failed() and "config_path is set too" in state.message
