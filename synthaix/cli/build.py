@@ -507,9 +507,11 @@ def _build_batch(
 ) -> int:
     """Check every config, then build the valid ones one after another in one Prefect session
     (one temporary server), one flow run each. One line per dataset as it ends, then the
-    counts. Returns the exit code: 0, or 2 (1 if a failure was not the user's to fix)."""
+    counts. Returns the exit code: 0, or 2 (1 if a failure was not the user's to fix, or a
+    report's check failed)."""
     ready: list[tuple[Path, Any]] = []
     codes: list[int] = []
+    failing_checks = 0  # datasets built whose report fails a check
     for path in paths:
         try:
             ready.append((path, _prepare(path, overrides)))
@@ -546,16 +548,22 @@ def _build_batch(
                 line = _built_line(manifest, time.perf_counter() - began, dataset.output_dir)
                 if report:
                     try:
-                        from synthaix.report.html import write_report
+                        from synthaix.report.html import write_checked_report
 
-                        line += f", report {write_report(dataset.output_dir, None)}"
+                        path, checks = write_checked_report(dataset.output_dir, None)
                     except Exception as exc:
                         why = "built and published, but its report failed: "
                         codes.append(_failed(dataset.name, exc, debug, why))
                         continue
+                    failing = [f"{c.column} {c.name}" for c in checks if not c.passed]
+                    line += f", report {path}"
+                    if failing:  # published data that breaks its own config: not a pass
+                        line += f", checks [bold red]FAIL[/]: {escape(', '.join(failing[:10]))}"
+                        failing_checks += 1
                 lines.print(line, highlight=False)
-    out.print(f"{len(paths) - len(codes)} built, {len(codes)} failed")
-    return 0 if not codes else min(codes)
+    checked = f", {failing_checks} failing report checks" if failing_checks else ""
+    out.print(f"{len(paths) - len(codes)} built, {len(codes)} failed{checked}")
+    return min([*codes, *([1] if failing_checks else [])], default=0)
 
 
 def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
