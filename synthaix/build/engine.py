@@ -316,12 +316,16 @@ class Build:
             return
         config, earlier = self.config, self.earlier
         table = f"table {config.name}: " if config._in_tables else ""
+        resumed = (
+            f"resumed {self.reused_chunks:,} chunks ({self.reused_rows:,} rows) from the "
+            "ledger of an interrupted build"
+            if self.reused_chunks
+            else "no chunk of the interrupted build had finished (nothing to resume)"
+        )
         log.info(
-            "%sresumed %s chunks (%s rows) from the ledger of an interrupted build; "
-            "earlier attempts spent %s requests, $%.4f",
+            "%s%s; earlier attempts spent %s requests, $%.4f",
             table,
-            f"{self.reused_chunks:,}",
-            f"{self.reused_rows:,}",
+            resumed,
             f"{earlier.requests:,}",
             earlier.cost_usd,
             extra={
