@@ -34,6 +34,8 @@ class Chunk:
     parents: np.ndarray | None = field(default=None, compare=False, repr=False)
     # Where the worker logs each request it pays for (the build's ledger; None: no ledger).
     paid_log: str | None = field(default=None, compare=False, repr=False)
+    # The build it belongs to (its id): a stopped build's chunks send no further request.
+    build: str = field(default="", compare=False, repr=False)
 
 
 def plan_chunks(
@@ -122,7 +124,7 @@ def _generate_chunk(
         elif isinstance(column, LlmColumn):
             if column.name not in values:  # filled together with the rest of its stage
                 stage = stage_of(config.columns, config.columns.index(column))
-                filler = StageFiller(llm, config.description, stage, recorder)
+                filler = StageFiller(llm, config.description, stage, recorder, chunk.build)
                 # Rows that already break a constraint are not worth a request.
                 wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
                 filled, mask = filler.fill(values, chunk.rows, wanted)

@@ -514,3 +514,52 @@ def test_a_kill_loses_no_answered_request_of_the_chunks_still_running(tmp_path: 
     assert first["requests"] - 1 <= earlier <= first["requests"]
     cost = manifest.llm_total.cost_usd - manifest.llm.cost_usd
     assert cost <= first["cost"] + 1e-9 and earlier > 10  # chunk records alone: 10
+
+
+class _Cancelled(BaseException):
+    """What Prefect raises in a flow run's main thread when the run is cancelled."""
+
+
+def test_a_cancelled_build_stops_requesting_and_keeps_its_finished_chunks(tmp_path: Path) -> None:
+    """Cancelled (a BaseException in the build's thread, as Prefect's on SIGTERM), a build's
+    running chunks send no further request: they finished every request first (a cancelled
+    run kept the provider busy until Prefect killed it), and chunks that came back were
+    thrown away. Now what finished is in the ledger, and the rerun resumes it."""
+    path = _notes(tmp_path, "http://unused", rows=40)
+    data = yaml.safe_load(path.read_text())
+    data["chunk_size"] = 10
+    ledger = tmp_path / "out" / ".ledger"
+    with simulator(latency=0.1, record=True) as sim:
+        data["provider"] = {**_llm(sim.url), "rows_per_request": 1}  # ten requests a chunk
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        config = load_config(path)
+
+        def cancel_after_first_chunk(signum: int, frame: Any) -> None:
+            raise _Cancelled
+
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while not _chunks(ledger) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            answered.append(len(sim.state.requests()))
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        answered: list[int] = []
+
+        previous = signal.signal(signal.SIGUSR1, cancel_after_first_chunk)
+        threading.Thread(target=watch, daemon=True).start()
+        try:
+            with pytest.raises(_Cancelled):
+                Build(config, ThreadExecutor(config)).run()
+            sent = sim.state.stats()["counts"]["requests"]
+            time.sleep(0.5)  # a chunk still running would go on asking
+            assert sim.state.stats()["counts"]["requests"] == sent
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+        # At most those in flight at the cancel (max_concurrency), not the rest of a chunk.
+        assert sent <= answered[0] + 2 * WORKERS, (sent, answered)
+        left = len(_chunks(ledger))
+        assert left >= 1
+        sim.state.reset()
+        manifest = Build(config, ThreadExecutor(config)).run()
+    assert manifest.resumed_chunks == left and manifest.rows.delivered == 40

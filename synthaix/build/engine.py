@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from synthaix import progress
+from synthaix import progress, stopping
 from synthaix.assemble import (
     Assembler,
     Batch,
@@ -95,6 +95,7 @@ class Build:
         self._planner_factory = planner
         self._planner: Any = None
         self._in_flight: dict[Any, Chunk] = {}  # executor handles of the chunks running
+        self._build_id = ""  # this attempt's, once the sink is open
         self.publish = publish
         self.after_publish: list[Callable[[], None]] = []
         self._dedupe: DedupeIndex | None = None
@@ -105,6 +106,7 @@ class Build:
         config, steps = self.config, self.steps
         started = time.perf_counter()
         with self.sink(config, dataset_schema(config)) as writer:
+            self._build_id = writer.build_id
             identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
             writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
             previous = writer.previous_manifest()
@@ -188,18 +190,25 @@ class Build:
         # Parts are written on a thread of their own, one at a time, while the next batch is
         # generated and admitted: Parquet encoding releases the GIL, so on 2 cores it overlaps
         # generation instead of stalling it (written in line, it held up the flow ~1 s per 1M).
-        with self.executor as executor, ThreadPoolExecutor(1, "synthaix-write") as writes:
-            self._writes = writes
-            try:
-                while chunks := planner.next_round(assembler, limits):
-                    for batch in self._round(executor, chunks, assembler, ledger):
-                        self._admit(batch, assembler, dedupe, writer)
-                    if (batch := assembler.flush()) is not None:
-                        self._admit(batch, assembler, dedupe, writer)
-                self._wait_written()
-            except Exception:
-                self._keep_running_chunks(executor, ledger)
-                raise
+        try:
+            with self.executor as executor, ThreadPoolExecutor(1, "synthaix-write") as writes:
+                self._writes = writes
+                try:
+                    while chunks := planner.next_round(assembler, limits):
+                        for batch in self._round(executor, chunks, assembler, ledger):
+                            self._admit(batch, assembler, dedupe, writer)
+                        if (batch := assembler.flush()) is not None:
+                            self._admit(batch, assembler, dedupe, writer)
+                    self._wait_written()
+                except Exception:
+                    self._keep_running_chunks(executor, ledger)
+                    raise
+                except BaseException:  # a cancelled flow run (SIGTERM), an interrupt
+                    stopping.stop(writer.build_id)  # chunks send no further request
+                    self._keep_running_chunks(executor, ledger)
+                    raise
+        finally:
+            stopping.forget(writer.build_id)  # its chunks have ended with the executor
         return assembler, planner
 
     def _round(
@@ -280,8 +289,8 @@ class Build:
     def _submit(self, executor: ChunkExecutor, chunk: Chunk, ledger: ChunkLedger | None) -> None:
         """Start `chunk`; its worker logs each request it pays for in the ledger (read if the
         build is killed before the chunk is back)."""
-        if ledger is not None and ledger.paid_log is not None:
-            chunk = dataclasses.replace(chunk, paid_log=str(ledger.paid_log))
+        paid_log = str(ledger.paid_log) if ledger is not None and ledger.paid_log else None
+        chunk = dataclasses.replace(chunk, paid_log=paid_log, build=self._build_id)
         self._in_flight[executor.submit(chunk)] = chunk
 
     def _paid(self, chunk: Chunk, stats: LlmStats, ledger: ChunkLedger | None) -> None:
@@ -292,9 +301,10 @@ class Build:
         self.llm += stats
 
     def _keep_running_chunks(self, executor: ChunkExecutor, ledger: ChunkLedger | None) -> None:
-        """The build failed: the chunks still running finish anyway (leaving the executor
-        waits for them). Count what they spent, and keep their rows for the next attempt.
-        Not on Ctrl-C or a kill: that stops now."""
+        """The build failed, or is being stopped (its chunks then stop at their next
+        request): the chunks still running end anyway (leaving the executor waits for them).
+        Count what they spent, and keep the rows of those that finished for the next attempt.
+        (The CLI's Ctrl-C exits at once instead; the ledger has each request's spend.)"""
         in_flight, self._in_flight = self._in_flight, {}
         paying = any(isinstance(c, LlmColumn) for c in self.config.columns)
         while paying and in_flight:

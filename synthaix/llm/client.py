@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from synthaix import stopping
 from synthaix.errors import ProviderError
 from synthaix.llm.credentials import api_key, resolve_provider
 from synthaix.llm.pacing import Aimd, Bounds, Pacer, RetryBudget, Ticket, pacer_for, retry_after
@@ -166,10 +167,12 @@ class LlmClient:
         schema: dict[str, Any],
         max_tokens: int | Callable[[], int],
         recorder: StatsRecorder,
+        build: str = "",
     ) -> Completion:
         """One answer, retried on transient errors; mode falls back when `auto` and unsupported.
         `max_tokens` may be a function: asked at each attempt, and again while the attempt
-        waits for the rate limits, as what a request needs is learned from the answers."""
+        waits for the rate limits, as what a request needs is learned from the answers.
+        `build`: the build it is for; once that is stopping, no attempt is sent."""
         import openai
 
         prompt_estimate = sum(estimate_tokens(m["content"]) for m in messages)
@@ -208,7 +211,8 @@ class LlmClient:
 
         # Tokens as providers count them against TPM when they admit a request (OpenAI, the
         # simulator): the prompt plus max_tokens.
-        return self._with_retries(send, read, lambda: prompt_estimate + budget(), recorder)
+        tokens = lambda: prompt_estimate + budget()  # noqa: E731
+        return self._with_retries(send, read, tokens, recorder, build=build)
 
     def embed(
         self,
@@ -249,6 +253,7 @@ class LlmClient:
         tokens: Callable[[], int],
         recorder: StatsRecorder,
         pacer: Pacer | None = None,
+        build: str = "",
     ) -> T:
         """`send` one request of the `tokens` it is charged (a raw response: its headers feed
         the pacer), `read` the answer.
@@ -268,6 +273,7 @@ class LlmClient:
         first_sent: list[float] = []  # the budget counts from here, not from a wait in line
 
         def attempt() -> T:
+            stopping.check(build)  # a retry of a stopped build's request is not sent either
             recorder.waited(place.take())
             if not first_sent:
                 first_sent.append(time.monotonic())

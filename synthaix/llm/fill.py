@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from synthaix import stopping
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.refs import resolve, row_contexts
 from synthaix.llm import batching
@@ -71,8 +72,11 @@ class StageFiller:
         description: str | None,
         columns: list[LlmColumn],
         recorder: StatsRecorder,
+        build: str = "",
     ) -> None:
+        """`build`: the build the rows are for; once it is stopping, no request is sent."""
         self.client = client
+        self.build = build
         self.provider = client.provider
         self.description = description
         self.columns = columns
@@ -196,6 +200,7 @@ class StageFiller:
             running: set[Future] = set()
             while True:
                 while len(running) < limit:
+                    stopping.check(self.build)
                     batch = next_batch(not running or slots.idle())
                     if batch is None:
                         break
@@ -219,7 +224,7 @@ class StageFiller:
         ticket = slots.enter(self.provider.max_concurrency)
         try:
             budget = lambda: self.batcher.budget(count)  # noqa: E731 (asked again as it waits)
-            completion = self.client.complete(messages, schema, budget, tap)
+            completion = self.client.complete(messages, schema, budget, tap, self.build)
         finally:
             seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
         self.recorder.asked(count)
