@@ -18,7 +18,11 @@ from synthaix.generate import generate_chunk, plan_chunks
 
 
 def make_config(columns: list[dict[str, Any]], **overrides: Any) -> DatasetConfig:
+    """A config of these columns. Exact dedupe is off unless `dedupe` is given: columns are
+    tested over more rows than their few values make distinct rows (validate refuses such an
+    exact-dedupe key), and `generate_all` draws with repeats anyway."""
     data: dict[str, Any] = {"name": "t", "rows": 1000, "seed": 1, "chunk_size": 250}
+    data["dedupe"] = {"exact": False}
     data.update(overrides)
     data["columns"] = columns
     return parse_config(data)

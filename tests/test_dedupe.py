@@ -155,7 +155,8 @@ B1, B2, B3, B4 = BUILDS[1:]
 
 def exact_config(tmp_path: Path) -> DatasetConfig:
     columns = [{"name": "code", "type": "integer", "min": 0, "max": 10**6}]
-    return make_config(columns, name="codes", output={"dir": str(tmp_path / "out")})
+    out = {"dir": str(tmp_path / "out")}
+    return make_config(columns, name="codes", output=out, dedupe={"exact": True})
 
 
 def codes(values: list[int]) -> pa.Table:

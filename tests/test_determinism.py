@@ -141,7 +141,7 @@ def test_a_shortfall_names_what_the_rows_were_lost_to_biggest_first() -> None:
         {"name": "country", "type": "address.country"},
     ]
     with pytest.raises(CapacityError, match=r"a row over the dedupe key \(sex, country\)") as error:
-        build_in_memory(make_config(columns, rows=1000))
+        build_in_memory(make_config(columns, rows=1000, dedupe={"exact": True}))
     assert "dedupe: {exact: false}" in error.value.hint
 
 

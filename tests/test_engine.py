@@ -261,8 +261,11 @@ def _one_worker(tmp_path: Path, rows: int) -> DatasetConfig:
         {"name": "id", "type": "sequence"},
         {"name": "n", "type": "integer", "min": 0, "max": 10**9},
     ]
-    output = {"dir": str(tmp_path)}
-    return make_config(columns, rows=rows, chunk_size=200, runner={"workers": 1}, output=output)
+    output, workers = {"dir": str(tmp_path)}, {"workers": 1}
+    dedupe = {"exact": True}  # a dedupe step per batch, as builds have
+    return make_config(
+        columns, rows=rows, chunk_size=200, runner=workers, output=output, dedupe=dedupe
+    )
 
 
 def test_the_next_chunk_starts_before_the_rows_before_it_are_admitted(

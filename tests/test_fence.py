@@ -49,7 +49,7 @@ def ok(cfg: Any, root: Path, report: Path | None = None) -> None:
 
 def config(**output: Any):
     dedupe = output.pop("dedupe", None)
-    extra = {"dedupe": {"uri": dedupe}} if dedupe is not None else {}
+    extra = {"dedupe": {"uri": dedupe, "exact": False}} if dedupe is not None else {}
     return make_config(COLUMNS, output={k: str(v) for k, v in output.items()}, **extra)
 
 
