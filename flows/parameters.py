@@ -82,7 +82,8 @@ REPORT = _described(
     False,
 )
 PREFLIGHT = _described(
-    "Check the LLM endpoint, key and model before any chunk runs (off: the caller checked).",
+    "Check the LLM endpoint, key and model with one request before any chunk runs (leave "
+    "on; the CLI turns it off, having checked them already).",
     True,
 )
 

@@ -369,3 +369,48 @@ def test_a_dedupe_table_that_cannot_open_stops_the_build_before_more_chunks(
     assert len(executor.submitted) < 20  # of 20 chunks, only those started before it failed
     assert not_a_directory.read_text() == "mine"
     assert not (tmp_path / "out" / "t.duckdb").exists()
+
+
+def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> None:
+    """A retry or rerun of a schedule's append slot (same config, same as_of) after it
+    published appended its rows a second time; it now leaves the data as it is, and says so.
+    Another slot appends; an overwrite forgets the slots."""
+    import datetime as dt
+
+    from synthaix import progress
+
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "at", "type": "datetime", "start": "-1h", "end": "now"},
+    ]
+
+    def build(hour: int, mode: str = "append") -> Manifest:
+        at = dt.datetime(2026, 11, 27, hour)
+        config = make_config(
+            columns, rows=50, mode=mode, as_of=at, output={"dir": str(tmp_path / "out")}
+        )
+        return Build(config, ThreadExecutor(config)).run()
+
+    class Notes:
+        def __init__(self) -> None:
+            self.notes: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.notes.append(text)
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args: None
+
+    first = build(10)
+    listener = Notes()
+    with progress.listening(listener):
+        again = build(10)
+    assert again == first and again.rows.total == 50
+    assert listener.notes == [
+        f"t holds the rows of this config at as_of 2026-11-27T10:00:00 already (appended by "
+        f"build {first.build_id}): nothing is appended again"
+    ]
+    later = build(11)
+    assert later.rows.total == 100 and set(later.slots.values()) == {first.build_id, later.build_id}
+    assert build(10, "overwrite").slots == {}
+    assert build(10).rows.total == 100  # after an overwrite, the slot is new again

@@ -38,6 +38,8 @@ from synthaix.build.manifest import (
     Dropped,
     Manifest,
     RowCounts,
+    already_appended,
+    appended_slots,
     config_hash,
     new_manifest,
     next_row,
@@ -96,6 +98,7 @@ class Build:
         self._planner: Any = None
         self._in_flight: dict[Any, Chunk] = {}  # executor handles of the chunks running
         self._build_id = ""  # this attempt's, once the sink is open
+        self._previous: Manifest | None = None  # the output's manifest before this build
         self.publish = publish
         self.after_publish: list[Callable[[], None]] = []
         self._dedupe: DedupeIndex | None = None
@@ -109,7 +112,16 @@ class Build:
             self._build_id = writer.build_id
             identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
             writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
-            previous = writer.previous_manifest()
+            previous = self._previous = writer.previous_manifest()
+            if (done := already_appended(config, previous)) is not None and previous:
+                at = f"{config.as_of:%Y-%m-%dT%H:%M:%S}"
+                text = (
+                    f"{config.name} holds the rows of this config at as_of {at} already "
+                    f"(appended by build {done}): nothing is appended again"
+                )
+                log.warning(text)
+                progress.note(text)
+                return previous
             first_row = next_row(previous, writer.existing.rows, config.mode)
             published = previous.build_id if previous is not None else None
             ledger = self._ledger(first_row, writer.build_id, published)
@@ -450,6 +462,7 @@ class Build:
             embeddings=dedupe.embedding_spend,
             seconds={stage: round(value, 3) for stage, value in seconds.items()},
             outputs={kind: str(path) for kind, path in writer.output_paths().items()},
+            slots=appended_slots(self.config, self._previous, writer.build_id),
         )
 
     def _dropped(self, assembler: Assembler, dedupe: DedupeIndex) -> Dropped:

@@ -65,6 +65,9 @@ class DedupeTable(_Section):
     signature: dict[str, Any] = Field(default_factory=dict)
 
 
+SLOTS_KEPT = 1000  # append slots a manifest remembers (an hourly schedule's six weeks)
+
+
 class Manifest(_Section):
     manifest_version: Literal[2] = MANIFEST_VERSION
     dataset: str
@@ -105,6 +108,11 @@ class Manifest(_Section):
     )
     seconds: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
+    slots: dict[str, str] = Field(
+        default_factory=dict,
+        description="The append builds made at a set as_of (a schedule's slot), the latest "
+        f"{SLOTS_KEPT:,}: config hash -> build id. A retry or rerun of one appends nothing.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +185,27 @@ def new_manifest(config: DatasetConfig, build_id: str, **fields: Any) -> Manifes
         **fields,
     )
     return Manifest.model_validate(redact(manifest.model_dump(mode="json"), secrets_of(config)))
+
+
+def appended_slots(
+    config: DatasetConfig, previous: Manifest | None, build_id: str
+) -> dict[str, str]:
+    """The `slots` of a build's manifest: an append's carries the earlier ones on, and adds
+    its own when its as_of is set (a slot); an overwrite starts again."""
+    if config.mode != "append":
+        return {}
+    slots = dict(previous.slots) if previous is not None else {}
+    if config.as_of is not None and not config._in_tables:
+        slots[config_hash(config)] = build_id
+    return dict(list(slots.items())[-SLOTS_KEPT:])
+
+
+def already_appended(config: DatasetConfig, previous: Manifest | None) -> str | None:
+    """The build that appended this config at this as_of already (a retry or a rerun of a
+    schedule's slot, which would append that slot's rows a second time), or None."""
+    if config.mode != "append" or config.as_of is None or previous is None:
+        return None
+    return previous.slots.get(config_hash(config))
 
 
 def next_row(previous: Manifest | None, existing_rows: int, mode: str) -> int:
