@@ -414,3 +414,14 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
     assert later.rows.total == 100 and set(later.slots.values()) == {first.build_id, later.build_id}
     assert build(10, "overwrite").slots == {}
     assert build(10).rows.total == 100  # after an overwrite, the slot is new again
+
+
+def test_an_llm_build_plans_a_smaller_margin_of_rows_it_would_pay_for_unused() -> None:
+    """A shortfall of 100 rows at 50 % acceptance: 240 rows for a sampler build (a margin, so
+    a few rounds converge), 210 for an LLM build, whose rows beyond the need are paid for."""
+    from synthaix.assemble import RoundPlanner
+
+    sampler = [{"name": "n", "type": "integer", "min": 0, "max": 10**6}]
+    llm = [*sampler, {"name": "note", "type": "llm", "prompt": "A note"}]
+    assert RoundPlanner(make_config(sampler), first_row=0)._rows_for(100, 0.5, 10_000) == 240
+    assert RoundPlanner(make_config(llm), first_row=0)._rows_for(100, 0.5, 10_000) == 210
