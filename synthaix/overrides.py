@@ -8,7 +8,7 @@ A list of named items (columns, tables) is addressed by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,13 @@ def typed(values: Mapping[str, Any]) -> dict[str, Any]:
     return {TYPED[name]: value for name, value in values.items() if value is not None}
 
 
-def apply_overrides(config: Any, overrides: Mapping[str, Any], origin: str = "options") -> Any:
+def apply_overrides(
+    config: Any, overrides: Mapping[str, Any], origin: str = "options", unnamed: str = ""
+) -> Any:
     """A re-validated copy of a DatasetConfig or RelationalConfig with `overrides` (config
     path -> value) applied. `origin` names them in errors: "options" (the CLI) or
-    "parameters" (a flow run)."""
+    "parameters" (a flow run); all but `unnamed` (one the user did not set, as a scheduled
+    run's as_of)."""
     if not overrides:
         return config
     from synthaix.config import parse_any_config
@@ -63,11 +66,13 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any], origin: str = "op
     data = config.model_dump(mode="python", by_alias=True)
     for path, value in overrides.items():
         _set(data, path, value, config, origin)
-    return parse_any_config(data, origin=f"config with the {origin} {_names(overrides)}")
+    named = [path for path in overrides if path != unnamed]
+    what = f"config with the {origin} {_names(named)}" if named else "config"
+    return parse_any_config(data, origin=what)
 
 
-def _names(overrides: Mapping[str, Any]) -> str:
-    return ", ".join(overrides)
+def _names(paths: Iterable[str]) -> str:
+    return ", ".join(paths)
 
 
 def _set(data: dict[str, Any], path: str, value: Any, config: Any, origin: str) -> None:

@@ -79,10 +79,10 @@ def plan_build(
         base = config
     as_of = overrides.pop("as_of", None)
     if as_of is not None and (base.as_of is not None or overrides):
-        # Applied first and on its own: a scheduled run's as_of is not a parameter the user
-        # set, and an error with the others should not name it as one.
-        base = apply_overrides(base, {"as_of": as_of}, origin="run's")
-    base = resolve_config(apply_overrides(base, overrides, origin="parameters"))
+        overrides["as_of"] = as_of  # else the config does not use it: nothing to re-validate
+    # A scheduled run's as_of is not a parameter the user set: errors do not name it.
+    changed = apply_overrides(base, overrides, origin="parameters", unnamed="as_of")
+    base = resolve_config(changed)
     # The Variable is the workers' setting: a flow run from the CLI honours the environment's.
     root = output_root() or (_variable(PREFECT_VARIABLE) if _deployment_run() else None)
     if root:  # a worker's data root: relative outputs go under it, and nothing outside
