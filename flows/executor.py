@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from prefect import task
@@ -14,6 +15,7 @@ from prefect.tasks import exponential_backoff
 from flows.runners import chunk_runner
 from synthaix.build.executor import Steps
 from synthaix.config import DatasetConfig
+from synthaix.errors import ConfigError
 from synthaix.generate import Chunk, ChunkResult
 from tasks.generate import generate_chunk
 
@@ -32,14 +34,32 @@ class PrefectChunkExecutor:
         )
 
     def __enter__(self) -> PrefectChunkExecutor:
-        self.runner.__enter__()
+        with self._cluster():
+            self.runner.__enter__()
         return self
+
+    @contextlib.contextmanager
+    def _cluster(self) -> Iterator[None]:
+        """A cluster at runner.address that does not answer (Dask connects at the first
+        chunk; its timeout, or Ray's ConnectionError): one line, not their traceback."""
+        runner = self.config.runner
+        try:
+            yield
+        except OSError as exc:
+            if not runner.address:
+                raise
+            raise ConfigError(
+                f"cannot reach the {runner.type} cluster at runner.address {runner.address}: {exc}",
+                hint="check the address and that the scheduler runs, or leave runner.address "
+                "empty for a local cluster",
+            ) from None
 
     def __exit__(self, *exc: Any) -> None:
         self.runner.__exit__(*exc)
 
     def submit(self, chunk: Chunk) -> PrefectFuture[ChunkResult]:
-        return self.runner.submit(self.task, {"config": self.config, "chunk": chunk})
+        with self._cluster():
+            return self.runner.submit(self.task, {"config": self.config, "chunk": chunk})
 
     def first_done(self, handles: list[PrefectFuture[ChunkResult]]) -> PrefectFuture[ChunkResult]:
         return next(as_completed(handles))

@@ -283,3 +283,26 @@ def test_a_description_alone_is_translated_then_built(
     path = _llm_config(tmp_path, "http://127.0.0.1:9/v1")
     state = build_dataset(config_path=str(path), description="weather", return_state=True)
     assert state.is_failed() and "config_path is set too" in state.message
+
+
+def test_an_unreachable_dask_cluster_fails_in_one_line(tmp_path: Path) -> None:
+    """It failed with Dask's traceback (157 lines of log): now one line naming the address."""
+    import dask
+
+    from flows.build_dataset import build_dataset
+
+    path = write_config(
+        tmp_path / "people.yaml",
+        {
+            "name": "people",
+            "rows": 10,
+            "columns": COLUMNS,
+            "runner": {"type": "dask", "address": "tcp://127.0.0.1:9"},
+            "output": {"dir": str(tmp_path / "out")},
+        },
+    )
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        state = build_dataset(config_path=str(path), return_state=True)
+    assert state.is_failed()
+    assert "cannot reach the dask cluster at runner.address tcp://127.0.0.1:9" in state.message
+    assert not (tmp_path / "out" / "data").exists()
