@@ -65,7 +65,7 @@ def build_dataset(
             if isinstance(config, RelationalConfig):
                 from flows.build_tables import build_tables
 
-                manifest, sample = build_tables(config), None
+                manifest, sample = build_tables(config)
             else:
                 live = ProgressArtifact(config)
                 steps, executor = TaskSteps(), PrefectChunkExecutor(config)

@@ -29,6 +29,7 @@ def _table_step(name: str, run: Callable[[], Any]) -> Any:
     return build_table(name, _Call(run, ()))
 
 
-def build_tables(config: RelationalConfig) -> DatasetManifest:
+def build_tables(config: RelationalConfig) -> tuple[DatasetManifest, dict[str, Any]]:
+    """The dataset's manifest, and each table's first rows (for its sample artifact)."""
     build = DatasetBuild(config, PrefectChunkExecutor, steps=TaskSteps(), table_step=_table_step)
-    return build.run()
+    return build.run(), build.samples

@@ -88,10 +88,11 @@ def _report_url(path: Path) -> str:
 def report_artifacts(
     config: DatasetConfig | RelationalConfig,
     manifest: Manifest | DatasetManifest,
-    sample: pa.Table | None,
+    sample: pa.Table | dict[str, pa.Table | None] | None,
     report: str | None = None,
 ) -> None:
-    """The build summary (Markdown, with the report's link) and the first rows (table)."""
+    """The build summary (Markdown, with the report's link) and the first rows (a table
+    artifact; one per table of a multi-table dataset, `<name>-<table>-sample`)."""
     if isinstance(manifest, DatasetManifest):
         markdown = tables_summary(manifest)
     else:
@@ -103,12 +104,14 @@ def report_artifacts(
         key=artifact_key(config, "summary"),
         description="SynthAIx build summary",
     )
-    if sample is None:
-        return
-    rows = [
-        {k: (v if isinstance(v, int | float | bool | None) else str(v)) for k, v in row.items()}
-        for row in sample.slice(0, SAMPLE_ROWS).to_pylist()
-    ]
-    create_table_artifact(
-        table=rows, key=artifact_key(config, "sample"), description=f"First rows of {config.name}"
-    )
+    samples = sample if isinstance(sample, dict) else {"": sample}
+    for table, rows_of in samples.items():
+        if rows_of is None:
+            continue
+        rows = [
+            {k: v if isinstance(v, int | float | bool | None) else str(v) for k, v in row.items()}
+            for row in rows_of.slice(0, SAMPLE_ROWS).to_pylist()
+        ]
+        name = f"{config.name}.{table}" if table else config.name
+        key = artifact_key(config, f"{table}-sample" if table else "sample")
+        create_table_artifact(table=rows, key=key, description=f"First rows of {name}")

@@ -378,6 +378,11 @@ def test_the_flow_builds_each_table_as_a_task_run_holding_its_chunk_tasks(tmp_pa
     # Pages read while runs still arrive can hold one run twice: count each run once.
     names = [r.name for r in {r.id: r for r in runs}.values()]
     assert len(names) == len(set(names)), sorted(names)
+    # A sample artifact per table (there was none), beside the dataset's summary.
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=flow_run)
+    keys = {a.key for a in artifacts if a.key}
+    assert {f"shop-{t}-sample" for t in tables} | {"shop-summary"} <= keys, keys
     assert {"late-columns", "publish-dataset"} <= {r.name for r in runs}
 
 
