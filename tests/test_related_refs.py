@@ -99,7 +99,7 @@ def test_expression_reads_related_fields_vectorised() -> None:
     column = ExpressionColumn(name="label", template="{{ customers.tier|upper }}-{{ n }}")
     values = {**VALUES, "n": pa.array([1, 2, 3, 4])}
     assert column.references() == {"customers.tier", "n"}
-    assert column.vectorised(values) is not None
+    assert column.vectorised(values, 4) is not None
     expected = ["GOLD-1", "SILVER-2", "-3", "GOLD-4"]
     assert column.generate(_ctx(values)).to_pylist() == expected
     assert column.render_rows(values, 4).to_pylist() == expected  # Jinja2 agrees
@@ -117,7 +117,7 @@ def test_expression_reads_related_fields_row_by_row() -> None:
         "customers.signup_date.year",
         "recent_orders",
     }
-    assert column.vectorised(VALUES) is None
+    assert column.vectorised(VALUES, 4) is None
     out = column.generate(_ctx(VALUES)).to_pylist()
     assert out == ["VIP since 2024 10.5 3.0", "silver", "none", "VIP since 2020 7.25"]
 
@@ -251,7 +251,7 @@ def test_config_resolves_attributes_of_columns_in_templates_only() -> None:
 def test_fields_named_like_dict_methods_read_the_field_on_both_paths() -> None:
     column = ExpressionColumn(name="x", template="{{ customers.items }}")
     values = {"customers.items": pa.array(["3 books"])}
-    assert column.vectorised(values).to_pylist() == ["3 books"]  # type: ignore[union-attr]
+    assert column.vectorised(values, 1).to_pylist() == ["3 books"]  # type: ignore[union-attr]
     assert column.render_rows(values, 1).to_pylist() == ["3 books"]
     looped = ExpressionColumn(name="y", template="{% for o in orders %}{{ o.values }}{% endfor %}")
     orders = pa.array([[{"values": 2}]], type=pa.list_(pa.struct([("values", pa.int64())])))
