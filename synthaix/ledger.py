@@ -82,8 +82,9 @@ class ChunkLedger:
         self.dir = self.root / digest
         self.earlier = LlmStats()  # what the interrupted attempts spent (read by `open`)
         self.earlier_attempts: list[str] = []  # their build ids
-        self.others: list[tuple[int, str | None]] = []  # other configs' ledgers: chunks, as_of
-        self.dropped: list[tuple[int, str | None]] = []  # older ones, removed by `open`
+        # Other configs' ledgers: chunks, as_of, when last written (Unix time), newest first.
+        self.others: list[tuple[int, str | None, float]] = []
+        self.dropped: list[tuple[int, str | None, float]] = []  # older ones, removed by `open`
         self._spend: Path | None = None
         self.paid_log: Path | None = None  # this attempt's requests, logged by the workers
 
@@ -109,8 +110,8 @@ class ChunkLedger:
         others.sort(reverse=True)  # newest first
         for _, stale, _, _ in others[KEEP_OTHERS:]:
             remove_our_files(stale, _CHUNK_FILE)
-        self.others = [(chunks, as_of) for _, _, chunks, as_of in others[:KEEP_OTHERS]]
-        self.dropped = [(chunks, as_of) for _, _, chunks, as_of in others[KEEP_OTHERS:]]
+        self.others = [(chunks, as_of, age) for age, _, chunks, as_of in others[:KEEP_OTHERS]]
+        self.dropped = [(chunks, as_of, age) for age, _, chunks, as_of in others[KEEP_OTHERS:]]
         noted = _note(self.dir)
         if published is not None and published in noted.get("attempts", []):
             remove_our_files(self.dir, _CHUNK_FILE)  # this build's own, published: nothing left

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import datetime as dt
 import json
 import logging
 import time
@@ -491,22 +492,30 @@ class Build:
         cost = config.provider.cost(earlier.prompt_tokens, earlier.completion_tokens)
         self.earlier = earlier.model_copy(update={"cost_usd": cost})
         self.earlier_attempts = ledger.earlier_attempts
-        for chunks, theirs in ledger.others:
-            _say_not_resumed(config, chunks, theirs, as_of)
-        for chunks, theirs in ledger.dropped:
-            at = f" (as_of {theirs})" if theirs else ""
-            text = f"removed an older interrupted build's ledger{at}: {chunks:,} chunks"
+        for chunks, theirs, written in ledger.others:
+            _say_not_resumed(config, chunks, theirs, as_of, written)
+        for chunks, theirs, written in ledger.dropped:
+            at = f", as_of {theirs}" if theirs else ""
+            text = (
+                f"removed an older interrupted build's ledger (last written {_utc(written)}"
+                f"{at}): {chunks:,} chunks"
+            )
             log.warning(text)
             progress.note(text)
         return ledger
 
 
+def _utc(unix: float) -> str:
+    return f"{dt.datetime.fromtimestamp(unix, dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
 def _say_not_resumed(
-    config: DatasetConfig, chunks: int, as_of: str | None, ours: str | None
+    config: DatasetConfig, chunks: int, as_of: str | None, ours: str | None, written: float
 ) -> None:
     """An interrupted build of another config (whose relative times stood at `as_of`; this
-    one's at `ours`) left chunks this one cannot reuse: say so, and how to resume it (its
-    ledger stays until this build publishes)."""
+    one's at `ours`; its ledger last written at `written`) left chunks this one cannot reuse:
+    say so, and how to resume it (its ledger stays until this build publishes). Each ledger
+    says when it was written: two of them read as one note twice."""
     table = f"table {config.name}: " if config._in_tables else ""
     how = (
         f"build again with --as-of {as_of} (its relative times stood then)"
@@ -514,7 +523,8 @@ def _say_not_resumed(
         else "build again with its config, seed and SynthAIx version"
     )
     text = (
-        f"{table}an interrupted build of another config left {chunks:,} chunks in its ledger; "
+        f"{table}an interrupted build of another config (last written {_utc(written)}) left "
+        f"{chunks:,} chunks in its ledger; "
         f"they are not reused. To resume it instead, stop this one and {how}; the ledger is "
         f"removed when this build publishes (and the oldest of {KEEP_OTHERS + 1} such, when "
         "another build starts)"
