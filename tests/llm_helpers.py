@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,3 +30,17 @@ def simulator(faults: FaultRates | None = None, **options) -> Iterator[SimServer
 
 def provider(url: str, **options) -> dict:
     return {"base_url": url, "model": "sim-small", "max_concurrency": 8, **options}
+
+
+def refuse_after(sim: SimServer, answered: int) -> threading.Thread:
+    """A running watcher that makes the simulator refuse every request (401: not retried)
+    once it has answered `answered` chat requests (record=True); join it after the build."""
+
+    def watch() -> None:
+        while len(sim.state.requests()) < answered:
+            time.sleep(0.002)
+        sim.state.config.api_key = "someone-else"
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher

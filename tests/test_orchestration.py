@@ -8,14 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import duckdb
 import pyarrow.dataset as ds
 import pytest
-from llm_helpers import provider, simulator
+from llm_helpers import provider, refuse_after, simulator
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
@@ -130,13 +129,7 @@ def test_a_failed_run_says_what_it_paid_before_failing(tmp_path: Path) -> None:
     with simulator(latency=0.02, record=True) as sim:
         path = _llm_config(tmp_path, sim.url, provider={"max_concurrency": 2})
 
-        def refuse() -> None:
-            while len(sim.state.requests()) < 3:
-                time.sleep(0.002)
-            sim.state.config.api_key = "someone-else"
-
-        watcher = threading.Thread(target=refuse, daemon=True)
-        watcher.start()
+        watcher = refuse_after(sim, 3)
         state = build_dataset(config_path=str(path), preflight=False, return_state=True)
         watcher.join()
         answered = len(sim.state.requests())

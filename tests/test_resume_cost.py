@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from llm_helpers import provider, simulator
+from llm_helpers import provider, refuse_after, simulator
 
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
@@ -459,13 +459,7 @@ def test_a_failed_chunk_still_counts_the_requests_it_paid(tmp_path: Path) -> Non
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         config = load_config(path)
 
-        def refuse() -> None:
-            while len(sim.state.requests()) < 3:
-                time.sleep(0.002)
-            sim.state.config.api_key = "someone-else"
-
-        watcher = threading.Thread(target=refuse, daemon=True)
-        watcher.start()
+        watcher = refuse_after(sim, 3)
         with pytest.raises(SynthaixError) as failed:
             Build(config, ThreadExecutor(config)).run()
         watcher.join()
