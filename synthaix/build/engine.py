@@ -41,6 +41,7 @@ from synthaix.build.manifest import (
     RowCounts,
     already_appended,
     appended_slots,
+    chunks_and_rows,
     config_hash,
     new_manifest,
     next_row,
@@ -340,8 +341,8 @@ class Build:
         config, earlier = self.config, self.earlier
         table = f"table {config.name}: " if config._in_tables else ""
         resumed = (
-            f"resumed {self.reused_chunks:,} chunks ({self.reused_rows:,} rows) from the "
-            "ledger of an interrupted build"
+            f"resumed {chunks_and_rows(self.reused_chunks, self.reused_rows)} from the ledger "
+            "of an interrupted build"
             if self.reused_chunks
             else "no chunk of the interrupted build had finished (nothing to resume)"
         )

@@ -299,12 +299,17 @@ def summary_markdown(manifest: Manifest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chunks_and_rows(chunks: int, rows: int) -> str:
+    """`4 chunks (400 rows)`, `1 chunk (100 rows)`: what a resumed build reused."""
+    return f"{chunks:,} chunk{'s' if chunks != 1 else ''} ({rows:,} rows)"
+
+
 def resume_lines(manifest: Any) -> list[tuple[str, str]]:
     """What a resumed build reused, as (label, text) rows of a summary (none if nothing).
     `manifest`: a Manifest, or a multi-table one (its totals have the same names)."""
     if not manifest.resumed_chunks:
         return []
-    reused = f"{manifest.resumed_chunks:,} chunks ({manifest.resumed_rows:,} rows)"
+    reused = chunks_and_rows(manifest.resumed_chunks, manifest.resumed_rows)
     return [("resumed", f"{reused} from the ledger of an interrupted build")]
 
 

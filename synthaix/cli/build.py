@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from synthaix import progress
-from synthaix.build.manifest import TIMED_OUT, pacing
+from synthaix.build.manifest import TIMED_OUT, chunks_and_rows, pacing
 from synthaix.cli.app import (
     DebugOpt,
     SetOpt,
@@ -354,7 +354,7 @@ def build(
     )
     if manifest.resumed_chunks:
         out.print(
-            f"  resumed {manifest.resumed_chunks:,} chunks ({manifest.resumed_rows:,} rows) "
+            f"  resumed {chunks_and_rows(manifest.resumed_chunks, manifest.resumed_rows)} "
             "saved by an interrupted attempt"
         )
     redrawn = {

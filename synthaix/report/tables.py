@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from synthaix.build.manifest import Manifest, cost_lines, resume_lines
+from synthaix.build.manifest import Manifest, chunks_and_rows, cost_lines, resume_lines
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.files import write_text_atomic
 from synthaix.relational.config import CountParams, RelationalConfig, TableConfig
@@ -367,7 +367,7 @@ def render_tables(report: TablesReport) -> str:
         table = manifest.tables.get(s.name)
         resumed = ""
         if table is not None and table.resumed_chunks:
-            resumed = f"; resumed {table.resumed_chunks:,} chunks ({table.resumed_rows:,} rows)"
+            resumed = f"; resumed {chunks_and_rows(table.resumed_chunks, table.resumed_rows)}"
         rate, counted = duplicates(s.profile)
         overview.append(
             (
