@@ -278,7 +278,8 @@ def summary_markdown(manifest: Manifest) -> str:
         "|---|---|",
         f"| mode | {manifest.mode} (total now {rows.total:,} rows) |",
         f"| seed / config | {manifest.seed} / `{manifest.config_hash[:19]}` |",
-        f"| generated | {rows.generated:,} rows in {manifest.chunks} chunks |",
+        f"| generated | {rows.generated:,} rows in {manifest.chunks} chunks: delivered, dropped "
+        f"(below) or unused ({rows.unused:,}, made beyond the rows needed) |",
         f"| dropped | invalid {dropped.invalid:,}, repeated unique values "
         f"{dropped.unique_value:,}, exact duplicates {dropped.exact_duplicate:,}, "
         f"near duplicates {dropped.near_duplicate:,} |",

@@ -20,7 +20,13 @@ from pydantic import Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
 from synthaix.columns.refs import dotted_name, resolve, row_contexts, template_references
-from synthaix.columns.sandbox import MAX_RENDERED_CHARS, TEMPLATES, TemplateLimitError, render
+from synthaix.columns.sandbox import (
+    MAX_RENDERED_CHARS,
+    TEMPLATES,
+    RefusedTemplate,
+    TemplateLimitError,
+    render,
+)
 from synthaix.errors import ConfigError
 
 _FILTERS: dict[str, Callable[..., pa.Array]] = {
@@ -46,6 +52,8 @@ class ExpressionColumn(Column):
     def _check_template(self) -> Self:
         try:
             TEMPLATES.from_string(self.template)  # compiling also finds unknown filters
+        except RefusedTemplate as exc:
+            raise ValueError(f"template: {exc.message}") from exc
         except TemplateSyntaxError as exc:
             raise ValueError(
                 f"template is not valid Jinja2: {exc.message} (line {exc.lineno})"

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
 from synthaix.columns.refs import template_references
-from synthaix.columns.sandbox import TEMPLATES, TemplateLimitError, render
+from synthaix.columns.sandbox import TEMPLATES, RefusedTemplate, TemplateLimitError, render
 from synthaix.errors import ConfigError
 
 _JSON_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
@@ -53,6 +53,8 @@ class LlmColumn(Column):
         if self.prompt is not None:
             try:
                 TEMPLATES.from_string(self.prompt)  # compiling also finds unknown filters
+            except RefusedTemplate as exc:
+                raise ValueError(f"prompt: {exc.message}") from exc
             except TemplateSyntaxError as exc:
                 raise ValueError(f"prompt is not valid Jinja2: {exc.message}") from exc
         if self.pattern is not None:

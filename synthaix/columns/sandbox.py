@@ -357,6 +357,10 @@ def _filter(name: str, node: nodes.Expr, *args: nodes.Expr) -> nodes.Filter:
 # build with them could not be made again from its config and seed.
 
 
+class RefusedTemplate(TemplateSyntaxError):
+    """Valid Jinja2 that a template may not use (draws no seed repeats)."""
+
+
 def _unseeded(what: str) -> str:
     return (
         f"{what} draws values no seed repeats (a build must be reproducible); draw them with "
@@ -380,12 +384,12 @@ class _Guard(NodeTransformer):
 
     def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
         if node.name == "random":
-            raise TemplateSyntaxError(_unseeded("the random filter"), node.lineno)
+            raise RefusedTemplate(_unseeded("the random filter"), node.lineno)
         return self.generic_visit(node)
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         if isinstance(node.node, nodes.Name) and node.node.name == "lipsum":
-            raise TemplateSyntaxError(_unseeded("lipsum()"), node.lineno)
+            raise RefusedTemplate(_unseeded("lipsum()"), node.lineno)
         return self.generic_visit(node)
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:

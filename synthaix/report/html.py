@@ -152,7 +152,10 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
 def _summary_table(manifest: Manifest, profile: DatasetProfile) -> str:
     rows, dropped, llm = manifest.rows, manifest.dropped.model_dump(), manifest.llm
     constraint = dropped.pop("constraint")
-    counts = f"{rows.delivered:,} delivered, {rows.generated:,} generated, {rows.total:,}"
+    counts = (
+        f"{rows.delivered:,} delivered of {rows.generated:,} generated (the rest dropped, or "
+        f"{rows.unused:,} unused: made beyond the rows needed), {rows.total:,}"
+    )
     exact = manifest.dataset_config().dedupe.exact
     items = [
         ("rows", f"{counts} in the dataset"),
@@ -254,10 +257,16 @@ def _sample_table(profile: DatasetProfile) -> str:
     columns = profile.sample_columns
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_fmt(row[c]))}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(_stored(row[c]))}</td>" for c in columns) + "</tr>"
         for row in profile.sample
     )
     return f"<div class=sample><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _stored(value: Any) -> str:
+    """A sample row's value as stored: rounded, 668.79 showed as 668.8, and a total looked
+    wrong against its quantity and price."""
+    return "null" if value is None else str(value)
 
 
 def _fmt(value: Any, column: ColumnProfile | None = None) -> str:
