@@ -130,7 +130,12 @@ def test_an_exact_dedupe_key_too_small_for_the_rows_fails_before_generating(
     assert "dedupe: {exact: false}" in message
     nullable = columns.replace("max: 99}", "max: 99, nullable: 0.1}")
     assert "only 1,616 distinct rows" in _error(tmp_path, "name: x\nrows: 5000\n" + nullable)
+    floats = (  # 10 x 3 values (0.1, 0.2, 0.3): (0.3 - 0.1) * 10 counted 2 in floats
+        "columns:\n  - {name: c, type: category, values: [a, b, c, d, e, f, g, h, i, j]}\n"
+        "  - {name: f, type: float, min: 0.1, max: 0.3, decimals: 1}\n"
+    )
     for fine in (
+        "name: x\nrows: 30\n" + floats,
         "name: x\nrows: 1600\n" + columns,
         "name: x\nrows: 5000\ndedupe: {exact: false}\n" + columns,
         "name: x\nrows: 5000\n" + columns + "  - {name: note, type: text.lorem}\n",

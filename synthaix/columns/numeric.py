@@ -651,7 +651,10 @@ class FloatColumn(_Numeric):
     def _range_capacity(self) -> int | None:
         if self.decimals is None or self.min is None or self.max is None:
             return None
-        return math.floor((self.max - self.min) * 10**self.decimals) + 1
+        # Counted on the rounded bounds, as values are rounded: (0.3 - 0.1) * 10 is 1.999...
+        # in floats, which made 2 values of the 3 (0.1, 0.2, 0.3).
+        scale = 10**self.decimals
+        return round(self.max * scale) - round(self.min * scale) + 1
 
     def _typed(self, values: np.ndarray, ctx: ChunkContext) -> pa.Array:
         return pa.array(self._rounded(values), type=pa.float64())

@@ -294,6 +294,9 @@ class LlmClient:
             recorder.waited(bound + ticket.wait)
             try:
                 with self.gate():
+                    # Again here: the waits above (a place, the limits, the gate) held requests
+                    # queued by other chunks, which would otherwise all go out after a stop.
+                    stopping.check(build)
                     sent = time.monotonic()
                     try:
                         raw = send(int(ticket.amounts["tokens"]))
