@@ -425,3 +425,27 @@ def test_an_llm_build_plans_a_smaller_margin_of_rows_it_would_pay_for_unused() -
     llm = [*sampler, {"name": "note", "type": "llm", "prompt": "A note"}]
     assert RoundPlanner(make_config(sampler), first_row=0)._rows_for(100, 0.5, 10_000) == 240
     assert RoundPlanner(make_config(llm), first_row=0)._rows_for(100, 0.5, 10_000) == 210
+
+
+def test_a_row_breaking_two_constraints_is_one_row_in_the_counts(tmp_path: Path) -> None:
+    """Per constraint, a row breaking both is counted by each; the rows generated and
+    dropped count it once (it was added twice, so 'generated' overcounted)."""
+    columns = [
+        {"name": "a", "type": "integer", "min": 0, "max": 9},
+        {"name": "b", "type": "integer", "min": 0, "max": 9},
+        {"name": "n", "type": "integer", "min": 0, "max": 10**9},
+    ]
+    config = make_config(
+        columns,
+        rows=500,
+        chunk_size=100,
+        constraints=["a < 5", "b < 5"],
+        output={"dir": str(tmp_path)},
+    )
+    manifest = Build(config, ThreadExecutor(config)).run()
+    rows, dropped = manifest.rows, manifest.dropped
+    per_constraint = sum(dropped.constraint.values())
+    assert 0 < dropped.in_chunks < per_constraint  # about 3/4 of the rows, not 4/4
+    assert rows.generated == rows.delivered + dropped.total + rows.unused
+    assert 0 <= rows.unused < config.chunk_size
+    assert abs(dropped.in_chunks / rows.generated - 0.75) < 0.06

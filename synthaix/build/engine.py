@@ -93,6 +93,7 @@ class Build:
         self.reused_chunks = 0
         self.reused_rows = 0
         self.rejected: dict[str, int] = {}  # rows each constraint dropped
+        self.generated = 0  # rows of the chunks that came back, whatever became of them
         self.batches = 0  # batches admitted; batch N (from 0) is dedupe-N and write-part-N
         self._writes: ThreadPoolExecutor | None = None
         self._written: Future[None] | None = None
@@ -257,6 +258,7 @@ class Build:
                 if saved is not None:
                     self.reused_chunks += 1
                     self.reused_rows += saved.table.num_rows
+                    self.generated += chunk.rows
                     yield from assembler.add(chunk.index, _with_parents(chunk, saved))
                     continue
                 self._submit(executor, chunk, ledger)
@@ -273,6 +275,7 @@ class Build:
             self._paid(chunk, result.llm, ledger)
             if ledger is not None:
                 ledger.save(chunk, result)
+            self.generated += chunk.rows
             for name, count in result.rejected.items():
                 self.rejected[name] = self.rejected.get(name, 0) + count
             batches = assembler.add(chunk.index, _with_parents(chunk, result))
@@ -438,9 +441,7 @@ class Build:
         seconds: dict[str, float],
     ) -> Manifest:
         dropped = self._dropped(assembler, dedupe)
-        # Rows that broke a constraint, or got no valid LLM value, never reach the assembler.
-        left_out = dropped.invalid + sum(dropped.constraint.values())
-        generated = assembler.generated + left_out
+        generated = self.generated
         rows = RowCounts(
             delivered=assembler.delivered,
             total=writer.existing.rows + assembler.delivered,
@@ -474,6 +475,8 @@ class Build:
             exact_duplicate=dedupe.stats.exact,
             near_duplicate=dedupe.stats.near,
             constraint=dict(self.rejected),
+            # Rows that broke a constraint or got no valid LLM value never reach the assembler.
+            in_chunks=self.generated - assembler.generated,
         )
 
     def _ledger(self, first_row: int, attempt: str, published: str | None) -> ChunkLedger | None:

@@ -41,14 +41,20 @@ class Dropped(_Section):
     exact_duplicate: int = Field(0, description="Rows whose dedupe key was seen before.")
     near_duplicate: int = Field(0, description="Rows whose text was near a stored row's.")
     constraint: dict[str, int] = Field(
-        default_factory=dict, description="Generated rows each constraint dropped (replaced)."
+        default_factory=dict,
+        description="Generated rows each constraint dropped (replaced); a row breaking two is "
+        "counted by each.",
+    )
+    in_chunks: int = Field(
+        0,
+        description="Rows left out where they were generated: breaking a constraint or with no "
+        "valid LLM value (each row once).",
     )
 
     @property
     def total(self) -> int:
-        """Every row dropped (and replaced), whatever the cause."""
-        found = self.unique_value + self.exact_duplicate + self.near_duplicate
-        return found + self.invalid + sum(self.constraint.values())
+        """Every row dropped (and replaced), whatever the cause, each once."""
+        return self.unique_value + self.exact_duplicate + self.near_duplicate + self.in_chunks
 
 
 class DedupeTable(_Section):
