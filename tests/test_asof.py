@@ -136,3 +136,21 @@ def test_a_runs_as_of_is_not_named_as_a_parameter_the_user_set(tmp_path: Path) -
     assert "invalid config with the parameters runner.workers (1 problem)" in str(caught.value)
     config = plan_build.fn(str(path), None, {"as_of": AS_OF, "rows": 7}, preflight=False)
     assert config.as_of == AS_OF and config.rows == 7
+
+
+def test_a_deployment_runs_config_is_marked_as_a_slot(tmp_path: Path, monkeypatch) -> None:
+    """An append of a deployment run's slot that published is not appended again; only a
+    deployment run's config is marked so (a CLI build appends what it is asked to)."""
+    from types import SimpleNamespace
+
+    import tasks.plan
+    from tasks.plan import plan_build
+
+    columns = [{"name": "at", "type": "date", "start": "-7d", "end": "today"}]
+    path = write_config(tmp_path / "c.yaml", {"name": "c", "rows": 5, "columns": columns})
+    overrides = {"as_of": AS_OF, "mode": "append"}
+    assert not plan_build.fn(str(path), None, dict(overrides), preflight=False)._slot
+    run = SimpleNamespace(deployment_id="d", expected_start_time=AS_OF)
+    monkeypatch.setattr(tasks.plan, "_deployment_run", lambda: run)
+    monkeypatch.setattr(tasks.plan, "_variable", lambda name: None)  # no output root
+    assert plan_build.fn(str(path), None, dict(overrides), preflight=False)._slot

@@ -372,9 +372,9 @@ def test_a_dedupe_table_that_cannot_open_stops_the_build_before_more_chunks(
 
 
 def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> None:
-    """A retry or rerun of a schedule's append slot (same config, same as_of) after it
+    """A retry or rerun of a deployment's append slot (same config, same as_of) after it
     published appended its rows a second time; it now leaves the data as it is, and says so.
-    Another slot appends; an overwrite forgets the slots."""
+    Another slot appends; an overwrite forgets the slots; a CLI build appends as asked."""
     import datetime as dt
 
     from synthaix import progress
@@ -384,11 +384,12 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
         {"name": "at", "type": "datetime", "start": "-1h", "end": "now"},
     ]
 
-    def build(hour: int, mode: str = "append") -> Manifest:
+    def build(hour: int, mode: str = "append", slot: bool = True) -> Manifest:
         at = dt.datetime(2026, 11, 27, hour)
         config = make_config(
             columns, rows=50, mode=mode, as_of=at, output={"dir": str(tmp_path / "out")}
         )
+        config._slot = slot  # a deployment run's (tasks.plan.plan_build sets it)
         return Build(config, ThreadExecutor(config)).run()
 
     class Notes:
@@ -414,6 +415,8 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
     assert later.rows.total == 100 and set(later.slots.values()) == {first.build_id, later.build_id}
     assert build(10, "overwrite").slots == {}
     assert build(10).rows.total == 100  # after an overwrite, the slot is new again
+    # Not a deployment run (`synthaix build --as-of`): it appends what it is asked to.
+    assert build(10, slot=False).rows.total == 150
 
 
 def test_an_llm_build_plans_a_smaller_margin_of_rows_it_would_pay_for_unused() -> None:

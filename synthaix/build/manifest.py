@@ -201,15 +201,16 @@ def appended_slots(
     if config.mode != "append":
         return {}
     slots = dict(previous.slots) if previous is not None else {}
-    if config.as_of is not None and not config._in_tables:
+    if config._slot and config.as_of is not None and not config._in_tables:
         slots[config_hash(config)] = build_id
     return dict(list(slots.items())[-SLOTS_KEPT:])
 
 
 def already_appended(config: DatasetConfig, previous: Manifest | None) -> str | None:
     """The build that appended this config at this as_of already (a retry or a rerun of a
-    schedule's slot, which would append that slot's rows a second time), or None."""
-    if config.mode != "append" or config.as_of is None or previous is None:
+    deployment run's slot, which would append that slot's rows a second time), or None. Only
+    for deployment runs: `synthaix build --as-of` appends what it is asked to."""
+    if config.mode != "append" or not config._slot or config.as_of is None or previous is None:
         return None
     return previous.slots.get(config_hash(config))
 

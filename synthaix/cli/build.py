@@ -294,7 +294,7 @@ def build(
 ) -> None:
     """Build datasets: generate, check, and write Parquet + DuckDB outputs. Options apply to
     every config given."""
-    started, started_at = time.perf_counter(), _now()
+    started = time.perf_counter()
     watch = _Watch()
     previous_handlers = watch.install()
     code, batch = 0, False
@@ -342,9 +342,6 @@ def build(
         _print_tables(manifest, wall)
         if report:
             _report(dataset.output_dir, None, debug)
-        return
-    if manifest.created_at < started_at:
-        out.print(_unchanged_line(manifest, dataset.output_dir), highlight=False)
         return
     delivered, llm, fills = manifest.rows.delivered, manifest.llm, manifest.fill_rounds
     appended = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
@@ -535,7 +532,7 @@ def _build_batch(
             build_dataset = _flow()
             for _, dataset in ready:
                 watch.begin(dataset.name)
-                began, began_at = time.perf_counter(), _now()
+                began = time.perf_counter()
                 try:
                     watch.as_of = dataset.as_of
                     manifest = build_dataset(config=dataset, preflight=False)
@@ -549,8 +546,6 @@ def _build_batch(
                     if threading.current_thread() is threading.main_thread():
                         watch.install()  # the flow engine may have left its own handler
                 line = _built_line(manifest, time.perf_counter() - began, dataset.output_dir)
-                if manifest.created_at < began_at:  # no build was needed
-                    line = _unchanged_line(manifest, dataset.output_dir)
                 if report:
                     try:
                         from synthaix.report.html import write_checked_report
@@ -603,19 +598,6 @@ def _dedupe_tables(dataset: Any) -> list[tuple[Any, str]]:
         where = where.resolve() if isinstance(where, Path) else where.rstrip("/")
         tables.append(((where, name), f"the dedupe table {name} in {uri}"))
     return tables
-
-
-def _now() -> str:
-    """Now as a manifest's `created_at` reads: a manifest older than the command's start was
-    returned by a build that had nothing to do (an append slot built already)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _unchanged_line(manifest: Any, output_dir: Path) -> str:
-    return (
-        f"[yellow]unchanged[/] {escape(manifest.dataset)}: {manifest.rows.total:,} rows, as build "
-        f"{manifest.build_id} left them -> {escape(str(output_dir))}"
-    )
 
 
 def _built_line(manifest: Any, seconds: float, output_dir: Path) -> str:
