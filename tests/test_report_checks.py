@@ -314,6 +314,21 @@ def test_llm_values_are_checked_against_their_schema(
     assert (column, check) in _failed(run_checks(config, profile_source(Source((str(path),)), [])))
 
 
+def test_an_llm_pattern_is_checked_as_the_answers_were_unicode_included(tmp_path: Path) -> None:
+    """`\\w` and `\\d` match beyond ASCII in the answers' validation (pydantic); DuckDB's RE2
+    read them as ASCII, so `café` failed a check that its answer had passed."""
+    columns = [{"name": "word", "type": "llm", "pattern": "^\\w+$"}]
+    path = tmp_path / "part-000000.parquet"
+    pq.write_table(pa.table({"word": ["café", "Straße", "naïve"]}), path)
+    config = make_config(columns, rows=3)
+    checks = run_checks(config, profile_source(Source((str(path),)), []))
+    [check] = [c for c in checks if c.name == "pattern"]
+    assert check.passed, check
+    pq.write_table(pa.table({"word": ["café", "two words", "naïve"]}), path)
+    checks = run_checks(config, profile_source(Source((str(path),)), []))
+    assert ("word", "pattern") in _failed(checks)
+
+
 # -- multi-table ----------------------------------------------------------------------------
 SHOP = """
 name: mini

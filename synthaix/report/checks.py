@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
 
@@ -228,15 +228,26 @@ def _llm_checks(
 
 
 def _pattern(con: duckdb.DuckDBPyConnection, column: str, pattern: str) -> list[Check]:
-    """Texts not matching `pattern` (searched, as JSON Schema and the answer's validation do)."""
+    """Texts not matching `pattern`, judged as the answers were (pydantic's regex, searched):
+    DuckDB's RE2 reads `\\w` and `\\d` as ASCII, and failed `café` that the answers passed."""
+    from pydantic import StringConstraints, TypeAdapter, ValidationError
+
     try:
-        failed, rows = con.execute(
-            f"SELECT count(*) FILTER (WHERE NOT regexp_matches({quote(column)}, ?)), "
-            f"count({quote(column)}) FROM data",
-            [pattern],
-        ).fetchone()
-    except duckdb.Error:  # a pattern DuckDB's RE2 cannot compile (lookarounds): not checked
+        matches = TypeAdapter(Annotated[str, StringConstraints(pattern=pattern)])
+        matches.validate_python("")  # compiles the pattern: one it cannot is not checked
+    except ValidationError:
+        pass
+    except Exception:
         return []
+    q = quote(column)
+    failed = rows = 0
+    distinct = f"SELECT {q}, count(*) FROM data WHERE {q} IS NOT NULL GROUP BY 1"
+    for value, count in con.execute(distinct).fetchall():
+        rows += count
+        try:
+            matches.validate_python(value)
+        except ValidationError:
+            failed += count
     observed = f"{failed:,} of {rows:,} do not match"
     return [Check(column, "pattern", pattern, observed, failed == 0)]
 

@@ -187,13 +187,18 @@ def profile_source(source: Source, key: list[str], sample_rows: int = 10) -> Dat
     return DatasetProfile(rows, columns, duplicates, sample, names, source, key)
 
 
+# What pyarrow's utf8_trim_whitespace (the dedupe's) trims, not only spaces as trim(x) does.
+_WHITESPACE = " || ".join(f"chr({c})" for c in (32, 9, 10, 11, 12, 13, 160))
+
+
 def _duplicates(
     con: duckdb.DuckDBPyConnection, key: list[str], types: dict[str, str], rows: int
 ) -> int:
     """Rows repeating an earlier row's key, compared as the exact dedupe compares them
     (text trimmed and case-folded)."""
     terms = ", ".join(
-        f"lower(trim({quote(name)}))" if types[name] == "VARCHAR" else quote(name) for name in key
+        f"lower(trim({quote(name)}, {_WHITESPACE}))" if types[name] == "VARCHAR" else quote(name)
+        for name in key
     )
     distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {terms} FROM data)").fetchone()
     return rows - distinct[0]
