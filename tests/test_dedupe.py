@@ -247,6 +247,9 @@ def test_llm_categories_and_codes_are_not_near_dedupe_text(tmp_path: Path) -> No
     assert text_columns(make_config([age, triage, code])) == []
     assert text_columns(make_config([age, triage, note])) == ["note"]
     assert text_columns(make_config([age, triage], dedupe={"near": True})) == ["triage"]
+    assert text_columns(make_config([age, triage], dedupe={"text": ["triage"]})) == ["triage"]
+    day = {"name": "day", "type": "llm", "schema": {"type": "string", "format": "date"}}
+    assert text_columns(make_config([age, day])) == []
 
     with simulator(latency=0.01) as sim:
         config = make_config(

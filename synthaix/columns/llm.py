@@ -112,9 +112,10 @@ class LlmColumn(Column):
     @property
     def free_text(self) -> bool:
         """Text the model writes freely, worth comparing for near duplicates: not one of a few
-        values (enum, const) nor a code of a fixed shape (pattern), which repeat by design."""
+        values (enum, const) nor of a fixed shape (pattern, format: dates a day apart are
+        0.8 similar), which repeat by design."""
         schema = self.json_schema()
-        fixed = {"enum", "const", "pattern"} & schema.keys()
+        fixed = {"enum", "const", "pattern", "format"} & schema.keys()  # format: dates, emails
         return pa.types.is_string(self.arrow_type()) and not fixed
 
     def arrow_type(self) -> pa.DataType:

@@ -37,7 +37,7 @@ def text_columns(config: DatasetConfig) -> list[str]:
     # An llm column of a few values (enum) or a fixed shape (pattern) repeats by design:
     # embedded, it capped the dataset at its number of values.
     free = [c.name for c in config.columns if isinstance(c, LlmColumn) and c.free_text]
-    if settings.near is False or (settings.near is None and not free):
+    if settings.near is False or (settings.near is None and not (free or settings.text)):
         return []
     if settings.text:
         return list(settings.text)

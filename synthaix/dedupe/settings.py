@@ -29,14 +29,15 @@ class DedupeConfig(StrictModel):
     near: bool | None = Field(
         default=None,
         description="Drop rows whose text is a near duplicate (cosine similarity >= threshold) "
-        "of a stored row. Default: on when the dataset has llm columns, since sampler text is "
-        "random by construction.",
+        "of a stored row. Default: on when `text` is given or the dataset has llm columns of "
+        "free text (not enum, pattern or format), since sampler text is random by "
+        "construction.",
     )
     text: list[str] | None = Field(
         default=None,
         min_length=1,
         description="String columns embedded for the near-duplicate check (default: the llm "
-        "string columns, else every string column).",
+        "columns of free text, else every string column).",
     )
     threshold: float = Field(
         default=DEFAULT_THRESHOLD,
