@@ -57,7 +57,7 @@ def build_dataset(
     ) | (overrides or {})
     with while_running():  # the run's heartbeats, when the CLI sends them
         try:
-            if description is not None:
+            if description:  # a form's empty field is no description
                 provider = p.provider_for(model, base_url)
                 config = from_description(description, config_path, config, provider, rows or 1000)
                 config_path = None

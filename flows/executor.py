@@ -26,6 +26,7 @@ class PrefectChunkExecutor:
     def __init__(self, config: DatasetConfig) -> None:
         self.config = config
         self.runner = chunk_runner(config.runner)
+        self._connected = False  # a chunk was submitted: the cluster answered
         prefix = f"{config.name}-" if config._in_tables else ""  # a table's, in a dataset
         self.task = generate_chunk.with_options(
             task_run_name=prefix + "chunk-{chunk.index:06d}",
@@ -41,12 +42,13 @@ class PrefectChunkExecutor:
     @contextlib.contextmanager
     def _cluster(self) -> Iterator[None]:
         """A cluster at runner.address that does not answer (Dask connects at the first
-        chunk; its timeout, or Ray's ConnectionError): one line, not their traceback."""
+        chunk; its timeout, or Ray's ConnectionError): one line, not their traceback. Only
+        until a chunk was submitted: a later OSError (a worker lost) is not about the address."""
         runner = self.config.runner
         try:
             yield
         except OSError as exc:
-            if not runner.address:
+            if not runner.address or self._connected:
                 raise
             raise ConfigError(
                 f"cannot reach the {runner.type} cluster at runner.address {runner.address}: {exc}",
@@ -59,7 +61,9 @@ class PrefectChunkExecutor:
 
     def submit(self, chunk: Chunk) -> PrefectFuture[ChunkResult]:
         with self._cluster():
-            return self.runner.submit(self.task, {"config": self.config, "chunk": chunk})
+            future = self.runner.submit(self.task, {"config": self.config, "chunk": chunk})
+        self._connected = True
+        return future
 
     def first_done(self, handles: list[PrefectFuture[ChunkResult]]) -> PrefectFuture[ChunkResult]:
         return next(as_completed(handles))
