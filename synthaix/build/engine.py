@@ -46,7 +46,7 @@ from synthaix.build.manifest import (
     new_manifest,
     next_row,
 )
-from synthaix.build.shortfall import why_short
+from synthaix.build.shortfall import since, why_short
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
@@ -196,10 +196,15 @@ class Build:
         batch = batch_rows(dedupe.dims if dedupe.texts else 0)
         assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota, batch)
 
+        # The drops and rows generated when the last round began: what stopped the build is
+        # what that round lost its rows to.
+        round_start = [(self._dropped(assembler, dedupe), self.generated)]
+
         def limits() -> tuple[str, str]:
-            dropped = self._dropped(assembler, dedupe)
-            rejects = self.llm.rejected_rows
-            return why_short(dropped, rejects, unique, dedupe.keys, dedupe.texts)
+            before, generated = round_start[0]
+            dropped = since(self._dropped(assembler, dedupe), before)
+            rows, rejects = self.generated - generated, self.llm.rejected_rows
+            return why_short(dropped, rows, rejects, unique, dedupe.keys, dedupe.texts)
 
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is
@@ -210,6 +215,7 @@ class Build:
                 self._writes = writes
                 try:
                     while chunks := planner.next_round(assembler, limits):
+                        round_start[0] = (self._dropped(assembler, dedupe), self.generated)
                         for batch in self._round(executor, chunks, assembler, ledger):
                             self._admit(batch, assembler, dedupe, writer)
                         if (batch := assembler.flush()) is not None:

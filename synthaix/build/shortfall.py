@@ -11,26 +11,37 @@ from synthaix.build.manifest import Dropped
 _DISTINCT = "widen the columns' ranges or add columns, or lower rows"
 
 
+def since(now: Dropped, before: Dropped) -> Dropped:
+    """The drops between two counts of one build."""
+    constraint = {k: n - before.constraint.get(k, 0) for k, n in now.constraint.items()}
+    return Dropped(
+        invalid=now.invalid - before.invalid,
+        unique_value=now.unique_value - before.unique_value,
+        exact_duplicate=now.exact_duplicate - before.exact_duplicate,
+        near_duplicate=now.near_duplicate - before.near_duplicate,
+        constraint={k: n for k, n in constraint.items() if n},
+        in_chunks=now.in_chunks - before.in_chunks,
+    )
+
+
 def why_short(
-    dropped: Dropped, rejects: Counter[str], unique: list[str], keys: list[str], texts: list[str]
+    dropped: Dropped,
+    generated: int,
+    rejects: Counter[str],
+    unique: list[str],
+    keys: list[str],
+    texts: list[str],
 ) -> tuple[str, str]:
-    """(what the rows were lost to, a hint), from the build's drops and its LLM rejections by
-    cause (`rejects`)."""
-    causes: list[tuple[int, str, str]] = []  # rows, why, what to change
-    if dropped.unique_value:
-        why = f"repeating a value of the unique columns ({', '.join(unique)})"
-        causes.append((dropped.unique_value, why, f"{_DISTINCT}, or drop unique"))
-    if dropped.exact_duplicate:
-        why = f"repeating a row over the dedupe key ({', '.join(keys)})"
-        fix = f"{_DISTINCT}; or set dedupe.key, or turn the check off: dedupe: {{exact: false}}"
-        causes.append((dropped.exact_duplicate, why, fix))
-    if dropped.near_duplicate:
-        why = f"text near a stored row's ({', '.join(texts)})"
-        fix = "raise dedupe.threshold, or turn the check off: dedupe: {near: false}"
-        causes.append((dropped.near_duplicate, why, fix))
+    """(what the rows were lost to, a hint), from the drops of `generated` rows (the last
+    round's) and the LLM rejections by cause (`rejects`). Ranked by the share of the rows
+    each check saw that it dropped, in the order the checks run (in the chunk: constraints
+    and LLM values; then unique, exact, near): the check that drops everything reaching it
+    caps the build, even where an earlier one drops more rows."""
+    causes: list[tuple[float, int, str, str]] = []  # share, rows, why, what to change
+    reaching = max(generated, 1)
     for name, rows in dropped.constraint.items():
         fix = f"relax the constraint '{name}' or widen the columns it reads"
-        causes.append((rows, f"breaking the constraint '{name}'", fix))
+        causes.append((rows / reaching, rows, f"breaking the constraint '{name}'", fix))
     if dropped.invalid:
         failed = ", ".join(f"{c} {n:,}" for c, n in rejects.most_common() if c != "gave_up")
         why = "no valid LLM value" + (f" (answers rejected: {failed})" if failed else "")
@@ -38,9 +49,26 @@ def why_short(
             "the model's answers fail the llm columns' checks (enum, pattern, max_length, "
             "schema): loosen them, or try another model"
         )
-        causes.append((dropped.invalid, why, fix))
+        causes.append((dropped.invalid / reaching, dropped.invalid, why, fix))
+    reaching = max(generated - dropped.in_chunks, 1)
+    if dropped.unique_value:
+        why = f"repeating a value of the unique columns ({', '.join(unique)})"
+        share = dropped.unique_value / reaching
+        causes.append((share, dropped.unique_value, why, f"{_DISTINCT}, or drop unique"))
+    reaching = max(reaching - dropped.unique_value, 1)
+    if dropped.exact_duplicate:
+        why = f"repeating a row over the dedupe key ({', '.join(keys)})"
+        fix = f"{_DISTINCT}; or set dedupe.key, or turn the check off: dedupe: {{exact: false}}"
+        causes.append((dropped.exact_duplicate / reaching, dropped.exact_duplicate, why, fix))
+    reaching = max(reaching - dropped.exact_duplicate, 1)
+    if dropped.near_duplicate:
+        why = f"text near a stored row's ({', '.join(texts)})"
+        fix = "raise dedupe.threshold, or turn the check off: dedupe: {near: false}"
+        causes.append((dropped.near_duplicate / reaching, dropped.near_duplicate, why, fix))
     if not causes:
         return "the generator yields no more rows", _DISTINCT
-    causes.sort(key=lambda cause: -cause[0])
-    lost = "; ".join(f"{why}: {rows:,}" for rows, why, _ in causes)
-    return f"rows dropped for {lost}", causes[0][2]
+    causes.sort(key=lambda cause: (-cause[0], -cause[1]))
+    lost = "; ".join(
+        f"{why}: {rows:,} ({share:.0%} of the rows it saw)" for share, rows, why, _ in causes
+    )
+    return f"the last round's rows were dropped for {lost}", causes[0][3]
