@@ -171,7 +171,11 @@ def test_problems_of_every_kind_are_said_in_one_pass(tmp_path: Path) -> None:
 def test_unseeded_template_randomness_is_refused(tmp_path: Path) -> None:
     """Jinja2's random filter and lipsum() draw from Python's unseeded random: a build with
     them could not be made again from its config and seed."""
-    for template in ("{{ ['a', 'b']|random }}", "{{ lipsum(1) }}"):
+    for template in (
+        "{{ ['a', 'b']|random }}",
+        "{{ lipsum(1) }}",
+        "{{ [[1]]|map('random')|first }}",
+    ):
         column = f'{{name: t, type: expression, template: "{template}"}}'
         text = f"name: x\nrows: 10\ncolumns:\n  - {column}\n"
         assert "draws values no seed repeats" in _error(tmp_path, text)

@@ -116,6 +116,25 @@ def test_a_pattern_the_simulator_cannot_write_is_refused_at_once(
     assert counts == {"requests": 1, "400": 1}
 
 
+def test_a_refused_schema_is_not_called_a_long_context() -> None:
+    """The client's hint for a 400 said to shorten the context whatever the refusal was."""
+    from synthaix.errors import ProviderError
+    from synthaix.llm.client import LlmClient
+    from synthaix.llm.provider import ProviderConfig
+    from synthaix.llm.stats import StatsRecorder
+
+    column = LlmColumn(name="code", pattern=r"^\d+$")
+    messages = render(None, [column], None, 1, schema_in_prompt=False)
+    with simulator(seed=1) as sim:
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small"))
+        with pytest.raises(ProviderError, match="HTTP 400") as refused:
+            client.complete(
+                messages, rows_schema([column], 1, with_ids=False), 200, StatsRecorder()
+            )
+    assert refused.value.hint is not None
+    assert "schema" in refused.value.hint and "rows_per_request" not in refused.value.hint
+
+
 def test_build_of_a_patterned_llm_column_delivers_every_row_unrejected(tmp_path: Path) -> None:
     icd = r"[A-Z][0-9]{2}\.[0-9]{1,2}"
     columns = [

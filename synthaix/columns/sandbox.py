@@ -361,6 +361,9 @@ class RefusedTemplate(TemplateSyntaxError):
     """Valid Jinja2 that a template may not use (draws no seed repeats)."""
 
 
+_BY_NAME = frozenset({"map", "select", "reject"})  # filters that apply a filter or test by name
+
+
 def _unseeded(what: str) -> str:
     return (
         f"{what} draws values no seed repeats (a build must be reproducible); draw them with "
@@ -383,7 +386,8 @@ class _Guard(NodeTransformer):
         return node
 
     def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
-        if node.name == "random":
+        named = [a.value for a in node.args if isinstance(a, nodes.Const)]  # map('random')
+        if node.name == "random" or (node.name in _BY_NAME and "random" in named):
             raise RefusedTemplate(_unseeded("the random filter"), node.lineno)
         return self.generic_visit(node)
 

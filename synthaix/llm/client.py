@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -423,10 +424,15 @@ class LlmClient:
                 cause="model_not_found",
                 hint="check provider.model and provider.base_url",
             )
+        too_long = re.search(r"context|too long|too large|maximum|tokens", str(detail), re.I)
         return ProviderError(
             f"{where} refused the request (HTTP {status}): {detail}",
             cause=f"http_{status}",
-            hint="if the context is too long, lower provider.rows_per_request or max_length",
+            # Said only when the refusal is about length: a refused schema (a pattern the
+            # endpoint cannot write) was sent to shorten its context.
+            hint="lower provider.rows_per_request or max_length"
+            if too_long
+            else "check the llm columns' schema (pattern, enum, format) and provider settings",
         )
 
 
