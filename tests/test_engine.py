@@ -16,7 +16,7 @@ import pytest
 from llm_helpers import provider, simulator
 from typer.testing import CliRunner
 
-from conftest import make_config, write_config
+from conftest import NoteListener, make_config, write_config
 from synthaix.build.engine import Build
 from synthaix.build.executor import Steps, ThreadExecutor
 from synthaix.build.manifest import Manifest, read_manifest
@@ -392,18 +392,8 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
         config._slot = slot  # a deployment run's (tasks.plan.plan_build sets it)
         return Build(config, ThreadExecutor(config)).run()
 
-    class Notes:
-        def __init__(self) -> None:
-            self.notes: list[str] = []
-
-        def note(self, text: str) -> None:
-            self.notes.append(text)
-
-        def __getattr__(self, name: str) -> Any:
-            return lambda *args: None
-
     first = build(10)
-    listener = Notes()
+    listener = NoteListener()
     with progress.listening(listener):
         again = build(10)
     assert again == first and again.rows.total == 50

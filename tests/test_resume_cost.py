@@ -27,6 +27,7 @@ import pytest
 import yaml
 from llm_helpers import provider, refuse_after, simulator
 
+from conftest import NoteListener
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
 from synthaix.build.manifest import Manifest, summary_markdown
@@ -112,6 +113,16 @@ def _fail_after(sim: SimServer, ledger: Path, chunks: int) -> threading.Thread:
     return watcher
 
 
+def _stopped_by_an_error(tmp_path: Path, sim: SimServer, ledger: Path) -> Any:
+    """The notes config, built until the error `_fail_after` brings after 4 chunks."""
+    config = load_config(_notes(tmp_path, sim.url))
+    watcher = _fail_after(sim, ledger, chunks=4)
+    with pytest.raises(SynthaixError):
+        Build(config, ThreadExecutor(config)).run()
+    watcher.join()
+    return config
+
+
 def _resumed_line(caplog: pytest.LogCaptureFixture) -> str:
     lines = [
         r.getMessage()
@@ -133,19 +144,6 @@ def _check_resumed(manifest: Manifest | DatasetManifest, first: dict, second: di
     assert len(manifest.earlier_attempts) == 1
 
 
-class _Notes:
-    """A progress listener that keeps the build's notes."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args: None  # started, advanced, published...: not needed here
-
-
 def test_a_ledger_of_another_config_is_said_and_kept_and_a_new_price_still_resumes(
     tmp_path: Path,
 ) -> None:
@@ -156,15 +154,11 @@ def test_a_ledger_of_another_config_is_said_and_kept_and_a_new_price_still_resum
 
     ledger = tmp_path / "out" / ".ledger"
     with simulator(latency=0.05, record=True) as sim:
-        config = load_config(_notes(tmp_path, sim.url))
-        watcher = _fail_after(sim, ledger, chunks=4)
-        with pytest.raises(SynthaixError):
-            Build(config, ThreadExecutor(config)).run()
-        watcher.join()
+        config = _stopped_by_an_error(tmp_path, sim, ledger)
         left = len(_chunks(ledger))
 
         edited = apply_overrides(config, {"columns.topic.values": ["work", "home"]})
-        listener = _Notes()
+        listener = NoteListener()
         with progress.listening(listener), pytest.raises(SynthaixError):  # still refused
             Build(edited, ThreadExecutor(edited)).run()
         assert len(_chunks(ledger)) == left
@@ -188,11 +182,7 @@ def test_build_stopped_by_an_error_resumes_with_exact_costs(
     caplog.set_level(logging.INFO, logger="synthaix")
     ledger = tmp_path / "out" / ".ledger"
     with simulator(latency=0.05, record=True) as sim:
-        config = load_config(_notes(tmp_path, sim.url))
-        watcher = _fail_after(sim, ledger, chunks=4)
-        with pytest.raises(SynthaixError):
-            Build(config, ThreadExecutor(config)).run()
-        watcher.join()
+        config = _stopped_by_an_error(tmp_path, sim, ledger)
         first = _answered(sim)
         left = len(_chunks(ledger))
         assert 4 <= left < 12 and not (tmp_path / "out" / "data").exists()
