@@ -178,9 +178,9 @@ class DatasetConfig(OutputPaths, StrictModel):
     _names: set[str] = PrivateAttr(default_factory=set)
     _late_related: set[str] = PrivateAttr(default_factory=set)  # filled after their tables
     _in_tables: bool = PrivateAttr(default=False)
-    # A deployment run's config, its as_of the slot it runs for: an append of a slot that
-    # published already appends nothing again (synthaix.build.manifest.already_appended).
-    _slot: bool = PrivateAttr(default=False)
+    # A deployment run's slot (its as_of or scheduled start): an append of a slot that
+    # published already appends nothing again (synthaix.build.manifest.slot_of).
+    _slot: dt.datetime | None = PrivateAttr(default=None)
     _relations: Any = PrivateAttr(default=None)  # synthaix.relational's, for a table's chunks
     _seed_as_of: bool = PrivateAttr(default=False)
 

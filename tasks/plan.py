@@ -88,8 +88,8 @@ def plan_build(
     if root:  # a worker's data root: relative outputs go under it, and nothing outside
         base = rebase(base, Path(root))
         confine(base, Path(root))
-    if isinstance(base, DatasetConfig) and _deployment_run() is not None:
-        base._slot = True  # a retry or rerun of this slot does not append it again
+    if _deployment_run() is not None and as_of is not None:
+        base._slot = as_of  # a retry or rerun of this slot does not append it again
     for table in llm_tables(base):
         if preflight:
             LlmClient(table.provider).check()  # wrong URL, key or model: fail before any chunk

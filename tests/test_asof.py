@@ -153,4 +153,4 @@ def test_a_deployment_runs_config_is_marked_as_a_slot(tmp_path: Path, monkeypatc
     run = SimpleNamespace(deployment_id="d", expected_start_time=AS_OF)
     monkeypatch.setattr(tasks.plan, "_deployment_run", lambda: run)
     monkeypatch.setattr(tasks.plan, "_variable", lambda name: None)  # no output root
-    assert plan_build.fn(str(path), None, dict(overrides), preflight=False)._slot
+    assert plan_build.fn(str(path), None, dict(overrides), preflight=False)._slot == AS_OF

@@ -389,7 +389,7 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
         config = make_config(
             columns, rows=50, mode=mode, as_of=at, output={"dir": str(tmp_path / "out")}
         )
-        config._slot = slot  # a deployment run's (tasks.plan.plan_build sets it)
+        config._slot = at if slot else None  # a deployment run's (tasks.plan.plan_build)
         return Build(config, ThreadExecutor(config)).run()
 
     first = build(10)

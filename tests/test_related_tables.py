@@ -262,6 +262,45 @@ def test_append_adds_parents_with_their_children(tmp_path: Path) -> None:
     assert kept == before  # earlier rows unchanged, their totals included
 
 
+def test_an_append_slot_built_already_appends_no_table_again(tmp_path: Path) -> None:
+    """A retry or rerun of a deployment's multi-table append slot appended every table again;
+    it now leaves the dataset as it is and says so. Another slot appends; an overwrite
+    forgets the slots; a CLI build (not a slot) appends as asked."""
+    import datetime as dt
+
+    from conftest import NoteListener
+    from synthaix import progress
+
+    base = load_config(write_shop(tmp_path, customers=100, chunk=300))
+    db = tmp_path / "out" / "shop.duckdb"
+
+    def append(hour: int, mode: str = "append", slot: bool = True):
+        config = base.with_overrides(mode=mode)  # uses no relative time: no as_of
+        config._slot = dt.datetime(2026, 11, 27, hour) if slot else None  # plan_build's
+        return build(config)
+
+    first = append(10)
+    orders = query(db, "SELECT count(*) FROM orders")
+    listener = NoteListener()
+    with progress.listening(listener):
+        again = append(10)
+    assert again.build_id == first.build_id and again.rows["customers"] == 100
+    assert query(db, "SELECT count(*) FROM orders") == orders
+    assert listener.notes == [
+        f"shop holds the rows of this config at as_of 2026-11-27T10:00:00 already (appended "
+        f"by build {first.build_id}): nothing is appended again"
+    ]
+    later = append(11)
+    assert later.rows["customers"] == 200
+    assert set(later.slots.values()) == {first.build_id, later.build_id}
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert on_disk["slots"] == later.slots
+    assert all(not table.slots for table in later.tables.values())  # the dataset keeps them
+    assert append(10, "overwrite").slots == {}
+    assert append(10).rows["customers"] == 200  # after an overwrite, the slot is new again
+    assert append(10, slot=False).rows["customers"] == 300  # `synthaix build --as-of`
+
+
 CHILD_HEAVY = """
 name: heavy
 seed: 11

@@ -40,11 +40,13 @@ from synthaix.build.manifest import (
     Manifest,
     RowCounts,
     already_appended,
+    appended_already_text,
     appended_slots,
     chunks_and_rows,
     config_hash,
     new_manifest,
     next_row,
+    slot_of,
 )
 from synthaix.build.shortfall import since, why_short
 from synthaix.columns.llm import LlmColumn
@@ -102,6 +104,7 @@ class Build:
         self._in_flight: dict[Any, Chunk] = {}  # executor handles of the chunks running
         self._build_id = ""  # this attempt's, once the sink is open
         self._previous: Manifest | None = None  # the output's manifest before this build
+        self._slot: str | None = None  # a deployment run's append slot (manifest.slot_of)
         self.publish = publish
         self.after_publish: list[Callable[[], None]] = []
         self._dedupe: DedupeIndex | None = None
@@ -113,15 +116,14 @@ class Build:
         started = time.perf_counter()
         with self.sink(config, dataset_schema(config)) as writer:
             self._build_id = writer.build_id
-            identity = {"build_id": writer.build_id, "config_hash": config_hash(config)}
+            fingerprint = config_hash(config)
+            identity = {"build_id": writer.build_id, "config_hash": fingerprint}
             writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
             previous = self._previous = writer.previous_manifest()
-            if (done := already_appended(config, previous)) is not None and previous:
-                at = f"{config.as_of:%Y-%m-%dT%H:%M:%S}"
-                text = (
-                    f"{config.name} holds the rows of this config at as_of {at} already "
-                    f"(appended by build {done}): nothing is appended again"
-                )
+            self._slot = slot_of(config, fingerprint)
+            done = already_appended(self._slot, previous.slots if previous else None)
+            if done is not None and previous is not None:
+                text = appended_already_text(config, done)
                 log.warning(text)
                 progress.note(text)
                 return previous
@@ -471,7 +473,12 @@ class Build:
             embeddings=dedupe.embedding_spend,
             seconds={stage: round(value, 3) for stage, value in seconds.items()},
             outputs={kind: str(path) for kind, path in writer.output_paths().items()},
-            slots=appended_slots(self.config, self._previous, writer.build_id),
+            slots=appended_slots(
+                self._slot,
+                self._previous.slots if self._previous else None,
+                writer.build_id,
+                self.config.mode,
+            ),
         )
 
     def _dropped(self, assembler: Assembler, dedupe: DedupeIndex) -> Dropped:

@@ -117,7 +117,7 @@ class Manifest(_Section):
     slots: dict[str, str] = Field(
         default_factory=dict,
         description="The append builds made at a set as_of (a schedule's slot), the latest "
-        f"{SLOTS_KEPT:,}: config hash -> build id. A retry or rerun of one appends nothing.",
+        f"{SLOTS_KEPT:,}: config hash@as_of -> build id. A retry or rerun of one appends nothing.",
     )
 
     @model_validator(mode="before")
@@ -193,26 +193,41 @@ def new_manifest(config: DatasetConfig, build_id: str, **fields: Any) -> Manifes
     return Manifest.model_validate(redact(manifest.model_dump(mode="json"), secrets_of(config)))
 
 
+def slot_of(config: Any, fingerprint: str) -> str | None:
+    """The key of a deployment run's append slot (the config's hash at the slot's time), or
+    None: a build not made for a slot (`synthaix build --as-of` appends what it is asked to),
+    an overwrite, or one table of a multi-table dataset (the dataset keeps the slot).
+    `config` is a DatasetConfig or a RelationalConfig. The slot's time is in the key as a
+    config that uses no relative time has no as_of, yet each slot appends rows of its own."""
+    if config.mode != "append" or config._slot is None or getattr(config, "_in_tables", False):
+        return None
+    return f"{fingerprint}@{config._slot:%Y-%m-%dT%H:%M:%S}"
+
+
 def appended_slots(
-    config: DatasetConfig, previous: Manifest | None, build_id: str
+    slot: str | None, previous: dict[str, str] | None, build_id: str, mode: str
 ) -> dict[str, str]:
     """The `slots` of a build's manifest: an append's carries the earlier ones on, and adds
-    its own when its as_of is set (a slot); an overwrite starts again."""
-    if config.mode != "append":
+    its own (`slot`, from slot_of) when it has one; an overwrite starts again."""
+    if mode != "append":
         return {}
-    slots = dict(previous.slots) if previous is not None else {}
-    if config._slot and config.as_of is not None and not config._in_tables:
-        slots[config_hash(config)] = build_id
+    slots = dict(previous or {})
+    if slot is not None:
+        slots[slot] = build_id
     return dict(list(slots.items())[-SLOTS_KEPT:])
 
 
-def already_appended(config: DatasetConfig, previous: Manifest | None) -> str | None:
-    """The build that appended this config at this as_of already (a retry or a rerun of a
-    deployment run's slot, which would append that slot's rows a second time), or None. Only
-    for deployment runs: `synthaix build --as-of` appends what it is asked to."""
-    if config.mode != "append" or not config._slot or config.as_of is None or previous is None:
-        return None
-    return previous.slots.get(config_hash(config))
+def already_appended(slot: str | None, previous: dict[str, str] | None) -> str | None:
+    """The build that appended this slot already (a retry or a rerun of a deployment run,
+    which would append that slot's rows a second time), or None."""
+    return (previous or {}).get(slot) if slot is not None else None
+
+
+def appended_already_text(config: Any, build_id: str) -> str:
+    return (
+        f"{config.name} holds the rows of this config at as_of {config._slot:%Y-%m-%dT%H:%M:%S} "
+        f"already (appended by build {build_id}): nothing is appended again"
+    )
 
 
 def next_row(previous: Manifest | None, existing_rows: int, mode: str) -> int:

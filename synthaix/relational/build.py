@@ -13,6 +13,7 @@ resumes where it stopped, its earlier tables included.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -24,9 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from synthaix import progress
 from synthaix.build.engine import Build
 from synthaix.build.executor import ChunkExecutor, Steps
-from synthaix.build.manifest import secrets_of
+from synthaix.build.manifest import (
+    already_appended,
+    appended_already_text,
+    appended_slots,
+    secrets_of,
+    slot_of,
+)
 from synthaix.columns.reference import (
     AggregateColumn,
     ColumnWeights,
@@ -46,12 +54,17 @@ from synthaix.relational.context import (
     clear_cache,
     crc,
 )
-from synthaix.relational.manifest import DatasetManifest, new_dataset_manifest, relational_hash
+from synthaix.relational.manifest import (
+    DatasetManifest,
+    new_dataset_manifest,
+    relational_hash,
+)
 from synthaix.relational.plan import ChildPlanner, draw_counts, reconcile
 from synthaix.relational.sink import RelationalWriter, TableOutput
 from synthaix.sqlexpr import checked
 
 Executors = Callable[[DatasetConfig], ChunkExecutor]
+log = logging.getLogger("synthaix")
 
 
 class DatasetBuild:
@@ -82,6 +95,14 @@ class DatasetBuild:
         fingerprint = relational_hash(config, secrets)
         try:
             with RelationalWriter(config) as writer:
+                previous = writer.previous_manifest() if config.mode == "append" else None
+                slot = slot_of(config, fingerprint)
+                done = already_appended(slot, previous.slots if previous else None)
+                if done is not None and previous is not None:
+                    text = appended_already_text(config, done)
+                    log.warning(text)
+                    progress.note(text)
+                    return previous
                 try:
                     manifests = {}
                     for name in config.order:
@@ -112,6 +133,12 @@ class DatasetBuild:
                             "total": round(time.perf_counter() - started, 3),
                         },
                         outputs={k: str(v) for k, v in writer.output_paths().items()},
+                        slots=appended_slots(
+                            slot,
+                            previous.slots if previous else None,
+                            writer.build_id,
+                            config.mode,
+                        ),
                     )
                     outputs = [_table_output(config, config.plan(n)) for n in config.order]
                     self.steps.run("publish-dataset", writer.commit, manifest.to_json(), outputs)

@@ -244,6 +244,7 @@ class RelationalConfig(OutputPaths, StrictModel):
     _plans: dict[str, TablePlan] = PrivateAttr(default_factory=dict)
     _order: list[str] = PrivateAttr(default_factory=list)
     _seed_as_of: bool = PrivateAttr(default=False)
+    _slot: dt.datetime | None = PrivateAttr(default=None)  # see DatasetConfig's
 
     @field_serializer("seed")
     def _seed_as_written(self, seed: int) -> int | str:

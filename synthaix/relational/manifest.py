@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from synthaix.build.manifest import (
     MANIFEST_VERSION,
+    SLOTS_KEPT,
     Manifest,
     cost_lines,
     redact,
@@ -41,6 +42,11 @@ class DatasetManifest(BaseModel):
     tables: dict[str, Manifest]
     seconds: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
+    slots: dict[str, str] = Field(
+        default_factory=dict,
+        description="The append builds made at a set as_of (a schedule's slot), the latest "
+        f"{SLOTS_KEPT:,}: config hash@as_of -> build id. A retry or rerun of one appends nothing.",
+    )
 
     @property
     def rows(self) -> dict[str, int]:

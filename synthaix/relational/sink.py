@@ -16,14 +16,12 @@ database that SynthAIx did not make for this dataset is never touched.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import pyarrow as pa
 
@@ -34,6 +32,7 @@ from synthaix.dedupe.target import check_dedupe_target
 from synthaix.files import write_text_atomic
 from synthaix.ownership import check_output_dir, claim, os_errors, remove_stale_builds
 from synthaix.relational.config import RelationalConfig
+from synthaix.relational.manifest import DatasetManifest
 from synthaix.sink import (
     DatasetWriter,
     Existing,
@@ -179,11 +178,12 @@ class RelationalWriter:
         self.tables[config.name] = writer
         return writer
 
-    def previous_manifest(self) -> dict[str, Any] | None:
+    def previous_manifest(self) -> DatasetManifest | None:
+        """The published dataset's manifest (an append carries its slots on), or None."""
         path = self.current_link / DATASET_MANIFEST
         if not path.is_file():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return DatasetManifest.parse(path.read_text(encoding="utf-8"), str(path))
 
     def output_paths(self, table: str | None = None) -> dict[str, Path]:
         formats = self.config.output.formats
