@@ -92,7 +92,10 @@ def report_artifacts(
     report: str | None = None,
 ) -> None:
     """The build summary (Markdown, with the report's link) and the first rows (a table
-    artifact; one per table of a multi-table dataset, `<name>-<table>-sample`)."""
+    artifact; one per table of a multi-table dataset, `<name>-<table>-sample`). Output
+    paths are absolute: a UI reader does not know the worker's working directory."""
+    absolute = {kind: str(Path(path).absolute()) for kind, path in manifest.outputs.items()}
+    manifest = manifest.model_copy(update={"outputs": absolute})
     if isinstance(manifest, DatasetManifest):
         markdown = tables_summary(manifest)
     else:

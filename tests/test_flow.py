@@ -103,6 +103,19 @@ def test_flow_publishes_a_summary_artifact(tmp_path: Path) -> None:
     assert "# people: 300 rows" in artifact.data and "exact duplicates" in artifact.data
 
 
+def test_the_summary_artifact_names_outputs_by_absolute_paths(tmp_path: Path, monkeypatch) -> None:
+    """A UI reader does not know the worker's working directory: `out/data` said nothing."""
+    from prefect.artifacts import Artifact
+
+    from flows.build_dataset import build_dataset
+
+    monkeypatch.chdir(tmp_path)
+    manifest = build_dataset(config_path=str(_config_file(tmp_path, rows=30)), out="relative")
+    assert manifest.outputs["parquet"] == "relative/data"  # the manifest keeps what was set
+    artifact = Artifact.get("people-summary")
+    assert artifact is not None and f"`{tmp_path / 'relative' / 'data'}`" in artifact.data
+
+
 def test_rebuilding_with_overwrite_gives_the_same_data(tmp_path: Path) -> None:
     from flows.build_dataset import build_dataset
 
