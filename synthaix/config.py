@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -208,8 +209,11 @@ class DatasetConfig(OutputPaths, StrictModel):
         self._in_tables = "related" in context  # a table of a multi-table dataset
         self._names = set(context.get("names", ()))
         self._late_related = set(context.get("late", ()))
-        columns = [(("columns", i), c) for i, c in enumerate(self.columns)]
-        problems = settle(self, columns) or list(_column_problems(self))
+        if context.get("names_only"):  # see _hidden_name_problems
+            problems: list[Any] = list(_name_problems(self))
+        else:
+            columns = [(("columns", i), c) for i, c in enumerate(self.columns)]
+            problems = settle(self, columns) or list(_column_problems(self))
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -322,12 +326,7 @@ def _each_column_problems(config: DatasetConfig):
             if found is None and resolve(ref, config._late_related) is not None:
                 continue  # said below, as for the table's own late columns
             if found is None:
-                later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
-                names = [*seen, *(c.name for c in config.columns)]
-                why = "comes later; move it above" if later else "is not a column"
-                why += "" if later else did_you_mean(ref, names)
-                earlier = ", ".join(seen) or "none"
-                yield where, f"references '{ref}', which {why} (earlier columns: {earlier})"
+                yield where, _unknown_reference(config, index, ref, seen)
         late = [
             r
             for r in column.references()
@@ -360,6 +359,27 @@ def _each_column_problems(config: DatasetConfig):
                 ),
             )
     yield from _key_capacity_problems(config, capacities)
+
+
+def _unknown_reference(config: DatasetConfig, index: int, ref: str, seen: Iterable[str]) -> str:
+    later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
+    names = [*seen, *(c.name for c in config.columns)]
+    why = "comes later; move it above" if later else "is not a column"
+    why += "" if later else did_you_mean(ref, names)
+    earlier = ", ".join(seen) or "none"
+    return f"references '{ref}', which {why} (earlier columns: {earlier})"
+
+
+def _name_problems(config: DatasetConfig):
+    """Only the names a config reads that are no column (the pass after field errors)."""
+    yield from (p for p in _dedupe_problems(config) if "is not a column" in p[1])
+    seen = [*config._related, *config._names]
+    for index, column in enumerate(config.columns):
+        for ref in sorted(column.references()):
+            if resolve(ref, seen) is None and resolve(ref, config._late_related) is None:
+                yield ("columns", index), _unknown_reference(config, index, ref, seen)
+        seen.append(column.name)
+    yield from constraints.unknown_columns(config)
 
 
 def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities):
@@ -397,7 +417,48 @@ def parse_config(
     try:
         return DatasetConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, data, source, origin) from None
+        hidden = _hidden_name_problems(exc, data)
+        raise _config_error(exc, data, source, origin, hidden) from None
+
+
+def _hidden_name_problems(exc: ValidationError, data: Any) -> list[Any]:
+    """Unknown names that field errors hid: pydantic stops before the cross-column checks, so
+    a config with a misspelt type and a misspelt reference took two runs to fix. The names are
+    checked again on a stand-in of the config: a broken column as a text column of its name, a
+    broken constraint as `true`, any other broken section left to its default. Nothing is
+    said when the stand-in fails too."""
+    errors = exc.errors()
+    if not isinstance(data, dict) or any(_cross_field(e) for e in errors):
+        return []
+    stand_in, replaced = copy.deepcopy(data), set()
+    for loc in (tuple(e["loc"]) for e in errors):
+        listed = stand_in.get(loc[0]) if loc else None
+        if len(loc) > 1 and isinstance(loc[1], int) and isinstance(listed, list):
+            if loc[0] == "columns":
+                name = listed[loc[1]].get("name") if isinstance(listed[loc[1]], dict) else None
+                listed[loc[1]] = {"name": name, "type": "text.lorem"}
+                replaced.add(loc[1])
+            elif loc[0] == "constraints":
+                listed[loc[1]] = "true"
+        elif loc and loc[0] != "name":
+            stand_in.pop(loc[0], None)
+    try:
+        DatasetConfig.model_validate(stand_in, context={"names_only": True})
+    except ValidationError as again:
+        if not all(_cross_field(e) for e in again.errors()):
+            return []
+        problems = [
+            (tuple(e["loc"]) + loc, m) for e in again.errors() for loc, m in _cross_field(e)
+        ]
+        return [
+            (loc, m) for loc, m in problems if loc[:1] != ("columns",) or loc[1] not in replaced
+        ]
+    return []
+
+
+def _cross_field(error: Any) -> list[Any]:
+    nested = error.get("ctx", {}).get("error")
+    return nested.problems if isinstance(nested, CrossFieldError) else []
 
 
 def parse_any_config(data: Any, source: YamlDocument | None = None, origin: str = "config") -> Any:
@@ -425,9 +486,13 @@ def load_config(path: str | Path, as_of: dt.datetime | None = None) -> Any:
 
 
 def _config_error(
-    exc: ValidationError, data: Any, source: YamlDocument | None, origin: str
+    exc: ValidationError,
+    data: Any,
+    source: YamlDocument | None,
+    origin: str,
+    hidden: list[Any] | None = None,
 ) -> ConfigError:
-    lines = []
+    found: list[tuple[tuple[str | int, ...], str]] = []
     said: set[tuple[str | int, ...]] = set()
     errors = exc.errors()
     for error in errors:
@@ -435,20 +500,28 @@ def _config_error(
             continue
         nested = error.get("ctx", {}).get("error")
         if isinstance(nested, CrossFieldError):
-            pairs = [(tuple(error["loc"]) + loc, message) for loc, message in nested.problems]
+            found += [(tuple(error["loc"]) + loc, message) for loc, message in nested.problems]
         else:
             loc = _without_branches(error["loc"])
             if loc != tuple(error["loc"]) and loc in said:
                 continue  # a union (int | float) fails once per member: say it once
             said.add(loc)
-            pairs = [(loc, _message(error))]
-        for loc, message in pairs:
-            where = f"{source.path}:{source.line_of(loc)}: " if source else ""
-            lines.append(f"  {where}{_label(loc, data)}: {message}")
+            found.append((loc, _message(error)))
+    found += hidden or []
+    if source is not None:  # in the file's order, as the reader fixes them
+        found.sort(key=lambda pair: (source.line_of(pair[0]) or 0, _sortable(pair[0])))
+    lines = []
+    for loc, message in found:
+        where = f"{source.path}:{source.line_of(loc)}: " if source else ""
+        lines.append(f"  {where}{_label(loc, data)}: {message}")
     what = f"config {source.path}" if source else origin
     count = f"{len(lines)} problem{'s' if len(lines) > 1 else ''}"
     hint = f"fix and check again with: synthaix validate {source.path}" if source else None
     return ConfigError(f"invalid {what} ({count}):\n" + "\n".join(lines), hint=hint)
+
+
+def _sortable(loc: tuple[str | int, ...]) -> tuple[tuple[int, str | int], ...]:
+    return tuple((0, part) if isinstance(part, int) else (1, part) for part in loc)
 
 
 _BRANCHES = {"int", "float", "str", "bool", "date", "datetime", "decimal"}
@@ -508,6 +581,8 @@ def _message(error: dict[str, Any]) -> str:
         if close and close[0] == loc[-1]:  # a key of another place in the config
             return f"'{loc[-1]}' does not belong here; see where it goes in the docs"
         return f"unknown key '{loc[-1]}'" + (f"; did you mean '{close[0]}'?" if close else "")
+    if kind == "model_type" and len(loc) > 1 and loc[-2] == "constraints":
+        return 'a constraint is a DuckDB boolean expression ("qty > 0") or {name, check}'
     if kind == "union_tag_not_found":
         return f"missing 'type'; valid types: {', '.join(REGISTRY)}"
     if kind == "union_tag_invalid":

@@ -168,6 +168,34 @@ def test_problems_of_every_kind_are_said_in_one_pass(tmp_path: Path) -> None:
     )
 
 
+def test_field_errors_do_not_hide_the_unknown_names(tmp_path: Path) -> None:
+    """Pydantic stops before the cross-column checks: a misspelt type or a nullable of 5 hid
+    every misspelt reference until it was fixed. Both are said in one pass, each on its line;
+    a broken column's name stays known (no false 'not a column' for what reads it)."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        "  - {name: age, type: integr, min: 1, max: 5}\n"
+        "  - {name: score, type: float, min: 0, max: 1, nullable: 5}\n"
+        '  - {name: b, type: sql, expr: "agee * 2 + age + score"}\n'
+        'constraints: ["scor > 0", "age > 1", 7]\n'
+        "dedupe: {key: [agge]}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "(6 problems)" in message
+    for said in (
+        "bad.yaml:4: columns[0] (age): unknown column type 'integr'",
+        "bad.yaml:5: columns[1] (score).nullable: nullable is the share",
+        "bad.yaml:6: columns[2] (b): references 'agee', which is not a column; did you mean 'age'?",
+        "bad.yaml:7: constraints[0]: 'scor' is not a column; did you mean 'score'?",
+        'bad.yaml:7: constraints[2]: a constraint is a DuckDB boolean expression ("qty > 0") or',
+        "bad.yaml:8: dedupe.key[0]: 'agge' is not a column; did you mean 'age'?",
+    ):
+        assert said in message
+    assert "'age' is not a column" not in message and "references 'age'," not in message
+    lines = [line.split(": ")[0] for line in message.splitlines()[1:]]
+    assert lines == sorted(lines)  # in the file's order
+
+
 def test_unseeded_template_randomness_is_refused(tmp_path: Path) -> None:
     """Jinja2's random filter and lipsum() draw from Python's unseeded random: a build with
     them could not be made again from its config and seed."""
