@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -282,10 +282,6 @@ class Batch:
     parents: np.ndarray | None = None  # a child table's rows' parents
 
 
-class Quota(Protocol):
-    def take(self, parents: np.ndarray) -> np.ndarray: ...
-
-
 # A batch costs two task runs (dedupe, write-part), ~70 ms of CPU each with Prefect's server
 # on the same machine: 500k rows (or 32 chunks, or a second's worth) spread that over more
 # rows than 200k did (1M rows in 100k chunks through the flow: 287k -> 333k rows/s, medians of
@@ -318,14 +314,11 @@ class Assembler:
         self,
         target: int,
         unique: UniqueFilter,
-        quota: Quota | None = None,
         batch_rows: int = BATCH_ROWS,
     ) -> None:
-        """`quota`: for a child table, which rows still fit their parent's count.
-        `batch_rows`: see `batch_rows` above."""
+        """`batch_rows`: see `batch_rows` above."""
         self.target = target
         self.unique = unique
-        self.quota = quota
         self.batch_rows = batch_rows
         self.delivered = 0
         self.generated = 0
@@ -376,9 +369,6 @@ class Assembler:
         repaired = self.unique.repaired
         kept = self.unique.apply(table)
         self.dropped_duplicates += table.num_rows - kept.num_rows
-        if self.quota is not None and _PARENT in kept.column_names:
-            fits = self.quota.take(kept[_PARENT].to_numpy())
-            kept = kept if fits.all() else kept.filter(pa.array(fits))
         if self.unique.repaired > repaired and _HASH in kept.column_names:
             kept = kept.drop_columns([_HASH])  # hashed before renumbering: the dedupe rehashes
         if not self._batch:

@@ -301,6 +301,50 @@ def test_an_append_slot_built_already_appends_no_table_again(tmp_path: Path) -> 
     assert append(10, slot=False).rows["customers"] == 300  # `synthaix build --as-of`
 
 
+def test_a_child_whose_candidates_often_repeat_a_key_still_gets_its_count(tmp_path: Path) -> None:
+    """A fill-up round makes several candidates per missing child, but the per-parent quota
+    was taken before the dedupe: a first candidate repeating its order's product took the
+    place and the others were dropped, round after round (the shop's items failed at random
+    with `could only produce 4,355 of 4,356 rows`). Here 2,000 orders each need 5-7 of 8
+    products drawn with a steep zipf: it failed with 11,187 of 12,008."""
+    path = tmp_path / "skew.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            name: skew
+            seed: 3
+            tables:
+              - name: orders
+                rows: 2000
+                columns:
+                  - {{name: order_id, type: sequence, primary_key: true}}
+              - name: products
+                rows: 8
+                columns:
+                  - {{name: product_id, type: sequence, primary_key: true}}
+              - name: items
+                parent: orders
+                count: {{distribution: uniform, min: 5, max: 7}}
+                dedupe: {{key: [order_id, product_id]}}
+                columns:
+                  - {{name: order_id, type: reference, to: orders.order_id}}
+                  - {{name: product_id, type: reference, to: products.product_id, weights: {{zipf: 2}}}}
+            output: {{dir: {tmp_path / "out"}}}
+            """
+        )
+    )
+    manifest = build(load_config(path))
+    db = tmp_path / "out" / "skew.duckdb"
+    items = manifest.rows["items"]
+    assert query(db, "SELECT count(*), count(DISTINCT (order_id, product_id)) FROM items") == [
+        (items, items)
+    ]
+    per_order = (
+        "SELECT min(n), max(n), count(*) FROM (SELECT count(*) n FROM items GROUP BY order_id)"
+    )
+    assert query(db, per_order) == [(5, 7, 2000)]
+
+
 CHILD_HEAVY = """
 name: heavy
 seed: 11

@@ -187,16 +187,14 @@ class Build:
         unique = unique_columns(config)
         if self._planner_factory is not None:
             planner: Any = self._planner_factory(first_row)
-            quota = planner
         else:
             planner = RoundPlanner(config, first_row=first_row, first_round=self.first_round)
-            quota = None
         self._planner = planner
         llm = any(isinstance(c, LlmColumn) for c in config.columns)
         self._ahead = planner.ahead if llm and isinstance(planner, RoundPlanner) else None
         seen = writer.existing_values(unique)
         batch = batch_rows(dedupe.dims if dedupe.texts else 0)
-        assembler = Assembler(config.rows, UniqueFilter(unique, seen), quota, batch)
+        assembler = Assembler(config.rows, UniqueFilter(unique, seen), batch)
 
         # The drops and rows generated when the last round began: what stopped the build is
         # what that round lost its rows to.
@@ -374,24 +372,18 @@ class Build:
 
     def _admit(self, batch: Batch, assembler: Assembler, dedupe: DedupeIndex, writer: Any) -> None:
         """Drop exact and near duplicates, then stage the rest as a part."""
-        table = batch.table
+        table, parents = batch.table, batch.parents
         self.batches += 1
         self._opened()
+        # A child table: of the rows no check drops, those their parents' counts still take.
+        fits = None if parents is None else (lambda rows: self._planner.fits(parents[rows]))
+        args = (table, batch.row_ids, assembler.missing, batch.hashes, fits)
         if dedupe.enabled:
-            table = self.steps.run(
-                "dedupe",
-                dedupe.admit,
-                table,
-                batch.row_ids,
-                assembler.missing,
-                batch.hashes,
-                number=self.batches - 1,
-            )
+            table = self.steps.run("dedupe", dedupe.admit, *args, number=self.batches - 1)
         else:
-            table = table.slice(0, assembler.missing)
-        if batch.parents is not None:  # a child table: count each parent's children
-            kept = dedupe.kept if dedupe.enabled else slice(0, table.num_rows)
-            self._planner.delivered(batch.parents[kept])
+            table = dedupe.admit(*args)
+        if parents is not None:  # count each parent's children
+            self._planner.delivered(parents[dedupe.kept])
         if not table.num_rows:
             return
         self._wait_written()  # one part in flight: memory stays bounded; a failure stops here

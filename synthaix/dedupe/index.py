@@ -27,7 +27,7 @@ import contextlib
 import datetime as dt
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,15 +169,22 @@ class DedupeIndex:
             self._backfill(existing)
 
     def admit(
-        self, table: pa.Table, row_ids: np.ndarray, limit: int, hashes: np.ndarray | None = None
+        self,
+        table: pa.Table,
+        row_ids: np.ndarray,
+        limit: int,
+        hashes: np.ndarray | None = None,
+        fits: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> pa.Table:
         """The rows (at most `limit`, in order) that duplicate nothing stored, nothing of this
         build and nothing earlier in `table`; they are stored. Rows already stored under the
         same row id (a chunk run twice) are kept and not stored again. `hashes`: the rows' key
-        hashes when the chunk task computed them already."""
+        hashes when the chunk task computed them already. `fits(rows)`: of the rows that pass
+        the checks, those a child table's per-parent counts still take."""
         if not self.enabled or table.num_rows == 0:
-            self.kept = np.arange(min(limit, table.num_rows))
-            return table.slice(0, limit)
+            rows = np.arange(table.num_rows)
+            self.kept = (rows if fits is None else rows[fits(rows)])[:limit]
+            return _taken(table, self.kept)
         rerun = self._ids.contains(row_ids)
         keep = ~rerun
         if hashes is None:
@@ -186,16 +193,18 @@ class DedupeIndex:
             keep &= self._exact_fresh(hashes)
             self.stats.exact += int((~rerun & ~keep).sum())
         vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
-        if self.texts:
-            keep = self._near_fresh(table, keep, rerun, limit, vectors)
-        delivered = np.flatnonzero(keep | rerun)[:limit]
+        if self.texts:  # with a quota, the candidates beyond `limit` may be the ones it takes
+            wanted = limit if fits is None else table.num_rows
+            keep = self._near_fresh(table, keep, rerun, wanted, vectors)
+        delivered = np.flatnonzero(keep | rerun)
+        if fits is not None:
+            delivered = delivered[fits(delivered)]
+        delivered = delivered[:limit]
         self.kept = delivered  # which rows of `table` were admitted, for the caller
         fresh = delivered[~rerun[delivered]]
         if len(fresh):
             self._remember(row_ids[fresh], hashes[fresh], vectors[fresh])
-        if not len(delivered) or delivered[-1] == len(delivered) - 1:
-            return table.slice(0, len(delivered))  # the first rows: no copy (take: 9 ms a 100k)
-        return table.take(pa.array(delivered, type=pa.int64()))
+        return _taken(table, delivered)
 
     def store(self, table: pa.Table, row_ids: np.ndarray) -> None:
         """Remember rows without checking them: data already delivered (an existing dataset
@@ -495,3 +504,9 @@ def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarra
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    if not len(rows) or rows[-1] == len(rows) - 1:
+        return table.slice(0, len(rows))  # the first rows: no copy (take: 9 ms a 100k)
+    return table.take(pa.array(rows, type=pa.int64()))

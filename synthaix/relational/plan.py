@@ -5,8 +5,9 @@ clipped to [min, max], then, when the table also sets `rows`, nudged one child a
 until they add up to it (within the bounds; an impossible total is an error before anything
 is generated). The first round cuts the children into chunks at parent boundaries, so a
 chunk's children come from that chunk's parents. Rows dropped on the way (constraints, LLM
-failures, duplicates) are made again for the same parents in fill-up rounds; a quota keeps
-any parent from getting more than its count.
+failures, duplicates) are made again for the same parents in fill-up rounds, several
+candidates for each; a quota, applied after the duplicate checks, keeps any parent from
+getting more than its count.
 """
 
 from __future__ import annotations
@@ -95,7 +96,6 @@ class ChildPlanner:
     def __init__(self, counts: np.ndarray, chunk_size: int, first_row: int) -> None:
         self.want = counts
         self.have = np.zeros(len(counts), np.int64)  # delivered (written) children
-        self.pending = self.have.copy()  # released to the admit step this round
         self.chunk_size = chunk_size
         self.next_row = first_row
         self.next_index = 0
@@ -104,9 +104,12 @@ class ChildPlanner:
         self._delivered_before = 0
         self._stalled = 0
 
-    # -- quota (the assembler asks, the engine reports) ----------------------------------------
-    def take(self, parents: np.ndarray) -> np.ndarray:
-        """Which of these rows (in order) fit their parent's count."""
+    # -- quota (the dedupe step asks, after its checks; the engine reports) -------------------
+    def fits(self, parents: np.ndarray) -> np.ndarray:
+        """Which of these rows (in order), all of them admitted, fit their parent's count.
+        Asked after the duplicate checks: a fill-up round makes several candidates for each
+        missing child, and the first that is no duplicate takes the place (asked before them,
+        a duplicate first candidate took it and the others were dropped, round after round)."""
         if len(parents) == 0:
             return np.zeros(0, bool)
         runs = _runs(parents)
@@ -118,12 +121,7 @@ class ChildPlanner:
             starts, sizes = _runs(parents[order])  # type: ignore[misc]
             rank = np.empty(len(parents), np.int64)
             rank[order] = np.arange(len(parents)) - np.repeat(starts, sizes)
-        keep = self.pending[parents] + rank < self.want[parents]
-        if runs is not None and keep.all():  # the usual case: count per run, not per row
-            self.pending[parents[starts]] += sizes
-        else:
-            np.add.at(self.pending, parents[keep], 1)
-        return keep
+        return self.have[parents] + rank < self.want[parents]
 
     def delivered(self, parents: np.ndarray) -> None:
         runs = _runs(parents) if len(parents) else None
@@ -136,7 +134,6 @@ class ChildPlanner:
     def next_round(self, assembler: Assembler, limits: Shortfall) -> list[Chunk]:
         if assembler.missing <= 0:
             return []
-        self.pending = self.have.copy()
         if self.rounds == 0:
             chunks, self.next_row = first_chunks(self.want, self.chunk_size, self.next_row)
             self.next_index = len(chunks)
