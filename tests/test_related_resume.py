@@ -99,3 +99,60 @@ def test_killed_during_the_child_table_resumes_from_both_ledgers(tmp_path: Path)
         ).fetchone()
     assert orphans == (0,)
     assert not list(ledger.glob("*/*/chunk-*.parquet"))  # published: the ledgers are cleared
+
+
+def test_a_failed_later_table_leaves_the_earlier_tables_resumable_after_other_edits(
+    tmp_path: Path,
+) -> None:
+    """A child table's chunk ledger was keyed on the whole dataset: after a failure in a later
+    table, fixing that table's prompt, more workers or a corrected price made every child
+    table ask (and pay) again. Now only the tables a table reads are in its key."""
+    import threading
+
+    from synthaix.errors import SynthaixError
+
+    with simulator(seed=3, record=True) as sim:
+        path = _config(tmp_path, sim.url)
+        data = yaml.safe_load(path.read_text())
+        notes = {
+            "name": "notes",
+            "parent": "reviews",
+            "count": 1,
+            "chunk_size": 5,
+            "columns": [
+                {"name": "review_id", "type": "reference", "to": "reviews.review_id"},
+                {"name": "note", "type": "llm", "prompt": "A reply to: {{ reviews.text }}"},
+            ],
+        }
+        data["tables"].append(notes)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        ledger = tmp_path / "out" / ".ledger" / "reviews"
+
+        def notes_started() -> None:  # refused from when reviews' 12 chunks are in its ledger
+            while len(list(ledger.glob("*/chunk-*.parquet"))) < 12:
+                time.sleep(0.002)
+            sim.state.config.api_key = "someone-else"
+
+        watcher = threading.Thread(target=notes_started, daemon=True)
+        watcher.start()
+        try:
+            DatasetBuild(load_config(path), lambda t: ThreadExecutor(t)).run()
+        except SynthaixError:
+            pass
+        else:
+            raise AssertionError("the notes table should have been refused")
+        watcher.join()
+        sim.state.config.api_key = None
+        paid = len(sim.state.requests())
+        notes["columns"][1]["prompt"] = "A short reply to: {{ reviews.text }}"
+        data["runner"]["workers"] = 3
+        data["provider"]["price_output_per_million"] = 0.6
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        manifest = DatasetBuild(load_config(path), lambda t: ThreadExecutor(t)).run()
+        asked = sim.state.requests()[paid:]
+    assert manifest.tables["products"].resumed_chunks == 4
+    assert manifest.tables["reviews"].resumed_chunks == 12
+    assert manifest.tables["reviews"].llm.requests == 0
+    assert manifest.tables["reviews"].llm_total.requests >= 12  # the first attempt's, counted
+    assert len(asked) == manifest.tables["notes"].llm.requests >= 12
+    assert manifest.rows == {"products": 20, "reviews": 60, "notes": 60}

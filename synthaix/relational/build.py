@@ -13,6 +13,8 @@ resumes where it stopped, its earlier tables included.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +46,7 @@ from synthaix.columns.reference import (
 from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
 from synthaix.errors import SynthaixError
+from synthaix.ledger import generation_hash
 from synthaix.llm.stats import LlmStats, attach_spent
 from synthaix.relational.config import Alias, CountConfig, RelationalConfig, TablePlan
 from synthaix.relational.context import (
@@ -107,7 +110,7 @@ class DatasetBuild:
                     manifests = {}
                     for name in config.order:
                         with _named(name):
-                            table_config, planner = self._prepare(name, writer, fingerprint)
+                            table_config, planner = self._prepare(name, writer)
                             build = Build(
                                 table_config,
                                 self.executors(table_config),
@@ -160,7 +163,7 @@ class DatasetBuild:
 
     # -- a table's plan -----------------------------------------------------------------------
     def _prepare(
-        self, name: str, writer: RelationalWriter, fingerprint: str
+        self, name: str, writer: RelationalWriter
     ) -> tuple[DatasetConfig, Callable[[int], ChildPlanner] | None]:
         plan = self.config.plan(name)
         spec = plan.spec
@@ -177,7 +180,7 @@ class DatasetBuild:
 
         table_config = plan.config.model_copy(update={"rows": rows})
         if plan.aliases or spec.siblings:
-            table_config._relations = self._relations(plan, writer, fingerprint)
+            table_config._relations = self._relations(plan, writer)
         return table_config, planner
 
     def _counts(self, plan: TablePlan, writer: RelationalWriter) -> np.ndarray:
@@ -199,9 +202,7 @@ class DatasetBuild:
             counts = reconcile(counts, spec.rows, lows, highs, rng)
         return counts
 
-    def _relations(
-        self, plan: TablePlan, writer: RelationalWriter, fingerprint: str
-    ) -> TableRelations:
+    def _relations(self, plan: TablePlan, writer: RelationalWriter) -> TableRelations:
         config = self.config
         reads = _reads(plan)
         staging = writer.staging
@@ -246,7 +247,8 @@ class DatasetBuild:
         siblings = tuple(
             _siblings(config, plan, writer, index) for index in range(len(plan.spec.siblings))
         )
-        return TableRelations(tuple(aliases), siblings, fingerprint, fields)
+        salt = related_rows_hash(config, plan.spec.name)
+        return TableRelations(tuple(aliases), siblings, salt, fields)
 
 
 @contextlib.contextmanager
@@ -421,3 +423,25 @@ def _self_reference(
     roots = placeholders.is_null().to_numpy(zero_copy_only=False) | (position == 0)
     value = keys.take(pa.array(np.where(roots, 0, earlier), pa.int64()))
     return pc.if_else(pa.array(roots), pa.nulls(rows, value.type), value)
+
+
+def related_rows_hash(config: RelationalConfig, name: str) -> str:
+    """What the rows a table reads depend on, for its chunk ledger's key: each table it reads,
+    and theirs in turn, as its own ledger sees it (generation_hash: not the runner, limits or
+    prices), and how many rows each makes. Not the whole dataset: an edited prompt of one
+    table, more workers or a corrected price re-paid every other child table's chunks."""
+    specs = {t.name: t for t in config.tables}
+    read, todo = set(), [name]
+    while todo:
+        if (table := todo.pop()) not in read:
+            read.add(table)
+            todo += config.plan(table).depends
+    parts = [
+        [
+            table,
+            generation_hash(config.plan(table).config),
+            specs[table].model_dump(mode="json", include={"rows", "count", "parent"}),
+        ]
+        for table in sorted(read)
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
