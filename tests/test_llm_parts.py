@@ -180,3 +180,14 @@ def load_config_text(text: str):
     from synthaix.config import parse_config
 
     return parse_config(yaml.safe_load(text))
+
+
+def test_a_prompt_that_fails_on_the_data_names_its_column() -> None:
+    """A Jinja2 error while rendering a prompt (here a division by zero; before validate
+    checked sibling fields, a misspelt one) stopped the build as a bare `UndefinedError`."""
+    column = LlmColumn(name="note", type="llm", prompt="{{ 10 / (age - age) }}")
+    with pytest.raises(ConfigError) as caught:
+        column.instruction({"age": 3})
+    assert str(caught.value).startswith(
+        "column 'note': prompt failed on the data: ZeroDivisionError"
+    )

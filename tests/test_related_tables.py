@@ -876,6 +876,11 @@ def test_tables_keep_repeated_values_unless_asked_to_dedupe(tmp_path: Path) -> N
             ),
             "is not a child of tickets",
         ),
+        (  # passed validate; the build failed rendering it, after the LLM had been paid
+            ("{{ o.order_id }}{% endfor %}", "{{ o.ordr_id }}{% endfor %}"),
+            "reads 'ordr_id' of the rows of the siblings list 'recent_orders', which hold only "
+            "order_id, ordered_at; did you mean 'order_id'?",
+        ),
     ],
 )
 def test_mistakes_are_config_errors_with_their_place(

@@ -98,6 +98,12 @@ class LlmColumn(Column):
             return render(self.compiled_prompt, row)
         except TemplateLimitError as exc:
             raise ConfigError(f"column '{self.name}': prompt {exc}", hint=exc.hint) from exc
+        except Exception as exc:  # any Jinja2 runtime error is a problem of the prompt
+            raise ConfigError(
+                f"column '{self.name}': prompt failed on the data: {type(exc).__name__}: {exc}",
+                hint="nulls render as empty text; check the names, comparisons and filters "
+                "in the prompt",
+            ) from exc
 
     def json_schema(self) -> dict[str, Any]:
         schema = dict(self.value_schema or {"type": "string"})

@@ -65,6 +65,22 @@ def template_references(parsed: nodes.Template) -> set[str]:
     return found | (undeclared - heads)
 
 
+def loop_fields(parsed: nodes.Template) -> set[tuple[str, str]]:
+    """(list, field) for each `{% for o in list %}...{{ o.field }}` of the template: the
+    fields it reads of a list's items (a siblings list's rows hold only the fields listed)."""
+    found: set[tuple[str, str]] = set()
+    for loop in parsed.find_all(nodes.For):
+        if not (isinstance(loop.iter, nodes.Name) and isinstance(loop.target, nodes.Name)):
+            continue
+        item = loop.target.name
+        for node in (n for body in loop.body for n in body.find_all(nodes.Getattr)):
+            name = dotted_name(node)
+            head, _, rest = (name or "").partition(".")
+            if head == item and rest:
+                found.add((loop.iter.name, rest.partition(".")[0]))
+    return found
+
+
 def resolve(ref: str, available: Collection[str]) -> str | None:
     """The available column that satisfies `ref`: itself, else the longest available head of
     a dotted name (`signup_date.year` is an attribute of `signup_date`); None if there is none."""

@@ -36,6 +36,7 @@ from synthaix.columns import ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.columns.refs import did_you_mean, loop_fields
 from synthaix.config import (
     AS_OF,
     SEED,
@@ -673,6 +674,7 @@ def _siblings_problems(config: RelationalConfig) -> Problems:
             for name in siblings.columns:
                 if name not in names:
                     problems.append(((*where, "columns"), _unknown("column", name, names)))
+            problems += _sibling_field_problems(i, table, siblings)
             if siblings.order is not None:
                 try:
                     for name in checked(siblings.order[0])[1]:
@@ -680,6 +682,26 @@ def _siblings_problems(config: RelationalConfig) -> Problems:
                             problems.append(((*where, "order_by"), _unknown("column", name, names)))
                 except (ExpressionError, ValueError) as exc:
                     problems.append(((*where, "order_by"), str(exc)))
+    return problems
+
+
+def _sibling_field_problems(index: int, table: TableConfig, siblings: SiblingsConfig) -> Problems:
+    """Fields read of a siblings list's rows, in a loop, that its rows do not hold (found
+    only when the build rendered the template, after the earlier tables were paid for)."""
+    problems: Problems = []
+    for k, column in enumerate(table.columns):
+        parsed = getattr(column, "parsed_template", None)
+        for name, field_ in sorted(loop_fields(parsed) if parsed is not None else ()):
+            if name == siblings.name and field_ not in siblings.columns:
+                held = ", ".join(siblings.columns)
+                problems.append(
+                    (
+                        ("tables", index, "columns", k),
+                        f"reads '{field_}' of the rows of the siblings list '{name}', which "
+                        f"hold only {held}{did_you_mean(field_, siblings.columns)} (add it to "
+                        "the list's columns to read it)",
+                    )
+                )
     return problems
 
 
