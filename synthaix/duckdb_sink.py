@@ -159,6 +159,7 @@ def _check_owner(
         return
     table, comment = found[0], found[1] or ""
     if comment.startswith(f"synthaix:{dataset}:") or (legacy and not comment):
+        _check_not_referenced(con, path, table, dataset)
         return  # ours (a 0.1 build made its database file whole and left no comment)
     owner = "made by another SynthAIx dataset" if comment else "not made by SynthAIx"
     raise OutputError(
@@ -167,6 +168,29 @@ def _check_owner(
         hint=f"{rename}, or set output.duckdb to another file, or drop that table yourself if "
         "it may go",
     )
+
+
+def _check_not_referenced(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, dataset: str
+) -> None:
+    """A table of the user's with a foreign key to ours: DuckDB cannot drop ours to publish
+    the new rows (the build failed at its very end with DuckDB's catalog error)."""
+    referencing = con.execute(
+        "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE schema_name = 'main' "
+        "AND constraint_type = 'FOREIGN KEY' AND lower(referenced_table) = lower(?)",
+        [table],
+    ).fetchall()
+    for (name,) in referencing:
+        found = _find_table(con, name)
+        if found is not None and (found[1] or "").startswith(f"synthaix:{dataset}:"):
+            continue  # a table of this dataset: published with it
+        raise OutputError(
+            f"table '{name}' in {path} has a foreign key to '{table}', which each build "
+            "replaces; DuckDB cannot replace a table another one references, and nothing "
+            "was written",
+            hint=f"create '{name}' without REFERENCES {table}, or set output.duckdb to "
+            "another file",
+        )
 
 
 def _find_table(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str | None] | None:

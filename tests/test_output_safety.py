@@ -512,3 +512,31 @@ def test_export_into_a_folder_never_overwrites_a_file_there(tmp_path: Path) -> N
     result = runner.invoke(app, ["export", str(config.output_dir), "-o", str(exports)])
     assert result.exit_code == 2 and "t.csv exists" in result.output
     assert (exports / "t.csv").read_text() == "precious\n"
+
+
+def test_a_users_foreign_key_to_a_synthaix_table_is_refused_before_generating(
+    tmp_path: Path,
+) -> None:
+    """DuckDB cannot drop a table another one references: the build failed at publish with
+    DuckDB's catalog error. It is refused before anything is generated, by validate too."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import load_config
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    path = _config(tmp_path, duckdb=str(warehouse))
+    Build(load_config(path), ThreadExecutor(load_config(path))).run()
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("ALTER TABLE shop ADD PRIMARY KEY (id)")  # what a user might add
+        con.execute("CREATE TABLE favourites (id BIGINT REFERENCES shop (id))")
+        con.execute("INSERT INTO favourites VALUES (3)")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "table 'favourites' in" in result.output and "has a foreign key to 'shop'" in (
+        result.output
+    )
+    sums = file_sums(tmp_path)
+    with pytest.raises(OutputError, match="has a foreign key to 'shop'") as caught:
+        Build(load_config(path), ThreadExecutor(load_config(path))).run()
+    assert "create 'favourites' without REFERENCES shop" in (caught.value.hint or "")
+    assert file_sums(tmp_path) == sums
