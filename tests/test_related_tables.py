@@ -894,6 +894,51 @@ def test_mistakes_are_config_errors_with_their_place(
         load_config(path)
 
 
+COUNTS = """
+name: cnt
+tables:
+  - name: customers
+    rows: 50
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: tier, type: category, values: [basic, gold]}
+  - name: orders
+    parent: customers
+    count: COUNT
+    columns:
+      - {name: customer_id, type: reference, to: customers.customer_id}
+"""
+
+
+@pytest.mark.parametrize(
+    ("count", "message"),
+    [
+        (  # gold parents quietly got the default mean
+            "{mean: 2, by: tier, params: {Gold: {mean: 7}}}",
+            "count.params.Gold: customers.tier never takes the value 'Gold'; did you mean "
+            "'gold'? (its values: basic, gold)",
+        ),
+        (  # made 2 children each, and the report said `fixed 2`
+            "{distribution: fixed, mean: 2.5}",
+            "count: a fixed count is a whole number of children, not 2.5; for 2.5 on average "
+            "write {distribution: poisson, mean: 2.5}",
+        ),
+        ("2.5", "count: a fixed count is a whole number of children, not 2.5"),
+    ],
+)
+def test_counts_that_would_not_make_what_they_say_are_refused(
+    tmp_path: Path, count: str, message: str
+) -> None:
+    path = tmp_path / "cnt.yaml"
+    path.write_text(COUNTS.replace("COUNT", count))
+    with pytest.raises(
+        ConfigError, match=r"cnt\.yaml:11: tables\[1\] \(orders\)\." + re.escape(message)
+    ):
+        load_config(path)
+    path.write_text(COUNTS.replace("COUNT", "3.0"))  # a whole number, written as a float
+    assert load_config(path).plan("orders").spec.count.mean == 3
+
+
 def test_after_an_append_new_rows_read_their_own_parents_siblings(tmp_path: Path) -> None:
     path = tmp_path / "sib.yaml"
     path.write_text(SIBLINGS + f"output: {{dir: {tmp_path / 'out'}}}\n")

@@ -34,6 +34,7 @@ from pydantic import (
 from synthaix.asof import settle
 from synthaix.columns import ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
+from synthaix.columns.conditional import Conditional
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.refs import did_you_mean, loop_fields
@@ -82,7 +83,7 @@ class CountConfig(CountParams):
     @model_validator(mode="before")
     @classmethod
     def _plain_number(cls, data: Any) -> Any:
-        if isinstance(data, int) and not isinstance(data, bool):
+        if isinstance(data, int | float) and not isinstance(data, bool):
             return {"distribution": "fixed", "mean": data}
         return data
 
@@ -98,6 +99,13 @@ class CountConfig(CountParams):
             raise ValueError("a uniform count needs max (and min, default 0)")
         if self.distribution in ("poisson", "fixed") and self.mean is None:
             raise ValueError(f"a {self.distribution} count needs mean")
+        means = [p.mean for p in [self, *(self.params or {}).values()] if p.mean is not None]
+        if self.distribution == "fixed" and any(m != int(m) for m in means):
+            odd = next(m for m in means if m != int(m))
+            raise ValueError(
+                f"a fixed count is a whole number of children, not {odd:g}; for {odd:g} on "
+                f"average write {{distribution: poisson, mean: {odd:g}}}"
+            )
         return self
 
     def resolved(self, params: CountParams) -> tuple[float, int, int | None]:
@@ -387,6 +395,8 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                         f"counts by a column of the parent ({', '.join(names)})",
                     )
                 )
+            else:
+                problems += _count_params_problems(i, table, specs[table.parent])
             if table.parent in specs and table.parent_link() is None:
                 key = specs[table.parent].primary_key
                 column = key[0] if len(key) == 1 else "<its key>"
@@ -683,6 +693,29 @@ def _siblings_problems(config: RelationalConfig) -> Problems:
                 except (ExpressionError, ValueError) as exc:
                     problems.append(((*where, "order_by"), str(exc)))
     return problems
+
+
+def _count_params_problems(index: int, table: TableConfig, parent: TableConfig) -> Problems:
+    """count.params keys that the parent's `by` column never takes (`Gold` for `gold`): those
+    parents got the default count, silently."""
+    count = table.count
+    if count is None or count.by is None or not count.params:
+        return []
+    name = count.by.removeprefix(f"{parent.name}.")
+    by = next((c for c in parent.columns if c.name == name), None)
+    domain = by.domain() if isinstance(by, Conditional) else None
+    if domain is None:
+        return []
+    values = [str(v) for v in domain]
+    return [
+        (
+            ("tables", index, "count", "params", key),
+            f"{parent.name}.{name} never takes the value {key!r}"
+            f"{did_you_mean(str(key), values)} (its values: {', '.join(values)})",
+        )
+        for key in count.params
+        if key not in domain and str(key) not in values
+    ]
 
 
 def _sibling_field_problems(index: int, table: TableConfig, siblings: SiblingsConfig) -> Problems:
