@@ -345,6 +345,33 @@ def test_a_child_whose_candidates_often_repeat_a_key_still_gets_its_count(tmp_pa
     assert query(db, per_order) == [(5, 7, 2000)]
 
 
+def test_an_append_with_other_tables_than_the_datasets_is_refused(tmp_path: Path) -> None:
+    """A table new in the config got children of the new parents only (the report then
+    failed its per-parent counts); a table left out of the config was dropped."""
+    from synthaix.errors import OutputError
+
+    path = write_shop(tmp_path, customers=100, chunk=300)
+    full = yaml.safe_load(path.read_text())
+    without_items = {**full, "tables": [t for t in full["tables"] if t["name"] != "items"]}
+    for table in without_items["tables"]:  # orders' total sums its items: keep it buildable
+        table["columns"] = [c for c in table["columns"] if c.get("of") != "items"]
+    path.write_text(yaml.safe_dump(without_items))
+    build(load_config(path))
+    db = tmp_path / "out" / "shop.duckdb"
+    before = query(db, "SELECT count(*) FROM orders")
+    path.write_text(yaml.safe_dump(full))
+    with pytest.raises(OutputError, match=r"items not in it yet\); an append adds rows"):
+        build(load_config(path).with_overrides(mode="append"))
+    smaller = {
+        **without_items,
+        "tables": [t for t in without_items["tables"] if t["name"] != "products"],
+    }
+    path.write_text(yaml.safe_dump(smaller))
+    with pytest.raises(OutputError, match="products not in the config"):
+        build(load_config(path).with_overrides(mode="append"))
+    assert query(db, "SELECT count(*) FROM orders") == before
+
+
 CHILD_HEAVY = """
 name: heavy
 seed: 11
