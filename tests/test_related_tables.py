@@ -966,6 +966,65 @@ def test_counts_that_would_not_make_what_they_say_are_refused(
     assert load_config(path).plan("orders").spec.count.mean == 3
 
 
+SHIFTS = """
+name: staff
+tables:
+  - name: employees
+    rows: 20
+    columns:
+      - {name: employee_id, type: sequence, primary_key: true}
+  - name: shifts
+    parent: employees
+    count: COUNT
+    columns:
+      - {name: employee_id, type: reference, to: employees.employee_id, primary_key: true}
+      - {name: day, type: date, start: 2025-01-01, end: 2025-01-31, primary_key: true}
+"""
+
+
+@pytest.mark.parametrize(
+    ("count", "said"),
+    [
+        ("{distribution: fixed, mean: 40}", "a parent may get 40 children"),
+        ("{distribution: uniform, min: 20, max: 35}", "a parent may get 35 children"),
+        ("{mean: 25}", "a poisson count of mean 25 gives some parents more than 31 children"),
+    ],
+)
+def test_a_count_the_key_cannot_hold_per_parent_is_refused(
+    tmp_path: Path, count: str, said: str
+) -> None:
+    """A composite key with the parent link holds only its other columns' values per parent:
+    validate passed, and the build failed after 20 rounds, its hint offering to turn off a
+    check that a primary key cannot turn off."""
+    path = tmp_path / "staff.yaml"
+    path.write_text(SHIFTS.replace("COUNT", count))
+    message = (
+        f"{said}, but the key (employee_id, day) holds only 31 rows per employees row; lower "
+        "the count (e.g. max: 31) or widen the ranges of day"
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+    for fine in ("{mean: 25, max: 31}", "{mean: 12}", "31"):
+        path.write_text(SHIFTS.replace("COUNT", fine))
+        load_config(path)
+
+
+def test_a_child_short_of_its_primary_key_says_so(tmp_path: Path) -> None:
+    """The shortfall hint of a composite primary key does not offer `exact: false`."""
+    from synthaix.errors import CapacityError
+
+    path = tmp_path / "staff.yaml"  # validate cannot count a Faker method's values: 7 here
+    text = SHIFTS.replace("COUNT", "9").replace(
+        "      - {name: day, type: date, start: 2025-01-01, end: 2025-01-31, primary_key: true}",
+        "      - {name: day, type: faker, method: day_of_week, primary_key: true}",
+    )
+    path.write_text(text + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    with pytest.raises(CapacityError) as caught:
+        build(load_config(path))
+    assert "repeating the primary key (employee_id, day)" in str(caught.value)
+    assert caught.value.hint.startswith("widen the ranges of the key's columns, or lower")
+
+
 def test_after_an_append_new_rows_read_their_own_parents_siblings(tmp_path: Path) -> None:
     path = tmp_path / "sib.yaml"
     path.write_text(SIBLINGS + f"output: {{dir: {tmp_path / 'out'}}}\n")

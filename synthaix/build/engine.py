@@ -204,7 +204,8 @@ class Build:
             before, generated = round_start[0]
             dropped = since(self._dropped(assembler, dedupe), before)
             rows, rejects = self.generated - generated, self.llm.rejected_rows
-            return why_short(dropped, rows, rejects, unique, dedupe.keys, dedupe.texts)
+            key = [c.name for c in config.columns if c.primary_key]
+            return why_short(dropped, rows, rejects, unique, dedupe.keys, dedupe.texts, key)
 
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is

@@ -324,7 +324,68 @@ def _plan_tables(config: RelationalConfig) -> Problems:
     problems += _aggregate_problems(config)
     problems += _siblings_problems(config)
     problems += _total_problems(config)
+    problems += _key_per_parent_problems(config)
     return problems
+
+
+def _key_per_parent_problems(config: RelationalConfig) -> Problems:
+    """A child whose dedupe key (a composite primary key) includes its parent link holds only
+    so many rows per parent: the product of the other key columns' values. A count above it
+    failed after every fill-up round (a month's 31 days for 40 shifts an employee)."""
+    from synthaix.config import _Capacities
+
+    problems: Problems = []
+    for i, table in enumerate(config.tables):
+        plan, link = config._plans.get(table.name), table.parent_link()
+        key = plan.config.dedupe.key if plan is not None and plan.config.dedupe.exact else None
+        if plan is None or link is None or table.count is None or not key or link.name not in key:
+            continue
+        capacities, per_parent = _Capacities(plan.config.locale), 1
+        for column in plan.config.columns:
+            capacities.add(column)
+        for name in (k for k in key if k != link.name):
+            column = next(c for c in plan.config.columns if c.name == name)
+            target = config.table(column.table) if isinstance(column, ReferenceColumn) else None
+            size = (target.rows if target.parent is None else None) if target else capacities[name]
+            if size is None:
+                break
+            per_parent *= size
+        else:
+            parents = config.plan(table.parent).estimated_rows  # type: ignore[arg-type]
+            over = _above(table.count, per_parent, parents)
+            if over is not None:
+                problems.append(
+                    (
+                        ("tables", i, "count"),
+                        f"{over}, but the key ({', '.join(key)}) holds only {per_parent:,} rows "
+                        f"per {table.parent} row; lower the count (e.g. max: {per_parent}) or "
+                        f"widen the ranges of {', '.join(k for k in key if k != link.name)}",
+                    )
+                )
+    return problems
+
+
+def _above(count: CountConfig, most: int, parents: float) -> str | None:
+    """How a count asks for more than `most` children of one parent (about every other build
+    or more), in words; None when it does not."""
+    for params in [count, *(count.params or {}).values()]:
+        mean, low, high = count.resolved(params)
+        if low > most or (count.distribution != "poisson" and (high or 0) > most):
+            return f"a parent may get {high if high is not None else low} children"
+        if count.distribution == "poisson" and (high is None or high > most):
+            below = (
+                sum(
+                    math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
+                    for k in range(most + 1)
+                )
+                if mean > 0
+                else 1.0
+            )
+            if parents * max(0.0, 1.0 - below) >= 0.5:
+                return (
+                    f"a poisson count of mean {mean:g} gives some parents more than {most} children"
+                )
+    return None
 
 
 def _total_problems(config: RelationalConfig) -> Problems:
