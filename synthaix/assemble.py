@@ -405,9 +405,16 @@ _PARENT = "__synthaix_parent"
 class RoundPlanner:
     """Plans the first round (all N rows) and then fill-up rounds sized from the shortfall."""
 
-    def __init__(self, config: DatasetConfig, first_row: int, first_round: int = 0) -> None:
-        """`first_round`: plan at least this many rows first (a preview's first whole chunk)."""
+    def __init__(
+        self, config: DatasetConfig, first_row: int, first_round: int = 0, follow: int = 0
+    ) -> None:
+        """`first_round`: plan at least this many rows first. `follow`: a preview of a build of
+        that many rows, whose first round's chunks it plans one by one, in order, while it
+        needs rows: the same chunks make the same rows (a sampler that draws per chunk, as a
+        name's parts or a `by` segment, gives a row other values in a chunk of another
+        size)."""
         self.config = config
+        self.follow = follow
         self.next_row = first_row
         self.next_index = 0
         self.rounds = 0
@@ -428,12 +435,16 @@ class RoundPlanner:
         missing = assembler.missing
         if missing <= 0:
             return []
-        if self.rounds:
+        following = self.next_row < self.follow
+        if self.rounds and not following:  # the build's own chunks run out: not a stall
             self._check_progress(assembler, limits)
         # Size the round from the last round's acceptance (it falls as unique values run out),
         # with a margin, so fill-up converges in a few rounds.
         delivered = assembler.delivered
-        if self.rounds == 0:
+        if following:
+            size = self.config.chunk_size
+            rows = min(self.follow - self.next_row, -(-missing // size) * size)
+        elif self.rounds == 0:
             rows = max(missing, self.first_round)
         else:
             # Against the rows planned, not those generated: constraints and LLM failures

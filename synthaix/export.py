@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+import pyarrow as pa
 
 from synthaix.errors import OutputError
 from synthaix.relational.manifest import DatasetManifest, is_dataset_manifest
@@ -47,6 +48,14 @@ def export_dataset(
     finally:
         temporary.unlink(missing_ok=True)
     return target
+
+
+def write_rows(table: pa.Table, fmt: Format, target: Path) -> None:
+    """Rows in the export's format (DuckDB's writers: `preview --format` prints what an export
+    of the built rows holds, numbers and timestamps alike)."""
+    with duckdb.connect() as con:
+        con.register("preview_rows", table)
+        con.execute(f"COPY preview_rows TO {sql_literal(str(target))} ({_COPY[fmt]})")
 
 
 def _parts(output_dir: Path, table: str | None) -> tuple[str, list[str]]:

@@ -88,13 +88,23 @@ def test_preview_prints_the_builds_first_rows_as_csv(tmp_path: Path) -> None:
         check=True,
     )
     lines = result.stdout.splitlines()
-    assert lines[0] == '"id","name","code","city","joined"' and len(lines) == 31
+    assert lines[0] == "id,name,code,city,joined" and len(lines) == 31
     codes = [line.split(",")[2] for line in lines[1:]]
     assert len(set(codes)) == 30  # the unique column holds, as in the build
     assert not (tmp_path / "never").exists()  # a preview writes nothing
 
     jsonl = CliRunner().invoke(app, ["preview", str(config), "--rows", "3", "--format", "jsonl"])
     assert [json.loads(line)["id"] for line in jsonl.stdout.splitlines()] == [1, 2, 3]
+    # Written as an export of the build writes them: the same text (timestamps, numbers).
+    from synthaix.config import load_config
+    from synthaix.export import export_dataset
+
+    built = load_config(config)
+    Build(built, ThreadExecutor(built)).run()
+    exported = export_dataset(tmp_path / "never", "csv").read_text().splitlines()
+    assert lines == exported[:31]
+    shown = export_dataset(tmp_path / "never", "jsonl").read_text().splitlines()[:3]
+    assert jsonl.stdout.splitlines() == shown
 
 
 def test_preview_of_a_build_smaller_than_a_chunk_shows_its_rows(tmp_path: Path) -> None:
@@ -292,7 +302,12 @@ def test_no_chunk_starts_early_that_the_rows_released_make_unneeded(
     monkeypatch.setattr("synthaix.assemble.BATCH_CHUNKS", 1)
     config = _one_worker(tmp_path, rows=1000)
     executor = Recording(config)
-    manifest = Build(config, executor, first_round=1200).run()
+    from synthaix.assemble import RoundPlanner
+
+    def planner(first_row: int) -> RoundPlanner:
+        return RoundPlanner(config, first_row, first_round=1200)
+
+    manifest = Build(config, executor, planner=planner).run()
     assert manifest.rows.delivered == 1000
     assert [index for index, _ in executor.submitted] == [0, 1, 2, 3, 4]
 

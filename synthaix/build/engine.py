@@ -74,7 +74,6 @@ class Build:
         sink: Callable[[DatasetConfig, pa.Schema], Any] = DatasetWriter,
         on_rows: Callable[[pa.Table], None] | None = None,
         persistent: bool = True,
-        first_round: int = 0,
         planner: Callable[[int], Any] | None = None,
         publish: bool = True,
     ) -> None:
@@ -87,7 +86,6 @@ class Build:
         self.sink = sink
         self.on_rows = on_rows
         self.persistent = persistent
-        self.first_round = first_round
         self.sample: pa.Table | None = None
         self.llm = LlmStats()  # what this attempt spent
         self.earlier = LlmStats()  # what the interrupted attempts it resumes spent
@@ -188,7 +186,7 @@ class Build:
         if self._planner_factory is not None:
             planner: Any = self._planner_factory(first_row)
         else:
-            planner = RoundPlanner(config, first_row=first_row, first_round=self.first_round)
+            planner = RoundPlanner(config, first_row=first_row)
         self._planner = planner
         llm = any(isinstance(c, LlmColumn) for c in config.columns)
         self._ahead = planner.ahead if llm and isinstance(planner, RoundPlanner) else None

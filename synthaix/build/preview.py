@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from synthaix.assemble import RoundPlanner
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
 from synthaix.columns.llm import LlmColumn
@@ -14,7 +15,7 @@ from synthaix.config import DatasetConfig
 from synthaix.dedupe.keys import key_columns
 from synthaix.sink import Existing
 
-FIRST_CHUNK_CAP = 200_000  # rows; a bigger chunk_size previews its first 200,000 rows' draws
+CHUNK_CAP = 200_000  # rows; a bigger chunk_size previews in chunks of 200,000 (other draws)
 
 
 class MemorySink:
@@ -62,17 +63,23 @@ def preview_rows(config: DatasetConfig, rows: int, llm: bool = True) -> pa.Table
         sinks.append(MemorySink(config, schema))
         return sinks[-1]
 
-    # Samplers that draw per segment, per character position or by rank within a chunk (`by`,
-    # pattern, correlated_with) give other values for a shorter chunk: generate the build's
-    # whole first chunk, so the preview shows its rows. Not with llm columns: those rows would
-    # each cost a request.
+    # Samplers that draw per chunk (a name's parts, `by` segments, patterns, correlated_with)
+    # give a row other values in a chunk of another size: the preview makes the build's own
+    # first-round chunks, in order, as many as its rows need. Not with llm columns: each row
+    # of a chunk would cost a request.
     llm_columns = any(isinstance(c, LlmColumn) for c in config.columns)
-    first = 0 if llm_columns else min(config.rows, config.chunk_size, FIRST_CHUNK_CAP)
     if llm_columns and not llm:
         config = _dedupe_without_llm_columns(config)
-    shown = config.model_copy(update={"rows": min(rows, config.rows)})  # no more than it makes
+    shown = config.model_copy(
+        update={"rows": min(rows, config.rows), "chunk_size": min(config.chunk_size, CHUNK_CAP)}
+    )
+    follow = 0 if llm_columns else config.rows
+
+    def planner(first_row: int) -> RoundPlanner:
+        return RoundPlanner(shown, first_row, follow=follow)
+
     executor = ThreadExecutor(shown, llm=llm)
-    Build(shown, executor, sink=sink, persistent=False, first_round=first).run()
+    Build(shown, executor, sink=sink, persistent=False, planner=planner).run()
     return sinks[-1].table()
 
 

@@ -208,15 +208,14 @@ def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool
             view.add_row(*("[dim]null[/]" if v is None else escape(str(v)) for v in row.values()))
         out.print(view)
         return
-    import pyarrow.csv as pa_csv
+    import tempfile
 
-    if fmt == "csv":
-        sink = pa.BufferOutputStream()
-        pa_csv.write_csv(table, sink)
-        sys.stdout.write(sink.getvalue().to_pybytes().decode())
-    else:
-        for row in table.to_pylist():
-            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+    from synthaix.export import write_rows
+
+    with tempfile.TemporaryDirectory(prefix="synthaix-preview-") as folder:
+        path = Path(folder) / f"rows.{fmt}"
+        write_rows(table, fmt, path)  # type: ignore[arg-type]
+        sys.stdout.write(path.read_text(encoding="utf-8"))
 
 
 def _llm_reachable(dataset: DatasetConfig) -> bool:
