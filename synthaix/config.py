@@ -178,6 +178,7 @@ class DatasetConfig(OutputPaths, StrictModel):
     _related: dict[str, ColumnSpec] = PrivateAttr(default_factory=dict)
     _names: set[str] = PrivateAttr(default_factory=set)
     _late_related: set[str] = PrivateAttr(default_factory=set)  # filled after their tables
+    _children: set[str] = PrivateAttr(default_factory=set)  # child tables, in a dataset
     _in_tables: bool = PrivateAttr(default=False)
     # A deployment run's slot (its as_of or scheduled start): an append of a slot that
     # published already appends nothing again (synthaix.build.manifest.slot_of).
@@ -209,6 +210,7 @@ class DatasetConfig(OutputPaths, StrictModel):
         self._in_tables = "related" in context  # a table of a multi-table dataset
         self._names = set(context.get("names", ()))
         self._late_related = set(context.get("late", ()))
+        self._children = set(context.get("children", ()))
         if context.get("names_only"):  # see _hidden_name_problems
             problems: list[Any] = list(_name_problems(self))
         else:
@@ -362,6 +364,13 @@ def _each_column_problems(config: DatasetConfig):
 
 
 def _unknown_reference(config: DatasetConfig, index: int, ref: str, seen: Iterable[str]) -> str:
+    child = ref.partition(".")[0]
+    if child in config._children:
+        return (
+            f"references '{ref}', a field of its child table {child}: a row has any number "
+            f"of children, so it cannot read one; sum or count them with an aggregate column "
+            f"({{type: aggregate, of: {child}, expr: ...}})"
+        )
     later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
     names = [*seen, *(c.name for c in config.columns)]
     why = "comes later; move it above" if later else "is not a column"

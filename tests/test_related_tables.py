@@ -1025,6 +1025,59 @@ def test_a_child_short_of_its_primary_key_says_so(tmp_path: Path) -> None:
     assert caught.value.hint.startswith("widen the ranges of the key's columns, or lower")
 
 
+def test_table_mistakes_get_a_guess_and_say_what_to_do(tmp_path: Path) -> None:
+    """A misspelt table got no guess (and a spurious 'needs a reference column' beside it); a
+    row reading its child's field was offered an unrelated column; an aggregate of another
+    table's aggregate failed with DuckDB's binder error."""
+    path = tmp_path / "sib.yaml"
+
+    def error(*change: tuple[str, str]) -> str:
+        text = SIBLINGS
+        for old, new in change:
+            assert old in text
+            text = text.replace(old, new)
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        return str(caught.value)
+
+    misspelt = error(
+        (
+            "to: customers.customer_id}\n      - {name: ordered_at",
+            "to: custmers.customer_id}\n      - {name: ordered_at",
+        )
+    )
+    assert "'custmers' is not a table; did you mean 'customers'?" in misspelt
+    assert "(1 problem)" in misspelt  # not also 'a child of customers needs a reference column'
+    parent = error(("    parent: customers\n    count: 1", "    parent: customer\n    count: 1"))
+    assert "parent: 'customer' is not a table; did you mean 'customers'?" in parent
+    child = error(
+        (
+            "{name: name, type: person.full_name}",
+            '{name: name, type: person.full_name}\n      - {name: last, type: expression, template: "{{ orders.ordered_at }}"}',
+        )
+    )
+    assert (
+        "references 'orders.ordered_at', a field of its child table orders: a row has any "
+        "number of children, so it cannot read one; sum or count them with an aggregate column"
+    ) in child
+    late = error(
+        (
+            "{name: name, type: person.full_name}",
+            '{name: name, type: person.full_name}\n      - {name: most, type: aggregate, of: orders, expr: "max(n)"}',
+        ),
+        (
+            "{name: ordered_at, type: datetime",
+            '{name: n, type: aggregate, of: items, expr: "count(*)"}\n      - {name: ordered_at, type: datetime',
+        ),
+        (
+            "  - name: tickets",
+            "  - name: items\n    parent: orders\n    count: 1\n    columns:\n      - {name: order_id, type: reference, to: orders.order_id}\n  - name: tickets",
+        ),
+    )
+    assert "expr: reads n of orders, filled late itself (an aggregate or a self reference)" in late
+
+
 def test_after_an_append_new_rows_read_their_own_parents_siblings(tmp_path: Path) -> None:
     path = tmp_path / "sib.yaml"
     path.write_text(SIBLINGS + f"output: {{dir: {tmp_path / 'out'}}}\n")

@@ -458,7 +458,8 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
                 )
             else:
                 problems += _count_params_problems(i, table, specs[table.parent])
-            if table.parent in specs and table.parent_link() is None:
+            misspelt = any(c.table not in specs for _, c in table.references())
+            if table.parent in specs and table.parent_link() is None and not misspelt:
                 key = specs[table.parent].primary_key
                 column = key[0] if len(key) == 1 else "<its key>"
                 problems.append(
@@ -531,7 +532,8 @@ def _link_problems(config: RelationalConfig, specs: dict[str, TableConfig]) -> P
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> str:
-    return f"'{name}' is not a {kind} (known: {', '.join(known) or 'none'})"
+    guess = did_you_mean(name, known)
+    return f"'{name}' is not a {kind}{guess} (known: {', '.join(known) or 'none'})"
 
 
 def _direct(spec: TableConfig) -> list[Alias]:
@@ -651,7 +653,13 @@ def _table_plan(
     }
     try:
         table_config = DatasetConfig.model_validate(
-            data, context={"related": related, "names": siblings, "late": late}
+            data,
+            context={
+                "related": related,
+                "names": siblings,
+                "late": late,
+                "children": config.children(spec.name),
+            },
         )
     except ValidationError as exc:
         return None, [(("tables", index, *e["loc"]), _message(e)) for e in _flatten(exc)]
@@ -688,6 +696,12 @@ def _dedupe(spec: TableConfig) -> DedupeConfig:
     return spec.dedupe
 
 
+def _names(column: AggregateColumn) -> set[str]:
+    from synthaix.sqlexpr import checked_aggregate
+
+    return set(checked_aggregate(column.expr)[1])  # checked when the column was read
+
+
 def _aggregate_problems(config: RelationalConfig) -> Problems:
     problems: Problems = []
     for i, table in enumerate(config.tables):
@@ -708,6 +722,17 @@ def _aggregate_problems(config: RelationalConfig) -> Problems:
             from synthaix.sqlexpr import aggregate_by, check_result_type
 
             fields = [(c.name, c.arrow_type()) for c in child.config.columns if not c.is_late]
+            late = sorted({c.name for c in child.config.columns if c.is_late} & _names(column))
+            if late:  # both are filled after the tables are built, in no set order
+                problems.append(
+                    (
+                        (*where, "expr"),
+                        f"reads {', '.join(late)} of {column.of}, filled late itself (an "
+                        f"aggregate or a self reference): aggregate the columns it is made "
+                        "from instead",
+                    )
+                )
+                continue
             rows = pa.schema([*fields, ("__synthaix_key", pa.int64())]).empty_table()
             try:
                 grouped = aggregate_by(rows, "__synthaix_key", column.term)
