@@ -44,6 +44,14 @@ def test_validate_reports_ok_and_errors(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_validate_checks_the_config_a_build_with_the_same_set_makes(tmp_path: Path) -> None:
+    good = write_config(tmp_path / "good.yaml", CONFIG)
+    result = runner.invoke(app, ["validate", str(good), "--set", "rows=77"])
+    assert result.exit_code == 0 and "77 rows" in result.output, result.output
+    result = runner.invoke(app, ["validate", str(good), "--set", "columns.total.min=900"])
+    assert result.exit_code == 2 and "min" in result.output and "max" in result.output
+
+
 def test_schema_exports_json_schema(tmp_path: Path) -> None:
     target = tmp_path / "schema.json"
     assert runner.invoke(app, ["schema", "-o", str(target)]).exit_code == 0

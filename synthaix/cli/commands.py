@@ -40,14 +40,25 @@ def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
         _fail(SynthaixError(f"{path} exists", hint=hint), debug)
 
 
+def _as_built(config: Path, assignments: list[str] | None) -> Any:
+    """The config a build would make: with `--set` applied, its outputs where a build would
+    really write them (under SYNTHAIX_OUTPUT_ROOT)."""
+    dataset = load_config(config)
+    if assignments:
+        changes = dict(parse_assignment(a) for a in assignments)
+        dataset = apply_overrides(dataset, changes, origin="options")
+    if root := output_root():
+        dataset = rebase(dataset, root)
+        confine(dataset, root)
+    return dataset
+
+
 @app.command()
-def validate(config: ConfigArg, debug: DebugOpt = False) -> None:
-    """Check a config without generating anything."""
+def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = False) -> None:
+    """Check a config without generating anything (with --set: the config a build with the
+    same --set would make)."""
     try:
-        dataset = load_config(config)
-        if root := output_root():  # where a build would really write (SYNTHAIX_OUTPUT_ROOT)
-            dataset = rebase(dataset, root)
-            confine(dataset, root)
+        dataset = _as_built(config, assignments)
         if _is_tables(dataset):
             from synthaix.relational.sink import RelationalWriter
 
@@ -159,13 +170,7 @@ def preview(
     from synthaix.build.preview import preview_rows
 
     try:
-        dataset = load_config(config)
-        if assignments:  # what `build --set` would build
-            changes = dict(parse_assignment(a) for a in assignments)
-            dataset = apply_overrides(dataset, changes, origin="options")
-        if root := output_root():  # where a build would really write (SYNTHAIX_OUTPUT_ROOT)
-            dataset = rebase(dataset, root)
-            confine(dataset, root)
+        dataset = _as_built(config, assignments)  # what `build --set` would build
         names = list(dataset.order) if _is_tables(dataset) else [dataset.name]
         if table is not None and table not in names:
             raise ConfigError(
