@@ -527,6 +527,13 @@ tables:
 def test_a_row_reads_its_parents_other_children(tmp_path: Path) -> None:
     path = tmp_path / "sib.yaml"
     path.write_text(SIBLINGS + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    shown = subprocess.run(
+        [sys.executable, "-m", "synthaix.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "reads customers (parent), orders (siblings, as recent_orders)" in shown
     build(load_config(path))
     expected = (
         "SELECT count(*) FROM tickets t JOIN customers c USING (customer_id) WHERE t.body <> "

@@ -531,8 +531,8 @@ def _say_not_resumed(
         else "build again with its config, seed and SynthAIx version"
     )
     text = (
-        f"{table}an interrupted build of another config (last written {_utc(written)}) left "
-        f"{chunks:,} chunks in its ledger; "
+        f"{table}an unfinished (failed or interrupted) build of another config (last written "
+        f"{_utc(written)}) left {chunks:,} chunk{'s' if chunks != 1 else ''} in its ledger; "
         f"they are not reused. To resume it instead, stop this one and {how}; the ledger is "
         f"removed when this build publishes (and the oldest of {KEEP_OTHERS + 1} such, when "
         "another build starts)"

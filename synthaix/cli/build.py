@@ -405,7 +405,11 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
             )
         if (spent := table.embeddings).requests:
             cost += f", embeddings {spent.requests:,} requests ${spent.cost_usd:,.4f}"
-        resumed = f", {table.resumed_chunks} chunks resumed" if table.resumed_chunks else ""
+        resumed = (
+            f", {chunks_and_rows(table.resumed_chunks, table.resumed_rows)} resumed"
+            if table.resumed_chunks
+            else ""
+        )
         out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
     for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")

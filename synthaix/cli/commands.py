@@ -131,11 +131,15 @@ def _show_tables(dataset: Any) -> None:
             count = spec.count
             mean = count.resolved(count)[0] if count else 0.0
             per = f", {count.distribution} {mean:g} per {spec.parent}" if count else ""
-            size = f"{spec.rows:,} rows" if spec.rows else f"~{plan.estimated_rows:,.0f} rows"
+            about = plan.estimated_rows
+            size = f"{spec.rows:,} rows" if spec.rows else f"~{about:,.0f} row{'s' * (about != 1)}"
             size += per
         else:
             size = f"{spec.rows:,} rows"
-        reads = ", ".join(f"{a.name} ({a.kind})" for a in plan.aliases.values())
+        reads = ", ".join(
+            [f"{a.name} ({a.kind})" for a in plan.aliases.values()]
+            + [f"{s.table} (siblings, as {s.name})" for s in spec.siblings]
+        )
         title = f"{name}: {size}" + (f"; reads {reads}" if reads else "")
         table = Table("column", "type", "key", "nullable", title=title)
         for c in spec.columns:

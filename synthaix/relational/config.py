@@ -684,7 +684,7 @@ def _estimate(config: RelationalConfig, spec: TableConfig) -> float:
         return float(spec.rows)
     assert spec.parent is not None and spec.count is not None
     parent = config.plan(spec.parent)
-    return max(1.0, parent.estimated_rows * mean_children(spec.count, parent.spec))
+    return parent.estimated_rows * mean_children(spec.count, parent.spec)
 
 
 def _dedupe(spec: TableConfig) -> DedupeConfig:
