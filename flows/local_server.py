@@ -166,7 +166,6 @@ def _profile_without_api() -> dict[str, str] | None:
 
 @contextlib.contextmanager
 def prefect_api(
-    startup_timeout: float | None = None,
     meanwhile: Callable[[], object] | None = None,
     early: TemporaryServer | None = None,
 ) -> Iterator[TemporaryServer | None]:
@@ -199,7 +198,7 @@ def prefect_api(
             server.spawn()
         if meanwhile is not None:
             meanwhile()
-        server.wait(startup_timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        server.wait(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         unread = {"flows.heartbeat_frequency": None}  # see the module's docstring
         with temporary_settings(updates={PREFECT_API_URL: server.api_url, **unread}):
             try:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from synthaix import progress
 from synthaix.errors import OutputError
 from synthaix.ownership import check_creatable, check_writable
+from synthaix.sqlexpr import quote as _quote
 
 if TYPE_CHECKING:  # imported where a database is opened: `validate` and `preview` never do
     import duckdb
@@ -239,7 +240,3 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
     with contextlib.suppress(duckdb.Error):  # no transaction was open
         con.execute("ROLLBACK")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -203,28 +202,6 @@ def evaluate(terms: list[str], table: pa.Table) -> pa.Table:
         cursor.register("data", table)
         select = ", ".join(f"{term} AS v{i}" for i, term in enumerate(terms))
         return cursor.sql(f"SELECT {select} FROM data").to_arrow_table()
-    finally:
-        cursor.close()
-
-
-def aggregate_type(expr: str, columns: Mapping[str, str]) -> str:
-    """The DuckDB type (e.g. `DECIMAL(38,2)`) of the aggregate `expr` over rows whose columns
-    have the given DuckDB types; a wrong column, type or argument is an ExpressionError."""
-    import duckdb
-
-    term = checked_aggregate(expr)[0]
-    cursor = connection().cursor()
-    try:
-        # Built as expressions, so neither a name nor a type is pasted into SQL text.
-        fields = [
-            duckdb.ConstantExpression(None).cast(cursor.type(kind)).alias(name)
-            for name, kind in columns.items()
-        ]
-        rows = cursor.sql("SELECT NULL AS __synthaix_row LIMIT 0")
-        rows = rows.select(*fields) if fields else rows
-        return str(rows.aggregate(f"{term} AS value").types[0])
-    except duckdb.Error as exc:
-        raise ExpressionError(_first_line(str(exc))) from None
     finally:
         cursor.close()
 

@@ -9,7 +9,6 @@ import pytest
 from synthaix.sqlexpr import (
     ExpressionError,
     aggregate_by,
-    aggregate_type,
     bind,
     checked,
     checked_aggregate,
@@ -106,19 +105,6 @@ def test_aggregates_read_dotted_columns_and_group_by_them() -> None:
         {"key": "s", "value": 4},
     ]
     assert checked_aggregate("count(DISTINCT orders.region)")[1] == {"orders.region"}
-
-
-def test_the_type_of_an_aggregate_over_typed_columns() -> None:
-    types = {"qty": "INTEGER", "unit_price": "DECIMAL(10,2)", "orders.region": "VARCHAR"}
-    assert aggregate_type("round(sum(qty * unit_price), 2)", types) == "DECIMAL(38,2)"
-    assert aggregate_type("count(*)", {}) == "BIGINT"
-    assert aggregate_type("sum(qty)", types) == "HUGEINT"
-    assert aggregate_type("min(orders.region)", types) == "VARCHAR"
-    assert aggregate_type("coalesce(avg(qty), 0)", types) == "DOUBLE"
-    with pytest.raises(ExpressionError, match="nope"):
-        aggregate_type("sum(nope)", types)
-    with pytest.raises(ExpressionError):
-        aggregate_type("sum(qty)", {"qty": "INTEGER); SELECT 1; --"})
 
 
 @pytest.mark.parametrize(

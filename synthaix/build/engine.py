@@ -40,7 +40,6 @@ from synthaix.build.manifest import (
     Manifest,
     RowCounts,
     already_appended,
-    appended_already_text,
     appended_slots,
     chunks_and_rows,
     config_hash,
@@ -119,12 +118,8 @@ class Build:
             writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
             previous = self._previous = writer.previous_manifest()
             self._slot = slot_of(config, fingerprint)
-            done = already_appended(self._slot, previous.slots if previous else None)
-            if done is not None and previous is not None:
-                text = appended_already_text(config, done)
-                log.warning(text)
-                progress.note(text)
-                return previous
+            if already_appended(config, self._slot, previous):
+                return previous  # type: ignore[return-value]
             first_row = next_row(previous, writer.existing.rows, config.mode)
             published = previous.build_id if previous is not None else None
             ledger = self._ledger(first_row, writer.build_id, published)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -15,9 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
+from synthaix import progress
 from synthaix.config import DatasetConfig
 from synthaix.errors import URL_USERINFO, OutputError
 from synthaix.llm.stats import LlmStats, spend
+
+log = logging.getLogger("synthaix")
 
 MANIFEST_VERSION = 2
 _PACKAGES = ("synthaix", "pyarrow", "duckdb", "numpy", "faker", "openai", "pydantic", "prefect")
@@ -217,17 +221,19 @@ def appended_slots(
     return dict(list(slots.items())[-SLOTS_KEPT:])
 
 
-def already_appended(slot: str | None, previous: dict[str, str] | None) -> str | None:
-    """The build that appended this slot already (a retry or a rerun of a deployment run,
-    which would append that slot's rows a second time), or None."""
-    return (previous or {}).get(slot) if slot is not None else None
-
-
-def appended_already_text(config: Any, build_id: str) -> str:
-    return (
+def already_appended(config: Any, slot: str | None, previous: Any) -> bool:
+    """Whether the output holds this slot's rows already (a retry or a rerun of a deployment
+    run, which would append them a second time); if so, says so. `previous`: its manifest."""
+    done = previous.slots.get(slot) if slot is not None and previous is not None else None
+    if done is None:
+        return False
+    text = (
         f"{config.name} holds the rows of this config at as_of {config._slot:%Y-%m-%dT%H:%M:%S} "
-        f"already (appended by build {build_id}): nothing is appended again"
+        f"already (appended by build {done}): nothing is appended again"
     )
+    log.warning(text)
+    progress.note(text)
+    return True
 
 
 def next_row(previous: Manifest | None, existing_rows: int, mode: str) -> int:

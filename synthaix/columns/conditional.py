@@ -26,6 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck
 from synthaix.columns.refs import not_a_column
+from synthaix.sqlexpr import quote
 
 Key = bool | int | float | str  # a value of the `by` column, as YAML reads it
 Problems = list[tuple[tuple[str | int, ...], str]]
@@ -68,11 +69,6 @@ def chunk_row(ctx: ChunkContext, row: int) -> int:
     """The generator's number of row `row` of `ctx` (as the build numbers rows), for errors."""
     rows = ctx.chunk_rows if isinstance(ctx, SegmentContext) else None
     return ctx.first_row + (int(rows[row]) if rows is not None else row)
-
-
-def quote(name: str) -> str:
-    """A column name as a SQL identifier; names of related tables' fields have dots."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_literal(value: Key) -> str:

@@ -23,6 +23,7 @@ from synthaix.sqlexpr import (
     checked,
     evaluate,
     failing_row,
+    quote,
     sql_type,
 )
 
@@ -81,7 +82,7 @@ class SqlColumn(Column):
         return self._arrow if self._arrow is not None else pa.null()
 
     def relation_checks(self) -> list[RelationCheck]:
-        name = _quote(self.name)
+        name = quote(self.name)
         differs = f"{name} IS DISTINCT FROM {self.term}"
         if self.nullable:  # rows nulled on purpose are not derived values
             differs = f"{name} IS NOT NULL AND {differs}"
@@ -117,7 +118,3 @@ def checked_type(name: str | None) -> str | None:
         except ExpressionError as exc:
             raise ValueError(str(exc)) from None
     return name
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -27,12 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthaix import progress
 from synthaix.build.engine import Build
 from synthaix.build.executor import ChunkExecutor, Steps
 from synthaix.build.manifest import (
     already_appended,
-    appended_already_text,
     appended_slots,
     secrets_of,
     slot_of,
@@ -67,7 +64,6 @@ from synthaix.relational.sink import RelationalWriter, TableOutput
 from synthaix.sqlexpr import checked
 
 Executors = Callable[[DatasetConfig], ChunkExecutor]
-log = logging.getLogger("synthaix")
 
 
 class DatasetBuild:
@@ -101,12 +97,8 @@ class DatasetBuild:
                 previous = writer.previous_manifest() if config.mode == "append" else None
                 _check_same_tables(config, previous, writer.root)
                 slot = slot_of(config, fingerprint)
-                done = already_appended(slot, previous.slots if previous else None)
-                if done is not None and previous is not None:
-                    text = appended_already_text(config, done)
-                    log.warning(text)
-                    progress.note(text)
-                    return previous
+                if already_appended(config, slot, previous):
+                    return previous  # type: ignore[return-value]
                 try:
                     manifests = {}
                     for name in config.order:

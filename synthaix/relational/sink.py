@@ -116,7 +116,7 @@ class RelationalWriter:
         self._lock_file: int | None = None
 
     def __enter__(self) -> RelationalWriter:
-        self._check()
+        self.check()
         with os_errors("write to"):
             if check_output_dir(self.root, self.config.name):
                 claim(self.root, self.config.name)
@@ -139,9 +139,6 @@ class RelationalWriter:
 
     def check(self) -> None:
         """Refuse, writing nothing, outputs SynthAIx may not write (see sink.check_output)."""
-        self._check()
-
-    def _check(self) -> None:
         with os_errors("check"):
             check_output_dir(self.root, self.config.name)
             if "duckdb" in self.config.output.formats:
