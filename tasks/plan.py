@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +89,23 @@ def plan_build(
         base = rebase(base, Path(root))
         confine(base, Path(root))
     if _deployment_run() is not None and as_of is not None:
-        base._slot = as_of  # a retry or rerun of this slot does not append it again
+        base._slot = _instant(as_of)  # a retry or rerun of this slot does not append again
     for table in llm_tables(base):
         if preflight:
             LlmClient(table.provider).check()  # wrong URL, key or model: fail before any chunk
             preflight = False  # one provider for every table
         ensure_limits(table)
     return base
+
+
+def _instant(value: Any) -> datetime:
+    """The slot's time as an aware UTC datetime, to the microsecond: the `overrides`
+    parameter may carry it as text, and two quick runs of a deployment start a few
+    milliseconds apart (each its own slot)."""
+    from pydantic import TypeAdapter
+
+    moment: datetime = TypeAdapter(datetime).validate_python(value)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _variable(name: str) -> Any:

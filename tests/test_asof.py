@@ -153,4 +153,10 @@ def test_a_deployment_runs_config_is_marked_as_a_slot(tmp_path: Path, monkeypatc
     run = SimpleNamespace(deployment_id="d", expected_start_time=AS_OF)
     monkeypatch.setattr(tasks.plan, "_deployment_run", lambda: run)
     monkeypatch.setattr(tasks.plan, "_variable", lambda name: None)  # no output root
-    assert plan_build.fn(str(path), None, dict(overrides), preflight=False)._slot == AS_OF
+    assert plan_build.fn(str(path), None, dict(overrides), preflight=False)._slot == AS_OF.replace(
+        tzinfo=dt.UTC
+    )
+    # The free-form overrides parameter carries it as text (JSON from the UI or the API).
+    as_text = {"as_of": "2026-03-01T10:00:00.250Z", "mode": "append"}
+    slot = plan_build.fn(str(path), None, as_text, preflight=False)._slot
+    assert slot == dt.datetime(2026, 3, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)

@@ -205,7 +205,7 @@ def slot_of(config: Any, fingerprint: str) -> str | None:
     config that uses no relative time has no as_of, yet each slot appends rows of its own."""
     if config.mode != "append" or config._slot is None or getattr(config, "_in_tables", False):
         return None
-    return f"{fingerprint}@{config._slot:%Y-%m-%dT%H:%M:%S}"
+    return f"{fingerprint}@{config._slot.isoformat()}"
 
 
 def appended_slots(
@@ -228,7 +228,7 @@ def already_appended(config: Any, slot: str | None, previous: Any) -> bool:
     if done is None:
         return False
     text = (
-        f"{config.name} holds the rows of this config at as_of {config._slot:%Y-%m-%dT%H:%M:%S} "
+        f"{config.name} holds the rows of this config at as_of {config._slot.isoformat()} "
         f"already (appended by build {done}): nothing is appended again"
     )
     log.warning(text)
