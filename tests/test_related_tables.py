@@ -958,6 +958,7 @@ tables:
             "write {distribution: poisson, mean: 2.5}",
         ),
         ("2.5", "count: a fixed count is a whole number of children, not 2.5"),
+        (".inf", "count.mean: Input should be a finite number"),  # a traceback before
     ],
 )
 def test_counts_that_would_not_make_what_they_say_are_refused(
@@ -1014,6 +1015,17 @@ def test_a_count_the_key_cannot_hold_per_parent_is_refused(
     for fine in ("{mean: 25, max: 31}", "{mean: 12}", "31"):
         path.write_text(SHIFTS.replace("COUNT", fine))
         load_config(path)
+    # Params for every tier: the default mean applies to no parent. A key of ten million
+    # seconds per parent is counted without summing ten million terms.
+    tiers = SHIFTS.replace(
+        "primary_key: true}\n  - name: shifts",
+        "primary_key: true}\n      - {name: tier, type: category, values: [gold, silver]}\n"
+        "  - name: shifts",
+    ).replace("COUNT", "{mean: 60, by: tier, params: {gold: {mean: 3}, silver: {mean: 4}}}")
+    path.write_text(tiers)
+    load_config(path)
+    path.write_text(tiers.replace("end: 2025-01-31", "end: 2025-12-31").replace("date", "datetime"))
+    load_config(path)
 
 
 def test_a_child_short_of_its_primary_key_says_so(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from pydantic import (
 from synthaix.asof import settle
 from synthaix.columns import ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
+from synthaix.columns.choice import CategoryColumn
 from synthaix.columns.conditional import Conditional
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
@@ -59,7 +60,9 @@ Problems = list[tuple[tuple[str | int, ...], str]]
 
 
 class CountParams(StrictModel):
-    mean: float | None = Field(default=None, ge=0, description="Mean children per parent.")
+    mean: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Mean children per parent."
+    )
     min: int | None = Field(default=None, ge=0, description="Fewest children of a parent.")
     max: int | None = Field(default=None, ge=0, description="Most children of a parent.")
 
@@ -352,7 +355,7 @@ def _key_per_parent_problems(config: RelationalConfig) -> Problems:
             per_parent *= size
         else:
             parents = config.plan(table.parent).estimated_rows  # type: ignore[arg-type]
-            over = _above(table.count, per_parent, parents)
+            over = _above(table.count, per_parent, parents, _by_shares(config, table))
             if over is not None:
                 problems.append(
                     (
@@ -365,27 +368,58 @@ def _key_per_parent_problems(config: RelationalConfig) -> Problems:
     return problems
 
 
-def _above(count: CountConfig, most: int, parents: float) -> str | None:
+def _above(
+    count: CountConfig, most: int, parents: float, shares: dict[Any, float] | None
+) -> str | None:
     """How a count asks for more than `most` children of one parent (about every other build
-    or more), in words; None when it does not."""
-    for params in [count, *(count.params or {}).values()]:
+    or more), in words; None when it does not. `shares`: the share of the parents each `by`
+    value has, when known (a value's params apply to those parents only)."""
+    sets: list[tuple[Any, CountParams]] = [(None, count), *(count.params or {}).items()]
+    for value, params in sets:
+        if value is None and shares is not None and set(shares) <= set(count.params or {}):
+            continue  # every parent's value has params of its own
         mean, low, high = count.resolved(params)
         if low > most or (count.distribution != "poisson" and (high or 0) > most):
             return f"a parent may get {high if high is not None else low} children"
-        if count.distribution == "poisson" and (high is None or high > most):
-            below = (
-                sum(
-                    math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
-                    for k in range(most + 1)
-                )
-                if mean > 0
-                else 1.0
-            )
-            if parents * max(0.0, 1.0 - below) >= 0.5:
-                return (
-                    f"a poisson count of mean {mean:g} gives some parents more than {most} children"
-                )
+        if shares is None:
+            share = 1.0
+        elif value is None:  # the parents whose value has no params of its own
+            share = 1.0 - sum(shares.get(v, 0.0) for v in count.params or {})
+        else:
+            share = shares.get(value, 0.0)
+        poisson = count.distribution == "poisson" and (high is None or high > most)
+        if poisson and parents * share * _poisson_tail(mean, most) >= 0.5:
+            return f"a poisson count of mean {mean:g} gives some parents more than {most} children"
     return None
+
+
+def _poisson_tail(mean: float, most: int) -> float:
+    """P(X > most) for X ~ Poisson(mean), summed from most + 1 until the terms vanish."""
+    if mean <= 0:
+        return 0.0
+    if most < mean:
+        return 0.5  # at least about half: past the median
+    total, k = 0.0, most + 1
+    while True:
+        term = math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
+        total += term
+        if term < 1e-18 * max(total, 1e-300) or term < 1e-300:
+            return total
+        k += 1
+
+
+def _by_shares(config: RelationalConfig, table: TableConfig) -> dict[Any, float] | None:
+    """The share of the parents with each value of count.by, when its column says it (a
+    category without segments of its own)."""
+    count = table.count
+    if count is None or count.by is None or table.parent is None:
+        return None
+    name = count.by.removeprefix(f"{table.parent}.")
+    column = next((c for c in config.table(table.parent).columns if c.name == name), None)
+    if not isinstance(column, CategoryColumn) or column.by is not None:
+        return None
+    weights = column.weights()
+    return dict(zip(column.labels(), (weights / weights.sum()).tolist(), strict=True))
 
 
 def _total_problems(config: RelationalConfig) -> Problems:
