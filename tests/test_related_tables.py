@@ -534,6 +534,9 @@ def test_a_row_reads_its_parents_other_children(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "reads customers (parent), orders (siblings, as recent_orders)" in shown
+    method = SIBLINGS.replace("{{ o.order_id }}", "{{ o.get('order_id', 0) }}")  # no field
+    path.with_name("method.yaml").write_text(method)
+    load_config(path.with_name("method.yaml"))
     build(load_config(path))
     expected = (
         "SELECT count(*) FROM tickets t JOIN customers c USING (customer_id) WHERE t.body <> "
@@ -914,6 +917,10 @@ def test_tables_keep_repeated_values_unless_asked_to_dedupe(tmp_path: Path) -> N
             ("{{ o.order_id }}{% endfor %}", "{{ o.ordr_id }}{% endfor %}"),
             "reads 'ordr_id' of the rows of the siblings list 'recent_orders', which hold only "
             "order_id, ordered_at; did you mean 'order_id'?",
+        ),
+        (
+            ("{{ o.order_id }}{% endfor %}", "{{ o['ordr_id'] }}{% endfor %}"),
+            "reads 'ordr_id' of the rows of the siblings list 'recent_orders'",
         ),
     ],
 )
