@@ -415,6 +415,7 @@ class RoundPlanner:
         size)."""
         self.config = config
         self.follow = follow
+        self._followed = 0  # rounds that followed the build's first round
         self.next_row = first_row
         self.next_index = 0
         self.rounds = 0
@@ -444,6 +445,7 @@ class RoundPlanner:
         if following:
             size = self.config.chunk_size
             rows = min(self.follow - self.next_row, -(-missing // size) * size)
+            self._followed += 1  # the build's own first round: no fill-up round
         elif self.rounds == 0:
             rows = max(missing, self.first_round)
         else:
@@ -506,7 +508,7 @@ class RoundPlanner:
         cannot work)."""
         margin = LLM_MARGIN if self._llm else MARGIN
         rows = math.ceil(short / max(acceptance, MIN_ACCEPTANCE) * margin)
-        return min(rows, max(target, self.config.chunk_size))
+        return min(rows, max(target, self.follow, self.config.chunk_size))  # a preview: its build's
 
     def _plan(self, rows: int) -> list[Chunk]:
         self._planned = rows
@@ -521,10 +523,10 @@ class RoundPlanner:
     def _check_progress(self, assembler: Assembler, limits: Shortfall) -> None:
         self._stalled = self._stalled + 1 if assembler.delivered == self._last_delivered else 0
         self._last_delivered = assembler.delivered
-        if self._stalled >= STALLED_ROUNDS or self.rounds > MAX_FILL_ROUNDS:
+        if self._stalled >= STALLED_ROUNDS or self.rounds - self._followed > MAX_FILL_ROUNDS:
             why, hint = limits()
             raise CapacityError(
                 f"could only produce {assembler.delivered:,} of {assembler.target:,} rows after "
-                f"{self.rounds} rounds: {why}",
+                f"{self.rounds - self._followed + 1} rounds: {why}",
                 hint=hint,
             )

@@ -457,3 +457,15 @@ def test_a_row_breaking_two_constraints_is_one_row_in_the_counts(tmp_path: Path)
     assert rows.generated == rows.delivered + dropped.total + rows.unused
     assert 0 <= rows.unused < config.chunk_size
     assert abs(dropped.in_chunks / rows.generated - 0.75) < 0.06
+
+
+def test_a_preview_past_its_builds_first_round_fills_up_as_the_build_would() -> None:
+    """The rounds that follow the build's first-round chunks (30 of 100 rows here) counted as
+    fill-up rounds, and fill-up rounds were sized for the preview's rows, not the build's:
+    a preview of a constraint that 2 % of rows pass failed where the build goes on."""
+    from synthaix.build.preview import preview_rows
+
+    columns = [{"name": "x", "type": "integer", "min": 1, "max": 100}]
+    config = make_config(columns, rows=3000, chunk_size=100, constraints=["x <= 2"])
+    shown = preview_rows(config, 99)
+    assert shown.num_rows == 99 and max(shown["x"].to_pylist()) <= 2
