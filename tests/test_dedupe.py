@@ -262,3 +262,24 @@ def test_llm_categories_and_codes_are_not_near_dedupe_text(tmp_path: Path) -> No
     assert manifest.rows.delivered == 50
     data = pq.read_table(tmp_path / "out" / "data")
     assert set(data["triage"].to_pylist()) <= {"red", "orange", "yellow", "green"}
+
+
+def test_a_row_over_its_parents_count_claims_no_key(tmp_path: Path) -> None:
+    """A child table's candidates: parents 0 and 1 need one row each. Parent 0's second
+    candidate ('b') is over its count: it must not make parent 1's 'b' a duplicate of a row
+    that was never kept (it did when the count was applied after the exact check)."""
+    columns = [{"name": "word", "type": "category", "values": ["a", "b"]}]
+    config = make_config(columns, rows=2, dedupe={"key": ["word"]})
+    index = DedupeIndex(config, persistent=False)
+    index.open("b1", None, [])
+    parents = np.array([0, 0, 1])
+    want = np.array([1, 1])
+
+    def fits(rows: np.ndarray) -> np.ndarray:
+        ranks = [list(parents[rows[: i + 1]]).count(parents[r]) for i, r in enumerate(rows)]
+        return np.array(ranks) <= want[parents[rows]]
+
+    batch = pa.table({"word": ["a", "b", "b"]})
+    kept = index.admit(batch, ids(0, 3), 2, fits=fits)
+    assert kept["word"].to_pylist() == ["a", "b"] and index.kept.tolist() == [0, 2]
+    assert index.stats.exact == 0  # the dropped row was over its count, not a duplicate

@@ -186,20 +186,18 @@ class DedupeIndex:
             self.kept = (rows if fits is None else rows[fits(rows)])[:limit]
             return _taken(table, self.kept)
         rerun = self._ids.contains(row_ids)
-        keep = ~rerun
         if hashes is None:
             hashes = self._key_hashes(table)
+        keep, offered = ~rerun, rerun  # offered: the rerun rows the counts still take
         if self.keys:
-            keep &= self._exact_fresh(hashes)
-            self.stats.exact += int((~rerun & ~keep).sum())
+            keep, offered, over = self._exact_fresh(hashes, rerun, fits)
+            self.stats.exact += int((~rerun & ~keep & ~over).sum())
+        elif fits is not None:
+            keep, offered, _ = _fitting(keep, offered, fits)
         vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
-        if self.texts:  # with a quota, the candidates beyond `limit` may be the ones it takes
-            wanted = limit if fits is None else table.num_rows
-            keep = self._near_fresh(table, keep, rerun, wanted, vectors)
-        delivered = np.flatnonzero(keep | rerun)
-        if fits is not None:
-            delivered = delivered[fits(delivered)]
-        delivered = delivered[:limit]
+        if self.texts:
+            keep = self._near_fresh(table, keep, offered, limit, vectors)
+        delivered = np.flatnonzero(keep | offered)[:limit]
         self.kept = delivered  # which rows of `table` were admitted, for the caller
         fresh = delivered[~rerun[delivered]]
         if len(fresh):
@@ -272,17 +270,37 @@ class DedupeIndex:
             return np.zeros(table.num_rows, np.int64)
         return key_hashes(table, self.keys)
 
-    def _exact_fresh(self, hashes: np.ndarray) -> np.ndarray:
-        """Rows whose key is not stored and is the first of its kind in the batch."""
-        order = np.argsort(
-            hashes
-        )  # not np.unique(return_index=True): its stable sort is ~5x slower
+    def _exact_fresh(
+        self,
+        hashes: np.ndarray,
+        rerun: np.ndarray,
+        fits: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(kept, rerun rows offered, rows over their parent's count): a row is kept when its
+        key is not stored and it is the first of its kind in the batch, among the rows its
+        parent's count takes (`fits`: a child table's). A row over the count claims no key:
+        a later row of that key, another parent's candidate, may take it (the first row of a
+        key dropped for its full parent made every other one a duplicate of nothing stored)."""
+        # One sort for every check: not np.unique(return_index=True), whose stable sort is
+        # ~5x slower.
+        order = np.argsort(hashes)
         ordered = hashes[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        fresh = np.zeros(len(hashes), dtype=bool)
-        fresh[np.minimum.reduceat(order, starts)] = True
-        fresh[order] &= ~self._hashes.contains_sorted(ordered)  # one sort for both checks
-        return fresh
+        n = len(hashes)
+        stored = np.empty(n, dtype=bool)
+        stored[order] = self._hashes.contains_sorted(ordered)
+        over, offered = np.zeros(n, dtype=bool), rerun
+        while True:
+            claims = np.where(over[order], n, order)  # the rows over the count claim nothing
+            first = np.zeros(n + 1, dtype=bool)
+            first[np.minimum.reduceat(claims, starts)] = True
+            keep = first[:n] & ~stored & ~rerun
+            if fits is None:
+                return keep, offered, over
+            keep, offered, newly = _fitting(keep, offered, fits)
+            if not newly.any():
+                return keep, offered, over
+            over |= newly
 
     def _near_fresh(
         self, table: pa.Table, keep: np.ndarray, rerun: np.ndarray, limit: int, out: np.ndarray
@@ -504,6 +522,16 @@ def _best_similarity(vectors: np.ndarray, others: list[np.ndarray]) -> np.ndarra
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _fitting(
+    keep: np.ndarray, offered: np.ndarray, fits: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`keep` and `offered` without the rows their parents' counts do not take, and those."""
+    rows = np.flatnonzero(keep | offered)
+    over = np.zeros(len(keep), dtype=bool)
+    over[rows[~fits(rows)]] = True
+    return keep & ~over, offered & ~over, over
 
 
 def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
