@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from llm_helpers import FAULT_MIX, provider, simulator
 
-from conftest import write_config
+from conftest import make_config, write_config
 from synthaix.config import load_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -212,3 +212,47 @@ def test_rows_that_break_a_constraint_cost_no_llm_request(tmp_path: Path) -> Non
     assert manifest.llm.rows_filled <= 2 * (sent + 20)
     rows = _read(tmp_path / "out" / "reviews.duckdb", "reviews")
     assert all(r["score"] > 5 and r["review"] for r in rows)
+
+
+@pytest.mark.parametrize("limit", ["endpoint", "config"])
+def test_a_request_larger_than_the_token_limit_fails_at_once(tmp_path: Path, limit: str) -> None:
+    """A request over the tokens-per-minute limit itself can never pass: it was retried as a
+    rate limit (the endpoint's "Request too large"), or waited minutes a try for a configured
+    provider.tpm, until the build gave up many minutes later."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.errors import ProviderError
+
+    with simulator(tpm=400 if limit == "endpoint" else None, record=True) as sim:
+        provider = {"base_url": sim.url, "model": "sim-small", "rows_per_request": 20}
+        if limit == "config":
+            provider["tpm"] = 400
+        columns = [{"name": "t", "type": "llm", "max_length": 200}]
+        config = make_config(
+            columns, rows=40, chunk_size=20, provider=provider, output={"dir": str(tmp_path)}
+        )
+        with pytest.raises(ProviderError) as caught:
+            Build(config, ThreadExecutor(config), persistent=False).run()
+        sent = len(sim.state.requests())
+    assert caught.value.cause == "request_too_large"
+    assert "lower provider.rows_per_request" in (caught.value.hint or "")
+    assert sent == 0 if limit == "config" else sent <= 4  # one a chunk, none retried
+
+
+def test_an_exhausted_quota_is_no_rate_limit() -> None:
+    """A 429 whose code is insufficient_quota was retried for minutes as a rate limit."""
+    import httpx
+    import openai
+
+    from synthaix.llm.client import LlmClient
+    from synthaix.llm.provider import ProviderConfig
+
+    client = LlmClient(ProviderConfig(base_url="http://127.0.0.1:9/v1", model="m"))
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    body = {"message": "You exceeded your current quota", "code": "insufficient_quota"}
+    error = openai.RateLimitError(
+        "quota", response=httpx.Response(429, request=request), body={"error": body}
+    )
+    wrapped = client._wrap(error)
+    assert wrapped.cause == "insufficient_quota" and not wrapped.transient
+    assert "billing" in (wrapped.hint or "")

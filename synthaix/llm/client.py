@@ -288,7 +288,16 @@ class LlmClient:
             return answer
 
         def paced() -> T:
-            bound = self.bounds.reserve(tokens())  # this client's configured rpm/tpm
+            tpm, needed = self.provider.tpm, tokens()
+            if tpm and needed > tpm:  # it would wait for a minute that never holds it
+                raise ProviderError(
+                    f"a request of about {needed:,.0f} tokens (its prompt and max_tokens) "
+                    f"cannot fit in provider.tpm {tpm:,} tokens a minute",
+                    cause="request_too_large",
+                    hint="lower provider.rows_per_request (fewer rows a request) or "
+                    "provider.max_tokens, or raise provider.tpm if the provider allows more",
+                )
+            bound = self.bounds.reserve(needed)  # this client's configured rpm/tpm
             if bound > 0:
                 time.sleep(bound)
             ticket = pacer.admit(tokens)
@@ -400,6 +409,20 @@ class LlmClient:
                 cause="not_an_endpoint",
                 hint=_BASE_URL_HINT,
             )
+        if status == 429 and _code(exc) == "insufficient_quota":
+            return ProviderError(
+                f"{where} says the account's quota is used up (HTTP 429): {detail}",
+                cause="insufficient_quota",
+                hint="check the plan and billing of the account the key belongs to; waiting "
+                "does not help",
+            )
+        if status == 429 and re.search(r"request too large", str(detail), re.I):
+            return ProviderError(
+                f"{where} refused a request larger than its rate limit allows (HTTP 429): {detail}",
+                cause="request_too_large",
+                hint="lower provider.rows_per_request (fewer rows a request) or "
+                "provider.max_tokens; or ask the provider for a higher tokens-per-minute limit",
+            )
         if status in (408, 409, 429) or status >= 500:
             if status == 429:
                 cause, problem = "rate_limit", "is rate limiting"
@@ -412,10 +435,13 @@ class LlmClient:
                 retry_after=_retry_after(exc),
             )
         if status in (401, 403):
+            unset = self._secret == "not-needed" and not self.provider.api_key_block
             return ProviderError(
                 f"{where} rejected the credentials (HTTP {status})",
                 cause="credentials",
-                hint=f"check the API key in {_key_source(self.provider)} (and that it may "
+                hint=f"{_key_source(self.provider)} is not set: export the key there"
+                if unset
+                else f"check the API key in {_key_source(self.provider)} (and that it may "
                 f"use model '{self.provider.model}')",
             )
         if status == 404:
@@ -488,6 +514,12 @@ def _wait(state: RetryCallState, failing: int) -> float:
 def _retry_after(exc: openai.APIError) -> float | None:
     response = getattr(exc, "response", None)
     return retry_after(response.headers) if response is not None else None
+
+
+def _code(exc: openai.APIError) -> str | None:
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return str(error.get("code") or error.get("type") or "") if isinstance(error, dict) else None
 
 
 def _detail(exc: openai.APIError) -> str:
