@@ -306,6 +306,10 @@ def test_retry_budget_goes_on_while_the_endpoint_answers_others() -> None:
     assert budget.stop(50, elapsed=300, since_answer=61) == "no answer for 61 s"
     assert budget.stop(50, elapsed=900, since_answer=0) == "retried for 900 s"
     assert RetryBudget(max_attempts=8, timeout=120).window == 480
+    # The answers came in 3-25 s: an endpoint silent for 100 s is not merely slow.
+    assert RetryBudget(max_attempts=8, timeout=120, slowest=25).window == 100
+    assert RetryBudget(max_attempts=8, timeout=120, slowest=3).window == 60
+    assert RetryBudget(max_attempts=8, timeout=20, slowest=300).window == 80  # at most 4 x timeout
 
 
 def test_retries_back_off_exponentially_only_while_the_endpoint_fails_every_request() -> None:

@@ -268,7 +268,6 @@ class LlmClient:
         from tenacity import Retrying, retry_if_exception
 
         pacer = pacer or self.pacer
-        budget = RetryBudget(self.provider.max_attempts, self.provider.timeout)
         stopped: list[tuple[int, str]] = []
         place = _Place(self._slots, pacer.aimd)
         first_sent: list[float] = []  # the budget counts from here, not from a wait in line
@@ -322,9 +321,13 @@ class LlmClient:
             except openai.APIError as exc:
                 raise self._wrap(exc) from None
 
+        def budget() -> RetryBudget:
+            provider = self.provider
+            return RetryBudget(provider.max_attempts, provider.timeout, pacer.slowest())
+
         def stop(state: RetryCallState) -> bool:
             elapsed = time.monotonic() - first_sent[0]
-            reason = budget.stop(state.attempt_number, elapsed, pacer.since_answer())
+            reason = budget().stop(state.attempt_number, elapsed, pacer.since_answer())
             if reason:
                 stopped.append((state.attempt_number, reason))
             return reason is not None
@@ -338,7 +341,7 @@ class LlmClient:
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
             # A Retry-After of an hour would only delay the request: with no answer in the
             # budget's window it gives up anyway.
-            wait=lambda state: min(_wait(state, pacer.failing), budget.window),
+            wait=lambda state: min(_wait(state, pacer.failing), budget().window),
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -352,8 +355,7 @@ class LlmClient:
                 f"gave up after {attempts} attempts ({reason}): {exc}",
                 cause=exc.cause,
                 transient=False,  # retried here already: no other layer retries it again
-                hint=exc.hint
-                or "the endpoint keeps failing; try again later or lower provider.max_concurrency",
+                hint=exc.hint or _gave_up_hint(exc.cause, self.provider.timeout),
             ) from None
         finally:
             place.give()
@@ -514,6 +516,16 @@ def _wait(state: RetryCallState, failing: int) -> float:
 def _retry_after(exc: openai.APIError) -> float | None:
     response = getattr(exc, "response", None)
     return retry_after(response.headers) if response is not None else None
+
+
+def _gave_up_hint(cause: str, timeout: float) -> str:
+    if cause == "timeout":
+        return (
+            f"no answer within provider.timeout ({timeout:g} s): check that the endpoint serves "
+            "completions (a model still loading, a wrong port); a lower provider.timeout gives "
+            "up sooner"
+        )
+    return "the endpoint keeps failing; try again later or lower provider.max_concurrency"
 
 
 def _code(exc: openai.APIError) -> str | None:

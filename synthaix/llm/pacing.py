@@ -263,18 +263,22 @@ class RetryBudget:
     """When to stop retrying a transient failure (429, 5xx, timeout, dropped connection).
 
     While the endpoint answered some request of the process within the last `window` seconds
-    (max(60, 4 x timeout)), a request is retried however many attempts it took: the provider
-    serves, only slower than asked. Without such progress the old bounds apply, `max_attempts`
-    attempts or `max_attempts x timeout` seconds, so a dead endpoint still fails fast. No request
+    (max(60, 4 x the slowest of its recent answers), at most 4 x timeout), a request is
+    retried however many attempts it took: the provider serves, only slower than asked. The
+    window follows the answers, not the timeout: an endpoint that answered in seconds and then
+    died kept requests retrying for 8 minutes (4 x the default 120 s). Without such progress
+    the old bounds apply, `max_attempts` attempts or `max_attempts x timeout` seconds, so a
+    dead endpoint still fails fast. No request
     retries for longer than `total` (max(15 min, 2 x max_attempts x timeout)), so one that fails
     while others pass cannot hold a build forever."""
 
     max_attempts: int
     timeout: float
+    slowest: float | None = None  # the slowest recent answer's seconds, when any came
 
     @property
     def window(self) -> float:
-        return max(60.0, 4 * self.timeout)
+        return max(60.0, 4 * min(self.timeout, self.slowest or self.timeout))
 
     @property
     def total(self) -> float:
@@ -316,6 +320,7 @@ class Pacer:
         self.buckets = {kind: LearnedBucket(exact=kind == "requests") for kind in KINDS}
         self.aimd = Aimd(ceiling)
         self.last_answer: float | None = None  # time.monotonic() of the last good answer
+        self.latencies: deque[float] = deque(maxlen=50)  # of the recent answers, in seconds
         self.failing = 0  # attempts that failed in a row, process-wide (0 after an answer)
         self._lock = threading.Condition()
         self._line: deque[object] = deque()
@@ -364,6 +369,7 @@ class Pacer:
         self.last_answer = now = time.monotonic()
         with self._lock:
             self.failing = 0
+            self.latencies.append(now - sent_at)
         self._sync(ticket, headers, sent_at)
         self.aimd.observe(ticket.attempt, congested=False, latency=now - sent_at)
 
@@ -376,6 +382,11 @@ class Pacer:
             self.failing += 1
         self._sync(ticket, headers, sent_at)
         self.aimd.observe(ticket.attempt, congested)
+
+    def slowest(self) -> float | None:
+        """The slowest of the recent answers, in seconds (None before any)."""
+        with self._lock:
+            return max(self.latencies) if self.latencies else None
 
     def since_answer(self) -> float | None:
         last = self.last_answer
