@@ -256,3 +256,24 @@ def test_an_exhausted_quota_is_no_rate_limit() -> None:
     wrapped = client._wrap(error)
     assert wrapped.cause == "insufficient_quota" and not wrapped.transient
     assert "billing" in (wrapped.hint or "")
+
+
+def test_answers_that_give_no_valid_row_stop_the_build() -> None:
+    """An endpoint whose every answer is unusable (here: a refusal in prose) took fill-up
+    round after round: 1,183 requests for a 300-row build."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.errors import ProviderError
+    from synthaix.sim.faults import FaultRates
+
+    with simulator(faults=FaultRates(refusal=1.0), record=True) as sim:
+        provider = {"base_url": sim.url, "model": "sim-small", "rows_per_request": 10}
+        columns = [{"name": "t", "type": "llm", "max_length": 30}]
+        config = make_config(columns, rows=300, chunk_size=50, provider=provider)
+        with pytest.raises(ProviderError) as caught:
+            Build(config, ThreadExecutor(config), persistent=False).run()
+        sent = len(sim.state.requests())
+    assert caught.value.cause == "unusable_answers"
+    assert "none of the 50 rows of a chunk got a valid value" in str(caught.value)
+    assert "the answers are no JSON rows" in (caught.value.hint or "")
+    assert sent < 150  # a few chunks' requests and re-asks, not rounds of them

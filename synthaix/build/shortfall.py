@@ -47,8 +47,12 @@ def why_short(
     if dropped.invalid:
         failed = ", ".join(f"{c} {n:,}" for c, n in rejects.most_common() if c != "gave_up")
         why = "no valid LLM value" + (f" (answers rejected: {failed})" if failed else "")
+        top = next((c for c, _ in rejects.most_common() if c != "gave_up"), "")
         fix = (
-            "the model's answers fail the llm columns' checks (enum, pattern, max_length, "
+            "the model's answers are no JSON rows: check provider.model, or try "
+            "structured_output: json_schema or tools"
+            if top in ("malformed_json", "not_returned")
+            else "the model's answers fail the llm columns' checks (enum, pattern, max_length, "
             "schema): loosen them, or try another model"
         )
         causes.append((dropped.invalid / reaching, dropped.invalid, why, fix))

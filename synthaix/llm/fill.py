@@ -17,12 +17,13 @@ import pyarrow as pa
 from synthaix import stopping
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.refs import resolve, row_contexts
+from synthaix.errors import ProviderError
 from synthaix.llm import batching
 from synthaix.llm.client import LlmClient, estimate_tokens
 from synthaix.llm.parse import ParsedAnswer, parse_answer, row_model
 from synthaix.llm.prompts import render, rows_schema
 from synthaix.llm.provider import ProviderConfig
-from synthaix.llm.stats import StatsRecorder
+from synthaix.llm.stats import LlmStats, StatsRecorder
 
 MAX_ROWS_PER_REQUEST = 50
 
@@ -106,6 +107,8 @@ class StageFiller:
             found = {targets[i]: row for i, row in made.items()}
         if len(found) < len(targets):
             self.recorder.rejected(Counter({"gave_up": len(targets) - len(found)}))
+        if not found and len(targets) >= UNUSABLE_ROWS:
+            raise _unusable(self.recorder.snapshot(), len(targets))
         mask = np.array([i in found for i in range(rows)], dtype=bool)
         arrays = {}
         for column in self.columns:
@@ -275,3 +278,28 @@ class _Tap:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._recorder, name)
+
+
+UNUSABLE_ROWS = 5  # a chunk of this many rows without one valid value stops the build
+
+
+def _unusable(stats: LlmStats, rows: int) -> ProviderError:
+    """Not one row of a chunk got a valid value after every re-ask: the model's answers are
+    unusable, and the build would pay for round after round of them (1,183 requests for 300
+    rows of an endpoint that answered prose)."""
+    causes = {c: n for c, n in stats.rejected_rows.items() if c != "gave_up"}
+    said = ", ".join(f"{c} {n:,}" for c, n in sorted(causes.items(), key=lambda kv: -kv[1]))
+    unparsable = max(causes, key=causes.__getitem__, default="") in (
+        "malformed_json",
+        "not_returned",
+    )
+    return ProviderError(
+        f"none of the {rows:,} rows of a chunk got a valid value from {stats.requests:,} "
+        f"answers (rejected: {said or 'none'}): the model's answers are unusable",
+        cause="unusable_answers",
+        hint="the answers are no JSON rows: check provider.model, or try structured_output: "
+        "json_schema or tools"
+        if unparsable
+        else "the answers fail the llm columns' checks (enum, pattern, max_length, schema): "
+        "loosen them, or try another model",
+    )

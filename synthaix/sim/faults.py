@@ -23,6 +23,7 @@ class FaultRates:
     wrong_types: float = 0.0  # a field of the wrong JSON type
     missing_fields: float = 0.0  # a required field left out
     short: float = 0.0  # fewer rows than asked
+    refusal: float = 0.0  # prose and no JSON at all ("Sorry, I cannot help with that.")
 
     @classmethod
     def parse(cls, text: str) -> FaultRates:
@@ -66,6 +67,8 @@ def spoil_rows(rows: list[dict[str, Any]], faults: FaultRates, rng: random.Rando
 
 def spoil_text(text: str, faults: FaultRates, rng: random.Random) -> tuple[str, list[str]]:
     applied = []
+    if rng.random() < faults.refusal:
+        return "Sorry, I cannot help with that.", ["refusal"]
     if rng.random() < faults.malformed:
         applied.append("malformed")
         if rng.random() < 0.5:
