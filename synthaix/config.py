@@ -211,6 +211,7 @@ class DatasetConfig(OutputPaths, StrictModel):
         self._names = set(context.get("names", ()))
         self._late_related = set(context.get("late", ()))
         self._children = set(context.get("children", ()))
+        _key_is_unique(self)
         if context.get("names_only"):  # see _hidden_name_problems
             problems: list[Any] = list(_name_problems(self))
         else:
@@ -223,6 +224,21 @@ class DatasetConfig(OutputPaths, StrictModel):
     @property
     def table(self) -> str:
         return self.output.table or self.name
+
+
+def _key_is_unique(config: DatasetConfig) -> None:
+    """A primary key holds each value once: one column of it is `unique` (a multi-table
+    publish failed on DuckDB's PRIMARY KEY, a single table ignored it); several columns are
+    the exact-dedupe key, unless dedupe.key names another."""
+    keys = [c for c in config.columns if c.primary_key]
+    if len(keys) == 1 and not keys[0].unique:
+        object.__setattr__(keys[0], "unique", True)  # columns are frozen: set once, here
+        keys[0].__pydantic_fields_set__.add("unique")
+    elif len(keys) > 1 and config.dedupe.key is None and not config._in_tables:
+        key = [c.name for c in keys]  # a table's own: synthaix.relational.config._dedupe
+        dedupe = config.dedupe.model_copy(update={"key": key, "exact": True})
+        object.__setattr__(config, "dedupe", dedupe)
+        config.__pydantic_fields_set__.add("dedupe")
 
 
 class CrossFieldError(ValueError):
@@ -356,8 +372,10 @@ def _each_column_problems(config: DatasetConfig):
             yield (
                 (*where, "unique"),
                 (
-                    f"unique column can take only {capacity:,} distinct values but {needed:,} rows "
-                    "are asked for; widen its range, lower rows, or drop unique"
+                    f"{'a primary key' if column.primary_key else 'unique column'} can take "
+                    f"only {capacity:,} distinct values but {needed:,} rows are asked for; "
+                    f"widen its range, lower rows, or drop "
+                    f"{'primary_key' if column.primary_key else 'unique'}"
                 ),
             )
     yield from _key_capacity_problems(config, capacities)

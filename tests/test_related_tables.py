@@ -81,6 +81,12 @@ def build(config: RelationalConfig):
     return DatasetBuild(config, lambda table: ThreadExecutor(table)).run()
 
 
+def make_single(columns: list[dict]):
+    from conftest import make_config
+
+    return make_config(columns, rows=50)
+
+
 def query(database: Path, sql: str) -> list[tuple]:
     with duckdb.connect(str(database), read_only=True) as con:
         return con.execute(sql).fetchall()
@@ -370,6 +376,29 @@ def test_an_append_with_other_tables_than_the_datasets_is_refused(tmp_path: Path
     with pytest.raises(OutputError, match="products not in the config"):
         build(load_config(path).with_overrides(mode="append"))
     assert query(db, "SELECT count(*) FROM orders") == before
+
+
+def test_a_drawn_primary_key_holds_each_value_once(tmp_path: Path) -> None:
+    """An integer primary key drew repeats: the publish failed on DuckDB's PRIMARY KEY after
+    the whole build (and in a single-table config the key was ignored)."""
+    path = tmp_path / "pk.yaml"
+    path.write_text(
+        "name: pk\ntables:\n  - name: a\n    rows: 50\n    columns:\n"
+        "      - {name: id, type: integer, min: 1, max: 60, primary_key: true}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    build(load_config(path))
+    assert query(tmp_path / "out" / "pk.duckdb", "SELECT count(DISTINCT id) FROM a") == [(50,)]
+    single = make_single(
+        [
+            {"name": "id", "type": "integer", "min": 1, "max": 60, "primary_key": True},
+            {"name": "a", "type": "integer", "min": 1, "max": 9, "primary_key": True},
+            {"name": "b", "type": "integer", "min": 1, "max": 9, "primary_key": True},
+        ]
+    )
+    assert single.dedupe.key == ["id", "a", "b"] and single.dedupe.exact
+    one = make_single([{"name": "id", "type": "integer", "min": 1, "max": 60, "primary_key": True}])
+    assert one.columns[0].unique
 
 
 CHILD_HEAVY = """

@@ -67,8 +67,9 @@ class Column(StrictModel):
     )
     primary_key: bool = Field(
         default=False,
-        description="Part of the table's primary key: unique and never null (several columns "
-        "make a composite key); declared as PRIMARY KEY in DuckDB for multi-table datasets.",
+        description="Part of the table's primary key: unique and never null (one column is "
+        "unique; several make a composite key, the exact-dedupe key); declared as PRIMARY KEY "
+        "in DuckDB for multi-table datasets.",
     )
 
     @model_validator(mode="after")
