@@ -191,3 +191,14 @@ def test_a_prompt_that_fails_on_the_data_names_its_column() -> None:
     assert str(caught.value).startswith(
         "column 'note': prompt failed on the data: ZeroDivisionError"
     )
+
+
+def test_a_cost_with_no_prices_set_is_not_shown_as_free() -> None:
+    from synthaix.llm.stats import LlmStats, spend
+
+    unpriced = LlmStats(requests=1, prompt_tokens=900, completion_tokens=100)
+    assert spend(unpriced) == (
+        "1 request, 1,000 tokens, cost not priced (set provider.price_input_per_million and "
+        "..._output_...)"
+    )
+    assert spend(unpriced.model_copy(update={"cost_usd": 0.0123})).endswith(", $0.0123")

@@ -35,7 +35,7 @@ from synthaix.config import load_config
 from synthaix.dedupe.target import lance_tables
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, dedupe_path, output_root, rebase
-from synthaix.llm.stats import spend
+from synthaix.llm.stats import spend, usd
 from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
 
@@ -366,7 +366,7 @@ def build(
     if llm.requests:
         out.print(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
-            f"({llm.tokens / max(delivered, 1):,.0f} a row), ${llm.cost_usd:,.4f}"
+            f"({llm.tokens / max(delivered, 1):,.0f} a row), {usd(llm)}"
         )
     if timed_out := llm.retries.get("timeout", 0):
         out.print(f"  timed out: {timed_out:,} {TIMED_OUT}")
@@ -398,7 +398,7 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
         appended = f" ({table.rows.total:,} in total)" if manifest.mode == "append" else ""
         redrawn = f", {table.dropped.total:,} redrawn" if table.dropped.total else ""
         llm = table.llm
-        cost = f", llm {llm.requests:,} requests ${llm.cost_usd:,.4f}" if llm.requests else ""
+        cost = f", llm {spend(llm)}" if llm.requests else ""
         if table.earlier_attempts and table.llm_total.requests:
             cost += (
                 f" (all attempts: {table.llm_total.requests:,}, ${table.llm_total.cost_usd:,.4f})"

@@ -66,7 +66,15 @@ class LlmStats(BaseModel):
 
 
 def spend(llm: LlmStats) -> str:
-    return f"{llm.requests:,} requests, {llm.tokens:,} tokens, ${llm.cost_usd:,.4f}"
+    return f"{llm.requests:,} request{'s' * (llm.requests != 1)}, {llm.tokens:,} tokens, {usd(llm)}"
+
+
+def usd(llm: LlmStats) -> str:
+    """The cost, or that none was priced: $0.0000 for tokens read as free (the provider's
+    prices default to 0, unknown)."""
+    if llm.tokens and not llm.cost_usd:
+        return "cost not priced (set provider.price_input_per_million and ..._output_...)"
+    return f"${llm.cost_usd:,.4f}"
 
 
 _SPENT = "synthaix_llm_spent"
