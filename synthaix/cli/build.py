@@ -35,7 +35,7 @@ from synthaix.config import load_config
 from synthaix.dedupe.target import lance_tables
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, dedupe_path, output_root, rebase
-from synthaix.llm.stats import spend, usd
+from synthaix.llm.stats import spend, spent_before, usd
 from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
 
@@ -534,7 +534,7 @@ def _build_batch(
         with watch.bar, progress.listening(watch), _api() as temporary, _beating(watch):
             watch.cancel_run = temporary is None
             build_dataset = _flow()
-            for _, dataset in ready:
+            for path, dataset in ready:
                 watch.begin(dataset.name)
                 began = time.perf_counter()
                 try:
@@ -544,7 +544,7 @@ def _build_batch(
                     watch.not_published()
                     watch.current = None
                     watch.failed.append(dataset.name)
-                    codes.append(_failed(dataset.name, exc, debug))
+                    codes.append(_failed(f"{path} ({dataset.name})", exc, debug))
                     continue
                 finally:
                     if threading.current_thread() is threading.main_thread():
@@ -557,7 +557,7 @@ def _build_batch(
                         path, checks = write_checked_report(dataset.output_dir, None)
                     except Exception as exc:
                         why = "built and published, but its report failed: "
-                        codes.append(_failed(dataset.name, exc, debug, why))
+                        codes.append(_failed(f"{path} ({dataset.name})", exc, debug, why))
                         continue
                     failing = [f"{c.column} {c.name}" for c in checks if not c.passed]
                     line += f", report {path}"
@@ -615,9 +615,10 @@ def _built_line(manifest: Any, seconds: float, output_dir: Path) -> str:
         total = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
         what = f"{delivered:,} rows{total}"
     rate = delivered / seconds if seconds > 0 else 0.0
+    paid = f", llm {spend(manifest.llm)}" if manifest.llm.requests else ""
     return (
         f"[green]built[/] {escape(manifest.dataset)}: {what} in {seconds:.1f} s "
-        f"({rate:,.0f} rows/s) -> {escape(str(output_dir))}"
+        f"({rate:,.0f} rows/s){paid} -> {escape(str(output_dir))}"
     )
 
 
@@ -642,6 +643,9 @@ def _failed(label: str, exc: BaseException, debug: bool, why: str = "") -> int:
     if problems:  # invalid config (N problems): the first one
         more = " ..." if len(problems) > 1 else ""
         head = f"{head.rstrip(':')}: {problems[0].strip()}{more}"
-    out.print(f"[red]failed[/] {escape(label)}: {escape(head)}", highlight=False)
+    paid = (
+        f" (spent before failing: {spend(spent)})" if (spent := spent_before(exc)).requests else ""
+    )
+    out.print(f"[red]failed[/] {escape(label)}: {escape(head)}{paid}", highlight=False)
     user_error = isinstance(exc, SynthaixError) or (isinstance(exc, OSError) and exc.filename)
     return 2 if user_error else 1
