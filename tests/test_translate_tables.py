@@ -72,6 +72,16 @@ def test_one_thing_with_fields_stays_a_single_table() -> None:
     text = to_yaml(config, notes)
     assert "\ncolumns:\n" in text and "tables:" not in text
     assert isinstance(parse_any_config(yaml.safe_load(text)), DatasetConfig)
+    # The simulator designs the fields listed (a demo of translate without a key made
+    # random columns such as `hate_service_battery_arrived_`).
+    types = {c.name: c.type for c in config.columns}
+    assert config.name == "customers" and not notes
+    assert types == {
+        "name": "person.full_name",
+        "email": "person.email",
+        "age": "integer",
+        "short_review": "llm",
+    }
 
 
 def _answer() -> dict[str, Any]:

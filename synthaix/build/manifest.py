@@ -369,9 +369,13 @@ def pacing(llm: LlmStats) -> str:
     """What the provider allowed: observed rates, 429s, time waited, rows per request. Rates
     need answers spread over 10 s at least (two answers 6 ms apart made 20,000 a minute)."""
     if llm.answer_seconds >= 10:
-        rates = f"{llm.observed_rpm:,.0f} requests/min, {llm.observed_tpm:,.0f} tokens/min observed"
+        rates = (
+            f"{llm.observed_rpm:,.0f} requests/min, {llm.observed_tpm:,.0f} tokens/min "
+            f"(averaged over the {llm.answer_seconds:,.0f} s of answers; a burst may pass a "
+            "per-minute limit)"
+        )
     else:
-        rates = "rates not measured (answers within 10 s)"
+        rates = "rates not measured (all answers came within 10 s: too short a span)"
     attempts = llm.requests + sum(llm.retries.values())  # answered, and each failed try
     return (
         f"{rates}; {llm.rate_limited:,} of {attempts:,} attempts answered 429 "

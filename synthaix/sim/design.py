@@ -40,9 +40,17 @@ def design(schema: dict[str, Any], prompt: str, rng: random.Random) -> dict[str,
     table_schema = schema["properties"]["tables"]["items"]
     description = prompt.split("\n", 1)[0].partition(":")[2].strip() or prompt
     kinds = _entities(description)
-    if len(kinds) < 2:  # one thing: the simulator's usual random answer, as one table
-        table = fake_value(table_schema, rng)
-        return {"name": fake_value({"type": "string"}, rng), "tables": [table]}
+    if len(kinds) < 2:  # one thing: its fields listed after "with", else random columns
+        column_schema = table_schema["properties"]["columns"]["items"]
+        head, _, fields = description.lower().partition(" with ")
+        name = re.sub(r"[^a-z0-9]+", "_", re.sub(r"^(?:an?|the)\s+", "", head)).strip("_")
+        columns = [_field(word) for word in re.split(r",|\band\b", fields) if word.strip()]
+        if not columns:
+            table = fake_value(table_schema, rng)
+            return {"name": fake_value({"type": "string"}, rng), "tables": [table]}
+        table = {"name": name or "records", "rows": 1000, "columns": columns}
+        table["columns"] = [_complete(c, column_schema, rng) for c in table["columns"]]
+        return {"name": table["name"], "tables": [_complete(table, table_schema, rng)]}
     tables = [_table(kind, kinds) for kind in _ORDER if kind in kinds]
     column_schema = table_schema["properties"]["columns"]["items"]
     for table in tables:
@@ -82,6 +90,37 @@ def _mentions(text: str) -> set[str]:
                 found.add(kind)
                 break
     return found
+
+
+# A listed field's words -> its column (the first that matches); anything else is LLM text.
+_FIELDS: list[tuple[str, dict[str, Any]]] = [
+    (r"e-?mail", {"name": "email", "type": "person.email"}),
+    (r"first name", {"name": "first_name", "type": "person.first_name"}),
+    (r"last name|surname", {"name": "last_name", "type": "person.last_name"}),
+    (r"name", {"name": "name", "type": "person.full_name"}),
+    (r"phone", {"name": "phone", "type": "person.phone"}),
+    (r"age", {"name": "age", "type": "integer", "min": 18, "max": 90}),
+    (r"city", {"name": "city", "type": "address.city"}),
+    (r"country", {"name": "country", "type": "address.country"}),
+    (r"address", {"name": "address", "type": "address.full"}),
+    (r"company|employer", {"name": "company", "type": "company.name"}),
+    (r"job|title|role", {"name": "job", "type": "person.job"}),
+    (r"rating|score|stars", {"name": "rating", "type": "integer", "min": 1, "max": 5}),
+    (r"price|amount|total", {"name": "price", "type": "float", "min": 1, "max": 500}),
+    (
+        r"date|day|joined|signup",
+        {"name": "date", "type": "date", "start": "2023-01-01", "end": "2024-12-31"},
+    ),
+]
+
+
+def _field(words: str) -> dict[str, Any]:
+    text = re.sub(r"^\s*(?:an?|the|their|its|some)\s+", "", words.strip())
+    for pattern, column in _FIELDS:
+        if re.search(rf"\b(?:{pattern})\b", text):
+            return dict(column)
+    name = re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:40] or "text"
+    return {"name": name, "type": "llm", "prompt": f"A realistic {text}", "max_length": 200}
 
 
 def _table(kind: str, kinds: set[str]) -> dict[str, Any]:
