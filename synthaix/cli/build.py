@@ -362,7 +362,10 @@ def build(
     }
     if any(redrawn.values()):
         causes = ", ".join(f"{count:,} {why}" for why, count in redrawn.items() if count)
-        out.print(f"  redrew {causes} ({fills} fill-up round{'s' if fills != 1 else ''})")
+        rounds = f"{fills} fill-up round{'s' if fills != 1 else ''}"
+        if not fills:  # replaced by rows planned ahead in the first round
+            rounds = "from spare rows of the first round, no fill-up round"
+        out.print(f"  redrew {causes} ({rounds})")
     if llm.requests:
         out.print(
             f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
