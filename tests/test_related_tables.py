@@ -951,6 +951,13 @@ def test_tables_keep_repeated_values_unless_asked_to_dedupe(tmp_path: Path) -> N
             ("{{ o.order_id }}{% endfor %}", "{{ o['ordr_id'] }}{% endfor %}"),
             "reads 'ordr_id' of the rows of the siblings list 'recent_orders'",
         ),
+        (
+            (
+                "{% for o in recent_orders %} {{ o.order_id }}{% endfor %}",
+                "{{ recent_orders[0].ordr_id }}",
+            ),
+            "reads 'ordr_id' of the rows of the siblings list 'recent_orders'",
+        ),
     ],
 )
 def test_mistakes_are_config_errors_with_their_place(

@@ -368,7 +368,7 @@ def build(
         out.print(f"  redrew {causes} ({rounds})")
     if llm.requests:
         out.print(
-            f"  llm: {llm.requests:,} requests, {llm.tokens:,} tokens "
+            f"  llm: {llm.requests:,} request{'s' * (llm.requests != 1)}, {llm.tokens:,} tokens "
             f"({llm.tokens / max(delivered, 1):,.0f} a row), {usd(llm)}"
         )
     if timed_out := llm.retries.get("timeout", 0):

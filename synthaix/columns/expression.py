@@ -26,6 +26,7 @@ from synthaix.columns.sandbox import (
     RefusedTemplate,
     TemplateLimitError,
     render,
+    template_hint,
 )
 from synthaix.errors import ConfigError
 
@@ -103,7 +104,7 @@ class ExpressionColumn(Column):
         except Exception as exc:  # any Jinja2 runtime error is a problem of the template
             raise ConfigError(
                 f"column '{self.name}': template failed on the data: {type(exc).__name__}: {exc}",
-                hint="nulls render as empty text; check comparisons and filters in the template",
+                hint=template_hint(exc),
             ) from exc
 
     def vectorised(self, values: dict[str, pa.Array], length: int) -> pa.Array | None:

@@ -12,7 +12,13 @@ from pydantic import ConfigDict, Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
 from synthaix.columns.refs import template_references
-from synthaix.columns.sandbox import TEMPLATES, RefusedTemplate, TemplateLimitError, render
+from synthaix.columns.sandbox import (
+    TEMPLATES,
+    RefusedTemplate,
+    TemplateLimitError,
+    render,
+    template_hint,
+)
 from synthaix.errors import ConfigError
 
 _JSON_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
@@ -101,8 +107,7 @@ class LlmColumn(Column):
         except Exception as exc:  # any Jinja2 runtime error is a problem of the prompt
             raise ConfigError(
                 f"column '{self.name}': prompt failed on the data: {type(exc).__name__}: {exc}",
-                hint="nulls render as empty text; check the names, comparisons and filters "
-                "in the prompt",
+                hint=template_hint(exc),
             ) from exc
 
     def json_schema(self) -> dict[str, Any]:

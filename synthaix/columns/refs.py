@@ -66,9 +66,19 @@ def template_references(parsed: nodes.Template) -> set[str]:
 
 
 def loop_fields(parsed: nodes.Template) -> set[tuple[str, str]]:
-    """(list, field) for each `{% for o in list %}...{{ o.field }}` of the template: the
-    fields it reads of a list's items (a siblings list's rows hold only the fields listed)."""
+    """(list, field) for each `{% for o in list %}...{{ o.field }}` and `{{ list[0].field }}`
+    of the template: the fields it reads of a list's items (a siblings list's rows hold only
+    the fields listed)."""
     found: set[tuple[str, str]] = set()
+    called = {id(n.node) for n in parsed.find_all(nodes.Call)}
+    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+        item = node.node  # `list[0]` of `list[0].field`
+        if id(node) in called or not isinstance(item, nodes.Getitem):
+            continue
+        field_ = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        indexed = isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, int)
+        if isinstance(item.node, nodes.Name) and indexed and isinstance(field_, str):
+            found.add((item.node.name, field_))
     for loop in parsed.find_all(nodes.For):
         if not (isinstance(loop.iter, nodes.Name) and isinstance(loop.target, nodes.Name)):
             continue

@@ -595,3 +595,12 @@ def render(template: Template, context: Mapping[str, Any] | None = None) -> str:
 
 #: The environment every config template is compiled in. Nulls render as empty text.
 TEMPLATES = BoundedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def template_hint(exc: Exception) -> str:
+    """What to check when a template failed on a row's data."""
+    from jinja2.exceptions import UndefinedError
+
+    if isinstance(exc, UndefinedError):
+        return "it reads a name or field the row does not have: check the spelling"
+    return "nulls render as empty text; check the comparisons and filters"
