@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -274,6 +275,6 @@ def test_answers_that_give_no_valid_row_stop_the_build() -> None:
             Build(config, ThreadExecutor(config), persistent=False).run()
         sent = len(sim.state.requests())
     assert caught.value.cause == "unusable_answers"
-    assert "none of the 50 rows of a chunk got a valid value" in str(caught.value)
+    assert re.search(r"no valid value in the first \d+ answers of a chunk \(", str(caught.value))
     assert "the answers are no JSON rows" in (caught.value.hint or "")
-    assert sent < 150  # a few chunks' requests and re-asks, not rounds of them
+    assert sent < 100  # the first answers of the chunks running (44 seen), not 1,000s

@@ -108,7 +108,9 @@ class StageFiller:
         if len(found) < len(targets):
             self.recorder.rejected(Counter({"gave_up": len(targets) - len(found)}))
         if not found and len(targets) >= UNUSABLE_ROWS:
-            raise _unusable(self.recorder.snapshot(), len(targets))
+            stats = self.recorder.snapshot()
+            asked = f"{stats.requests:,} answers for the {len(targets):,} rows of a chunk"
+            raise _unusable(stats, asked)
         mask = np.array([i in found for i in range(rows)], dtype=bool)
         arrays = {}
         for column in self.columns:
@@ -199,6 +201,7 @@ class StageFiller:
         """Keep up to max_concurrency requests of this stage in flight; hand each answer to
         `done` as it arrives and refill at once, so re-asks never wait for a whole round."""
         limit, slots = self.provider.max_concurrency, batching.slots(self.client)
+        answers = valid = 0
         with ThreadPoolExecutor(limit, thread_name_prefix="synthaix-llm") as pool:
             running: set[Future] = set()
             while True:
@@ -212,7 +215,12 @@ class StageFiller:
                     return
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    done(*future.result())
+                    batch, answer = future.result()
+                    answers, valid = answers + 1, valid + len(answer.rows)
+                    done(batch, answer)
+                if not valid and answers >= UNUSABLE_ANSWERS:  # and what is in flight ends
+                    asked = f"the first {answers} answers of a chunk"
+                    raise _unusable(self.recorder.snapshot(), asked)
 
     def _ask(self, batch: _Batch) -> tuple[_Batch, ParsedAnswer]:
         count, per_row = len(batch.ids), batch.inputs is not None
@@ -281,9 +289,10 @@ class _Tap:
 
 
 UNUSABLE_ROWS = 5  # a chunk of this many rows without one valid value stops the build
+UNUSABLE_ANSWERS = 4  # as do a chunk's first answers without one (re-asks would pay again)
 
 
-def _unusable(stats: LlmStats, rows: int) -> ProviderError:
+def _unusable(stats: LlmStats, asked: str) -> ProviderError:
     """Not one row of a chunk got a valid value after every re-ask: the model's answers are
     unusable, and the build would pay for round after round of them (1,183 requests for 300
     rows of an endpoint that answered prose)."""
@@ -294,8 +303,7 @@ def _unusable(stats: LlmStats, rows: int) -> ProviderError:
         "not_returned",
     )
     return ProviderError(
-        f"none of the {rows:,} rows of a chunk got a valid value from {stats.requests:,} "
-        f"answers (rejected: {said or 'none'}): the model's answers are unusable",
+        f"no valid value in {asked} (rejected: {said or 'none'}): the model's answers are unusable",
         cause="unusable_answers",
         hint="the answers are no JSON rows: check provider.model, or try structured_output: "
         "json_schema or tools"
