@@ -368,6 +368,12 @@ def test_an_append_with_other_tables_than_the_datasets_is_refused(tmp_path: Path
     path.write_text(yaml.safe_dump(full))
     with pytest.raises(OutputError, match=r"items not in it yet\); an append adds rows"):
         build(load_config(path).with_overrides(mode="append"))
+    said = subprocess.run(
+        [sys.executable, "-m", "synthaix.cli", "validate", str(path), "--set", "mode=append"],
+        capture_output=True,
+        text=True,
+    )
+    assert said.returncode == 2 and "items not in it yet" in said.stdout + said.stderr
     smaller = {
         **without_items,
         "tables": [t for t in without_items["tables"] if t["name"] != "products"],

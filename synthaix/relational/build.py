@@ -42,7 +42,7 @@ from synthaix.columns.reference import (
 )
 from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
-from synthaix.errors import OutputError, SynthaixError
+from synthaix.errors import SynthaixError
 from synthaix.ledger import generation_hash
 from synthaix.llm.stats import LlmStats, attach_spent
 from synthaix.relational.config import Alias, CountConfig, RelationalConfig, TablePlan
@@ -60,7 +60,7 @@ from synthaix.relational.manifest import (
     relational_hash,
 )
 from synthaix.relational.plan import ChildPlanner, draw_counts, reconcile
-from synthaix.relational.sink import RelationalWriter, TableOutput
+from synthaix.relational.sink import RelationalWriter, TableOutput, check_same_tables
 from synthaix.sqlexpr import checked
 
 Executors = Callable[[DatasetConfig], ChunkExecutor]
@@ -95,7 +95,7 @@ class DatasetBuild:
         try:
             with RelationalWriter(config) as writer:
                 previous = writer.previous_manifest() if config.mode == "append" else None
-                _check_same_tables(config, previous, writer.root)
+                check_same_tables(config, previous, writer.root)
                 slot = slot_of(config, fingerprint)
                 if already_appended(config, slot, previous):
                     return previous  # type: ignore[return-value]
@@ -438,22 +438,3 @@ def related_rows_hash(config: RelationalConfig, name: str) -> str:
         for table in sorted(read)
     ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def _check_same_tables(
-    config: RelationalConfig, previous: DatasetManifest | None, where: Path
-) -> None:
-    """An append adds rows to the tables the dataset has. A new table would hold children of
-    the new parents only (its report failed); a table left out would be dropped."""
-    if previous is None:
-        return
-    new = [t for t in config.order if t not in previous.tables]
-    gone = [t for t in previous.order if t not in config.order]
-    if new or gone:
-        said = [f"{', '.join(new)} not in it yet"] if new else []
-        said += [f"{', '.join(gone)} not in the config"] if gone else []
-        raise OutputError(
-            f"cannot append to {where}: the config's tables differ from the dataset's "
-            f"({'; '.join(said)}); an append adds rows to the tables it has",
-            hint="use mode: overwrite (or --mode overwrite) to rebuild the dataset with them",
-        )

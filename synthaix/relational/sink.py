@@ -29,6 +29,7 @@ from synthaix import duckdb_sink, progress
 from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.target import check_dedupe_target
+from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import check_output_dir, claim, os_errors, remove_stale_builds
 from synthaix.relational.config import RelationalConfig
@@ -147,6 +148,8 @@ class RelationalWriter:
                         self.config.duckdb_path, table, self.config.name, False, in_tables=True
                     )
             check_dedupe_target(self.config)
+        if self.config.mode == "append":  # validate says it too (the build, under the lock)
+            check_same_tables(self.config, self.previous_manifest(), self.root)
 
     def _tidy(self) -> None:
         self._roll_forward()
@@ -234,4 +237,23 @@ class RelationalWriter:
         return self.output_paths()
 
 
-__all__ = ["Existing", "RelationalWriter", "TableOutput", "TableWriter"]
+def check_same_tables(
+    config: RelationalConfig, previous: DatasetManifest | None, where: Path
+) -> None:
+    """An append adds rows to the tables the dataset has. A new table would hold children of
+    the new parents only (its report failed); a table left out would be dropped."""
+    if previous is None:
+        return
+    new = [t for t in config.order if t not in previous.tables]
+    gone = [t for t in previous.order if t not in config.order]
+    if new or gone:
+        said = [f"{', '.join(new)} not in it yet"] if new else []
+        said += [f"{', '.join(gone)} not in the config"] if gone else []
+        raise OutputError(
+            f"cannot append to {where}: the config's tables differ from the dataset's "
+            f"({'; '.join(said)}); an append adds rows to the tables it has",
+            hint="use mode: overwrite (or --mode overwrite) to rebuild the dataset with them",
+        )
+
+
+__all__ = ["Existing", "RelationalWriter", "TableOutput", "TableWriter", "check_same_tables"]
