@@ -527,6 +527,6 @@ class RoundPlanner:
             why, hint = limits()
             raise CapacityError(
                 f"could only produce {assembler.delivered:,} of {assembler.target:,} rows after "
-                f"{self.rounds - self._followed + 1} rounds: {why}",
+                f"{self.rounds - max(self._followed - 1, 0)} rounds: {why}",
                 hint=hint,
             )

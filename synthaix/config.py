@@ -234,11 +234,20 @@ def _key_is_unique(config: DatasetConfig) -> None:
     if len(keys) == 1 and not keys[0].unique:
         object.__setattr__(keys[0], "unique", True)  # columns are frozen: set once, here
         keys[0].__pydantic_fields_set__.add("unique")
-    elif len(keys) > 1 and config.dedupe.key is None and not config._in_tables:
+    elif len(keys) > 1 and _content_key(config, keys) and not config._in_tables:
         key = [c.name for c in keys]  # a table's own: synthaix.relational.config._dedupe
         dedupe = config.dedupe.model_copy(update={"key": key, "exact": True})
         object.__setattr__(config, "dedupe", dedupe)
         config.__pydantic_fields_set__.add("dedupe")
+
+
+def _content_key(config: DatasetConfig, keys: list[Column]) -> bool:
+    """Whether a composite primary key becomes the exact-dedupe key: not when the config set
+    one or turned the check off, nor when a sequence or uuid makes every key distinct."""
+    dedupe = config.dedupe
+    if dedupe.key is not None or ("exact" in dedupe.model_fields_set and not dedupe.exact):
+        return False
+    return not any(c.type in ("sequence", "uuid") for c in keys)  # type: ignore[attr-defined]
 
 
 class CrossFieldError(ValueError):

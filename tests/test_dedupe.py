@@ -283,3 +283,22 @@ def test_a_row_over_its_parents_count_claims_no_key(tmp_path: Path) -> None:
     kept = index.admit(batch, ids(0, 3), 2, fits=fits)
     assert kept["word"].to_pylist() == ["a", "b"] and index.kept.tolist() == [0, 2]
     assert index.stats.exact == 0  # the dropped row was over its count, not a duplicate
+
+
+def test_near_dedupe_takes_a_parents_next_candidate_when_its_first_is_near(
+    tmp_path: Path,
+) -> None:
+    """With the near check, the counts are asked after it: parent 0 wants one row, its first
+    candidate is near a stored row, its second is new: the second is kept (it was dropped as
+    over the count when the counts came first)."""
+    index = DedupeIndex(text_config(tmp_path, exact=False), persistent=False)
+    index.open("b1", None, [])
+    stored, fresh = distinct_texts(2, seed=21)
+    index.admit(texts([stored]), ids(0, 1), 1)
+    near = stored.upper()  # a near duplicate (case)
+
+    def fits(rows: np.ndarray) -> np.ndarray:  # both rows are parent 0's: the first asked fits
+        return np.arange(len(rows)) < 1
+
+    kept = index.admit(texts([near, fresh]), ids(1, 2), 1, fits=fits)
+    assert kept["review"].to_pylist() == [fresh] and index.stats.near == 1

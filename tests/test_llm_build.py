@@ -215,19 +215,15 @@ def test_rows_that_break_a_constraint_cost_no_llm_request(tmp_path: Path) -> Non
     assert all(r["score"] > 5 and r["review"] for r in rows)
 
 
-@pytest.mark.parametrize("limit", ["endpoint", "config"])
-def test_a_request_larger_than_the_token_limit_fails_at_once(tmp_path: Path, limit: str) -> None:
-    """A request over the tokens-per-minute limit itself can never pass: it was retried as a
-    rate limit (the endpoint's "Request too large"), or waited minutes a try for a configured
-    provider.tpm, until the build gave up many minutes later."""
+def test_a_request_larger_than_the_token_limit_fails_at_once(tmp_path: Path) -> None:
+    """A request over the endpoint's tokens-per-minute limit itself can never pass: its
+    "Request too large" was retried as a rate limit until the build gave up minutes later."""
     from synthaix.build.engine import Build
     from synthaix.build.executor import ThreadExecutor
     from synthaix.errors import ProviderError
 
-    with simulator(tpm=400 if limit == "endpoint" else None, record=True) as sim:
+    with simulator(tpm=400, record=True) as sim:
         provider = {"base_url": sim.url, "model": "sim-small", "rows_per_request": 20}
-        if limit == "config":
-            provider["tpm"] = 400
         columns = [{"name": "t", "type": "llm", "max_length": 200}]
         config = make_config(
             columns, rows=40, chunk_size=20, provider=provider, output={"dir": str(tmp_path)}
@@ -237,7 +233,7 @@ def test_a_request_larger_than_the_token_limit_fails_at_once(tmp_path: Path, lim
         sent = len(sim.state.requests())
     assert caught.value.cause == "request_too_large"
     assert "lower provider.rows_per_request" in (caught.value.hint or "")
-    assert sent == 0 if limit == "config" else sent <= 4  # one a chunk, none retried
+    assert sent <= 4  # one a chunk, none retried
 
 
 def test_an_exhausted_quota_is_no_rate_limit() -> None:
@@ -278,3 +274,20 @@ def test_answers_that_give_no_valid_row_stop_the_build() -> None:
     assert re.search(r"no valid value in the first \d+ answers of a chunk \(", str(caught.value))
     assert "the answers are no JSON rows" in (caught.value.hint or "")
     assert sent < 100  # the first answers of the chunks running (44 seen), not 1,000s
+
+
+def test_a_small_chunk_of_unusable_answers_is_left_to_fill_up_rounds() -> None:
+    """Fewer than five rows (a fill-up chunk) do not stop the build on their first answers:
+    a re-ask with feedback, or the next round, may still get them (the build then stops as
+    any build that cannot make its rows)."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.errors import CapacityError
+    from synthaix.sim.faults import FaultRates
+
+    with simulator(faults=FaultRates(refusal=1.0)) as sim:
+        provider = {"base_url": sim.url, "model": "sim-small", "rows_per_request": 1}
+        columns = [{"name": "t", "type": "llm", "max_length": 30}]
+        config = make_config(columns, rows=3, chunk_size=3, provider=provider)
+        with pytest.raises(CapacityError):
+            Build(config, ThreadExecutor(config), persistent=False).run()

@@ -81,10 +81,10 @@ def build(config: RelationalConfig):
     return DatasetBuild(config, lambda table: ThreadExecutor(table)).run()
 
 
-def make_single(columns: list[dict]):
+def make_single(columns: list[dict], **dedupe):
     from conftest import make_config
 
-    return make_config(columns, rows=50)
+    return make_config(columns, rows=50, dedupe=dedupe)
 
 
 def query(database: Path, sql: str) -> list[tuple]:
@@ -403,6 +403,11 @@ def test_a_drawn_primary_key_holds_each_value_once(tmp_path: Path) -> None:
         ]
     )
     assert single.dedupe.key == ["id", "a", "b"] and single.dedupe.exact
+    wide = {"name": "a", "type": "integer", "min": 1, "max": 1000, "primary_key": True}
+    key = [{"name": "n", "type": "sequence", "primary_key": True}, wide]
+    assert make_single(key).dedupe.key is None  # a sequence makes every key distinct
+    off = make_single([c.model_dump() for c in single.columns], exact=False)
+    assert off.dedupe.key is None and not off.dedupe.exact  # turned off: left off
     one = make_single([{"name": "id", "type": "integer", "min": 1, "max": 60, "primary_key": True}])
     assert one.columns[0].unique
 

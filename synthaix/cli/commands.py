@@ -62,7 +62,12 @@ def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = Fa
         if _is_tables(dataset):
             from synthaix.relational.sink import RelationalWriter
 
-            RelationalWriter(dataset).check()
+            writer = RelationalWriter(dataset)
+            writer.check()
+            if dataset.mode == "append":  # as the build, which checks again under its lock
+                from synthaix.relational.sink import check_same_tables
+
+                check_same_tables(dataset, writer.previous_manifest(), writer.root)
         else:
             from synthaix.sink import check_output
 

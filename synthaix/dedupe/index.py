@@ -189,14 +189,20 @@ class DedupeIndex:
         if hashes is None:
             hashes = self._key_hashes(table)
         keep, offered = ~rerun, rerun  # offered: the rerun rows the counts still take
+        # With the near check, the counts are asked after it: a parent whose first candidate
+        # is near a stored row keeps its next one (the exact check alone asks them within).
+        counted = None if self.texts else fits
         if self.keys:
-            keep, offered, over = self._exact_fresh(hashes, rerun, fits)
+            keep, offered, over = self._exact_fresh(hashes, rerun, counted)
             self.stats.exact += int((~rerun & ~keep & ~over).sum())
-        elif fits is not None:
-            keep, offered, _ = _fitting(keep, offered, fits)
+        elif counted is not None:
+            keep, offered, _ = _fitting(keep, offered, counted)
         vectors = np.zeros((table.num_rows, self.dims), dtype=np.float32)
-        if self.texts:
-            keep = self._near_fresh(table, keep, offered, limit, vectors)
+        if self.texts:  # with counts, a later candidate may be the one they take
+            wanted = limit if fits is None else table.num_rows
+            keep = self._near_fresh(table, keep, offered, wanted, vectors)
+            if fits is not None:
+                keep, offered, _ = _fitting(keep, offered, fits)
         delivered = np.flatnonzero(keep | offered)[:limit]
         self.kept = delivered  # which rows of `table` were admitted, for the caller
         fresh = delivered[~rerun[delivered]]

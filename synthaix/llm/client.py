@@ -287,16 +287,7 @@ class LlmClient:
             return answer
 
         def paced() -> T:
-            tpm, needed = self.provider.tpm, tokens()
-            if tpm and needed > tpm:  # it would wait for a minute that never holds it
-                raise ProviderError(
-                    f"a request of about {needed:,.0f} tokens (its prompt and max_tokens) "
-                    f"cannot fit in provider.tpm {tpm:,} tokens a minute",
-                    cause="request_too_large",
-                    hint="lower provider.rows_per_request (fewer rows a request) or "
-                    "provider.max_tokens, or raise provider.tpm if the provider allows more",
-                )
-            bound = self.bounds.reserve(needed)  # this client's configured rpm/tpm
+            bound = self.bounds.reserve(tokens())  # this client's configured rpm/tpm
             if bound > 0:
                 time.sleep(bound)
             ticket = pacer.admit(tokens)
@@ -321,13 +312,17 @@ class LlmClient:
             except openai.APIError as exc:
                 raise self._wrap(exc) from None
 
-        def budget() -> RetryBudget:
-            provider = self.provider
-            return RetryBudget(provider.max_attempts, provider.timeout, pacer.slowest())
+        def budget(state: RetryCallState) -> RetryBudget:
+            # A 429 wave lasts as long as the limit's reset (a minute's Retry-After): the
+            # window follows the answers' speed only for an endpoint that fails otherwise.
+            failure = state.outcome.exception() if state.outcome else None
+            limited = getattr(failure, "cause", "") == "rate_limit"
+            slowest = None if limited else pacer.slowest()
+            return RetryBudget(self.provider.max_attempts, self.provider.timeout, slowest)
 
         def stop(state: RetryCallState) -> bool:
             elapsed = time.monotonic() - first_sent[0]
-            reason = budget().stop(state.attempt_number, elapsed, pacer.since_answer())
+            reason = budget(state).stop(state.attempt_number, elapsed, pacer.since_answer())
             if reason:
                 stopped.append((state.attempt_number, reason))
             return reason is not None
@@ -341,7 +336,7 @@ class LlmClient:
             retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.transient),
             # A Retry-After of an hour would only delay the request: with no answer in the
             # budget's window it gives up anyway.
-            wait=lambda state: min(_wait(state, pacer.failing), budget().window),
+            wait=lambda state: min(_wait(state, pacer.failing), budget(state).window),
             before_sleep=before_sleep,
             reraise=True,
         )

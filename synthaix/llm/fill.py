@@ -154,7 +154,7 @@ class StageFiller:
                 if asked[i] <= self.provider.max_reasks:
                     waiting.append(i)
 
-        self._pipeline(next_batch, done)
+        self._pipeline(next_batch, done, len(rows))
         return found
 
     def _fill_new_rows(self, rows: int) -> dict[int, dict]:
@@ -190,13 +190,14 @@ class StageFiller:
                 made.append(row)
             self.recorder.rejected(duplicates)
 
-        self._pipeline(next_batch, done)
+        self._pipeline(next_batch, done, rows)
         return dict(enumerate(made[:rows]))
 
     def _pipeline(
         self,
         next_batch: Callable[[bool], _Batch | None],
         done: Callable[[_Batch, ParsedAnswer], None],
+        rows: int,
     ) -> None:
         """Keep up to max_concurrency requests of this stage in flight; hand each answer to
         `done` as it arrives and refill at once, so re-asks never wait for a whole round."""
@@ -216,9 +217,12 @@ class StageFiller:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     batch, answer = future.result()
-                    answers, valid = answers + 1, valid + len(answer.rows)
+                    valid += len(answer.rows)
+                    # First asks only: a re-ask's feedback or a larger budget may still help.
+                    answers += not batch.feedback and not answer.truncated
                     done(batch, answer)
-                if not valid and answers >= UNUSABLE_ANSWERS:  # and what is in flight ends
+                unusable = not valid and answers >= UNUSABLE_ANSWERS and rows >= UNUSABLE_ROWS
+                if unusable:  # and what is in flight ends
                     asked = f"the first {answers} answers of a chunk"
                     raise _unusable(self.recorder.snapshot(), asked)
 
@@ -252,6 +256,7 @@ class StageFiller:
         model = row_model(self.columns, with_id=per_row)
         expected = set(batch.ids) if per_row else None
         answer = parse_answer(completion.text, model, expected, truncated)
+        answer.truncated = truncated
         if answer.rejected.pop("malformed_json", 0):
             answer.repaired = True  # nothing usable: every row of the batch is lost to it
         absent = count - len(answer.rows) - sum(answer.rejected.values())

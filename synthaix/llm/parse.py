@@ -80,6 +80,7 @@ class ParsedAnswer:
     rejected: Counter[str] = field(default_factory=Counter)
     feedback: list[str] = field(default_factory=list)
     repaired: bool = False  # the JSON was broken (truncated, fenced badly, ...) and mended
+    truncated: bool = False  # the answer was cut off at its max_tokens
 
 
 def parse_answer(

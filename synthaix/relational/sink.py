@@ -148,8 +148,6 @@ class RelationalWriter:
                         self.config.duckdb_path, table, self.config.name, False, in_tables=True
                     )
             check_dedupe_target(self.config)
-        if self.config.mode == "append":  # validate says it too (the build, under the lock)
-            check_same_tables(self.config, self.previous_manifest(), self.root)
 
     def _tidy(self) -> None:
         self._roll_forward()

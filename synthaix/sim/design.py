@@ -95,6 +95,7 @@ def _mentions(text: str) -> set[str]:
 # A listed field's words -> its column (the first that matches); anything else is LLM text.
 _FIELDS: list[tuple[str, dict[str, Any]]] = [
     (r"e-?mail", {"name": "email", "type": "person.email"}),
+    (r"company|employer", {"name": "company", "type": "company.name"}),
     (r"first name", {"name": "first_name", "type": "person.first_name"}),
     (r"last name|surname", {"name": "last_name", "type": "person.last_name"}),
     (r"name", {"name": "name", "type": "person.full_name"}),
@@ -103,7 +104,6 @@ _FIELDS: list[tuple[str, dict[str, Any]]] = [
     (r"city", {"name": "city", "type": "address.city"}),
     (r"country", {"name": "country", "type": "address.country"}),
     (r"address", {"name": "address", "type": "address.full"}),
-    (r"company|employer", {"name": "company", "type": "company.name"}),
     (r"job|title|role", {"name": "job", "type": "person.job"}),
     (r"rating|score|stars", {"name": "rating", "type": "integer", "min": 1, "max": 5}),
     (r"price|amount|total", {"name": "price", "type": "float", "min": 1, "max": 500}),
