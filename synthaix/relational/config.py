@@ -411,15 +411,21 @@ def _poisson_tail(mean: float, most: int) -> float:
 def _by_shares(config: RelationalConfig, table: TableConfig) -> dict[Any, float] | None:
     """The share of the parents with each value of count.by, when its column says it (a
     category without segments of its own)."""
-    count = table.count
-    if count is None or count.by is None or table.parent is None:
+    if table.parent is None:
         return None
-    name = count.by.removeprefix(f"{table.parent}.")
-    column = next((c for c in config.table(table.parent).columns if c.name == name), None)
+    column = _count_by(table, config.table(table.parent))
     if not isinstance(column, CategoryColumn) or column.by is not None:
         return None
     weights = column.weights()
     return dict(zip(column.labels(), (weights / weights.sum()).tolist(), strict=True))
+
+
+def _count_by(table: TableConfig, parent: TableConfig) -> Any:
+    """The parent's column whose value picks the table's count (count.by), if any."""
+    if table.count is None or table.count.by is None:
+        return None
+    name = table.count.by.removeprefix(f"{parent.name}.")
+    return next((c for c in parent.columns if c.name == name), None)
 
 
 def _total_problems(config: RelationalConfig) -> Problems:
@@ -818,11 +824,9 @@ def _siblings_problems(config: RelationalConfig) -> Problems:
 def _count_params_problems(index: int, table: TableConfig, parent: TableConfig) -> Problems:
     """count.params keys that the parent's `by` column never takes (`Gold` for `gold`): those
     parents got the default count, silently."""
-    count = table.count
-    if count is None or count.by is None or not count.params:
+    count, by = table.count, _count_by(table, parent)
+    if count is None or not count.params:
         return []
-    name = count.by.removeprefix(f"{parent.name}.")
-    by = next((c for c in parent.columns if c.name == name), None)
     domain = by.domain() if isinstance(by, Conditional) else None
     if domain is None:
         return []
@@ -830,7 +834,7 @@ def _count_params_problems(index: int, table: TableConfig, parent: TableConfig) 
     return [
         (
             ("tables", index, "count", "params", key),
-            f"{parent.name}.{name} never takes the value {key!r}"
+            f"{parent.name}.{by.name} never takes the value {key!r}"
             f"{did_you_mean(str(key), values)} (its values: {', '.join(values)})",
         )
         for key in count.params
