@@ -82,15 +82,14 @@ def loop_fields(parsed: nodes.Template) -> set[tuple[str, str]]:
     for loop in parsed.find_all(nodes.For):
         if not (isinstance(loop.iter, nodes.Name) and isinstance(loop.target, nodes.Name)):
             continue
-        item = loop.target.name
-        called = {id(n.node) for body in loop.body for n in body.find_all(nodes.Call)}
+        target = loop.target.name
         for body in loop.body:
             for node in body.find_all((nodes.Getattr, nodes.Getitem)):
                 if id(node) in called:  # a method (`o.get('total', 0)`), not a field
                     continue
                 name = dotted_name(node)
                 head, _, rest = (name or "").partition(".")
-                if head == item and rest:
+                if head == target and rest:
                     found.add((loop.iter.name, rest.partition(".")[0]))
     return found
 
