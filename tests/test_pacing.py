@@ -115,9 +115,11 @@ def test_a_learned_bucket_follows_remaining_and_refills_at_the_limit_per_minute(
     bucket = LearnedBucket()
     for _ in range(4):
         bucket.take(1, now=0.0)
-    bucket.settle(1)  # one answered; 3 still in flight, perhaps not counted by the server yet
+    bucket.settle(
+        1, seen=0
+    )  # one answered; 3 still in flight, perhaps not counted by the server yet
     # 600 per minute = 10/s; 5 left and 1.5 s to full: a bucket of 5 + 15 = 20.
-    bucket.sync(RateLimit(600, 5, 1.5), sent_at=1.0, now=0.0, seen=0)
+    bucket.sync(RateLimit(600, 5, 1.5), sent_at=1.0, now=0.0, seen=0, earlier=0)
     assert bucket.bucket is not None
     assert bucket.bucket.capacity == pytest.approx(20) and bucket.bucket.rate == 10
     waits = []
@@ -126,36 +128,55 @@ def test_a_learned_bucket_follows_remaining_and_refills_at_the_limit_per_minute(
         bucket.take(1, now=0.0)
     assert waits == pytest.approx([0, 0, 0.1, 0.2])  # 5 - 3 = 2 left, then 10 per second
     assert bucket.wait(1, now=0.2) == pytest.approx(0.1)
-    bucket.sync(RateLimit(600, 20, 0.0), sent_at=0.5, now=0.2, seen=0)  # sent earlier: stale
+    bucket.sync(RateLimit(600, 20, 0.0), sent_at=0.5, now=0.2, seen=0, earlier=0)  # stale
     assert bucket.wait(1, now=0.2) == pytest.approx(0.1)
-    bucket.settle(7)
-    bucket.sync(RateLimit(600, 3, 1.7), sent_at=1.5, now=0.2, seen=1)  # all answered: 3 left
+    bucket.settle(3, seen=0)
+    bucket.settle(4, seen=1)
+    bucket.sync(RateLimit(600, 3, 1.7), sent_at=1.5, now=0.2, seen=1, earlier=0)  # all back: 3
     assert bucket.bucket.level == 3
 
 
-def test_the_level_follows_the_lowest_remaining_of_a_burst() -> None:
-    # A and B sent together on what one answer said; the server counts B first, so A's answer
-    # says 1 left and B's, arriving later, 2. Both are over: 1 is left, not the 2 B's says.
-    bucket = LearnedBucket(exact=True)
-    bucket.sync(RateLimit(600, 3, 0.0), sent_at=0.0, now=0.0, seen=0)
-    seen = bucket.syncs
-    bucket.take(1, now=0.0)
-    bucket.take(1, now=0.0)
-    bucket.settle(1)
-    bucket.sync(RateLimit(600, 1, 0.0), sent_at=0.1, now=0.1, seen=seen)  # A, sent first
-    assert bucket.bucket is not None and bucket.bucket.level == 0  # B still in flight
-    bucket.settle(1)
-    bucket.sync(RateLimit(600, 2, 0.0), sent_at=0.11, now=0.1, seen=seen)
-    assert bucket.bucket.level == 1
-    bucket.take(1, now=0.1)  # sent on what A's answer said: its answer is news again
-    bucket.settle(1)
-    bucket.sync(RateLimit(600, 5, 0.0), sent_at=0.2, now=0.1, seen=bucket.syncs)
-    assert bucket.bucket.level == 5
+def _said(remaining: int) -> dict[str, str]:
+    """An answer's headers: 600 requests a minute (10/s), `remaining` left, nothing else."""
+    reset = f"{(20 - remaining) / 10}s"
+    return {
+        "x-ratelimit-limit-requests": "600",
+        "x-ratelimit-remaining-requests": str(remaining),
+        "x-ratelimit-reset-requests": reset,
+    }
+
+
+def test_an_answer_counted_before_requests_answered_earlier_does_not_raise_the_level() -> None:
+    # A and B sent together, A first; the server counts B first, so A's answer says 1 left and
+    # B's, arriving later, 2. Both are over: 1 is left, not the 2 B's answer says.
+    pacer = Pacer(ceiling=8)
+    pacer.answered(pacer.admit(0), _said(3), sent_at=0.0)
+    bucket = pacer.buckets["requests"]
+    a, b = pacer.admit(0), pacer.admit(0)
+    pacer.answered(a, _said(1), sent_at=0.1)
+    assert bucket.bucket is not None and bucket.bucket.level == pytest.approx(0, abs=0.1)
+    pacer.answered(b, _said(2), sent_at=0.11)
+    assert bucket.bucket.level == pytest.approx(1, abs=0.1)
+    # Across two bursts: W and X take their turns, X goes out first and its answer syncs; Z
+    # goes out; the server counts Z (5 left), then W (4 left); W's answer comes first. Z's 5
+    # is one too many (W came after it): at most 4 are left. (The estimate says 3: W's answer
+    # counted Z, which was still in flight then.)
+    w, x = pacer.admit(0), pacer.admit(0)
+    pacer.answered(x, _said(6), sent_at=0.2)
+    z = pacer.admit(0)
+    pacer.answered(w, _said(4), sent_at=0.21)
+    pacer.answered(z, _said(5), sent_at=0.3)
+    assert 2.9 < bucket.bucket.level <= 4
+    # Everything answered, a request sent after: its answer is the level again.
+    pacer.answered(pacer.admit(0), _said(7), sent_at=0.4)
+    assert bucket.bucket.level == pytest.approx(7, abs=0.1)
 
 
 def test_a_learned_bucket_never_allows_more_than_the_limit() -> None:
     bucket = LearnedBucket()
-    bucket.sync(RateLimit(60, 59, 60.0), sent_at=0.0, now=0.0, seen=0)  # 59 + 60 would exceed 60
+    bucket.sync(
+        RateLimit(60, 59, 60.0), sent_at=0.0, now=0.0, seen=0, earlier=0
+    )  # 59 + 60 would exceed 60
     assert bucket.bucket is not None and bucket.bucket.capacity == 60
 
 
