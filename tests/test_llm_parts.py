@@ -95,6 +95,10 @@ def test_llm_config_errors() -> None:
         make_config([{"name": "n", "type": "llm", "schema": {"type": "integer"}, "max_length": 3}])
     with pytest.raises(ConfigError, match="references 'missing'"):
         make_config([{"name": "r", "type": "llm", "prompt": "about {{ missing }}"}])
+    code = {"name": "code", "type": "llm", "pattern": r"^SKU-\d{6}-[A-Z]{2}$"}
+    with pytest.raises(ConfigError, match="shortest match has 13 characters"):
+        make_config([{**code, "max_length": 12}])
+    make_config([{**code, "max_length": 13}])
     with pytest.raises(ConfigError, match="does not belong in a config file"):
         make_config([{"name": "r", "type": "llm"}], provider={"api_key": "sk-123"})
 

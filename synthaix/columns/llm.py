@@ -68,6 +68,13 @@ class LlmColumn(Column):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+            shortest = _shortest_match(self.pattern)
+            if self.max_length is not None and shortest > self.max_length:
+                raise ValueError(
+                    f"pattern matches no text of max_length {self.max_length} or less (its "
+                    f"shortest match has {shortest} characters): raise max_length or shorten "
+                    "the pattern"
+                )
         kind = (self.value_schema or {}).get("type", "string")
         if kind not in _JSON_TYPES:
             raise ValueError(f"schema type must be one of {', '.join(sorted(_JSON_TYPES))}")
@@ -134,3 +141,15 @@ class LlmColumn(Column):
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
         raise RuntimeError("llm columns are filled in batches by synthaix.llm.fill")
+
+
+def _shortest_match(pattern: str) -> int:
+    """The fewest characters a match of `pattern` has (0 when Python cannot say). Read from
+    Python's own regex parser, as a schema no value satisfies is otherwise found by the
+    endpoint: a 400 at build time, after earlier stages were paid."""
+    parser = getattr(re, "_parser", None)  # private, but stable since 3.11
+    try:
+        low, _ = parser.parse(pattern).getwidth()  # type: ignore[union-attr]
+    except Exception:  # another Python's parser: leave the check to the endpoint
+        return 0
+    return int(low)
