@@ -206,3 +206,14 @@ def test_a_cost_with_no_prices_set_is_not_shown_as_free() -> None:
         "..._output_...)"
     )
     assert spend(unpriced.model_copy(update={"cost_usd": 0.0123})).endswith(", $0.0123")
+    # Tables and report cards say it short, and never $0.0000 for tokens spent.
+    from types import SimpleNamespace
+
+    from synthaix.llm.stats import usd
+    from synthaix.report.html import cost_kpis
+
+    assert usd(unpriced, hint=False) == "not priced" and usd(LlmStats()) == "$0.0000"
+    run = SimpleNamespace(
+        earlier_attempts=1, llm=unpriced, llm_total=unpriced, embeddings=unpriced, resumed_chunks=0
+    )
+    assert {value for _, value in cost_kpis(run)} == {"not priced"}

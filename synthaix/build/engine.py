@@ -53,7 +53,7 @@ from synthaix.config import DatasetConfig
 from synthaix.dedupe.index import DedupeIndex
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
 from synthaix.ledger import KEEP_OTHERS, ChunkLedger, clear_ledgers, generation_hash
-from synthaix.llm.stats import LlmStats, attach_spent, spent_before
+from synthaix.llm.stats import LlmStats, attach_spent, spent_before, usd
 from synthaix.sink import BUILD_KEY, DatasetWriter
 
 SAMPLE_ROWS = 10
@@ -350,11 +350,11 @@ class Build:
             else "no chunk of the interrupted build had finished (nothing to resume)"
         )
         log.info(
-            "%s%s; earlier attempts spent %s requests, $%.4f",
+            "%s%s; earlier attempts spent %s requests, %s",
             table,
             resumed,
             f"{earlier.requests:,}",
-            earlier.cost_usd,
+            usd(earlier, hint=False),
             extra={
                 "dataset": config.name,
                 "resumed_chunks": self.reused_chunks,

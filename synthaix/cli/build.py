@@ -404,10 +404,10 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
         cost = f", llm {spend(llm)}" if llm.requests else ""
         if table.earlier_attempts and table.llm_total.requests:
             cost += (
-                f" (all attempts: {table.llm_total.requests:,}, ${table.llm_total.cost_usd:,.4f})"
+                f" (all attempts: {table.llm_total.requests:,}, {usd(table.llm_total, hint=False)})"
             )
         if (spent := table.embeddings).requests:
-            cost += f", embeddings {spent.requests:,} requests ${spent.cost_usd:,.4f}"
+            cost += f", embeddings {spent.requests:,} requests {usd(spent, hint=False)}"
         resumed = (
             f", {chunks_and_rows(table.resumed_chunks, table.resumed_rows)} resumed"
             if table.resumed_chunks

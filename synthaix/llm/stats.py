@@ -69,10 +69,13 @@ def spend(llm: LlmStats) -> str:
     return f"{llm.requests:,} request{'s' * (llm.requests != 1)}, {llm.tokens:,} tokens, {usd(llm)}"
 
 
-def usd(llm: LlmStats) -> str:
+def usd(llm: LlmStats, hint: bool = True) -> str:
     """The cost, or that none was priced: $0.0000 for tokens read as free (the provider's
-    prices default to 0, unknown)."""
+    prices default to 0, unknown). `hint`: say which settings price it (else: "not priced",
+    for tables and report cards)."""
     if llm.tokens and not llm.cost_usd:
+        if not hint:
+            return "not priced"
         return "cost not priced (set provider.price_input_per_million and ..._output_...)"
     return f"${llm.cost_usd:,.4f}"
 

@@ -22,7 +22,7 @@ from synthaix.build.manifest import (
     versions,
 )
 from synthaix.errors import OutputError
-from synthaix.llm.stats import LlmStats
+from synthaix.llm.stats import LlmStats, usd
 from synthaix.relational.config import RelationalConfig
 
 
@@ -168,11 +168,11 @@ def summary_markdown(manifest: DatasetManifest) -> str:
         llm, total, rows = table.llm, table.llm_total, table.rows
         row = f"| {name} | {rows.delivered:,} | {rows.total:,} | {table.dropped.total:,} |"
         if not resumed:
-            row += f" {llm.requests:,} | ${llm.cost_usd:,.4f} |"
+            row += f" {llm.requests:,} | {usd(llm, hint=False)} |"
         else:
             row += (
                 f" {table.resumed_chunks:,} ({table.resumed_rows:,}) | {llm.requests:,} / "
-                f"{total.requests:,} | ${llm.cost_usd:,.4f} / ${total.cost_usd:,.4f} |"
+                f"{total.requests:,} | {usd(llm, hint=False)} / {usd(total, hint=False)} |"
             )
         lines.append(row)
     lines.append("")

@@ -10,6 +10,7 @@ from typing import Any
 
 from synthaix.build.manifest import Manifest, cost_lines, read_manifest, resume_lines
 from synthaix.files import write_text_atomic
+from synthaix.llm.stats import usd
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import (
     ColumnProfile,
@@ -74,14 +75,14 @@ def cost_kpis(manifest: Any) -> list[tuple[str, str]]:
     """LLM cost (this attempt's, and with interrupted attempts'), embeddings cost and resumed
     chunks."""
     if not manifest.earlier_attempts:
-        kpis = [("LLM cost", f"${manifest.llm.cost_usd:.4f}")]
+        kpis = [("LLM cost", usd(manifest.llm, hint=False))]
     else:
         kpis = [
-            ("LLM cost, this attempt", f"${manifest.llm.cost_usd:.4f}"),
-            ("LLM cost, all attempts", f"${manifest.llm_total.cost_usd:.4f}"),
+            ("LLM cost, this attempt", usd(manifest.llm, hint=False)),
+            ("LLM cost, all attempts", usd(manifest.llm_total, hint=False)),
         ]
     if manifest.embeddings.requests:
-        kpis.append(("embeddings cost", f"${manifest.embeddings.cost_usd:.4f}"))
+        kpis.append(("embeddings cost", usd(manifest.embeddings, hint=False)))
     if manifest.resumed_chunks:
         kpis.append(("resumed chunks", f"{manifest.resumed_chunks:,}"))
     return kpis
