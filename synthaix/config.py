@@ -457,38 +457,47 @@ def parse_config(
         raise _config_error(exc, data, source, origin, hidden) from None
 
 
-def _hidden_name_problems(exc: ValidationError, data: Any) -> list[Any]:
+def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) -> list[Any]:
     """Unknown names that field errors hid: pydantic stops before the cross-column checks, so
     a config with a misspelt type and a misspelt reference took two runs to fix. The names are
     checked again on a stand-in of the config: a broken column as a text column of its name, a
-    broken constraint as `true`, any other broken section left to its default. Nothing is
-    said when the stand-in fails too."""
+    broken constraint as `true`, any other broken section left to its default. `model`: the
+    config's class (DatasetConfig; RelationalConfig for `tables:`, whose tables are stood in
+    for the same way). Nothing is said when the stand-in fails too."""
+    model = model or DatasetConfig
     errors = exc.errors()
     if not isinstance(data, dict) or any(_cross_field(e) for e in errors):
         return []
-    stand_in, replaced = copy.deepcopy(data), set()
+    stand_in, replaced = copy.deepcopy(data), []
     for loc in (tuple(e["loc"]) for e in errors):
-        listed = stand_in.get(loc[0]) if loc else None
-        if len(loc) > 1 and isinstance(loc[1], int) and isinstance(listed, list):
-            if loc[0] == "columns":
-                name = listed[loc[1]].get("name") if isinstance(listed[loc[1]], dict) else None
-                listed[loc[1]] = {"name": name, "type": "text.lorem"}
-                replaced.add(loc[1])
-            elif loc[0] == "constraints":
-                listed[loc[1]] = "true"
-        elif loc and loc[0] != "name":
-            stand_in.pop(loc[0], None)
+        owner, at = stand_in, loc
+        if model is not DatasetConfig and loc[:1] == ("tables",):
+            tables = stand_in.get("tables")
+            if len(loc) < 3 or not isinstance(tables, list) or not isinstance(loc[1], int):
+                continue  # a broken table as a whole: no stand-in (it fails again)
+            owner, at = tables[loc[1]], loc[2:]
+        if not isinstance(owner, dict):
+            continue
+        listed = owner.get(at[0]) if at else None
+        if len(at) > 1 and isinstance(at[1], int) and isinstance(listed, list):
+            if at[0] == "columns":
+                column = listed[at[1]]
+                name = column.get("name") if isinstance(column, dict) else None
+                listed[at[1]] = {"name": name, "type": "text.lorem"}
+                replaced.append(loc[: len(loc) - len(at) + 2])
+            elif at[0] == "constraints":
+                listed[at[1]] = "true"
+        elif at and at[0] != "name":
+            owner.pop(at[0], None)
     try:
-        DatasetConfig.model_validate(stand_in, context={"names_only": True})
+        model.model_validate(stand_in, context={"names_only": True})
     except ValidationError as again:
         if not all(_cross_field(e) for e in again.errors()):
             return []
         problems = [
             (tuple(e["loc"]) + loc, m) for e in again.errors() for loc, m in _cross_field(e)
         ]
-        return [
-            (loc, m) for loc, m in problems if loc[:1] != ("columns",) or loc[1] not in replaced
-        ]
+        return [(loc, m) for loc, m in problems if not any(loc[: len(r)] == r for r in replaced)]
     return []
 
 
@@ -506,7 +515,8 @@ def parse_any_config(data: Any, source: YamlDocument | None = None, origin: str 
     try:
         return RelationalConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, data, source, origin) from None
+        hidden = _hidden_name_problems(exc, data, RelationalConfig)
+        raise _config_error(exc, data, source, origin, hidden) from None
 
 
 def load_config(path: str | Path, as_of: dt.datetime | None = None) -> Any:

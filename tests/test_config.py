@@ -196,6 +196,38 @@ def test_field_errors_do_not_hide_the_unknown_names(tmp_path: Path) -> None:
     assert lines == sorted(lines)  # in the file's order
 
 
+def test_field_errors_do_not_hide_the_unknown_names_across_tables(tmp_path: Path) -> None:
+    """The same in a multi-table config: a misspelt type in one table and a bad max in
+    another no longer hide a misspelt related column. What reads a broken column (a related
+    column, an aggregate of a child's) is not blamed for it."""
+    text = (
+        "name: shop\ntables:\n"
+        "  - name: customers\n    rows: 10\n    columns:\n"
+        "      - {name: customer_id, type: sequence, primary_key: true}\n"
+        "      - {name: name, type: person.full_nam}\n"
+        "      - {name: since, type: date, start: 2022-01-01, end: 2024-12-31}\n"
+        "  - name: orders\n    parent: customers\n    count: 2\n    columns:\n"
+        "      - {name: order_id, type: sequence, primary_key: true}\n"
+        "      - {name: customer_id, type: reference, to: customers.customer_id}\n"
+        "      - {name: at, type: datetime, after: customers.sinc, offset: {max: 30d}}\n"
+        "      - {name: who, type: sql, expr: customers.name}\n"
+        "      - {name: lines, type: aggregate, of: items, expr: sum(qty * 2)}\n"
+        "  - name: items\n    parent: orders\n    count: 2\n    columns:\n"
+        "      - {name: order_id, type: reference, to: orders.order_id}\n"
+        "      - {name: qty, type: integer, min: 1, max: five}\n"
+    )
+    message = _error(tmp_path, text)
+    said = [line for line in message.splitlines() if line.startswith("  ")]
+    assert len(said) == 3, message
+    for part in (
+        "bad.yaml:7: tables[0] (customers).columns[1] (name): unknown column type 'person.full_n",
+        "bad.yaml:15: tables[1] (orders).columns[2] (at): references 'customers.sinc', which is",
+        "bad.yaml:23: tables[2] (items).columns[1] (qty).max: Input should be a valid integer",
+    ):
+        assert part in message, message
+    assert "(who)" not in message and "(lines)" not in message
+
+
 def test_unseeded_template_randomness_is_refused(tmp_path: Path) -> None:
     """Jinja2's random filter and lipsum() draw from Python's unseeded random: a build with
     them could not be made again from its config and seed."""

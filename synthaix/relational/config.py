@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -263,13 +264,14 @@ class RelationalConfig(OutputPaths, StrictModel):
         return "as_of" if self._seed_as_of else seed
 
     @model_validator(mode="after")
-    def _plan(self) -> Self:
+    def _plan(self, info: ValidationInfo) -> Self:
+        names_only = bool((info.context or {}).get("names_only"))  # see config.py's stand-in
         columns = [
             (("tables", t, "columns", c), column)
             for t, table in enumerate(self.tables)
             for c, column in enumerate(table.columns)
         ]
-        problems = settle(self, columns) or _plan_tables(self)
+        problems = settle(self, columns) or _plan_tables(self, names_only)
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -290,7 +292,9 @@ class RelationalConfig(OutputPaths, StrictModel):
 
 
 # -- planning ------------------------------------------------------------------------------
-def _plan_tables(config: RelationalConfig) -> Problems:
+def _plan_tables(config: RelationalConfig, names_only: bool = False) -> Problems:
+    """Each table's plan in build order, and the problems across tables. `names_only`: of a
+    stand-in config (broken columns as text), only whether the names it reads exist."""
     specs = {t.name: t for t in config.tables}
     problems: Problems = []
     seen: set[str] = set()
@@ -319,15 +323,16 @@ def _plan_tables(config: RelationalConfig) -> Problems:
     config._order = order
     for name in order:
         index = [t.name for t in config.tables].index(name)
-        plan, found = _table_plan(config, specs[name], index)
+        plan, found = _table_plan(config, specs[name], index, names_only)
         problems += found
         if plan is None:
             return problems
         config._plans[name] = plan
-    problems += _aggregate_problems(config)
     problems += _siblings_problems(config)
-    problems += _total_problems(config)
-    problems += _key_per_parent_problems(config)
+    if not names_only:  # DuckDB binds names and types at once: a stand-in's text would fail
+        problems += _aggregate_problems(config)
+        problems += _total_problems(config)
+        problems += _key_per_parent_problems(config)
     return problems
 
 
@@ -647,7 +652,7 @@ def _table_seed(seed: int, table: str) -> int:
 
 
 def _table_plan(
-    config: RelationalConfig, spec: TableConfig, index: int
+    config: RelationalConfig, spec: TableConfig, index: int, names_only: bool = False
 ) -> tuple[TablePlan | None, Problems]:
     for _, reference in spec.references():  # a key keeps its type in the referencing table
         columns = spec.columns if reference.is_late else config.plan(reference.table).spec.columns
@@ -699,6 +704,7 @@ def _table_plan(
                 "names": siblings,
                 "late": late,
                 "children": config.children(spec.name),
+                "names_only": names_only,
             },
         )
     except ValidationError as exc:
