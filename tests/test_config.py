@@ -228,6 +228,33 @@ def test_field_errors_do_not_hide_the_unknown_names_across_tables(tmp_path: Path
     assert "(who)" not in message and "(lines)" not in message
 
 
+def test_a_table_with_problems_does_not_hide_those_of_tables_it_does_not_feed(
+    tmp_path: Path,
+) -> None:
+    """Tables are checked in build order; one with a problem stopped the check, so a typo in
+    products hid one in customers. Now only the tables reading it wait for its fix."""
+    text = (
+        "name: shop\ntables:\n"
+        "  - name: products\n    rows: 5\n    columns:\n"
+        "      - {name: product_id, type: sequence, primary_key: true}\n"
+        "      - {name: label, type: sql, expr: \"'P' || product_idd\"}\n"
+        "  - name: customers\n    rows: 10\n    columns:\n"
+        "      - {name: customer_id, type: sequence, primary_key: true}\n"
+        "      - {name: tag, type: sql, expr: customer_idd}\n"
+        "  - name: orders\n    parent: customers\n    count: 2\n    columns:\n"
+        "      - {name: customer_id, type: reference, to: customers.customer_id}\n"
+        "      - {name: note, type: sql, expr: customers.tagg}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "(2 problems)" in message, message
+    assert "bad.yaml:7: tables[0] (products).columns[1] (label): references 'product_idd'" in (
+        message
+    )
+    assert "bad.yaml:12: tables[1] (customers).columns[1] (tag): references 'customer_idd'" in (
+        message
+    )
+
+
 def test_unseeded_template_randomness_is_refused(tmp_path: Path) -> None:
     """Jinja2's random filter and lipsum() draw from Python's unseeded random: a build with
     them could not be made again from its config and seed."""

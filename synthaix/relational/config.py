@@ -321,13 +321,20 @@ def _plan_tables(config: RelationalConfig, names_only: bool = False) -> Problems
             )
         ]
     config._order = order
+    failed: set[str] = set()  # tables with problems, and those reading them (checked later)
     for name in order:
+        if _needs(specs[name]) & failed:
+            failed.add(name)
+            continue
         index = [t.name for t in config.tables].index(name)
         plan, found = _table_plan(config, specs[name], index, names_only)
         problems += found
         if plan is None:
-            return problems
+            failed.add(name)
+            continue
         config._plans[name] = plan
+    if failed:
+        return problems
     problems += _siblings_problems(config)
     if not names_only:  # DuckDB binds names and types at once: a stand-in's text would fail
         problems += _aggregate_problems(config)
