@@ -302,3 +302,35 @@ def test_near_dedupe_takes_a_parents_next_candidate_when_its_first_is_near(
 
     kept = index.admit(texts([near, fresh]), ids(1, 2), 1, fits=fits)
     assert kept["review"].to_pylist() == [fresh] and index.stats.near == 1
+
+
+def test_builds_after_an_index_rebuild_keep_working_and_old_versions_go(tmp_path: Path) -> None:
+    """An index rebuild compacts the table; it also pruned old versions at once, which lancedb
+    refuses while the last build's version is tagged (a failure restores it): every later
+    build that rebuilt the index failed at its end with a 'Cleanup error'. Versions are now
+    pruned after the commit, down to the last build's."""
+    from conftest import write_config
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.config import load_config
+
+    def build(seed: int, rows: int = 2400, mode: str = "overwrite") -> None:
+        data = {
+            "name": "notes",
+            "rows": rows,
+            "seed": seed,
+            "mode": mode,
+            "chunk_size": 800,
+            "columns": [{"name": "note", "type": "text.lorem", "max_chars": 100, "pool": 0}],
+            "dedupe": {"near": True, "text": ["note"], "index_rows": 1000},
+            "output": {"dir": str(tmp_path / "out")},
+        }
+        config = load_config(write_config(tmp_path / "notes.yaml", data))
+        assert Build(config, ThreadExecutor(config)).run().rows.delivered == rows
+
+    build(seed=1)
+    build(seed=2)  # rebuilt the index while the first build's version was tagged
+    build(seed=2, rows=1000, mode="append")  # over a quarter of 3,400: rebuilds it too
+    table = lancedb.connect(str(tmp_path / "out" / ".dedupe")).open_table("notes")
+    assert table.count_rows() == 3400 and len(table.tags.list()) == 1
+    assert len(table.list_versions()) <= 2, table.list_versions()
