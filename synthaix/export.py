@@ -3,7 +3,8 @@
 A multi-table dataset (`tables:`) is exported one table at a time: `table` names it (it may
 be left out when the dataset has a single table). Without a target the file goes into the
 build's output folder, `<dataset>.<fmt>` (one table) or `<table>.<fmt>` (a table of a
-multi-table dataset); a target of the user's (a file, or a file in a folder they name) that
+multi-table dataset), and may replace only what an export wrote there (`.exports.json` keeps
+their sizes and times); a target of the user's (a file, or a file in a folder they name) that
 exists is never overwritten unless `overwrite`."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from synthaix.errors import OutputError
+from synthaix.files import hidden_temporary, is_own_export, remember_export
 from synthaix.relational.manifest import DatasetManifest, is_dataset_manifest
 from synthaix.report.profile import parquet_source, parts_of, sql_literal
 
@@ -34,10 +36,13 @@ def export_dataset(
     chosen = target is not None
     if target is None or target.is_dir():
         target = (target or output_dir) / f"{name}.{fmt}"
-    if chosen and target.exists() and not overwrite:  # a file of the user's, maybe
-        raise OutputError(f"{target} exists", hint="choose another -o path, or add --force")
+    if target.exists() and not overwrite and (chosen or not is_own_export(target)):
+        hint = "choose another -o path, or add --force"
+        if not chosen:  # a file of the user's in the output folder, or changed since
+            hint = "it is not the file an export wrote there: move it away, " + hint
+        raise OutputError(f"{target} exists", hint=hint)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
+    temporary = hidden_temporary(target)
     try:
         with duckdb.connect() as con:
             con.execute(
@@ -47,6 +52,8 @@ def export_dataset(
         temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)
+    if not chosen:
+        remember_export(target)
     return target
 
 

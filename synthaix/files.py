@@ -1,17 +1,63 @@
-"""Small file helpers shared by the writers."""
+"""Small file helpers shared by the writers, and how SynthAIx knows a file is its own."""
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
+
+REPORT_MARK = "<meta name=generator content=SynthAIx>"  # in the <head> of every report
+_OLD_REPORT_MARK = " - SynthAIx report</title>"  # reports of 0.1, before the mark
+_EXPORTS = ".exports.json"  # an output folder's exports, as `export` left them
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` so readers see the old file or the new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = hidden_temporary(path)
     try:
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def hidden_temporary(path: Path) -> Path:
+    """A name beside `path` for writing it first, no file of anyone's already."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def is_own_report(path: Path) -> bool:
+    """Whether `path` is an HTML report SynthAIx wrote (its head says so)."""
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return REPORT_MARK in head or _OLD_REPORT_MARK in head
+
+
+def is_own_export(path: Path) -> bool:
+    """Whether `path` is still the file an export wrote into its folder (same size and
+    modification time as recorded then): a user's file of the same name is not."""
+    try:
+        stat = path.stat()
+        return _exports(path.parent).get(path.name) == [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return False
+
+
+def remember_export(path: Path) -> None:
+    exports = _exports(path.parent)
+    stat = path.stat()
+    exports[path.name] = [stat.st_size, stat.st_mtime_ns]
+    write_text_atomic(path.parent / _EXPORTS, json.dumps(exports, indent=1, sort_keys=True))
+
+
+def _exports(folder: Path) -> dict[str, list[int]]:
+    try:
+        found = json.loads((folder / _EXPORTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -37,7 +37,7 @@ from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
-from synthaix.files import write_text_atomic
+from synthaix.files import is_own_report, write_text_atomic
 from synthaix.ownership import (
     TEMP_LINK,
     check_output_dir,
@@ -305,9 +305,12 @@ class DatasetWriter:
 
 def drop_stale_report(root: Path) -> None:
     """Remove the output folder's report.html once a build has published: it describes an
-    earlier build's data (`--report` then writes this build's)."""
-    with contextlib.suppress(OSError):
-        (root / "report.html").unlink(missing_ok=True)
+    earlier build's data (`--report` then writes this build's). Only a report SynthAIx wrote:
+    a file of the user's of that name stays."""
+    report = root / "report.html"
+    if is_own_report(report):
+        with contextlib.suppress(OSError):
+            report.unlink()
 
 
 def _replace_symlink(link: Path, target: Path) -> None:

@@ -321,6 +321,45 @@ def test_export_and_report_never_overwrite_a_file_without_force(tmp_path: Path) 
     assert mine.read_text().splitlines()[0] == "id,name,v"
 
 
+def test_a_report_or_export_of_the_users_in_the_output_folder_is_never_replaced(
+    tmp_path: Path,
+) -> None:
+    """report.html and <dataset>.csv in the output folder are SynthAIx's names, but a user's
+    file of that name is not SynthAIx's: a build dropped a user's report.html, and `report` and
+    `export` without -o wrote over them. Only what SynthAIx wrote there is replaced."""
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    out = config.output_dir
+
+    def build() -> None:
+        with DatasetWriter(config, dataset_schema(config)) as writer:
+            writer.write(generate_chunk(config, plan_chunks(10, 10)[0]).table)
+            writer.commit(_manifest(config, writer.build_id))
+
+    build()
+    report, csv = out / "report.html", out / f"{config.name}.csv"
+    report.write_text("<p>my notes</p>")
+    csv.write_text("precious\n")
+    build()
+    assert report.read_text() == "<p>my notes</p>"
+    for command in (["report", str(out)], ["export", str(out)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "exists" in result.output, result.output
+    assert report.read_text() == "<p>my notes</p>" and csv.read_text() == "precious\n"
+
+    report.unlink()
+    csv.unlink()
+    for _ in range(2):  # its own files: written again
+        for command in (["report", str(out)], ["export", str(out)]):
+            result = runner.invoke(app, command)
+            assert result.exit_code in (0, 1), result.output  # 1: a failing check
+    assert csv.read_text().splitlines()[0] == "id,name,v"
+    build()
+    assert not report.exists()  # its own report of the earlier data: dropped
+    csv.write_text("edited by hand\n")  # no longer what export wrote
+    assert runner.invoke(app, ["export", str(out)]).exit_code == 2
+    assert runner.invoke(app, ["export", str(out), "--force"]).exit_code == 0
+
+
 def _manifest(config, build_id: str):
     return new_manifest(config, build_id, rows={"delivered": 1, "total": 1, "generated": 1})
 

@@ -61,7 +61,7 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{cause} {n:,}" for cause, n in counter.most_common())
 
 
-def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
+def _report(output_dir: Path, target: Path | None, debug: bool, force: bool = False) -> None:
     """Write the report and print its checks' tally; exit 1 when one fails, the report
     written all the same. `build --report` calls this too: a build that published data
     failing its checks exits 1, after its summary."""
@@ -72,7 +72,7 @@ def _report(output_dir: Path, target: Path | None, debug: bool) -> None:
         message = f"{output_dir} is not the output directory of a build"
         _fail(SynthaixError(message, hint=hint), debug)
     try:
-        path, checks = write_checked_report(output_dir, target)
+        path, checks = write_checked_report(output_dir, target, overwrite=force)
     except FileNotFoundError as exc:
         _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
     except Exception as exc:  # e.g. a DuckDB database another program holds

@@ -120,7 +120,7 @@ def report_command(
     """Write a self-contained HTML report: profile, charts, constraint checks, samples
     (for multi-table datasets: per table, with keys, references and counts checked)."""
     _refuse_existing(output, force, debug)
-    _report(output_dir, output, debug)
+    _report(output_dir, output, debug, force)
 
 
 def _is_tables(config: object) -> bool:

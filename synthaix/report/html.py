@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from synthaix.build.manifest import Manifest, cost_lines, read_manifest, resume_lines
-from synthaix.files import write_text_atomic
+from synthaix.errors import OutputError
+from synthaix.files import REPORT_MARK, is_own_report, write_text_atomic
 from synthaix.llm.stats import usd
 from synthaix.report.checks import Check, run_checks
 from synthaix.report.profile import (
@@ -40,14 +41,24 @@ text-overflow:ellipsis}svg text{font:11px system-ui,sans-serif;fill:#475467}
 """
 
 
-def write_report(output_dir: Path, target: Path | None = None) -> Path:
+def write_report(output_dir: Path, target: Path | None = None, overwrite: bool = False) -> Path:
     """Profile the dataset in `output_dir`, check it against its config, write the HTML."""
-    return write_checked_report(output_dir, target)[0]
+    return write_checked_report(output_dir, target, overwrite)[0]
 
 
-def write_checked_report(output_dir: Path, target: Path | None = None) -> tuple[Path, list[Check]]:
-    """`write_report`, also returning every check the report shows."""
+def write_checked_report(
+    output_dir: Path, target: Path | None = None, overwrite: bool = False
+) -> tuple[Path, list[Check]]:
+    """`write_report`, also returning every check the report shows. The output folder's
+    report.html is replaced only when SynthAIx wrote it (or `overwrite`)."""
     from synthaix.relational.manifest import is_dataset_manifest
+
+    default = output_dir / "report.html"
+    if target is None and default.is_file() and not overwrite and not is_own_report(default):
+        raise OutputError(
+            f"{default} exists and is not a report SynthAIx wrote",
+            hint="move it away, write the report elsewhere with -o PATH, or add --force",
+        )
 
     if is_dataset_manifest((output_dir / "manifest.json").read_text(encoding="utf-8")):
         from synthaix.report.tables import write_tables_report
@@ -129,7 +140,7 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
         *cost_kpis(manifest),
     ]
     parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>{REPORT_MARK}",
         f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{escape(manifest.dataset)}</h1>",

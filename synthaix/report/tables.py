@@ -27,7 +27,7 @@ import duckdb
 
 from synthaix.build.manifest import Manifest, chunks_and_rows, cost_lines, resume_lines
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
-from synthaix.files import write_text_atomic
+from synthaix.files import REPORT_MARK, write_text_atomic
 from synthaix.relational.config import CountParams, RelationalConfig, TableConfig
 from synthaix.relational.counts import count_moments, params_of
 from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
@@ -383,7 +383,7 @@ def render_tables(report: TablesReport) -> str:
     if manifest.llm_total.requests:
         overview += cost_lines(manifest)
     parts = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>{REPORT_MARK}",
         f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>{escape(manifest.dataset)}</h1>",
