@@ -282,7 +282,9 @@ def _column_problems(config: DatasetConfig):
                     ),
                 )
                 return
-    problems = list(_dedupe_problems(config)) + list(_each_column_problems(config))
+    # The columns first: a sql column's type is what DuckDB binds its expression to.
+    problems = list(_each_column_problems(config))
+    problems += _dedupe_problems(config)
     yield from problems
     if not problems:  # constraints bind over the columns' types, and sample their values
         yield from constraints.problems(config)

@@ -343,3 +343,16 @@ def test_a_misspelt_required_key_is_one_problem(tmp_path: Path) -> None:
     text = "name: x\nrows: 10\ncolumns:\n  - {name: c, type: category, valuse: [a, b]}\n"
     message = _error(tmp_path, text)
     assert "1 problem" in message and "unknown key 'valuse'; did you mean 'values'?" in message
+
+
+def test_near_dedupe_reads_a_sql_column_of_text(tmp_path: Path) -> None:
+    """A sql column's type is the one DuckDB binds: `as: text` (or a string expression) is
+    text; the dedupe check ran before the binding and called it no text column."""
+    head = "name: s\nrows: 10\ncolumns:\n  - {name: k, type: integer, min: 1, max: 9}\n"
+    near = "dedupe: {text: [note], near: true}\n"
+    text = head + "  - {name: note, type: sql, expr: \"'k ' || k\", as: text}\n" + near
+    path = tmp_path / "ok.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path).dedupe.text == ["note"]
+    number = head + '  - {name: note, type: sql, expr: "k * 2"}\n' + near
+    assert "'note' is not a text column" in _error(tmp_path, number)
