@@ -561,3 +561,20 @@ def test_unique_filter_matches_the_row_by_row_rules(seed: int) -> None:
         assert repr(got.to_pydict()) == repr(expected.to_pydict())  # nan is nan, -0.0 not 0.0
     assert ours.repaired == rules.repaired
     assert [sorted(map(repr, s)) for s in ours.seen] == [sorted(map(repr, s)) for s in rules.seen]
+
+
+def test_full_names_follow_the_locales_order() -> None:
+    """ja_JP, zh_CN and hu_HU write the family name first (zh_CN without a space), as Faker's
+    own formats do; given names came first everywhere."""
+    from synthaix.columns.people import name_list
+
+    for locale, between in (("ja_JP", " "), ("zh_CN", ""), ("hu_HU", " "), ("en_US", " ")):
+        config = make_config([{"name": "full", "type": "person.full_name"}], locale=locale)
+        fulls = generate_chunk(config, plan_chunks(100, 100)[0]).table["full"].to_pylist()
+        found = name_list(locale, "last_names")
+        assert found is not None
+        family = set(found[0])
+        if locale == "en_US":
+            assert all(any(f.endswith(between + n) for n in family) for f in fulls)
+        else:
+            assert all(any(f.startswith(n + between) for n in family) for f in fulls), fulls[:3]

@@ -14,6 +14,7 @@ import difflib
 import inspect
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
@@ -113,6 +114,30 @@ def phone_formats(locale: str) -> tuple[bytes, ...] | None:
     return None
 
 
+_TWO_NAMES = re.compile(r"\{\{(first|last)_name\w*\}\}(\W*)\{\{(first|last)_name\w*\}\}")
+
+
+@cache
+def name_order(locale: str) -> tuple[bool, str]:
+    """Whether the locale writes the family name first, and what stands between the names:
+    as most of Faker's own formats of exactly a given and a family name do (ja_JP `{{last_name}}
+    {{first_name}}`, zh_CN and ko_KR without a space); given name first, a space, without one."""
+    from faker.providers.person import Provider as Person
+
+    for provider in _providers(locale):
+        if isinstance(provider, Person):
+            found: Counter[tuple[bool, str]] = Counter()
+            for attribute in ("formats", "formats_female", "formats_male", "formats_nonbinary"):
+                for text in getattr(provider, attribute, None) or ():
+                    two = _TWO_NAMES.fullmatch(text)
+                    if two and two[1] != two[3]:
+                        found[(two[1] == "last", two[2])] += 1
+            if found:
+                return found.most_common(1)[0][0]
+            break
+    return False, " "
+
+
 _DIGITS = {ord("#"): ord("0"), ord("%"): ord("1"), ord("$"): ord("2")}  # placeholder: lowest
 
 
@@ -193,7 +218,10 @@ class NameColumn(_LocaleColumn):
             names, p = found
             picks = ctx.rng.choice(len(names), size=ctx.rows, p=p)
             drawn.append(pa.array(names).take(pa.array(picks)))
-        return drawn[0] if len(drawn) == 1 else pc.binary_join_element_wise(*drawn, " ")
+        if len(drawn) == 1:
+            return drawn[0]
+        family_first, between = name_order(locale)
+        return pc.binary_join_element_wise(*(drawn[::-1] if family_first else drawn), between)
 
 
 class _PooledColumn(_LocaleColumn):
