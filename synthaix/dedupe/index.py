@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -65,9 +65,6 @@ REINDEX_FRACTION = 0.25  # rebuild the index when unindexed rows pass this share
 SEARCH_BATCH = 1024  # queries per LanceDB search call, and the size of within-batch matrices
 SIMILARITY_SLICE = 16_384  # stored rows compared at once in memory: a 64 MiB matrix
 FLUSH_ROWS = 50_000  # accepted rows buffered before they are written to LanceDB
-KEEP_VERSIONS = dt.timedelta(days=36_500)  # optimize() without cleanup: none is that old
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,7 +102,6 @@ class DedupeIndex:
         self._unindexed: list[np.ndarray] = []  # vectors the LanceDB index does not cover
         self._unindexed_builds: list[str] = []  # builds whose rows the index does not cover
         self._has_index = False
-        self._compacted = False  # this build compacted the table: old versions to prune
         self._files: list[str] = []  # key files (no LanceDB) of the rows this build adds to
         self._new: list[tuple[np.ndarray, np.ndarray]] = []  # (row ids, hashes) to write
 
@@ -252,35 +248,14 @@ class DedupeIndex:
         )
 
     def committed(self) -> None:
-        """After the dataset is published: the old tag is no longer needed, nor, when this
-        build compacted the table, the versions before this build's."""
+        """After the dataset is published: the old tag is no longer needed. (Old versions are
+        pruned when the table is next compacted, just before an index rebuild.)"""
         if not self.lance and self._files:
             keyfile.remove_unlisted(Path(self.uri), self.name, self._files)
         if self._table is None:
             return
         if self._start_tag and self._start_tag in self._table.tags.list():
             self._table.tags.delete(self._start_tag)
-        if self._compacted:
-            self._prune()
-
-    def _prune(self) -> None:
-        """Drop every version but the last (tags of builds that never committed too). lancedb
-        refuses to clean up a tagged version, so this waits for the commit (during the build
-        the last committed build's tagged version is what a failure restores), and this
-        build's tag, left behind by the versions optimize() writes, is set again after."""
-        table, mine = self._table, f"synthaix-{self.build_id}"
-        try:
-            for tag in table.tags.list():
-                if tag.startswith("synthaix-"):
-                    table.tags.delete(tag)
-            with warnings.catch_warnings():  # "other readers may fail": the output lock is ours
-                warnings.simplefilter("ignore")
-                table.optimize(cleanup_older_than=dt.timedelta(0))
-        except Exception as exc:  # published already: old versions only cost disk
-            log.warning("could not prune old versions of the dedupe table %s: %s", self.uri, exc)
-        finally:  # a tag lost here costs the next build only its restore of a crash
-            with contextlib.suppress(Exception):
-                _tag(table, mine)
 
     def abort(self) -> None:
         """A failed build: put the table back as the last committed build left it."""
@@ -441,13 +416,26 @@ class DedupeIndex:
         if stored >= self.config.dedupe.index_rows and due:
             self._reindex(stored)
 
+    def _prunable(self) -> dt.timedelta:
+        """How old a version must be for the compaction before an index rebuild to delete
+        it: any, but the last committed build's, which a failed build restores (lancedb also
+        refuses to clean up a tagged version: its "Cleanup error" failed every build that
+        rebuilt the index after the first). Tags of builds that never committed go."""
+        table, keep = self._table, self._start_tag
+        for tag in table.tags.list():
+            if tag.startswith("synthaix-") and tag != keep:
+                table.tags.delete(tag)
+        if keep is None:
+            return dt.timedelta(0)
+        return _older_than(table, table.tags.list()[keep]["version"])
+
     def _reindex(self, rows: int) -> None:
         """Compact, then build the IVF_RQ index over every row."""
         from lancedb.index import IvfRq
 
-        # Compaction alone: the versions stay until the build commits (see _prune).
-        self._table.optimize(cleanup_older_than=KEEP_VERSIONS)
-        self._compacted = True
+        with warnings.catch_warnings():  # "other readers may fail": the output lock is ours
+            warnings.simplefilter("ignore")
+            self._table.optimize(cleanup_older_than=self._prunable())
         self._table.create_index(
             "vector",
             config=IvfRq(
@@ -527,6 +515,12 @@ def _batches(parts: Iterable[Path], rows: int = 100_000) -> Iterable[pa.Table]:
     for part in parts:
         for batch in pq.ParquetFile(part).iter_batches(batch_size=rows):
             yield pa.Table.from_batches([batch])
+
+
+def _older_than(table: Any, version: int) -> dt.timedelta:
+    """An age that keeps `version` and every later version of `table`."""
+    made = next(v["timestamp"] for v in table.list_versions() if v["version"] == version)
+    return dt.timedelta(seconds=time.time() - made.timestamp() + 1)
 
 
 def _tag(table: Any, tag: str) -> None:
