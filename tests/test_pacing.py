@@ -167,8 +167,16 @@ def test_an_answer_counted_before_requests_answered_earlier_does_not_raise_the_l
     pacer.answered(w, _said(4), sent_at=0.21)
     pacer.answered(z, _said(5), sent_at=0.3)
     assert 2.9 < bucket.bucket.level <= 4
+    # One burst, E sent first: the server counts S (9 left), R (8), E (7); S is answered
+    # first, then E (sent before S: stale, but the burst's lowest), then R. 7 are left.
+    pacer.answered(pacer.admit(0), _said(10), sent_at=0.5)
+    e, s, r = pacer.admit(0), pacer.admit(0), pacer.admit(0)
+    pacer.answered(s, _said(9), sent_at=0.52)
+    pacer.answered(e, _said(7), sent_at=0.51)
+    pacer.answered(r, _said(8), sent_at=0.53)
+    assert bucket.bucket.level <= 7
     # Everything answered, a request sent after: its answer is the level again.
-    pacer.answered(pacer.admit(0), _said(7), sent_at=0.4)
+    pacer.answered(pacer.admit(0), _said(7), sent_at=0.6)
     assert bucket.bucket.level == pytest.approx(7, abs=0.1)
 
 

@@ -118,7 +118,8 @@ class LearnedBucket:
     counted those yet, or counted them in `remaining` already; either way the estimate errs
     low, as does leaving out the refill since the server counted the request (a lag of about
     one latency, not a lower rate). An answer to a request sent before the one last synced from
-    is stale and ignored. Unknown, the bucket admits everything.
+    says less and is ignored (but for the lowest count of a burst, below). Unknown, the bucket
+    admits everything.
 
     `exact`: each request is charged what the server charges (requests: 1 each). Requests sent
     on the same knowledge (no answer synced between them: a burst) reach the server in any
@@ -172,6 +173,12 @@ class LearnedBucket:
         """An answer to a request sent at `sent_at` and settled; `seen`: `syncs` when it was
         sent, and `earlier` what was then `earlier(seen)`."""
         if sent_at < self._synced:
+            if self.exact and seen == self._seen and self.bucket is not None:
+                # Sent before the answer synced from, in its burst: its count may still be
+                # the burst's lowest (the server took it last), and lower the level.
+                self._low = min(self._low, stated.remaining)
+                self.bucket.refill(now)
+                self.bucket.level = min(self.bucket.level, self._low - self.outstanding)
             return
         same_burst = self.exact and seen <= self._seen
         self._synced, self._seen = sent_at, seen
