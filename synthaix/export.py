@@ -3,21 +3,24 @@
 A multi-table dataset (`tables:`) is exported one table at a time: `table` names it (it may
 be left out when the dataset has a single table). Without a target the file goes into the
 build's output folder, `<dataset>.<fmt>` (one table) or `<table>.<fmt>` (a table of a
-multi-table dataset), and may replace only what an export wrote there (`.exports.json` keeps
-their sizes and times); a target of the user's (a file, or a file in a folder they name) that
+multi-table dataset), and may replace only an export SynthAIx wrote there (`.exports.json`
+fingerprints each; with no record, a file of exactly the dataset's columns); a target of the
+user's (a file, or a file in a folder they name) that
 exists is never overwritten unless `overwrite`."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from synthaix.errors import OutputError
-from synthaix.files import hidden_temporary, is_own_export, remember_export
+from synthaix.files import hidden_temporary, recorded_export, remember_export
 from synthaix.relational.manifest import DatasetManifest, is_dataset_manifest
 from synthaix.report.profile import parquet_source, parts_of, sql_literal
 
@@ -36,10 +39,11 @@ def export_dataset(
     chosen = target is not None
     if target is None or target.is_dir():
         target = (target or output_dir) / f"{name}.{fmt}"
-    if target.exists() and not overwrite and (chosen or not is_own_export(target)):
+    ours = not chosen and _earlier_export(target, fmt, parts)
+    if target.exists() and not overwrite and not ours:
         hint = "choose another -o path, or add --force"
-        if not chosen:  # a file of the user's in the output folder, or changed since
-            hint = "it is not the file an export wrote there: move it away, " + hint
+        if not chosen:  # a file of the user's in the output folder, or one edited since
+            hint = "it is not an export SynthAIx wrote there (or was edited): move it away, " + hint
         raise OutputError(f"{target} exists", hint=hint)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = hidden_temporary(target)
@@ -52,9 +56,28 @@ def export_dataset(
         temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)
-    if not chosen:
+    if target.parent.resolve() == output_dir.resolve():
         remember_export(target)
     return target
+
+
+def _earlier_export(target: Path, fmt: Format, parts: list[str]) -> bool:
+    """Whether `target` is an export SynthAIx wrote: as recorded when it was written, or,
+    with no record (an export of 0.1), a file of exactly the dataset's columns."""
+    recorded = recorded_export(target)
+    if recorded is not None or not target.is_file():
+        return bool(recorded)
+    columns = pq.read_schema(parts[0]).names
+    try:
+        if fmt == "parquet":
+            return pq.read_schema(target).names == columns
+        with target.open(encoding="utf-8", newline="") as file:
+            first = file.readline()
+        if fmt == "csv":
+            return next(csv.reader([first]), []) == columns
+        return list(json.loads(first)) == columns
+    except (OSError, ValueError, pa.ArrowInvalid):
+        return False
 
 
 def write_rows(table: pa.Table, fmt: Format, target: Path) -> None:

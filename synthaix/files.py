@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -14,7 +15,7 @@ _EXPORTS = ".exports.json"  # an output folder's exports, as `export` left them
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` so readers see the old file or the new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = hidden_temporary(path)
+    temporary = path.with_name(f".{path.name}.tmp")  # fixed: one a crash left is reused
     try:
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
@@ -24,7 +25,8 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 def hidden_temporary(path: Path) -> Path:
-    """A name beside `path` for writing it first, no file of anyone's already."""
+    """A name beside `path` for writing it first, in a folder of the user's: no file of
+    theirs already (SynthAIx's own folders use fixed names, which its cleanup knows)."""
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
@@ -38,24 +40,35 @@ def is_own_report(path: Path) -> bool:
     return REPORT_MARK in head or _OLD_REPORT_MARK in head
 
 
-def is_own_export(path: Path) -> bool:
-    """Whether `path` is still the file an export wrote into its folder (same size and
-    modification time as recorded then): a user's file of the same name is not."""
+def recorded_export(path: Path) -> bool | None:
+    """Whether `path` is still the file an export recorded writing there (the same size, first
+    and last 64 KiB: a copy of the folder is, an edit is not); None when none was recorded."""
+    recorded = _exports(path.parent).get(path.name)
+    if recorded is None:
+        return None
     try:
-        stat = path.stat()
-        return _exports(path.parent).get(path.name) == [stat.st_size, stat.st_mtime_ns]
+        return recorded == _fingerprint(path)
     except OSError:
         return False
 
 
 def remember_export(path: Path) -> None:
     exports = _exports(path.parent)
-    stat = path.stat()
-    exports[path.name] = [stat.st_size, stat.st_mtime_ns]
+    exports[path.name] = _fingerprint(path)
     write_text_atomic(path.parent / _EXPORTS, json.dumps(exports, indent=1, sort_keys=True))
 
 
-def _exports(folder: Path) -> dict[str, list[int]]:
+def _fingerprint(path: Path) -> str:
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        digest.update(file.read(65_536))
+        file.seek(max(0, size - 65_536))
+        digest.update(file.read(65_536))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def _exports(folder: Path) -> dict[str, str]:
     try:
         found = json.loads((folder / _EXPORTS).read_text(encoding="utf-8"))
     except (OSError, ValueError):

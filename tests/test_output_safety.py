@@ -355,7 +355,13 @@ def test_a_report_or_export_of_the_users_in_the_output_folder_is_never_replaced(
     assert csv.read_text().splitlines()[0] == "id,name,v"
     build()
     assert not report.exists()  # its own report of the earlier data: dropped
-    csv.write_text("edited by hand\n")  # no longer what export wrote
+    os.utime(csv, (0, 0))  # a copy of the folder that kept no times: still its own
+    assert runner.invoke(app, ["export", str(out)]).exit_code == 0
+    (out / ".exports.json").unlink()  # an export of 0.1: known by its columns
+    assert runner.invoke(app, ["export", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["export", str(out), "-o", str(out), "--force"]).exit_code == 0
+    assert runner.invoke(app, ["export", str(out)]).exit_code == 0
+    csv.write_text(csv.read_text() + "1,edited by hand,2\n")  # no longer what export wrote
     assert runner.invoke(app, ["export", str(out)]).exit_code == 2
     assert runner.invoke(app, ["export", str(out), "--force"]).exit_code == 0
 

@@ -57,7 +57,8 @@ def write_checked_report(
     if target is None and default.is_file() and not overwrite and not is_own_report(default):
         raise OutputError(
             f"{default} exists and is not a report SynthAIx wrote",
-            hint="move it away, write the report elsewhere with -o PATH, or add --force",
+            hint=f"move it away, or write the report with: synthaix report {output_dir} "
+            "-o PATH (or --force to replace that file)",
         )
 
     if is_dataset_manifest((output_dir / "manifest.json").read_text(encoding="utf-8")):
