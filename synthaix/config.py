@@ -462,8 +462,9 @@ def parse_config(
 def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) -> list[Any]:
     """Unknown names that field errors hid: pydantic stops before the cross-column checks, so
     a config with a misspelt type and a misspelt reference took two runs to fix. The names are
-    checked again on a stand-in of the config: a broken column as a text column of its name, a
-    broken constraint as `true`, any other broken section left to its default. `model`: the
+    checked again on a stand-in of the config: a broken column as a text column of its name (a
+    reference as a plain one to its `to`), a broken constraint as `true`, any other broken
+    section left to its default. `model`: the
     config's class (DatasetConfig; RelationalConfig for `tables:`, whose tables are stood in
     for the same way). Nothing is said when the stand-in fails too."""
     model = model or DatasetConfig
@@ -483,9 +484,13 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
         listed = owner.get(at[0]) if at else None
         if len(at) > 1 and isinstance(at[1], int) and isinstance(listed, list):
             if at[0] == "columns":
-                column = listed[at[1]]
-                name = column.get("name") if isinstance(column, dict) else None
-                listed[at[1]] = {"name": name, "type": "text.lorem"}
+                column = listed[at[1]] if isinstance(listed[at[1]], dict) else {}
+                stand = {"name": column.get("name"), "type": "text.lorem"}
+                if column.get("type") == "reference":  # what reads through it stays readable
+                    if not isinstance(column.get("to"), str):
+                        return []
+                    stand = {**stand, "type": "reference", "to": column["to"]}
+                listed[at[1]] = stand
                 replaced.append(loc[: len(loc) - len(at) + 2])
             elif at[0] == "constraints":
                 listed[at[1]] = "true"

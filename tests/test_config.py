@@ -228,6 +228,28 @@ def test_field_errors_do_not_hide_the_unknown_names_across_tables(tmp_path: Path
     assert "(who)" not in message and "(lines)" not in message
 
 
+def test_a_broken_reference_still_links_its_table_in_the_stand_in(tmp_path: Path) -> None:
+    """A reference with a misspelt option stands in as a plain reference: its table is still
+    a child of its parent, and what reads through it is not blamed."""
+    text = (
+        "name: shop\ntables:\n"
+        "  - name: customers\n    rows: 10\n    columns:\n"
+        "      - {name: customer_id, type: sequence, primary_key: true}\n"
+        "  - name: products\n    rows: 10\n    columns:\n"
+        "      - {name: product_id, type: sequence, primary_key: true}\n"
+        "      - {name: label, type: text.lorem}\n"
+        "  - name: orders\n    parent: customers\n    count: 2\n    columns:\n"
+        "      - {name: customer_id, type: reference, to: customers.customer_id, on_del: x}\n"
+        "      - {name: product_id, type: reference, to: products.product_id, weight: 2}\n"
+        "      - {name: what, type: sql, expr: products.label}\n"
+        "      - {name: who, type: sql, expr: customers.customer_idd}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "(3 problems)" in message, message
+    assert "needs a reference column" not in message and "(what)" not in message
+    assert "references 'customers.customer_idd'" in message
+
+
 def test_a_table_with_problems_does_not_hide_those_of_tables_it_does_not_feed(
     tmp_path: Path,
 ) -> None:
