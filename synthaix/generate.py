@@ -22,6 +22,10 @@ from synthaix.llm.stats import LlmStats, StatsRecorder, attach_spent
 if TYPE_CHECKING:
     from synthaix.llm.client import LlmClient
 
+# Raised when a sampler makes other values for the same config and seed (2: full names in the
+# locale's order): an interrupted build never resumes from chunks the older samplers made.
+SAMPLER_VERSION = 2
+
 
 @dataclass(frozen=True)
 class Chunk:

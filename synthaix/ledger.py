@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from synthaix import spendlog
 from synthaix.config import DatasetConfig
-from synthaix.generate import Chunk, ChunkResult
+from synthaix.generate import SAMPLER_VERSION, Chunk, ChunkResult
 from synthaix.llm import prompts
 from synthaix.llm.stats import LlmStats
 from synthaix.ownership import BUILD_ID, remove_our_files
@@ -68,6 +68,7 @@ def generation_hash(config: DatasetConfig) -> str:
     # The prompt templates are code, not config: their text is part of the key too, so an
     # edited prompt never resumes from chunks the old one wrote.
     data["prompts"] = [prompts.PROMPT_VERSION, hashlib.sha256(_PROMPTS_SOURCE).hexdigest()]
+    data["samplers"] = SAMPLER_VERSION
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -553,3 +553,19 @@ def test_a_cancelled_build_stops_requesting_and_keeps_its_finished_chunks(tmp_pa
         sim.state.reset()
         manifest = Build(config, ThreadExecutor(config)).run()
     assert manifest.resumed_chunks == left and manifest.rows.delivered == 40
+
+
+def test_the_ledger_key_holds_what_the_code_makes_from_a_config(monkeypatch) -> None:
+    """Prompt templates and samplers are code: a version or text of theirs that changes
+    gives the chunks another key, so a resumed build never mixes the old output in."""
+    from conftest import make_config
+    from synthaix import ledger
+
+    config = make_config([{"name": "n", "type": "person.full_name"}])
+    key = ledger.generation_hash(config)
+    assert ledger.generation_hash(config) == key
+    monkeypatch.setattr(ledger, "SAMPLER_VERSION", ledger.SAMPLER_VERSION + 1)
+    assert ledger.generation_hash(config) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(ledger, "_PROMPTS_SOURCE", b"an edited prompt")
+    assert ledger.generation_hash(config) != key
