@@ -8,7 +8,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 import pyarrow as pa
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from synthaix.build.manifest import Manifest, summary_markdown
 from synthaix.config import DatasetConfig
 from synthaix.fence import PREFECT_VARIABLE, output_root
+from synthaix.llm.stats import spend
 from synthaix.relational.config import RelationalConfig
 from synthaix.relational.manifest import DatasetManifest
 from synthaix.relational.manifest import summary_markdown as tables_summary
@@ -85,16 +86,16 @@ def _report_url(path: Path) -> str:
 
 
 @task(name="report-build", cache_policy=NO_CACHE)
-def report_artifacts(
+def summary_text(
     config: DatasetConfig | RelationalConfig,
     manifest: Manifest | DatasetManifest,
-    sample: pa.Table | dict[str, pa.Table | None] | None,
     report: str | None = None,
-) -> None:
-    """The build summary (Markdown, with the report's link) and the first rows (a table
-    artifact; one per table of a multi-table dataset, `<name>-<table>-sample`). Output
-    paths are absolute: a UI reader does not know the worker's working directory."""
+) -> str:
+    """The summary artifact's Markdown. Output paths are absolute: a UI reader does not know
+    the worker's working directory. A rerun of an appended slot says first that it built
+    nothing (its summary was the last build's, read as a second append)."""
     absolute = {kind: str(Path(path).absolute()) for kind, path in manifest.outputs.items()}
+    unchanged = manifest._unchanged
     manifest = manifest.model_copy(update={"outputs": absolute})
     if isinstance(manifest, DatasetManifest):
         markdown = tables_summary(manifest)
@@ -102,6 +103,37 @@ def report_artifacts(
         markdown = summary_markdown(manifest)
     if report is not None:
         markdown += f"\n\n**Report:** [{report.rsplit('/', 1)[-1]}]({report})\n"
+    if unchanged is None:
+        return markdown
+    last = markdown.replace("\n# ", "\n## ").replace("# ", "## ", 1)
+    said = f"{unchanged}. The output is as its last build left it:"
+    return f"# {config.name}: nothing built\n\n{said}\n\n{last}"
+
+
+def built_line(manifest: Manifest | DatasetManifest) -> str:
+    """One log line of what a run made, where, at what cost."""
+    if manifest._unchanged is not None:
+        return manifest._unchanged
+    if isinstance(manifest, DatasetManifest):
+        made = ", ".join(f"{t} {m.rows.delivered:,}" for t, m in manifest.tables.items())
+        delivered = f"{manifest.delivered:,} rows ({made})"
+    else:
+        delivered = f"{manifest.rows.delivered:,} rows ({manifest.rows.total:,} in total)"
+    where = manifest.outputs.get("duckdb") or next(iter(manifest.outputs.values()), "")
+    llm = f"; llm {spend(manifest.llm)}" if manifest.llm.requests else ""
+    return f"built {manifest.dataset}: {delivered}, {manifest.mode} -> {where}{llm}"
+
+
+def report_artifacts(
+    config: DatasetConfig | RelationalConfig,
+    manifest: Manifest | DatasetManifest,
+    sample: pa.Table | dict[str, pa.Table | None] | None,
+    report: str | None = None,
+) -> None:
+    """The build summary (Markdown, with the report's link) and the first rows (a table
+    artifact; one per table of a multi-table dataset, `<name>-<table>-sample`)."""
+    markdown = summary_text(config, manifest, report)
+    get_run_logger().info(built_line(manifest))  # the run's logs say what it made, too
     create_markdown_artifact(
         markdown=markdown,
         key=artifact_key(config, "summary"),

@@ -411,7 +411,13 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
     listener = NoteListener()
     with progress.listening(listener):
         again = build(10)
-    assert again == first and again.rows.total == 50
+    assert again.build_id == first.build_id and again.rows.total == 50
+    assert first._unchanged is None and again._unchanged == listener.notes[0]
+    from tasks.progress import summary_text
+
+    summary = summary_text(make_config(columns), again)
+    assert summary.startswith(f"# t: nothing built\n\n{again._unchanged}. The output is as")
+    assert "\n## t: 50 rows" in summary  # the last build's, below
     assert listener.notes == [
         f"t holds the rows of this config at as_of 2026-11-27T10:00:00 already (appended by "
         f"build {first.build_id}): nothing is appended again"

@@ -193,6 +193,15 @@ def test_the_report_parameter_writes_the_report_and_links_it(tmp_path: Path) -> 
         )
     links = [a for a in artifacts if a.type == "markdown" and report.as_uri() in str(a.data)]
     assert {a.key for a in links} >= {"events-report", "events-summary"}
+    # The run's logs say what it made and where, not only its artifacts.
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    built = [log.message for log in logs if log.message.startswith("built events: 500 rows")]
+    assert built and built[0].endswith("overwrite -> " + str(tmp_path / "out" / "events.duckdb"))
 
 
 def test_task_run_names_are_consistent_and_unique(tmp_path: Path) -> None:

@@ -118,8 +118,8 @@ class Build:
             writer.part_metadata = {BUILD_KEY: json.dumps(identity).encode()}
             previous = self._previous = writer.previous_manifest()
             self._slot = slot_of(config, fingerprint)
-            if already_appended(config, self._slot, previous):
-                return previous  # type: ignore[return-value]
+            if (unchanged := already_appended(config, self._slot, previous)) is not None:
+                return unchanged
             first_row = next_row(previous, writer.existing.rows, config.mode)
             published = previous.build_id if previous is not None else None
             ledger = self._ledger(first_row, writer.build_id, published)

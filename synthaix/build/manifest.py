@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 
 from synthaix import progress
@@ -80,6 +80,7 @@ SLOTS_KEPT = 1000  # append slots a manifest remembers (an hourly schedule's six
 
 class Manifest(_Section):
     manifest_version: Literal[2] = MANIFEST_VERSION
+    _unchanged: str | None = PrivateAttr(default=None)  # a repeated slot: why nothing was built
     dataset: str
     build_id: str
     created_at: str
@@ -221,19 +222,22 @@ def appended_slots(
     return dict(list(slots.items())[-SLOTS_KEPT:])
 
 
-def already_appended(config: Any, slot: str | None, previous: Any) -> bool:
-    """Whether the output holds this slot's rows already (a retry or a rerun of a deployment
-    run, which would append them a second time); if so, says so. `previous`: its manifest."""
+def already_appended(config: Any, slot: str | None, previous: Any) -> Any:
+    """The output's manifest, marked unchanged, when it holds this slot's rows already (a
+    retry or a rerun of a deployment run, which would append them a second time; said at
+    INFO: a retry is routine); else None. `previous`: its manifest."""
     done = previous.slots.get(slot) if slot is not None and previous is not None else None
     if done is None:
-        return False
+        return None
     text = (
         f"{config.name} holds the rows of this config at as_of {config._slot.isoformat()} "
         f"already (appended by build {done}): nothing is appended again"
     )
-    log.warning(text)
+    log.info(text)
     progress.note(text)
-    return True
+    unchanged = previous.model_copy()
+    unchanged._unchanged = text
+    return unchanged
 
 
 def next_row(previous: Manifest | None, existing_rows: int, mode: str) -> int:

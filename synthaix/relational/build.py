@@ -97,8 +97,8 @@ class DatasetBuild:
                 previous = writer.previous_manifest() if config.mode == "append" else None
                 check_same_tables(config, previous, writer.root)
                 slot = slot_of(config, fingerprint)
-                if already_appended(config, slot, previous):
-                    return previous  # type: ignore[return-value]
+                if (unchanged := already_appended(config, slot, previous)) is not None:
+                    return unchanged
                 try:
                     manifests = {}
                     for name in config.order:

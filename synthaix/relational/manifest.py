@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
 from synthaix.build.manifest import (
     MANIFEST_VERSION,
@@ -28,6 +28,7 @@ from synthaix.relational.config import RelationalConfig
 
 class DatasetManifest(BaseModel):
     manifest_version: Literal[2] = MANIFEST_VERSION
+    _unchanged: str | None = PrivateAttr(default=None)  # as Manifest's
     kind: Literal["tables"] = "tables"
     dataset: str
     build_id: str
