@@ -48,11 +48,15 @@ SEED = _described(
     "Same config and seed give the same data. 'as_of': a seed derived from as_of, so each "
     "scheduled run differs yet a rerun of one slot is the same." + _EMPTY
 )
-AsOf = datetime | None
+# The pattern: Prefect checks a run's parameters against the schema when the run is created,
+# but not `format: date-time` (its checker needs a package Prefect leaves out): without it,
+# `as_of=yesterday` was accepted and failed in the worker with a traceback.
+_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+AsOf = Annotated[datetime, Field(json_schema_extra={"pattern": _ISO})] | None
 AS_OF = _described(
-    "The time the data stands at (UTC): relative times in the config (start: -1h, end: now) "
-    "resolve against it. Empty: the run's scheduled start (a deployment run), else the time "
-    "the config is read."
+    "The time the data stands at, ISO 8601 (2026-11-27T10:00:00Z; UTC unless an offset is "
+    "given): relative times in the config (start: -1h, end: now) resolve against it. Empty: "
+    "the run's scheduled start (a deployment run), else the time the config is read."
 )
 Mode = Literal["overwrite", "append"] | None
 MODE = _described("overwrite replaces the output at once; append adds rows to it." + _EMPTY)

@@ -83,6 +83,12 @@ def test_the_run_form_explains_every_parameter() -> None:
         assert from_source["properties"] == properties
         with pytest.raises(Exception, match="rows"):
             client.create_flow_run_from_deployment(deployment_id, parameters={"rows": 0})
+        # as_of: ISO 8601 or nothing; a word failed in the worker with a traceback.
+        with pytest.raises(Exception, match="as_of"):
+            client.create_flow_run_from_deployment(deployment_id, parameters={"as_of": "-1h"})
+        at = "2026-11-27T10:00:00Z"
+        run = client.create_flow_run_from_deployment(deployment_id, parameters={"as_of": at})
+        client.delete_flow_run(run.id)
 
 
 def test_as_of_makes_relative_times_a_window_before_it(tmp_path: Path) -> None:
