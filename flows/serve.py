@@ -41,6 +41,8 @@ def deployments_from(spec_path: Path, only: list[str] | None = None, suffix: str
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read {spec_path}: {exc}") from None
+    if only:  # `--only a,b` as well as `--only a --only b`
+        only = [name.strip() for names_ in only for name in names_.split(",") if name.strip()]
     found, names = [], set()
     for entry in spec.get("deployments", []):
         if entry.get("entrypoint") != ENTRYPOINT or (only and entry["name"] not in only):
@@ -66,7 +68,13 @@ def deployments_from(spec_path: Path, only: list[str] | None = None, suffix: str
         )
     missing = set(only or []) - names
     if missing:
-        raise ConfigError(f"no deployment named {', '.join(sorted(missing))} in {spec_path}")
+        served = [
+            e["name"] for e in spec.get("deployments", []) if e.get("entrypoint") == ENTRYPOINT
+        ]
+        raise ConfigError(
+            f"no deployment named {', '.join(sorted(missing))} in {spec_path}",
+            hint=f"its deployments: {', '.join(served)}",
+        )
     if not found:
         raise ConfigError(f"{spec_path} has no deployments of {ENTRYPOINT}")
     return found

@@ -65,7 +65,7 @@ class YamlDocument:
                     text = file.read(MAX_CONFIG_BYTES + 1)  # a pipe or device has no size
                 size = max(size, len(text))
         except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: no such config file") from exc
+            raise ConfigError(f"{path}: no such config file", hint=_nearby(path)) from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: config is not UTF-8 text ({exc.reason})") from exc
         except OSError as exc:
@@ -186,3 +186,11 @@ def _children(path: Path, node: yaml.Node) -> Iterator[yaml.Node]:
                     )
                 seen[key.value] = line
             yield from (key, value)
+
+
+def _nearby(path: Path) -> str:
+    """Where a missing config was looked for, and the configs nearest to it."""
+    folder = path.parent if path.parent.is_dir() else Path(".")
+    found = sorted(p.name for p in folder.glob("*.y*ml"))[:12]
+    listed = ", ".join(found) if found else "none"
+    return f"looked for {path.absolute()}; YAML files in {folder.absolute()}: {listed}"

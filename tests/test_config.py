@@ -301,8 +301,13 @@ def test_duplicate_names_and_missing_required_fields(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such config file"):
+    (tmp_path / "shop.yaml").write_text("name: x\n")
+    with pytest.raises(ConfigError, match="no such config file") as info:
         load_config(tmp_path / "nope.yaml")
+    assert (
+        info.value.hint
+        == f"looked for {tmp_path / 'nope.yaml'}; YAML files in {tmp_path}: shop.yaml"
+    )
     assert "must be a YAML mapping" in _error(tmp_path, "- just\n- a list\n")
 
 

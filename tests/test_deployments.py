@@ -47,8 +47,11 @@ def test_serve_builds_a_deployment_per_entry_with_its_schedules() -> None:
     assert Path(nightly.parameters["config_path"]) == ROOT / "configs" / "customers.yaml"
     assert deployments["orders-hourly-append"].parameters["mode"] == "append"
     assert deployments_from(ROOT / "prefect.yaml", only=["employees-on-demand"])[0].schedules == []
-    with pytest.raises(ConfigError, match="no deployment named nope"):
+    pair = deployments_from(ROOT / "prefect.yaml", only=["employees-on-demand,customers-nightly"])
+    assert {d.name for d in pair} == {"employees-on-demand", "customers-nightly"}
+    with pytest.raises(ConfigError, match="no deployment named nope") as info:
         deployments_from(ROOT / "prefect.yaml", only=["nope"])
+    assert "customers-nightly" in str(info.value.hint)
 
 
 def test_workers_clone_the_repository_a_prefect_variable_names() -> None:
