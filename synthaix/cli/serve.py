@@ -16,7 +16,10 @@ def serve(
         Path, typer.Option("--file", help="The prefect.yaml whose deployments to serve.")
     ] = Path("prefect.yaml"),
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Serve only this deployment (repeatable, or names with commas).")
+        list[str] | None,
+        typer.Option(
+            "--only", help="Serve only this deployment (repeatable, or names with commas)."
+        ),
     ] = None,
     suffix: Annotated[
         str,

@@ -106,7 +106,7 @@ class Sampler:
     def problem(self) -> str | None:
         lo, hi, dist, mean, std = self.lo, self.hi, self.distribution, self.mean, self.std
         if lo is not None and hi is not None and lo > hi:
-            return f"min ({_num(lo)}) is greater than max ({_num(hi)}); swap them"
+            return f"min ({_num(lo)}) is greater than max ({_num(hi)}); lower min or raise max"
         if dist == "uniform" and (lo is None or hi is None):
             missing = [f for f, v in (("min", lo), ("max", hi)) if v is None]
             given = "" if len(missing) == 2 else f"; {missing[0]} is missing"
@@ -305,7 +305,10 @@ class Anchored(Conditional):
             fail_at(("offset", "min"), f"offset.min must be >= 0; use {self._other} to go back")
         if hi is not None and lo > hi:
             low, high = _num(self.offset.min or 0), _num(self.offset.max or 0)
-            fail_at(("offset", "min"), f"min ({low}) is greater than max ({high}); swap them")
+            fail_at(
+                ("offset", "min"),
+                f"min ({low}) is greater than max ({high}); lower min or raise max",
+            )
         sampler = Sampler(
             self.offset.distribution,
             lo,
