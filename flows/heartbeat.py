@@ -7,6 +7,10 @@ was done. Inside `Heartbeats`, Prefect's thread is off and this one sends the sa
 automations watch) at the same frequency, and stops at once. Heartbeats are what tells a
 server that a build killed without a chance to say so (kill -9, an OOM kill) has crashed; the
 CLI marks a run it stops on a signal itself. No frequency set (a temporary server): none.
+
+The same follower watches the run's state for the CLI (`on_cancel`): a run cancelled on the
+server (`prefect flow-run cancel`, the UI) only went Cancelling while the CLI built and
+published on, and the server later recorded the published build as Cancelled.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import prefect
@@ -29,6 +33,8 @@ class Heartbeats:
 
     def __init__(self) -> None:
         self.every = get_current_settings().flows.heartbeat_frequency
+        self.on_cancel: Callable[[], None] | None = None  # the run went Cancelling
+        self.look_every = 5.0  # seconds between looks at the run's state, for on_cancel
         self._settings: Any = temporary_settings(updates={"flows.heartbeat_frequency": None})
         self._run: str | None = None
         self._stop = threading.Event()
@@ -47,14 +53,45 @@ class Heartbeats:
         self._settings.__exit__(*exc)
 
     def follow(self, run_id: str, run_name: str) -> None:
-        """Beat for this flow run (called from inside it), until `stop`."""
+        """Beat for this flow run (called from inside it), and watch for its cancel, until
+        `stop`."""
         with self._lock:
-            if self.every and run_id != self._run:
-                self._start(run_id, run_name)
+            if run_id and run_id != self._run and (self.every or self.on_cancel):
+                self._stop.set()  # the previous run's, if any
+                self._run, self._stop = run_id, threading.Event()
+                if self.every:
+                    self._start(run_id, run_name)
+                if self.on_cancel is not None:
+                    self._watch(run_id, self.on_cancel)
+
+    def _watch(self, run_id: str, on_cancel: Callable[[], None]) -> None:
+        args = (run_id, on_cancel, self._stop, self.look_every)
+        thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._look, *args),
+            name="synthaix-cancel-watch",
+            daemon=True,
+        )
+        thread.start()
+
+    @staticmethod
+    def _look(run_id: str, on_cancel: Callable[[], None], stop: threading.Event, every: float):
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.objects import StateType
+
+        with get_client(sync_client=True) as client:
+            while not stop.wait(every):
+                with contextlib.suppress(Exception):  # the server away a moment: look again
+                    state = client.read_flow_run(run_id).state
+                    if state is not None and state.type in (
+                        StateType.CANCELLING,
+                        StateType.CANCELLED,
+                    ):
+                        if not stop.is_set():
+                            on_cancel()
+                        return
 
     def _start(self, run_id: str, run_name: str) -> None:
-        self._stop.set()  # the previous run's, if any
-        self._run, self._stop = run_id, threading.Event()
         resource = {
             "prefect.resource.id": f"prefect.flow-run.{run_id}",
             "prefect.resource.name": run_name,

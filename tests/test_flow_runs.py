@@ -336,3 +336,38 @@ def test_heartbeats_sent_by_the_cli_stop_with_the_flow_body(tmp_path: Path) -> N
             time.sleep(0.5)
     assert run.start_time is not None and run.end_time is not None
     assert all(run.start_time <= e.occurred <= run.end_time for e in events)
+
+
+def test_a_cli_build_sees_its_run_cancelled_on_the_server(tmp_path: Path) -> None:
+    """`prefect flow-run cancel` (or the UI) on a run the CLI builds: the run only went
+    Cancelling while the build published on. The CLI's follower looks at the run's state and
+    calls `on_cancel` (the CLI then stops as on SIGTERM: nothing published)."""
+    import threading
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
+    from prefect.client.schemas.filters import FlowRunFilterStateType as ByType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelling
+
+    from flows.build_dataset import build_dataset
+    from flows.heartbeat import Heartbeats
+
+    path = write_config(tmp_path / "events.yaml", _events(tmp_path, rows=60_000, chunk_size=2000))
+    called = threading.Event()
+
+    def cancel_when_running() -> None:
+        running = FlowRunFilter(state=FlowRunFilterState(type=ByType(any_=[StateType.RUNNING])))
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 60
+            while not (runs := client.read_flow_runs(flow_run_filter=running)):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            client.set_flow_run_state(runs[0].id, Cancelling(), force=True)
+
+    with Heartbeats() as beats:
+        beats.on_cancel, beats.look_every = called.set, 0.1
+        canceller = threading.Thread(target=cancel_when_running)
+        canceller.start()
+        build_dataset(config_path=str(path), return_state=True)
+        canceller.join()
+    assert called.is_set()

@@ -78,6 +78,7 @@ class _Watch:
         self.failed: list[str] = []  # datasets whose build failed
         self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
         self.heartbeats: Any = None  # flows.heartbeat.Heartbeats: they stop on an interrupt
+        self.reason: str | None = None  # why, when not a signal from outside
 
     def begin(self, dataset: str) -> None:
         """A batch's next build starts."""
@@ -118,6 +119,14 @@ class _Watch:
         if self.pending is not None:
             self.exit(self.pending)
 
+    def cancelled(self) -> None:
+        """The run was cancelled on the Prefect server (the UI, `prefect flow-run cancel`):
+        stopped as by SIGTERM, on the main thread (its handler), saying why. (A temporary
+        server's run: nobody else can reach it.)"""
+        if self.cancel_run:
+            self.reason = "cancelled on the Prefect server"
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def handle(self, signum: int, frame: object) -> None:
         if self.phase == "publishing":
             self.pending = signum
@@ -128,7 +137,7 @@ class _Watch:
         from flows.local_server import stop_temporary_servers
         from synthaix.sink import discard_staged_parts
 
-        name = signal.Signals(signum).name
+        name = self.reason or signal.Signals(signum).name
         if self.batch:
             where, what = self._batch_state()
             console.print(f"[yellow]interrupted ({name}){escape(where)}:[/] {escape(what)}")
@@ -481,6 +490,7 @@ def _beating(watch: _Watch) -> Iterator[None]:
     from flows.heartbeat import Heartbeats
 
     with Heartbeats() as watch.heartbeats:
+        watch.heartbeats.on_cancel = watch.cancelled
         yield
 
 
