@@ -217,3 +217,11 @@ def test_a_cost_with_no_prices_set_is_not_shown_as_free() -> None:
         earlier_attempts=1, llm=unpriced, llm_total=unpriced, embeddings=unpriced, resumed_chunks=0
     )
     assert {value for _, value in cost_kpis(run)} == {"not priced"}
+    sampler_only = SimpleNamespace(
+        earlier_attempts=0,
+        llm=LlmStats(),
+        llm_total=LlmStats(),
+        embeddings=LlmStats(),
+        resumed_chunks=0,
+    )
+    assert cost_kpis(sampler_only) == []  # no "LLM cost $0.0000" card without an llm request

@@ -86,7 +86,9 @@ def _checked(output_dir: Path) -> tuple[Manifest, DatasetProfile, list[Check]]:
 def cost_kpis(manifest: Any) -> list[tuple[str, str]]:
     """LLM cost (this attempt's, and with interrupted attempts'), embeddings cost and resumed
     chunks."""
-    if not manifest.earlier_attempts:
+    if not manifest.llm_total.requests:  # no llm request in any attempt: no cost card
+        kpis = []
+    elif not manifest.earlier_attempts:
         kpis = [("LLM cost", usd(manifest.llm, hint=False))]
     else:
         kpis = [
