@@ -106,7 +106,9 @@ def test_same_seed_same_answer_and_faults_still_spoil_patterned_rows() -> None:
 def test_a_pattern_the_simulator_cannot_write_is_refused_at_once(
     pattern: str, max_length: int | None, why: str
 ) -> None:
-    column = LlmColumn(name="code", pattern=pattern, max_length=max_length)
+    # Built unchecked: a config refuses a pattern longer than max_length itself; the
+    # simulator must too, for any client's schema.
+    column = LlmColumn.model_construct(name="code", pattern=pattern, max_length=max_length)
     with simulator(seed=1) as sim:
         with pytest.raises(openai.BadRequestError) as refused:
             _ask(sim.url, "json_schema", [column])
