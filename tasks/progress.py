@@ -85,7 +85,6 @@ def _report_url(path: Path) -> str:
     return path.as_uri()
 
 
-@task(name="report-build", cache_policy=NO_CACHE)
 def summary_text(
     config: DatasetConfig | RelationalConfig,
     manifest: Manifest | DatasetManifest,
@@ -124,6 +123,7 @@ def built_line(manifest: Manifest | DatasetManifest) -> str:
     return f"built {manifest.dataset}: {delivered}, {manifest.mode} -> {where}{llm}"
 
 
+@task(name="report-build", cache_policy=NO_CACHE)
 def report_artifacts(
     config: DatasetConfig | RelationalConfig,
     manifest: Manifest | DatasetManifest,

@@ -413,11 +413,6 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
         again = build(10)
     assert again.build_id == first.build_id and again.rows.total == 50
     assert first._unchanged is None and again._unchanged == listener.notes[0]
-    from tasks.progress import summary_text
-
-    summary = summary_text(make_config(columns), again)
-    assert summary.startswith(f"# t: nothing built\n\n{again._unchanged}. The output is as")
-    assert "\n## t: 50 rows" in summary  # the last build's, below
     assert listener.notes == [
         f"t holds the rows of this config at as_of 2026-11-27T10:00:00 already (appended by "
         f"build {first.build_id}): nothing is appended again"
@@ -428,6 +423,14 @@ def test_an_append_slot_built_already_appends_nothing_again(tmp_path: Path) -> N
     assert build(10).rows.total == 100  # after an overwrite, the slot is new again
     # Not a deployment run (`synthaix build --as-of`): it appends what it is asked to.
     assert build(10, slot=False).rows.total == 150
+    # The run's summary says it built nothing.
+    from types import SimpleNamespace
+
+    from tasks.progress import summary_text
+
+    summary = summary_text(SimpleNamespace(name="t"), again)  # type: ignore[arg-type]
+    assert summary.startswith(f"# t: nothing built\n\n{again._unchanged}. The output is as")
+    assert "\n## t: 50 rows" in summary  # the last build's, below
 
 
 def test_an_llm_build_plans_a_smaller_margin_of_rows_it_would_pay_for_unused() -> None:
