@@ -464,9 +464,9 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
     a config with a misspelt type and a misspelt reference took two runs to fix. The names are
     checked again on a stand-in of the config: a broken column as a text column of its name (a
     reference as a plain one to its `to`), a broken constraint as `true`, any other broken
-    section left to its default. `model`: the
-    config's class (DatasetConfig; RelationalConfig for `tables:`, whose tables are stood in
-    for the same way). Nothing is said when the stand-in fails too."""
+    section left to its default. `model`: the config's class (DatasetConfig; RelationalConfig
+    for `tables:`, whose tables are stood in for the same way). Nothing is said when the
+    stand-in fails too."""
     model = model or DatasetConfig
     errors = exc.errors()
     if not isinstance(data, dict) or any(_cross_field(e) for e in errors):

@@ -5,8 +5,8 @@ be left out when the dataset has a single table). Without a target the file goes
 build's output folder, `<dataset>.<fmt>` (one table) or `<table>.<fmt>` (a table of a
 multi-table dataset), and may replace only an export SynthAIx wrote there (`.exports.json`
 fingerprints each; with no record, a file of exactly the dataset's columns); a target of the
-user's (a file, or a file in a folder they name) that
-exists is never overwritten unless `overwrite`."""
+user's (a file, or a file in a folder they name) that exists is never overwritten unless
+`overwrite`."""
 
 from __future__ import annotations
 
