@@ -66,13 +66,7 @@ class Heartbeats:
 
     def _watch(self, run_id: str, on_cancel: Callable[[], None]) -> None:
         args = (run_id, on_cancel, self._stop, self.look_every)
-        thread = threading.Thread(
-            target=contextvars.copy_context().run,
-            args=(self._look, *args),
-            name="synthaix-cancel-watch",
-            daemon=True,
-        )
-        thread.start()
+        _spawn(contextvars.copy_context(), "synthaix-cancel-watch", self._look, *args)
 
     @staticmethod
     def _look(run_id: str, on_cancel: Callable[[], None], stop: threading.Event, every: float):
@@ -102,10 +96,7 @@ class Heartbeats:
         # its context, and a slot never set there reads whatever task ran on its events thread.
         context = contextvars.copy_context()
         context.run(TaskRunContext.__var__.set, None)
-        args = (self._beat, resource, self._stop, self.every)
-        thread = threading.Thread(target=context.run, args=args, name="synthaix-heartbeat")
-        thread.daemon = True
-        thread.start()
+        _spawn(context, "synthaix-heartbeat", self._beat, resource, self._stop, self.every)
 
     def stop(self) -> None:
         """No heartbeat after this: the run has ended (one after its final state would make a
@@ -120,6 +111,11 @@ class Heartbeats:
             with contextlib.suppress(Exception):  # as Prefect's: a missed one fails nothing
                 emit_event(event="prefect.flow-run.heartbeat", resource=resource)
             stop.wait(every)
+
+
+def _spawn(context: contextvars.Context, name: str, target: Callable[..., None], *args: Any):
+    """A daemon thread running `target` in `context` (the run's: the API it talks to)."""
+    threading.Thread(target=context.run, args=(target, *args), name=name, daemon=True).start()
 
 
 _active: list[Heartbeats] = []  # the CLI's, while it runs builds in this process
