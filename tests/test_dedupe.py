@@ -90,6 +90,14 @@ def test_exact_keys_are_trimmed_and_case_folded() -> None:
     assert hashes[0] == hashes[1] and len(set(hashes.tolist())) == 3
 
 
+def test_exact_keys_hash_alike_in_ascii_and_unicode_chunks() -> None:
+    """An all-ASCII chunk takes a faster path: its hashes must match a chunk with accents,
+    or a duplicate across the two would be missed."""
+    ascii_only = key_hashes(pa.table({"name": [" ANN\t", "Bob"]}), ["name"])
+    mixed = key_hashes(pa.table({"name": ["ann", "Zoë", " ZOË "]}), ["name"])
+    assert ascii_only[0] == mixed[0] and mixed[1] == mixed[2]
+
+
 def test_a_rerun_chunk_is_not_inserted_twice_and_not_counted_as_duplicate(
     tmp_path: Path,
 ) -> None:

