@@ -16,6 +16,7 @@ from near_duplicates import distinct_texts, variant
 from conftest import make_config
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.embedders import HashingEmbedder
+from synthaix.dedupe.hashset import SortedRuns
 from synthaix.dedupe.index import DedupeIndex
 from synthaix.dedupe.keys import key_hashes
 
@@ -88,6 +89,23 @@ def test_exact_keys_are_trimmed_and_case_folded() -> None:
     table = pa.table({"name": [" Ann ", "ann", "Bob", None], "age": [30, 30, 30, None]})
     hashes = key_hashes(table, ["name", "age"])
     assert hashes[0] == hashes[1] and len(set(hashes.tolist())) == 3
+
+
+def test_stored_keys_answer_like_a_set_for_ranges_and_random_keys() -> None:
+    """Ranges asked at their ends (a run's first and last keys), and random keys asked
+    sorted and unsorted."""
+    rng = np.random.default_rng(3)
+    for random_keys in (False, True):
+        stored, reference = SortedRuns(), set()
+        for start in range(0, 600, 50):
+            batch = np.arange(start, start + 50, dtype=np.int64)
+            if random_keys:
+                batch = rng.integers(-1000, 1000, 50)
+            for query in (batch - 1, batch + 1, batch, batch[::-1]):
+                expected = np.array([k in reference for k in query.tolist()], dtype=bool)
+                assert (stored.contains(query) == expected).all()
+            stored.add(batch)
+            reference.update(batch.tolist())
 
 
 def test_exact_keys_hash_alike_in_ascii_and_unicode_chunks() -> None:

@@ -30,6 +30,8 @@ class SortedRuns:
             self._runs.append(np.sort(np.concatenate([older, newer]), kind="stable"))
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
+        if (keys[1:] >= keys[:-1]).all():  # a chunk's row ids come in order
+            return self.contains_sorted(keys)
         order = np.argsort(keys)
         result = np.empty(len(keys), dtype=bool)
         result[order] = self.contains_sorted(keys[order])
@@ -39,6 +41,9 @@ class SortedRuns:
         """`contains` for keys sorted already (a caller that sorted them for itself)."""
         found = np.zeros(len(query), dtype=bool)
         for run in self._runs:
-            at = np.minimum(run.searchsorted(query), len(run) - 1)
-            found |= run[at] == query
+            # Only the queries within the run's range: row ids of different chunks never
+            # overlap, so most runs are skipped without a search.
+            low, high = query.searchsorted(run[0]), query.searchsorted(run[-1], side="right")
+            within = query[low:high]
+            found[low:high] |= run[run.searchsorted(within)] == within
         return found
