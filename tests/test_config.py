@@ -61,6 +61,17 @@ def test_bad_range_names_column_and_field(tmp_path: Path) -> None:
     assert "min (90) is greater than max (18)" in message
 
 
+def test_one_price_without_the_other_is_refused_at_its_line(tmp_path: Path) -> None:
+    """Else the unset side read as 0 and the cost was under-reported without a word."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n  - {name: note, type: llm}\n"
+        "provider:\n  model: m\n  price_input_per_million: 0.15\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:7: provider.price_input_per_million" in message
+    assert "set both (0 for a side that is free)" in message
+
+
 def test_non_positive_weights_and_unknown_locale(tmp_path: Path) -> None:
     text = (
         "name: x\nrows: 10\ncolumns:\n"

@@ -108,7 +108,7 @@ def test_whole_row_build_from_a_description(tmp_path: Path) -> None:
     )
     assert len({(r["product"], r["price"], r["category"]) for r in rows}) == 2000
     assert summary.llm.rejected_rows["duplicate"] > 0
-    assert summary.llm.cost_usd > 0
+    assert summary.llm.cost_usd > 0 and summary.llm.unpriced_tokens == 0
 
 
 def test_translate_writes_a_config_that_builds(tmp_path: Path) -> None:
@@ -129,6 +129,8 @@ def test_translate_writes_a_config_that_builds(tmp_path: Path) -> None:
         config = load_config(target)
         summary = build_dataset(config=config, out=str(tmp_path / "out"))
     assert summary.rows.delivered == 120
+    # No prices set: the manifest knows the tokens were not priced (not a free $0).
+    assert summary.llm.unpriced_tokens == summary.llm.tokens > 0
 
 
 SECRET = "sk-test-THIS-MUST-NEVER-BE-PRINTED"

@@ -198,14 +198,28 @@ def test_a_prompt_that_fails_on_the_data_names_its_column() -> None:
 
 
 def test_a_cost_with_no_prices_set_is_not_shown_as_free() -> None:
-    from synthaix.llm.stats import LlmStats, spend
+    from synthaix.llm.provider import ProviderConfig
+    from synthaix.llm.stats import LlmStats, StatsRecorder, spend
 
-    unpriced = LlmStats(requests=1, prompt_tokens=900, completion_tokens=100)
+    def spent(**prices: float) -> LlmStats:
+        recorder = StatsRecorder()
+        recorder.request(900, 100, ProviderConfig(**prices).cost(900, 100))
+        return recorder.stats
+
+    unpriced = spent()
     assert spend(unpriced) == (
         "1 request, 1,000 tokens, cost not priced (set provider.price_input_per_million and "
         "..._output_...)"
     )
-    assert spend(unpriced.model_copy(update={"cost_usd": 0.0123})).endswith(", $0.0123")
+    prices = {"price_input_per_million": 10.0, "price_output_per_million": 33.0}
+    assert spend(spent(**prices)).endswith(", $0.0123")
+    free = {"price_input_per_million": 0.0, "price_output_per_million": 0.0}
+    assert spend(spent(**free)).endswith(", $0.0000")  # a local model, priced as free
+    assert spend(spent(**prices) + unpriced).endswith(", $0.0123 + 1,000 tokens not priced")
+    # Figures written before unpriced tokens were counted read a cost of 0 as not priced.
+    legacy = {"requests": 1, "prompt_tokens": 900, "completion_tokens": 100, "cost_usd": 0.0}
+    assert LlmStats.model_validate(legacy).unpriced_tokens == 1000
+    assert LlmStats.model_validate({**legacy, "cost_usd": 0.5}).unpriced_tokens == 0
     # Tables and report cards say it short, and never $0.0000 for tokens spent.
     from types import SimpleNamespace
 

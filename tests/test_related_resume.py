@@ -146,7 +146,7 @@ def test_a_failed_later_table_leaves_the_earlier_tables_resumable_after_other_ed
         paid = len(sim.state.requests())
         notes["columns"][1]["prompt"] = "A short reply to: {{ reviews.text }}"
         data["runner"]["workers"] = 3
-        data["provider"]["price_output_per_million"] = 0.6
+        data["provider"].update(price_input_per_million=0.15, price_output_per_million=0.6)
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         manifest = DatasetBuild(load_config(path), lambda t: ThreadExecutor(t)).run()
         asked = sim.state.requests()[paid:]

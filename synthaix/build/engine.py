@@ -493,7 +493,10 @@ class Build:
         ledger.open(attempt, published, as_of)
         earlier = ledger.earlier  # priced now: a price is not part of the ledger's key
         cost = config.provider.cost(earlier.prompt_tokens, earlier.completion_tokens)
-        self.earlier = earlier.model_copy(update={"cost_usd": cost})
+        unpriced = earlier.tokens if cost is None else 0
+        self.earlier = earlier.model_copy(
+            update={"cost_usd": cost or 0.0, "unpriced_tokens": unpriced}
+        )
         self.earlier_attempts = ledger.earlier_attempts
         for chunks, theirs, written in ledger.others:
             _say_not_resumed(config, chunks, theirs, as_of, written)

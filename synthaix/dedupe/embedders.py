@@ -90,7 +90,11 @@ class OpenAIEmbedder:
     """The provider's embeddings endpoint, in batches, with the client's retry rules."""
 
     def __init__(
-        self, provider: ProviderConfig, model: str, dims: int | None, price_per_million: float
+        self,
+        provider: ProviderConfig,
+        model: str,
+        dims: int | None,
+        price_per_million: float | None,
     ) -> None:
         from synthaix.llm.client import LlmClient
         from synthaix.llm.stats import StatsRecorder

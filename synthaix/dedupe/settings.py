@@ -55,11 +55,11 @@ class DedupeConfig(StrictModel):
         description="Embedding model (openai: text-embedding-3-small; sentence-transformers: "
         "all-MiniLM-L6-v2).",
     )
-    price_per_million: float = Field(
-        default=0.0,
+    price_per_million: float | None = Field(
+        default=None,
         ge=0,
         description="USD per million tokens embedded (embedder: openai), for the manifest's "
-        "embeddings cost (0: not priced; the requests and tokens are counted anyway).",
+        "embeddings cost (unset: not priced, 0: free; requests and tokens are counted anyway).",
     )
     dims: int | None = Field(
         default=None,

@@ -221,7 +221,7 @@ class LlmClient:
         model: str,
         dims: int | None,
         recorder: StatsRecorder | None = None,
-        price_per_million: float = 0.0,
+        price_per_million: float | None = None,
     ) -> list[list[float]]:
         """Embeddings of `texts` (one request), with the same retry rules as completions;
         `recorder` counts the request, its tokens and their cost at `price_per_million`."""
@@ -238,7 +238,8 @@ class LlmClient:
             response = raw.parse()
             usage = getattr(response, "usage", None)
             tokens = (usage.prompt_tokens if usage else None) or estimate
-            recorder.request(tokens, 0, tokens * price_per_million / 1e6)
+            price = price_per_million
+            recorder.request(tokens, 0, None if price is None else tokens * price / 1e6)
             recorder.answered()
             return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 

@@ -6,9 +6,10 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthaix.columns.base import StrictModel
+from synthaix.columns.conditional import fail_at
 from synthaix.errors import URL_USERINFO
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -46,11 +47,17 @@ class ProviderConfig(StrictModel):
     max_concurrency: int = Field(default=8, ge=1, le=1024, description="Requests in flight.")
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute allowed.")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per minute allowed.")
-    price_input_per_million: float = Field(
-        default=0.0, ge=0, description="USD per 1M input tokens."
+    price_input_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M input tokens (unset: the cost is reported as not priced; 0: "
+        "free). Set with price_output_per_million.",
     )
-    price_output_per_million: float = Field(
-        default=0.0, ge=0, description="USD per 1M output tokens."
+    price_output_per_million: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M output tokens (unset: not priced; 0: free). Set with "
+        "price_input_per_million.",
     )
     structured_output: Literal["auto", "json_schema", "json_object", "tools"] = Field(
         default="auto",
@@ -97,10 +104,27 @@ class ProviderConfig(StrictModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _both_prices(self) -> ProviderConfig:
+        # One price alone under-reported the cost without a word (the other side read as 0).
+        given, other = "price_input_per_million", "price_output_per_million"
+        if self.price_input_per_million is None:
+            given, other = other, given
+        if getattr(self, given) is not None and getattr(self, other) is None:
+            fail_at(
+                (given,),
+                f"{given} is set but {other} is not: set both (0 for a side that is free), "
+                "or neither to report the cost as not priced",
+            )
+        return self
+
     def resolved_base_url(self) -> str:
         return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD, or None when the provider is not priced."""
+        if self.price_input_per_million is None or self.price_output_per_million is None:
+            return None
         return (
             prompt_tokens * self.price_input_per_million
             + completion_tokens * self.price_output_per_million

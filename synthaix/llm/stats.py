@@ -6,8 +6,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class LlmStats(BaseModel):
@@ -20,6 +21,9 @@ class LlmStats(BaseModel):
     completion_tokens: int = 0
     rows_filled: int = 0
     cost_usd: float = 0.0
+    # Tokens of requests made without a price (`cost_usd` leaves them out): an unpriced
+    # provider reads "not priced", not a free $0.0000.
+    unpriced_tokens: int = 0
     # Rows asked for by the answered requests: / requests = the mean rows per request chosen.
     rows_requested: int = 0
     # Pacing (synthaix.llm.pacing): 429 answers, and seconds requests waited for the pacer or a
@@ -31,6 +35,16 @@ class LlmStats(BaseModel):
     # they do not add up: a sum spans from the earliest first answer to the latest last one.
     first_answer_at: float = 0.0
     last_answer_at: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _before_unpriced_tokens(cls, data: Any) -> Any:
+        """Figures written before `unpriced_tokens` (manifests, request logs) left a price
+        unset as 0: tokens at no cost were not priced."""
+        if isinstance(data, dict) and "unpriced_tokens" not in data and not data.get("cost_usd"):
+            tokens = data.get("prompt_tokens", 0) + data.get("completion_tokens", 0)
+            data = {**data, "unpriced_tokens": tokens}
+        return data
 
     def __add__(self, other: LlmStats) -> LlmStats:
         total = {f: getattr(self, f) + getattr(other, f) for f in LlmStats.model_fields}
@@ -70,13 +84,14 @@ def spend(llm: LlmStats) -> str:
 
 
 def usd(llm: LlmStats, hint: bool = True) -> str:
-    """The cost, or that none was priced: $0.0000 for tokens read as free (the provider's
-    prices default to 0, unknown). `hint`: say which settings price it (else: "not priced",
-    for tables and report cards)."""
-    if llm.tokens and not llm.cost_usd:
+    """The cost, or that (some of) it was not priced. `hint`: say which settings price it
+    (else: "not priced", for tables and report cards)."""
+    if llm.unpriced_tokens and llm.unpriced_tokens >= llm.tokens:
         if not hint:
             return "not priced"
         return "cost not priced (set provider.price_input_per_million and ..._output_...)"
+    if llm.unpriced_tokens:  # e.g. an attempt before a price was set
+        return f"${llm.cost_usd:,.4f} + {llm.unpriced_tokens:,} tokens not priced"
     return f"${llm.cost_usd:,.4f}"
 
 
@@ -110,15 +125,20 @@ class StatsRecorder:
         with self._lock:
             return self.stats.model_copy(deep=True)
 
-    def request(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+    def request(self, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
+        """An answered request; `cost` None: not priced."""
+        paid = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": cost or 0.0,
+            "unpriced_tokens": prompt_tokens + completion_tokens if cost is None else 0,
+        }
         with self._lock:
             self.stats.requests += 1
-            self.stats.prompt_tokens += prompt_tokens
-            self.stats.completion_tokens += completion_tokens
-            self.stats.cost_usd += cost
+            for name, value in paid.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
         if self._on_request is not None:
-            paid = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-            self._on_request(LlmStats(requests=1, cost_usd=cost, **paid))
+            self._on_request(LlmStats(requests=1, **paid))
 
     def retry(self, cause: str) -> None:
         with self._lock:
