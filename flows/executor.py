@@ -60,10 +60,27 @@ class PrefectChunkExecutor:
         self.runner.__exit__(*exc)
 
     def submit(self, chunk: Chunk) -> PrefectFuture[ChunkResult]:
-        with self._cluster():
+        with self._cluster(), self._detached():
             future = self.runner.submit(self.task, {"config": self.config, "chunk": chunk})
         self._connected = True
         return future
+
+    @contextlib.contextmanager
+    def _detached(self) -> Iterator[None]:
+        """A table of a multi-table dataset submits its chunks from inside its `build-table`
+        task run. Dask and Ray pickle the submitting task run's context along (its task and
+        parameters, which hold the build): that failed on every multi-table config. There the
+        chunk task runs are submitted as the flow run's own; threads keep them nested."""
+        if self.config.runner.type == "thread":
+            yield
+            return
+        from prefect.context import TaskRunContext
+
+        token = TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
+        try:
+            yield
+        finally:
+            TaskRunContext.__var__.reset(token)
 
     def first_done(self, handles: list[PrefectFuture[ChunkResult]]) -> PrefectFuture[ChunkResult]:
         return next(as_completed(handles))

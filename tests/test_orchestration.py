@@ -243,6 +243,38 @@ def test_dask_cluster_of_processes_gives_the_same_sampler_data(tmp_path: Path) -
     assert threads.num_rows == 1200 and dask.equals(threads)
 
 
+def test_dask_builds_related_tables_as_threads_do(tmp_path: Path) -> None:
+    """Chunks submitted from inside a table's task run: Dask pickled that task run's context
+    along, and every multi-table config failed (`Could not serialize object`)."""
+    pytest.importorskip("prefect_dask")
+    from flows.build_dataset import build_dataset
+
+    data = {
+        "name": "shop",
+        "seed": 3,
+        "tables": [
+            {"name": "customers", "rows": 150, "chunk_size": 50, "columns": COLUMNS},
+            {
+                "name": "orders",
+                "parent": "customers",
+                "count": {"distribution": "poisson", "mean": 2, "max": 5},
+                "chunk_size": 100,
+                "columns": [
+                    {"name": "order_id", "type": "sequence", "primary_key": True},
+                    {"name": "buyer", "type": "reference", "to": "customers.email"},
+                ],
+            },
+        ],
+    }
+    path = write_config(tmp_path / "shop.yaml", data)
+    build_dataset(config_path=str(path), out=str(tmp_path / "threads"))
+    build_dataset(config_path=str(path), out=str(tmp_path / "dask"), runner="dask")
+    for table in ("customers", "orders"):
+        threads = ds.dataset(tmp_path / "threads" / "data" / table).to_table()
+        dask = ds.dataset(tmp_path / "dask" / "data" / table).to_table()
+        assert threads.num_rows > 0 and dask.equals(threads), table
+
+
 def test_a_description_alone_is_translated_then_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
