@@ -305,3 +305,29 @@ def test_a_key_in_the_base_url_is_refused_in_a_config_and_masked_in_errors(
     result = CliRunner().invoke(app, ["build", str(config)])
     assert result.exit_code != 0 and "cannot reach http://***@127.0.0.1:9/v1" in result.output
     assert "sk-url-secret-0042" not in result.output
+
+
+def test_an_unexpected_error_shows_no_secret_and_stays_readable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ray's serialization error held the Prefect context, API key and auth string included,
+    in one 14-25 KB line; the CLI printed it as it was."""
+    import typer
+
+    from synthaix.cli.app import _fail
+
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_key-SEKRIT-123")
+    monkeypatch.setenv("MY_LLM_KEY", "sk-llm-SEKRIT-456")
+    settings = "{'api': {'key': 'pnu_key-SEKRIT-123', 'llm': 'sk-llm-SEKRIT-456'}} " * 400
+    error = TypeError(f"Could not serialize the argument {settings}")
+    for debug in (False, True):
+        with pytest.raises(typer.Exit) as exited:
+            try:
+                raise error
+            except TypeError as exc:
+                _fail(exc, debug=debug)
+        said = capsys.readouterr().err
+        assert exited.value.exit_code == 1 and "SEKRIT" not in said
+        assert "TypeError: Could not serialize the argument {'api': {'key': '***'" in said
+        if not debug:
+            assert "characters more; --debug shows them" in said and len(said) < 2_500

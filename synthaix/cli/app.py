@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -39,16 +40,43 @@ SetOpt = Annotated[
 
 def _fail(exc: BaseException, debug: bool) -> NoReturn:
     if debug:
-        console.print_exception()
+        traceback_of(exc)
     if isinstance(exc, OSError) and exc.filename:  # a path the user can fix
         hint = "check that path and its permissions"
         exc = SynthaixError(f"cannot use {exc.filename}: {exc.strerror}", hint=hint)
-    message = str(exc) if isinstance(exc, SynthaixError) else f"{type(exc).__name__}: {exc}"
+    message = str(exc) if isinstance(exc, SynthaixError) else unexpected(exc)
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint := getattr(exc, "hint", None):
         console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False)
     _say_spent(exc)
     raise typer.Exit(2 if isinstance(exc, SynthaixError) else 1)
+
+
+_LONGEST = 2_000
+
+
+def traceback_of(exc: BaseException) -> None:
+    """--debug: the full traceback, less every secret the process holds."""
+    console.print(escape(_redacted("".join(traceback.format_exception(exc)))), highlight=False)
+
+
+def unexpected(exc: BaseException) -> str:
+    """An error SynthaixError did not word: its type and text, less every secret the process
+    holds (a library may put its arguments in the text: Ray put Prefect's settings, API key
+    included, in a 25 KB line) and cut to a readable length."""
+    text = _redacted(f"{type(exc).__name__}: {exc}")
+    if len(text) > _LONGEST:
+        more = len(text) - _LONGEST
+        text = f"{text[:_LONGEST]} ... ({more:,} characters more; --debug shows them)"
+    return text
+
+
+def _redacted(text: str) -> str:
+    from synthaix.llm.credentials import process_secrets
+
+    for secret in process_secrets():
+        text = text.replace(secret, "***")
+    return text
 
 
 def _say_spent(exc: BaseException) -> None:

@@ -29,6 +29,8 @@ from synthaix.cli.app import (
     app,
     console,
     out,
+    traceback_of,
+    unexpected,
 )
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
@@ -639,13 +641,13 @@ def _failed(label: str, exc: BaseException, debug: bool, why: str = "") -> int:
     """Say why one dataset of a batch failed (in full on stderr, in one line on stdout) and go
     on; the exit code it calls for: 2 for an error the user can fix, else 1."""
     if debug:
-        console.print_exception()
+        traceback_of(exc)
     if isinstance(exc, OSError) and exc.filename:  # as _fail: a path the user can fix
         message, hint = f"cannot use {exc.filename}: {exc.strerror}", "check that path"
     elif isinstance(exc, SynthaixError):
         message, hint = str(exc), exc.hint
     else:
-        message, hint = f"{type(exc).__name__}: {exc}", None
+        message, hint = unexpected(exc), None
     message = why + message
     named = message if label in message else f"{label}: {message}"
     console.print(f"[bold red]error:[/] {escape(named)}", highlight=False)

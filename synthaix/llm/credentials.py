@@ -13,7 +13,10 @@ settings they run with.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
 import threading
 from typing import Any, TypeVar
 
@@ -141,6 +144,24 @@ def known_secrets(provider: ProviderConfig) -> list[str]:
                 with _lock:
                     _unloadable.add(cache)
     return list(dict.fromkeys(k for k in found if len(k) >= 4))
+
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|AUTH_STRING)$", re.IGNORECASE)
+
+
+def process_secrets() -> list[str]:
+    """Every secret this process holds that an error text could carry, longest first: values
+    of environment variables named like one (OPENAI_API_KEY, PREFECT_API_AUTH_STRING, ...),
+    the Secret blocks loaded, and Prefect's API key and auth string (from its profile too)."""
+    found = [v for k, v in os.environ.items() if _SECRET_NAME.search(k)]
+    with _lock:
+        found += _keys.values()
+    settings = sys.modules.get("prefect.settings")  # not loaded: none of its values was used
+    if settings is not None:
+        with contextlib.suppress(Exception):
+            api = settings.get_current_settings().api
+            found += [s.get_secret_value() for s in (api.key, api.auth_string) if s]
+    return sorted({v for v in found if len(v) >= 6}, key=len, reverse=True)
 
 
 def forget_secrets() -> None:
