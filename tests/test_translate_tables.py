@@ -210,3 +210,26 @@ def test_the_translate_command_writes_a_tables_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "tables" in result.output and target.is_file()
     assert isinstance(parse_any_config(yaml.safe_load(target.read_text())), RelationalConfig)
+
+
+def test_a_broken_design_answer_is_asked_again_and_flagged_when_it_stays_broken() -> None:
+    """json-repair turned an answer cut at 5,042 of 8,100 characters into a valid config of
+    two tables out of three, written with no word of it."""
+    import pytest
+
+    from synthaix.errors import ConfigError
+    from synthaix.sim.faults import FaultRates
+
+    with simulator(seed=2, faults=FaultRates(malformed=1.0), record=True) as sim:
+        provider = ProviderConfig(base_url=sim.url, model="sim-small")
+        config, notes = translate(SHOP, provider, rows=100, name="shop")
+        asked = len(sim.state.requests())
+    assert asked == 3  # asked again each time, up to MAX_ASKS
+    assert notes[0].startswith("no answer in 3 tries was whole (the first usable one was")
+    assert "check that no table or column is missing" in notes[0]
+    assert "# repaired: no answer in 3 tries was whole" in to_yaml(config, notes)
+    with simulator(seed=2, record=True) as sim:
+        translate(SHOP, ProviderConfig(base_url=sim.url, model="sim-small"), rows=100)
+        assert len(sim.state.requests()) == 1  # a whole answer is taken at once
+    with pytest.raises(ConfigError, match="the description is empty"):
+        translate("  ", provider)

@@ -149,29 +149,61 @@ def translate(
     """A valid config for the description, and notes on what had to be repaired: one table
     gives a DatasetConfig, several a RelationalConfig whose root tables have up to `rows` rows
     (see `_size`)."""
+    if not description.strip():
+        raise ConfigError(
+            "the description is empty",
+            hint='describe the dataset, e.g. "an online shop with customers, orders and reviews"',
+        )
     client, recorder = LlmClient(provider), StatsRecorder()
     prompt = PROMPT.format(description=description.strip(), types=", ".join(REGISTRY))
     feedback = ""
+    broken: tuple[Any, list[dict[str, Any]], str] | None = None  # the first repaired answer
     for _ in range(MAX_ASKS):
         messages = [
             {"role": "system", "content": "You design dataset schemas. Answer with JSON only."},
             {"role": "user", "content": prompt + feedback},
         ]
         answer = client.complete(messages, SCHEMA, provider.max_tokens, recorder)
-        payload, _ = extract_payload(answer.text)
+        payload, repaired = extract_payload(answer.text)
         tables = _tables_of(payload)
-        if len(tables) > 1:
-            return _repair_tables(payload, tables, description, provider, rows, name)
-        if tables:
-            return _repair(tables[0], description, provider, rows, name)
+        cut = answer.finish_reason == "length"
+        if tables and not (repaired or cut):
+            return _design(payload, tables, description, provider, rows, name)
+        # A cut or broken answer repairs into a valid config that lacks whatever came after
+        # the break (measured: a shop of three tables came back as two): asked again.
+        if tables and broken is None:
+            broken = (payload, tables, "cut short" if cut else "not valid JSON")
         feedback = (
-            '\n\nYour last answer was not JSON of the form {"name": ..., "tables": '
+            "\n\nYour last answer was cut short: answer again, more briefly."
+            if cut
+            else '\n\nYour last answer was not valid JSON of the form {"name": ..., "tables": '
             '[{"name": ..., "columns": [...]}, ...]}.'
         )
+    if broken is not None:
+        payload, tables, why = broken
+        config, notes = _design(payload, tables, description, provider, rows, name)
+        note = (
+            f"no answer in {MAX_ASKS} tries was whole (the first usable one was {why}): this "
+            "config is repaired from it; check that no table or column is missing"
+        )
+        return config, [note, *notes]
     raise ProviderError(
         f"the model gave no usable column list after {MAX_ASKS} tries",
         hint="try a more capable model, or describe the columns more explicitly",
     )
+
+
+def _design(
+    payload: Any,
+    tables: list[dict[str, Any]],
+    description: str,
+    provider: ProviderConfig,
+    rows: int,
+    name: str | None,
+) -> tuple[AnyConfig, list[str]]:
+    if len(tables) > 1:
+        return _repair_tables(payload, tables, description, provider, rows, name)
+    return _repair(tables[0], description, provider, rows, name)
 
 
 def _tables_of(payload: Any) -> list[dict[str, Any]]:
