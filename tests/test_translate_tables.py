@@ -233,3 +233,15 @@ def test_a_broken_design_answer_is_asked_again_and_flagged_when_it_stays_broken(
         assert len(sim.state.requests()) == 1  # a whole answer is taken at once
     with pytest.raises(ConfigError, match="the description is empty"):
         translate("  ", provider)
+
+
+def test_a_wrong_model_fails_at_once_naming_the_served_ones() -> None:
+    import pytest
+
+    from synthaix.errors import ProviderError
+
+    with simulator(record=True) as sim:
+        provider = ProviderConfig(base_url=sim.url, model="gpt-4o-mini")
+        with pytest.raises(ProviderError, match=r"\(it has: sim-large, sim-small\)"):
+            translate(SHOP, provider)
+        assert sim.state.requests() == []  # no design request was paid for

@@ -283,6 +283,9 @@ def translate(
     ] = None,
     model: Annotated[str, typer.Option(help="Model name.")] = "gpt-4o-mini",
     api_key_env: Annotated[str, typer.Option(help="Variable holding the key.")] = "OPENAI_API_KEY",
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the answer (a request is tried 8 times).")
+    ] = 120,
     force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -293,7 +296,9 @@ def translate(
     from synthaix.llm.translate import translate as run
 
     try:
-        provider = ProviderConfig(base_url=base_url, model=model, api_key_env=api_key_env)
+        provider = ProviderConfig(
+            base_url=base_url, model=model, api_key_env=api_key_env, timeout=timeout
+        )
         config, notes = run(description, provider, rows=rows, name=_name_from(output))
         write_text_atomic(output, to_yaml(config, notes))
     except Exception as exc:

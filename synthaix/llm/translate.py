@@ -155,6 +155,7 @@ def translate(
             hint='describe the dataset, e.g. "an online shop with customers, orders and reviews"',
         )
     client, recorder = LlmClient(provider), StatsRecorder()
+    client.check()  # a wrong URL, key or model in seconds, not after the retries of an ask
     prompt = PROMPT.format(description=description.strip(), types=", ".join(REGISTRY))
     feedback = ""
     broken: tuple[Any, list[dict[str, Any]], str] | None = None  # the first repaired answer
