@@ -400,6 +400,8 @@ def _unknown_reference(config: DatasetConfig, index: int, ref: str, seen: Iterab
             f"of children, so it cannot read one; sum or count them with an aggregate column "
             f"({{type: aggregate, of: {child}, expr: ...}})"
         )
+    if resolve(ref, {config.columns[index].name}) is not None:
+        return f"reads '{ref}', its own value: a column can read only the columns above it"
     later = resolve(ref, {c.name for c in config.columns[index + 1 :]}) is not None
     names = [*seen, *(c.name for c in config.columns)]
     why = "comes later; move it above" if later else "is not a column"

@@ -72,6 +72,16 @@ def test_one_price_without_the_other_is_refused_at_its_line(tmp_path: Path) -> N
     assert "set both (0 for a side that is free)" in message
 
 
+def test_a_base_url_that_is_no_http_url_is_refused_at_its_line(tmp_path: Path) -> None:
+    """`htp://` passed validate, and the build said "cannot reach ... is the server running?"."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n  - {name: note, type: llm}\n"
+        "provider:\n  base_url: htp://127.0.0.1:8089/v1\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:6: provider.base_url: 'htp://127.0.0.1:8089/v1' is no http:// or" in message
+
+
 def test_non_positive_weights_and_unknown_locale(tmp_path: Path) -> None:
     text = (
         "name: x\nrows: 10\ncolumns:\n"
@@ -102,6 +112,11 @@ def test_references_must_be_earlier_columns(tmp_path: Path) -> None:
     message = _error(tmp_path, text)
     assert "references 'first', which comes later; move it above" in message
     assert "references 'lastt', which is not a column" in message
+    own = '  - {name: note, type: llm, prompt: "About {{ note }}"}\n'
+    message = _error(tmp_path, "name: x\nrows: 10\ncolumns:\n" + own)
+    assert (
+        "(note): reads 'note', its own value: a column can read only the columns above" in message
+    )
 
 
 def test_unique_beyond_capacity_fails_before_generating(tmp_path: Path) -> None:

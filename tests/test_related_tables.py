@@ -845,6 +845,19 @@ def test_lookups_weighted_by_a_column_and_by_params_read_from_the_parent(tmp_pat
     assert query(db, wrong) == [(0,)]
 
 
+def test_a_weights_column_with_no_positive_value_is_a_config_error(tmp_path: Path) -> None:
+    """It was a bare ValueError naming only the column (exit 1, as for a bug)."""
+    path = tmp_path / "weighted.yaml"
+    text = WEIGHTED.replace(
+        "popularity, type: integer, min: 0, max: 3", "popularity, type: integer, min: 0, max: 0"
+    )
+    path.write_text(text + f"output: {{dir: {tmp_path / 'out'}}}\n")
+    with pytest.raises(ConfigError) as caught:
+        build(load_config(path))
+    assert "the lookup of 'products' weighs its rows by the column popularity" in str(caught.value)
+    assert "weights: uniform" in (caught.value.hint or "")
+
+
 DEEP = """
 name: deep
 tables:

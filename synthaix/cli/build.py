@@ -380,7 +380,7 @@ def build(
     if llm.requests:
         out.print(
             f"  llm: {llm.requests:,} request{'s' * (llm.requests != 1)}, {llm.tokens:,} tokens "
-            f"({llm.tokens / max(delivered, 1):,.0f} a row), {usd(llm)}"
+            f"({llm.tokens / max(llm.rows_filled or delivered, 1):,.0f} a row filled), {usd(llm)}"
         )
     if timed_out := llm.retries.get("timeout", 0):
         out.print(f"  timed out: {timed_out:,} {TIMED_OUT}")

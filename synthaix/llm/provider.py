@@ -95,6 +95,12 @@ class ProviderConfig(StrictModel):
     @field_validator("base_url")
     @classmethod
     def _no_credentials(cls, value: str | None) -> str | None:
+        templated = bool(VARIABLE_TEMPLATE.search(value or ""))
+        if value and not templated and not re.match(r"https?://", value, re.IGNORECASE):
+            raise ValueError(
+                f"'{value}' is no http:// or https:// URL; an OpenAI-compatible endpoint looks "
+                "like http://127.0.0.1:11434/v1 or https://api.openai.com/v1"
+            )
         if value and URL_USERINFO.search(value):
             raise ValueError(
                 "keep credentials out of base_url (user:password@): the config is stored with "

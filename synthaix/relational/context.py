@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from synthaix.errors import ConfigError
+
 Weights = tuple[Literal["uniform"]] | tuple[Literal["zipf"], float] | tuple[Literal["column"], str]
 
 
@@ -110,7 +112,15 @@ def _draw(alias: RelatedRows, rng: np.random.Generator, rows: int) -> np.ndarray
         raise ValueError(f"'{alias.name}' has no rows to look up")
     if alias.weights[0] == "uniform":
         return rng.integers(0, size, rows)
-    cdf = _cdf(alias.stored, alias.weights)
+    try:
+        cdf = _cdf(alias.stored, alias.weights)
+    except ValueError:
+        raise ConfigError(
+            f"the lookup of '{alias.name}' weighs its rows by the column {alias.weights[1]}, "
+            "and no row has a weight above 0: there is no row to draw",
+            hint=f"give rows of {alias.weights[1]} a positive weight (e.g. min: 1), or use "
+            "weights: uniform",
+        ) from None
     return np.minimum(np.searchsorted(cdf, rng.random(rows) * cdf[-1], side="right"), size - 1)
 
 
