@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -25,6 +26,7 @@ from synthaix.asof import settle
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
 from synthaix.columns.people import check_locale
+from synthaix.columns.reference import TARGET
 from synthaix.columns.refs import did_you_mean, resolve
 from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
@@ -473,7 +475,7 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
     errors = exc.errors()
     if not isinstance(data, dict) or any(_cross_field(e) for e in errors):
         return []
-    stand_in, replaced = copy.deepcopy(data), []
+    stand_in, replaced, opaque = copy.deepcopy(data), [], []
     for loc in (tuple(e["loc"]) for e in errors):
         owner, at = stand_in, loc
         if model is not DatasetConfig and loc[:1] == ("tables",):
@@ -488,10 +490,12 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
             if at[0] == "columns":
                 column = listed[at[1]] if isinstance(listed[at[1]], dict) else {}
                 stand = {"name": column.get("name"), "type": "text.lorem"}
-                if column.get("type") == "reference":  # what reads through it stays readable
-                    if not isinstance(column.get("to"), str):
-                        return []
-                    stand = {**stand, "type": "reference", "to": column["to"]}
+                target = column.get("to")
+                if column.get("type") == "reference":
+                    if isinstance(target, str) and re.match(TARGET, target):
+                        stand = {**stand, "type": "reference", "to": target}  # read through
+                    else:  # no table to read through: what does is not said unknown
+                        opaque.append(f"'{column.get('name')}.")
                 listed[at[1]] = stand
                 replaced.append(loc[: len(loc) - len(at) + 2])
             elif at[0] == "constraints":
@@ -506,7 +510,11 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
         problems = [
             (tuple(e["loc"]) + loc, m) for e in again.errors() for loc, m in _cross_field(e)
         ]
-        return [(loc, m) for loc, m in problems if not any(loc[: len(r)] == r for r in replaced)]
+        return [
+            (loc, m)
+            for loc, m in problems
+            if not any(loc[: len(r)] == r for r in replaced) and not any(o in m for o in opaque)
+        ]
     return []
 
 
@@ -649,8 +657,16 @@ def _message(error: dict[str, Any]) -> str:
         value = error.get("input")
         percent = f"; for {value} % write {value / 100:g}" if _is_percent(value) else ""
         return f"nullable is the share of rows left null, from 0 to 1{percent}"
+    if kind == "string_pattern_mismatch":
+        return _PATTERNS.get(error["ctx"]["pattern"], str(error["msg"]))
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+_PATTERNS = {  # what a pattern asks for, in words
+    IDENTIFIER: "must be a name of letters, digits and _ that does not start with a digit",
+    TARGET: "must be table.column, the referenced table's key (e.g. customers.customer_id)",
+}
 
 
 def _is_percent(value: Any) -> bool:

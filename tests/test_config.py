@@ -254,6 +254,28 @@ def test_field_errors_do_not_hide_the_unknown_names_across_tables(tmp_path: Path
     assert "(who)" not in message and "(lines)" not in message
 
 
+def test_a_reference_without_a_column_hides_no_other_problem(tmp_path: Path) -> None:
+    """`to: customers` was pydantic's pattern message alone, and hid two unknown names."""
+    text = (
+        "name: u\ntables:\n"
+        "  - name: customers\n    rows: 10\n    columns:\n"
+        "      - {name: customer_id, type: sequence, primary_key: true}\n"
+        "  - name: orders\n    rows: 20\n    columns:\n"
+        "      - {name: a, type: reference, to: customers}\n"
+        "      - {name: b, type: reference, to: customers.customer_idd}\n"
+        "      - {name: c, type: reference, to: prodcts.product_id}\n"
+        "      - {name: d, type: sql, expr: a.customer_id}\n"
+    )
+    message = _error(tmp_path, text)
+    for part in (
+        "bad.yaml:10: tables[1] (orders).columns[0] (a).to: must be table.column, the referenced",
+        "bad.yaml:11: tables[1] (orders).columns[1] (b).to: 'customer_idd' is not a column",
+        "bad.yaml:12: tables[1] (orders).columns[2] (c).to: 'prodcts' is not a table",
+    ):
+        assert part in message, message
+    assert "(d)" not in message  # reads through the broken reference: not blamed
+
+
 def test_a_broken_reference_still_links_its_table_in_the_stand_in(tmp_path: Path) -> None:
     """A reference with a misspelt option stands in as a plain reference: its table is still
     a child of its parent, and what reads through it is not blamed."""

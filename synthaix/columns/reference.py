@@ -23,7 +23,7 @@ from synthaix.columns.base import IDENTIFIER, ChunkContext, Column, StrictModel
 from synthaix.columns.sql import checked_type
 from synthaix.sqlexpr import sql_type
 
-_TARGET = IDENTIFIER.removesuffix("$") + r"\." + IDENTIFIER.removeprefix("^")
+TARGET = IDENTIFIER.removesuffix("$") + r"\." + IDENTIFIER.removeprefix("^")
 
 
 class ZipfWeights(StrictModel):
@@ -43,7 +43,7 @@ class ReferenceColumn(Column):
 
     type: Literal["reference"] = "reference"
     to: str = Field(
-        pattern=_TARGET, description="The referenced key, as table.column (the table's key)."
+        pattern=TARGET, description="The referenced key, as table.column (the table's key)."
     )
     alias: str | None = Field(
         default=None,
