@@ -23,7 +23,7 @@ import yaml
 from conftest import write_config
 from synthaix.build.executor import ThreadExecutor
 from synthaix.config import load_config
-from synthaix.errors import ConfigError
+from synthaix.errors import CapacityError, ConfigError
 from synthaix.relational.build import DatasetBuild
 from synthaix.relational.config import RelationalConfig
 
@@ -1179,3 +1179,26 @@ def test_after_an_append_new_rows_read_their_own_parents_siblings(tmp_path: Path
     db = tmp_path / "out" / "sib.duckdb"
     assert query(db, "SELECT count(*) FROM tickets") == [(600,)]
     assert query(db, expected) == [(0,)]
+
+
+def test_a_dedupe_key_a_skewed_lookup_cannot_fill_gets_the_right_hint(tmp_path: Path) -> None:
+    """The hint said "lower rows" (a child has none) and "set dedupe.key" (it was set)."""
+    path = tmp_path / "cap.yaml"
+    path.write_text(
+        "name: cap\ntables:\n"
+        "  - name: products\n    rows: 5\n    columns:\n"
+        "      - {name: product_id, type: sequence, primary_key: true}\n"
+        "  - name: orders\n    rows: 200\n    columns:\n"
+        "      - {name: order_id, type: sequence, primary_key: true}\n"
+        "  - name: items\n    parent: orders\n    count: 5\n"
+        "    dedupe: {key: [order_id, product_id]}\n    columns:\n"
+        "      - {name: order_id, type: reference, to: orders.order_id}\n"
+        "      - {name: product_id, type: reference, to: products.product_id, "
+        "weights: {zipf: 3}}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    with pytest.raises(CapacityError) as caught:
+        build(load_config(path))
+    hint = caught.value.hint or ""
+    assert "weights: uniform" in hint and hint.endswith("; or lower the counts")
+    assert "lower rows" not in hint and "set dedupe.key" not in hint

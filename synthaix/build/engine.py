@@ -198,7 +198,17 @@ class Build:
             dropped = since(self._dropped(assembler, dedupe), before)
             rows, rejects = self.generated - generated, self.llm.rejected_rows
             key = [c.name for c in config.columns if c.primary_key]
-            return why_short(dropped, rows, rejects, unique, dedupe.keys, dedupe.texts, key)
+            return why_short(
+                dropped,
+                rows,
+                rejects,
+                unique,
+                dedupe.keys,
+                dedupe.texts,
+                key,
+                key_set=bool(config.dedupe.key),
+                counted=self._planner_factory is not None,
+            )
 
         progress.started(config.name, config.rows)
         # Parts are written on a thread of their own, one at a time, while the next batch is

@@ -32,13 +32,17 @@ def why_short(
     keys: list[str],
     texts: list[str],
     primary_key: list[str] | None = None,
+    key_set: bool = False,
+    counted: bool = False,
 ) -> tuple[str, str]:
     """(what the rows were lost to, a hint), from the drops of `generated` rows (the last
     round's) and the LLM rejections by cause (`rejects`). Ranked by the share of the rows
     each check saw that it dropped, in the order the checks run (in the chunk: constraints
     and LLM values; then unique, exact, near): the check that drops everything reaching it
     caps the build, even where an earlier one drops more rows. `primary_key`: a composite
-    primary key, which is the dedupe key and cannot be turned off."""
+    primary key, which is the dedupe key and cannot be turned off. `key_set`: the dedupe key
+    is the config's `dedupe.key`; `counted`: the table's rows are per-parent counts (a
+    child table: its caller says to lower them)."""
     causes: list[tuple[float, int, str, str]] = []  # share, rows, why, what to change
     reaching = max(generated, 1)
     for name, rows in dropped.constraint.items():
@@ -65,6 +69,13 @@ def why_short(
     if dropped.exact_duplicate:
         why = f"repeating a row over the dedupe key ({', '.join(keys)})"
         fix = f"{_DISTINCT}; or set dedupe.key, or turn the check off: dedupe: {{exact: false}}"
+        if key_set:  # a child's counts are said by its caller: it has no rows to lower
+            fix = (
+                "widen the ranges of the key's columns (a lookup: more rows in its table, or "
+                "weights: uniform, as skewed weights repeat the same rows)"
+                f"{'' if counted else ', or lower rows'}; or turn the check off: "
+                "dedupe: {exact: false}"
+            )
         if primary_key and set(keys) == set(primary_key):
             why = f"repeating the primary key ({', '.join(keys)})"
             fix = "widen the ranges of the key's columns, or lower the counts: each key is unique"
