@@ -177,3 +177,15 @@ def test_preview_of_an_llm_config_whose_endpoint_is_down_shows_rows_at_once(
     rows = [json.loads(line) for line in lines[1:]]
     assert [row["id"] for row in rows] == list(range(1, 11))
     assert all(row["bio"] is None for row in rows)
+
+
+def test_a_tables_summary_says_why_rows_were_redrawn() -> None:
+    """A table's line said `25,922 redrawn` with no cause, where one table's summary names it."""
+    from synthaix.build.manifest import Dropped
+    from synthaix.cli.build import _redrawn
+
+    dropped = Dropped(exact_duplicate=25922, invalid=3, constraint={"after_signup": 7})
+    assert _redrawn(dropped) == (
+        "3 with no valid LLM value, 25,922 exact duplicates, 7 breaking after_signup"
+    )
+    assert _redrawn(Dropped()) == ""

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from synthaix import progress
-from synthaix.build.manifest import TIMED_OUT, chunks_and_rows, pacing
+from synthaix.build.manifest import TIMED_OUT, Dropped, chunks_and_rows, pacing
 from synthaix.cli.app import (
     DebugOpt,
     SetOpt,
@@ -365,14 +365,7 @@ def build(
             f"  resumed {chunks_and_rows(manifest.resumed_chunks, manifest.resumed_rows)} "
             "saved by an interrupted attempt"
         )
-    redrawn = {
-        "repeating a unique value": manifest.dropped.unique_value,
-        "exact duplicates": manifest.dropped.exact_duplicate,
-        "near duplicates": manifest.dropped.near_duplicate,
-        **{f"breaking {escape(k)}": n for k, n in manifest.dropped.constraint.items()},
-    }
-    if any(redrawn.values()):
-        causes = ", ".join(f"{count:,} {why}" for why, count in redrawn.items() if count)
+    if causes := _redrawn(manifest.dropped):
         rounds = f"{fills} fill-up round{'s' if fills != 1 else ''}"
         if not fills:  # replaced by rows planned ahead in the first round
             rounds = "from spare rows of the first round, no fill-up round"
@@ -402,6 +395,18 @@ def build(
         _report(dataset.output_dir, None, debug)
 
 
+def _redrawn(dropped: Dropped) -> str:
+    """The rows dropped and replaced, by cause: `1,204 exact duplicates, 3 breaking ...`."""
+    causes = {
+        "with no valid LLM value": dropped.invalid,
+        "repeating a unique value": dropped.unique_value,
+        "exact duplicates": dropped.exact_duplicate,
+        "near duplicates": dropped.near_duplicate,
+        **{f"breaking {escape(k)}": n for k, n in dropped.constraint.items()},
+    }
+    return ", ".join(f"{count:,} {why}" for why, count in causes.items() if count)
+
+
 def _print_tables(manifest: DatasetManifest, wall: float) -> None:
     out.print(
         f"[green]built[/] {manifest.dataset}: {manifest.delivered:,} rows in "
@@ -410,7 +415,8 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
     for name in manifest.order:
         table = manifest.tables[name]
         appended = f" ({table.rows.total:,} in total)" if manifest.mode == "append" else ""
-        redrawn = f", {table.dropped.total:,} redrawn" if table.dropped.total else ""
+        causes = _redrawn(table.dropped)
+        redrawn = f", redrew {causes}" if causes else ""
         llm = table.llm
         cost = f", llm {spend(llm)}" if llm.requests else ""
         if table.earlier_attempts and table.llm_total.requests:
