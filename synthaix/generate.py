@@ -128,7 +128,9 @@ def _generate_chunk(
         elif isinstance(column, LlmColumn):
             if column.name not in values:  # filled together with the rest of its stage
                 stage = stage_of(config.columns, config.columns.index(column))
-                filler = StageFiller(llm, config.description, stage, recorder, chunk.build)
+                filler = StageFiller(
+                    llm, config.description, stage, recorder, chunk.build, chunk.index
+                )
                 # Rows that already break a constraint are not worth a request.
                 wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
                 filled, mask = filler.fill(values, chunk.rows, wanted)

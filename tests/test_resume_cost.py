@@ -569,3 +569,24 @@ def test_the_ledger_key_holds_what_the_code_makes_from_a_config(monkeypatch) -> 
     monkeypatch.undo()
     monkeypatch.setattr(ledger, "_PROMPTS_SOURCE", b"an edited prompt")
     assert ledger.generation_hash(config) != key
+
+
+def test_chunks_are_answered_in_order_so_a_stopped_build_keeps_whole_chunks(
+    tmp_path: Path,
+) -> None:
+    """Four chunks of five requests each, four places: the chunks' requests went out side by
+    side, and a build stopped after 16 of its 20 answers had saved no chunk (a resume paid
+    for all 20 again). Earlier chunks' requests now take the places first."""
+    with simulator(latency=0.05, record=True) as sim:
+        path = _notes(tmp_path, sim.url, rows=100)
+        data = yaml.safe_load(path.read_text())
+        data["chunk_size"], data["runner"]["workers"] = 25, 4
+        data["provider"].update(rows_per_request=5, max_concurrency=4)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        config = load_config(path)
+        watcher = refuse_after(sim, 16)
+        with pytest.raises(SynthaixError):
+            Build(config, ThreadExecutor(config)).run()
+        watcher.join()
+    # 16 answers: at least the first two chunks whole (the first four places may go to any).
+    assert len(_chunks(tmp_path / "out" / ".ledger")) >= 2

@@ -14,6 +14,8 @@ concurrency, then the buckets learned from x-ratelimit-* headers and the configu
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import math
 import random
 import re
@@ -87,7 +89,7 @@ class LlmClient:
         )
         self.bounds = Bounds(provider.rpm, provider.tpm)  # this client's configured limits
         self.pacer = self._pacer(provider.model)  # the endpoint's, shared in the process
-        self._slots = threading.BoundedSemaphore(provider.max_concurrency)
+        self._slots = OrderedSlots(provider.max_concurrency)
         self.gate = gate
         self._auto = provider.structured_output == "auto"
         self.mode = "json_schema" if self._auto else provider.structured_output
@@ -169,11 +171,13 @@ class LlmClient:
         max_tokens: int | Callable[[], int],
         recorder: StatsRecorder,
         build: str = "",
+        order: int = 0,
     ) -> Completion:
         """One answer, retried on transient errors; mode falls back when `auto` and unsupported.
         `max_tokens` may be a function: asked at each attempt, and again while the attempt
         waits for the rate limits, as what a request needs is learned from the answers.
-        `build`: the build it is for; once that is stopping, no attempt is sent."""
+        `build`: the build it is for; once that is stopping, no attempt is sent. `order`: its
+        chunk's index; of the requests waiting for a place, the lowest order goes first."""
         import openai
 
         prompt_estimate = sum(estimate_tokens(m["content"]) for m in messages)
@@ -213,7 +217,7 @@ class LlmClient:
         # Tokens as providers count them against TPM when they admit a request (OpenAI, the
         # simulator): the prompt plus max_tokens.
         tokens = lambda: prompt_estimate + budget()  # noqa: E731
-        return self._with_retries(send, read, tokens, recorder, build=build)
+        return self._with_retries(send, read, tokens, recorder, build=build, order=order)
 
     def embed(
         self,
@@ -256,6 +260,7 @@ class LlmClient:
         recorder: StatsRecorder,
         pacer: Pacer | None = None,
         build: str = "",
+        order: int = 0,
     ) -> T:
         """`send` one request of the `tokens` it is charged (a raw response: its headers feed
         the pacer), `read` the answer.
@@ -270,7 +275,7 @@ class LlmClient:
 
         pacer = pacer or self.pacer
         stopped: list[tuple[int, str]] = []
-        place = _Place(self._slots, pacer.aimd)
+        place = _Place(self._slots, pacer.aimd, order)
         first_sent: list[float] = []  # the budget counts from here, not from a wait in line
 
         def attempt() -> T:
@@ -460,19 +465,61 @@ class LlmClient:
         )
 
 
+class OrderedSlots:
+    """`size` places for requests in progress, handed on release to the waiting request of the
+    lowest order (its chunk's index), then the earliest: chunks then finish in order, so a
+    build stopped midway has its paid answers in whole chunks, which the ledger keeps for a
+    resume, rather than spread over every chunk in flight (measured before: 16 answers paid, 0
+    chunks saved). A place goes straight to the waiter it is handed to: no wake-up race."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[int, int, threading.Event]] = []  # a heap
+        self._arrivals = itertools.count()
+
+    def acquire(self, order: int = 0) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            entry = (order, next(self._arrivals), threading.Event())
+            heapq.heappush(self._waiting, entry)
+        try:
+            entry[2].wait()
+        except BaseException:  # an interrupt while waiting
+            with self._lock:
+                if entry[2].is_set():
+                    self._hand_on()  # it was handed a place it will not use
+                else:
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+            raise
+
+    def release(self) -> None:
+        with self._lock:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        if self._waiting:
+            heapq.heappop(self._waiting)[2].set()
+        else:
+            self._free += 1
+
+
 class _Place:
     """One request's place among those in progress: a slot of its client's max_concurrency
     and one of the endpoint's adaptive limit, taken in that order and given back together."""
 
-    def __init__(self, slots: threading.BoundedSemaphore, aimd: Aimd) -> None:
-        self._slots, self._aimd = slots, aimd
+    def __init__(self, slots: OrderedSlots, aimd: Aimd, order: int = 0) -> None:
+        self._slots, self._aimd, self._order = slots, aimd, order
         self.held = False
 
     def take(self) -> float:
         """Seconds waited for the adaptive limit (0 when the place is held already)."""
         if self.held:
             return 0.0
-        self._slots.acquire()
+        self._slots.acquire(self._order)
         queued = time.monotonic()
         try:
             self._aimd.enter()

@@ -74,10 +74,13 @@ class StageFiller:
         columns: list[LlmColumn],
         recorder: StatsRecorder,
         build: str = "",
+        order: int = 0,
     ) -> None:
-        """`build`: the build the rows are for; once it is stopping, no request is sent."""
+        """`build`: the build the rows are for; once it is stopping, no request is sent.
+        `order`: the chunk's index (earlier chunks' requests go first)."""
         self.client = client
         self.build = build
+        self.order = order
         self.provider = client.provider
         self.description = description
         self.columns = columns
@@ -239,7 +242,9 @@ class StageFiller:
         ticket = slots.enter(self.provider.max_concurrency)
         try:
             budget = lambda: self.batcher.budget(count)  # noqa: E731 (asked again as it waits)
-            completion = self.client.complete(messages, schema, budget, tap, self.build)
+            completion = self.client.complete(
+                messages, schema, budget, tap, self.build, order=self.order
+            )
         finally:
             seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
         self.recorder.asked(count)
