@@ -61,25 +61,27 @@ def test_bad_range_names_column_and_field(tmp_path: Path) -> None:
     assert "min (90) is greater than max (18)" in message
 
 
-def test_one_price_without_the_other_is_refused_at_its_line(tmp_path: Path) -> None:
-    """Else the unset side read as 0 and the cost was under-reported without a word."""
-    text = (
-        "name: x\nrows: 10\ncolumns:\n  - {name: note, type: llm}\n"
-        "provider:\n  model: m\n  price_input_per_million: 0.15\n"
-    )
-    message = _error(tmp_path, text)
-    assert "bad.yaml:7: provider.price_input_per_million" in message
-    assert "set both (0 for a side that is free)" in message
-
-
-def test_a_base_url_that_is_no_http_url_is_refused_at_its_line(tmp_path: Path) -> None:
-    """`htp://` passed validate, and the build said "cannot reach ... is the server running?"."""
-    text = (
-        "name: x\nrows: 10\ncolumns:\n  - {name: note, type: llm}\n"
-        "provider:\n  base_url: htp://127.0.0.1:8089/v1\n"
-    )
-    message = _error(tmp_path, text)
-    assert "bad.yaml:6: provider.base_url: 'htp://127.0.0.1:8089/v1' is no http:// or" in message
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [
+        # Else the unset side read as 0 and the cost was under-reported without a word.
+        (
+            "  model: m\n  price_input_per_million: 0.15\n",
+            "bad.yaml:7: provider.price_input_per_million: price_input_per_million is set but "
+            "price_output_per_million is not: set both (0 for a side that is free)",
+        ),
+        # `htp://` passed validate; the build said "cannot reach ... is the server running?".
+        (
+            "  base_url: htp://127.0.0.1:8089/v1\n",
+            "bad.yaml:6: provider.base_url: 'htp://127.0.0.1:8089/v1' is no http:// or https://",
+        ),
+    ],
+)
+def test_provider_settings_are_checked_at_their_line(
+    tmp_path: Path, provider: str, expected: str
+) -> None:
+    text = "name: x\nrows: 10\ncolumns:\n  - {name: note, type: llm}\nprovider:\n" + provider
+    assert expected in _error(tmp_path, text)
 
 
 def test_non_positive_weights_and_unknown_locale(tmp_path: Path) -> None:
