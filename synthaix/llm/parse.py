@@ -27,8 +27,8 @@ def extract_payload(text: str) -> tuple[Any | None, bool]:
     if not starts:
         return None, True
     candidate = candidate[min(starts) :].strip()
-    with contextlib.suppress(ValueError):
-        return json.loads(candidate), False
+    with contextlib.suppress(ValueError):  # whole, if followed by chatter ("Hope this helps")
+        return json.JSONDecoder().raw_decode(candidate)[0], False
     try:
         repaired = json_repair.loads(candidate)
     except Exception:  # json-repair raises assorted errors on hopeless input
