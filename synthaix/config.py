@@ -495,7 +495,8 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
                     if isinstance(target, str) and re.match(TARGET, target):
                         stand = {**stand, "type": "reference", "to": target}  # read through
                     else:  # no table to read through: what does is not said unknown
-                        opaque.append(f"'{column.get('name')}.")
+                        names = (column.get("name"), column.get("alias"))
+                        opaque += [f"'{name}." for name in names if name]
                 listed[at[1]] = stand
                 replaced.append(loc[: len(loc) - len(at) + 2])
             elif at[0] == "constraints":

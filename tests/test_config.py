@@ -267,6 +267,8 @@ def test_a_reference_without_a_column_hides_no_other_problem(tmp_path: Path) -> 
         "      - {name: b, type: reference, to: customers.customer_idd}\n"
         "      - {name: c, type: reference, to: prodcts.product_id}\n"
         "      - {name: d, type: sql, expr: a.customer_id}\n"
+        "      - {name: e, type: reference, to: customers, alias: buyer}\n"
+        "      - {name: f, type: sql, expr: buyer.customer_id}\n"
     )
     message = _error(tmp_path, text)
     for part in (
@@ -275,7 +277,7 @@ def test_a_reference_without_a_column_hides_no_other_problem(tmp_path: Path) -> 
         "bad.yaml:12: tables[1] (orders).columns[2] (c).to: 'prodcts' is not a table",
     ):
         assert part in message, message
-    assert "(d)" not in message  # reads through the broken reference: not blamed
+    assert "(d)" not in message and "(f)" not in message  # read through a broken reference
 
 
 def test_a_broken_reference_still_links_its_table_in_the_stand_in(tmp_path: Path) -> None:
