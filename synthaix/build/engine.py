@@ -207,7 +207,7 @@ class Build:
                 dedupe.texts,
                 key,
                 key_set=bool(config.dedupe.key),
-                counted=self._planner_factory is not None,
+                counted=not isinstance(planner, RoundPlanner),  # a child table's counts
             )
 
         progress.started(config.name, config.rows)

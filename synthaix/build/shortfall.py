@@ -78,7 +78,8 @@ def why_short(
             )
         if primary_key and set(keys) == set(primary_key):
             why = f"repeating the primary key ({', '.join(keys)})"
-            fix = "widen the ranges of the key's columns, or lower the counts: each key is unique"
+            fewer = "" if counted else ", or lower rows"
+            fix = f"widen the ranges of the key's columns{fewer}: each key is unique"
         causes.append((dropped.exact_duplicate / reaching, dropped.exact_duplicate, why, fix))
     reaching = max(reaching - dropped.exact_duplicate, 1)
     if dropped.near_duplicate:
