@@ -192,6 +192,18 @@ def test_a_request_is_timed_from_the_slot_it_got_not_from_when_it_queued() -> No
     assert slots.leave(late) < 0.01 and slots.enter(1).started is not None  # all free again
 
 
+def test_slots_serve_the_earliest_chunk_first_as_the_client_does() -> None:
+    """The client hands its places to the lowest chunk index: timed first in, first out,
+    a later chunk's wait counted as its latency (measured: 0.206 s for a 0.1 s request)."""
+    slots = batching.Slots()
+    running, later, earlier = slots.enter(1, order=5), slots.enter(1, order=5), slots.enter(1, 0)
+    slots.leave(running)
+    assert earlier.started is not None and later.started is None
+    slots.leave(earlier)
+    assert later.started is not None
+    slots.leave(later)
+
+
 def test_slots_are_idle_only_when_no_request_would_wait() -> None:
     # A chunk sends its re-asks as a partial batch when capacity is idle: no request of its
     # own in flight, or free slots that no other chunk task's requests wait for.

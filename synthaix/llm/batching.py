@@ -44,8 +44,8 @@ first requests, before any answer, use the budget estimate, as before.
 Who feeds it. The filler times each answered request and feeds `Batcher.observe(rows,
 completion_tokens, seconds)`. When more requests are inside the client than it has slots, a
 request first waits for one (chunk tasks share the client's max_concurrency), and that wait is
-no latency: `Slots` follows the cap as a queue served first in, first out (as
-`threading.BoundedSemaphore` wakes its waiters), and a request is timed from the moment it got
+no latency: `Slots` follows the cap as a queue served as the client serves it (earliest chunk
+first, then first in), and a request is timed from the moment it got
 its slot, less the waits the client reports (`StatsRecorder.waited`: the pacer's). Requests that
 were retried are not timed (their time holds the backoff), but their sizes count. A pacer that
 times the HTTP request alone feeds `Endpoint.observe(tokens, seconds, exact=True)`; from then
@@ -58,6 +58,8 @@ on the fillers' coarser times are ignored. The pacer sets the limits it observes
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 import math
 import threading
@@ -391,20 +393,22 @@ class _Ticket:
 
 class Slots:
     """One client's concurrency cap as its requests see it: at most `cap` run, the others
-    wait in line, first in, first out. `enter` before a request, `leave` after it: the seconds
-    since it got its slot, its latency without the wait."""
+    wait in line, served as the client's places are (`OrderedSlots`: lowest order, then first
+    in). `enter` before a request, `leave` after it: the seconds since it got its slot, its
+    latency without the wait."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cap = 1
         self._running = 0
-        self._line: deque[_Ticket] = deque()
+        self._line: list[tuple[int, int, _Ticket]] = []  # a heap
+        self._arrivals = itertools.count()
 
-    def enter(self, cap: int) -> _Ticket:
+    def enter(self, cap: int, order: int = 0) -> _Ticket:
         with self._lock:
             ticket = _Ticket(time.perf_counter())
             self._cap = cap
-            self._line.append(ticket)
+            heapq.heappush(self._line, (order, next(self._arrivals), ticket))
             self._admit(ticket.entered)
             return ticket
 
@@ -417,7 +421,8 @@ class Slots:
         with self._lock:
             now = time.perf_counter()
             if ticket.started is None:  # answered while still in line: the cap was larger
-                self._line.remove(ticket)
+                self._line = [entry for entry in self._line if entry[2] is not ticket]
+                heapq.heapify(self._line)
                 return now - ticket.entered
             self._running -= 1
             self._admit(now)
@@ -425,7 +430,7 @@ class Slots:
 
     def _admit(self, now: float) -> None:
         while self._line and self._running < self._cap:
-            self._line.popleft().started = now
+            heapq.heappop(self._line)[2].started = now
             self._running += 1
 
 

@@ -239,7 +239,7 @@ class StageFiller:
         # Timed without the waits: for a slot of the client's max_concurrency (modelled by
         # `Slots`), and for the pacer or a backoff (which the client reports as it waits).
         tap, slots = _Tap(self.recorder), batching.slots(self.client)
-        ticket = slots.enter(self.provider.max_concurrency)
+        ticket = slots.enter(self.provider.max_concurrency, self.order)
         try:
             budget = lambda: self.batcher.budget(count)  # noqa: E731 (asked again as it waits)
             completion = self.client.complete(
