@@ -18,6 +18,7 @@ from flows.heartbeat import while_running
 from flows.outcome import failed, quiet_user_errors
 from synthaix.build.engine import Build
 from synthaix.errors import SynthaixError
+from synthaix.llm.credentials import redacted
 from synthaix.overrides import typed
 from synthaix.relational.config import RelationalConfig
 from tasks.plan import from_description, plan_build, scheduled_as_of
@@ -76,3 +77,5 @@ def build_dataset(
             return manifest
         except SynthaixError as error:
             return failed(error)
+        except Exception as error:  # the state message and logs say it without secrets
+            raise redacted(error) from error

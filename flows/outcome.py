@@ -48,13 +48,31 @@ class _QuietUserErrors(logging.Filter):
 _QUIET = _QuietUserErrors()
 
 
+class _Scrub(logging.Filter):
+    """Prefect logs a run's exception (`Encountered exception during execution: %r` and its
+    traceback) to the console and the API: without the secrets the process holds."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from synthaix.llm.credentials import scrubbed
+
+        record.msg, record.args = scrubbed(record.getMessage()), None
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text, record.exc_info = scrubbed(text), None
+        return True
+
+
+_SCRUB = _Scrub()
+
+
 def quiet_user_errors() -> None:
     """Install the filter, and forward the `synthaix` logger to the run's logs (once; what
     PREFECT_LOGGING_EXTRA_LOGGERS=synthaix would do, on a worker that did not set it)."""
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logger = logging.getLogger(name)
-        if _QUIET not in logger.filters:
-            logger.addFilter(_QUIET)
+        for added in (_QUIET, _SCRUB):  # in this order: the first reads the exception
+            if added not in logger.filters:
+                logger.addFilter(added)
     engine = logging.getLogger("synthaix")
     if not any(isinstance(h, _RunLogs) for h in engine.handlers):
         engine.addHandler(_RunLogs())

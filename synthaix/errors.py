@@ -51,3 +51,9 @@ class ProviderError(SynthaixError):
         self.cause = cause
         self.transient = transient
         self.retry_after = retry_after
+
+
+class RedactedError(Exception):
+    """A library's error as `Type: text`, without secrets and cut to a readable length (a
+    library may put its arguments in its text: Ray put Prefect's settings, API key included,
+    in a 25 KB line). Raised from the original, whose traceback is logged redacted."""

@@ -211,6 +211,9 @@ def test_a_cost_with_no_prices_set_is_not_shown_as_free() -> None:
         "1 request, 1,000 tokens, cost not priced (set provider.price_input_per_million and "
         "..._output_...)"
     )
+    from synthaix.llm.stats import EMBEDDING_PRICE
+
+    assert spend(unpriced, EMBEDDING_PRICE).endswith("(set dedupe.price_per_million)")
     prices = {"price_input_per_million": 10.0, "price_output_per_million": 33.0}
     assert spend(spent(**prices)).endswith(", $0.0123")
     free = {"price_input_per_million": 0.0, "price_output_per_million": 0.0}

@@ -331,3 +331,34 @@ def test_an_unreachable_dask_cluster_fails_in_one_line(tmp_path: Path) -> None:
     assert state.is_failed()
     assert "cannot reach the dask cluster at runner.address tcp://127.0.0.1:9" in state.message
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_an_unexpected_error_reaches_the_server_without_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's serialization error held the Prefect settings, API key included: the run's state
+    message and the traceback Prefect logs stored them on the server as they were."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.logging.handlers import APILogHandler
+
+    from flows import build_dataset as module
+
+    secret = "sk-gateway-SEKRIT-42"
+    monkeypatch.setenv("MY_GATEWAY_TOKEN", secret)
+
+    def serialize(*args: object, **kwargs: object) -> None:
+        raise TypeError(f"Could not serialize the argument {{'key': '{secret}'}} " + "x" * 5000)
+
+    monkeypatch.setattr(module, "plan_build", serialize)
+    path = write_config(tmp_path / "c.yaml", {"name": "c", "rows": 10, "columns": COLUMNS[:2]})
+    state = module.build_dataset(config_path=str(path), return_state=True)
+    assert state.is_failed() and secret not in (state.message or "")
+    assert "TypeError: Could not serialize the argument {'key': '***'}" in state.message
+    assert "characters more" in state.message and len(state.message) < 2_500
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    said = "\n".join(log.message for log in logs)
+    assert "Could not serialize the argument" in said and secret not in said

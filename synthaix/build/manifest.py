@@ -19,7 +19,7 @@ from pydantic_core import to_jsonable_python
 from synthaix import progress
 from synthaix.config import DatasetConfig
 from synthaix.errors import URL_USERINFO, OutputError
-from synthaix.llm.stats import LlmStats, spend
+from synthaix.llm.stats import EMBEDDING_PRICE, LlmStats, spend
 
 log = logging.getLogger("synthaix")
 
@@ -351,7 +351,7 @@ def cost_lines(manifest: Any) -> list[tuple[str, str]]:
     interrupted attempts spent before it; then the embeddings', if any. `manifest`: as for
     `resume_lines`."""
     llm, total, embeddings = manifest.llm, manifest.llm_total, manifest.embeddings
-    more = [("embeddings", spend(embeddings))] if embeddings.requests else []
+    more = [("embeddings", spend(embeddings, EMBEDDING_PRICE))] if embeddings.requests else []
     if timed_out := llm.retries.get("timeout", 0):
         more.append(("timed out", f"{timed_out:,} {TIMED_OUT}"))
     if not manifest.earlier_attempts:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from synthaix.errors import SynthaixError
+from synthaix.errors import RedactedError, SynthaixError
 from synthaix.llm.stats import spend, spent_before
 
 app = typer.Typer(
@@ -52,31 +52,19 @@ def _fail(exc: BaseException, debug: bool) -> NoReturn:
     raise typer.Exit(2 if isinstance(exc, SynthaixError) else 1)
 
 
-_LONGEST = 2_000
-
-
 def traceback_of(exc: BaseException) -> None:
     """--debug: the full traceback, less every secret the process holds."""
-    console.print(escape(_redacted("".join(traceback.format_exception(exc)))), highlight=False)
+    from synthaix.llm.credentials import scrubbed
+
+    console.print(escape(scrubbed("".join(traceback.format_exception(exc)))), highlight=False)
 
 
 def unexpected(exc: BaseException) -> str:
     """An error SynthaixError did not word: its type and text, less every secret the process
-    holds (a library may put its arguments in the text: Ray put Prefect's settings, API key
-    included, in a 25 KB line) and cut to a readable length."""
-    text = _redacted(f"{type(exc).__name__}: {exc}")
-    if len(text) > _LONGEST:
-        more = len(text) - _LONGEST
-        text = f"{text[:_LONGEST]} ... ({more:,} characters more; --debug shows them)"
-    return text
+    holds, cut to a readable length (a RedactedError from the flow is that already)."""
+    from synthaix.llm.credentials import redacted
 
-
-def _redacted(text: str) -> str:
-    from synthaix.llm.credentials import process_secrets
-
-    for secret in process_secrets():
-        text = text.replace(secret, "***")
-    return text
+    return str(exc if isinstance(exc, RedactedError) else redacted(exc))
 
 
 def _say_spent(exc: BaseException) -> None:

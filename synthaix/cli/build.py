@@ -37,7 +37,7 @@ from synthaix.config import load_config
 from synthaix.dedupe.target import lance_tables
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, dedupe_path, output_root, rebase
-from synthaix.llm.stats import spend, spent_before, usd
+from synthaix.llm.stats import EMBEDDING_PRICE, spend, spent_before, usd
 from synthaix.overrides import apply_overrides, parse_assignment, typed
 from synthaix.relational.config import RelationalConfig, llm_tables
 
@@ -378,7 +378,7 @@ def build(
     if timed_out := llm.retries.get("timeout", 0):
         out.print(f"  timed out: {timed_out:,} {TIMED_OUT}")
     if (spent := manifest.embeddings).requests:
-        out.print(f"  embeddings: {spend(spent)}")
+        out.print(f"  embeddings: {spend(spent, EMBEDDING_PRICE)}")
     total = manifest.llm_total
     if manifest.earlier_attempts and total.requests:
         out.print(f"  llm, all {len(manifest.earlier_attempts) + 1} attempts: {spend(total)}")

@@ -20,12 +20,13 @@ import sys
 import threading
 from typing import Any, TypeVar
 
-from synthaix.errors import ConfigError, ProviderError
+from synthaix.errors import URL_USERINFO, ConfigError, ProviderError, RedactedError
 from synthaix.llm.provider import TEMPLATED_FIELDS, VARIABLE_TEMPLATE, ProviderConfig
 
 C = TypeVar("C")
 _keys: dict[tuple[str, str], str] = {}  # (Prefect API URL, block name) -> key
 _unloadable: set[tuple[str, str]] = set()  # blocks `known_secrets` failed to load: not retried
+_sent: set[str] = set()  # keys read from the environment for a client
 _lock = threading.Lock()
 
 
@@ -111,7 +112,10 @@ def api_key(provider: ProviderConfig) -> str:
     provider = resolve_provider(provider)
     if provider.api_key_block:
         return load_secret(provider.api_key_block)
-    return os.environ.get(provider.api_key_env, "")
+    key = os.environ.get(provider.api_key_env, "")
+    with _lock:
+        _sent.add(key)  # whatever its variable is called, `process_secrets` knows it
+    return key
 
 
 def load_secret(name: str) -> str:
@@ -155,13 +159,32 @@ def process_secrets() -> list[str]:
     the Secret blocks loaded, and Prefect's API key and auth string (from its profile too)."""
     found = [v for k, v in os.environ.items() if _SECRET_NAME.search(k)]
     with _lock:
-        found += _keys.values()
+        found += [*_keys.values(), *_sent]
     settings = sys.modules.get("prefect.settings")  # not loaded: none of its values was used
     if settings is not None:
         with contextlib.suppress(Exception):
             api = settings.get_current_settings().api
             found += [s.get_secret_value() for s in (api.key, api.auth_string) if s]
     return sorted({v for v in found if len(v) >= 6}, key=len, reverse=True)
+
+
+def scrubbed(text: str) -> str:
+    """`text` without the secrets the process holds, nor user:password@ in URLs."""
+    for secret in process_secrets():
+        text = text.replace(secret, "***")
+    return URL_USERINFO.sub("***@", text)
+
+
+_LONGEST = 2_000
+
+
+def redacted(exc: BaseException) -> RedactedError:
+    """`exc` as `Type: text`, scrubbed and cut to 2,000 characters."""
+    text = scrubbed(f"{type(exc).__name__}: {exc}")
+    if len(text) > _LONGEST:
+        more = len(text) - _LONGEST
+        text = f"{text[:_LONGEST]} ... ({more:,} characters more; --debug shows them)"
+    return RedactedError(text)
 
 
 def forget_secrets() -> None:

@@ -79,17 +79,22 @@ class LlmStats(BaseModel):
         return self.rows_requested / self.requests if self.rows_requested else 0.0
 
 
-def spend(llm: LlmStats) -> str:
-    return f"{llm.requests:,} request{'s' * (llm.requests != 1)}, {llm.tokens:,} tokens, {usd(llm)}"
+_PRICES = "provider.price_input_per_million and ..._output_..."
+EMBEDDING_PRICE = "dedupe.price_per_million"
 
 
-def usd(llm: LlmStats, hint: bool = True) -> str:
+def spend(llm: LlmStats, priced_by: str = _PRICES) -> str:
+    paid = f"{llm.requests:,} request{'s' * (llm.requests != 1)}, {llm.tokens:,} tokens"
+    return f"{paid}, {usd(llm, priced_by=priced_by)}"
+
+
+def usd(llm: LlmStats, hint: bool = True, priced_by: str = _PRICES) -> str:
     """The cost, or that (some of) it was not priced. `hint`: say which settings price it
-    (else: "not priced", for tables and report cards)."""
+    (`priced_by`; else: "not priced", for tables and report cards)."""
     if llm.unpriced_tokens and llm.unpriced_tokens >= llm.tokens:
         if not hint:
             return "not priced"
-        return "cost not priced (set provider.price_input_per_million and ..._output_...)"
+        return f"cost not priced (set {priced_by})"
     if llm.unpriced_tokens:  # e.g. an attempt before a price was set
         return f"${llm.cost_usd:,.4f} + {llm.unpriced_tokens:,} tokens not priced"
     return f"${llm.cost_usd:,.4f}"
