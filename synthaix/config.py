@@ -501,6 +501,8 @@ def _hidden_name_problems(exc: ValidationError, data: Any, model: Any = None) ->
                 replaced.append(loc[: len(loc) - len(at) + 2])
             elif at[0] == "constraints":
                 listed[at[1]] = "true"
+        elif at and at[0] == "count" and owner is not stand_in and owner.get("parent"):
+            owner["count"] = 1  # a child table needs one: its other names are still checked
         elif at and at[0] != "name":
             owner.pop(at[0], None)
     try:

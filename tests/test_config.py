@@ -280,6 +280,24 @@ def test_a_reference_without_a_column_hides_no_other_problem(tmp_path: Path) -> 
     assert "(d)" not in message and "(f)" not in message  # read through a broken reference
 
 
+def test_a_broken_count_hides_no_misspelt_parent(tmp_path: Path) -> None:
+    """`count` on a root table and a negative mean hid the misspelt parent beside them."""
+    text = (
+        "name: m\ntables:\n"
+        "  - name: customers\n    rows: 10\n    count: 3\n    columns:\n"
+        "      - {name: customer_id, type: sequence, primary_key: true}\n"
+        "  - name: orders\n    parent: customer\n    count: {mean: -2}\n    columns:\n"
+        "      - {name: customer_id, type: reference, to: customers.customer_id}\n"
+    )
+    message = _error(tmp_path, text)
+    for part in (
+        "bad.yaml:5: tables[0] (customers).count: count is children per parent row: set parent",
+        "bad.yaml:9: tables[1] (orders).parent: 'customer' is not a table; did you mean 'custom",
+        "bad.yaml:10: tables[1] (orders).count.mean: Input should be greater than or equal to 0",
+    ):
+        assert part in message, message
+
+
 def test_a_broken_reference_still_links_its_table_in_the_stand_in(tmp_path: Path) -> None:
     """A reference with a misspelt option stands in as a plain reference: its table is still
     a child of its parent, and what reads through it is not blamed."""

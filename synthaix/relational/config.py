@@ -36,7 +36,7 @@ from synthaix.asof import settle
 from synthaix.columns import ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
 from synthaix.columns.choice import CategoryColumn
-from synthaix.columns.conditional import Conditional
+from synthaix.columns.conditional import Conditional, fail_at
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.refs import did_you_mean, loop_fields
@@ -191,8 +191,8 @@ class TableConfig(StrictModel):
     def _check(self) -> Self:
         if self.parent is None and self.rows is None:
             raise ValueError("a table without a parent needs rows")
-        if self.parent is None and self.count is not None:
-            raise ValueError("count is children per parent row: set parent too")
+        if self.parent is None and self.count is not None:  # at its line, stood in for below
+            fail_at(("count",), "count is children per parent row: set parent too")
         if self.parent is not None and self.count is None and self.rows is None:
             raise ValueError("a child table needs count (children per parent), rows, or both")
         return self
