@@ -52,14 +52,16 @@ def _start(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 
 
 def _servers(build: subprocess.Popen[str]) -> set[int]:
-    """The temporary Prefect servers (flows.server_process) the build runs now."""
-    found = set()
+    """The temporary Prefect servers (flows.server_process) the build runs now. A process a
+    server forks shows the server's command line until it execs (CI once saw one): it is no
+    second server."""
+    found: dict[int, int] = {}  # pid -> parent pid
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(build.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 if "flows.server_process" in " ".join(child.cmdline()):
-                    found.add(child.pid)
-    return found
+                    found[child.pid] = child.ppid()
+    return {pid for pid, parent in found.items() if parent not in found}
 
 
 def _finish(build: subprocess.Popen[str], timeout: float = 300) -> set[int]:
