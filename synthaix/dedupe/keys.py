@@ -71,9 +71,23 @@ _UTF8_ASCII_SPACE = "".join(chr(c) for c in range(128) if chr(c).isspace())
 def _folded(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """Trimmed and lower-cased. The ASCII kernels give the same result on ASCII text and cut
     the whole hash's time by ~20 % (sampler text is mostly ASCII); the check costs less."""
-    if pc.all(pc.string_is_ascii(values)).as_py() is not False:
+    if all(_ascii(chunk) for chunk in values.chunks):
         return pc.ascii_lower(pc.ascii_trim(values, characters=_UTF8_ASCII_SPACE))
     return pc.utf8_lower(pc.utf8_trim_whitespace(values))
+
+
+def _ascii(values: pa.Array) -> bool:
+    """No byte >= 0x80 among the bytes the strings span: one pass over the data buffer, ~20x
+    faster than string_is_ascii (a quarter of the whole hash's time). A null slot's bytes, if
+    any, count too: at worst the UTF-8 kernels run on ASCII text, with the same result."""
+    if not len(values) or values.null_count == len(values):
+        return True
+    _, offsets, data = values.buffers()[:3]
+    kind = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    ends = np.frombuffer(offsets, kind)[values.offset : values.offset + len(values) + 1]
+    return bool(
+        data is None or np.frombuffer(data, np.uint8)[ends[0] : ends[-1]].max(initial=0) < 0x80
+    )
 
 
 # Importing DuckDB and opening an in-memory database cost ~0.1 s: done on the first hash (not
