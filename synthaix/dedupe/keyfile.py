@@ -41,7 +41,9 @@ def write(path: Path, row_ids: np.ndarray, hashes: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(path.name + ".tmp")
     table = pa.table([pa.array(row_ids, pa.int64()), pa.array(hashes, pa.int64())], schema=SCHEMA)
-    pq.write_table(table, temp, compression="none")  # random 64-bit hashes do not compress
+    # Random 64-bit hashes neither compress nor dictionary-encode, and nothing reads the
+    # statistics: plain pages write a million pairs in ~13 ms instead of ~50.
+    pq.write_table(table, temp, compression="none", use_dictionary=False, write_statistics=False)
     os.replace(temp, path)
 
 
