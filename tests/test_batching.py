@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from llm_helpers import provider, simulator
 from synthaix.columns.llm import LlmColumn
 from synthaix.llm import batching
 from synthaix.llm.batching import Batcher, Endpoint, LineFit
+from synthaix.llm.client import OrderedSlots, _Place
+from synthaix.llm.pacing import Aimd
 from synthaix.llm.provider import ProviderConfig
 from synthaix.llm.stats import LlmStats, StatsRecorder
 
@@ -180,42 +183,40 @@ def test_a_pacer_that_times_requests_replaces_the_fillers_times() -> None:
     assert endpoint.in_flight(ProviderConfig(max_concurrency=2)) == 2  # configured: upper bound
 
 
-def test_a_request_is_timed_from_the_slot_it_got_not_from_when_it_queued() -> None:
-    slots = batching.Slots()
-    first, second, third = slots.enter(2), slots.enter(2), slots.enter(2)  # third waits
+def test_a_place_reports_its_wait_in_line_apart_from_the_adaptive_limit() -> None:
+    """The filler times a request less the wait for its place (the client's own queue), so
+    a chunk queued behind others does not read as a slow endpoint."""
+    slots, aimd = OrderedSlots(1), Aimd(4)
+    first, second = _Place(slots, aimd), _Place(slots, aimd)
+    assert max(first.take()) < 0.01
+    waits: list[tuple[float, float]] = []
+    waiter = threading.Thread(target=lambda: waits.append(second.take()))
+    waiter.start()
     time.sleep(0.05)
-    assert slots.leave(first) >= 0.05
-    time.sleep(0.02)
-    assert slots.leave(third) < 0.045  # its slot came when `first` left
-    assert slots.leave(second) >= 0.07
-    late = slots.enter(1)
-    assert slots.leave(late) < 0.01 and slots.enter(1).started is not None  # all free again
+    first.give()
+    waiter.join(5)
+    queued, limited = waits[0]
+    assert queued >= 0.05 and limited < 0.01
+    assert second.take() == (0.0, 0.0)  # held already: no second wait
+    second.give()
 
 
-def test_slots_serve_the_earliest_chunk_first_as_the_client_does() -> None:
-    """The client hands its places to the lowest chunk index: timed first in, first out,
-    a later chunk's wait counted as its latency (measured: 0.206 s for a 0.1 s request)."""
-    slots = batching.Slots()
-    running, later, earlier = slots.enter(1, order=5), slots.enter(1, order=5), slots.enter(1, 0)
-    slots.leave(running)
-    assert earlier.started is not None and later.started is None
-    slots.leave(earlier)
-    assert later.started is not None
-    slots.leave(later)
-
-
-def test_slots_are_idle_only_when_no_request_would_wait() -> None:
+def test_places_are_idle_only_when_no_request_would_wait() -> None:
     # A chunk sends its re-asks as a partial batch when capacity is idle: no request of its
-    # own in flight, or free slots that no other chunk task's requests wait for.
-    slots = batching.Slots()
-    first, second = slots.enter(2), slots.enter(2)
+    # own in flight, or free places that no other chunk task's requests wait for.
+    slots = OrderedSlots(2)
+    slots.acquire(), slots.acquire()
     assert not slots.idle()
-    third = slots.enter(2)  # waits in line
-    slots.leave(first)  # the third takes its slot
+    waiter = threading.Thread(target=slots.acquire, args=(3,))
+    waiter.start()
+    while not slots._waiting:  # in line
+        time.sleep(0.001)
+    slots.release()  # the waiter takes it
+    waiter.join(5)
     assert not slots.idle()
-    slots.leave(second)
+    slots.release()
     assert slots.idle()
-    slots.leave(third)
+    slots.release()
 
 
 def test_stats_count_the_rows_asked_and_add_up() -> None:

@@ -44,9 +44,8 @@ first requests, before any answer, use the budget estimate, as before.
 Who feeds it. The filler times each answered request and feeds `Batcher.observe(rows,
 completion_tokens, seconds)`. When more requests are inside the client than it has slots, a
 request first waits for one (chunk tasks share the client's max_concurrency), and that wait is
-no latency: `Slots` follows the cap as a queue served as the client serves it (earliest chunk
-first, then first in), and a request is timed from the moment it got
-its slot, less the waits the client reports (`StatsRecorder.waited`: the pacer's). Requests that
+no latency: a request is timed less the waits the client reports, for its place
+(`StatsRecorder.queued`) and for the pacer or a backoff (`StatsRecorder.waited`). Requests that
 were retried are not timed (their time holds the backoff), but their sizes count. A pacer that
 times the HTTP request alone feeds `Endpoint.observe(tokens, seconds, exact=True)`; from then
 on the fillers' coarser times are ignored. The pacer sets the limits it observes with
@@ -58,13 +57,9 @@ on the fillers' coarser times are ignored. The pacer sets the limits it observes
 from __future__ import annotations
 
 import hashlib
-import heapq
-import itertools
 import json
 import math
 import threading
-import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -383,66 +378,8 @@ class Batcher:
             return max(1.0, float(np.mean([x for x, _ in self._completion.points])))
 
 
-class _Ticket:
-    __slots__ = ("entered", "started")
-
-    def __init__(self, now: float) -> None:
-        self.entered = now
-        self.started: float | None = None
-
-
-class Slots:
-    """One client's concurrency cap as its requests see it: at most `cap` run, the others
-    wait in line, served as the client's places are (`OrderedSlots`: lowest order, then first
-    in). `enter` before a request, `leave` after it: the seconds since it got its slot, its
-    latency without the wait."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cap = 1
-        self._running = 0
-        self._line: list[tuple[int, int, _Ticket]] = []  # a heap
-        self._arrivals = itertools.count()
-
-    def enter(self, cap: int, order: int = 0) -> _Ticket:
-        with self._lock:
-            ticket = _Ticket(time.perf_counter())
-            self._cap = cap
-            heapq.heappush(self._line, (order, next(self._arrivals), ticket))
-            self._admit(ticket.entered)
-            return ticket
-
-    def idle(self) -> bool:
-        """A request sent now would not wait for a slot (other chunk tasks leave some free)."""
-        with self._lock:
-            return self._running < self._cap and not self._line
-
-    def leave(self, ticket: _Ticket) -> float:
-        with self._lock:
-            now = time.perf_counter()
-            if ticket.started is None:  # answered while still in line: the cap was larger
-                self._line = [entry for entry in self._line if entry[2] is not ticket]
-                heapq.heapify(self._line)
-                return now - ticket.entered
-            self._running -= 1
-            self._admit(now)
-            return now - ticket.started
-
-    def _admit(self, now: float) -> None:
-        while self._line and self._running < self._cap:
-            heapq.heappop(self._line)[2].started = now
-            self._running += 1
-
-
 _registry: dict[tuple[str, ...], Endpoint | Batcher] = {}
 _registry_lock = threading.Lock()
-_slots: weakref.WeakKeyDictionary[object, Slots] = weakref.WeakKeyDictionary()
-
-
-def slots(client: object) -> Slots:
-    """The slots of one client (chunk tasks that share a client share its cap)."""
-    with _registry_lock:
-        return _slots.setdefault(client, Slots())
 
 
 def endpoint(base_url: str, model: str) -> Endpoint:

@@ -94,6 +94,11 @@ class LlmClient:
         self._auto = provider.structured_output == "auto"
         self.mode = "json_schema" if self._auto else provider.structured_output
 
+    def idle(self) -> bool:
+        """A request now would not wait for a place among max_concurrency (a filler then sends
+        a partial batch rather than wait for a full one)."""
+        return self._slots.idle()
+
     def check(self) -> None:
         """Fail fast, before any chunk runs, on a wrong URL, key or model name, and on a URL
         that is no LLM endpoint at all (a web server would be retried for minutes)."""
@@ -280,7 +285,9 @@ class LlmClient:
 
         def attempt() -> T:
             stopping.check(build)  # a retry of a stopped build's request is not sent either
-            recorder.waited(place.take())
+            queued, limited = place.take()
+            recorder.queued(queued)
+            recorder.waited(limited)
             if not first_sent:
                 first_sent.append(time.monotonic())
             try:
@@ -500,6 +507,11 @@ class OrderedSlots:
         with self._lock:
             self._hand_on()
 
+    def idle(self) -> bool:
+        """A request now would not wait for a place."""
+        with self._lock:
+            return self._free > 0 and not self._waiting
+
     def _hand_on(self) -> None:
         if self._waiting:
             heapq.heappop(self._waiting)[2].set()
@@ -515,19 +527,20 @@ class _Place:
         self._slots, self._aimd, self._order = slots, aimd, order
         self.held = False
 
-    def take(self) -> float:
-        """Seconds waited for the adaptive limit (0 when the place is held already)."""
+    def take(self) -> tuple[float, float]:
+        """Seconds waited for a slot, then for the adaptive limit (0, 0 when held already)."""
         if self.held:
-            return 0.0
+            return 0.0, 0.0
+        asked = time.monotonic()
         self._slots.acquire(self._order)
-        queued = time.monotonic()
+        slotted = time.monotonic()
         try:
             self._aimd.enter()
         except BaseException:
             self._slots.release()
             raise
         self.held = True
-        return time.monotonic() - queued
+        return slotted - asked, time.monotonic() - slotted
 
     def give(self) -> None:
         if self.held:

@@ -5,6 +5,7 @@ for speed from the answers (synthaix.llm.batching), up to what fits an answer.""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -204,14 +205,14 @@ class StageFiller:
     ) -> None:
         """Keep up to max_concurrency requests of this stage in flight; hand each answer to
         `done` as it arrives and refill at once, so re-asks never wait for a whole round."""
-        limit, slots = self.provider.max_concurrency, batching.slots(self.client)
+        limit = self.provider.max_concurrency
         answers = valid = 0
         with ThreadPoolExecutor(limit, thread_name_prefix="synthaix-llm") as pool:
             running: set[Future] = set()
             while True:
                 while len(running) < limit:
                     stopping.check(self.build)
-                    batch = next_batch(not running or slots.idle())
+                    batch = next_batch(not running or self.client.idle())
                     if batch is None:
                         break
                     running.add(pool.submit(self._ask, batch))
@@ -236,17 +237,14 @@ class StageFiller:
         messages = render(
             self.description, self.columns, batch.inputs, count, in_prompt, batch.feedback
         )
-        # Timed without the waits: for a slot of the client's max_concurrency (modelled by
-        # `Slots`), and for the pacer or a backoff (which the client reports as it waits).
-        tap, slots = _Tap(self.recorder), batching.slots(self.client)
-        ticket = slots.enter(self.provider.max_concurrency, self.order)
-        try:
-            budget = lambda: self.batcher.budget(count)  # noqa: E731 (asked again as it waits)
-            completion = self.client.complete(
-                messages, schema, budget, tap, self.build, order=self.order
-            )
-        finally:
-            seconds = max(0.0, slots.leave(ticket) - tap.waited_seconds)
+        # Timed without the waits the client reports: for a place among its max_concurrency,
+        # and for the pacer or a backoff.
+        tap, began = _Tap(self.recorder), time.perf_counter()
+        budget = lambda: self.batcher.budget(count)  # noqa: E731 (asked again as it waits)
+        completion = self.client.complete(
+            messages, schema, budget, tap, self.build, order=self.order
+        )
+        seconds = max(0.0, time.perf_counter() - began - tap.waited_seconds)
         self.recorder.asked(count)
         truncated = completion.finish_reason == "length"
         tokens = tap.completion_tokens
@@ -293,6 +291,9 @@ class _Tap:
     def waited(self, seconds: float, *args: Any, **kw: Any) -> None:
         self.waited_seconds += seconds
         self._recorder.waited(seconds, *args, **kw)
+
+    def queued(self, seconds: float) -> None:
+        self.waited_seconds += seconds
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._recorder, name)

@@ -159,6 +159,10 @@ class StatsRecorder:
         with self._lock:
             self.stats.wait_seconds += seconds
 
+    def queued(self, seconds: float) -> None:
+        """A request waited for a place among the client's max_concurrency: its own queue,
+        not the provider's limits, so not counted in wait_seconds (a filler times with it)."""
+
     def answered(self) -> None:
         """The endpoint answered a request (the observed rates count from these times)."""
         now = time.time()
