@@ -38,14 +38,18 @@ def artifact_key(config: DatasetConfig | RelationalConfig, kind: str) -> str:
 class ProgressArtifact:
     """A progress artifact of the flow run, updated as rows are delivered."""
 
-    def __init__(self, config: DatasetConfig) -> None:
+    def __init__(self, config: DatasetConfig, dataset: RelationalConfig | None = None) -> None:
+        """`dataset`: the multi-table dataset `config` is a table of (`<name>-<table>-progress`)."""
         self.total = config.rows
         self.done = 0
         self._last = 0.0
+        of, kind = config.name, "progress"
+        if dataset is not None:
+            of, kind = f"{dataset.name}.{config.name}", f"{config.name}-progress"
         self.id: UUID = create_progress_artifact(  # type: ignore[assignment]
             progress=0.0,
-            key=artifact_key(config, "progress"),
-            description=f"Rows of {config.name} delivered, in percent",
+            key=artifact_key(dataset or config, kind),
+            description=f"Rows of {of} delivered, in percent",
         )
 
     def advanced(self, table: pa.Table) -> None:
@@ -53,7 +57,8 @@ class ProgressArtifact:
         now = time.monotonic()
         if now - self._last >= UPDATE_SECONDS or self.done >= self.total:
             self._last = now
-            update_progress_artifact(self.id, progress=round(100 * self.done / self.total, 1))
+            done = min(1.0, self.done / max(self.total, 1))
+            update_progress_artifact(self.id, progress=round(100 * done, 1))
 
 
 @task(name="write-report", cache_policy=NO_CACHE)

@@ -179,6 +179,33 @@ def test_artifacts_show_progress_summary_and_sample(tmp_path: Path) -> None:
     assert "300 rows" in by_key["arty-summary"].data
 
 
+def test_each_table_of_a_dataset_shows_its_progress(tmp_path: Path) -> None:
+    from flows.build_dataset import build_dataset
+
+    data = {
+        "name": "shop",
+        "tables": [
+            {"name": "customers", "rows": 120, "chunk_size": 50, "columns": COLUMNS[:4]},
+            {
+                "name": "orders",
+                "parent": "customers",
+                "count": {"distribution": "poisson", "mean": 3},
+                "columns": [{"name": "buyer", "type": "reference", "to": "customers.email"}],
+            },
+        ],
+    }
+    manifest = build_dataset(config_path=str(write_config(tmp_path / "shop.yaml", data)))
+    keys = ["shop-customers-progress", "shop-orders-progress"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    by_key = {a.key: a for a in found}
+    assert set(by_key) == set(keys) and manifest.tables["orders"].rows.delivered > 120
+    assert all(a.type == "progress" and a.data == 100.0 for a in found)
+    assert by_key["shop-orders-progress"].description == "Rows of shop.orders delivered, in percent"
+
+
 def test_killed_build_resumes_without_repeating_llm_requests(tmp_path: Path) -> None:
     from flows.build_dataset import build_dataset
 

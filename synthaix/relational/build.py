@@ -68,7 +68,8 @@ Executors = Callable[[DatasetConfig], ChunkExecutor]
 
 class DatasetBuild:
     """One build of a multi-table `config`. `executors(table_config)` gives each table its
-    chunk executor; `table_step(name)` wraps each table's build (a Prefect task run)."""
+    chunk executor; `table_step(name)` wraps each table's build (a Prefect task run);
+    `on_table(table_config)`, when its rows are known, gives the hook that sees them written."""
 
     def __init__(
         self,
@@ -77,13 +78,13 @@ class DatasetBuild:
         *,
         steps: Steps | None = None,
         table_step: Callable[[str, Callable[[], Any]], Any] | None = None,
-        on_rows: Callable[[str, pa.Table], None] | None = None,
+        on_table: Callable[[DatasetConfig], Callable[[pa.Table], None]] | None = None,
     ) -> None:
         self.config = config
         self.executors = executors
         self.steps = steps or Steps()
         self.table_step = table_step or (lambda name, run: run())
-        self.on_rows = on_rows
+        self.on_table = on_table
         self.builds: dict[str, Build] = {}
         self.samples: dict[str, pa.Table | None] = {}
 
@@ -109,7 +110,7 @@ class DatasetBuild:
                                 self.executors(table_config),
                                 steps=self.steps.within(name),
                                 sink=writer.sink,
-                                on_rows=self._rows_hook(name),
+                                on_rows=self.on_table and self.on_table(table_config),
                                 planner=planner,
                                 publish=False,
                             )
@@ -149,10 +150,6 @@ class DatasetBuild:
         finally:
             clear_cache()
         return manifest
-
-    def _rows_hook(self, name: str) -> Callable[[pa.Table], None] | None:
-        hook = self.on_rows
-        return None if hook is None else (lambda table: hook(name, table))
 
     # -- a table's plan -----------------------------------------------------------------------
     def _prepare(
