@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import CancelledRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.tasks import exponential_backoff
 
@@ -17,6 +18,7 @@ from synthaix.build.executor import Steps
 from synthaix.config import DatasetConfig
 from synthaix.errors import ConfigError
 from synthaix.generate import Chunk, ChunkResult
+from synthaix.stopping import BuildStopped
 from tasks.generate import generate_chunk
 
 T = TypeVar("T")
@@ -86,7 +88,10 @@ class PrefectChunkExecutor:
         return next(as_completed(handles))
 
     def result(self, handle: PrefectFuture[ChunkResult]) -> ChunkResult:
-        return handle.result()
+        try:
+            return handle.result()
+        except CancelledRun as cancelled:  # the chunk heard its build stop (its state: Cancelled)
+            raise BuildStopped(str(cancelled)) from None
 
 
 class _Call:

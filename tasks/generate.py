@@ -8,6 +8,8 @@ import threading
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled
 from prefect.tasks import exponential_backoff
 
 from synthaix import generate
@@ -16,6 +18,7 @@ from synthaix.config import DatasetConfig
 from synthaix.dedupe.keys import key_columns
 from synthaix.generate import Chunk, ChunkResult
 from synthaix.llm.client import LlmClient
+from synthaix.stopping import BuildStopped
 from tasks.limits import limit_gate, limit_names
 from tasks.retry import retry_only_transient
 
@@ -44,5 +47,8 @@ def _client(config: DatasetConfig) -> LlmClient | None:
     # No tags: with any tag, Prefect checks tag concurrency limits on the API before each run,
     # which delayed every chunk after the first ones by ~2 s (measured on the local server).
 )
-def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult:
-    return generate.generate_chunk(config, chunk, _client(config), key_columns(config))
+def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult | State:
+    try:
+        return generate.generate_chunk(config, chunk, _client(config), key_columns(config))
+    except BuildStopped as stopped:  # the build is stopping: nothing failed here
+        return Cancelled(message=str(stopped))

@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -204,6 +206,46 @@ def test_each_table_of_a_dataset_shows_its_progress(tmp_path: Path) -> None:
     assert set(by_key) == set(keys) and manifest.tables["orders"].rows.delivered > 120
     assert all(a.type == "progress" and a.data == 100.0 for a in found)
     assert by_key["shop-orders-progress"].description == "Rows of shop.orders delivered, in percent"
+
+
+class _Cancelled(BaseException):
+    """What Prefect raises in a flow run's main thread when the run is cancelled."""
+
+
+def test_chunks_a_stopped_build_cuts_short_are_cancelled_not_failed(tmp_path: Path) -> None:
+    """A cancelled run stops its chunks at their next request: the UI showed them Failed, as
+    if something had gone wrong in them."""
+    from flows.build_dataset import build_dataset
+
+    def cancel(signum: int, frame: object) -> None:
+        raise _Cancelled
+
+    with simulator(latency=0.2) as sim:
+        path = _llm_config(tmp_path, sim.url, rows=200)  # chunks of 2 requests, 4 at a time
+
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while sim.state.stats()["counts"].get("requests", 0) < 9:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        previous = signal.signal(signal.SIGUSR1, cancel)
+        threading.Thread(target=watch, daemon=True).start()
+        try:
+            with pytest.raises(_Cancelled):
+                build_dataset(config_path=str(path))
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+    with get_client(sync_client=True) as client:
+        runs = [
+            r
+            for r in client.read_flow_runs(limit=200)
+            if r.parameters.get("config_path") == str(path)
+        ]
+    chunks = _task_runs(runs[0].id, "chunk-")
+    states = Counter(r.state.type.value for r in chunks)
+    assert states["CANCELLED"] >= 1 and "FAILED" not in states, states
 
 
 def test_killed_build_resumes_without_repeating_llm_requests(tmp_path: Path) -> None:
