@@ -184,8 +184,15 @@ def test_a_tables_summary_says_why_rows_were_redrawn() -> None:
     from synthaix.build.manifest import Dropped
     from synthaix.cli.build import _redrawn
 
-    dropped = Dropped(exact_duplicate=25922, invalid=3, constraint={"after_signup": 7})
+    dropped = Dropped(
+        exact_duplicate=25922, invalid=3, constraint={"after_signup": 7}, in_chunks=10
+    )
     assert _redrawn(dropped) == (
         "3 with no valid LLM value, 25,922 exact duplicates, 7 breaking after_signup"
+    )
+    # A row breaking both constraints is one row redrawn (the line read as 10,253 + 16,010).
+    both = Dropped(constraint={"a": 10253, "b": 16010}, in_chunks=24286)
+    assert _redrawn(both) == (
+        "24,286 breaking constraints (a 10,253, b 16,010; a row may break several)"
     )
     assert _redrawn(Dropped()) == ""

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from conftest import NoteListener, make_config, write_config
 from synthaix.build.engine import Build
 from synthaix.build.executor import Steps, ThreadExecutor
-from synthaix.build.manifest import Manifest, read_manifest
+from synthaix.build.manifest import Manifest, read_manifest, summary_markdown
 from synthaix.cli import app
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import OutputError
@@ -466,6 +466,10 @@ def test_a_row_breaking_two_constraints_is_one_row_in_the_counts(tmp_path: Path)
     assert rows.generated == rows.delivered + dropped.total + rows.unused
     assert 0 <= rows.unused < config.chunk_size
     assert abs(dropped.in_chunks / rows.generated - 0.75) < 0.06
+    # What the summaries say: each row under one cause, adding up to the total (the report's
+    # headline added the constraints' counts to the rows they are part of).
+    assert dropped.causes() == f"{dropped.total:,}: broke a constraint {dropped.in_chunks:,}"
+    assert f"| dropped | {dropped.causes()} |" in summary_markdown(manifest)
 
 
 def test_a_preview_past_its_builds_first_round_fills_up_as_the_build_would() -> None:

@@ -83,6 +83,8 @@ def test_report_profiles_and_passes_on_its_own_data(built: Path) -> None:
     path = write_report(built)
     html = path.read_text()
     assert "<svg" in html and "Constraint checks" in html and "FAIL" not in html
+    dropped = read_manifest(built).dropped
+    assert f"<span class=muted>dropped</span><b>{dropped.total:,}</b>" in html
     profile = profile_dataset(built)
     assert profile.rows == 2000 and profile.duplicate_rows == 0
     assert profile.column("n").histogram and dict(profile.column("size").top).keys() == {

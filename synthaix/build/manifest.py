@@ -60,6 +60,30 @@ class Dropped(_Section):
         """Every row dropped (and replaced), whatever the cause, each once."""
         return self.unique_value + self.exact_duplicate + self.near_duplicate + self.in_chunks
 
+    @property
+    def broke_constraints(self) -> int:
+        """Rows dropped for breaking constraints, each once (`constraint` counts a row that
+        breaks two in each)."""
+        return max(0, self.in_chunks - self.invalid)
+
+    def causes(self) -> str:
+        """`1,234: exact duplicates 1,000, broke a constraint 234`: each row under one cause,
+        so they add up to the total."""
+        causes = {
+            "invalid": self.invalid,
+            "repeated unique values": self.unique_value,
+            "exact duplicates": self.exact_duplicate,
+            "near duplicates": self.near_duplicate,
+            "broke a constraint": self.broke_constraints,
+        }
+        said = ", ".join(f"{k} {v:,}" for k, v in causes.items() if v)
+        return f"{self.total:,}: {said}" if said else "none"
+
+    def by_constraint(self) -> str:
+        """`name count, ...`, saying that a row may count under several."""
+        said = ", ".join(f"{k} {v:,}" for k, v in self.constraint.items())
+        return said + (" (a row breaking two counts in each)" if len(self.constraint) > 1 else "")
+
 
 class DedupeTable(_Section):
     """Where the dataset's dedupe state is: a LanceDB table and the version this build left
@@ -312,12 +336,10 @@ def summary_markdown(manifest: Manifest) -> str:
         f"| seed / config | {manifest.seed} / `{manifest.config_hash[:19]}` |",
         f"| generated | {rows.generated:,} rows in {manifest.chunks} chunks: delivered, dropped "
         f"(below) or unused ({rows.unused:,}, made beyond the rows needed) |",
-        f"| dropped | invalid {dropped.invalid:,}, repeated unique values "
-        f"{dropped.unique_value:,}, exact duplicates {dropped.exact_duplicate:,}, "
-        f"near duplicates {dropped.near_duplicate:,} |",
+        f"| dropped | {dropped.causes()} |",
     ]
     if dropped.constraint:
-        lines.append(f"| broke a constraint | {_counts(dropped.constraint)} |")
+        lines.append(f"| broke a constraint | {dropped.by_constraint()} |")
     lines += [f"| {k} | {v} |" for k, v in resume_lines(manifest)]
     if llm.requests or manifest.llm_total.requests or manifest.embeddings.requests:
         lines += [f"| {k} | {v} |" for k, v in cost_lines(manifest)]

@@ -402,8 +402,14 @@ def _redrawn(dropped: Dropped) -> str:
         "repeating a unique value": dropped.unique_value,
         "exact duplicates": dropped.exact_duplicate,
         "near duplicates": dropped.near_duplicate,
-        **{f"breaking {escape(k)}": n for k, n in dropped.constraint.items()},
     }
+    if len(dropped.constraint) == 1:
+        causes[f"breaking {escape(next(iter(dropped.constraint)))}"] = dropped.broke_constraints
+    elif dropped.constraint:
+        each = ", ".join(f"{escape(k)} {n:,}" for k, n in dropped.constraint.items())
+        causes[f"breaking constraints ({each}; a row may break several)"] = (
+            dropped.broke_constraints
+        )
     return ", ".join(f"{count:,} {why}" for why, count in causes.items() if count)
 
 

@@ -132,14 +132,12 @@ def kpi(label: str, value: str, note: str = "") -> str:
 
 
 def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> str:
-    dropped = manifest.dropped.model_dump()
-    dropped_rows = sum(dropped.pop("constraint").values()) + sum(dropped.values())
     kpis: list[tuple[str, ...]] = [
         ("rows", f"{profile.rows:,}"),
         ("columns", str(len(profile.columns))),
         ("duplicate rows", *duplicates(profile)),
         ("checks", f"{sum(c.passed for c in checks)}/{len(checks)} pass"),
-        ("dropped", f"{dropped_rows:,}"),
+        ("dropped", f"{manifest.dropped.total:,}"),
         *cost_kpis(manifest),
     ]
     parts = [
@@ -165,8 +163,7 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
 
 
 def _summary_table(manifest: Manifest, profile: DatasetProfile) -> str:
-    rows, dropped, llm = manifest.rows, manifest.dropped.model_dump(), manifest.llm
-    constraint = dropped.pop("constraint")
+    rows, dropped, llm = manifest.rows, manifest.dropped, manifest.llm
     counts = (
         f"{rows.delivered:,} delivered of {rows.generated:,} generated (the rest dropped, or "
         f"{rows.unused:,} unused: made beyond the rows needed), {rows.total:,}"
@@ -175,10 +172,10 @@ def _summary_table(manifest: Manifest, profile: DatasetProfile) -> str:
     items = [
         ("rows", f"{counts} in the dataset"),
         ("duplicates", duplicates_line(profile, exact)),
-        ("dropped", ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in dropped.items())),
+        ("dropped", dropped.causes()),
     ]
-    if constraint:
-        items.append(("broke a constraint", ", ".join(f"{k} {v:,}" for k, v in constraint.items())))
+    if dropped.constraint:
+        items.append(("broke a constraint", dropped.by_constraint()))
     items += [
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in manifest.seconds.items())),
         ("outputs", ", ".join(f"{k}: {v}" for k, v in manifest.outputs.items())),
