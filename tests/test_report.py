@@ -229,3 +229,21 @@ def test_ctrl_c_stops_a_build_and_keeps_the_previous_output(built: Path, tmp_pat
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert (built / "items.duckdb").read_bytes() == before
+
+
+def test_a_decimal_of_high_scale_is_profiled(tmp_path: Path) -> None:
+    """avg() of a DECIMAL(38, 37) overflowed DuckDB's HUGEINT: the report failed on a valid
+    dataset."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+
+    columns = [
+        {"name": "id", "type": "sequence"},
+        {"name": "third", "type": "sql", "expr": "CAST(id % 3 AS DECIMAL(38,0)) / 3"},
+    ]
+    columns[1]["as"] = "decimal(38,37)"
+    config = make_config(columns, rows=5000, dedupe={"exact": False}, output={"dir": str(tmp_path)})
+    Build(config, ThreadExecutor(config)).run()
+    write_report(tmp_path)
+    third = profile_dataset(tmp_path).column("third")
+    assert third.mean is not None and abs(float(third.mean) - 1 / 3) < 0.01

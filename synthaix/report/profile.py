@@ -218,7 +218,8 @@ def _profile_column(
         spread = f"length({col})::DOUBLE" if text else "NULL::DOUBLE"
     stats = con.execute(
         f"SELECT count(*) - count({col}), count(DISTINCT {col}), min({col}), max({col}), "
-        + (f"avg({col}), stddev_samp({col}), " if numeric else "NULL, NULL, ")
+        # Over DOUBLE: a DECIMAL(38, 37)'s sum overflows DuckDB's HUGEINT (the report failed).
+        + (f"avg({spread}), stddev_samp({spread}), " if numeric else "NULL, NULL, ")
         + (f"max(length({col})), " if text else "NULL, ")
         + f"min({spread}), max({spread}) FROM data"
     ).fetchone()
