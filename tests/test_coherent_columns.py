@@ -293,8 +293,16 @@ def test_offsets_and_ranges_by_segment() -> None:
     assert {d.month for d in table["window"].filter(express).to_pylist()} == {1}
     assert {d.month for d in table["window"].filter(pc.invert(express)).to_pylist()} == {6}
     checks = [c for name in ("shipped_at", "window") for c in _checks(config, name)]
-    assert len(checks) == 1 + 2 + 1  # segments, one offset check per segment, segments
+    # shipped_at: segments, an offset check per segment; window: segments, a range per segment
+    assert len(checks) == 1 + 2 + 1 + 2
     assert all(_run(c, table)[0] == 0 for c in checks)
+    late = table.set_column(
+        table.schema.get_field_index("window"),
+        "window",
+        pa.array([dt.date(2024, 6, 15)] * table.num_rows),  # June: standard's, not express's
+    )
+    ranges = [c for c in checks if "within its min and max" in c.relation]
+    assert [_run(c, late)[0] > 0 for c in ranges] == [True, False], [c.relation for c in ranges]
 
 
 def test_a_by_column_with_unknown_values_uses_the_own_parameters_for_the_rest() -> None:

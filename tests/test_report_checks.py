@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from conftest import make_config
 from synthaix.build.engine import Build
 from synthaix.build.executor import ThreadExecutor
+from synthaix.build.manifest import read_manifest
 from synthaix.cli import app
 from synthaix.config import load_config
 from synthaix.relational.build import DatasetBuild
@@ -238,6 +239,54 @@ def test_a_constraint_leaves_out_shape_checks_only(filtered: Path) -> None:
     kept |= {(column, "null rate") for column in ("size", "n", "day")}
     assert kept <= names, names
     assert not {("size", "share of S"), ("n", "mean")} & names, names
+
+
+def test_a_filter_reshapes_what_its_columns_were_drawn_from(tmp_path: Path) -> None:
+    """A constraint on `total = price * 2` reshapes price and, through `price by category`,
+    the category shares: their checks failed (exit 1) on data as the config makes it."""
+    columns = [
+        {"name": "category", "type": "category", "values": {"a": 0.5, "b": 0.5}},
+        {"name": "price", "type": "float", "by": "category", "min": 1, "max": 100},
+        {"name": "total", "type": "sql", "expr": "price * 2"},
+        {"name": "age", "type": "integer", "min": 18, "max": 90},
+        {"name": "spend", "type": "float", "min": 0, "max": 1000},
+    ]
+    columns[1] |= {"decimals": 2, "params": {"a": {"min": 1, "max": 30}}}
+    columns[4] |= {"correlated_with": "age", "rho": 0.7}
+    constraints = [{"name": "big_enough", "check": "total > 40"}, "spend > 600"]
+    _build(tmp_path, columns, rows=5000, chunk_size=1000, constraints=constraints)
+    checks = check_dataset(tmp_path)
+    assert not _failed(checks), [c for c in checks if not c.passed]
+    names = {(c.column, c.name) for c in checks}
+    assert {("category", "allowed values"), ("age", "range")} <= names
+    # left out: the shares, the distribution per category, the correlation and age's mean
+    relations = {c.expected for c in checks if c.name == "relation"}
+    assert not {("category", "share of a"), ("age", "mean")} & names, names
+    assert not [r for r in relations if "distribution per value" in r or "rho" in r], relations
+
+    # A segment's values are still checked against its own min and max, row by row.
+    def edit(rows: Rows) -> Rows:
+        row = next(row for row in rows if row["category"] == "a")
+        row["price"], row["total"] = 50.0, 100.0  # segment a's max is 30
+        return rows
+
+    _edit(tmp_path / ".current", edit)
+    failed = [(c.column, c.expected) for c in check_dataset(tmp_path) if not c.passed]
+    assert failed == [("price", "price within its min and max, where category = a")]
+
+
+def test_exact_dedupe_near_capacity_reshapes_its_key(tmp_path: Path) -> None:
+    """Most rows of a small key space redrawn: the rarer values are kept more often."""
+    columns = [
+        {"name": "cat", "type": "category", "values": {"foo": 0.7, "bar": 0.3}},
+        {"name": "n", "type": "integer", "min": 1, "max": 300},
+    ]
+    _build(tmp_path, columns, rows=500, chunk_size=250, dedupe={"exact": True})
+    assert read_manifest(tmp_path).dropped.exact_duplicate > 50
+    checks = check_dataset(tmp_path)
+    assert not _failed(checks), [c for c in checks if not c.passed]
+    assert ("cat", "allowed values") in {(c.column, c.name) for c in checks}
+    assert not [c for c in checks if c.name.startswith("share of")]
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ class RelationCheck:
     column: str
     relation: str  # as declared, for people: "shipped_at = ordered_at + [1h, 5d]"
     sql: str
+    shape: bool = False  # a distribution (not each row): a filter on its columns reshapes it
 
 
 @dataclass

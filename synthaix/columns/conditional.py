@@ -313,7 +313,7 @@ class Conditional(Column):
             "coalesce(worst, 'none')) AS observed FROM f"
         )
         relation = f"{self.name}: distribution per value of {self.by}, as declared in params"
-        return [RelationCheck(self.name, relation, sql)]
+        return [RelationCheck(self.name, relation, sql, shape=True)]
 
 
 def _list(items: Any) -> str:

@@ -372,13 +372,30 @@ class Anchored(Conditional):
             return [("mean", self._value_sql(column), *self._own_sampler().moments())]
         return [("mean offset", self._distance(column), *self.offset_sampler().moments())]
 
+    def _segment_range(self, where: str) -> list[RelationCheck]:
+        """Every value of a `by` segment within the segment's own min and max, row by row: a
+        filter reshapes a segment's distribution but cannot bring in a value outside it."""
+        sampler, value = self._own_sampler(), self._value_sql(quote(self.name))
+        bounds = [(op, b) for op, b in (("<", sampler.lo), (">", sampler.hi)) if b is not None]
+        if not bounds:
+            return []
+        bad = " OR ".join(f"{value} {op} {float(b)!r}" for op, b in bounds)
+        text = sql_literal("%,d of %,d rows outside its min and max")
+        sql = (
+            f"SELECT failed, printf({text}, failed, n) AS observed FROM (SELECT count(*) FILTER "
+            f"(WHERE {bad}) AS failed, count({quote(self.name)}) AS n FROM data WHERE {where})"
+        )
+        return [RelationCheck(self.name, f"{self.name} within its min and max", sql)]
+
     def _distance(self, column: str) -> str:
         """The offset of each row in the sampler's unit, as SQL (NULL if not a valid one)."""
         distance = self._offset_sql(column, quote(self.base or ""))
         return distance if self.after else f"(-{distance})"
 
     def _row_checks(self, where: str) -> list[RelationCheck]:
-        if self.base is None or self.offset is None:
+        if self.base is None:  # the whole column's range is a column check
+            return [] if where == "TRUE" else self._segment_range(where)
+        if self.offset is None:
             return []
         sampler, value, base = self.offset_sampler(), quote(self.name), quote(self.base)
         distance, slack = self._distance(value), self._slack(value, base)
@@ -555,7 +572,7 @@ class _Numeric(Anchored):
             f"{self.name} ~ {self.correlated_with}: Gaussian copula, rho {self.rho} "
             f"(Spearman {declared:.3f})"
         )
-        return RelationCheck(self.name, relation, sql)
+        return RelationCheck(self.name, relation, sql, shape=True)
 
     def _typed(self, values: np.ndarray, ctx: ChunkContext) -> pa.Array:
         raise NotImplementedError

@@ -21,6 +21,7 @@ from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
 from synthaix.config import DatasetConfig
+from synthaix.dedupe.keys import key_columns
 from synthaix.report.profile import ColumnProfile, DatasetProfile, source_view
 from synthaix.sqlexpr import checked, quote
 
@@ -51,7 +52,7 @@ def run_checks(
     a multi-table dataset passes its own, over the table joined with the rows it reads)."""
     checks = [row_count(config, profile.rows, manifest)]
     present = {c.name for c in profile.columns}
-    filtered = {name for c in config.constraints for name in checked(c.check)[1]}
+    filtered = reshaped(config, manifest)
     with source_view(profile.source) as con:
         if nulls is None:
             nulls = own_nulls(con, config)
@@ -63,6 +64,36 @@ def run_checks(
                 own = nulls.get(column.name)
                 checks += _column_checks(con, column, seen, column.name in filtered, own)
     return checks
+
+
+RESHAPING = 0.01  # redraws above this share of the rows generated reshape their columns
+
+
+def reshaped(config: DatasetConfig, manifest: Manifest | None = None) -> set[str]:
+    """Columns the build's filters reshape, whose shape checks (shares, means, null rates,
+    distributions per `by` value, correlations) do not apply; their values still must be
+    in their set or range. A filter reshapes the columns it reads and, through them, what
+    those were drawn from: a derived column's inputs, a `by` column, a correlated column (a
+    constraint on `total = price * 2` reshapes price and, through `price by category`, the
+    category shares). Filters: constraints; and, when they redrew over 1 % of the rows
+    generated, exact dedupe (its key) and unique values (the unique columns)."""
+    names = {name for c in config.constraints for name in checked(c.check)[1]}
+    if manifest is not None:
+        redrawn = RESHAPING * max(manifest.rows.generated, 1)
+        if manifest.dropped.exact_duplicate > redrawn:
+            names |= set(key_columns(config))
+        if manifest.dropped.unique_value > redrawn:
+            names |= {c.name for c in config.columns if c.unique}
+    grown = True
+    while grown:
+        before = len(names)
+        for column in config.columns:
+            if column.name in names:
+                names |= column.references()
+            if getattr(column, "correlated_with", None) in names:
+                names.add(column.name)
+        grown = len(names) > before
+    return names
 
 
 def row_count(config: DatasetConfig, rows: int, manifest: Manifest | None) -> Check:
@@ -157,9 +188,9 @@ def _column_checks(
     filtered: bool,
     own: tuple[int, int] | None = None,
 ) -> list[Check]:
-    """`filtered`: a constraint reads the column. A constraint drops rows, which reshapes the
-    column's distribution (shares, means, null rates), but it cannot bring in a value outside
-    its set or range, nor a null: those checks stay."""
+    """`filtered`: a filter reshapes the column (see `reshaped`). A filter drops rows, which
+    reshapes the column's distribution (shares, means, null rates), but it cannot bring in a
+    value outside its set or range, nor a null: those checks stay."""
     name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
     derived = _derived(column)
     if isinstance(column, AggregateColumn):  # every null checked row by row with the tables

@@ -12,14 +12,29 @@ from synthaix.report.checks import Check
 from synthaix.report.profile import Source, as_source, source_view
 
 
-def declared(config: DatasetConfig) -> list[RelationCheck]:
-    checks = [check for column in config.columns for check in column.relation_checks()]
-    return checks + [constraint.relation_check() for constraint in config.constraints]
+def declared(config: DatasetConfig, reshaped: set[str] | None = None) -> list[RelationCheck]:
+    constraints = [constraint.relation_check() for constraint in config.constraints]
+    return column_relations(config, reshaped) + constraints
 
 
-def verify(config: DatasetConfig, rows: Source | list[str]) -> list[Check]:
-    """The declared relations, each checked over `rows` (a source, or Parquet parts)."""
-    checks, source = declared(config), as_source(rows)
+def column_relations(
+    config: DatasetConfig, reshaped: set[str] | None = None
+) -> list[RelationCheck]:
+    """The columns' declared relations, but the distributions of `reshaped` columns."""
+    return [
+        check
+        for column in config.columns
+        for check in column.relation_checks()
+        if not (check.shape and check.column in (reshaped or ()))
+    ]
+
+
+def verify(
+    config: DatasetConfig, rows: Source | list[str], reshaped: set[str] | None = None
+) -> list[Check]:
+    """The declared relations, each checked over `rows` (a source, or Parquet parts), but
+    the distributions of `reshaped` columns (see `checks.reshaped`)."""
+    checks, source = declared(config, reshaped), as_source(rows)
     if not checks or not (source.parts or source.database):
         return []
     with source_view(source) as con:

@@ -31,7 +31,14 @@ from synthaix.files import REPORT_MARK, write_text_atomic
 from synthaix.relational.config import CountParams, RelationalConfig, TableConfig
 from synthaix.relational.counts import count_moments, params_of
 from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
-from synthaix.report.checks import Check, OwnNulls, manifest_row_count, own_nulls, run_checks
+from synthaix.report.checks import (
+    Check,
+    OwnNulls,
+    manifest_row_count,
+    own_nulls,
+    reshaped,
+    run_checks,
+)
 from synthaix.report.html import (
     CSS,
     _checks_table,
@@ -50,6 +57,7 @@ from synthaix.report.profile import (
     profile_source,
     sandboxed,
 )
+from synthaix.report.relations import column_relations
 from synthaix.sqlexpr import quote
 
 ROW = '"this row"'  # the table's own rows in a join: no alias (an identifier) can be this
@@ -108,7 +116,7 @@ def tables_report(output_dir: Path) -> TablesReport:
     manifest = read_dataset_manifest(output_dir)
     config = manifest.dataset_config()
     sources = {name: table_source(config, output_dir, name) for name in config.order}
-    relational, nulls = relational_checks(config, sources)
+    relational, nulls = relational_checks(config, sources, manifest)
     sections = []
     for name in config.order:
         plan = config.plan(name)
@@ -152,11 +160,14 @@ def _tables(
 
 
 def relational_checks(
-    config: RelationalConfig, sources: dict[str, Source]
+    config: RelationalConfig,
+    sources: dict[str, Source],
+    manifest: DatasetManifest | None = None,
 ) -> tuple[list[TableCheck], dict[str, OwnNulls]]:
     """The checks between tables, over these rows of each table; and each table's derived
     columns' own nulls (see `checks.own_nulls`), over the table joined with the related rows
-    it reads (their nulls carry through, e.g. a lookup that is null)."""
+    it reads (their nulls carry through, e.g. a lookup that is null). `manifest`: the build's
+    (what it redrew reshapes columns, see `checks.reshaped`)."""
     con, types = _tables(sources)
     with con:
         checks: list[TableCheck] = []
@@ -172,7 +183,8 @@ def relational_checks(
                 if isinstance(c, AggregateColumn)
             ]
             _data_view(con, config, name, types)  # one view of each table for both below
-            checks += _relations(con, config, name)
+            table = manifest.tables.get(name) if manifest is not None else None
+            checks += _relations(con, config, name, reshaped(config.plan(name).config, table))
             nulls[name] = own_nulls(con, config.plan(name).config)
     return checks, nulls
 
@@ -304,11 +316,12 @@ def _aggregate(
 
 
 def _relations(
-    con: duckdb.DuckDBPyConnection, config: RelationalConfig, table: str
+    con: duckdb.DuckDBPyConnection, config: RelationalConfig, table: str, reshaped: set[str]
 ) -> list[TableCheck]:
-    """The table's declared relations and constraints, over the view `data` of its rows."""
+    """The table's declared relations and constraints, over the view `data` of its rows (but
+    the distributions of `reshaped` columns)."""
     plan = config.plan(table)
-    relations = [("relation", r) for c in plan.config.columns for r in c.relation_checks()]
+    relations = [("relation", r) for r in column_relations(plan.config, reshaped)]
     relations += [("constraint", c.relation_check()) for c in plan.config.constraints]
     checks = []
     for name, relation in relations:
