@@ -25,6 +25,7 @@ from synthaix import constraints
 from synthaix.asof import settle
 from synthaix.columns import REGISTRY, ColumnSpec, StrictModel
 from synthaix.columns.base import IDENTIFIER, Column
+from synthaix.columns.conditional import Conditional
 from synthaix.columns.people import check_locale
 from synthaix.columns.reference import TARGET
 from synthaix.columns.refs import did_you_mean, resolve
@@ -433,23 +434,40 @@ def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities):
     keys = [name for name in key_columns(config) if name in capacities]
     if not keys or config.rows <= 1:
         return
-    distinct = 1
+    distinct, folded = 1, []
     for name in sorted(keys, key=lambda name: columns[name].costly_capacity):
         capacity = capacities[name]
+        if (fewer := _folded_capacity(columns[name])) is not None and fewer < (capacity or 0):
+            capacity, folded = fewer, [*folded, name]
         if capacity is None:
             return  # unknown (text, llm columns): no bound to check
         distinct *= capacity + (columns[name].nullable > 0)  # a null is one more key value
         if distinct >= config.rows:
             return
     where = ("dedupe", "key") if config.dedupe.key else ("dedupe",)
+    why = (
+        f" ({', '.join(folded)}: values differing in case or outer spaces are one)"
+        if folded
+        else ""
+    )
     yield (
         where,
         (
             f"the exact-dedupe key ({', '.join(keys)}) can take only {distinct:,} distinct "
-            f"rows but {config.rows:,} are asked for; widen those columns, set dedupe.key, "
-            "lower rows, or turn the check off: dedupe: {exact: false}"
+            f"rows{why} but {config.rows:,} are asked for; widen those columns, "
+            + ("" if config.dedupe.key else "set dedupe.key, ")
+            + "lower rows, or turn the check off: dedupe: {exact: false}"
         ),
     )
+
+
+def _folded_capacity(column: Column) -> int | None:
+    """The distinct keys a column of known text values gives: the key trims and case-folds
+    (`Foo`, `foo ` and `FOO` are one key value)."""
+    domain = column.domain() if isinstance(column, Conditional) else None
+    if not domain or not all(isinstance(value, str) for value in domain):
+        return None
+    return len({str(value).strip().lower() for value in domain})
 
 
 def parse_config(

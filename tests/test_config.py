@@ -171,7 +171,16 @@ def test_an_exact_dedupe_key_too_small_for_the_rows_fails_before_generating(
         path = tmp_path / "fine.yaml"
         path.write_text(fine)
         load_config(path)
-
+    # The key ignores case and outer spaces: Foo, "foo " and FOO are one key value (validate
+    # let 120 rows through, and the build failed after 7 rounds at 100).
+    folded = (
+        "dedupe: {key: [cat, n]}\ncolumns:\n"
+        "  - {name: cat, type: category, values: [Foo, 'foo ', FOO, bar]}\n"
+        "  - {name: n, type: integer, min: 1, max: 50}\n"
+    )
+    message = _error(tmp_path, "name: x\nrows: 120\n" + folded)
+    assert "can take only 100 distinct rows (cat: values differing in case or outer" in message
+    assert "set dedupe.key" not in message  # it is set
 
 def test_problems_of_every_kind_are_said_in_one_pass(tmp_path: Path) -> None:
     """A misspelt column gets a guess, in a column, a constraint or the dedupe key, and a
