@@ -425,14 +425,41 @@ def _name_problems(config: DatasetConfig):
     yield from constraints.unknown_columns(config)
 
 
-def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities):
+def room_problems(config: DatasetConfig, stored: int, unchanged: set[str]) -> list[str]:
+    """What an append of `config.rows` cannot fit onto the `stored` rows there: a unique
+    column's or the exact-dedupe key's distinct values, which those rows hold some of (only
+    for `unchanged` columns, made as the stored rows were: other values may not collide)."""
+    from synthaix.dedupe.keys import key_columns
+
+    capacities = _Capacities(config.locale)
+    for column in config.columns:
+        capacities.add(column)
+    found = []
+    for column in config.columns:
+        if not column.unique or column.nullable or column.name not in unchanged:
+            continue
+        capacity = capacities[column.name]
+        if capacity is not None and capacity < stored + config.rows:
+            found.append(
+                f"column {column.name} is unique and can take only {capacity:,} distinct "
+                f"values: the {stored:,} rows there hold {stored:,} of them, and "
+                f"{config.rows:,} more are asked for"
+            )
+    if not found and set(key_columns(config)) <= unchanged:  # a unique column bounds it less
+        found += [message for _, message in _key_capacity_problems(config, capacities, stored)]
+    return found
+
+
+def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities, stored: int = 0):
     """Exact dedupe keeps one row per distinct key: a key of a few categories caps the rows
-    (found only after the build's rounds stalled, before)."""
+    (found only after the build's rounds stalled, before). `stored`: the rows an append adds
+    to, whose keys count."""
     from synthaix.dedupe.keys import key_columns
 
     columns = {c.name: c for c in config.columns}
     keys = [name for name in key_columns(config) if name in capacities]
-    if not keys or config.rows <= 1:
+    rows = stored + config.rows
+    if not keys or rows <= 1:
         return
     distinct, folded = 1, []
     for name in sorted(keys, key=lambda name: columns[name].costly_capacity):
@@ -442,7 +469,7 @@ def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities):
         if capacity is None:
             return  # unknown (text, llm columns): no bound to check
         distinct *= capacity + (columns[name].nullable > 0)  # a null is one more key value
-        if distinct >= config.rows:
+        if distinct >= rows:
             return
     where = ("dedupe", "key") if config.dedupe.key else ("dedupe",)
     why = (
@@ -454,7 +481,9 @@ def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities):
         where,
         (
             f"the exact-dedupe key ({', '.join(keys)}) can take only {distinct:,} distinct "
-            f"rows{why} but {config.rows:,} are asked for; widen those columns, "
+            f"rows{why} but {config.rows:,} are asked for"
+            + (f" onto the {stored:,} rows there, whose keys count" if stored else "")
+            + "; widen those columns, "
             + ("" if config.dedupe.key else "set dedupe.key, ")
             + "lower rows, or turn the check off: dedupe: {exact: false}"
         ),

@@ -182,6 +182,7 @@ def test_an_exact_dedupe_key_too_small_for_the_rows_fails_before_generating(
     assert "can take only 100 distinct rows (cat: values differing in case or outer" in message
     assert "set dedupe.key" not in message  # it is set
 
+
 def test_problems_of_every_kind_are_said_in_one_pass(tmp_path: Path) -> None:
     """A misspelt column gets a guess, in a column, a constraint or the dedupe key, and a
     constraint's unknown names are said with the columns' problems (they came only after

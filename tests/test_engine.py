@@ -22,7 +22,7 @@ from synthaix.build.executor import Steps, ThreadExecutor
 from synthaix.build.manifest import Manifest, read_manifest, summary_markdown
 from synthaix.cli import app
 from synthaix.config import DatasetConfig, load_config
-from synthaix.errors import OutputError
+from synthaix.errors import CapacityError, OutputError
 from synthaix.generate import Chunk, ChunkResult
 
 COLUMNS = [
@@ -482,3 +482,37 @@ def test_a_preview_past_its_builds_first_round_fills_up_as_the_build_would() -> 
     config = make_config(columns, rows=3000, chunk_size=100, constraints=["x <= 2"])
     shown = preview_rows(config, 99)
     assert shown.num_rows == 99 and max(shown["x"].to_pylist()) <= 2
+
+
+def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generating(
+    tmp_path: Path,
+) -> None:
+    """600 of a pattern's 1,000 values are taken: 600 more failed after 7 rounds, where the
+    numbers alone tell."""
+    columns = [{"name": "t", "type": "pattern", "pattern": "T[0-9]{3}", "unique": True}]
+    config = make_config(columns, rows=600, output={"dir": str(tmp_path)})
+    Build(config, ThreadExecutor(config)).run()
+    parts = sorted((tmp_path / "data").glob("*.parquet"))
+    append = config.with_overrides(mode="append")
+    generated: list[int] = []
+    with pytest.raises(CapacityError) as refused:
+        Build(append, ThreadExecutor(append), on_rows=lambda t: generated.append(t.num_rows)).run()
+    assert "column t is unique and can take only 1,000 distinct values: the 600 rows there" in str(
+        refused.value
+    )
+    assert not generated and sorted((tmp_path / "data").glob("*.parquet")) == parts
+    assert read_manifest(tmp_path).rows.total == 600
+    # A key of two columns (exact dedupe): the stored rows' keys count too.
+    keyed = [
+        {"name": "c", "type": "category", "values": ["a", "b"]},
+        {"name": "n", "type": "integer", "min": 1, "max": 100},
+    ]
+    config = make_config(
+        keyed, rows=150, dedupe={"exact": True}, output={"dir": str(tmp_path / "k")}
+    )
+    Build(config, ThreadExecutor(config)).run()
+    with pytest.raises(CapacityError, match="only 200 distinct rows but 150 are asked for onto"):
+        append = config.with_overrides(mode="append")
+        Build(append, ThreadExecutor(append)).run()
+    fits = config.with_overrides(mode="append", rows=40)
+    assert Build(fits, ThreadExecutor(fits)).run().rows.total == 190

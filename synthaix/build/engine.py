@@ -49,8 +49,9 @@ from synthaix.build.manifest import (
 )
 from synthaix.build.shortfall import since, why_short
 from synthaix.columns.llm import LlmColumn
-from synthaix.config import DatasetConfig
+from synthaix.config import DatasetConfig, room_problems
 from synthaix.dedupe.index import DedupeIndex
+from synthaix.errors import CapacityError
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
 from synthaix.ledger import KEEP_OTHERS, ChunkLedger, clear_ledgers, generation_hash
 from synthaix.llm.stats import LlmStats, attach_spent, spent_before, usd
@@ -121,6 +122,7 @@ class Build:
             if (unchanged := already_appended(config, self._slot, previous)) is not None:
                 return unchanged
             first_row = next_row(previous, writer.existing.rows, config.mode)
+            _check_room(config, previous, writer.existing.rows)
             published = previous.build_id if previous is not None else None
             ledger = self._ledger(first_row, writer.build_id, published)
             dedupe = self._dedupe = DedupeIndex(config, persistent=self.persistent)
@@ -519,6 +521,23 @@ class Build:
             log.warning(text)
             progress.note(text)
         return ledger
+
+
+def _check_room(config: DatasetConfig, previous: Manifest | None, stored: int) -> None:
+    """An append whose unique values or dedupe keys cannot fit beside the rows there is
+    refused before anything is generated (it failed after all its rounds)."""
+    if config.mode != "append" or not stored or previous is None:
+        return
+    try:
+        before = {c.name: c for c in previous.dataset_config().columns}
+    except Exception:  # a manifest of another version: the rounds will tell
+        return
+    unchanged = {c.name for c in config.columns if before.get(c.name) == c}
+    if problems := room_problems(config, stored, unchanged):
+        raise CapacityError(
+            f"cannot append {config.rows:,} rows to {config.name}: " + "; ".join(problems),
+            hint="append fewer rows, widen those columns, or rebuild: mode: overwrite",
+        )
 
 
 def _utc(unix: float) -> str:
