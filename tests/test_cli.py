@@ -152,6 +152,21 @@ def test_preview_takes_set_as_build_does(tmp_path: Path) -> None:
     assert wrong.exit_code == 2 and "no item named 'totl'" in wrong.output
 
 
+def test_a_wide_preview_is_split_into_tables_that_fit_the_terminal(tmp_path: Path) -> None:
+    """22 columns squeezed into 80 characters printed their names a letter a line."""
+    columns = [{"name": "customer_id", "type": "uuid"}]
+    columns += [
+        {"name": f"amount_{i}", "type": "integer", "min": 1, "max": 10**6} for i in range(21)
+    ]
+    config = write_config(tmp_path / "wide.yaml", {"name": "wide", "rows": 5, "columns": columns})
+    result = runner.invoke(app, ["preview", str(config), "--rows", "3"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80 and "wide: first 3 rows (seed 0), columns 1-" in lines[0]
+    headers = "".join(lines)
+    assert all(f" {c['name']} " in headers for c in columns)  # each name whole, on one line
+
+
 def test_preview_of_an_llm_config_whose_endpoint_is_down_shows_rows_at_once(
     tmp_path: Path,
 ) -> None:

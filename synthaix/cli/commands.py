@@ -215,12 +215,22 @@ def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool
     """One table's rows; csv and jsonl print nothing else (the caller shows one table)."""
     if fmt == "table":
         name = f"{dataset.name}.{name}" if several else name
-        view = Table(title=f"{name}: first {table.num_rows} rows (seed {dataset.seed})")
-        for field in table.schema:
-            view.add_column(f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40)
-        for row in table.to_pylist():
-            view.add_row(*("[dim]null[/]" if v is None else escape(str(v)) for v in row.values()))
-        out.print(view)
+        title = f"{name}: first {table.num_rows} rows (seed {dataset.seed})"
+        groups = _column_groups(table, out.width)
+        for first, last in groups:
+            shown = (
+                "" if len(groups) == 1 else f", columns {first + 1}-{last} of {table.num_columns}"
+            )
+            view = Table(title=title + shown)
+            for field in list(table.schema)[first:last]:
+                view.add_column(
+                    f"{field.name}\n[dim]{field.type}[/]", overflow="fold", max_width=40
+                )
+            for row in table.select(list(range(first, last))).to_pylist():
+                view.add_row(
+                    *("[dim]null[/]" if v is None else escape(str(v)) for v in row.values())
+                )
+            out.print(view)
         return
     import tempfile
 
@@ -230,6 +240,23 @@ def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool
         path = Path(folder) / f"rows.{fmt}"
         write_rows(table, fmt, path)  # type: ignore[arg-type]
         sys.stdout.write(path.read_text(encoding="utf-8"))
+
+
+def _column_groups(table: pa.Table, width: int) -> list[tuple[int, int]]:
+    """Columns [first, last) per table printed: as many as fit the terminal at their width
+    (header, type or longest value, up to 40). Squeezed into one table, 22 columns on 80
+    characters printed their names a letter a line."""
+    groups, first, used = [], 0, 1
+    for index, field in enumerate(table.schema):
+        values = table.column(index).slice(0, 50).to_pylist()
+        wide = max([len(field.name), len(str(field.type)), *(len(str(v)) for v in values)])
+        need = min(wide, 40) + 3  # a cell's padding and its border
+        if index > first and used + need > width:
+            groups.append((first, index))
+            first, used = index, 1
+        used += need
+    groups.append((first, table.num_columns))
+    return groups
 
 
 def _llm_reachable(dataset: DatasetConfig) -> bool:
