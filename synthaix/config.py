@@ -443,7 +443,7 @@ def room_problems(config: DatasetConfig, stored: int, unchanged: set[str]) -> li
             found.append(
                 f"column {column.name} is unique and can take only {capacity:,} distinct "
                 f"values: the {stored:,} rows there hold {stored:,} of them, and "
-                f"{config.rows:,} more are asked for"
+                f"{config.rows:,} more {'are' if config.rows != 1 else 'is'} asked for"
             )
     if not found and set(key_columns(config)) <= unchanged:  # a unique column bounds it less
         found += [message for _, message in _key_capacity_problems(config, capacities, stored)]
@@ -481,8 +481,12 @@ def _key_capacity_problems(config: DatasetConfig, capacities: _Capacities, store
         where,
         (
             f"the exact-dedupe key ({', '.join(keys)}) can take only {distinct:,} distinct "
-            f"rows{why} but {config.rows:,} are asked for"
-            + (f" onto the {stored:,} rows there, whose keys count" if stored else "")
+            + (
+                f"rows{why}: the {stored:,} rows there hold {stored:,} of them, and "
+                f"{config.rows:,} more {'are' if config.rows != 1 else 'is'} asked for"
+                if stored
+                else f"rows{why} but {config.rows:,} are asked for"
+            )
             + "; widen those columns, "
             + ("" if config.dedupe.key else "set dedupe.key, ")
             + "lower rows, or turn the check off: dedupe: {exact: false}"

@@ -511,7 +511,10 @@ def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generatin
         keyed, rows=150, dedupe={"exact": True}, output={"dir": str(tmp_path / "k")}
     )
     Build(config, ThreadExecutor(config)).run()
-    with pytest.raises(CapacityError, match="only 200 distinct rows but 150 are asked for onto"):
+    with pytest.raises(
+        CapacityError,
+        match="only 200 distinct rows: the 150 rows there hold 150 of them, and 150 more are",
+    ):
         append = config.with_overrides(mode="append")
         Build(append, ThreadExecutor(append)).run()
     fits = config.with_overrides(mode="append", rows=40)

@@ -535,7 +535,8 @@ def _check_room(config: DatasetConfig, previous: Manifest | None, stored: int) -
     unchanged = {c.name for c in config.columns if before.get(c.name) == c}
     if problems := room_problems(config, stored, unchanged):
         raise CapacityError(
-            f"cannot append {config.rows:,} rows to {config.name}: " + "; ".join(problems),
+            f"cannot append {config.rows:,} row{'s' * (config.rows != 1)} to {config.name}: "
+            + "; ".join(problems),
             hint="append fewer rows, widen those columns, or rebuild: mode: overwrite",
         )
 
