@@ -7,6 +7,7 @@ workers)."""
 from __future__ import annotations
 
 import threading
+import time
 
 from synthaix.errors import SynthaixError
 
@@ -33,3 +34,12 @@ def check(build: str) -> None:
     """Raise BuildStopped if `build` is being stopped (before a request is sent)."""
     if build and build in _stopping:
         raise BuildStopped(f"build {build} is stopping: no further request is sent")
+
+
+def sleep(build: str, seconds: float) -> None:
+    """time.sleep that a stop of `build` cuts short (BuildStopped): a request waiting minutes
+    for a configured rate limit held a stopped build up as long."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        check(build)
+        time.sleep(min(left, 0.25))

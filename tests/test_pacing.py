@@ -576,3 +576,34 @@ def test_requests_that_timed_out_are_named_beside_the_cost() -> None:
     lines = dict(cost_lines(manifest))
     assert lines["LLM"].startswith("20 requests") and "may bill them" in lines["timed out"]
     assert lines["timed out"].startswith("9 requests")
+
+
+def test_a_long_wait_for_the_configured_limits_is_said_and_a_stop_cuts_it_short() -> None:
+    """A tpm below what a request takes: each request waits minutes, with a progress bar that
+    never moved and no word why, and a stopped build waited them out."""
+    from synthaix import progress, stopping
+    from synthaix.stopping import BuildStopped
+
+    class Notes:
+        def __init__(self) -> None:
+            self.said: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.said.append(text)
+
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            return lambda *args: None
+
+    notes = Notes()
+    with simulator() as sim, progress.listening(notes):  # type: ignore[arg-type]
+        client = LlmClient(ProviderConfig(base_url=sim.url, model="sim-small", tpm=60))
+        client.complete(MESSAGES, SCHEMA, 64, StatsRecorder(), build="b1")  # the first minute
+        threading.Timer(0.5, stopping.stop, ["b1"]).start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(BuildStopped):
+                client.complete(MESSAGES, SCHEMA, 64, StatsRecorder(), build="b1")
+        finally:
+            stopping.forget("b1")
+    assert time.monotonic() - started < 2
+    assert len(notes.said) == 1 and "for the configured limits (provider.tpm 60)" in notes.said[0]

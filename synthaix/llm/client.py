@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import math
 import random
 import re
@@ -26,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from synthaix import stopping
+from synthaix import progress, stopping
 from synthaix.errors import ProviderError
 from synthaix.llm.credentials import api_key, resolve_provider
 from synthaix.llm.pacing import Aimd, Bounds, Pacer, RetryBudget, Ticket, pacer_for, retry_after
@@ -47,6 +48,8 @@ _BASE_URL_HINT = (
     "ending in /v1, e.g. http://127.0.0.1:11434/v1 for Ollama"
 )
 _SPREAD_BASE, _SPREAD_MAX = 0.125, 10.0  # seconds of the retries' jitter (see _wait)
+SLOW_BOUND = 30.0  # seconds a request waits for the configured limits before a note says so
+log = logging.getLogger("synthaix")
 T = TypeVar("T")
 Gate = Callable[[], AbstractContextManager[Any]]
 
@@ -90,9 +93,25 @@ class LlmClient:
         self.bounds = Bounds(provider.rpm, provider.tpm)  # this client's configured limits
         self.pacer = self._pacer(provider.model)  # the endpoint's, shared in the process
         self._slots = OrderedSlots(provider.max_concurrency)
+        self._said_slow = False
         self.gate = gate
         self._auto = provider.structured_output == "auto"
         self.mode = "json_schema" if self._auto else provider.structured_output
+
+    def _say_slow(self, seconds: float, tokens: int) -> None:
+        """Once: a request waits minutes for the configured limits (a `tpm` below what a
+        request takes showed a progress bar that never moved, with no word why)."""
+        limits = ", ".join(
+            f"provider.{k} {v:,}"
+            for k, v in (("rpm", self.provider.rpm), ("tpm", self.provider.tpm))
+            if v
+        )
+        text = (
+            f"a request of ~{tokens:,} tokens waits {seconds / 60:.1f} min for the configured "
+            f"limits ({limits}); raise them if the provider allows more"
+        )
+        log.warning(text)
+        progress.note(text)
 
     def idle(self) -> bool:
         """A request now would not wait for a place among max_concurrency (a filler then sends
@@ -300,9 +319,12 @@ class LlmClient:
             return answer
 
         def paced() -> T:
-            bound = self.bounds.reserve(tokens())  # this client's configured rpm/tpm
-            if bound > 0:
-                time.sleep(bound)
+            charged = tokens()
+            bound = self.bounds.reserve(charged)  # this client's configured rpm/tpm
+            if bound >= SLOW_BOUND and not self._said_slow:
+                self._said_slow = True
+                self._say_slow(bound, charged)
+            stopping.sleep(build, bound)
             ticket = pacer.admit(tokens)
             recorder.waited(bound + ticket.wait)
             try:
