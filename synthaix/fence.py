@@ -76,6 +76,13 @@ def confine(
 
 def _root(root: Path) -> Path:
     given = Path(root).expanduser()
+    if not given.is_absolute():  # it would follow each run's working folder: a deleted clone
+        raise ConfigError(
+            f"the output root {given} is not an absolute path: a worker's runs start in a "
+            "fresh clone, deleted after the run, and the data would go with it",
+            hint=f"set {ENV_VAR} (or the Prefect Variable {PREFECT_VARIABLE}) to an absolute "
+            "folder, e.g. /srv/synthaix",
+        )
     try:
         resolved = given.resolve(strict=True)
     except (OSError, RuntimeError):
