@@ -113,15 +113,16 @@ def test_overrides_address_nested_values_and_say_what_is_wrong() -> None:
         apply_overrides(shop, {"columns.x.max": 3})
 
 
-def test_a_relative_output_root_anchors_once(tmp_path: Path, monkeypatch) -> None:
+def test_an_output_root_anchors_once(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "root").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "root")
     monkeypatch.chdir(tmp_path)
     config = parse_config(
         {"name": "t", "rows": 1, "columns": [{"name": "n", "type": "integer", "min": 0, "max": 1}]}
     )
-    once = rebase(config, Path("root"))
+    once = rebase(config, tmp_path / "alias")
     assert once.output_dir == tmp_path / "root" / "out" / "t"
-    assert rebase(once, Path("root")).output_dir == once.output_dir
+    assert rebase(once, tmp_path / "alias").output_dir == once.output_dir
 
 
 def test_a_runs_as_of_is_not_named_as_a_parameter_the_user_set(tmp_path: Path) -> None:
