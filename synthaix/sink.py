@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,9 +261,18 @@ class DatasetWriter:
         outputs: dict[str, Path] = {}
         if "duckdb" in formats:
             config = self.config
-            duckdb_sink.publish(
-                config.duckdb_path, config.table, config.name, self.build_id, all_parts, self.legacy
-            )
+            try:
+                duckdb_sink.publish(
+                    config.duckdb_path,
+                    config.table,
+                    config.name,
+                    self.build_id,
+                    all_parts,
+                    self.legacy,
+                )
+            except BaseException:  # rolled back (a cancelled run interrupts the load)
+                drop_unpublished(version, config.duckdb_path, config.table, config.name)
+                raise
             outputs["duckdb"] = config.duckdb_path
         else:
             progress.publishing()  # the `.current` swap is the commit point
@@ -319,6 +329,16 @@ def _replace_symlink(link: Path, target: Path) -> None:
     temporary = link.with_name(f".{link.name}.{secrets.token_hex(4)}")
     temporary.symlink_to(target)
     os.replace(temporary, link)  # atomic: readers see the old target or the new one
+
+
+def drop_unpublished(version: Path, database: Path, table: str, dataset: str) -> None:
+    """A build's version folder (`.versions/<build>`), after its DuckDB load failed: a full
+    copy of parts that nothing points to (33 MB were left until the next build). Kept if the
+    table is that build's after all (the failure came after the commit): the next build rolls
+    the Parquet side forward to it."""
+    with contextlib.suppress(Exception):
+        if duckdb_sink.published_build(database, table, dataset) != version.name:
+            shutil.rmtree(version)
 
 
 def _fsync(path: Path) -> None:

@@ -1204,3 +1204,24 @@ def test_a_dedupe_key_a_skewed_lookup_cannot_fill_gets_the_right_hint(tmp_path: 
     hint = caught.value.hint or ""
     assert "weights: uniform" in hint and hint.endswith("; or lower the counts")
     assert "lower rows" not in hint and "set dedupe.key" not in hint
+
+
+def test_a_failed_load_of_the_tables_leaves_no_version_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for one table: the rolled-back load's version folder is removed at once."""
+    from synthaix.relational import database
+
+    config = load_config(write_shop(tmp_path, customers=200))
+    build(config)
+    versions = sorted((tmp_path / "out" / ".versions").iterdir())
+    counts = query(tmp_path / "out" / "shop.duckdb", "SELECT count(*) FROM orders")
+
+    def interrupted(*args: object) -> None:
+        raise RuntimeError("Query interrupted")  # inside the transaction, after the loads
+
+    monkeypatch.setattr(database, "comment_table", interrupted)
+    with pytest.raises(RuntimeError, match="Query interrupted"):
+        build(config.with_overrides(seed=5))
+    assert sorted((tmp_path / "out" / ".versions").iterdir()) == versions
+    assert query(tmp_path / "out" / "shop.duckdb", "SELECT count(*) FROM orders") == counts

@@ -75,6 +75,29 @@ def test_failed_build_leaves_previous_output_intact(tmp_path: Path) -> None:
     assert not (config.output_dir / ".staging").exists()
 
 
+def test_a_load_into_duckdb_that_fails_leaves_no_version_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled flow run interrupts the DuckDB load: rolled back, but its version folder
+    (a full copy of the parts, nothing pointing to it) stayed until the next build."""
+    from synthaix import duckdb_sink
+
+    config = _config(tmp_path)
+    _write(config)
+    versions = sorted((config.output_dir / ".versions").iterdir())
+    before = _duckdb(config)
+
+    def interrupted(*args: object) -> None:
+        raise RuntimeError("Query interrupted")  # inside the transaction, after the load
+
+    monkeypatch.setattr(duckdb_sink, "comment_table", interrupted)
+    for mode in ("overwrite", "append"):
+        with pytest.raises(RuntimeError, match="Query interrupted"):
+            _write(config.with_overrides(seed=3, mode=mode))
+        assert sorted((config.output_dir / ".versions").iterdir()) == versions
+        assert _duckdb(config).equals(before) and _parquet(config).equals(before)
+
+
 def test_append_with_other_columns_is_refused(tmp_path: Path) -> None:
     _write(_config(tmp_path))
     other = make_config(

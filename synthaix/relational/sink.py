@@ -42,6 +42,7 @@ from synthaix.sink import (
     _fsync,
     _replace_symlink,
     drop_stale_report,
+    drop_unpublished,
 )
 
 DATASET_MANIFEST = "dataset.json"
@@ -213,13 +214,18 @@ class RelationalWriter:
         if "duckdb" in formats:
             from synthaix.relational.database import publish_tables
 
-            publish_tables(
-                self.config.duckdb_path,
-                self.config.name,
-                self.build_id,
-                published,
-                foreign_keys=self.config.output.foreign_keys,
-            )
+            config = self.config
+            try:
+                publish_tables(
+                    config.duckdb_path,
+                    config.name,
+                    self.build_id,
+                    published,
+                    foreign_keys=config.output.foreign_keys,
+                )
+            except BaseException:  # rolled back (a cancelled run interrupts the load)
+                drop_unpublished(version, config.duckdb_path, config.order[0], config.name)
+                raise
         else:
             progress.publishing()
         _replace_symlink(self.current_link, Path(".versions") / self.build_id)
