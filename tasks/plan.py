@@ -69,7 +69,17 @@ def plan_build(
     path inside the worker's output root (relative ones anchored at it), and the LLM endpoint
     and limits checked (`preflight=False`: the caller, e.g. the CLI, checked it already)."""
     if (config_path is None) == (config is None):
-        raise ConfigError("give exactly one of the parameters config_path, config or description")
+        both = config_path is not None
+        raise ConfigError(
+            "give exactly one of the parameters config_path, config or description"
+            + (": config_path is set too" if both else ""),
+            hint="to build an inline config, clear config_path (deployments preset it): "
+            '--params \'{"config_path": null, "config": {...}}\''
+            if both
+            else None,
+        )
+    if overrides.get("as_of") is not None:
+        _instant(overrides["as_of"])  # not a time: said of the parameter, not the config file
     if config_path is not None:
         base = load_config(config_path, as_of=overrides.get("as_of"))
     elif isinstance(config, dict):
@@ -102,9 +112,15 @@ def _instant(value: Any) -> datetime:
     """The slot's time as an aware UTC datetime, to the microsecond: the `overrides`
     parameter may carry it as text, and two quick runs of a deployment start a few
     milliseconds apart (each its own slot)."""
-    from pydantic import TypeAdapter
+    from pydantic import TypeAdapter, ValidationError
 
-    moment: datetime = TypeAdapter(datetime).validate_python(value)
+    try:
+        moment: datetime = TypeAdapter(datetime).validate_python(value)
+    except ValidationError:
+        raise ConfigError(
+            f"parameter as_of: {value!r} is not a time",
+            hint="give an ISO time such as 2026-11-27T19:00:00Z (UTC unless it has an offset)",
+        ) from None
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

@@ -137,6 +137,13 @@ def test_a_runs_as_of_is_not_named_as_a_parameter_the_user_set(tmp_path: Path) -
     assert "invalid config with the parameters runner.workers (1 problem)" in str(caught.value)
     config = plan_build.fn(str(path), None, {"as_of": AS_OF, "rows": 7}, preflight=False)
     assert config.as_of == AS_OF and config.rows == 7
+    # An as_of in `overrides` that is no time: said of the parameter (it blamed c.yaml's line 3).
+    with pytest.raises(ConfigError, match=r"parameter as_of: 'yesterday' is not a time"):
+        plan_build.fn(str(path), None, {"as_of": "yesterday"}, preflight=False)
+    # An inline config beside a deployment's preset config_path: how to clear it.
+    with pytest.raises(ConfigError, match="config_path is set too") as both:
+        plan_build.fn(str(path), {"name": "x"}, {}, preflight=False)
+    assert '"config_path": null' in (both.value.hint or "")
 
 
 def test_a_deployment_runs_config_is_marked_as_a_slot(tmp_path: Path, monkeypatch) -> None:
