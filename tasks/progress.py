@@ -124,6 +124,7 @@ def built_line(manifest: Manifest | DatasetManifest) -> str:
     else:
         delivered = f"{manifest.rows.delivered:,} rows ({manifest.rows.total:,} in total)"
     where = manifest.outputs.get("duckdb") or next(iter(manifest.outputs.values()), "")
+    where = str(Path(where).absolute())  # a worker's folder is a clone: a relative path says little
     llm = f"; llm {spend(manifest.llm)}" if manifest.llm.requests else ""
     return f"built {manifest.dataset}: {delivered}, {manifest.mode} -> {where}{llm}"
 
@@ -138,7 +139,8 @@ def report_artifacts(
     """The build summary (Markdown, with the report's link) and the first rows (a table
     artifact; one per table of a multi-table dataset, `<name>-<table>-sample`)."""
     markdown = summary_text(config, manifest, report)
-    get_run_logger().info(built_line(manifest))  # the run's logs say what it made, too
+    if manifest._unchanged is None:  # an unchanged slot's line was logged already
+        get_run_logger().info(built_line(manifest))  # the run's logs say what it made, too
     create_markdown_artifact(
         markdown=markdown,
         key=artifact_key(config, "summary"),

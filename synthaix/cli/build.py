@@ -157,7 +157,8 @@ class _Watch:
         if self.heartbeats is not None:
             self.heartbeats.stop()  # before the run is set Cancelled: no heartbeat after it
         if self.cancel_run and self.run_id:
-            _cancel_flow_run(self.run_id, f"interrupted by {name}")
+            why = name if self.reason else f"interrupted by {name}"
+            _cancel_flow_run(self.run_id, why)
         stop_temporary_servers()
         os._exit(128 + signum)
 
