@@ -519,3 +519,25 @@ def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generatin
         Build(append, ThreadExecutor(append)).run()
     fits = config.with_overrides(mode="append", rows=40)
     assert Build(fits, ThreadExecutor(fits)).run().rows.total == 190
+
+
+def test_rows_beyond_the_machines_memory_are_said_before_building() -> None:
+    """A `rows` with a zero too many ran for hours before the worker ran out of memory."""
+    from synthaix import progress
+    from synthaix.build.engine import _say_memory
+
+    said: list[str] = []
+
+    class Listener:
+        def note(self, text: str) -> None:
+            said.append(text)
+
+    columns = [{"name": "n", "type": "integer", "min": 0, "max": 10**9}]
+    config = make_config(columns, dedupe={"exact": True})
+    parquet_only = make_config(columns, output={"formats": ["parquet"]})  # no exact dedupe
+    with progress.listening(Listener()):  # type: ignore[arg-type]
+        _say_memory(config, 1000)
+        _say_memory(parquet_only, 10**12)  # nothing grows with the rows
+        assert not said
+        _say_memory(config, 10**12)
+    assert len(said) == 1 and "t: 1,000,000,000,000 rows may need ~107,102 GiB" in said[0]

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -123,6 +124,7 @@ class Build:
                 return unchanged
             first_row = next_row(previous, writer.existing.rows, config.mode)
             _check_room(config, previous, writer.existing.rows)
+            _say_memory(config, writer.existing.rows + config.rows)
             published = previous.build_id if previous is not None else None
             ledger = self._ledger(first_row, writer.build_id, published)
             dedupe = self._dedupe = DedupeIndex(config, persistent=self.persistent)
@@ -539,6 +541,34 @@ def _check_room(config: DatasetConfig, previous: Manifest | None, stored: int) -
             + "; ".join(problems),
             hint="append fewer rows, widen those columns, or rebuild: mode: overwrite",
         )
+
+
+KEY_BYTES, LOAD_BYTES = 40, 75  # a row's exact-dedupe key and DuckDB load (README, measured)
+
+
+def _say_memory(config: DatasetConfig, rows: int) -> None:
+    """A note when what grows with the rows (exact-dedupe keys, the DuckDB load) would pass
+    most of this machine's memory: a `rows` with one zero too many ran for hours before the
+    worker ran out of memory."""
+    from synthaix.dedupe.keys import key_columns
+
+    per_row = (KEY_BYTES if key_columns(config) else 0) + (
+        LOAD_BYTES if "duckdb" in config.output.formats else 0
+    )
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return
+    if rows * per_row <= 0.8 * memory:
+        return
+    text = (
+        f"{config.name}: {rows:,} rows may need ~{rows * per_row / 2**30:,.0f} GiB of memory "
+        f"(exact-dedupe keys ~{KEY_BYTES} bytes a row, the DuckDB load ~{LOAD_BYTES}) and this "
+        f"machine has {memory / 2**30:,.0f} GiB: lower rows, or drop what grows with them "
+        "(dedupe: {exact: false}; output: {formats: [parquet]})"
+    )
+    log.warning(text)
+    progress.note(text)
 
 
 def _utc(unix: float) -> str:
