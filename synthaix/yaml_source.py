@@ -191,6 +191,9 @@ def _children(path: Path, node: yaml.Node) -> Iterator[yaml.Node]:
 def _nearby(path: Path) -> str:
     """Where a missing config was looked for, and the configs nearest to it."""
     folder = path.parent if path.parent.is_dir() else Path(".")
+    if not folder.resolve().is_relative_to(Path.cwd().resolve()):
+        # Not listed: anyone who can start a deployment run could list a worker's folders.
+        return f"looked for {path.absolute()}"
     found = sorted(p.name for p in folder.glob("*.y*ml"))[:12]
     listed = ", ".join(found) if found else "none"
     return f"looked for {path.absolute()}; YAML files in {folder.absolute()}: {listed}"

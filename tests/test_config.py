@@ -380,14 +380,22 @@ def test_duplicate_names_and_missing_required_fields(tmp_path: Path) -> None:
     assert "columns[1] (a).end: Field required" in message
 
 
-def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
+def test_missing_file_and_non_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "shop.yaml").write_text("name: x\n")
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no such config file") as info:
         load_config(tmp_path / "nope.yaml")
     assert (
         info.value.hint
         == f"looked for {tmp_path / 'nope.yaml'}; YAML files in {tmp_path}: shop.yaml"
     )
+    # Outside the working folder (a worker's clone), a folder is not listed: a deployment's
+    # config_path parameter listed the worker's /etc.
+    (tmp_path / "inside").mkdir()
+    monkeypatch.chdir(tmp_path / "inside")
+    with pytest.raises(ConfigError) as outside:
+        load_config(tmp_path / "nope.yaml")
+    assert outside.value.hint == f"looked for {tmp_path / 'nope.yaml'}"
     assert "must be a YAML mapping" in _error(tmp_path, "- just\n- a list\n")
 
 
