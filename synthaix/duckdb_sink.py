@@ -110,14 +110,17 @@ def comment_table(con: duckdb.DuckDBPyConnection, table: str, dataset: str, buil
     con.execute(f"COMMENT ON TABLE {_quote(table)} IS '{comment}'")
 
 
-def published_build(path: Path, table: str, dataset: str) -> str | None:
-    """The build whose table the database holds now (None: no table of ours)."""
+def published_build(path: Path, table: str, dataset: str, strict: bool = False) -> str | None:
+    """The build whose table the database holds now (None: no table of ours). `strict`: a
+    database that cannot be read raises (OutputError) instead of reading as None."""
     if not path.is_file() or not is_duckdb_file(path):
         return None
     try:
         with _connect_waiting(path, read_only=True) as con:
             found = _find_table(con, table)
     except OutputError:
+        if strict:
+            raise
         return None
     comment = found[1] if found else None
     prefix = f"synthaix:{dataset}:"

@@ -24,7 +24,6 @@ import contextlib
 import fcntl
 import os
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,12 +332,12 @@ def _replace_symlink(link: Path, target: Path) -> None:
 
 def drop_unpublished(version: Path, database: Path, table: str, dataset: str) -> None:
     """A build's version folder (`.versions/<build>`), after its DuckDB load failed: a full
-    copy of parts that nothing points to (33 MB were left until the next build). Kept if the
-    table is that build's after all (the failure came after the commit): the next build rolls
-    the Parquet side forward to it."""
+    copy of parts that nothing points to (33 MB were left until the next build). Kept when
+    the table is that build's after all (the failure came after the commit: the next build
+    rolls the Parquet side forward to it), and when the database cannot be read to tell."""
     with contextlib.suppress(Exception):
-        if duckdb_sink.published_build(database, table, dataset) != version.name:
-            shutil.rmtree(version)
+        if duckdb_sink.published_build(database, table, dataset, strict=True) != version.name:
+            remove_build_folder(version)
 
 
 def _fsync(path: Path) -> None:

@@ -96,6 +96,25 @@ def test_a_load_into_duckdb_that_fails_leaves_no_version_behind(
             _write(config.with_overrides(seed=3, mode=mode))
         assert sorted((config.output_dir / ".versions").iterdir()) == versions
         assert _duckdb(config).equals(before) and _parquet(config).equals(before)
+    monkeypatch.undo()
+
+    # A failure after the commit (a signal just then): the table is that build's, so its
+    # version stays, and the next build rolls the Parquet side forward to it.
+    publish = duckdb_sink.publish
+
+    def committed_then_interrupted(*args: object) -> None:
+        publish(*args)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(duckdb_sink, "publish", committed_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _write(config.with_overrides(seed=4))
+    monkeypatch.undo()
+    after = _duckdb(config)
+    assert not after.equals(before) and len(list((config.output_dir / ".versions").iterdir())) == 2
+    with DatasetWriter(config, dataset_schema(config)):  # opening tidies: rolls forward
+        pass
+    assert _parquet(config).equals(after)
 
 
 def test_append_with_other_columns_is_refused(tmp_path: Path) -> None:
