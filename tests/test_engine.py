@@ -24,6 +24,7 @@ from synthaix.cli import app
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import CapacityError, OutputError
 from synthaix.generate import Chunk, ChunkResult
+from synthaix.overrides import apply_overrides
 
 COLUMNS = [
     {"name": "id", "type": "sequence"},
@@ -519,6 +520,15 @@ def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generatin
         Build(append, ThreadExecutor(append)).run()
     fits = config.with_overrides(mode="append", rows=40)
     assert Build(fits, ThreadExecutor(fits)).run().rows.total == 190
+    # Rows of earlier builds, made by a wider column, take none of a narrower one's values:
+    # not counted (not refused: 900 ids of 1..100,000 leave 1..1,000 mostly free).
+    wide = [{"name": "id", "type": "integer", "min": 1, "max": 100_000, "unique": True}]
+    config = make_config(wide, rows=900, output={"dir": str(tmp_path / "w")})
+    Build(config, ThreadExecutor(config)).run()
+    narrow = apply_overrides(config, {"mode": "append", "rows": 50, "columns.id.max": 1000})
+    Build(narrow, ThreadExecutor(narrow)).run()
+    again = narrow.with_overrides(rows=100)
+    assert Build(again, ThreadExecutor(again)).run().rows.total == 1050
 
 
 def test_rows_beyond_the_machines_memory_are_said_before_building() -> None:

@@ -527,8 +527,12 @@ class Build:
 
 def _check_room(config: DatasetConfig, previous: Manifest | None, stored: int) -> None:
     """An append whose unique values or dedupe keys cannot fit beside the rows there is
-    refused before anything is generated (it failed after all its rounds)."""
+    refused before anything is generated (it failed after all its rounds). Only when every
+    stored row is the last build's, made by the same column: rows of earlier builds may hold
+    values outside the column's range now, which take none of its values."""
     if config.mode != "append" or not stored or previous is None:
+        return
+    if previous.rows.delivered != stored:  # rows of earlier builds too
         return
     try:
         before = {c.name: c for c in previous.dataset_config().columns}
@@ -539,7 +543,7 @@ def _check_room(config: DatasetConfig, previous: Manifest | None, stored: int) -
         raise CapacityError(
             f"cannot append {config.rows:,} row{'s' * (config.rows != 1)} to {config.name}: "
             + "; ".join(problems),
-            hint="append fewer rows, widen those columns, or rebuild: mode: overwrite",
+            hint="append fewer rows, or widen those columns",
         )
 
 
