@@ -305,6 +305,20 @@ def test_offsets_and_ranges_by_segment() -> None:
     assert [_run(c, late)[0] > 0 for c in ranges] == [True, False], [c.relation for c in ranges]
 
 
+def test_a_segments_range_allows_rounding_and_an_unbounded_side() -> None:
+    """Rounded to 2 decimals, 0.996 reads 1.0: not outside. A max of .inf is no bound (its
+    SQL named a column `inf`, and the report failed)."""
+    c = {"name": "c", "type": "category", "values": ["a", "b"]}
+    x = {"name": "x", "type": "float", "by": "c", "min": 0.004, "max": 0.996, "decimals": 2}
+    x["params"] = {"a": {"distribution": "normal", "mean": 5, "std": 1, "min": 0, "max": math.inf}}
+    config = _config([c, x])
+    table = generate_all(config)
+    checks = _checks(config, "x")
+    assert [_run(check, table)[0] for check in checks] == [0, 0, 0]
+    too_big = table.set_column(1, "x", pa.array([1.02] * table.num_rows))
+    assert [_run(check, too_big)[0] > 0 for check in checks[1:]] == [False, True]
+
+
 def test_a_by_column_with_unknown_values_uses_the_own_parameters_for_the_rest() -> None:
     tier = {"name": "tier", "type": "category", "values": ["gold", "basic"]}
     label = {"name": "label", "type": "expression", "template": "{{ tier }}"}  # values unknown

@@ -293,8 +293,8 @@ class Conditional(Column):
                 f"SELECT {name} AS segment, unnest([{_list(map(sql_literal, labels))}]) AS stat, "
                 f"unnest([{_list(f'avg({e})' for e in exprs)}]) AS observed, "
                 f"unnest([{_list(f'count({e})' for e in exprs)}]) AS n, "
-                f"unnest([{_list(f'{m!r}::DOUBLE' for m in means)}]) AS expected, "
-                f"unnest([{_list(f'{s!r}::DOUBLE' for s in sds)}]) AS sd "
+                f"unnest([{_list(map(_double, means))}]) AS expected, "
+                f"unnest([{_list(map(_double, sds))}]) AS sd "
                 f"FROM data WHERE {self._where(key)}"
             )
         if not selects:
@@ -318,6 +318,11 @@ class Conditional(Column):
 
 def _list(items: Any) -> str:
     return ", ".join(items)
+
+
+def _double(value: float) -> str:
+    """A DOUBLE literal, `inf` and `nan` too (bare, DuckDB reads them as column names)."""
+    return f"'{value!r}'::DOUBLE"
 
 
 def _fits(key: Key, kind: pa.DataType) -> bool:

@@ -376,10 +376,16 @@ class Anchored(Conditional):
         """Every value of a `by` segment within the segment's own min and max, row by row: a
         filter reshapes a segment's distribution but cannot bring in a value outside it."""
         sampler, value = self._own_sampler(), self._value_sql(quote(self.name))
-        bounds = [(op, b) for op, b in (("<", sampler.lo), (">", sampler.hi)) if b is not None]
+        bounds = [
+            (op, b)
+            for op, b in (("<", sampler.lo), (">", sampler.hi))
+            if b is not None and math.isfinite(b)
+        ]
         if not bounds:
             return []
-        bad = " OR ".join(f"{value} {op} {float(b)!r}" for op, b in bounds)
+        slack = self._slack(value, "0")  # `decimals` rounds half a step past a bound
+        sign = {"<": "-", ">": "+"}
+        bad = " OR ".join(f"{value} {op} {float(b)!r} {sign[op]} {slack}" for op, b in bounds)
         text = sql_literal("%,d of %,d rows outside its min and max")
         sql = (
             f"SELECT failed, printf({text}, failed, n) AS observed FROM (SELECT count(*) FILTER "
