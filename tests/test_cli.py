@@ -211,3 +211,8 @@ def test_a_tables_summary_says_why_rows_were_redrawn() -> None:
         "24,286 breaking constraints (a 10,253, b 16,010; a row may break several)"
     )
     assert _redrawn(Dropped()) == ""
+    # Resumed chunks bring rows left out without their causes: with no constraint, those
+    # rows had no valid LLM value (summaries said "broke a constraint 7").
+    resumed = Dropped(invalid=5, in_chunks=12)
+    assert _redrawn(resumed) == "12 with no valid LLM value"
+    assert resumed.causes() == "12: invalid 12"

@@ -64,13 +64,19 @@ class Dropped(_Section):
     def broke_constraints(self) -> int:
         """Rows dropped for breaking constraints, each once (`constraint` counts a row that
         breaks two in each)."""
-        return max(0, self.in_chunks - self.invalid)
+        return max(0, self.in_chunks - self.invalid) if self.constraint else 0
+
+    @property
+    def without_value(self) -> int:
+        """Rows left out in their chunk with no valid LLM value: `invalid`, and with no
+        constraint every row left out there (a resumed chunk's count no stats hold)."""
+        return self.in_chunks - self.broke_constraints if self.in_chunks else self.invalid
 
     def causes(self) -> str:
         """`1,234: exact duplicates 1,000, broke a constraint 234`: each row under one cause,
         so they add up to the total."""
         causes = {
-            "invalid": self.invalid,
+            "invalid": self.without_value,
             "repeated unique values": self.unique_value,
             "exact duplicates": self.exact_duplicate,
             "near duplicates": self.near_duplicate,

@@ -399,7 +399,7 @@ def build(
 def _redrawn(dropped: Dropped) -> str:
     """The rows dropped and replaced, by cause: `1,204 exact duplicates, 3 breaking ...`."""
     causes = {
-        "with no valid LLM value": dropped.invalid,
+        "with no valid LLM value": dropped.without_value,
         "repeating a unique value": dropped.unique_value,
         "exact duplicates": dropped.exact_duplicate,
         "near duplicates": dropped.near_duplicate,
