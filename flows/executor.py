@@ -90,7 +90,7 @@ class PrefectChunkExecutor:
     def result(self, handle: PrefectFuture[ChunkResult]) -> ChunkResult:
         try:
             return handle.result()
-        except CancelledRun as cancelled:  # the chunk heard its build stop (its state: Cancelled)
+        except CancelledRun as cancelled:  # cancelled by Prefect: read as the build stopping
             raise BuildStopped(str(cancelled)) from None
 
 

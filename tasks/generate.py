@@ -51,4 +51,4 @@ def generate_chunk(config: DatasetConfig, chunk: Chunk) -> ChunkResult | State:
     try:
         return generate.generate_chunk(config, chunk, _client(config), key_columns(config))
     except BuildStopped as stopped:  # the build is stopping: nothing failed here
-        return Cancelled(message=str(stopped))
+        return Cancelled(message=str(stopped), data=stopped)  # raised again, with its spend
