@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -559,9 +560,8 @@ def _say_memory(config: DatasetConfig, rows: int) -> None:
     per_row = (KEY_BYTES if key_columns(config) else 0) + (
         LOAD_BYTES if "duckdb" in config.output.formats else 0
     )
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system
+    memory = _memory()
+    if memory is None:
         return
     if rows * per_row <= 0.8 * memory:
         return
@@ -573,6 +573,20 @@ def _say_memory(config: DatasetConfig, rows: int) -> None:
     )
     log.warning(text)
     progress.note(text)
+
+
+def _memory() -> int | None:
+    """Bytes of memory this process may use: the machine's, or its container's limit (cgroup
+    v2 `memory.max`, as a Kubernetes worker has), whichever is less."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            memory = min(memory, int(limit))
+    return memory
 
 
 def _utc(unix: float) -> str:

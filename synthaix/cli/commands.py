@@ -218,9 +218,8 @@ def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool
         title = f"{name}: first {table.num_rows} rows (seed {dataset.seed})"
         groups = _column_groups(table, out.width)
         for first, last in groups:
-            shown = (
-                "" if len(groups) == 1 else f", columns {first + 1}-{last} of {table.num_columns}"
-            )
+            which = f"column {last}" if last == first + 1 else f"columns {first + 1}-{last}"
+            shown = "" if len(groups) == 1 else f", {which} of {table.num_columns}"
             view = Table(title=title + shown)
             for field in list(table.schema)[first:last]:
                 view.add_column(
