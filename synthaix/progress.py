@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -60,3 +61,9 @@ def note(text: str) -> None:
     """Something the user should know about this build (the CLI prints it)."""
     for listener in _listeners:
         listener.note(text)
+
+
+def warn(text: str) -> None:
+    """`note`, and a warning in the logs: a flow run has no listener, its logs say it."""
+    logging.getLogger("synthaix").warning(text)
+    note(text)

@@ -521,8 +521,7 @@ class Build:
                 f"removed an older interrupted build's ledger (last written {_utc(written)}"
                 f"{at}): {chunks:,} chunks"
             )
-            log.warning(text)
-            progress.note(text)
+            progress.warn(text)
         return ledger
 
 
@@ -571,8 +570,7 @@ def _say_memory(config: DatasetConfig, rows: int) -> None:
         f"machine has {memory / 2**30:,.0f} GiB: lower rows, or drop what grows with them "
         "(dedupe: {exact: false}; output: {formats: [parquet]})"
     )
-    log.warning(text)
-    progress.note(text)
+    progress.warn(text)
 
 
 def _memory() -> int | None:
@@ -613,8 +611,7 @@ def _say_not_resumed(
         f"removed when this build publishes (and the oldest of {KEEP_OTHERS + 1} such, when "
         "another build starts)"
     )
-    log.warning(text)
-    progress.note(text)
+    progress.warn(text)
 
 
 def _in_background(fn: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import logging
 import math
 import random
 import re
@@ -49,7 +48,6 @@ _BASE_URL_HINT = (
 )
 _SPREAD_BASE, _SPREAD_MAX = 0.125, 10.0  # seconds of the retries' jitter (see _wait)
 SLOW_BOUND = 30.0  # seconds a request waits for the configured limits before a note says so
-log = logging.getLogger("synthaix")
 T = TypeVar("T")
 Gate = Callable[[], AbstractContextManager[Any]]
 
@@ -110,8 +108,7 @@ class LlmClient:
             f"a request of ~{tokens:,} tokens waits {seconds / 60:.1f} min for the configured "
             f"limits ({limits}); raise them if the provider allows more"
         )
-        log.warning(text)
-        progress.note(text)
+        progress.warn(text)
 
     def idle(self) -> bool:
         """A request now would not wait for a place among max_concurrency (a filler then sends
