@@ -139,6 +139,15 @@ def test_a_derived_column_null_beyond_its_inputs_fails(
     assert (column, "null rate") in _failed(check_dataset(copy))
 
 
+def test_a_template_is_rendered_again_from_the_rows_inputs(single: Path, tmp_path: Path) -> None:
+    check = _check(check_dataset(single), "label", "relation")
+    assert (check.expected, check.observed) == ("label = n{{ x }}", "0 of 1,000 rows differ")
+    copy = _copy(single, tmp_path)
+    _edit(copy / ".current", _set_rows("label", "n0", lambda row: row["id"] in (3, 4)))
+    check = _check(check_dataset(copy), "label", "relation")
+    assert not check.passed and check.observed.startswith("2 of 1,000 rows differ; e.g. 'n0' ")
+
+
 def test_an_overwrite_with_a_copied_part_fails_the_row_count(single: Path, tmp_path: Path) -> None:
     copy = _copy(single, tmp_path)
     _copy_a_part(copy / ".current")
@@ -397,6 +406,7 @@ tables:
       - {{name: gift_id, type: reference, to: products.product_id, alias: gift, nullable: 0.3}}
       - {{name: price, type: sql, expr: "products.price"}}
       - {{name: gift_price, type: sql, expr: "gift.price * 2", nullable: 0.2}}
+      - {{name: tag, type: expression, template: "{{{{ gift.price }}}}/{{{{ order_id }}}}"}}
   - name: lines
     parent: orders
     count: {{distribution: uniform, min: 0, max: 3}}
@@ -439,6 +449,23 @@ def test_a_clean_multi_table_build_passes(shop: Path) -> None:
         checks, "lines", "(dataset)", "row count"
     )  # its count from the parents' draws
     assert lines.relation.endswith("(manifest: " + lines.observed + " this build)"), lines
+
+
+def test_a_template_over_related_fields_is_checked_row_by_row(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float field does not vectorise: Jinja2 renders the rows again, up to a bound."""
+    check = _table_check(check_tables(shop), "orders", "tag", "relation")
+    assert check.passed and check.observed == "0 of 800 rows differ", check
+    copy = _copy(shop, tmp_path)
+    _edit(copy / ".current" / "orders", _set_rows("tag", "x", lambda r: r["order_id"] > 700))
+    check = _table_check(check_tables(copy), "orders", "tag", "relation")
+    assert check.failed == 100 and check.observed.startswith("100 of 800 rows differ; e.g. 'x'")
+    monkeypatch.setattr("synthaix.columns.expression.MAX_RENDERED_ROWS", 650)
+    check = _table_check(check_tables(copy), "orders", "tag", "relation")
+    assert check.failed <= 100 and check.observed.endswith(
+        " (rendered one by one: the first 650 of 800)"
+    ), check
 
 
 NULLS = {

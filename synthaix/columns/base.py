@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import duckdb
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -17,6 +20,10 @@ class StrictModel(BaseModel):
     """Config models reject unknown keys: a typo must be an error, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Rows a Python-side relation check holds at a time.
+ROWS_PER_BATCH = 65_536
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,18 @@ class RelationCheck:
     relation: str  # as declared, for people: "shipped_at = ordered_at + [1h, 5d]"
     sql: str
     shape: bool = False  # a distribution (not each row): a filter on its columns reshapes it
+    #: For a relation SQL cannot state (a Jinja2 template), in place of `sql`: reads the view
+    #: `data` in batches of ROWS_PER_BATCH and returns (failed, observed) as the SQL would.
+    #: None: not checkable on this output (an input is not stored).
+    verify: Callable[[duckdb.DuckDBPyConnection], tuple[int, str] | None] | None = None
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
+        """(failed, observed) over the view `data` of `con`, or None if not checkable."""
+        if self.verify is not None:
+            return self.verify(con)
+        row = con.execute(self.sql).fetchone()
+        assert row is not None  # one aggregate row
+        return row[0], row[1]
 
 
 @dataclass

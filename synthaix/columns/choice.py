@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from synthaix.columns.base import ChunkContext, Column
+from synthaix.columns.base import ChunkContext, Column, RelationCheck
 from synthaix.columns.conditional import Conditional, Key, Problems, Stat, require, sql_literal
+from synthaix.sqlexpr import quote
 
 Scalar = str | int | float
 
@@ -71,6 +72,21 @@ class CategoryColumn(Conditional):
         picks = ctx.rng.choice(len(self.labels()), size=ctx.rows, p=self.weights())
         dictionary = pa.array(self.labels(), type=self.arrow_type())
         return dictionary.take(pa.array(picks))
+
+    def _row_checks(self, where: str) -> list[RelationCheck]:
+        """Every value of a `by` segment among the segment's own values, row by row: the
+        shares check tolerates a few strays, and a filter that reshapes the column skips it."""
+        if where == "TRUE":  # the whole column's values are a column check
+            return []
+        value, allowed = quote(self.name), ", ".join(map(sql_literal, self.labels()))
+        text = sql_literal("%,d of %,d rows hold another value")
+        sql = (
+            f"SELECT failed, printf({text}, failed, n) AS observed FROM (SELECT count(*) FILTER "
+            f"(WHERE {value} NOT IN ({allowed})) AS failed, count({value}) AS n "
+            f"FROM data WHERE {where})"
+        )
+        shown = ", ".join(map(str, self.labels()[:8])) + (", ..." if len(self.labels()) > 8 else "")
+        return [RelationCheck(self.name, f"{self.name} one of {shown}", sql)]
 
     def _stats(self, column: str) -> list[Stat]:
         return [

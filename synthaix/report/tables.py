@@ -325,7 +325,10 @@ def _relations(
     relations += [("constraint", c.relation_check()) for c in plan.config.constraints]
     checks = []
     for name, relation in relations:
-        failed, observed = _one(con, relation.sql)
+        result = relation.run(con)
+        if result is None:
+            continue
+        failed, observed = result
         checks.append(TableCheck(table, relation.column, name, relation.relation, failed, observed))
     return checks
 
