@@ -3,6 +3,7 @@ corrupted on purpose (the report queries the data, it never trusts the generator
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from synthaix.build.executor import ThreadExecutor
@@ -222,3 +224,38 @@ def test_the_expected_mean_of_a_clipped_count(
     distribution: str, mean: float, low: int, high: int | None, expected: float
 ) -> None:
     assert count_moments(distribution, mean, low, high)[0] == pytest.approx(expected, abs=1e-6)
+
+
+BY_FLAGS = """
+name: flags
+seed: 2
+tables:
+  - name: people
+    rows: 300
+    columns:
+      - {name: id, type: sequence, primary_key: true}
+      - {name: smoker, type: boolean, p: 0.3}
+      - {name: level, type: integer, min: 1, max: 3}
+      - {name: risk, type: category, by: smoker, values: [low], params: {true: {values: [high]}}}
+      - {name: plan, type: category, by: level, values: [basic], params: {3: {values: [top]}}}
+"""
+
+
+def test_by_keys_true_and_numbers_survive_the_manifest(tmp_path: Path) -> None:
+    """The stored config kept YAML's true and 3 as text ('true', '3'), which a boolean or
+    number `by` column cannot hold: the report (and an append) failed to read it."""
+    out = tmp_path / "out"
+    (tmp_path / "flags.yaml").write_text(BY_FLAGS + f"output: {{dir: '{out}'}}\n", "utf-8")
+    DatasetBuild(load_config(tmp_path / "flags.yaml"), ThreadExecutor).run()
+    checks = check_tables(out)
+    assert not _failed(checks), _failed(checks)
+    assert {"risk one of high, where smoker = True", "plan one of top, where level = 3"} <= {
+        c.relation for c in checks
+    }
+    manifest = out / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    assert "params:\n      true:" in data["config_yaml"]
+    data["config_yaml"] = yaml.safe_dump(data["config"], sort_keys=False)  # as earlier versions
+    assert "'true':" in data["config_yaml"]
+    manifest.write_text(json.dumps(data), "utf-8")
+    assert not _failed(check_tables(out))

@@ -221,7 +221,7 @@ def new_manifest(config: DatasetConfig, build_id: str, **fields: Any) -> Manifes
         seed=config.seed,
         config_hash=config_hash(config),
         config=config.model_dump(mode="json", by_alias=True),
-        config_yaml=yaml.safe_dump(_typed(config.model_dump(by_alias=True)), sort_keys=False),
+        config_yaml=yaml.safe_dump(yaml_ready(config.model_dump(by_alias=True)), sort_keys=False),
         versions=versions(),
         **fields,
     )
@@ -298,12 +298,12 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _typed(value: Any) -> Any:
+def yaml_ready(value: Any) -> Any:
     """Python-mode config data that YAML can write, keys left as they are."""
     if isinstance(value, dict):
-        return {k: _typed(v) for k, v in value.items()}
+        return {k: yaml_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_typed(v) for v in value]
+        return [yaml_ready(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool | dt.date):
         return value
     return to_jsonable_python(value)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, computed_field
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, computed_field
 
 from synthaix.build.manifest import (
     MANIFEST_VERSION,
@@ -20,6 +20,7 @@ from synthaix.build.manifest import (
     redact,
     resume_lines,
     versions,
+    yaml_ready,
 )
 from synthaix.errors import OutputError
 from synthaix.llm.stats import LlmStats, usd
@@ -95,7 +96,15 @@ class DatasetManifest(BaseModel):
         return sorted({b for m in self.tables.values() for b in m.earlier_attempts})
 
     def dataset_config(self) -> RelationalConfig:
-        return RelationalConfig.model_validate(yaml.safe_load(self.config_yaml))
+        data = yaml.safe_load(self.config_yaml)
+        try:
+            return RelationalConfig.model_validate(data)
+        except ValidationError:
+            try:  # by earlier versions: `params` keys of a true/false or number `by` as text
+                return RelationalConfig.model_validate(_typed_params(data))
+            except ValidationError:
+                pass
+            raise
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -125,10 +134,30 @@ def new_dataset_manifest(
         seed=config.seed,
         config_hash=relational_hash(config, secrets),
         config=dumped,
-        config_yaml=yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True),
+        # As written: `params` keys of a true/false or number `by` column stay what they are.
+        config_yaml=yaml.safe_dump(
+            redact(yaml_ready(config.model_dump(by_alias=True)), secrets),
+            sort_keys=False,
+            allow_unicode=True,
+        ),
         versions=versions(),
         **fields,
     )
+
+
+def _typed_params(value: Any) -> Any:
+    """`value` with each `params` mapping's keys read as YAML reads them ('true', '3')."""
+    if isinstance(value, list):
+        return [_typed_params(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    found = {k: _typed_params(v) for k, v in value.items()}
+    params = found.get("params")
+    if isinstance(params, dict):
+        found["params"] = {
+            yaml.safe_load(k) if isinstance(k, str) else k: v for k, v in params.items()
+        }
+    return found
 
 
 def is_dataset_manifest(text: str) -> bool:
