@@ -504,10 +504,16 @@ class RoundPlanner:
 
     def _rows_for(self, short: float, acceptance: float, target: int) -> int:
         """Rows to plan for `short` rows at this acceptance, with a margin so fill-up converges
-        in a few rounds; never more than a whole build in one round (bounds the waste when it
-        cannot work)."""
+        in a few rounds. A sampler build plans as many as that takes at an acceptance of
+        MIN_ACCEPTANCE or more (a constraint `validate` lets through holds that often): capped
+        at a whole build a round, a 2 % constraint ran out of rounds (26 builds' rows make
+        half of it). Otherwise never more than a whole build in one round: that bounds the
+        waste where rounds cannot work, and an LLM build's rows lost to failed answers are
+        paid for (its constraints drop rows before their requests)."""
         margin = LLM_MARGIN if self._llm else MARGIN
         rows = math.ceil(short / max(acceptance, MIN_ACCEPTANCE) * margin)
+        if acceptance >= MIN_ACCEPTANCE and not self._llm:
+            return rows
         return min(rows, max(target, self.follow, self.config.chunk_size))  # a preview: its build's
 
     def _plan(self, rows: int) -> list[Chunk]:

@@ -122,15 +122,43 @@ def _sample_problems(config: DatasetConfig) -> Iterator[tuple[tuple[str | int, .
     if not config.constraints:
         return
     passed = _passes(config, sample)
+    rare = False
     for index, constraint in enumerate(config.constraints):
         rate = float(np.mean(passed[index]))
         if rate < MIN_PASS_RATE:
+            rare = True
             yield (
                 ("constraints", index),
                 f"constraint '{constraint.label}' holds for only {rate:.1%} of {SAMPLE_ROWS:,} "
                 f"sampled rows (at least {MIN_PASS_RATE:.0%} must): build the relation into the "
                 "columns instead (after/before offsets, parameters by a column, a sql column)",
             )
+    if not rare and len(passed) > 1:
+        yield from _together(config, passed)
+
+
+def _together(
+    config: DatasetConfig, passed: list[np.ndarray]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Constraints that each hold often enough but seldom together (`a > b` and `b > a`):
+    the pair that holds together least, else all of them."""
+    rate = float(np.mean(np.logical_and.reduce(passed)))
+    if rate >= MIN_PASS_RATE:
+        return
+    pairs = [(i, j) for j in range(len(passed)) for i in range(j)]
+    i, j = min(pairs, key=lambda p: float(np.mean(passed[p[0]] & passed[p[1]])))
+    pair_rate = float(np.mean(passed[i] & passed[j]))
+    labels = [c.label for c in config.constraints]
+    if pair_rate < MIN_PASS_RATE:
+        which, rate, at = f"constraints '{labels[i]}' and '{labels[j]}'", pair_rate, j
+    else:
+        which, at = "the constraints (" + ", ".join(f"'{label}'" for label in labels) + ")", 0
+    yield (
+        ("constraints", at),
+        f"{which} hold together for only {rate:.1%} of {SAMPLE_ROWS:,} sampled rows, though "
+        f"each holds alone (at least {MIN_PASS_RATE:.0%} must): they contradict each other, "
+        "or nearly; relax or drop one",
+    )
 
 
 def apply(config: DatasetConfig, table: pa.Table) -> tuple[np.ndarray, dict[str, int]]:

@@ -1225,3 +1225,30 @@ def test_a_failed_load_of_the_tables_leaves_no_version_behind(
         build(config.with_overrides(seed=5))
     assert sorted((tmp_path / "out" / ".versions").iterdir()) == versions
     assert query(tmp_path / "out" / "shop.duckdb", "SELECT count(*) FROM orders") == counts
+
+
+def test_a_constraint_validate_cannot_sample_stops_the_build_after_its_first_round(
+    tmp_path: Path,
+) -> None:
+    """A table reading related rows has no sample before the build: an impossible constraint
+    ran 3 rounds (6 million rows, 53 s for 100,000 customers) before it failed."""
+    path = tmp_path / "never.yaml"
+    path.write_text(
+        "name: never\ntables:\n"
+        "  - name: customers\n    rows: 1000\n    columns:\n"
+        "      - {name: customer_id, type: sequence, primary_key: true}\n"
+        "      - {name: signup, type: date, start: 2023-01-01, end: 2023-12-31}\n"
+        "  - name: orders\n    parent: customers\n    count: 3\n"
+        "    constraints: ['ordered_on < customers.signup']\n    columns:\n"
+        "      - {name: customer_id, type: reference, to: customers.customer_id}\n"
+        "      - {name: ordered_on, type: date, after: customers.signup, offset: {max: 60d}}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\n"
+    )
+    config = load_config(path)  # validate: nothing to try the constraint on
+    with pytest.raises(CapacityError) as caught:
+        build(config)
+    assert str(caught.value).endswith(
+        "the constraint 'ordered_on < customers.signup' (0.0%) held for under 1% of the 3,000 "
+        "rows of the first round: the rounds to come cannot make the rows"
+    )
+    assert not (tmp_path / "out" / "never.duckdb").exists()

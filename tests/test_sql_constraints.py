@@ -214,6 +214,27 @@ def test_a_constraint_that_almost_never_holds_is_refused_before_anything_is_writ
     assert not (tmp_path / "out").exists()
 
 
+def test_constraints_that_hold_alone_but_not_together_are_refused(tmp_path: Path) -> None:
+    high, low = "coalesce(quantity, 0) > 5", "coalesce(quantity, 9) < 3"  # a null passes
+    with pytest.raises(ConfigError) as caught:
+        build(tmp_path, constraints=["discount <= total", high, low])
+    text = str(caught.value)
+    assert f"constraints[2]: constraints '{high}' and '{low}' hold together for only 0.0%" in text
+    assert "they contradict each other" in text and "constraints[0]" not in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_constraint_of_two_percent_builds_past_a_whole_build_a_round(tmp_path: Path) -> None:
+    """Fill-up rounds were capped at a build's rows: 26 rounds made about half the rows a
+    2 % constraint needs, and the build failed though validate passed it."""
+    rare = "quantity = 1 AND unit_price < 11"  # 0.9 x 10 % x 10 %, and 1 % null quantities
+    manifest, _ = build(tmp_path, constraints=[rare], rows=3000, chunk_size=500)
+    assert manifest.rows.delivered == 3000
+    assert manifest.rows.generated > 26 * 3000 and manifest.fill_rounds <= 2, manifest.fill_rounds
+    [(broken,)] = query(tmp_path, f"SELECT count(*) FILTER (WHERE NOT ({rare})) FROM orders")
+    assert broken == 0
+
+
 def test_constraint_mistakes_are_refused_with_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         build(tmp_path, constraints=["quantity", "nope > 1"])

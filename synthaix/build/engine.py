@@ -52,6 +52,8 @@ from synthaix.build.manifest import (
 from synthaix.build.shortfall import since, why_short
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, room_problems
+from synthaix.constraints import MIN_PASS_RATE
+from synthaix.constraints import SAMPLE_ROWS as TRIED_ROWS
 from synthaix.dedupe.index import DedupeIndex
 from synthaix.errors import CapacityError
 from synthaix.generate import Chunk, ChunkResult, dataset_schema
@@ -229,6 +231,8 @@ class Build:
                             self._admit(batch, assembler, dedupe, writer)
                         if (batch := assembler.flush()) is not None:
                             self._admit(batch, assembler, dedupe, writer)
+                        if planner.rounds == 1 and assembler.missing > 0:
+                            _rare_constraints(self._dropped(assembler, dedupe), self.generated)
                     self._wait_written()
                 except Exception:
                     self._keep_running_chunks(executor, ledger)
@@ -629,3 +633,26 @@ def _with_parents(chunk: Chunk, result: ChunkResult) -> ChunkResult:
     if chunk.parents is not None:
         result.parents = chunk.parents[result.row_ids - chunk.first_row]
     return result
+
+
+def _rare_constraints(dropped: Dropped, generated: int) -> None:
+    """What `validate` tries on sampled rows, tried on the first round's where it cannot (a
+    table that reads related rows): a constraint holding for under MIN_PASS_RATE of them, or
+    the constraints together, stops the build now, not after rounds that cannot make it."""
+    if generated < TRIED_ROWS or not dropped.constraint:
+        return
+    rates = {name: 1 - rows / generated for name, rows in dropped.constraint.items()}
+    rare = [f"'{name}' ({rate:.1%})" for name, rate in rates.items() if rate < MIN_PASS_RATE]
+    together = 1 - dropped.broke_constraints / generated
+    if rare:
+        what = f"the constraint{'s' if len(rare) > 1 else ''} {', '.join(rare)}"
+    elif together < MIN_PASS_RATE and len(rates) > 1:
+        what = f"the constraints together ({together:.1%}; each holds alone)"
+    else:
+        return
+    raise CapacityError(
+        f"{what} held for under {MIN_PASS_RATE:.0%} of the {generated:,} rows of the first "
+        "round: the rounds to come cannot make the rows",
+        hint="relax the constraint, or build the relation into the columns (after/before "
+        "offsets, parameters by a column, a sql column)",
+    )
