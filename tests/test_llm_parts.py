@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from llm_helpers import simulator
@@ -176,6 +177,38 @@ def test_translate_turns_flat_answers_into_coherent_columns_and_drops_bad_constr
     text = to_yaml(config, notes)
     assert "constraints:\n- total >= quantity" in text
     assert load_config_text(text).constraints == config.constraints
+
+
+def test_translate_repairs_narrow_designs_it_cannot_make_rows_of() -> None:
+    """A rating and an age make 365 distinct rows, and an id of 1..500 is no key for 1,000:
+    translate failed with the validate error, no file written."""
+    from synthaix.llm.translate import _repair
+
+    def repaired(key: dict[str, Any]) -> tuple[Any, list[str]]:
+        other = {"name": "note", "type": "category", "values": ["x", "y"]}
+        config, notes = _repair({"columns": [key, other]}, "survey", ProviderConfig(), 1000, None)
+        return config.columns[0], notes
+
+    narrow_id = {"name": "id", "type": "integer", "min": 1, "max": 500, "primary_key": True}
+    column, notes = repaired(narrow_id)
+    assert notes == ["id: range widened to 1..10000"]
+    assert column.max == 10_000 and column.primary_key  # type: ignore[attr-defined]
+    code = {"name": "code", "type": "category", "values": ["a", "b"], "primary_key": True}
+    column, notes = repaired(code)
+    assert sorted(notes) == [
+        "code: dropped primary_key (too few distinct values)",
+        "dedupe: exact off (the columns cannot make that many distinct rows)",
+    ]
+    assert not column.primary_key
+    narrow = {
+        "columns": [
+            {"name": "rating", "type": "integer", "min": 1, "max": 5},
+            {"name": "age", "type": "integer", "min": 18, "max": 90},
+        ]
+    }
+    config, notes = _repair(narrow, "survey", ProviderConfig(), 1000, None)
+    assert notes == ["dedupe: exact off (the columns cannot make that many distinct rows)"]
+    assert config.dedupe.exact is False
 
 
 def load_config_text(text: str):

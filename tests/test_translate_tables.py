@@ -212,6 +212,22 @@ def test_the_translate_command_writes_a_tables_config(tmp_path: Path) -> None:
     assert isinstance(parse_any_config(yaml.safe_load(target.read_text())), RelationalConfig)
 
 
+def test_translate_refuses_a_bad_rows_or_output_before_asking(tmp_path: Path) -> None:
+    """--rows 0 was refused after a paid request, as a config error on `rows`; -o a folder
+    named a temporary file the user never gave."""
+    from typer.testing import CliRunner
+
+    from synthaix.cli import app
+
+    with simulator(seed=2, record=True) as sim:
+        base = ["translate", SHOP, "--base-url", sim.url, "--model", "sim-small"]
+        zero = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "a.yaml"), "--rows", "0"])
+        folder = CliRunner().invoke(app, [*base, "-o", str(tmp_path)])
+        assert sim.state.requests() == []
+    assert zero.exit_code == 2 and "--rows" in zero.output
+    assert folder.exit_code != 0 and f"{tmp_path} is a folder" in folder.output
+
+
 def test_a_broken_design_answer_is_asked_again_and_flagged_when_it_stays_broken() -> None:
     """json-repair turned an answer cut at 5,042 of 8,100 characters into a valid config of
     two tables out of three, written with no word of it."""

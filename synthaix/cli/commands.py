@@ -35,6 +35,8 @@ from synthaix.overrides import apply_overrides, parse_assignment
 
 def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
     """A file named with -o may be the user's: never overwritten without --force."""
+    if path is not None and path.is_dir():
+        _fail(SynthaixError(f"{path} is a folder", hint="give -o a file path"), debug)
     if path is not None and path.is_file() and not force:
         hint = "choose another -o path, or add --force to overwrite it"
         _fail(SynthaixError(f"{path} exists", hint=hint), debug)
@@ -307,7 +309,7 @@ def export(
 def translate(
     description: Annotated[str, typer.Argument(help="The dataset, in plain words.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Config file to write.")],
-    rows: Annotated[int, typer.Option(help="Rows the config asks for.")] = 1000,
+    rows: Annotated[int, typer.Option(min=1, help="Rows the config asks for.")] = 1000,
     base_url: Annotated[
         str | None, typer.Option(help="Endpoint (default $OPENAI_BASE_URL).")
     ] = None,

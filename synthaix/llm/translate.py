@@ -256,8 +256,8 @@ def _repair(
         try:
             return parse_config(data), notes
         except ConfigError as exc:
-            fixed = _fix_constraint(data, str(exc), notes)
-            if not fixed and not _fix_cross_column(data["columns"], str(exc), notes):
+            fixed = _fix_constraint(data, str(exc), notes) or _fix_dedupe(data, str(exc), notes)
+            if not fixed and not _fix_cross_column(data["columns"], str(exc), notes, rows):
                 raise
     return parse_config(data), notes  # raises the ConfigError that is left
 
@@ -322,10 +322,32 @@ def _fix_constraint(data: dict[str, Any], message: str, notes: list[str]) -> boo
     return True
 
 
-def _fix_cross_column(columns: list[dict[str, Any]], message: str, notes: list[str]) -> bool:
+def _fix_dedupe(data: dict[str, Any], message: str, notes: list[str]) -> bool:
+    """A design whose columns are all narrow (a rating and an age) cannot make `rows`
+    distinct rows: its rows may repeat."""
+    if "the exact-dedupe key (" not in message or data.get("dedupe") == {"exact": False}:
+        return False
+    data["dedupe"] = {"exact": False}
+    notes.append("dedupe: exact off (the columns cannot make that many distinct rows)")
+    return True
+
+
+def _fix_cross_column(
+    columns: list[dict[str, Any]], message: str, notes: list[str], rows: int
+) -> bool:
     for column in columns:
         if f"({column['name']})" not in message:
             continue
+        if "a primary key can take only" in message and column.get("primary_key"):
+            if column["type"] == "integer":  # an id of too narrow a range: widen it
+                low = column.get("min") if isinstance(column.get("min"), int) else 1
+                column.update(min=low, max=low + 10 * rows - 1)
+                notes.append(f"{column['name']}: range widened to {low}..{low + 10 * rows - 1}")
+            else:
+                column.pop("primary_key")
+                column.pop("unique", None)
+                notes.append(f"{column['name']}: dropped primary_key (too few distinct values)")
+            return True
         if "unique column can take only" in message and column.get("unique"):
             column.pop("unique")
             notes.append(f"{column['name']}: dropped unique (too few distinct values)")
@@ -649,8 +671,11 @@ def _fix_tables(tables: list[dict[str, Any]], message: str, notes: list[str]) ->
         if cycle:
             return _break_cycle(tables, cycle[1].split(" -> "), notes)
         before = len(notes)
-        fixed = _fix_constraint(table, rest, notes) or _fix_cross_column(
-            table["columns"], rest, notes
+        rows = table.get("rows") if isinstance(table.get("rows"), int) else 1000
+        fixed = (
+            _fix_constraint(table, rest, notes)
+            or _fix_dedupe(table, rest, notes)
+            or _fix_cross_column(table["columns"], rest, notes, rows)
         )
         if not fixed:
             fixed = _replace_column(table, rest, notes)
