@@ -3,6 +3,7 @@ the retry budget; then over loopback against the simulator, with the real openai
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import threading
@@ -339,6 +340,42 @@ def test_retry_budget_goes_on_while_the_endpoint_answers_others() -> None:
     assert RetryBudget(max_attempts=8, timeout=120, slowest=25).window == 100
     assert RetryBudget(max_attempts=8, timeout=120, slowest=3).window == 60
     assert RetryBudget(max_attempts=8, timeout=20, slowest=300).window == 80  # at most 4 x timeout
+
+
+def test_an_endpoint_that_answered_then_fell_silent_fails_after_the_window() -> None:
+    """A hung endpoint (timeouts) kept a build retrying 8 attempts of `timeout`, 16 min by
+    default; 429s keep the attempts (a wave lasts its reset)."""
+    silent = RetryBudget(max_attempts=8, timeout=120, slowest=3, silent=True)
+    assert silent.stop(1, elapsed=30, since_answer=30) is None
+    assert silent.stop(1, elapsed=120, since_answer=125) == "no answer for 125 s"
+    assert silent.stop(1, elapsed=120, since_answer=None) is None  # never answered: attempts
+    limited = RetryBudget(max_attempts=8, timeout=120, slowest=3)
+    assert limited.stop(1, elapsed=120, since_answer=125) is None
+
+
+def test_a_server_closing_the_connection_is_not_said_unreachable() -> None:
+    """The simulator crashed on a schema and dropped each connection: the build said "cannot
+    reach ... is the server running?" of a server that had just answered."""
+    closing = socket.create_server(("127.0.0.1", 0))
+    closing.listen(8)
+
+    def close_each() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = closing.accept()
+                connection.recv(65536)
+                connection.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    url = f"http://127.0.0.1:{closing.getsockname()[1]}/v1"
+    client = LlmClient(ProviderConfig(base_url=url, model="x", timeout=1, max_attempts=2))
+    try:
+        with pytest.raises(ProviderError) as caught:
+            client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
+    finally:
+        closing.close()
+    assert "closed the connection without an answer" in str(caught.value)
+    assert "is the server running" not in (caught.value.hint or "")
 
 
 def test_retries_back_off_exponentially_only_while_the_endpoint_fails_every_request() -> None:

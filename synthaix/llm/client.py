@@ -348,9 +348,10 @@ class LlmClient:
             # A 429 wave lasts as long as the limit's reset (a minute's Retry-After): the
             # window follows the answers' speed only for an endpoint that fails otherwise.
             failure = state.outcome.exception() if state.outcome else None
-            limited = getattr(failure, "cause", "") == "rate_limit"
-            slowest = None if limited else pacer.slowest()
-            return RetryBudget(self.provider.max_attempts, self.provider.timeout, slowest)
+            cause = getattr(failure, "cause", "")
+            slowest = None if cause == "rate_limit" else pacer.slowest()
+            silent = cause in ("timeout", "connection")
+            return RetryBudget(self.provider.max_attempts, self.provider.timeout, slowest, silent)
 
         def stop(state: RetryCallState) -> bool:
             elapsed = time.monotonic() - first_sent[0]
@@ -420,6 +421,14 @@ class LlmClient:
         where = self.base_url
         if isinstance(exc, openai.APITimeoutError):
             return ProviderError(f"{where} timed out", cause="timeout", transient=True)
+        if isinstance(exc, openai.APIConnectionError) and _connected(exc):
+            return ProviderError(
+                f"{where} closed the connection without an answer",
+                cause="connection",
+                transient=True,
+                hint="the server may fail on these requests (see its log), or a proxy in "
+                "between dropped them",
+            )
         if isinstance(exc, openai.APIConnectionError):
             return ProviderError(
                 f"cannot reach {where}",
@@ -586,6 +595,18 @@ def _wait(state: RetryCallState, failing: int) -> float:
     attempt = state.attempt_number
     n = max(1, min(attempt, failing), attempt // 2)  # one request failing alone still slows
     return after + random.uniform(0, min(_SPREAD_MAX, _SPREAD_BASE * 2**n))
+
+
+def _connected(exc: openai.APIConnectionError) -> bool:
+    """Whether the request reached the server, which then closed the connection (a crash
+    while answering, a proxy): not "cannot reach" (refused, no such host)."""
+    # By name: openai's transport is httpx or, in later releases, httpx2 (the same classes).
+    kinds = {kind.__name__ for kind in type(exc.__cause__).__mro__}
+    return "TransportError" in kinds and not kinds & {
+        "ConnectError",
+        "ProxyError",
+        "UnsupportedProtocol",
+    }
 
 
 def _retry_after(exc: openai.APIError) -> float | None:

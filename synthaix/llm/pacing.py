@@ -299,13 +299,17 @@ class RetryBudget:
     window follows the answers, not the timeout: an endpoint that answered in seconds and then
     died kept requests retrying for 8 minutes (4 x the default 120 s). Without such progress
     the old bounds apply, `max_attempts` attempts or `max_attempts x timeout` seconds, so a
-    dead endpoint still fails fast. No request
-    retries for longer than `total` (max(15 min, 2 x max_attempts x timeout)), so one that fails
-    while others pass cannot hold a build forever."""
+    dead endpoint still fails fast. An endpoint that answered and then fell silent (timeouts,
+    dropped connections: no HTTP answer) fails once the window has passed, whatever the
+    attempts: one that hung kept a build waiting 8 attempts of `timeout` (16 min by default).
+    A 429 is an answer of a sort (a wave lasts its reset), so those keep the attempts. No
+    request retries for longer than `total` (max(15 min, 2 x max_attempts x timeout)), so one
+    that fails while others pass cannot hold a build forever."""
 
     max_attempts: int
     timeout: float
     slowest: float | None = None  # the slowest recent answer's seconds, when any came
+    silent: bool = False  # the last attempt got no HTTP answer (a timeout, a connection error)
 
     @property
     def window(self) -> float:
@@ -322,6 +326,8 @@ class RetryBudget:
             return f"retried for {elapsed:.0f} s"
         if since_answer is not None and since_answer <= self.window:
             return None
+        if since_answer is not None and self.silent:
+            return f"no answer for {since_answer:.0f} s"
         if attempts >= self.max_attempts or elapsed >= self.max_attempts * self.timeout:
             never = since_answer is None
             return "no answer yet" if never else f"no answer for {since_answer:.0f} s"
