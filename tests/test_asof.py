@@ -168,3 +168,34 @@ def test_a_deployment_runs_config_is_marked_as_a_slot(tmp_path: Path, monkeypatc
     as_text = {"as_of": "2026-03-01T10:00:00.250Z", "mode": "append"}
     slot = plan_build.fn(str(path), None, as_text, preflight=False)._slot
     assert slot == dt.datetime(2026, 3, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)
+
+
+def test_daily_appends_pass_their_range_checks_at_each_builds_as_of(tmp_path: Path) -> None:
+    """The report checked every stored row against the last build's window: a daily append
+    failed `event_day range` every day after the first, though each day's rows were right."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+    from synthaix.build.manifest import read_manifest
+    from synthaix.report.html import check_dataset
+
+    data = {
+        "name": "ev",
+        "rows": 300,
+        "mode": "append",
+        "seed": "as_of",
+        "columns": [
+            {"name": "day", "type": "date", "start": "today-1d", "end": "today"},
+            {"name": "at", "type": "datetime", "start": "-1d", "end": "now"},
+        ],
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    path = write_config(tmp_path / "ev.yaml", data)
+    days = [dt.datetime(2025, 3, d) for d in (2, 3, 1)]  # the last one a backfill
+    for as_of in days:
+        config = load_config(path, as_of=as_of)
+        Build(config, ThreadExecutor(config)).run()
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.as_of_span == (days[2], days[1])
+    ranges = {c.column: c for c in check_dataset(tmp_path / "out") if c.name == "range"}
+    assert ranges["day"].passed and ranges["at"].passed, ranges
+    assert ranges["day"].expected == "[2025-02-28, 2025-03-02]"  # 1 March's to 3 March's

@@ -43,6 +43,7 @@ from synthaix.build.manifest import (
     RowCounts,
     already_appended,
     appended_slots,
+    appended_span,
     chunks_and_rows,
     config_hash,
     new_manifest,
@@ -484,6 +485,7 @@ class Build:
                 writer.build_id,
                 self.config.mode,
             ),
+            as_of_span=appended_span(self.config.as_of, self._previous, self.config.mode),
         )
 
     def _dropped(self, assembler: Assembler, dedupe: DedupeIndex) -> Dropped:

@@ -154,6 +154,12 @@ class Manifest(_Section):
         description="The append builds made at a set as_of (a schedule's slot), the latest "
         f"{SLOTS_KEPT:,}: config hash@as_of -> build id. A retry or rerun of one appends nothing.",
     )
+    as_of_span: tuple[dt.datetime, dt.datetime] | None = Field(
+        default=None,
+        description="The earliest and latest as_of of the builds whose rows the output holds "
+        "(appends): the report checks relative times over that span. None: this build's "
+        "as_of alone, or no as_of.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -237,6 +243,23 @@ def slot_of(config: Any, fingerprint: str) -> str | None:
     if config.mode != "append" or config._slot is None or getattr(config, "_in_tables", False):
         return None
     return f"{fingerprint}@{config._slot.isoformat()}"
+
+
+def appended_span(
+    as_of: dt.datetime | None, previous: Manifest | None, mode: str
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The `as_of_span` of a build's manifest: an append's widens the earlier builds' (their
+    span, else the last one's as_of) with its own; None when it would be one instant."""
+    if mode != "append" or previous is None:
+        return None
+    seen = [t for t in (*(previous.as_of_span or ()), _as_of(previous.config), as_of) if t]
+    span = (min(seen), max(seen)) if seen else None
+    return span if span is not None and span[0] != span[1] else None
+
+
+def _as_of(config: dict[str, Any]) -> dt.datetime | None:
+    value = config.get("as_of")
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def appended_slots(

@@ -53,6 +53,7 @@ def run_checks(
     checks = [row_count(config, profile.rows, manifest)]
     present = {c.name for c in profile.columns}
     filtered = reshaped(config, manifest)
+    spans = _spanned_bounds(config, manifest)
     with source_view(profile.source) as con:
         if nulls is None:
             nulls = own_nulls(con, config)
@@ -62,8 +63,30 @@ def run_checks(
             else:
                 seen = profile.column(column.name)
                 own = nulls.get(column.name)
-                checks += _column_checks(con, column, seen, column.name in filtered, own)
+                checks += _column_checks(
+                    con, column, seen, column.name in filtered, own, spans.get(column.name)
+                )
     return checks
+
+
+def _spanned_bounds(config: DatasetConfig, manifest: Manifest | None) -> dict[str, tuple[Any, Any]]:
+    """The range of each date or datetime column with relative times over the rows of every
+    build there (appends at other as_of): from its start at the earliest as_of to its end
+    at the latest. Checked at the last build's as_of alone, a daily append failed its
+    ranges every day after the first."""
+    span = manifest.as_of_span if manifest is not None else None
+    relative = [
+        c
+        for c in config.columns
+        if isinstance(c, DateColumn | DatetimeColumn) and c.uses_as_of and c.base is None
+    ]
+    if span is None or not relative:
+        return {}
+    names = {c.name for c in relative}
+    first, last = (config.with_overrides(as_of=moment) for moment in span)
+    starts = {c.name: c.bounds()[0] for c in first.columns if c.name in names}
+    ends = {c.name: c.bounds()[1] for c in last.columns if c.name in names}
+    return {c.name: (starts[c.name], ends[c.name]) for c in relative}
 
 
 RESHAPING = 0.01  # redraws above this share of the rows generated reshape their columns
@@ -187,10 +210,12 @@ def _column_checks(
     seen: ColumnProfile,
     filtered: bool,
     own: tuple[int, int] | None = None,
+    bounds: tuple[Any, Any] | None = None,
 ) -> list[Check]:
     """`filtered`: a filter reshapes the column (see `reshaped`). A filter drops rows, which
     reshapes the column's distribution (shares, means, null rates), but it cannot bring in a
-    value outside its set or range, nor a null: those checks stay."""
+    value outside its set or range, nor a null: those checks stay. `bounds`: a date or
+    datetime column's range over the as_of of every build there (see `_spanned_bounds`)."""
     name, n, non_null = column.name, seen.rows, seen.rows - seen.nulls
     derived = _derived(column)
     if isinstance(column, AggregateColumn):  # every null checked row by row with the tables
@@ -223,7 +248,7 @@ def _column_checks(
             ok, mean = abs(seen.mean - expected) <= slack, f"{seen.mean:,.3g}"
             out.append(Check(name, "mean", f"{expected:,.3g} ± {slack:,.2g}", mean, ok))
     elif isinstance(column, DateColumn | DatetimeColumn):
-        out += _range(name, *column.bounds(), seen.minimum, seen.maximum)
+        out += _range(name, *(bounds or column.bounds()), seen.minimum, seen.maximum)
     elif isinstance(column, CategoryColumn):
         counts = _counts(con, name, len(column.labels()))
         out.append(_allowed(name, column.labels(), counts, seen.distinct))
