@@ -59,6 +59,15 @@ def test_each_row_is_validated_on_its_own() -> None:
     assert any("id 3" in f and "review" in f for f in answer.feedback)
 
 
+def test_a_schemas_min_length_is_enforced() -> None:
+    """Only maxLength was: a `minLength: 20` column kept answers of one word."""
+    column = LlmColumn(name="bio", schema={"type": "string", "minLength": 20})
+    model = row_model([column], with_id=True)
+    rows = [{"id": 0, "bio": "short"}, {"id": 1, "bio": "long enough to be kept here"}]
+    answer = parse_answer(json.dumps({"rows": rows}), model, expected_ids={0, 1})
+    assert [r["id"] for r in answer.rows] == [1] and answer.rejected == {"constraint": 1}
+
+
 def test_hopeless_answer_is_malformed() -> None:
     answer = parse_answer("I cannot help with that.", row_model([REVIEW], True), {0})
     assert answer.rejected == {"malformed_json": 1} and not answer.rows
@@ -100,6 +109,14 @@ def test_llm_config_errors() -> None:
     with pytest.raises(ConfigError, match="shortest match has 13 characters"):
         make_config([{**code, "max_length": 12}])
     make_config([{**code, "max_length": 13}])
+    # Bounds no answer meets: the build paid for its rounds, then failed naming no column.
+    for schema, extra, message in [
+        ({"type": "integer", "minimum": 5, "maximum": 1}, {}, "minimum 5 is above schema max"),
+        ({"type": "string", "minLength": 50}, {"max_length": 10}, "minLength 50 is above max_len"),
+        ({"type": "string", "minLength": 9, "maxLength": 3}, {}, "minLength 9 is above schema ma"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"columns\[0\] \(s\): schema {message}"):
+            make_config([{"name": "s", "type": "llm", "schema": schema, **extra}])
     with pytest.raises(ConfigError, match="does not belong in a config file"):
         make_config([{"name": "r", "type": "llm"}], provider={"api_key": "sk-123"})
 

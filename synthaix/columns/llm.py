@@ -78,6 +78,7 @@ class LlmColumn(Column):
         kind = (self.value_schema or {}).get("type", "string")
         if kind not in _JSON_TYPES:
             raise ValueError(f"schema type must be one of {', '.join(sorted(_JSON_TYPES))}")
+        _check_bounds(self.json_schema(), self.max_length is not None)
         if kind != "string" and (self.max_length or self.enum or self.pattern):
             raise ValueError("max_length, enum and pattern apply to text values only")
         return self
@@ -141,6 +142,20 @@ class LlmColumn(Column):
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
         raise RuntimeError("llm columns are filled in batches by synthaix.llm.fill")
+
+
+def _check_bounds(schema: dict[str, Any], max_length: bool) -> None:
+    """Bounds no answer can meet (`minimum: 5, maximum: 1`), found here: a build paid for
+    every request of its rounds, then failed naming no column."""
+    for low, high, what in (
+        ("minimum", "maximum", "values"),
+        ("minLength", "maxLength", "text"),
+        ("minItems", "maxItems", "items"),
+    ):
+        lo, hi = schema.get(low), schema.get(high)
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+            bound = "max_length" if high == "maxLength" and max_length else f"schema {high}"
+            raise ValueError(f"schema {low} {lo} is above {bound} {hi}: no {what} fit both")
 
 
 def _shortest_match(pattern: str) -> int:

@@ -67,7 +67,7 @@ def _python_type(schema: dict[str, Any]) -> Any:
             return list[Any]
     constraints = StringConstraints(
         strip_whitespace=True,
-        min_length=1,
+        min_length=max(1, int(schema.get("minLength") or 1)),
         max_length=schema.get("maxLength"),
         pattern=schema.get("pattern"),
     )
