@@ -53,6 +53,9 @@ def check_output_dir(root: Path, dataset: str) -> bool:
             )
         _check_layout(root)
         check_writable(root)
+        for name in (".versions", ".staging", ".ledger", ".dedupe"):  # found after generating
+            if (root / name).is_dir():
+                check_writable(root / name)
         return False
     entries = sorted(p.name for p in root.iterdir())
     if not entries:

@@ -225,6 +225,29 @@ def test_a_failed_precondition_writes_nothing(tmp_path: Path) -> None:
     assert table_counts(out / "shop.duckdb") == {"shop": 300}
 
 
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("folder", [".versions", ".dedupe"])
+def test_a_subfolder_it_cannot_write_is_refused_before_generating(
+    tmp_path: Path, folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found only after every row was generated: 'cannot publish to .versions/...', and for
+    .dedupe a raw PermissionError with exit code 1."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert _build(config).exit_code == 0
+    sums = file_sums(out)
+    denied = out / folder
+    access = os.access
+    monkeypatch.setattr(
+        "synthaix.ownership.os.access",
+        lambda path, mode: access(path, mode) and Path(path) != denied,  # as chmod a-w does
+    )
+    result = _build(config, "--rows", "10")
+    assert result.exit_code == 2, result.output
+    assert f"cannot write to {denied}: permission denied" in result.output
+    assert file_sums(out) == sums
+
+
 @pytest.mark.parametrize(
     ("folder", "message"),
     [("/", "is the root folder"), ("~", "is the home folder")],

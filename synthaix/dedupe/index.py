@@ -53,6 +53,7 @@ from synthaix.dedupe.keys import (
 from synthaix.dedupe.target import owner_metadata
 from synthaix.errors import OutputError
 from synthaix.llm.stats import LlmStats
+from synthaix.ownership import os_errors
 
 # IVF_RQ (RaBitQ, 1 bit a dimension), sqrt(N) partitions, 20 probed. Measured at 1M rows of
 # 256 dims on 2 cores: ~2,900 queries/s in 1,000-query calls, 99.6 % of planted near
@@ -466,11 +467,12 @@ class DedupeIndex:
         ids = [i for i, _ in self._new]
         hashes = [h for _, h in self._new]
         empty = np.zeros(0, np.int64)
-        keyfile.write(
-            Path(self.uri) / new,
-            np.concatenate(ids) if ids else empty,
-            np.concatenate(hashes) if hashes else empty,
-        )
+        with os_errors("write to"):
+            keyfile.write(
+                Path(self.uri) / new,
+                np.concatenate(ids) if ids else empty,
+                np.concatenate(hashes) if hashes else empty,
+            )
         if new not in self._files:  # finish() again after a retry rewrites the same file
             self._files.append(new)
         return DedupeTable(
