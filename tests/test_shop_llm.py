@@ -125,3 +125,35 @@ def test_the_tables_hold_together(shop: tuple[Path, list[dict[str, Any]]]) -> No
     }
     for what, sql in checks.items():
         assert _query(out, sql)[0][0] == 0, what
+
+
+def test_the_summary_says_each_tables_retries_and_rejected_rows(
+    shop: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    """The single-table summary said them, the multi-table one did not: a user was not told
+    that timed-out requests may be billed beyond the cost shown."""
+    from collections import Counter
+
+    from synthaix.cli import build
+    from synthaix.relational.manifest import DatasetManifest
+
+    out, _ = shop
+    manifest = DatasetManifest.model_validate_json((out / "manifest.json").read_bytes())
+    llm = manifest.tables["reviews"].llm
+    llm.retries = Counter(timeout=2, rate_limit=5)
+    llm.rejected_rows = Counter(malformed_json=3)
+    with build.out.capture() as captured:
+        build._print_tables(manifest, 1.0)
+    text = captured.get()
+    reviews = text[text.index("  reviews: ") :]
+    assert "\n    timed out: 2 " in reviews and "\n    pacing: " in reviews
+    assert "\n    retries: " in reviews and "rate_limit 5" in reviews
+    assert "\n    rejected rows: malformed_json 3" in reviews
+    assert "retries" not in text[: text.index("  reviews: ")]  # tables without llm columns
+
+    from synthaix.report.tables import write_tables_report
+
+    html, _ = write_tables_report(out, out.parent / "shop-report.html")
+    page = html.read_text(encoding="utf-8")
+    assert "<th>reviews: retries</th>" in page and "<th>reviews: rejected rows</th>" in page
+    assert "<th>customers: retries</th>" not in page

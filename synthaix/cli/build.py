@@ -438,6 +438,14 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
             else ""
         )
         out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
+        if timed_out := llm.retries.get("timeout", 0):  # as for one table: cost understated
+            out.print(f"    timed out: {timed_out:,} {TIMED_OUT}")
+        if llm.requests:
+            out.print(f"    pacing: {pacing(llm)}")
+        if llm.retries:
+            out.print(f"    retries: {_counts(llm.retries)}")
+        if llm.rejected_rows:
+            out.print(f"    rejected rows: {_counts(llm.rejected_rows)}")
     for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")
 

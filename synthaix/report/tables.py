@@ -43,6 +43,7 @@ from synthaix.report.html import (
     CSS,
     _checks_table,
     _column_card,
+    _counts,
     _rows,
     _sample_table,
     cost_kpis,
@@ -398,6 +399,10 @@ def render_tables(report: TablesReport) -> str:
     overview += resume_lines(manifest)
     if manifest.llm_total.requests:
         overview += cost_lines(manifest)
+    for name, table in manifest.tables.items():  # as the one-table report says them
+        if table.llm.requests:
+            overview.append((f"{name}: retries", _counts(table.llm.retries)))
+            overview.append((f"{name}: rejected rows", _counts(table.llm.rejected_rows)))
     parts = [
         f"<!doctype html><html lang=en><head><meta charset=utf-8>{REPORT_MARK}",
         f"<title>{escape(manifest.dataset)} - SynthAIx report</title>",
