@@ -8,6 +8,7 @@ decision is taken in index order, the output does not depend on completion order
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -406,15 +407,21 @@ class RoundPlanner:
     """Plans the first round (all N rows) and then fill-up rounds sized from the shortfall."""
 
     def __init__(
-        self, config: DatasetConfig, first_row: int, first_round: int = 0, follow: int = 0
+        self,
+        config: DatasetConfig,
+        first_row: int,
+        first_round: int = 0,
+        follow: int = 0,
+        llm_rows: int | None = None,
     ) -> None:
         """`first_round`: plan at least this many rows first. `follow`: a preview of a build of
         that many rows, whose first round's chunks it plans one by one, in order, while it
         needs rows: the same chunks make the same rows (a sampler that draws per chunk, as a
         name's parts or a `by` segment, gives a row other values in a chunk of another
-        size)."""
+        size). `llm_rows`: the rows of each chunk whose llm columns a preview fills."""
         self.config = config
         self.follow = follow
+        self.llm_rows = llm_rows
         self._followed = 0  # rounds that followed the build's first round
         self.next_row = first_row
         self.next_index = 0
@@ -521,6 +528,8 @@ class RoundPlanner:
         chunks = plan_chunks(
             rows, self.config.chunk_size, first_row=self.next_row, first_index=self.next_index
         )
+        if self.llm_rows is not None:
+            chunks = [dataclasses.replace(c, llm_rows=self.llm_rows) for c in chunks]
         self._sizes += [chunk.rows for chunk in chunks]
         self.next_row += rows
         self.next_index += len(chunks)

@@ -40,6 +40,9 @@ class Chunk:
     paid_log: str | None = field(default=None, compare=False, repr=False)
     # The build it belongs to (its id): a stopped build's chunks send no further request.
     build: str = field(default="", compare=False, repr=False)
+    # Rows of the chunk its llm columns fill (the first ones), the rest dropped before any
+    # request: a preview shows the first rows of the build's own chunk, paying for those only.
+    llm_rows: int | None = field(default=None, compare=False, repr=False)
 
 
 def plan_chunks(
@@ -121,6 +124,8 @@ def _generate_chunk(
     if relations is not None:  # a table that reads related rows (multi-table datasets)
         values.update(relations.context(config.seed, chunk.first_row, chunk.rows, chunk.parents))
     complete = np.ones(chunk.rows, dtype=bool)
+    if chunk.llm_rows is not None:
+        complete[chunk.llm_rows :] = False
     for column, field_ in zip(config.columns, schema, strict=True):
         rng = column_rng(config.seed, chunk.first_row, column.name)
         if isinstance(column, LlmColumn) and llm is None:

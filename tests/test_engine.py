@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from llm_helpers import provider, simulator
 from typer.testing import CliRunner
@@ -483,6 +484,36 @@ def test_a_preview_past_its_builds_first_round_fills_up_as_the_build_would() -> 
     config = make_config(columns, rows=3000, chunk_size=100, constraints=["x <= 2"])
     shown = preview_rows(config, 99)
     assert shown.num_rows == 99 and max(shown["x"].to_pylist()) <= 2
+
+
+def test_an_llm_preview_shows_the_builds_first_rows_and_pays_for_those_only(
+    tmp_path: Path,
+) -> None:
+    """A preview with llm columns made a chunk of the rows shown, so per-chunk draws (a
+    name's parts) differed from the build's: 'Kelly Stewart' where the build has 'Kelly
+    Gibson'. It makes the build's chunk now, and fills the llm columns of the rows shown."""
+    from synthaix.build.preview import preview_rows
+
+    columns = [
+        {"name": "customer", "type": "person.full_name"},
+        {"name": "note", "type": "llm", "prompt": "A note on {{ customer }}", "max_length": 60},
+    ]
+    with simulator(seed=1, record=True) as sim:
+        config = make_config(
+            columns,
+            rows=600,
+            chunk_size=200,
+            provider=provider(sim.url, rows_per_request=5),
+            output={"dir": str(tmp_path / "out")},
+        )
+        shown = preview_rows(config, 5)
+        asked = sum(len(r["request"]["messages"]) > 0 for r in sim.state.requests())
+        Build(config, ThreadExecutor(config)).run()
+    parts = sorted((tmp_path / "out" / "data").glob("part-*.parquet"))
+    built = pq.read_table(parts[0], columns=["customer"])["customer"].to_pylist()[:5]
+    assert shown["customer"].to_pylist() == built
+    assert shown.num_rows == 5 and all(shown["note"].to_pylist())
+    assert asked == 1  # 5 rows a request: the 195 other rows of the chunk cost nothing
 
 
 def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generating(

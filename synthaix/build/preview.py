@@ -65,18 +65,18 @@ def preview_rows(config: DatasetConfig, rows: int, llm: bool = True) -> pa.Table
 
     # Samplers that draw per chunk (a name's parts, `by` segments, patterns, correlated_with)
     # give a row other values in a chunk of another size: the preview makes the build's own
-    # first-round chunks, in order, as many as its rows need. Not with llm columns: each row
-    # of a chunk would cost a request.
+    # first-round chunks, in order, as many as its rows need. Their llm columns are filled
+    # for the rows shown only (each row filled costs a request's share).
     llm_columns = any(isinstance(c, LlmColumn) for c in config.columns)
     if llm_columns and not llm:
         config = _dedupe_without_llm_columns(config)
     shown = config.model_copy(
         update={"rows": min(rows, config.rows), "chunk_size": min(config.chunk_size, CHUNK_CAP)}
     )
-    follow = 0 if llm_columns else config.rows
+    llm_rows = shown.rows if llm_columns and llm else None
 
     def planner(first_row: int) -> RoundPlanner:
-        return RoundPlanner(shown, first_row, follow=follow)
+        return RoundPlanner(shown, first_row, follow=config.rows, llm_rows=llm_rows)
 
     executor = ThreadExecutor(shown, llm=llm)
     Build(shown, executor, sink=sink, persistent=False, planner=planner).run()
