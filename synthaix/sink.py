@@ -209,7 +209,11 @@ class DatasetWriter:
         if not columns or not self.existing.parts:
             return {}
         table = pq.read_table(self.existing.parts, columns=columns)
-        return {name: set(table[name].drop_null().to_pylist()) for name in columns}
+        found: dict[str, set] = {name: set() for name in columns}
+        for name in columns:  # chunk by chunk: no list of every value beside the set
+            for chunk in table[name].chunks:
+                found[name].update(chunk.drop_null().to_pylist())
+        return found
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, table: pa.Table) -> None:
