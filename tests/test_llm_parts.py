@@ -52,7 +52,7 @@ def test_each_row_is_validated_on_its_own() -> None:
     assert answer.rejected == {
         "wrong_type": 1,
         "missing_field": 1,
-        "constraint": 2,
+        "outside_schema": 2,
         "duplicate_id": 1,
         "unknown_id": 1,
     }
@@ -65,7 +65,7 @@ def test_a_schemas_min_length_is_enforced() -> None:
     model = row_model([column], with_id=True)
     rows = [{"id": 0, "bio": "short"}, {"id": 1, "bio": "long enough to be kept here"}]
     answer = parse_answer(json.dumps({"rows": rows}), model, expected_ids={0, 1})
-    assert [r["id"] for r in answer.rows] == [1] and answer.rejected == {"constraint": 1}
+    assert [r["id"] for r in answer.rows] == [1] and answer.rejected == {"outside_schema": 1}
 
 
 def test_hopeless_answer_is_malformed() -> None:

@@ -133,4 +133,4 @@ def _cause(exc: ValidationError) -> str:
         return "missing_field"
     if any(k.endswith(("_type", "_parsing")) for k in kinds):
         return "wrong_type"
-    return "constraint"
+    return "outside_schema"  # an enum, pattern, length or range (not a config constraint)
