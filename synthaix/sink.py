@@ -39,6 +39,7 @@ from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
 from synthaix.files import is_own_report, write_text_atomic
 from synthaix.ownership import (
+    MARKER,
     TEMP_LINK,
     check_output_dir,
     claim,
@@ -56,6 +57,7 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
     """Refuse an output SynthAIx may not write, writing nothing. Returns (folder needs its
     marker, folder is a 0.1 build's output)."""
     root = config.output_dir
+    not_locked(root)
     with os_errors("check"):
         needs_marker = check_output_dir(root, config.name)
         # A 0.1 build made its default database whole, so its table there carries no comment.
@@ -69,6 +71,26 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
             duckdb_sink.check_target(config.duckdb_path, config.table, config.name, legacy)
     check_dedupe_target(config)  # a `dedupe.uri` is outside the output: it may hold the user's
     return needs_marker, legacy
+
+
+def not_locked(root: Path) -> None:
+    """Refuse an output another build writes: checked first, as its publish also holds the
+    database, which the checks would call open in another program."""
+    lock = root / ".lock"
+    if not (lock.is_file() and (root / MARKER).is_file()):
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return  # unreadable: the checks that follow say why
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputError(
+            f"{root} is being written by another build", hint="wait for it to finish"
+        ) from None
+    finally:
+        os.close(fd)  # closing releases a lock taken
 
 
 def discard_staged_parts() -> None:

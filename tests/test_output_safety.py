@@ -126,6 +126,33 @@ def test_a_database_open_in_another_program_is_refused_before_any_write(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_a_build_during_another_builds_publish_says_so(tmp_path: Path) -> None:
+    """The other build holds the output's lock and, publishing, its database: the second
+    build said the database was open in another program."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert _build(config).exit_code == 0
+    code = (
+        "import duckdb, fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); c = duckdb.connect(sys.argv[2]); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(out / ".lock"), str(out / "shop.duckdb")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        result = _build(config, "--rows", "10")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 2
+    assert f"{out} is being written by another build" in result.output, result.output
+
+
 def test_a_publish_waits_for_another_writer_of_the_database(tmp_path: Path) -> None:
     """The file is locked: a second writer (process or thread) waits its turn, then swaps."""
     warehouse = tmp_path / "warehouse.duckdb"

@@ -43,6 +43,7 @@ from synthaix.sink import (
     _replace_symlink,
     drop_stale_report,
     drop_unpublished,
+    not_locked,
 )
 
 DATASET_MANIFEST = "dataset.json"
@@ -141,6 +142,7 @@ class RelationalWriter:
 
     def check(self) -> None:
         """Refuse, writing nothing, outputs SynthAIx may not write (see sink.check_output)."""
+        not_locked(self.root)
         with os_errors("check"):
             check_output_dir(self.root, self.config.name)
             if "duckdb" in self.config.output.formats:
