@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from synthaix import progress
 from synthaix.errors import OutputError
 
 MARKER = ".synthaix-output"
@@ -95,13 +96,27 @@ def remove_our_files(folder: Path, pattern: re.Pattern[str]) -> None:
         folder.rmdir()  # fails, as it should, when anything else is inside
 
 
-def remove_stale_builds(folder: Path, keep: str | None = None) -> None:
-    """Remove build folders (`.staging/<build>`, `.versions/<build>`) but the build `keep`."""
+def remove_stale_builds(folder: Path, keep: str | None = None) -> list[tuple[str, int]]:
+    """Remove build folders (`.staging/<build>`, `.versions/<build>`) but the build `keep`;
+    returns each one removed (`.staging/<build>`) with the bytes its files held."""
     if not folder.is_dir() or folder.is_symlink():
-        return
+        return []
+    removed = []
     for entry in folder.iterdir():
         if entry.name != keep and re.fullmatch(BUILD_ID, entry.name):
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
             remove_build_folder(entry)
+            removed.append((f"{folder.name}/{entry.name}", size))
+    return removed
+
+
+def say_removed(removed: list[tuple[str, int]]) -> None:
+    """A note of what interrupted or superseded builds left and a build removed (it was
+    silent: 258 MB went after a kill -9 without a word)."""
+    if removed:
+        size = sum(b for _, b in removed) / 2**20
+        names = ", ".join(name for name, _ in removed)
+        progress.note(f"removed what earlier builds left ({size:,.0f} MiB): {names}")
 
 
 def remove_build_folder(folder: Path) -> None:

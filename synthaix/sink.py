@@ -46,6 +46,7 @@ from synthaix.ownership import (
     os_errors,
     remove_build_folder,
     remove_stale_builds,
+    say_removed,
 )
 
 MANIFEST_KEY = b"synthaix.manifest"
@@ -165,8 +166,8 @@ class DatasetWriter:
         """Finish what a killed build left: roll an interrupted publish forward, then remove
         its staged parts, superseded versions and temporary links (only files of ours)."""
         self._roll_forward()
-        remove_stale_builds(self.root / ".staging")
-        remove_stale_builds(self.root / ".versions", keep=self._current_build())
+        removed = remove_stale_builds(self.root / ".staging")
+        say_removed(removed + remove_stale_builds(self.root / ".versions", self._current_build()))
         for entry in self.root.iterdir():
             if TEMP_LINK.fullmatch(entry.name) and entry.is_symlink():
                 entry.unlink()
@@ -185,6 +186,7 @@ class DatasetWriter:
         if manifest is not None:
             write_text_atomic(self.root / "manifest.json", manifest.to_json() + "\n")
         drop_stale_report(self.root)
+        progress.note(f"completed the publish of build {built}, interrupted: data/ shows it now")
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
@@ -309,7 +311,8 @@ class DatasetWriter:
                 raise
             progress.published()
             raise OutputError(
-                f"build {self.build_id} is published, but updating {exc.filename} failed: "
+                f"build {self.build_id} is published, but updating "
+                f"{exc.filename2 or exc.filename} failed: "
                 f"{exc.strerror}",
                 hint="fix that path; the next build completes the Parquet link and manifest",
             ) from exc

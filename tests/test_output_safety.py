@@ -17,8 +17,8 @@ import pytest
 from safety_helpers import file_sums, table_counts
 from typer.testing import CliRunner
 
-from conftest import make_config, write_config
-from synthaix import duckdb_sink, sink
+from conftest import NoteListener, make_config, write_config
+from synthaix import duckdb_sink, progress, sink
 from synthaix.build.manifest import new_manifest
 from synthaix.cli import app
 from synthaix.errors import OutputError
@@ -338,11 +338,18 @@ def test_an_interrupted_publish_is_rolled_forward(tmp_path: Path, monkeypatch) -
     monkeypatch.setattr(sink, "_replace_symlink", real_swap)
     assert table_counts(config.duckdb_path) == {"t": 30}  # DuckDB committed the new build
 
-    with DatasetWriter(second, dataset_schema(second)) as writer:
+    listener = NoteListener()
+    with progress.listening(listener), DatasetWriter(second, dataset_schema(second)) as writer:
         assert writer.current_parts()[0].parent.name == new_build
         assert writer.previous_manifest().build_id == new_build
     assert '"build_id": "' + new_build in (config.output_dir / "manifest.json").read_text()
     assert sorted(p.name for p in (config.output_dir / ".versions").iterdir()) == [new_build]
+    # Said, not silent: the publish completed, and what the builds left removed.
+    completed, removed = listener.notes
+    assert (
+        completed == f"completed the publish of build {new_build}, interrupted: data/ shows it now"
+    )
+    assert removed.startswith("removed what earlier builds left (0 MiB): .versions/")
 
 
 def test_a_marker_of_another_dataset_is_refused(tmp_path: Path) -> None:

@@ -31,7 +31,13 @@ from synthaix.config import DatasetConfig
 from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
-from synthaix.ownership import check_output_dir, claim, os_errors, remove_stale_builds
+from synthaix.ownership import (
+    check_output_dir,
+    claim,
+    os_errors,
+    remove_stale_builds,
+    say_removed,
+)
 from synthaix.relational.config import RelationalConfig
 from synthaix.relational.manifest import DatasetManifest
 from synthaix.sink import (
@@ -154,8 +160,8 @@ class RelationalWriter:
 
     def _tidy(self) -> None:
         self._roll_forward()
-        remove_stale_builds(self.root / ".staging")
-        remove_stale_builds(self.root / ".versions", keep=self._current_build())
+        removed = remove_stale_builds(self.root / ".staging")
+        say_removed(removed + remove_stale_builds(self.root / ".versions", self._current_build()))
 
     def _roll_forward(self) -> None:
         """A build killed between the DuckDB commit and the link swap: finish the swap."""
@@ -172,6 +178,7 @@ class RelationalWriter:
                 text = (version / DATASET_MANIFEST).read_text(encoding="utf-8")
                 write_text_atomic(self.root / "manifest.json", text)
             drop_stale_report(self.root)
+            progress.note(f"completed the publish of build {built}, interrupted: data/ shows it")
 
     # -- the tables ---------------------------------------------------------------------------
     def sink(self, config: DatasetConfig, schema: pa.Schema) -> TableWriter:
