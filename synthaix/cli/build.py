@@ -105,6 +105,8 @@ class _Watch:
 
     def publishing(self) -> None:
         self.phase = "publishing"
+        # The bar stood at 100 % without a word while a big build published (10 s at 3M rows).
+        self.bar.update(self.task, description="publishing")
 
     def note(self, text: str) -> None:
         console.print(f"[yellow]note:[/] {escape(text)}")
