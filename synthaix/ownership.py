@@ -85,6 +85,23 @@ def claim(root: Path, dataset: str) -> None:
     os.replace(temporary, root / MARKER)
 
 
+def unclaim(root: Path, made: bool) -> None:
+    """After a first build that published nothing and left nothing to resume: its marker,
+    lock and empty folders go, and the output folder too if the build `made` it (a failed
+    first build left a folder holding only those). Call holding the lock."""
+    ours = {MARKER, ".lock", ".staging", ".versions"}
+    with contextlib.suppress(OSError):
+        if {p.name for p in root.iterdir()} - ours:
+            return  # data, a ledger to resume, dedupe files, or the user's
+        for name in (".staging", ".versions"):
+            if (root / name).is_dir() and not (root / name).is_symlink():
+                (root / name).rmdir()  # only when empty
+        (root / MARKER).unlink(missing_ok=True)
+        (root / ".lock").unlink(missing_ok=True)
+        if made:
+            root.rmdir()
+
+
 def remove_our_files(folder: Path, pattern: re.Pattern[str]) -> None:
     """Delete the files of `folder` whose names match `pattern`, then the folder if empty."""
     if not folder.is_dir() or folder.is_symlink():

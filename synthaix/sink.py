@@ -47,6 +47,7 @@ from synthaix.ownership import (
     remove_build_folder,
     remove_stale_builds,
     say_removed,
+    unclaim,
 )
 
 MANIFEST_KEY = b"synthaix.manifest"
@@ -130,11 +131,13 @@ class DatasetWriter:
         self.part_metadata: dict[bytes, bytes] = {}
         self._held: pa.Table | None = None  # the last part, written at commit with the manifest
         self._lock_file: int | None = None
+        self._made = (False, False)  # (made the folder, claimed it): see __exit__
         self.legacy = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> DatasetWriter:
         needs_marker, self.legacy = check_output(self.config)
+        self._made = (not self.root.exists(), needs_marker)  # unclaimed if nothing published
         with os_errors("write to"):
             if needs_marker:
                 claim(self.root, self.config.name)
@@ -155,6 +158,9 @@ class DatasetWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _discard(self.staging)
+        made, claimed = self._made
+        if claimed and not self.current_link.is_symlink():  # a first build, not published
+            unclaim(self.root, made)
         self._unlock()
 
     def _unlock(self) -> None:

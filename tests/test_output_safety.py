@@ -352,6 +352,29 @@ def test_an_interrupted_publish_is_rolled_forward(tmp_path: Path, monkeypatch) -
     assert removed.startswith("removed what earlier builds left (0 MiB): .versions/")
 
 
+def test_a_failed_first_build_leaves_no_folder_behind(tmp_path: Path) -> None:
+    """It left a folder holding only `.lock` and `.synthaix-output`; a folder the user made
+    stays (empty), and a failed later build keeps the output as it was."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+
+    def fail(table: Any) -> None:
+        raise RuntimeError("a failure while building")
+
+    for out, made in ((tmp_path / "new" / "out", True), (tmp_path / "mine", False)):
+        if not made:
+            out.mkdir()
+        config = make_config(COLUMNS, rows=100, chunk_size=50, output={"dir": str(out)})
+        with pytest.raises(RuntimeError):
+            Build(config, ThreadExecutor(config), on_rows=fail).run()
+        assert out.exists() is not made and (made or not any(out.iterdir()))
+    Build(config, ThreadExecutor(config)).run()
+    sums = file_sums(out)
+    with pytest.raises(RuntimeError):
+        Build(config, ThreadExecutor(config), on_rows=fail).run()
+    assert file_sums(out) == sums
+
+
 def test_a_marker_of_another_dataset_is_refused(tmp_path: Path) -> None:
     config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
     with DatasetWriter(config, dataset_schema(config)) as writer:

@@ -37,6 +37,7 @@ from synthaix.ownership import (
     os_errors,
     remove_stale_builds,
     say_removed,
+    unclaim,
 )
 from synthaix.relational.config import RelationalConfig
 from synthaix.relational.manifest import DatasetManifest
@@ -123,12 +124,16 @@ class RelationalWriter:
         self.current_link = self.root / ".current"
         self.tables: dict[str, TableWriter] = {}
         self._lock_file: int | None = None
+        self._made = (False, False)  # (made the folder, claimed it): see __exit__
 
     def __enter__(self) -> RelationalWriter:
         self.check()
+        made = not self.root.exists()
         with os_errors("write to"):
-            if check_output_dir(self.root, self.config.name):
+            claimed = check_output_dir(self.root, self.config.name)
+            if claimed:
                 claim(self.root, self.config.name)
+        self._made = (made, claimed)  # unclaimed if nothing published
         self._lock()
         try:
             with os_errors("write to"):
@@ -144,6 +149,9 @@ class RelationalWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _discard(self.staging)  # with the tables' folders in it
+        made, claimed = self._made
+        if claimed and not self.current_link.is_symlink():  # a first build, not published
+            unclaim(self.root, made)
         self._unlock()
 
     def check(self) -> None:
