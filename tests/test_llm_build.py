@@ -273,7 +273,10 @@ def test_answers_that_give_no_valid_row_stop_the_build() -> None:
             Build(config, ThreadExecutor(config), persistent=False).run()
         sent = len(sim.state.requests())
     assert caught.value.cause == "unusable_answers"
-    assert re.search(r"no valid value in the first \d+ answers of a chunk \(", str(caught.value))
+    assert re.search(
+        r"no valid value of the llm column t in the first \d+ answers of a chunk \(",
+        str(caught.value),
+    )
     assert "the answers are no JSON rows" in (caught.value.hint or "")
     assert sent < 100  # the first answers of the chunks running (44 seen), not 1,000s
 

@@ -114,7 +114,7 @@ class StageFiller:
         if not found and len(targets) >= UNUSABLE_ROWS:
             stats = self.recorder.snapshot()
             asked = f"{stats.requests:,} answers for the {len(targets):,} rows of a chunk"
-            raise _unusable(stats, asked)
+            raise _unusable(stats, asked, self.columns)
         mask = np.array([i in found for i in range(rows)], dtype=bool)
         arrays = {}
         for column in self.columns:
@@ -228,7 +228,7 @@ class StageFiller:
                 unusable = not valid and answers >= UNUSABLE_ANSWERS and rows >= UNUSABLE_ROWS
                 if unusable:  # and what is in flight ends
                     asked = f"the first {answers} answers of a chunk"
-                    raise _unusable(self.recorder.snapshot(), asked)
+                    raise _unusable(self.recorder.snapshot(), asked, self.columns)
 
     def _ask(self, batch: _Batch) -> tuple[_Batch, ParsedAnswer]:
         count, per_row = len(batch.ids), batch.inputs is not None
@@ -303,7 +303,7 @@ UNUSABLE_ROWS = 5  # a chunk of this many rows without one valid value stops the
 UNUSABLE_ANSWERS = 4  # as do a chunk's first answers without one (re-asks would pay again)
 
 
-def _unusable(stats: LlmStats, asked: str) -> ProviderError:
+def _unusable(stats: LlmStats, asked: str, columns: list[LlmColumn]) -> ProviderError:
     """Not one row of a chunk got a valid value after every re-ask: the model's answers are
     unusable, and the build would pay for round after round of them (1,183 requests for 300
     rows of an endpoint that answered prose)."""
@@ -313,8 +313,10 @@ def _unusable(stats: LlmStats, asked: str) -> ProviderError:
         "malformed_json",
         "not_returned",
     )
+    names = ", ".join(c.name for c in columns)
     return ProviderError(
-        f"no valid value in {asked} (rejected: {said or 'none'}): the model's answers are unusable",
+        f"no valid value of the llm column{'s' * (len(columns) > 1)} {names} in {asked} "
+        f"(rejected: {said or 'none'}): the model's answers are unusable",
         cause="unusable_answers",
         hint="the answers are no JSON rows: check provider.model, or try structured_output: "
         "json_schema or tools"
