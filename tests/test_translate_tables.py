@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 import yaml
 from llm_helpers import simulator
 
@@ -262,3 +263,43 @@ def test_a_wrong_model_fails_at_once_naming_the_served_ones() -> None:
         with pytest.raises(ProviderError, match=r"\(it has: sim-large, sim-small\)"):
             translate(SHOP, provider)
         assert sim.state.requests() == []  # no design request was paid for
+
+
+def test_a_refused_design_request_gets_a_hint_about_translate_not_columns() -> None:
+    """The hint said to check the llm columns' schema, of which translate has none."""
+    import http.server
+    import json as json_lib
+    import threading
+
+    from synthaix.errors import ProviderError
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def _send(self, status: int, body: dict) -> None:
+            data = json_lib.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # /v1/models
+            self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._send(400, {"error": {"message": "response_format is not supported"}})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        with pytest.raises(ProviderError) as caught:
+            translate("customers", ProviderConfig(base_url=url, model="m"), rows=10)
+    finally:
+        server.shutdown()
+    assert "HTTP 400" in str(caught.value)
+    assert "llm columns" not in (caught.value.hint or "")
+    assert "this request's JSON schema" in (caught.value.hint or "")

@@ -164,7 +164,16 @@ def translate(
             {"role": "system", "content": "You design dataset schemas. Answer with JSON only."},
             {"role": "user", "content": prompt + feedback},
         ]
-        answer = client.complete(messages, SCHEMA, provider.max_tokens, recorder)
+        try:
+            answer = client.complete(messages, SCHEMA, provider.max_tokens, recorder)
+        except ProviderError as exc:
+            if exc.cause.startswith("http_4") and "llm columns" in (exc.hint or ""):
+                # That hint is of a build's columns; translate sends its own design schema.
+                exc.hint = (
+                    "the endpoint may not take this request's JSON schema: try another model, "
+                    "or a server with structured output"
+                )
+            raise
         payload, repaired = extract_payload(answer.text)
         tables = _tables_of(payload)
         cut = answer.finish_reason == "length"
