@@ -118,6 +118,23 @@ def test_a_pattern_the_simulator_cannot_write_is_refused_at_once(
     assert counts == {"requests": 1, "400": 1}
 
 
+@pytest.mark.parametrize(
+    ("schema", "why"),
+    [
+        ({"type": "integer", "minimum": 5, "maximum": 1}, "minimum 5 and maximum 1"),
+        ({"type": "string", "minLength": 9, "maxLength": 3}, "minLength 9 and maxLength 3"),
+    ],
+)
+def test_bounds_no_value_meets_are_refused_not_a_dropped_connection(
+    schema: dict[str, Any], why: str
+) -> None:
+    """The simulator crashed on them (empty range for randrange) and dropped the connection."""
+    column = LlmColumn.model_construct(name="n", value_schema=schema)  # a config refuses them
+    with simulator(seed=1) as sim, pytest.raises(openai.BadRequestError) as refused:
+        _ask(sim.url, "json_schema", [column])
+    assert f"no value meets {why}" in refused.value.body["message"]  # type: ignore[index]
+
+
 def test_a_refused_schema_is_not_called_a_long_context() -> None:
     """The client's hint for a 400 said to shorten the context whatever the refusal was."""
     from synthaix.errors import ProviderError

@@ -53,15 +53,17 @@ def fake_value(schema: dict[str, Any], rng: random.Random) -> Any:
             return {name: fake_value(sub, rng) for name, sub in props.items()}
         case "array":
             low = int(schema.get("minItems", 1))
-            high = int(schema.get("maxItems", max(low, 3)))
+            high = _at_least(low, int(schema.get("maxItems", max(low, 3))), "minItems", "maxItems")
             items = schema.get("items", {"type": "string"})
             return [fake_value(items, rng) for _ in range(rng.randint(low, high))]
         case "integer":
             low = int(schema.get("minimum", 0))
-            return rng.randint(low, int(schema.get("maximum", low + 1000)))
+            high = _at_least(low, int(schema.get("maximum", low + 1000)), "minimum", "maximum")
+            return rng.randint(low, high)
         case "number":
             low = float(schema.get("minimum", 0.0))
-            return round(rng.uniform(low, float(schema.get("maximum", low + 1000.0))), 2)
+            high = _at_least(low, float(schema.get("maximum", low + 1000.0)), "minimum", "maximum")
+            return round(rng.uniform(low, high), 2)
         case "boolean":
             return rng.random() < 0.5
         case "null":
@@ -69,9 +71,18 @@ def fake_value(schema: dict[str, Any], rng: random.Random) -> Any:
     return _text(schema, rng)
 
 
+def _at_least(low: Any, high: Any, low_name: str, high_name: str) -> Any:
+    """`high`, or a 400 for bounds no value meets (it crashed, dropping the connection)."""
+    if low > high:
+        raise UnsupportedSchema(f"no value meets {low_name} {low} and {high_name} {high}")
+    return high
+
+
 def _text(schema: dict[str, Any], rng: random.Random) -> str:
     limit = int(schema.get("maxLength", 120))
     low = int(schema.get("minLength", 1))
+    if "maxLength" in schema:
+        _at_least(low, limit, "minLength", "maxLength")
     if isinstance(schema.get("pattern"), str):
         return _matching(schema["pattern"], low, int(schema.get("maxLength", MAX_LENGTH)), rng)
     date = f"20{rng.randint(10, 29)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
