@@ -93,7 +93,10 @@ def connection() -> duckdb.DuckDBPyConnection:
                 "memory_limit": "2GB",
             }
         )
-        con.execute("SET TimeZone = 'UTC'")  # timestamptz casts: the same data on any machine
+        # Timestamptz values and casts: the same data on any machine. GLOBAL: the cursors the
+        # expressions run on are sessions of their own (a session's SET left them in the
+        # machine's zone, and a column's Parquet type read tz=Europe/Berlin there).
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
         con.execute("SET lock_configuration = true")
         _local.con = con
     return con

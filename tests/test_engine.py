@@ -516,6 +516,28 @@ def test_an_llm_preview_shows_the_builds_first_rows_and_pays_for_those_only(
     assert asked == 1  # 5 rows a request: the 195 other rows of the chunk cost nothing
 
 
+def test_an_llm_preview_with_constraints_is_not_stopped_by_the_rows_it_leaves_out() -> None:
+    """Its chunk's rows past those shown are dropped unasked: counted as breaking the
+    constraints, they stopped the preview after its first round (review)."""
+    from synthaix.build.preview import preview_rows
+
+    columns = [
+        {"name": "a", "type": "integer", "min": 0, "max": 9},
+        {"name": "b", "type": "integer", "min": 0, "max": 9},
+        {"name": "note", "type": "llm", "prompt": "A note on {{ a }}", "max_length": 60},
+    ]
+    with simulator(seed=1) as sim:
+        config = make_config(
+            columns,
+            rows=5000,
+            chunk_size=4000,
+            provider=provider(sim.url, rows_per_request=5),
+            constraints=["a > 2", "b > 2"],
+        )
+        shown = preview_rows(config, 20)
+    assert shown.num_rows == 20 and min(shown["a"].to_pylist()) > 2
+
+
 def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generating(
     tmp_path: Path,
 ) -> None:

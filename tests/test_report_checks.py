@@ -148,6 +148,32 @@ def test_a_template_is_rendered_again_from_the_rows_inputs(single: Path, tmp_pat
     assert not check.passed and check.observed.startswith("2 of 1,000 rows differ; e.g. 'n0' ")
 
 
+def test_a_template_over_a_time_zone_aware_value_passes_on_any_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both the build and the report worked in the machine's zone (the session's UTC did not
+    reach the cursors): the stored type was tz=Europe/Berlin, and a report elsewhere failed
+    every row."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        columns = [
+            {"name": "epoch", "type": "integer", "min": 1_600_000_000, "max": 1_700_000_000},
+            {"name": "ts", "type": "sql", "expr": "to_timestamp(epoch)"},
+            {"name": "label", "type": "expression", "template": "at {{ ts }}"},
+        ]
+        _build(tmp_path / "out", columns, rows=300)
+        check = _check(check_dataset(tmp_path / "out"), "label", "relation")
+        stored = pq.read_schema(_parts(tmp_path / "out" / ".current")[0]).field("ts").type
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert check.passed and check.observed == "0 of 300 rows differ", check
+    assert stored == pa.timestamp("us", tz="UTC")  # was tz=Europe/Berlin: the machine's zone
+
+
 def test_an_overwrite_with_a_copied_part_fails_the_row_count(single: Path, tmp_path: Path) -> None:
     copy = _copy(single, tmp_path)
     _copy_a_part(copy / ".current")

@@ -119,6 +119,9 @@ def sandboxed(sources: Iterable[Source]) -> duckdb.DuckDBPyConnection:
     folders = {f"{str(Path(p).parent).rstrip('/')}/" for s in sources for p in s.parts}
     con.execute("SET allowed_directories = ?", [sorted(folders)])
     con.execute("SET enable_external_access = false")
+    # As the build's: a time-zone-aware value reads as it was made (a template over one was
+    # rendered +00:00 by the build, +02:00 by a report in Berlin).
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
     con.execute("SET lock_configuration = true")
     for source in sources:
         if source.database is not None and not _has_table(con, source.table):
