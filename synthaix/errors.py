@@ -35,6 +35,10 @@ class OutputError(SynthaixError):
     """The output location cannot be used (locked, incompatible with append, ...)."""
 
 
+class OutputBusy(OutputError):
+    """Another build is writing the output (it holds its lock)."""
+
+
 class ProviderError(SynthaixError):
     """The LLM endpoint failed. `cause` names the kind (rate_limit, server_error, ...)."""
 

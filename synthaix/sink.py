@@ -36,7 +36,7 @@ from synthaix import duckdb_sink, progress
 from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.target import check_dedupe_target
-from synthaix.errors import OutputError
+from synthaix.errors import OutputBusy, OutputError
 from synthaix.files import is_own_report, write_text_atomic
 from synthaix.ownership import (
     MARKER,
@@ -50,6 +50,7 @@ from synthaix.ownership import (
     unclaim,
 )
 
+LOCK_TRIES = 10  # 0.5 s
 MANIFEST_KEY = b"synthaix.manifest"
 BUILD_KEY = b"synthaix.build"
 _active_staging: set[Path] = set()  # this process's staging folders, for a hard exit
@@ -77,20 +78,23 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
 
 def not_locked(root: Path) -> None:
     """Refuse an output another build writes: checked first, as its publish also holds the
-    database, which the checks would call open in another program."""
+    database, which the checks would call open in another program. A shared lock tells, and
+    is held for an instant (a build taking the lock then retries; see `_lock`)."""
     lock = root / ".lock"
     if not (lock.is_file() and (root / MARKER).is_file()):
         return
     try:
-        fd = os.open(lock, os.O_RDONLY)
+        fd = os.open(lock, os.O_RDWR)  # NFS locks need it open for writing
     except OSError:
         return  # unreadable: the checks that follow say why
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise OutputError(
+        raise OutputBusy(
             f"{root} is being written by another build", hint="wait for it to finish"
         ) from None
+    except OSError:
+        return  # a file system without flock: the build's own lock decides
     finally:
         os.close(fd)  # closing releases a lock taken
 
@@ -196,13 +200,18 @@ class DatasetWriter:
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputError(
-                f"{self.root} is being written by another build", hint="wait for it to finish"
-            ) from None
+        for attempt in range(LOCK_TRIES):  # another process's check holds it for an instant
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == LOCK_TRIES - 1:
+                    os.close(fd)
+                    raise OutputBusy(
+                        f"{self.root} is being written by another build",
+                        hint="wait for it to finish",
+                    ) from None
+                time.sleep(0.05)
         self._lock_file = fd
 
     # -- reading what is there ---------------------------------------------------------------

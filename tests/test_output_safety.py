@@ -146,11 +146,15 @@ def test_a_build_during_another_builds_publish_says_so(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         result = _build(config, "--rows", "10")
+        validated = runner.invoke(app, ["validate", str(config)])
     finally:
         holder.kill()
         holder.wait()
     assert result.exit_code == 2
     assert f"{out} is being written by another build" in result.output, result.output
+    # The config is valid: validate says so, and that the output's checks wait for the build.
+    assert validated.exit_code == 0, validated.output
+    assert "being written by another build: its output checks run when" in validated.output
 
 
 def test_a_publish_waits_for_another_writer_of_the_database(tmp_path: Path) -> None:

@@ -42,6 +42,33 @@ def _refuse_existing(path: Path | None, force: bool, debug: bool) -> None:
         _fail(SynthaixError(f"{path} exists", hint=hint), debug)
 
 
+def _check_output(dataset: Any) -> None:
+    if _is_tables(dataset):
+        from synthaix.relational.sink import RelationalWriter, check_same_tables
+
+        writer = RelationalWriter(dataset)
+        writer.check()
+        if dataset.mode == "append":  # as the build, which checks again under its lock
+            check_same_tables(dataset, writer.previous_manifest(), writer.root)
+    else:
+        from synthaix.sink import check_output
+
+        check_output(dataset)
+
+
+def _busy_note(dataset: Any) -> str:
+    """What validate says, instead of checking the output, of one another build writes (its
+    publish holds the database: the checks would call it open in another program)."""
+    from synthaix.errors import OutputBusy
+    from synthaix.sink import not_locked
+
+    try:
+        not_locked(dataset.output_dir)
+    except OutputBusy as exc:
+        return f"{exc}: its output checks run when that build has finished"
+    return ""
+
+
 def _as_built(config: Path, assignments: list[str] | None) -> Any:
     """The config a build would make: with `--set` applied, its outputs where a build would
     really write them (under SYNTHAIX_OUTPUT_ROOT)."""
@@ -61,21 +88,13 @@ def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = Fa
     same --set would make)."""
     try:
         dataset = _as_built(config, assignments)
-        if _is_tables(dataset):
-            from synthaix.relational.sink import RelationalWriter
-
-            writer = RelationalWriter(dataset)
-            writer.check()
-            if dataset.mode == "append":  # as the build, which checks again under its lock
-                from synthaix.relational.sink import check_same_tables
-
-                check_same_tables(dataset, writer.previous_manifest(), writer.root)
-        else:
-            from synthaix.sink import check_output
-
-            check_output(dataset)
+        busy = _busy_note(dataset)  # the output's checks need it idle: said below
+        if not busy:
+            _check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
+    if busy:
+        out.print(f"[yellow]note:[/] {busy}")
     if dataset.as_of is not None:  # relative times or seed: as_of
         out.print(
             f"as_of {dataset.as_of:%Y-%m-%d %H:%M:%S} UTC (the config's, else now): relative "
