@@ -347,10 +347,14 @@ def test_an_endpoint_that_answered_then_fell_silent_fails_after_the_window() -> 
     default; 429s keep the attempts (a wave lasts its reset)."""
     silent = RetryBudget(max_attempts=8, timeout=120, slowest=3, silent=True)
     assert silent.stop(1, elapsed=30, since_answer=30) is None
-    assert silent.stop(1, elapsed=120, since_answer=125) == "no answer for 125 s"
-    assert silent.stop(1, elapsed=120, since_answer=None) is None  # never answered: attempts
+    assert silent.stop(1, elapsed=120, since_answer=125) is None  # tried again once
+    assert silent.stop(2, elapsed=245, since_answer=250) == "no answer for 250 s"
+    assert silent.stop(2, elapsed=245, since_answer=None) is None  # never answered: attempts
+    # After an idle hour the first failures are retried: silence counts from the first send.
+    assert silent.stop(2, elapsed=5, since_answer=3600) is None
+    assert silent.stop(3, elapsed=65, since_answer=3660) == "no answer for 3660 s"
     limited = RetryBudget(max_attempts=8, timeout=120, slowest=3)
-    assert limited.stop(1, elapsed=120, since_answer=125) is None
+    assert limited.stop(2, elapsed=245, since_answer=250) is None
 
 
 def test_a_server_closing_the_connection_is_not_said_unreachable() -> None:

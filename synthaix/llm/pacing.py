@@ -300,8 +300,9 @@ class RetryBudget:
     died kept requests retrying for 8 minutes (4 x the default 120 s). Without such progress
     the old bounds apply, `max_attempts` attempts or `max_attempts x timeout` seconds, so a
     dead endpoint still fails fast. An endpoint that answered and then fell silent (timeouts,
-    dropped connections: no HTTP answer) fails once the window has passed, whatever the
-    attempts: one that hung kept a build waiting 8 attempts of `timeout` (16 min by default).
+    dropped connections: no HTTP answer) for longer than the window since the request was
+    first sent fails at its second attempt or later, whatever `max_attempts`: one that hung
+    kept a build waiting 8 attempts of `timeout` (16 min by default).
     A 429 is an answer of a sort (a wave lasts its reset), so those keep the attempts. No
     request retries for longer than `total` (max(15 min, 2 x max_attempts x timeout)), so one
     that fails while others pass cannot hold a build forever."""
@@ -326,7 +327,10 @@ class RetryBudget:
             return f"retried for {elapsed:.0f} s"
         if since_answer is not None and since_answer <= self.window:
             return None
-        if since_answer is not None and self.silent:
+        # Silent since this request was first sent, and tried again: the process may have
+        # been idle for an hour before it (its first failure after a quiet spell is retried).
+        silent = self.silent and since_answer is not None and attempts >= 2
+        if silent and min(since_answer or 0.0, elapsed) > self.window:
             return f"no answer for {since_answer:.0f} s"
         if attempts >= self.max_attempts or elapsed >= self.max_attempts * self.timeout:
             never = since_answer is None
