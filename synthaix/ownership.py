@@ -121,7 +121,9 @@ def remove_stale_builds(folder: Path, keep: str | None = None) -> list[tuple[str
     removed = []
     for entry in folder.iterdir():
         if entry.name != keep and re.fullmatch(BUILD_ID, entry.name):
-            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+            # Freed bytes: an append's version shares its parts with the next (hard links).
+            files = [f.stat() for f in entry.rglob("*") if f.is_file() and not f.is_symlink()]
+            size = sum(st.st_size for st in files if st.st_nlink == 1)
             remove_build_folder(entry)
             removed.append((f"{folder.name}/{entry.name}", size))
     return removed
@@ -133,7 +135,7 @@ def say_removed(removed: list[tuple[str, int]]) -> None:
     if removed:
         size = sum(b for _, b in removed) / 2**20
         names = ", ".join(name for name, _ in removed)
-        progress.note(f"removed what earlier builds left ({size:,.0f} MiB): {names}")
+        progress.note(f"removed what earlier builds left ({size:,.0f} MiB freed): {names}")
 
 
 def remove_build_folder(folder: Path) -> None:

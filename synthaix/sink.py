@@ -196,7 +196,7 @@ class DatasetWriter:
         if manifest is not None:
             write_text_atomic(self.root / "manifest.json", manifest.to_json() + "\n")
         drop_stale_report(self.root)
-        progress.note(f"completed the publish of build {built}, interrupted: data/ shows it now")
+        progress.note(f"completed the publish of build {built}, interrupted: the output shows it")
 
     def _lock(self) -> None:
         fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)

@@ -199,3 +199,19 @@ def test_daily_appends_pass_their_range_checks_at_each_builds_as_of(tmp_path: Pa
     ranges = {c.column: c for c in check_dataset(tmp_path / "out") if c.name == "range"}
     assert ranges["day"].passed and ranges["at"].passed, ranges
     assert ranges["day"].expected == "[2025-02-28, 2025-03-02]"  # 1 March's to 3 March's
+
+
+def test_the_span_of_an_output_appended_before_it_was_kept_reads_its_slots() -> None:
+    """A manifest written before `as_of_span` has its deployment slots' as_of (review)."""
+    from types import SimpleNamespace
+
+    from synthaix.build.manifest import appended_span
+
+    day = dt.datetime(2025, 3, 1)
+    old = SimpleNamespace(
+        as_of_span=None,
+        slots={"sha256:ab@2025-03-01T00:00:00": "b1", "sha256:ab@2025-03-02T00:00:00": "b2"},
+        config={"as_of": "2025-03-02T00:00:00"},
+    )
+    assert appended_span(day.replace(day=3), old, "append") == (day, day.replace(day=3))  # type: ignore[arg-type]
+    assert appended_span(day.replace(day=3), old, "overwrite") is None  # type: ignore[arg-type]

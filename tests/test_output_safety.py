@@ -351,9 +351,9 @@ def test_an_interrupted_publish_is_rolled_forward(tmp_path: Path, monkeypatch) -
     # Said, not silent: the publish completed, and what the builds left removed.
     completed, removed = listener.notes
     assert (
-        completed == f"completed the publish of build {new_build}, interrupted: data/ shows it now"
+        completed == f"completed the publish of build {new_build}, interrupted: the output shows it"
     )
-    assert removed.startswith("removed what earlier builds left (0 MiB): .versions/")
+    assert removed.startswith("removed what earlier builds left (0 MiB freed): .versions/")
 
 
 def test_a_failed_first_build_leaves_no_folder_behind(tmp_path: Path) -> None:

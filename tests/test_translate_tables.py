@@ -303,3 +303,37 @@ def test_a_refused_design_request_gets_a_hint_about_translate_not_columns() -> N
     assert "HTTP 400" in str(caught.value)
     assert "llm columns" not in (caught.value.hint or "")
     assert "this request's JSON schema" in (caught.value.hint or "")
+
+
+def test_a_childs_narrow_key_is_widened_to_the_rows_its_parents_make() -> None:
+    """A child table has no `rows`: the repair assumed 1,000 and widened the key to 10,000
+    where 50,001 were asked for, again and again, until translate gave up (review)."""
+    from synthaix.errors import ConfigError
+    from synthaix.llm.translate import _fix_tables
+
+    key = {"name": "order_id", "type": "integer", "min": 1, "max": 500, "primary_key": True}
+    data = {
+        "name": "shop",
+        "tables": [
+            {
+                "name": "customers",
+                "rows": 5000,
+                "columns": [{"name": "customer_id", "type": "sequence", "primary_key": True}],
+            },
+            {
+                "name": "orders",
+                "parent": "customers",
+                "count": {"mean": 10},
+                "columns": [
+                    key,
+                    {"name": "customer_id", "type": "reference", "to": "customers.customer_id"},
+                ],
+            },
+        ],
+    }
+    notes: list[str] = []
+    with pytest.raises(ConfigError) as caught:
+        parse_any_config(data)
+    assert _fix_tables(data["tables"], str(caught.value), notes)
+    assert notes == ["orders.order_id: range widened to 1..500010"]
+    assert isinstance(parse_any_config(data), RelationalConfig)

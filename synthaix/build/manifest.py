@@ -252,14 +252,23 @@ def appended_span(
     span, else the last one's as_of) with its own; None when it would be one instant."""
     if mode != "append" or previous is None:
         return None
-    seen = [t for t in (*(previous.as_of_span or ()), _as_of(previous.config), as_of) if t]
+    # A manifest written before the span holds its slots' as_of (hash@as_of) at least.
+    slots = [_instant(key.rpartition("@")[2]) for key in previous.slots]
+    earlier = (*(previous.as_of_span or ()), *slots, _as_of(previous.config))
+    seen = [t for t in (*earlier, as_of) if t]
     span = (min(seen), max(seen)) if seen else None
     return span if span is not None and span[0] != span[1] else None
 
 
 def _as_of(config: dict[str, Any]) -> dt.datetime | None:
-    value = config.get("as_of")
-    return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    return _instant(config.get("as_of"))
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def appended_slots(

@@ -347,17 +347,24 @@ def _fix_cross_column(
     for column in columns:
         if f"({column['name']})" not in message:
             continue
-        if "a primary key can take only" in message and column.get("primary_key"):
-            if column["type"] == "integer":  # an id of too narrow a range: widen it
-                low = column.get("min") if isinstance(column.get("min"), int) else 1
-                column.update(min=low, max=low + 10 * rows - 1)
-                notes.append(f"{column['name']}: range widened to {low}..{low + 10 * rows - 1}")
+        narrow = re.search(
+            rf"\({re.escape(column['name'])}\)[^\n]*a primary key can take only .*? but "
+            r"([\d,]+) rows are asked for",
+            message,
+        )
+        if narrow and column.get("primary_key"):
+            needed = max(rows, int(narrow[1].replace(",", "")))
+            low = column.get("min") if isinstance(column.get("min"), int) else 1
+            if column["type"] == "integer" and column.get("max") != low + 10 * needed - 1:
+                column.update(min=low, max=low + 10 * needed - 1)  # an id too narrow: widened
+                notes.append(f"{column['name']}: range widened to {low}..{low + 10 * needed - 1}")
             else:
                 column.pop("primary_key")
                 column.pop("unique", None)
                 notes.append(f"{column['name']}: dropped primary_key (too few distinct values)")
             return True
-        if "unique column can take only" in message and column.get("unique"):
+        own = "\n".join(line for line in message.splitlines() if f"({column['name']})" in line)
+        if "unique column can take only" in own and column.get("unique"):
             column.pop("unique")
             notes.append(f"{column['name']}: dropped unique (too few distinct values)")
             return True

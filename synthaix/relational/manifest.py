@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -146,7 +147,7 @@ def new_dataset_manifest(
 
 
 def _typed_params(value: Any) -> Any:
-    """`value` with each `params` mapping's keys read as YAML reads them ('true', '3')."""
+    """`value` with each `params` mapping's true/false and number keys typed again."""
     if isinstance(value, list):
         return [_typed_params(v) for v in value]
     if not isinstance(value, dict):
@@ -154,10 +155,16 @@ def _typed_params(value: Any) -> Any:
     found = {k: _typed_params(v) for k, v in value.items()}
     params = found.get("params")
     if isinstance(params, dict):
-        found["params"] = {
-            yaml.safe_load(k) if isinstance(k, str) else k: v for k, v in params.items()
-        }
+        found["params"] = {_typed_key(k): v for k, v in params.items()}
     return found
+
+
+_PLAIN = re.compile(r"true|false|-?\d+(\.\d+)?")
+
+
+def _typed_key(key: Any) -> Any:
+    """'true' and '3' as YAML wrote them (True, 3); other text stays text."""
+    return yaml.safe_load(key) if isinstance(key, str) and _PLAIN.fullmatch(key) else key
 
 
 def is_dataset_manifest(text: str) -> bool:

@@ -186,7 +186,9 @@ class RelationalWriter:
                 text = (version / DATASET_MANIFEST).read_text(encoding="utf-8")
                 write_text_atomic(self.root / "manifest.json", text)
             drop_stale_report(self.root)
-            progress.note(f"completed the publish of build {built}, interrupted: data/ shows it")
+            progress.note(
+                f"completed the publish of build {built}, interrupted: the output shows it"
+            )
 
     # -- the tables ---------------------------------------------------------------------------
     def sink(self, config: DatasetConfig, schema: pa.Schema) -> TableWriter:
