@@ -186,6 +186,15 @@ def test_daily_appends_pass_their_range_checks_at_each_builds_as_of(tmp_path: Pa
         "columns": [
             {"name": "day", "type": "date", "start": "today-1d", "end": "today"},
             {"name": "at", "type": "datetime", "start": "-1d", "end": "now"},
+            {"name": "tier", "type": "category", "values": ["a", "b"]},
+            {
+                "name": "seen",
+                "type": "datetime",
+                "start": "-1d",
+                "end": "now",
+                "by": "tier",
+                "params": {"b": {"start": "-2d"}},
+            },
         ],
         "output": {"dir": str(tmp_path / "out")},
     }
@@ -196,8 +205,14 @@ def test_daily_appends_pass_their_range_checks_at_each_builds_as_of(tmp_path: Pa
         Build(config, ThreadExecutor(config)).run()
     manifest = read_manifest(tmp_path / "out")
     assert manifest.as_of_span == (days[2], days[1])
-    ranges = {c.column: c for c in check_dataset(tmp_path / "out") if c.name == "range"}
+    checks = check_dataset(tmp_path / "out")
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    ranges = {c.column: c for c in checks if c.name == "range"}
     assert ranges["day"].passed and ranges["at"].passed, ranges
+    # A `by` column's segments over every build: b's start at the first as_of, the end at
+    # the last (its per-segment windows, declared at one as_of, are left out).
+    assert ranges["seen"].expected == "[2025-02-27 00:00:00, 2025-03-02 23:59:59]"
+    assert not [c for c in checks if c.column == "seen" and c.name == "relation"]
     assert ranges["day"].expected == "[2025-02-28, 2025-03-02]"  # 1 March's to 3 March's
 
 

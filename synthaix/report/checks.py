@@ -69,24 +69,37 @@ def run_checks(
     return checks
 
 
-def _spanned_bounds(config: DatasetConfig, manifest: Manifest | None) -> dict[str, tuple[Any, Any]]:
-    """The range of each date or datetime column with relative times over the rows of every
-    build there (appends at other as_of): from its start at the earliest as_of to its end
-    at the latest. Checked at the last build's as_of alone, a daily append failed its
-    ranges every day after the first."""
-    span = manifest.as_of_span if manifest is not None else None
-    relative = [
-        c
+def spanned(config: DatasetConfig, manifest: Manifest | None) -> set[str]:
+    """Date and datetime columns with relative times, when the output holds the rows of
+    builds at several as_of (appends): their windows differ from build to build, so their
+    per-segment ranges and distributions, declared at one as_of, are left out; their range
+    over every build is checked instead (see `_spanned_bounds`)."""
+    if manifest is None or manifest.as_of_span is None:
+        return set()
+    return {
+        c.name
         for c in config.columns
         if isinstance(c, DateColumn | DatetimeColumn) and c.uses_as_of and c.base is None
-    ]
-    if span is None or not relative:
+    }
+
+
+def _spanned_bounds(config: DatasetConfig, manifest: Manifest | None) -> dict[str, tuple[Any, Any]]:
+    """The range of each `spanned` column over the rows of every build there: from its
+    start at the earliest as_of to its end at the latest (over its `by` segments, the
+    earliest start and the latest end). Checked at the last build's as_of alone, a daily
+    append failed its ranges every day after the first."""
+    names = spanned(config, manifest)
+    if not names:
         return {}
-    names = {c.name for c in relative}
-    first, last = (config.with_overrides(as_of=moment) for moment in span)
-    starts = {c.name: c.bounds()[0] for c in first.columns if c.name in names}
-    ends = {c.name: c.bounds()[1] for c in last.columns if c.name in names}
-    return {c.name: (starts[c.name], ends[c.name]) for c in relative}
+    assert manifest is not None and manifest.as_of_span is not None
+    first, last = (config.with_overrides(as_of=moment) for moment in manifest.as_of_span)
+
+    def bounds(c: Column, side: int) -> list[Any]:
+        return [v.bounds()[side] for _, v in c._valid()]  # type: ignore[attr-defined]
+
+    starts = {c.name: min(bounds(c, 0)) for c in first.columns if c.name in names}
+    ends = {c.name: max(bounds(c, 1)) for c in last.columns if c.name in names}
+    return {name: (starts[name], ends[name]) for name in names}
 
 
 RESHAPING = 0.01  # redraws above this share of the rows generated reshape their columns
@@ -238,6 +251,8 @@ def _column_checks(
     if column.unique or isinstance(column, SequenceColumn):
         ok = seen.distinct == non_null
         out.append(Check(name, "unique", f"{non_null:,} distinct", f"{seen.distinct:,}", ok))
+    if derived and bounds is not None:  # `by` segments' relative windows, over every build
+        return out + _range(name, *bounds, seen.minimum, seen.maximum)
     if derived:  # own parameters do not describe it: see its relations
         return out
     if isinstance(column, IntegerColumn | FloatColumn):

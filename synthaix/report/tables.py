@@ -38,6 +38,7 @@ from synthaix.report.checks import (
     own_nulls,
     reshaped,
     run_checks,
+    spanned,
 )
 from synthaix.report.html import (
     CSS,
@@ -185,7 +186,8 @@ def relational_checks(
             ]
             _data_view(con, config, name, types)  # one view of each table for both below
             table = manifest.tables.get(name) if manifest is not None else None
-            checks += _relations(con, config, name, reshaped(config.plan(name).config, table))
+            own = config.plan(name).config
+            checks += _relations(con, config, name, reshaped(own, table), spanned(own, table))
             nulls[name] = own_nulls(con, config.plan(name).config)
     return checks, nulls
 
@@ -317,12 +319,16 @@ def _aggregate(
 
 
 def _relations(
-    con: duckdb.DuckDBPyConnection, config: RelationalConfig, table: str, reshaped: set[str]
+    con: duckdb.DuckDBPyConnection,
+    config: RelationalConfig,
+    table: str,
+    reshaped: set[str],
+    spanned: set[str],
 ) -> list[TableCheck]:
     """The table's declared relations and constraints, over the view `data` of its rows (but
-    the distributions of `reshaped` columns)."""
+    the distributions of `reshaped` columns, and the relations of `spanned` ones)."""
     plan = config.plan(table)
-    relations = [("relation", r) for r in column_relations(plan.config, reshaped)]
+    relations = [("relation", r) for r in column_relations(plan.config, reshaped, spanned)]
     relations += [("constraint", c.relation_check()) for c in plan.config.constraints]
     checks = []
     for name, relation in relations:
