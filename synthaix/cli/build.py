@@ -385,17 +385,23 @@ def build(
     total = manifest.llm_total
     if manifest.earlier_attempts and total.requests:
         out.print(f"  llm, all {len(manifest.earlier_attempts) + 1} attempts: {spend(total)}")
-    if llm.requests:
-        out.print(f"  pacing: {pacing(llm)}")
-        if llm.retries:
-            out.print(f"  retries: {_counts(llm.retries)}")
-        if llm.rejected_rows:
-            out.print(f"  rejected rows: {_counts(llm.rejected_rows)}")
+    _llm_details(llm, "  ")
     for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")
     out.print(f"  manifest: {dataset.output_dir / 'manifest.json'}")
     if report:
         _report(dataset.output_dir, None, debug)
+
+
+def _llm_details(llm: Any, indent: str) -> None:
+    """What the provider allowed, and what was retried and rejected, of a build's requests."""
+    if not llm.requests:
+        return
+    out.print(f"{indent}pacing: {pacing(llm)}")
+    if llm.retries:
+        out.print(f"{indent}retries: {_counts(llm.retries)}")
+    if llm.rejected_rows:
+        out.print(f"{indent}rejected rows: {_counts(llm.rejected_rows)}")
 
 
 def _redrawn(dropped: Dropped) -> str:
@@ -442,12 +448,7 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
         out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
         if timed_out := llm.retries.get("timeout", 0):  # as for one table: cost understated
             out.print(f"    timed out: {timed_out:,} {TIMED_OUT}")
-        if llm.requests:
-            out.print(f"    pacing: {pacing(llm)}")
-        if llm.retries:
-            out.print(f"    retries: {_counts(llm.retries)}")
-        if llm.rejected_rows:
-            out.print(f"    rejected rows: {_counts(llm.rejected_rows)}")
+        _llm_details(llm, "    ")
     for kind, path in manifest.outputs.items():
         out.print(f"  {kind}: {path}")
 
