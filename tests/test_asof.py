@@ -225,7 +225,11 @@ def test_the_span_of_an_output_appended_before_it_was_kept_reads_its_slots() -> 
     day = dt.datetime(2025, 3, 1)
     old = SimpleNamespace(
         as_of_span=None,
-        slots={"sha256:ab@2025-03-01T00:00:00": "b1", "sha256:ab@2025-03-02T00:00:00": "b2"},
+        # Keys as slot_of makes them: the slot's time with its offset.
+        slots={
+            "sha256:ab@2025-03-01T00:00:00+00:00": "b1",
+            "sha256:ab@2025-03-02T01:00:00+01:00": "b2",
+        },
         config={"as_of": "2025-03-02T00:00:00"},
     )
     assert appended_span(day.replace(day=3), old, "append") == (day, day.replace(day=3))  # type: ignore[arg-type]

@@ -253,7 +253,7 @@ def appended_span(
     if mode != "append" or previous is None:
         return None
     # A manifest written before the span holds its slots' as_of (hash@as_of) at least.
-    slots = [_instant(key.rpartition("@")[2]) for key in previous.slots]
+    slots = [] if previous.as_of_span else [_instant(k.rpartition("@")[2]) for k in previous.slots]
     earlier = (*(previous.as_of_span or ()), *slots, _as_of(previous.config))
     seen = [t for t in (*earlier, as_of) if t]
     span = (min(seen), max(seen)) if seen else None
@@ -265,8 +265,11 @@ def _as_of(config: dict[str, Any]) -> dt.datetime | None:
 
 
 def _instant(value: Any) -> dt.datetime | None:
+    """Naive UTC, as every as_of is kept (a slot's key holds its aware time, +00:00)."""
+    from synthaix.asof import as_utc
+
     try:
-        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        return as_utc(dt.datetime.fromisoformat(value)) if isinstance(value, str) else None
     except ValueError:
         return None
 
