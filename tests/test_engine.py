@@ -538,6 +538,28 @@ def test_an_llm_preview_with_constraints_is_not_stopped_by_the_rows_it_leaves_ou
     assert shown.num_rows == 20 and min(shown["a"].to_pylist()) > 2
 
 
+def test_a_constraint_on_an_llm_column_that_never_holds_stops_after_the_first_round() -> None:
+    """validate cannot try it (the column is null before the build): its fill-up rounds, each
+    of a whole build's rows, paid for requests that could not make the rows (review)."""
+    columns = [{"name": "note", "type": "llm", "prompt": "A note", "max_length": 60}]
+    with simulator(seed=1, record=True) as sim:
+        config = make_config(
+            columns,
+            rows=2000,
+            chunk_size=1000,
+            provider=provider(sim.url, rows_per_request=50),
+            constraints=["length(note) < 2"],
+            dedupe={"exact": False},
+        )
+        with pytest.raises(CapacityError) as caught:
+            Build(config, ThreadExecutor(config), persistent=False).run()
+        sent = len(sim.state.requests())
+    assert "'length(note) < 2' (0.0%) held for under 1% of the 2,000 rows of the first round" in (
+        str(caught.value)
+    )
+    assert sent <= 45  # the first round's 40 requests (and a few in flight), no fill-up round
+
+
 def test_an_append_that_cannot_fit_its_unique_values_is_refused_before_generating(
     tmp_path: Path,
 ) -> None:

@@ -200,7 +200,7 @@ class Build:
         # The drops and rows generated when the last round began: what stopped the build is
         # what that round lost its rows to.
         round_start = [(self._dropped(assembler, dedupe), self.generated)]
-        sampled_late = bool(config._related) and getattr(planner, "llm_rows", None) is None
+        sampled_late = _sampled_late(config) and getattr(planner, "llm_rows", None) is None
 
         def limits() -> tuple[str, str]:
             before, generated = round_start[0]
@@ -233,8 +233,8 @@ class Build:
                             self._admit(batch, assembler, dedupe, writer)
                         if (batch := assembler.flush()) is not None:
                             self._admit(batch, assembler, dedupe, writer)
-                        # What validate could not sample: a table reading related rows (not
-                        # a preview, whose chunks drop the rows it does not show).
+                        # What validate could not sample (not in a preview, whose chunks
+                        # drop the rows it does not show).
                         if planner.rounds == 1 and assembler.missing > 0 and sampled_late:
                             _rare_constraints(self._dropped(assembler, dedupe), self.generated)
                     self._wait_written()
@@ -646,9 +646,19 @@ def _with_parents(chunk: Chunk, result: ChunkResult) -> ChunkResult:
     return result
 
 
+def _sampled_late(config: DatasetConfig) -> bool:
+    """Whether `validate` could not try the constraints on sampled rows: a table that reads
+    related rows, or a constraint that reads an llm column (null in a sample: it passes)."""
+    from synthaix.sqlexpr import checked
+
+    llm = {c.name for c in config.columns if isinstance(c, LlmColumn)}
+    reads = {name for c in config.constraints for name in checked(c.check)[1]}
+    return bool(config._related) or bool(llm & reads)
+
+
 def _rare_constraints(dropped: Dropped, generated: int) -> None:
-    """What `validate` tries on sampled rows, tried on the first round's where it cannot (a
-    table that reads related rows): a constraint holding for under MIN_PASS_RATE of them, or
+    """What `validate` tries on sampled rows, tried on the first round's where it cannot (see
+    `_sampled_late`): a constraint holding for under MIN_PASS_RATE of them, or
     the constraints together, stops the build now, not after rounds that cannot make it."""
     if generated < TRIED_ROWS or not dropped.constraint:
         return
