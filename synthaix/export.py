@@ -49,6 +49,7 @@ def export_dataset(
     temporary = hidden_temporary(target)
     try:
         with duckdb.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")  # as built: no machine's offset on a value
             con.execute(
                 f"COPY (SELECT * FROM {parquet_source(parts)}) "
                 f"TO {sql_literal(str(temporary))} ({_COPY[fmt]})"
@@ -84,6 +85,7 @@ def write_rows(table: pa.Table, fmt: Format, target: Path) -> None:
     """Rows in the export's format (DuckDB's writers: `preview --format` prints what an export
     of the built rows holds, numbers and timestamps alike)."""
     with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
         con.register("preview_rows", table)
         con.execute(f"COPY preview_rows TO {sql_literal(str(target))} ({_COPY[fmt]})")
 

@@ -167,11 +167,16 @@ def test_a_template_over_a_time_zone_aware_value_passes_on_any_machine(
         _build(tmp_path / "out", columns, rows=300)
         check = _check(check_dataset(tmp_path / "out"), "label", "relation")
         stored = pq.read_schema(_parts(tmp_path / "out" / ".current")[0]).field("ts").type
+        from synthaix.export import export_dataset
+
+        csv_file = export_dataset(tmp_path / "out", "csv", tmp_path / "rows.csv")
+        exported = csv_file.read_text(encoding="utf-8").splitlines()[1]
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
     assert check.passed and check.observed == "0 of 300 rows differ", check
     assert stored == pa.timestamp("us", tz="UTC")  # was tz=Europe/Berlin: the machine's zone
+    assert "+00," in exported and "+01" not in exported and "+02" not in exported, exported
 
 
 def test_an_overwrite_with_a_copied_part_fails_the_row_count(single: Path, tmp_path: Path) -> None:
