@@ -99,6 +99,13 @@ def not_locked(root: Path) -> None:
         os.close(fd)  # closing releases a lock taken
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
 def discard_staged_parts() -> None:
     """Remove the parts staged by builds of this process (before a hard exit on a signal)."""
     for staging in list(_active_staging):
@@ -146,6 +153,8 @@ class DatasetWriter:
             if needs_marker:
                 claim(self.root, self.config.name)
             self._lock()
+            if needs_marker and not (self.root / MARKER).is_file():  # unclaimed meanwhile
+                claim(self.root, self.config.name)
         try:
             with os_errors("write to"):
                 self._tidy()
@@ -199,20 +208,22 @@ class DatasetWriter:
         progress.note(f"completed the publish of build {built}, interrupted: the output shows it")
 
     def _lock(self) -> None:
-        fd = os.open(self.root / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        for attempt in range(LOCK_TRIES):  # another process's check holds it for an instant
+        path = self.root / ".lock"
+        for _ in range(LOCK_TRIES):  # another process's check holds it for an instant
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if attempt == LOCK_TRIES - 1:
-                    os.close(fd)
-                    raise OutputBusy(
-                        f"{self.root} is being written by another build",
-                        hint="wait for it to finish",
-                    ) from None
+                os.close(fd)
                 time.sleep(0.05)
-        self._lock_file = fd
+                continue
+            if _same_file(fd, path):
+                self._lock_file = fd
+                return
+            os.close(fd)  # a failed first build removed the file it held: lock the new one
+        raise OutputBusy(
+            f"{self.root} is being written by another build", hint="wait for it to finish"
+        )
 
     # -- reading what is there ---------------------------------------------------------------
     def current_parts(self) -> list[Path]:

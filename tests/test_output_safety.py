@@ -154,7 +154,7 @@ def test_a_build_during_another_builds_publish_says_so(tmp_path: Path) -> None:
     assert f"{out} is being written by another build" in result.output, result.output
     # The config is valid: validate says so, and that the output's checks wait for the build.
     assert validated.exit_code == 0, validated.output
-    assert "being written by another build: its output checks run when" in validated.output
+    assert "being written by another build: its output was not checked" in validated.output
 
 
 def test_a_publish_waits_for_another_writer_of_the_database(tmp_path: Path) -> None:
@@ -377,6 +377,29 @@ def test_a_failed_first_build_leaves_no_folder_behind(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         Build(config, ThreadExecutor(config), on_rows=fail).run()
     assert file_sums(out) == sums
+
+
+def test_a_lock_file_removed_while_taken_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed first build removes its `.lock` as it ends: a build that opened that file
+    before must not hold a lock on a file no other build can see (review)."""
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    real, replaced = sink.fcntl.flock, []
+
+    def flock_then_replaced(fd: int, operation: int) -> None:
+        real(fd, operation)
+        if not replaced and operation & sink.fcntl.LOCK_EX:
+            lock = tmp_path / "o" / ".lock"
+            lock.unlink()
+            lock.touch()  # another build's, new
+            replaced.append(lock)
+
+    monkeypatch.setattr(sink.fcntl, "flock", flock_then_replaced)
+    with DatasetWriter(config, dataset_schema(config)) as writer:
+        held = os.fstat(writer._lock_file).st_ino  # type: ignore[arg-type]
+        assert replaced and held == (tmp_path / "o" / ".lock").stat().st_ino
+        assert (tmp_path / "o" / ".synthaix-output").is_file()
 
 
 def test_a_marker_of_another_dataset_is_refused(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import (
+    MARKER,
     check_output_dir,
     claim,
     os_errors,
@@ -135,6 +136,9 @@ class RelationalWriter:
                 claim(self.root, self.config.name)
         self._made = (made, claimed)  # unclaimed if nothing published
         self._lock()
+        if claimed and not (self.root / MARKER).is_file():  # unclaimed meanwhile
+            with os_errors("write to"):
+                claim(self.root, self.config.name)
         try:
             with os_errors("write to"):
                 self._tidy()
