@@ -65,7 +65,7 @@ def _busy_note(dataset: Any) -> str:
     try:
         not_locked(dataset.output_dir)
     except OutputBusy as exc:
-        return f"{exc}: its output checks run when that build has finished"
+        return f"{exc}: its output was not checked; run validate again once that build ends"
     return ""
 
 

@@ -368,12 +368,12 @@ def _fix_cross_column(
             column.pop("unique")
             notes.append(f"{column['name']}: dropped unique (too few distinct values)")
             return True
-        if "references" in message and column["type"] in ("expression", "llm"):
+        if "references" in own and column["type"] in ("expression", "llm"):
             prompt = column.pop("template", None) or column.pop("prompt", None)
             column.update(type="llm", prompt=re.sub(r"{{.*?}}", "", prompt or column["name"]))
             notes.append(f"{column['name']}: referenced unknown columns; an llm column now")
             return True
-        if "references" in message and _RELATIONS & column.keys():
+        if "references" in own and _RELATIONS & column.keys():
             plain = {k: v for k, v in column.items() if k not in _RELATIONS}
             column.clear()
             column.update(_column(plain["name"], plain, notes))

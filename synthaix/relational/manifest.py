@@ -159,7 +159,7 @@ def _typed_params(value: Any) -> Any:
     return found
 
 
-_PLAIN = re.compile(r"true|false|-?\d+(\.\d+)?")
+_PLAIN = re.compile(r"true|false|-?(0|[1-9]\d*)(\.\d+)?")  # not "010": YAML reads it octal
 
 
 def _typed_key(key: Any) -> Any:
