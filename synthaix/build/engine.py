@@ -192,7 +192,14 @@ class Build:
             planner = RoundPlanner(config, first_row=first_row)
         self._planner = planner
         llm = any(isinstance(c, LlmColumn) for c in config.columns)
-        self._ahead = planner.ahead if llm and isinstance(planner, RoundPlanner) else None
+        # Constraints validate could not sample are tried on the first round (see below):
+        # none of the next one is paid for before they are (not in a preview, whose chunks
+        # drop the rows it does not show).
+        sampled_late = _sampled_late(config) and getattr(planner, "llm_rows", None) is None
+        self._ahead = None
+        if llm and isinstance(planner, RoundPlanner):
+            ahead = planner.ahead
+            self._ahead = lambda a: [] if sampled_late and planner.rounds == 1 else ahead(a)
         seen = writer.existing_values(unique)
         batch = batch_rows(dedupe.dims if dedupe.texts else 0)
         assembler = Assembler(config.rows, UniqueFilter(unique, seen), batch)
@@ -200,7 +207,6 @@ class Build:
         # The drops and rows generated when the last round began: what stopped the build is
         # what that round lost its rows to.
         round_start = [(self._dropped(assembler, dedupe), self.generated)]
-        sampled_late = _sampled_late(config) and getattr(planner, "llm_rows", None) is None
 
         def limits() -> tuple[str, str]:
             before, generated = round_start[0]
@@ -233,8 +239,6 @@ class Build:
                             self._admit(batch, assembler, dedupe, writer)
                         if (batch := assembler.flush()) is not None:
                             self._admit(batch, assembler, dedupe, writer)
-                        # What validate could not sample (not in a preview, whose chunks
-                        # drop the rows it does not show).
                         if planner.rounds == 1 and assembler.missing > 0 and sampled_late:
                             _rare_constraints(self._dropped(assembler, dedupe), self.generated)
                     self._wait_written()
