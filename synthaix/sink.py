@@ -148,13 +148,7 @@ class DatasetWriter:
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> DatasetWriter:
         needs_marker, self.legacy = check_output(self.config)
-        self._made = (not self.root.exists(), needs_marker)  # unclaimed if nothing published
-        with os_errors("write to"):
-            if needs_marker:
-                claim(self.root, self.config.name)
-            self._lock()
-            if needs_marker and not (self.root / MARKER).is_file():  # unclaimed meanwhile
-                claim(self.root, self.config.name)
+        self._claim_and_lock(needs_marker)
         try:
             with os_errors("write to"):
                 self._tidy()
@@ -171,8 +165,23 @@ class DatasetWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _discard(self.staging)
+        self._release()
+
+    def _claim_and_lock(self, needs_marker: bool) -> None:
+        """Mark the folder ours when it `needs_marker`, and take its lock (marked again if a
+        failed first build unclaimed it meanwhile)."""
+        self._made = (not self.root.exists(), needs_marker)  # unclaimed if nothing published
+        with os_errors("write to"):
+            if needs_marker:
+                claim(self.root, self.config.name)
+            self._lock()
+            if needs_marker and not (self.root / MARKER).is_file():
+                claim(self.root, self.config.name)
+
+    def _release(self) -> None:
+        """Unlock; a first build that published nothing first takes back its marking."""
         made, claimed = self._made
-        if claimed and not self.current_link.is_symlink():  # a first build, not published
+        if claimed and not self.current_link.is_symlink():
             unclaim(self.root, made)
         self._unlock()
 

@@ -32,13 +32,10 @@ from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import (
-    MARKER,
     check_output_dir,
-    claim,
     os_errors,
     remove_stale_builds,
     say_removed,
-    unclaim,
 )
 from synthaix.relational.config import RelationalConfig
 from synthaix.relational.manifest import DatasetManifest
@@ -114,6 +111,8 @@ class RelationalWriter:
     # The folder's lock and `.current` link are the single-table writer's, used alike.
     _lock = DatasetWriter._lock
     _unlock = DatasetWriter._unlock
+    _claim_and_lock = DatasetWriter._claim_and_lock
+    _release = DatasetWriter._release
     _current_build = DatasetWriter._current_build
 
     def __init__(self, config: RelationalConfig) -> None:
@@ -129,16 +128,9 @@ class RelationalWriter:
 
     def __enter__(self) -> RelationalWriter:
         self.check()
-        made = not self.root.exists()
         with os_errors("write to"):
-            claimed = check_output_dir(self.root, self.config.name)
-            if claimed:
-                claim(self.root, self.config.name)
-        self._made = (made, claimed)  # unclaimed if nothing published
-        self._lock()
-        if claimed and not (self.root / MARKER).is_file():  # unclaimed meanwhile
-            with os_errors("write to"):
-                claim(self.root, self.config.name)
+            needs_marker = check_output_dir(self.root, self.config.name)
+        self._claim_and_lock(needs_marker)
         try:
             with os_errors("write to"):
                 self._tidy()
@@ -153,10 +145,7 @@ class RelationalWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         _discard(self.staging)  # with the tables' folders in it
-        made, claimed = self._made
-        if claimed and not self.current_link.is_symlink():  # a first build, not published
-            unclaim(self.root, made)
-        self._unlock()
+        self._release()
 
     def check(self) -> None:
         """Refuse, writing nothing, outputs SynthAIx may not write (see sink.check_output)."""
