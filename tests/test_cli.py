@@ -76,6 +76,27 @@ def test_build_prints_summary_and_writes_outputs(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("prefect_server")
+def test_a_build_without_a_terminal_prints_progress_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No bar without a terminal (CI logs, nohup): a plain progress line every PLAIN_EVERY
+    seconds instead, counting up to the rows asked for, then one when publishing starts."""
+    import synthaix.cli.build as build_command
+
+    monkeypatch.setattr(build_command, "PLAIN_EVERY", 0.0)
+    config = write_config(tmp_path / "shop.yaml", CONFIG)
+    result = runner.invoke(app, ["build", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("shop: ")]
+    counts = [line for line in lines if " rows" in line]
+    done = [int(line.split(" of ")[0][len("shop: ") :].replace(",", "")) for line in counts]
+    assert done and done == sorted(done)
+    assert counts[-1].startswith("shop: 1,200 of 1,200 rows (100%), ")
+    assert lines[-1] == "shop: publishing"
+    assert "built shop: 1,200 rows" in result.output
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_a_build_sends_its_runs_heartbeats_and_none_after_it(tmp_path: Path) -> None:
     """With a running server, the CLI sends the flow run's heartbeats itself (Prefect's thread,
     which the engine joins when the flow ends, held every build up by up to 1 s): one at the

@@ -44,6 +44,18 @@ from synthaix.relational.config import RelationalConfig, llm_tables
 if TYPE_CHECKING:  # loaded by the commands that use them: every CLI start imports this module
     from synthaix.relational.manifest import DatasetManifest
 
+# Without a terminal (CI logs, nohup, a scheduler's log file) there is no bar: a line this
+# often instead, so a long build is not silent until its summary. Short builds print none.
+PLAIN_EVERY = 30.0
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
 
 class _Watch:
     """A build's progress bar and signal handler. Ctrl-C and SIGTERM (from `timeout`, systemd,
@@ -81,6 +93,8 @@ class _Watch:
         self.as_of: Any = None  # the build's, when its config uses one: a resume needs it
         self.heartbeats: Any = None  # flows.heartbeat.Heartbeats: they stop on an interrupt
         self.reason: str | None = None  # why, when not a signal from outside
+        self.building = ""  # the dataset (or table) the bar counts, for the plain lines
+        self.said_at = time.monotonic()  # the last plain line, or the build's start
 
     def begin(self, dataset: str) -> None:
         """A batch's next build starts."""
@@ -96,17 +110,33 @@ class _Watch:
         from prefect.runtime import flow_run
 
         self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
+        if dataset != self.building:
+            self.building, self.said_at = dataset, time.monotonic()
         self.run_id = flow_run.get_id()
         if threading.current_thread() is threading.main_thread():
             self.install()  # the flow engine put its own SIGTERM handler in place of ours
 
     def advanced(self, rows: int) -> None:
         self.bar.advance(self.task, rows)
+        if not console.is_terminal and time.monotonic() - self.said_at >= PLAIN_EVERY:
+            self.said_at = time.monotonic()
+            task = self.bar.tasks[0]
+            done, total = int(task.completed), int(task.total or 0)
+            share = f" ({done / total:.0%})" if total else ""
+            left = task.time_remaining
+            eta = f", about {_duration(left)} left" if left else ""
+            console.print(
+                f"{escape(self.building)}: {done:,} of {total:,} rows{share}, "
+                f"{_duration(task.elapsed or 0)}{eta}",
+                highlight=False,
+            )
 
     def publishing(self) -> None:
         self.phase = "publishing"
         # The bar stood at 100 % without a word while a big build published (10 s at 3M rows).
         self.bar.update(self.task, description="publishing")
+        if not console.is_terminal and (self.bar.tasks[0].elapsed or 0) >= PLAIN_EVERY:
+            console.print(f"{escape(self.building)}: publishing", highlight=False)
 
     def note(self, text: str) -> None:
         console.print(f"[yellow]note:[/] {escape(text)}")
