@@ -22,6 +22,9 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The longest value a template (or a Faker method) may render, and the longest string or list
+#: it may make on the way. A real value is a name, an address, a sentence or a paragraph.
+MAX_RENDERED_CHARS = 100_000
 #: Rows a Python-side relation check holds at a time.
 ROWS_PER_BATCH = 65_536
 

@@ -15,24 +15,22 @@ from typing import TYPE_CHECKING, Literal, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from jinja2 import TemplateSyntaxError, nodes
 from pydantic import Field, model_validator
 
-from synthaix.columns.base import ROWS_PER_BATCH, ChunkContext, Column, RelationCheck
-from synthaix.columns.refs import dotted_name, resolve, row_contexts, template_references
-from synthaix.columns.sandbox import (
+from synthaix.columns.base import (
     MAX_RENDERED_CHARS,
-    TEMPLATES,
-    RefusedTemplate,
-    TemplateLimitError,
-    render,
-    template_hint,
+    ROWS_PER_BATCH,
+    ChunkContext,
+    Column,
+    RelationCheck,
 )
+from synthaix.columns.refs import dotted_name, resolve, row_contexts, template_references
 from synthaix.errors import ConfigError
 from synthaix.sqlexpr import quote
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Jinja2 and the sandbox load with the first template (see columns.refs)
     import duckdb
+    from jinja2 import nodes
 
 _FILTERS: dict[str, Callable[..., pa.Array]] = {
     "lower": pc.utf8_lower,
@@ -58,6 +56,10 @@ class ExpressionColumn(Column):
 
     @model_validator(mode="after")
     def _check_template(self) -> Self:
+        from jinja2 import TemplateSyntaxError
+
+        from synthaix.columns.sandbox import TEMPLATES, RefusedTemplate
+
         try:
             TEMPLATES.from_string(self.template)  # compiling also finds unknown filters
         except RefusedTemplate as exc:
@@ -70,6 +72,8 @@ class ExpressionColumn(Column):
 
     @cached_property
     def parsed_template(self) -> nodes.Template:
+        from synthaix.columns.sandbox import TEMPLATES
+
         return TEMPLATES.parse(self.template)
 
     @cached_property
@@ -143,6 +147,8 @@ class ExpressionColumn(Column):
         return self.render_rows(ctx.values, ctx.rows)
 
     def render_rows(self, values: dict[str, pa.Array], rows: int) -> pa.Array:
+        from synthaix.columns.sandbox import TEMPLATES, TemplateLimitError, render, template_hint
+
         template = TEMPLATES.from_string(self.template)
         names = {resolve(ref, values) or ref for ref in self.references()}
         contexts = row_contexts(sorted(names), values, rows, null="") if names else None
@@ -161,6 +167,8 @@ class ExpressionColumn(Column):
     def vectorised(self, values: dict[str, pa.Array], length: int) -> pa.Array | None:
         """The template over `length` rows as pyarrow kernels, or None when it goes beyond the
         simple shape."""
+        from jinja2 import nodes
+
         body = self.parsed_template.body
         if len(body) != 1 or not isinstance(body[0], nodes.Output):
             return None
@@ -185,6 +193,8 @@ def _longest(array: pa.Array) -> int:
 
 
 def _compile(node: nodes.Node, values: dict[str, pa.Array]) -> pa.Array | str | None:
+    from jinja2 import nodes
+
     if isinstance(node, nodes.TemplateData):
         return node.data
     name = dotted_name(node)  # a column, or a related table's field (`customers.tier`)

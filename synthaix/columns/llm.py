@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import pyarrow as pa
-from jinja2 import Template, TemplateSyntaxError, nodes
 from pydantic import ConfigDict, Field, model_validator
 
 from synthaix.columns.base import ChunkContext, Column
 from synthaix.columns.refs import template_references
-from synthaix.columns.sandbox import (
-    TEMPLATES,
-    RefusedTemplate,
-    TemplateLimitError,
-    render,
-    template_hint,
-)
 from synthaix.errors import ConfigError
+
+if TYPE_CHECKING:  # Jinja2 and the sandbox load with the first prompt (see columns.refs)
+    from jinja2 import Template, nodes
 
 _JSON_TYPES = {"string", "integer", "number", "boolean", "object", "array"}
 _ARROW = {
@@ -57,6 +52,10 @@ class LlmColumn(Column):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.prompt is not None:
+            from jinja2 import TemplateSyntaxError
+
+            from synthaix.columns.sandbox import TEMPLATES, RefusedTemplate
+
             try:
                 TEMPLATES.from_string(self.prompt)  # compiling also finds unknown filters
             except RefusedTemplate as exc:
@@ -85,10 +84,14 @@ class LlmColumn(Column):
 
     @cached_property
     def parsed_template(self) -> nodes.Template:
+        from synthaix.columns.sandbox import TEMPLATES
+
         return TEMPLATES.parse(self.prompt or "")
 
     @cached_property
     def compiled_prompt(self) -> Template:
+        from synthaix.columns.sandbox import TEMPLATES
+
         return TEMPLATES.from_string(self.prompt or "")
 
     @property
@@ -108,6 +111,8 @@ class LlmColumn(Column):
     def instruction(self, row: dict[str, Any] | None = None) -> str:
         if self.prompt is None:
             return self.description or f"a realistic value for '{self.name}'"
+        from synthaix.columns.sandbox import TemplateLimitError, render, template_hint
+
         try:
             return render(self.compiled_prompt, row)
         except TemplateLimitError as exc:

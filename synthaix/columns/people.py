@@ -26,10 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from synthaix.columns.base import ChunkContext, Column, RelationCheck
+from synthaix.columns.base import MAX_RENDERED_CHARS, ChunkContext, Column, RelationCheck
 from synthaix.columns.conditional import quote
 from synthaix.columns.refs import not_a_column
-from synthaix.columns.sandbox import MAX_RENDERED_CHARS
 from synthaix.errors import ConfigError
 
 if TYPE_CHECKING:  # Faker is imported when a value is made: 65 ms of every CLI start else

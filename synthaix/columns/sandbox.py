@@ -25,9 +25,8 @@ from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 from jinja2.visitor import NodeTransformer
 from markupsafe import EscapeFormatter, Markup
 
-#: The longest value a template may render, and the longest string or list it may make on the
-#: way. A real value is a name, an address, a sentence or a paragraph.
-MAX_RENDERED_CHARS = 100_000
+from synthaix.columns.base import MAX_RENDERED_CHARS
+
 #: Work units for one value: one per loop iteration, call, filter, operator and attribute,
 #: plus one per 1,000 characters they produce. A real template needs tens; a million take
 #: from a fraction of a second to about two, depending on what each step does.
