@@ -43,6 +43,28 @@ class Chunk:
     # Rows of the chunk its llm columns fill (the first ones), the rest dropped before any
     # request: a preview shows the first rows of the build's own chunk, paying for those only.
     llm_rows: int | None = field(default=None, compare=False, repr=False)
+    # The rows whose llm columns a multi-table preview fills, the rest kept with them empty.
+    llm_fill: LlmFill | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class LlmFill:
+    """The rows of a table a multi-table preview pays the LLM for: the first `rows`, and those
+    whose `column` holds one of `keys` (rows that rows shown elsewhere read). The others keep
+    their llm columns empty and stay: every table's rows are still the build's."""
+
+    rows: int = 0
+    column: str | None = None
+    keys: pa.Array | None = None
+
+    def mask(self, values: dict[str, pa.Array], first_row: int, rows: int) -> np.ndarray:
+        wanted = np.arange(first_row, first_row + rows) < self.rows
+        if self.column is not None and self.keys is not None and len(self.keys):
+            if self.column not in values:  # made after an llm column: no way to tell, so all
+                return np.ones(rows, dtype=bool)
+            listed = pc.is_in(values[self.column], value_set=self.keys)
+            wanted |= pc.fill_null(listed, False).to_numpy(zero_copy_only=False)
+        return wanted
 
 
 def plan_chunks(
@@ -126,6 +148,7 @@ def _generate_chunk(
     complete = np.ones(chunk.rows, dtype=bool)
     if chunk.llm_rows is not None:
         complete[chunk.llm_rows :] = False
+    fill: np.ndarray | None = None  # rows to fill (llm_fill), known at the first llm stage
     for column, field_ in zip(config.columns, schema, strict=True):
         rng = column_rng(config.seed, chunk.first_row, column.name)
         if isinstance(column, LlmColumn) and llm is None:
@@ -138,9 +161,13 @@ def _generate_chunk(
                 )
                 # Rows that already break a constraint are not worth a request.
                 wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
+                if chunk.llm_fill is not None:
+                    if fill is None:
+                        fill = chunk.llm_fill.mask(values, chunk.first_row, chunk.rows)
+                    wanted &= fill
                 filled, mask = filler.fill(values, chunk.rows, wanted)
                 values.update(filled)
-                complete &= mask
+                complete &= mask if fill is None else mask | ~fill
             array = values[column.name]
         else:
             ctx = ChunkContext(chunk.rows, chunk.first_row, rng, config.locale, values)

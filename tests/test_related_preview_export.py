@@ -260,3 +260,90 @@ def test_export_of_a_single_table_dataset_checks_a_table_name(tmp_path: Path) ->
     ]
     with pytest.raises(OutputError, match="holds one table, solo, not other"):
         export_dataset(config.output_dir, "csv", table="other")
+
+
+SHOP_LLM = """
+name: shop
+seed: 3
+chunk_size: 400
+tables:
+  - name: products
+    rows: 40
+    columns:
+      - {name: product_id, type: sequence, primary_key: true}
+      - {name: category, type: category, values: [kitchen, garden, bath]}
+      - {name: name, type: llm, prompt: "A product name for a {{ category }} product", max_length: 60}
+  - name: customers
+    rows: 300
+    columns:
+      - {name: customer_id, type: sequence, primary_key: true}
+      - {name: tier, type: category, values: [basic, gold]}
+  - name: orders
+    parent: customers
+    count: {distribution: poisson, mean: 2}
+    columns:
+      - {name: order_id, type: sequence, primary_key: true}
+      - {name: customer_id, type: reference, to: customers.customer_id}
+  - name: items
+    parent: orders
+    count: {distribution: poisson, mean: 2, min: 1, max: 4}
+    columns:
+      - {name: item_id, type: sequence, primary_key: true}
+      - {name: order_id, type: reference, to: orders.order_id}
+      - {name: product_id, type: reference, to: products.product_id}
+  - name: reviews
+    parent: items
+    count: {distribution: poisson, mean: 0.5, max: 1}
+    columns:
+      - {name: review_id, type: sequence, primary_key: true}
+      - {name: item_id, type: reference, to: items.item_id}
+      - {name: stars, type: integer, min: 1, max: 5}
+      - name: review
+        type: llm
+        prompt: 'A {{ stars }}-star review of "{{ products.name }}" by a {{ customers.tier }} customer'
+        max_length: 200
+"""
+
+
+def _asked(log: list, column: str) -> list[dict]:
+    """The rows the simulator was asked to fill `column` for (their inputs)."""
+    rows = []
+    for entry in log:
+        text = entry["request"]["messages"][-1]["content"]
+        if f"- {column} (" in text:
+            rows += json.loads(text.split("```json")[1].split("```")[0])
+    return rows
+
+
+def test_a_multi_table_preview_pays_for_the_rows_shown_and_those_they_read(
+    tmp_path: Path,
+) -> None:
+    """The reviews shown read their products' names through their items: the preview asks the
+    LLM for those names and the products shown, and for the reviews shown, nothing more (it
+    asked for every review and product of the first chunk, ~100 rows, before); the sampler
+    values are the build's first rows."""
+    from llm_helpers import provider, simulator
+
+    with simulator(record=True) as sim:
+        text = SHOP_LLM + f"provider: {json.dumps(provider(sim.url))}\n"
+        config = load_config(write(tmp_path, text, "shop"))
+        tables = preview_tables(config, rows=3)
+        log = sim.state.requests()
+        shown = runner.invoke(app, ["preview", str(tmp_path / "shop.yaml"), "--rows", "3"])
+        assert shown.exit_code == 0, shown.output
+        assert f"llm columns of the rows shown: {len(log)} requests, " in shown.output
+        DatasetBuild(config, lambda table: ThreadExecutor(table)).run()
+    built = {name: pq.read_table(tmp_path / "out" / "data" / name) for name in config.order}
+    for name, table in tables.items():
+        plain = [c for c in table.column_names if c not in ("name", "review")]
+        assert table.select(plain) == built[name].slice(0, 3).select(plain), name
+    items = built["items"].to_pylist()
+    product_of_item = {row["item_id"]: row["product_id"] for row in items}
+    read = {product_of_item[i] for i in tables["reviews"]["item_id"].to_pylist()}
+    shown = set(tables["products"]["product_id"].to_pylist())
+    asked_names = _asked(log, "name")
+    assert len(asked_names) == len(shown | read) < 7
+    reviews = _asked(log, "review")
+    assert len(reviews) == 3 and all('""' not in row["review"] for row in reviews)
+    assert all(tables["reviews"]["review"].is_valid().to_pylist())
+    assert tables["products"]["name"].null_count == 0

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol, TypeVar
@@ -15,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.keys import key_columns
-from synthaix.generate import Chunk, ChunkResult, generate_chunk
+from synthaix.generate import Chunk, ChunkResult, LlmFill, generate_chunk
 
 T = TypeVar("T")
 
@@ -33,9 +34,13 @@ class ChunkExecutor(Protocol):
 class ThreadExecutor:
     """Chunks on `runner.workers` local threads, with one LLM client for the whole build."""
 
-    def __init__(self, config: DatasetConfig, llm: bool = True) -> None:
-        """`llm=False`: leave llm columns empty (a preview with no provider)."""
+    def __init__(
+        self, config: DatasetConfig, llm: bool = True, fill: LlmFill | None = None
+    ) -> None:
+        """`llm=False`: leave llm columns empty (a preview with no provider); `fill`: fill
+        them in those rows only (a multi-table preview)."""
         self.config = config
+        self.fill = fill
         self.keys = key_columns(config)
         self.client = None
         if llm and any(isinstance(c, LlmColumn) for c in config.columns):
@@ -54,6 +59,8 @@ class ThreadExecutor:
 
     def submit(self, chunk: Chunk) -> Future[ChunkResult]:
         assert self._pool is not None, "use the executor as a context manager"
+        if self.fill is not None:
+            chunk = dataclasses.replace(chunk, llm_fill=self.fill)
         return self._pool.submit(generate_chunk, self.config, chunk, self.client, self.keys)
 
     def first_done(self, handles: list[Future[ChunkResult]]) -> Future[ChunkResult]:

@@ -3,6 +3,7 @@ Uniqueness and exact (and near) dedupe apply within the preview, as they would i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ from synthaix.build.executor import ThreadExecutor
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.keys import key_columns
+from synthaix.llm.stats import LlmStats
 from synthaix.sink import Existing
 
 CHUNK_CAP = 200_000  # rows; a bigger chunk_size previews in chunks of 200,000 (other draws)
@@ -54,9 +56,14 @@ class MemorySink:
         return pa.concat_tables(self.parts) if self.parts else self.schema.empty_table()
 
 
-def preview_rows(config: DatasetConfig, rows: int, llm: bool = True) -> pa.Table:
+def preview_rows(
+    config: DatasetConfig,
+    rows: int,
+    llm: bool = True,
+    on_spent: Callable[[LlmStats], None] | None = None,
+) -> pa.Table:
     """The first `rows` rows a build of `config` makes (`llm=False`: llm columns left empty,
-    for a config whose provider is not reachable)."""
+    for a config whose provider is not reachable); `on_spent` is told what they cost."""
     sinks: list[MemorySink] = []
 
     def sink(config: DatasetConfig, schema: pa.Schema) -> MemorySink:
@@ -79,7 +86,9 @@ def preview_rows(config: DatasetConfig, rows: int, llm: bool = True) -> pa.Table
         return RoundPlanner(shown, first_row, follow=config.rows, llm_rows=llm_rows)
 
     executor = ThreadExecutor(shown, llm=llm)
-    Build(shown, executor, sink=sink, persistent=False, planner=planner).run()
+    manifest = Build(shown, executor, sink=sink, persistent=False, planner=planner).run()
+    if on_spent is not None:
+        on_spent(manifest.llm)
     return sinks[-1].table()
 
 

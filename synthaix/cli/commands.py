@@ -30,6 +30,7 @@ from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError, SynthaixError
 from synthaix.fence import confine, output_root, rebase
 from synthaix.files import write_text_atomic
+from synthaix.llm.stats import LlmStats, spend
 from synthaix.overrides import apply_overrides, parse_assignment
 
 
@@ -199,6 +200,7 @@ def preview(
     """Show the first rows a build makes (unique values and dedupe applied); writes nothing."""
     from synthaix.build.preview import preview_rows
 
+    spent: list[LlmStats] = []  # what the llm columns shown cost
     try:
         dataset = _as_built(config, assignments)  # what `build --set` would build
         names = list(dataset.order) if _is_tables(dataset) else [dataset.name]
@@ -222,14 +224,18 @@ def preview(
             configs = [dataset.plan(name).config for name in built]
             with_llm = [c for c in configs if any(isinstance(x, LlmColumn) for x in c.columns)]
             reachable = bool(with_llm) and _llm_reachable(with_llm[0])
-            tables = preview_tables(dataset, rows, llm=reachable, only=table)
+            tables = preview_tables(dataset, rows, llm=reachable, only=table, on_spent=spent.append)
         else:
             dataset = dataset.with_overrides(seed=seed)
-            tables = {dataset.name: preview_rows(dataset, rows, llm=_llm_reachable(dataset))}
+            reachable = _llm_reachable(dataset)
+            made = preview_rows(dataset, rows, llm=reachable, on_spent=spent.append)
+            tables = {dataset.name: made}
     except Exception as exc:
         _fail(exc, debug)
     for name, rows_of in tables.items():  # with --table, only that one was made
         _show_rows(dataset, name, rows_of, fmt, several=_is_tables(dataset))
+    if spent and spent[0].requests:  # on stderr: csv and jsonl stay clean
+        console.print(f"[dim]llm columns of the rows shown:[/] {spend(spent[0])}", highlight=False)
 
 
 def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool) -> None:

@@ -6,46 +6,176 @@ rows asked for), so values drawn per chunk match the build's; children come from
 counts. A child that sets `rows` (an exact total shared out between its parents) gets that
 total scaled as its parents are, so each parent's children average what the build gives them;
 should the scaled total not fit the parents drawn (a parent that is itself a child without
-`rows`, or bounds per `by` value), the preview falls back to the children's counts alone. LLM
-columns stay empty when no provider can be used, as in a single-table preview. A preview of
-one table builds only the tables it reads.
+`rows`, or bounds per `by` value), the preview falls back to the children's counts alone. A
+preview of one table builds only the tables it reads.
+
+LLM columns are paid for only where they are seen: the tables are first made without them
+(samplers only, no request), which tells the rows shown and the related rows those read
+(a review's product, through its item); the second make fills the llm columns of those rows
+and leaves the others' empty. Both makes leave llm text out of the duplicate checks (empty
+in most rows, it would make them alike), so their rows are the same. Without a provider the
+first make is the preview, llm columns empty.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synthaix.build.executor import ThreadExecutor
+from synthaix.build.preview import _dedupe_without_llm_columns
+from synthaix.columns.llm import LlmColumn
+from synthaix.columns.reference import AggregateColumn
+from synthaix.config import DatasetConfig
 from synthaix.errors import ConfigError
-from synthaix.relational.build import DatasetBuild
-from synthaix.relational.config import RelationalConfig, TableConfig, needed_for
+from synthaix.generate import LlmFill
+from synthaix.llm.stats import LlmStats
+from synthaix.relational.build import DatasetBuild, _reads
+from synthaix.relational.config import RelationalConfig, TableConfig, TablePlan, needed_for
 from synthaix.relational.counts import total_bounds
+
+ALL = 2**62  # LlmFill.rows of a table whose every row may be read (a siblings list's)
 
 
 def preview_tables(
-    config: RelationalConfig, rows: int, llm: bool = True, only: str | None = None
+    config: RelationalConfig,
+    rows: int,
+    llm: bool = True,
+    only: str | None = None,
+    on_spent: Callable[[LlmStats], None] | None = None,
 ) -> dict[str, pa.Table]:
     """The first `rows` rows of each table, in build order; with `only`, of that table, built
-    with just the tables it needs (the others' LLM columns would be paid for nothing)."""
+    with just the tables it needs (the others' LLM columns would be paid for nothing).
+    `on_spent` is told what the llm columns cost."""
     keep = needed_for(config, only) if only is not None else config.order
+    shown = keep if only is None else [only]
     with tempfile.TemporaryDirectory(prefix="synthaix-preview-") as folder:
-        out = Path(folder) / "out"
-        scratch, scaled = _scratch(config, rows, out, keep)
-        try:
-            DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
-        except ConfigError:
-            if not scaled:  # the build itself would stop there too
-                raise
-            # A scaled total that the parents drawn cannot take: the counts alone instead.
-            scratch, _ = _scratch(config, rows, out, keep, totals=False)
-            DatasetBuild(scratch, lambda table: ThreadExecutor(table, llm=llm)).run()
-        data = out / "data"
-        shown = keep if only is None else [only]
-        return {name: pq.read_table(data / name).slice(0, rows).combine_chunks() for name in shown}
+        made, totals, _ = _make(config, rows, Path(folder) / "samplers", keep)
+        if llm and any(_has_llm(config, name) for name in keep):
+            fills = _fills(config, keep, shown, made, rows)
+            made, _, spent = _make(config, rows, Path(folder) / "out", keep, fills, totals)
+            if on_spent is not None:
+                on_spent(spent)
+        return {name: made[name].slice(0, rows).combine_chunks() for name in shown}
+
+
+def _make(
+    config: RelationalConfig,
+    rows: int,
+    out: Path,
+    keep: list[str],
+    fills: dict[str, LlmFill] | None = None,
+    totals: bool = True,
+) -> tuple[dict[str, pa.Table], bool, LlmStats]:
+    """Every kept table, made into `out`, llm columns filled as `fills` say (else empty);
+    whether the scaled totals held (then `totals` for the second make); what it spent."""
+
+    def executor(table: DatasetConfig) -> ThreadExecutor:
+        fill = None if fills is None else fills.get(table.name)
+        return ThreadExecutor(table, llm=fill is not None, fill=fill)
+
+    scratch, scaled = _scratch(config, rows, out, keep, totals)
+    try:
+        manifest = DatasetBuild(scratch, executor).run()
+    except ConfigError:
+        if not scaled:  # the build itself would stop there too
+            raise
+        # A scaled total that the parents drawn cannot take: the counts alone instead.
+        scratch, _ = _scratch(config, rows, out, keep, totals=False)
+        manifest = DatasetBuild(scratch, executor).run()
+        totals = False
+    tables = {name: pq.read_table(out / "data" / name) for name in keep}
+    return tables, totals, manifest.llm
+
+
+def _fills(
+    config: RelationalConfig,
+    keep: list[str],
+    shown: list[str],
+    made: dict[str, pa.Table],
+    rows: int,
+) -> dict[str, LlmFill]:
+    """Which rows of each table the second make fills: the first `rows` of a table shown, and
+    the rows that the rows filled or shown of later tables read (a review's product, its
+    item's through), found by their keys in the first make. A table whose llm values a
+    siblings list or an aggregate reads is filled whole, as are rows a through alias reaches
+    by a key that is not a single column."""
+    prefix = {name: rows if name in shown else 0 for name in keep}
+    wanted: dict[str, list[pa.Array]] = {name: [] for name in keep}
+    for name in reversed(keep):
+        plan, table = config.plan(name), made[name]
+        seen = pc.less(pa.array(range(table.num_rows)), prefix[name])
+        key = _key(plan.spec)
+        if key is not None and wanted[name]:
+            listed = pc.is_in(table[key], value_set=_distinct(wanted[name]))
+            seen = pc.or_(seen, listed)
+        seen_rows = table.filter(seen)
+        for alias, field in _reads(plan):
+            target = plan.aliases[alias].table
+            if field in _llm_fed(config, target):
+                wanted[target].append(_pointed(plan, alias, seen_rows, made))
+        for other, fields in _read_whole(config, plan):
+            if fields & _llm_fed(config, other) and other in prefix:
+                prefix[other] = ALL
+    fills = {}
+    for name in keep:
+        if not _has_llm(config, name):
+            continue
+        key = _key(config.plan(name).spec)
+        keys = _distinct(wanted[name]) if wanted[name] else None
+        if keys is not None and key is None:  # read by a key that is not its own: all rows
+            prefix[name] = ALL
+        if prefix[name] or keys is not None:
+            fills[name] = LlmFill(prefix[name], key, keys)
+    return fills
+
+
+def _pointed(plan: TablePlan, alias: str, rows: pa.Table, made: dict[str, pa.Table]) -> pa.Array:
+    """The keys (of the alias's table) that `rows` of the plan's table read through `alias`."""
+    target = plan.aliases[alias]
+    if target.kind != "through":
+        return rows[target.column].combine_chunks()
+    assert target.via is not None
+    via = plan.aliases[target.via]
+    via_keys = _distinct([_pointed(plan, target.via, rows, made)])
+    via_rows = made[via.table].filter(pc.is_in(made[via.table][via.key], value_set=via_keys))
+    return via_rows[target.column].combine_chunks()
+
+
+def _read_whole(config: RelationalConfig, plan: TablePlan) -> list[tuple[str, set[str]]]:
+    """(table, columns) its siblings lists and aggregates read: rows no key points at."""
+    found = [(s.table, set(s.columns)) for s in plan.spec.siblings]
+    for column in plan.spec.columns:
+        if isinstance(column, AggregateColumn):
+            found.append((column.of, set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", column.expr))))
+    return found
+
+
+def _llm_fed(config: RelationalConfig, name: str) -> set[str]:
+    """The table's llm columns and the columns made from them."""
+    fed: set[str] = set()
+    for column in config.plan(name).config.columns:
+        if isinstance(column, LlmColumn) or column.references() & fed:
+            fed.add(column.name)
+    return fed
+
+
+def _has_llm(config: RelationalConfig, name: str) -> bool:
+    return any(isinstance(c, LlmColumn) for c in config.plan(name).config.columns)
+
+
+def _key(spec: TableConfig) -> str | None:
+    return spec.primary_key[0] if len(spec.primary_key) == 1 else None
+
+
+def _distinct(arrays: list[pa.Array]) -> pa.Array:
+    return pc.unique(pa.chunked_array(arrays).combine_chunks().drop_null())
 
 
 def _scratch(
@@ -92,6 +222,9 @@ def _scratch(
             table["count"] = {"distribution": "poisson", "mean": mean}
     for table in data["tables"]:
         table["dedupe"] = {**table["dedupe"], "uri": None}  # its table in `out`, not the user's
+        if _has_llm(config, table["name"]):  # llm text, empty in most rows, is checked by none
+            plain = _dedupe_without_llm_columns(config.plan(table["name"]).config).dedupe
+            table["dedupe"].update(exact=plain.exact, near=plain.near)
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
     return RelationalConfig.model_validate(data), scaled
