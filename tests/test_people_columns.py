@@ -33,6 +33,7 @@ NAMES = [
 _DECIMAL = {"left_digits": 3, "right_digits": 2, "positive": True}
 # Absolute dates: a range that ends "now" moves with the clock, and so do its values.
 _YEAR = {"start_date": dt.date(2020, 1, 1), "end_date": dt.date(2021, 1, 1)}
+_DATES = {"date_start": dt.date(2000, 1, 1), "date_end": dt.date(2005, 12, 31)}
 
 
 def _email(**options: Any) -> dict[str, Any]:
@@ -318,6 +319,22 @@ def test_append_builds_renumber_instead_of_redrawing(tmp_path: Path) -> None:
 # -- any Faker method ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("method", "args", "clock"),
+    [
+        ("date_of_birth", {"minimum_age": 18}, "datetime.now"),
+        ("date_between", {"start_date": "-30d", "end_date": "today"}, "date.today"),
+        ("date_time_this_month", {}, "datetime.now"),
+        ("credit_card_expire", {}, "datetime.now"),
+    ],
+)
+def test_faker_methods_that_read_the_clock_are_refused(method: str, args: dict, clock: str) -> None:
+    """Their values change from day to day and between time zones, whatever the seed."""
+    column = {"name": "when", "type": "faker", "method": method, "args": args}
+    with pytest.raises(ConfigError, match=rf"{method}\(\) reads the clock \({clock}\(\)\)"):
+        make_config([column])
+
+
 def test_faker_methods_with_arguments_get_their_arrow_types() -> None:
     columns = [
         {"name": "iban", "type": "faker", "method": "iban"},
@@ -329,7 +346,7 @@ def test_faker_methods_with_arguments_get_their_arrow_types() -> None:
             "args": _DECIMAL,
             "as": "decimal(5,2)",
         },
-        {"name": "born", "type": "faker", "method": "date_of_birth", "args": {"minimum_age": 18}},
+        {"name": "born", "type": "faker", "method": "date_between_dates", "args": _DATES},
         {"name": "seen", "type": "faker", "method": "date_time_between", "args": _YEAR},
         {"name": "ok", "type": "faker", "method": "pybool"},
         {"name": "n", "type": "faker", "method": "random_int", "args": {"min": 5, "max": 9}},

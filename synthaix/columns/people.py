@@ -9,13 +9,16 @@ Emails and usernames with `from` are made from the row's own name columns, vecto
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import inspect
 import re
+import sys
 import threading
+import types
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from functools import cache
@@ -679,10 +682,46 @@ def _probe(locale: str, method: str, args: dict[str, Any], as_: str | None) -> F
         if number and not _BOUND_ARG.fullmatch(arg) and abs(value) > MAX_SIZE_ARG:
             raise ValueError(f"args.{arg} is {value:,}; sizes are at most {MAX_SIZE_ARG:,}")
     try:
-        samples = [make(**args) for _ in range(_PROBES)]
+        with _clock_reads() as read:
+            samples = [make(**args) for _ in range(_PROBES)]
     except Exception as exc:  # whatever Faker raises, the method cannot run with these args
         raise ValueError(f"{method}() fails: {type(exc).__name__}: {exc}") from None
-    return _typed(method, samples, as_)
+    typed = _typed(method, samples, as_)
+    if read:
+        raise ValueError(
+            f"{method}() reads the clock ({read[0]}()), so the same config and seed would make "
+            "other values tomorrow, or in another time zone; use a date or datetime column "
+            "instead (start and end fixed, or relative to as_of, such as start: -30d)"
+        )
+    return typed
+
+
+# Faker's date methods (and those built on them: ssn, passport dates, card expiry) draw around
+# the machine's clock and time zone, which no seed fixes. A profile hook sees every call of a
+# C function, these included, whichever provider makes it.
+_CLOCKS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}
+_CLOCKS |= {("time", name) for name in ("time", "time_ns", "localtime", "ctime", "strftime")}
+
+
+@contextlib.contextmanager
+def _clock_reads() -> Iterator[list[str]]:
+    """The clock functions called in the block (on this thread), in order."""
+    read: list[str] = []
+
+    def watch(frame: types.FrameType, event: str, arg: Any) -> None:
+        # Faker asks the clock for the local zone only to convert its draw there and back:
+        # a draw between fixed dates is the same in every zone.
+        if event == "c_call" and frame.f_code.co_name != "_get_local_timezone":
+            owner = getattr(getattr(arg, "__self__", None), "__name__", None)
+            if (owner, getattr(arg, "__name__", None)) in _CLOCKS:
+                read.append(f"{owner}.{arg.__name__}")
+
+    previous = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        yield read
+    finally:
+        sys.setprofile(previous)
 
 
 def _typed(method: str, samples: list[Any], as_: str | None) -> FakerMethod:
