@@ -96,6 +96,21 @@ def test_non_positive_weights_and_unknown_locale(tmp_path: Path) -> None:
     assert "2 problems" in message
 
 
+def test_yaml_booleans_among_category_values_are_named(tmp_path: Path) -> None:
+    """YAML reads unquoted yes/no/on/off (NO, a country code, too) as booleans: they were
+    stored as 1 and 0, or reported as numbers mixed with text."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        "  - {name: answer, type: category, values: {yes: 0.5, no: 0.5}}\n"
+        "  - {name: country, type: category, values: [NO, SE, DK]}\n"
+        "  - {name: quoted, type: category, values: ['no', 'SE']}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:4: columns[0] (answer): YAML read values as booleans (true, false)" in message
+    assert "bad.yaml:5: columns[1] (country): YAML read values as booleans (false)" in message
+    assert "quote them, e.g. 'no'" in message and "2 problems" in message
+
+
 def test_unknown_keys_are_errors_with_suggestion(tmp_path: Path) -> None:
     text = (
         "name: x\nrows: 10\nchunk_sise: 5\ncolumns:\n  - {name: a, type: integer, mn: 1, max: 3}\n"

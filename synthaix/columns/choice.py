@@ -13,7 +13,9 @@ from synthaix.columns.base import ChunkContext, Column, RelationCheck
 from synthaix.columns.conditional import Conditional, Key, Problems, Stat, require, sql_literal
 from synthaix.sqlexpr import quote
 
-Scalar = str | int | float
+# bool first: pydantic would read YAML's yes/no (true/false) as the numbers 1/0; kept as they
+# came, the check below names them.
+Scalar = bool | str | int | float
 
 
 class CategoryColumn(Conditional):
@@ -33,7 +35,12 @@ class CategoryColumn(Conditional):
         if not items:
             raise ValueError("values must not be empty")
         if any(isinstance(v, bool) for v in items):
-            raise ValueError("YAML read a value as true/false: quote it, e.g. 'yes'")
+            read = ", ".join(str(v).lower() for v in items if isinstance(v, bool))
+            raise ValueError(
+                f"YAML read values as booleans ({read}): unquoted yes, no, on, off, true and "
+                "false (any case: NO, a country code, too) are booleans in YAML; quote them, "
+                "e.g. 'no', or use a boolean column"
+            )
         if len({_kind(v) == "text" for v in items}) > 1:
             raise ValueError("values mix text and numbers; quote the numbers to make all text")
         if len(set(items)) != len(items):
