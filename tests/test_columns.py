@@ -12,7 +12,7 @@ import pytest
 
 from conftest import generate_all, make_config
 from synthaix.columns import REGISTRY
-from synthaix.columns.people import name_list
+from synthaix.columns.people import name_source
 
 N = 20_000
 
@@ -116,12 +116,12 @@ def test_date_and_datetime_ranges() -> None:
 
 def test_names_follow_the_locale_lists() -> None:
     first = _column({"type": "person.first_name", "locale": "de_DE"}).to_pylist()
-    german, _ = name_list("de_DE", "first_names")
+    german, _ = name_source("de_DE", "first_name")
     assert set(first) <= set(german)
     full = _column({"type": "person.full_name"}, rows=1000).to_pylist()
     assert all(len(name.split(" ")) >= 2 for name in full)
     last = _column({"type": "person.last_name"}, rows=1000, locale="fr_FR").to_pylist()
-    french, _ = name_list("fr_FR", "last_names")
+    french, _ = name_source("fr_FR", "last_name")
     assert set(last) <= set(french)
 
 

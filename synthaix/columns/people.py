@@ -2,8 +2,10 @@
 
 Faker makes one value per call at 1-150 µs, too slow for millions of rows. So names are drawn
 with numpy straight from the locale's (weighted) name lists, which is exactly Faker's own
-distribution; phone numbers are filled into the locale's formats with numpy, as Faker fills
-them; the other types draw from a per-chunk pool of Faker values (`pool`).
+distribution (a full name takes both parts from one gender where family names have one, as
+Faker's `name()` does; a locale that makes names its own way gets Faker's per row); phone
+numbers are filled into the locale's formats with numpy, as Faker fills them; the other types
+draw from a per-chunk pool of Faker values (`pool`).
 Emails and usernames with `from` are made from the row's own name columns, vectorised.
 """
 
@@ -84,20 +86,46 @@ def _providers(locale: str) -> tuple[Any, ...]:
     return tuple(Faker(locale).providers)
 
 
+Names = tuple[tuple[str, ...], np.ndarray]  # a name list and its probabilities
+
+
 @cache
-def name_list(locale: str, attribute: str) -> tuple[tuple[str, ...], np.ndarray] | None:
-    """The locale's name list with probabilities, or None if the locale has no such list."""
-    for provider in _providers(locale):
-        values = getattr(provider, attribute, None)
-        if values:
-            if isinstance(values, dict):
-                names = tuple(values)
-                weights = np.array(list(values.values()), dtype=np.float64)
-            else:
-                names = tuple(values)
-                weights = np.ones(len(names))
-            return names, weights / weights.sum()
-    return None
+def name_source(locale: str, method: str) -> Names | str:
+    """Where Faker's `method` (first_name, last_name_female, ...) of the locale takes its
+    values: a name list with probabilities, drawn with numpy, or the method's name when the
+    locale makes them its own way (pl_PL's last names, is_IS's -son/-dóttir, ja_JP's pairs),
+    called per row. A list the locale inherits from Faker's base provider is a placeholder
+    (`['Doe']`): its gendered lists stand in when it has them."""
+    from faker.providers.person import Provider as Person
+
+    person = next((p for p in _providers(locale) if isinstance(p, Person)), None)
+    if person is None:
+        return method
+    if getattr(type(person), method) is not getattr(Person, method):
+        return method
+    attribute = method.replace("_name", "_names")  # first_name_male -> first_names_male
+    values = getattr(person, attribute, None)
+    if values is not None and values is not getattr(Person, attribute, None):
+        return _name_weights(values)
+    if method.endswith(("_male", "_female")):  # Faker's base falls back to the plain method
+        return name_source(locale, method.rsplit("_", 1)[0])
+    male, female = name_source(locale, f"{method}_male"), name_source(locale, f"{method}_female")
+    if isinstance(male, tuple) and isinstance(female, tuple):
+        return male[0] + female[0], np.concatenate([male[1], female[1]]) / 2
+    return method
+
+
+def _name_weights(values: Any) -> Names:
+    names = tuple(values)
+    raw = list(values.values()) if isinstance(values, dict) else [1.0] * len(names)
+    weights = np.array(raw, dtype=np.float64)
+    return names, weights / weights.sum()
+
+
+def gendered(locale: str) -> bool:
+    """Whether the locale's family names differ by gender (ru_RU Иванов, Иванова): a full
+    name then takes both of its parts from one gender, as Faker's own `name()` does."""
+    return name_source(locale, "last_name_male") != name_source(locale, "last_name_female")
 
 
 @cache
@@ -198,32 +226,54 @@ class NameColumn(_LocaleColumn):
         return pa.string()
 
     def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
-        sizes = [
-            len(set(found[0])) if found else None for found in self._lists(self.locale or locale)
-        ]
-        if None in sizes:
-            return None
-        return int(np.prod(sizes))
+        locale = self.locale or locale
+        total = 0
+        for methods in self._methods(locale):
+            sources = [name_source(locale, m) for m in methods]
+            if not all(isinstance(found, tuple) for found in sources):
+                return None
+            total += int(np.prod([len(set(found[0])) for found in sources]))  # type: ignore[index]
+        return total
 
-    def _lists(self, locale: str) -> list[tuple[tuple[str, ...], np.ndarray] | None]:
-        parts = {"person.first_name": ["first_names"], "person.last_name": ["last_names"]}
-        return [name_list(locale, a) for a in parts.get(self.type, ["first_names", "last_names"])]
+    def _methods(self, locale: str) -> list[tuple[str, ...]]:
+        """The Faker methods each gender's names come from (one gender: no split)."""
+        if self.type != "person.full_name":
+            return [(self.type.removeprefix("person."),)]
+        if gendered(locale):
+            return [
+                ("first_name_male", "last_name_male"),
+                ("first_name_female", "last_name_female"),
+            ]
+        return [("first_name", "last_name")]
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
         locale = self._locale(ctx)
+        genders = self._methods(locale)
+        # One gender per row, drawn first, when the parts must agree; else no draw (the
+        # values of locales whose names do not split stay as they were).
+        female = ctx.rng.random(ctx.rows) < 0.5 if len(genders) > 1 else None
+        drawn = [self._draw(locale, methods, ctx) for methods in genders]
+        parts = drawn[0]
+        if female is not None:
+            mask = pa.array(female)
+            parts = [pc.if_else(mask, f, m) for m, f in zip(drawn[0], drawn[1], strict=True)]
+        if len(parts) == 1:
+            return parts[0]
+        family_first, between = name_order(locale)
+        return pc.binary_join_element_wise(*(parts[::-1] if family_first else parts), between)
+
+    def _draw(self, locale: str, methods: tuple[str, ...], ctx: ChunkContext) -> list[pa.Array]:
         drawn = []
-        for found, method in zip(self._lists(locale), ("first_name", "last_name"), strict=False):
-            if found is None:  # locale builds names from formats: fall back to Faker itself
+        for method in methods:
+            found = name_source(locale, method)
+            if isinstance(found, str):  # the locale's own way: Faker itself, per row
                 fake = faker_for(locale, int(ctx.rng.integers(2**63)))
-                drawn.append(pa.array([getattr(fake, method)() for _ in range(ctx.rows)]))
+                drawn.append(pa.array([getattr(fake, found)() for _ in range(ctx.rows)]))
                 continue
             names, p = found
             picks = ctx.rng.choice(len(names), size=ctx.rows, p=p)
             drawn.append(pa.array(names).take(pa.array(picks)))
-        if len(drawn) == 1:
-            return drawn[0]
-        family_first, between = name_order(locale)
-        return pc.binary_join_element_wise(*(drawn[::-1] if family_first else drawn), between)
+        return drawn
 
 
 class _PooledColumn(_LocaleColumn):
