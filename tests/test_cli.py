@@ -237,3 +237,18 @@ def test_a_tables_summary_says_why_rows_were_redrawn() -> None:
     resumed = Dropped(invalid=5, in_chunks=12)
     assert _redrawn(resumed) == "12 with no valid LLM value"
     assert resumed.causes() == "12: invalid 12"
+
+
+def test_sim_on_a_taken_port_says_so_with_a_fix() -> None:
+    """It printed a traceback ending in OSError: Address already in use."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "synthaix.cli", "sim", "--port", str(port)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"error: sim: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "--port 0 for a free one" in done.stderr and "Traceback" not in done.stderr

@@ -438,6 +438,11 @@ def sim(
         server = SimServer(config, host, port)
     except ValueError as exc:  # limits out of range
         _fail(SynthaixError(f"sim: {exc}"), False)
+    except OSError as exc:  # the port is taken (another simulator?), or the host not ours
+        hint = "pick another with --port, or --port 0 for a free one"
+        _fail(
+            SynthaixError(f"sim: cannot listen on {host}:{port}: {exc.strerror}", hint=hint), False
+        )
     out.print(f"simulator on {server.url} (models: {', '.join(config.models)}); Ctrl-C stops it")
     out.print(f"  use it with: provider: {{base_url: {server.url}, model: sim-small}}")
     if rpm or tpm:
