@@ -34,10 +34,12 @@ def export_dataset(
     target: Path | None = None,
     overwrite: bool = False,
     table: str | None = None,
+    folder: bool = False,
 ) -> Path:
+    """`target`: the file, or (`folder`, or an existing folder) the folder to write into."""
     name, parts = _parts(output_dir, table)
     chosen = target is not None
-    if target is None or target.is_dir():
+    if target is None or folder or target.is_dir():
         target = (target or output_dir) / f"{name}.{fmt}"
     ours = not chosen and _earlier_export(target, fmt, parts)
     if target.exists() and not overwrite and not ours:

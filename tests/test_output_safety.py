@@ -666,6 +666,26 @@ def test_export_into_a_folder_never_overwrites_a_file_there(tmp_path: Path) -> N
     assert (exports / "t.csv").read_text() == "precious\n"
 
 
+def test_export_reads_its_target_as_a_user_means_it(tmp_path: Path) -> None:
+    """`-o new/` is a folder (it became a file named `new`); `-o x.parquet` without --format is
+    Parquet (it was CSV in a .parquet file); JSON Lines into `o.csv` is refused."""
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    _write_rows(config, 10)
+    source = str(config.output_dir)
+    result = runner.invoke(app, ["export", source, "-o", f"{tmp_path / 'new'}/"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "t.csv").read_text().count("\n") == 11
+    result = runner.invoke(app, ["export", source, "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "x.parquet").num_rows == 10
+    result = runner.invoke(
+        app, ["export", source, "--format", "jsonl", "-o", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 2 and "names a csv file, but --format is jsonl" in result.output
+    assert "name it o.jsonl, or pass --format csv" in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_a_users_foreign_key_to_a_synthaix_table_is_refused_before_generating(
     tmp_path: Path,
 ) -> None:

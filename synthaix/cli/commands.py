@@ -4,6 +4,7 @@ sim."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from synthaix.cli.app import (
 )
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import DatasetConfig, load_config
-from synthaix.errors import ConfigError, SynthaixError
+from synthaix.errors import ConfigError, OutputError, SynthaixError
 from synthaix.fence import confine, output_root, rebase
 from synthaix.files import write_text_atomic
 from synthaix.llm.stats import LlmStats, spend
@@ -307,10 +308,12 @@ def _llm_reachable(dataset: DatasetConfig) -> bool:
 def export(
     output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
     fmt: Annotated[
-        Literal["csv", "jsonl", "parquet"], typer.Option("--format", help="File format.")
-    ] = "csv",
+        Literal["csv", "jsonl", "parquet"] | None,
+        typer.Option("--format", help="File format (default: -o's suffix, else csv)."),
+    ] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File (or folder) to write.")
+        str | None,
+        typer.Option("-o", "--output", help="File, or folder (an existing one, or ending in /)."),
     ] = None,
     table: Annotated[
         str | None,
@@ -324,10 +327,33 @@ def export(
     from synthaix.export import export_dataset
 
     try:
-        path = export_dataset(output_dir, fmt, output, overwrite=force, table=table)
+        target, fmt, folder = _export_target(output, fmt)
+        path = export_dataset(output_dir, fmt, target, force, table, folder)
     except Exception as exc:
         _fail(exc, debug)
     out.print(f"[green]wrote[/] {path}")
+
+
+_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def _export_target(output: str | None, fmt: str | None) -> tuple[Path | None, Any, bool]:
+    """-o as a path, the format (--format's, else the file's suffix's, else csv) and whether
+    -o is a folder: an existing one, or a name ending in a separator (made with the export:
+    it was a file of that name). A suffix of another format is refused (JSON Lines written
+    to o.csv)."""
+    if output is None:
+        return None, fmt or "csv", False
+    target = Path(output)
+    if output.endswith(("/", os.sep)) or target.is_dir():
+        return target, fmt or "csv", True
+    named = _SUFFIXES.get(target.suffix.lower())
+    if fmt is not None and named is not None and named != fmt:
+        raise OutputError(
+            f"-o {output} names a {named} file, but --format is {fmt}",
+            hint=f"name it {target.with_suffix('.' + fmt).name}, or pass --format {named}",
+        )
+    return target, fmt or named or "csv", False
 
 
 @app.command()
