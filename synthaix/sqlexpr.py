@@ -359,5 +359,10 @@ def _parses(expr: str) -> bool:
     return not json.loads(text).get("error")
 
 
+# DuckDB's own advice that the expression sandbox refuses (a SET statement): left out.
+_SETTING_ADVICE = re.compile(r",? or SET \w+\s*=\s*\w+ to [^.]*\.")
+
+
 def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else message
+    line = message.strip().splitlines()[0] if message.strip() else message
+    return _SETTING_ADVICE.sub(".", line)
