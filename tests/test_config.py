@@ -385,6 +385,18 @@ def test_unseeded_template_randomness_is_refused(tmp_path: Path) -> None:
         assert "draws values no seed repeats" in _error(tmp_path, text)
 
 
+def test_a_template_reading_pythons_internals_is_refused_when_validated(tmp_path: Path) -> None:
+    """The sandbox refused `{{ a.__class__ }}` on every row of the build, with a hint about
+    nulls; validate passed it."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n  - {name: n, type: integer, min: 1, max: 3}\n"
+        "  - {name: t, type: expression, template: '{{ n.__class__ }}'}\n"
+    )
+    assert "bad.yaml:5: columns[1] (t): template: '__class__' is not readable" in _error(
+        tmp_path, text
+    )
+
+
 def test_duplicate_names_and_missing_required_fields(tmp_path: Path) -> None:
     text = (
         "name: x\ncolumns:\n  - {name: a, type: uuid}\n"

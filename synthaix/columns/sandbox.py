@@ -395,6 +395,13 @@ class _Guard(NodeTransformer):
             raise RefusedTemplate(_unseeded("lipsum()"), node.lineno)
         return self.generic_visit(node)
 
+    def visit_Getattr(self, node: nodes.Getattr) -> nodes.Node:
+        # The sandbox refuses these on every row at run time: said once, when validated. (A
+        # column named `_x` is still read as `customers._x`: one underscore is a name.)
+        if node.attr.startswith("__"):
+            raise RefusedTemplate(_private(node.attr), node.lineno)
+        return self.generic_visit(node)
+
     def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
         self.generic_visit(node)
         return _filter(_CONCAT, *node.nodes)
@@ -430,6 +437,13 @@ class _Guard(NodeTransformer):
     def visit_Tuple(self, node: nodes.Tuple) -> nodes.Expr:
         self.generic_visit(node)
         return node if node.ctx != "load" else _filter(_VALUE, node)  # not `a, b` targets
+
+
+def _private(name: str) -> str:
+    return (
+        f"'{name}' is not readable: the template sandbox keeps Python's internals private; "
+        "read a column's value, or its public attributes (signup_date.year)"
+    )
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
