@@ -234,3 +234,18 @@ def test_the_span_of_an_output_appended_before_it_was_kept_reads_its_slots() -> 
     )
     assert appended_span(day.replace(day=3), old, "append") == (day, day.replace(day=3))  # type: ignore[arg-type]
     assert appended_span(day.replace(day=3), old, "overwrite") is None  # type: ignore[arg-type]
+
+
+def test_preview_takes_as_of_as_build_does(tmp_path: Path) -> None:
+    """`preview --as-of` shows the rows `build --as-of` makes (it resolved against now)."""
+    from typer.testing import CliRunner
+
+    from synthaix.cli import app
+
+    column = {"name": "day", "type": "date", "start": "-30d", "end": "today"}
+    config = write_config(tmp_path / "r.yaml", {"name": "r", "rows": 50, "columns": [column]})
+    command = ["preview", str(config), "--rows", "50", "--format", "csv"]
+    shown = CliRunner().invoke(app, [*command, "--as-of", "2025-01-01T00:00"])
+    assert shown.exit_code == 0, shown.output
+    days = {dt.date.fromisoformat(line) for line in shown.output.split()[1:]}
+    assert len(days) > 10 and min(days) >= dt.date(2024, 12, 2) and max(days) <= dt.date(2025, 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,27 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Dataset config (YAML).", show_default=False)]
+
+
+def _as_of(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO date-time, e.g. 2025-03-01T10:00"
+        ) from None
+
+
+AsOfOpt = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        parser=_as_of,
+        metavar="DATETIME",
+        help="The time relative times in the config resolve against, ISO "
+        "(2025-03-01T10:00, UTC unless it has an offset). Unset: the config's as_of, else now.",
+        show_default=False,
+    ),
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")]
 SetOpt = Annotated[

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import importlib
 import os
 import signal
@@ -20,6 +19,7 @@ from rich.markup import escape
 from synthaix import progress
 from synthaix.build.manifest import TIMED_OUT, Dropped, chunks_and_rows, pacing
 from synthaix.cli.app import (
+    AsOfOpt,
     DebugOpt,
     SetOpt,
     _counts,
@@ -254,15 +254,6 @@ def _seed(text: str) -> int | str:
         raise typer.BadParameter(f"{text!r} is neither an integer nor as_of") from None
 
 
-def _as_of(text: str) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO date-time, e.g. 2025-03-01T10:00"
-        ) from None
-
-
 ConfigsArg = Annotated[
     list[Path],
     typer.Argument(
@@ -319,16 +310,7 @@ def build(
         str | None,
         typer.Option(help=f"LLM endpoint (provider.base_url). {UNSET}", show_default=False),
     ] = None,
-    as_of: Annotated[
-        dt.datetime | None,
-        typer.Option(
-            parser=_as_of,
-            metavar="DATETIME",
-            help="The time relative times in the config resolve against, ISO "
-            "(2025-03-01T10:00, UTC unless it has an offset). Unset: the config's as_of, else now.",
-            show_default=False,
-        ),
-    ] = None,
+    as_of: AsOfOpt = None,
     assignments: SetOpt = None,
     report: Annotated[
         bool, typer.Option("--report", help="Write each dataset's report.html at the end.")

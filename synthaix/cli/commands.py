@@ -3,6 +3,7 @@ sim."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from synthaix.cli.app import (
+    AsOfOpt,
     ConfigArg,
     DebugOpt,
     ForceOpt,
@@ -71,10 +73,10 @@ def _busy_note(dataset: Any) -> str:
     return ""
 
 
-def _as_built(config: Path, assignments: list[str] | None) -> Any:
-    """The config a build would make: with `--set` applied, its outputs where a build would
-    really write them (under SYNTHAIX_OUTPUT_ROOT)."""
-    dataset = load_config(config)
+def _as_built(config: Path, assignments: list[str] | None, as_of: dt.datetime | None = None) -> Any:
+    """The config a build would make: with `--set` (and --as-of) applied, its outputs where a
+    build would really write them (under SYNTHAIX_OUTPUT_ROOT)."""
+    dataset = load_config(config, as_of=as_of)
     if assignments:
         changes = dict(parse_assignment(a) for a in assignments)
         dataset = apply_overrides(dataset, changes, origin="options")
@@ -195,6 +197,7 @@ def preview(
             help="Show only this table of a multi-table config (needed with csv or jsonl).",
         ),
     ] = None,
+    as_of: AsOfOpt = None,
     assignments: SetOpt = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -203,7 +206,7 @@ def preview(
 
     spent: list[LlmStats] = []  # what the llm columns shown cost
     try:
-        dataset = _as_built(config, assignments)  # what `build --set` would build
+        dataset = _as_built(config, assignments, as_of)  # what `build --set` would build
         names = list(dataset.order) if _is_tables(dataset) else [dataset.name]
         if table is not None and table not in names:
             raise ConfigError(
