@@ -243,9 +243,9 @@ def test_preview_takes_as_of_as_build_does(tmp_path: Path) -> None:
     from synthaix.cli import app
 
     column = {"name": "day", "type": "date", "start": "-30d", "end": "today"}
-    config = write_config(tmp_path / "r.yaml", {"name": "r", "rows": 50, "columns": [column]})
-    command = ["preview", str(config), "--rows", "50", "--format", "csv"]
+    config = write_config(tmp_path / "r.yaml", {"name": "r", "rows": 20, "columns": [column]})
+    command = ["preview", str(config), "--rows", "20", "--format", "csv"]
     shown = CliRunner().invoke(app, [*command, "--as-of", "2025-01-01T00:00"])
     assert shown.exit_code == 0, shown.output
     days = {dt.date.fromisoformat(line) for line in shown.output.split()[1:]}
-    assert len(days) > 10 and min(days) >= dt.date(2024, 12, 2) and max(days) <= dt.date(2025, 1, 1)
+    assert len(days) > 5 and min(days) >= dt.date(2024, 12, 2) and max(days) <= dt.date(2025, 1, 1)
