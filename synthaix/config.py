@@ -393,6 +393,30 @@ def _each_column_problems(config: DatasetConfig):
                 ),
             )
     yield from _key_capacity_problems(config, capacities)
+    yield from _text_capacity_problems(config, capacities)
+
+
+def _text_capacity_problems(config: DatasetConfig, capacities: _Capacities):
+    """The near check keeps one row per distinct text at most: text columns of a few values
+    (categories) cap the rows, found only after the build's rounds ran out."""
+    from synthaix.dedupe.keys import text_columns
+
+    columns = text_columns(config)
+    if not columns or config.rows <= 1 or not all(name in capacities for name in columns):
+        return
+    distinct = 1
+    for name in columns:
+        if (capacity := capacities[name]) is None:
+            return  # free text: no bound
+        distinct *= capacity
+    if distinct < config.rows:
+        yield (
+            ("dedupe", "text") if config.dedupe.text else ("dedupe",),
+            f"the near-duplicate check reads {', '.join(columns)}, which can take only "
+            f"{distinct:,} distinct texts but {config.rows:,} rows are asked for (it keeps one "
+            "row per text at most); check free-text columns, or turn it off: "
+            "dedupe: {near: false}",
+        )
 
 
 def _unknown_reference(config: DatasetConfig, index: int, ref: str, seen: Iterable[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -59,6 +60,25 @@ def test_schema_exports_json_schema(tmp_path: Path) -> None:
     single, tables = (schema["$defs"][ref["$ref"].split("/")[-1]] for ref in schema["anyOf"])
     assert "columns" in single["properties"] and "rows" in single["required"]
     assert "tables" in tables["properties"] and "tables" in tables["required"]
+
+
+def test_validate_notes_what_the_embedder_needs_or_ignores(tmp_path: Path) -> None:
+    """A near check over a category of 3 values caps the rows (the build failed after its
+    rounds); a missing optional package and a price the embedder ignores get a note."""
+    dedupe = {"text": ["name"], "embedder": "sentence-transformers", "price_per_million": 0.02}
+    config = write_config(tmp_path / "shop.yaml", {**CONFIG, "dedupe": dedupe})
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "note: dedupe.price_per_million prices the openai embedder only" in result.output
+    if importlib.util.find_spec("sentence_transformers") is None:
+        assert "pip install 'synthaix[st]'" in result.output
+    columns = [*CONFIG["columns"], {"name": "tier", "type": "category", "values": ["a", "b"]}]
+    capped = {**CONFIG, "columns": columns, "dedupe": {"text": ["tier"]}}
+    result = runner.invoke(app, ["validate", str(write_config(tmp_path / "tier.yaml", capped))])
+    assert result.exit_code == 2
+    assert "tier.yaml:" in result.output
+    capped_at = "the near-duplicate check reads tier, which can take only 2 distinct texts"
+    assert f"dedupe.text: {capped_at} but 1,200 rows are asked for" in result.output
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -86,6 +86,28 @@ def _as_built(config: Path, assignments: list[str] | None, as_of: dt.datetime | 
     return dataset
 
 
+def _embedder_notes(dataset: Any) -> list[str]:
+    """What validate sees of the near check's embedder that the config's rules cannot: a
+    package missing here (another machine, a worker, may have it), a price that prices
+    nothing."""
+    import importlib.util
+
+    configs = [dataset.plan(n).config for n in dataset.order] if _is_tables(dataset) else [dataset]
+    used = {c.dedupe.embedder for c in configs if c.dedupe.near is not False}
+    notes = []
+    if (
+        "sentence-transformers" in used
+        and importlib.util.find_spec("sentence_transformers") is None
+    ):
+        notes.append(
+            "dedupe.embedder 'sentence-transformers' needs the optional package, which is not "
+            "installed here: a build here stops before any request (pip install 'synthaix[st]')"
+        )
+    if any(c.dedupe.embedder != "openai" and c.dedupe.price_per_million for c in configs):
+        notes.append("dedupe.price_per_million prices the openai embedder only: it has no effect")
+    return notes
+
+
 @app.command()
 def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = False) -> None:
     """Check a config without generating anything (with --set: the config a build with the
@@ -97,8 +119,9 @@ def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = Fa
             _check_output(dataset)
     except SynthaixError as exc:
         _fail(exc, debug)
-    if busy:
-        out.print(f"[yellow]note:[/] {busy}")
+    for note in [busy, *_embedder_notes(dataset)]:
+        if note:
+            out.print(f"[yellow]note:[/] {escape(note)}")
     if dataset.as_of is not None:  # relative times or seed: as_of
         out.print(
             f"as_of {dataset.as_of:%Y-%m-%d %H:%M:%S} UTC (the config's, else now): relative "
