@@ -11,6 +11,7 @@ user's (a file, or a file in a folder they name) that exists is never overwritte
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 from pathlib import Path
 from typing import Literal
@@ -133,7 +134,7 @@ def _table_parts(output_dir: Path, names: list[str], table: str | None) -> tuple
     elif table not in names:
         raise OutputError(
             f"{output_dir} has no table '{table}'; its tables: {listed}",
-            hint="pass one of them to --table",
+            hint=_table_hint(table, names),
         )
     folder = (output_dir / ".current" / table).resolve()
     parts = [str(p) for p in sorted(folder.glob("part-*.parquet"))]
@@ -142,3 +143,8 @@ def _table_parts(output_dir: Path, names: list[str], table: str | None) -> tuple
             f"{output_dir} has no built table {table}", hint="run synthaix build first"
         )
     return table, parts
+
+
+def _table_hint(table: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(table, names, n=1)
+    return f"did you mean --table {close[0]}?" if close else "pass one of them to --table"

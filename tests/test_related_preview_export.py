@@ -211,6 +211,10 @@ def test_export_writes_one_table_of_a_multi_table_build(tmp_path: Path) -> None:
     assert "--table" in result.stderr and not list(built.glob("*.csv"))
     wrong = runner.invoke(app, ["export", str(built), "--table", "staff"])
     assert wrong.exit_code == 2 and "no table 'staff'" in wrong.stderr
+    misspelt = runner.invoke(app, ["export", str(built), "--table", "employee"])
+    assert "hint: did you mean --table employees?" in misspelt.stderr
+    previewed = runner.invoke(app, ["preview", str(tmp_path / "hr.yaml"), "--table", "note"])
+    assert "hint: did you mean --table notes?" in previewed.stderr
 
     result = runner.invoke(app, ["export", str(built), "--format", "csv", "--table", "reviews"])
     assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ sim."""
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
 import os
 import re
@@ -84,6 +85,11 @@ def _as_built(config: Path, assignments: list[str] | None, as_of: dt.datetime | 
         dataset = rebase(dataset, root)
         confine(dataset, root)
     return dataset
+
+
+def _table_hint(table: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(table, names, n=1)
+    return f"did you mean --table {close[0]}?" if close else "pass one of them to --table"
 
 
 def _embedder_notes(dataset: Any) -> list[str]:
@@ -234,7 +240,7 @@ def preview(
         if table is not None and table not in names:
             raise ConfigError(
                 f"{config} has no table '{table}'; its tables: {', '.join(names)}",
-                hint="pass one of them to --table",
+                hint=_table_hint(table, names),
             )
         if table is None and fmt != "table" and len(names) > 1:
             raise ConfigError(
