@@ -216,7 +216,7 @@ class DatasetConfig(OutputPaths, StrictModel):
         self._children = set(context.get("children", ()))
         _key_is_unique(self)
         if context.get("names_only"):  # see _hidden_name_problems
-            problems: list[Any] = list(_name_problems(self))
+            problems: list[Any] = [*_name_problems(self), *_capacity_problems(self)]
         else:
             columns = [(("columns", i), c) for i, c in enumerate(self.columns)]
             problems = settle(self, columns) or list(_column_problems(self))
@@ -346,7 +346,6 @@ def _each_column_problems(config: DatasetConfig):
             )
     seen: dict[str, int] = {name: -1 for name in [*config._related, *config._names]}
     late_names = {c.name for c in config.columns if c.is_late}
-    capacities = _Capacities(config.locale)
     for index, column in enumerate(config.columns):
         where = ("columns", index)
         if column.name in seen:
@@ -377,6 +376,15 @@ def _each_column_problems(config: DatasetConfig):
             for path, message in column.problems(earlier):
                 yield (*where, *path), message
         seen[column.name] = index
+    yield from _capacity_problems(config)
+
+
+def _capacity_problems(config: DatasetConfig):
+    """Unique columns, the exact-dedupe key and the near check's texts that cannot take the
+    rows asked for. A column whose capacity is unknown (free text; a stand-in for a broken
+    one) bounds nothing, so this runs after field errors too."""
+    capacities = _Capacities(config.locale)
+    for index, column in enumerate(config.columns):
         capacities.add(column)
         if not column.unique:
             continue
@@ -384,7 +392,7 @@ def _each_column_problems(config: DatasetConfig):
         needed = config.rows if column.nullable == 0 else int(config.rows * (1 - column.nullable))
         if capacity is not None and capacity < needed:
             yield (
-                (*where, "unique"),
+                ("columns", index, "unique"),
                 (
                     f"{'a primary key' if column.primary_key else 'unique column'} can take "
                     f"only {capacity:,} distinct values but {needed:,} rows are asked for; "
@@ -438,10 +446,13 @@ def _unknown_reference(config: DatasetConfig, index: int, ref: str, seen: Iterab
 
 
 def _name_problems(config: DatasetConfig):
-    """Only the names a config reads that are no column (the pass after field errors)."""
+    """Only the names a config reads that are no column, and names given twice (the pass
+    after field errors)."""
     yield from (p for p in _dedupe_problems(config) if "is not a column" in p[1])
     seen = [*config._related, *config._names]
     for index, column in enumerate(config.columns):
+        if column.name in seen:
+            yield ("columns", index, "name"), f"duplicate column name '{column.name}'"
         for ref in sorted(column.references()):
             if resolve(ref, seen) is None and resolve(ref, config._late_related) is None:
                 yield ("columns", index), _unknown_reference(config, index, ref, seen)

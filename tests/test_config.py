@@ -249,6 +249,24 @@ def test_field_errors_do_not_hide_the_unknown_names(tmp_path: Path) -> None:
     assert lines == sorted(lines)  # in the file's order
 
 
+def test_field_errors_do_not_hide_repeated_names_or_capacity(tmp_path: Path) -> None:
+    """A misspelt type hid a repeated column name and a unique column of 3 values: each took
+    another run of validate to find."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        "  - {name: h, type: intger}\n"
+        "  - {name: a, type: integer, min: 1, max: 3}\n"
+        "  - {name: a, type: integer, min: 1, max: 3}\n"
+        "  - {name: q, type: integer, min: 1, max: 3, unique: true}\n"
+        "  - {name: t, type: expression, template: '{{ h }}', unique: true}\n"
+    )
+    message = _error(tmp_path, text)
+    assert "bad.yaml:4: columns[0] (h): unknown column type 'intger'" in message
+    assert "bad.yaml:6: columns[2] (a).name: duplicate column name 'a'" in message
+    assert "bad.yaml:7: columns[3] (q).unique: unique column can take only 3 distinct" in message
+    assert "3 problems" in message  # t reads the broken h: its capacity is unknown, not 1
+
+
 def test_field_errors_do_not_hide_the_unknown_names_across_tables(tmp_path: Path) -> None:
     """The same in a multi-table config: a misspelt type in one table and a bad max in
     another no longer hide a misspelt related column. What reads a broken column (a related

@@ -1102,7 +1102,8 @@ def test_a_child_short_of_its_primary_key_says_so(tmp_path: Path) -> None:
     path = tmp_path / "staff.yaml"  # validate cannot count a Faker method's values: 7 here
     text = SHIFTS.replace("COUNT", "9").replace(
         "      - {name: day, type: date, start: 2025-01-01, end: 2025-01-31, primary_key: true}",
-        "      - {name: day, type: faker, method: day_of_week, primary_key: true}",
+        "      - {name: day, type: faker, method: random_element, primary_key: true,"
+        " args: {elements: [Mon, Tue, Wed, Thu, Fri, Sat, Sun]}}",
     )
     path.write_text(text + f"output: {{dir: {tmp_path / 'out'}}}\n")
     with pytest.raises(CapacityError) as caught:
