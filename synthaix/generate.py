@@ -50,20 +50,19 @@ class Chunk:
 @dataclass(frozen=True)
 class LlmFill:
     """The rows of a table a multi-table preview pays the LLM for: the first `rows`, and those
-    whose `column` holds one of `keys` (rows that rows shown elsewhere read). The others keep
-    their llm columns empty and stay: every table's rows are still the build's."""
+    whose column holds one of its listed `keys` (rows that rows shown elsewhere read). The
+    others keep their llm columns empty and stay: every table's rows are still the build's."""
 
     rows: int = 0
-    column: str | None = None
-    keys: pa.Array | None = None
+    keys: tuple[tuple[str, pa.Array], ...] = ()  # (column, values)
 
     def mask(self, values: dict[str, pa.Array], first_row: int, rows: int) -> np.ndarray:
         wanted = np.arange(first_row, first_row + rows) < self.rows
-        if self.column is not None and self.keys is not None and len(self.keys):
-            if self.column not in values:  # made after an llm column: no way to tell, so all
+        for column, listed in self.keys:
+            if column not in values:  # made after an llm column: no way to tell, so all
                 return np.ones(rows, dtype=bool)
-            listed = pc.is_in(values[self.column], value_set=self.keys)
-            wanted |= pc.fill_null(listed, False).to_numpy(zero_copy_only=False)
+            found = pc.is_in(values[column], value_set=listed)
+            wanted |= pc.fill_null(found, False).to_numpy(zero_copy_only=False)
         return wanted
 
 

@@ -76,7 +76,7 @@ def preview_rows(
     # for the rows shown only (each row filled costs a request's share).
     llm_columns = any(isinstance(c, LlmColumn) for c in config.columns)
     if llm_columns and not llm:
-        config = _dedupe_without_llm_columns(config)
+        config = dedupe_without_llm_columns(config)
     shown = config.model_copy(
         update={"rows": min(rows, config.rows), "chunk_size": min(config.chunk_size, CHUNK_CAP)}
     )
@@ -92,7 +92,7 @@ def preview_rows(
     return sinks[-1].table()
 
 
-def _dedupe_without_llm_columns(config: DatasetConfig) -> DatasetConfig:
+def dedupe_without_llm_columns(config: DatasetConfig) -> DatasetConfig:
     """Llm columns left empty are alike in every row: no check that reads them (every row
     would repeat the first). A key with an llm column is off (the build's rows may repeat
     the other columns, which its llm text tells apart), as is the near check (its text)."""

@@ -194,7 +194,7 @@ class DatasetBuild:
 
     def _relations(self, plan: TablePlan, writer: RelationalWriter) -> TableRelations:
         config = self.config
-        reads = _reads(plan)
+        reads = related_reads(plan)
         staging = writer.staging
         fields = {a: tuple(sorted(f for n, f in reads if n == a)) for a in plan.aliases}
         aliases = []
@@ -252,7 +252,7 @@ def _named(table: str) -> Iterator[None]:
         raise
 
 
-def _reads(plan: TablePlan) -> set[tuple[str, str]]:
+def related_reads(plan: TablePlan) -> set[tuple[str, str]]:
     """(alias, field) pairs the table's columns and constraints read."""
     config = plan.config
     available = set(config._related) | set(config._names) | {c.name for c in config.columns}

@@ -29,14 +29,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from synthaix.build.executor import ThreadExecutor
-from synthaix.build.preview import _dedupe_without_llm_columns
+from synthaix.build.preview import dedupe_without_llm_columns
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn
 from synthaix.config import DatasetConfig
 from synthaix.errors import ConfigError
 from synthaix.generate import LlmFill
 from synthaix.llm.stats import LlmStats
-from synthaix.relational.build import DatasetBuild, _reads
+from synthaix.relational.build import DatasetBuild, related_reads
 from synthaix.relational.config import RelationalConfig, TableConfig, TablePlan, needed_for
 from synthaix.relational.counts import total_bounds
 
@@ -102,37 +102,32 @@ def _fills(
     rows: int,
 ) -> dict[str, LlmFill]:
     """Which rows of each table the second make fills: the first `rows` of a table shown, and
-    the rows that the rows filled or shown of later tables read (a review's product, its
-    item's through), found by their keys in the first make. A table whose llm values a
-    siblings list or an aggregate reads is filled whole, as are rows a through alias reaches
-    by a key that is not a single column."""
+    the rows that the rows filled or shown of later tables read (a review's product, through
+    its item), found by their keys in the first make. A table whose llm values a siblings
+    list or an aggregate reads (rows no key points at) is filled whole."""
     prefix = {name: rows if name in shown else 0 for name in keep}
-    wanted: dict[str, list[pa.Array]] = {name: [] for name in keep}
-    for name in reversed(keep):
+    for name in keep:
+        for other, fields in _read_whole(config.plan(name)):
+            if other in prefix and fields & _llm_fed(config, other):
+                prefix[other] = ALL
+    wanted: dict[tuple[str, str], list[pa.Array]] = {}  # (table, key column): key values
+    for name in reversed(keep):  # readers first: the rows they read are known before
         plan, table = config.plan(name), made[name]
         seen = pc.less(pa.array(range(table.num_rows)), prefix[name])
-        key = _key(plan.spec)
-        if key is not None and wanted[name]:
-            listed = pc.is_in(table[key], value_set=_distinct(wanted[name]))
-            seen = pc.or_(seen, listed)
+        for (owner, key), values in wanted.items():
+            if owner == name:
+                seen = pc.or_(seen, pc.is_in(table[key], value_set=_distinct(values)))
         seen_rows = table.filter(seen)
-        for alias, field in _reads(plan):
-            target = plan.aliases[alias].table
-            if field in _llm_fed(config, target):
-                wanted[target].append(_pointed(plan, alias, seen_rows, made))
-        for other, fields in _read_whole(config, plan):
-            if fields & _llm_fed(config, other) and other in prefix:
-                prefix[other] = ALL
+        for alias, field in related_reads(plan):
+            target = plan.aliases[alias]
+            if field in _llm_fed(config, target.table):
+                pointed = _pointed(plan, alias, seen_rows, made)
+                wanted.setdefault((target.table, target.key), []).append(pointed)
     fills = {}
     for name in keep:
-        if not _has_llm(config, name):
-            continue
-        key = _key(config.plan(name).spec)
-        keys = _distinct(wanted[name]) if wanted[name] else None
-        if keys is not None and key is None:  # read by a key that is not its own: all rows
-            prefix[name] = ALL
-        if prefix[name] or keys is not None:
-            fills[name] = LlmFill(prefix[name], key, keys)
+        keys = tuple((key, _distinct(v)) for (owner, key), v in wanted.items() if owner == name)
+        if _has_llm(config, name) and (prefix[name] or keys):
+            fills[name] = LlmFill(prefix[name], keys)
     return fills
 
 
@@ -148,7 +143,7 @@ def _pointed(plan: TablePlan, alias: str, rows: pa.Table, made: dict[str, pa.Tab
     return via_rows[target.column].combine_chunks()
 
 
-def _read_whole(config: RelationalConfig, plan: TablePlan) -> list[tuple[str, set[str]]]:
+def _read_whole(plan: TablePlan) -> list[tuple[str, set[str]]]:
     """(table, columns) its siblings lists and aggregates read: rows no key points at."""
     found = [(s.table, set(s.columns)) for s in plan.spec.siblings]
     for column in plan.spec.columns:
@@ -168,10 +163,6 @@ def _llm_fed(config: RelationalConfig, name: str) -> set[str]:
 
 def _has_llm(config: RelationalConfig, name: str) -> bool:
     return any(isinstance(c, LlmColumn) for c in config.plan(name).config.columns)
-
-
-def _key(spec: TableConfig) -> str | None:
-    return spec.primary_key[0] if len(spec.primary_key) == 1 else None
 
 
 def _distinct(arrays: list[pa.Array]) -> pa.Array:
@@ -223,7 +214,7 @@ def _scratch(
     for table in data["tables"]:
         table["dedupe"] = {**table["dedupe"], "uri": None}  # its table in `out`, not the user's
         if _has_llm(config, table["name"]):  # llm text, empty in most rows, is checked by none
-            plain = _dedupe_without_llm_columns(config.plan(table["name"]).config).dedupe
+            plain = dedupe_without_llm_columns(config.plan(table["name"]).config).dedupe
             table["dedupe"].update(exact=plain.exact, near=plain.near)
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
