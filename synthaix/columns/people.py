@@ -125,7 +125,10 @@ def _name_weights(values: Any) -> Names:
 def gendered(locale: str) -> bool:
     """Whether the locale's family names differ by gender (ru_RU Иванов, Иванова): a full
     name then takes both of its parts from one gender, as Faker's own `name()` does."""
-    return name_source(locale, "last_name_male") != name_source(locale, "last_name_female")
+    male, female = name_source(locale, "last_name_male"), name_source(locale, "last_name_female")
+    if isinstance(male, str) or isinstance(female, str):
+        return male != female
+    return male[0] != female[0] or not np.array_equal(male[1], female[1])
 
 
 @cache
