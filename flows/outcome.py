@@ -5,6 +5,7 @@ logs."""
 from __future__ import annotations
 
 import logging
+import re
 
 from prefect import get_run_logger
 from prefect.context import FlowRunContext, TaskRunContext
@@ -32,7 +33,13 @@ class _QuietUserErrors(logging.Filter):
         if isinstance(error, SynthaixError):
             self.failed_tasks.add(task_run)
             return self._demoted(record, logging.DEBUG)
-        if task_run in self.failed_tasks and record.getMessage().startswith("Finished in state"):
+        message = record.getMessage()
+        if not message.startswith("Finished in state"):
+            return True
+        # A task whose retry condition turns its error down logs no traceback first: its
+        # final state names the error's class.
+        named = _FAILED_WITH.match(message)
+        if task_run in self.failed_tasks or (named and named[1] in _user_errors()):
             self.failed_tasks.discard(task_run)
             return self._demoted(record, logging.INFO)
         return True
@@ -46,6 +53,17 @@ class _QuietUserErrors(logging.Filter):
 
 
 _QUIET = _QuietUserErrors()
+_FAILED_WITH = re.compile(r"Finished in state Failed\(.Task run encountered an exception (\w+):")
+
+
+def _user_errors() -> set[str]:
+    """The names of SynthaixError and its subclasses."""
+    found, todo = set(), [SynthaixError]
+    while todo:
+        kind = todo.pop()
+        found.add(kind.__name__)
+        todo += kind.__subclasses__()
+    return found
 
 
 class _Scrub(logging.Filter):

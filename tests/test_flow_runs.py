@@ -282,6 +282,31 @@ def test_a_worker_run_with_a_config_typo_logs_exactly_one_error(tmp_path: Path) 
     assert not any("Traceback" in log.message for log in logs)
 
 
+def test_a_chunk_error_no_retry_can_fix_logs_one_error(tmp_path: Path) -> None:
+    """A chunk task whose error its retry condition turns down logs no traceback, and its
+    final state ("Finished in state Failed(... ProviderError ...)") was a second ERROR."""
+    from llm_helpers import provider, simulator
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.build_dataset import build_dataset
+    from synthaix.sim.faults import FaultRates
+
+    with simulator(FaultRates(refusal=1.0)) as sim:
+        columns = [{"name": "note", "type": "llm", "prompt": "A short note"}]
+        data = _events(tmp_path, rows=20, columns=columns, provider=provider(sim.url))
+        state = build_dataset(
+            config_path=str(write_config(tmp_path / "n.yaml", data)), return_state=True
+        )
+    assert state.is_failed() and "unusable" in state.message
+    APILogHandler().flush()  # logs go to the API in batches, in the background
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    errors = [log for log in logs if log.level >= 40]
+    assert len(errors) == 1, "\n".join(f"{e.level} {e.name} {e.message[:200]}" for e in logs)
+    assert any("Finished in state Failed" in log.message and log.level == 20 for log in logs)
+
+
 def _wait_final(run_id: UUID, timeout: float):
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
