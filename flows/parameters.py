@@ -95,4 +95,4 @@ PREFLIGHT = _described(
 def provider_for(model: str | None, base_url: str | None) -> ProviderConfig:
     """The provider that translates a description: the run's model and endpoint, if given."""
     given = {"model": model, "base_url": base_url}
-    return ProviderConfig(**{k: v for k, v in given.items() if v is not None})
+    return ProviderConfig(**{k: v for k, v in given.items() if v and v.strip()})

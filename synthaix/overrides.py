@@ -48,8 +48,13 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def typed(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The set typed overrides (None means 'the config's value'), keyed by config path."""
-    return {TYPED[name]: value for name, value in values.items() if value is not None}
+    """The set typed overrides, keyed by config path. None, or blank text (a form's cleared
+    field), means 'the config's value': an empty base_url sent requests to OpenAI's."""
+    return {
+        TYPED[name]: value
+        for name, value in values.items()
+        if value is not None and not (isinstance(value, str) and not value.strip())
+    }
 
 
 def apply_overrides(

@@ -138,6 +138,20 @@ def test_any_config_value_can_be_set_by_its_path(tmp_path: Path) -> None:
     assert "parameters" in state.message or "overrides" in state.message
 
 
+def test_blank_parameters_keep_the_configs_values(tmp_path: Path) -> None:
+    """A form's cleared field may come as "": `out: ""` wrote into the output root itself,
+    `base_url: ""` sent the requests to OpenAI's endpoint, and `config_path: ""` beside
+    `config` was "config_path is set too"."""
+    from flows.build_dataset import build_dataset
+
+    data = _events(tmp_path, rows=40)
+    blanks = {"out": "", "base_url": " ", "model": "", "description": ""}
+    build_dataset(config_path=str(write_config(tmp_path / "e.yaml", data)), **blanks)
+    assert _read(tmp_path / "out").num_rows == 40
+    manifest = build_dataset(config_path="", config=data, rows=50, **blanks)
+    assert manifest.rows.delivered == 50 and _read(tmp_path / "out").num_rows == 50
+
+
 def test_seed_as_of_differs_by_date_and_repeats_for_one(tmp_path: Path) -> None:
     from flows.build_dataset import build_dataset
 
