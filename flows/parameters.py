@@ -51,7 +51,12 @@ SEED = _described(
 # The pattern: Prefect checks a run's parameters against the schema when the run is created,
 # but not `format: date-time` (its checker needs a package Prefect leaves out): without it,
 # `as_of=yesterday` was accepted and failed in the worker with a traceback.
-_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+# Months, days, hours and minutes in range too: 2026-13-45 passed the shape and failed in the
+# worker, with Prefect's traceback (a 30 February still does).
+_ISO = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?$"
+)
 AsOf = Annotated[datetime, Field(json_schema_extra={"pattern": _ISO})] | None
 AS_OF = _described(
     "The time the data stands at, ISO 8601 (2026-11-27T10:00:00Z; UTC unless an offset is "

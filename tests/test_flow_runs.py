@@ -86,6 +86,10 @@ def test_the_run_form_explains_every_parameter() -> None:
         # as_of: ISO 8601 or nothing; a word failed in the worker with a traceback.
         with pytest.raises(Exception, match="as_of"):
             client.create_flow_run_from_deployment(deployment_id, parameters={"as_of": "-1h"})
+        with pytest.raises(Exception, match="as_of"):  # the shape of a time, not one
+            client.create_flow_run_from_deployment(
+                deployment_id, parameters={"as_of": "2026-13-45"}
+            )
         at = "2026-11-27T10:00:00Z"
         run = client.create_flow_run_from_deployment(deployment_id, parameters={"as_of": at})
         client.delete_flow_run(run.id)
