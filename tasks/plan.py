@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ def plan_build(
     if root:  # a worker's data root: relative outputs go under it, and nothing outside
         base = rebase(base, Path(root))
         confine(base, Path(root))
+    elif _deployment_run() is not None:
+        kept_after_the_run(base)
     if _deployment_run() is not None and as_of is not None:
         base._slot = _instant(as_of)  # a retry or rerun of this slot does not append again
     for table in llm_tables(base):
@@ -106,6 +109,31 @@ def plan_build(
             preflight = False  # one provider for every table
         ensure_limits(table)
     return base
+
+
+def kept_after_the_run(config: DatasetConfig | RelationalConfig) -> None:
+    """Refuse outputs inside a process worker's temporary working directory (where its pull
+    step clones the repository): the worker deletes it when the run ends, so a run that
+    reported success had lost its data."""
+    for path in (config.output_dir, config.duckdb_path):
+        where = Path(path).resolve()
+        temporary = next((p for p in (where, *where.parents) if _worker_temporary(p)), None)
+        if temporary is not None:
+            raise ConfigError(
+                f"output {where} is inside the worker's temporary working directory "
+                f"{temporary}, which the worker deletes when the run ends: the data would "
+                "be lost",
+                hint=f"set the worker's data root: prefect variable set {PREFECT_VARIABLE} "
+                "/srv/synthaix (or SYNTHAIX_OUTPUT_ROOT), or give an absolute out",
+            )
+
+
+def _worker_temporary(path: Path) -> bool:
+    """A folder Prefect's process worker makes for a run (tempfile's, suffix `prefect`)."""
+    temporary = Path(tempfile.gettempdir()).resolve()
+    return (
+        path.parent == temporary and path.name.startswith("tmp") and path.name.endswith("prefect")
+    )
 
 
 def _instant(value: Any) -> datetime:

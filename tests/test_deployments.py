@@ -6,6 +6,7 @@ import importlib
 import inspect
 from pathlib import Path
 
+import pytest
 import yaml
 
 from synthaix.config import load_config
@@ -118,3 +119,22 @@ def test_serve_suffix_names_the_served_deployments() -> None:
     assert names == ["employees-on-demand-local"]
     with pytest.raises(ConfigError, match="cannot be part of a deployment name"):
         deployments_from(ROOT / "prefect.yaml", suffix="/local")
+
+
+def test_a_deployment_run_refuses_outputs_its_worker_deletes(tmp_path: Path) -> None:
+    """Without a data root, a process worker's run writes under the temporary folder its pull
+    step cloned into, which the worker deletes afterwards: the run said Completed and the
+    data was gone. Outputs there are refused; elsewhere they are kept."""
+    import tempfile
+
+    from synthaix.config import parse_any_config
+    from synthaix.errors import ConfigError
+    from tasks.plan import kept_after_the_run
+
+    clone = Path(tempfile.mkdtemp(suffix="prefect")) / "synthaix"
+    data = {"name": "t", "rows": 5, "columns": [{"name": "n", "type": "sequence"}]}
+    config = parse_any_config({**data, "output": {"dir": str(clone / "out" / "t")}})
+    with pytest.raises(ConfigError, match="inside the worker's temporary working directory"):
+        kept_after_the_run(config)
+    kept_after_the_run(parse_any_config({**data, "output": {"dir": str(tmp_path / "t")}}))
+    clone.parent.rmdir()
