@@ -205,6 +205,9 @@ def test_build_stopped_by_an_error_resumes_with_exact_costs(
     assert not ledger.exists()  # published: the ledger, spend logs included, is gone
 
     line = _resumed_line(caplog)
+    said = [r.getMessage() for r in caplog.records]
+    early = f"resuming an interrupted build: its ledger holds {manifest.resumed_chunks} chunks"
+    assert said.index(f"{early}, not asked for again") < said.index(line)  # before it generates
     earlier = manifest.llm_total.requests - manifest.llm.requests
     assert line == (
         f"resumed {manifest.resumed_chunks} chunks ({manifest.resumed_rows} rows) from the "

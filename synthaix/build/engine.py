@@ -518,7 +518,13 @@ class Build:
         table = config.name if config._in_tables else None
         ledger = ChunkLedger(config.output_dir, generation_hash(config) + salt, first_row, table)
         as_of = config.as_of.isoformat() if config.as_of else None
-        ledger.open(attempt, published, as_of)
+        if left := ledger.open(attempt, published, as_of):  # said now: a resume takes a while
+            within = f"table {config.name}: " if config._in_tables else ""
+            log.info(
+                "%sresuming an interrupted build: its ledger holds %s chunks, not asked for again",
+                within,
+                f"{left:,}",
+            )
         earlier = ledger.earlier  # priced now: a price is not part of the ledger's key
         cost = config.provider.cost(earlier.prompt_tokens, earlier.completion_tokens)
         unpriced = earlier.tokens if cost is None else 0
