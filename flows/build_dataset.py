@@ -63,7 +63,7 @@ def build_dataset(
                 provider = p.provider_for(model, base_url)
                 config = from_description(description, config_path, config, provider, rows or 1000)
                 config_path = None
-            config = plan_build(config_path, config, overrides, preflight)
+            config = plan_build(config_path, config, overrides, preflight, bool(description))
             if isinstance(config, RelationalConfig):
                 from flows.build_tables import build_tables
 

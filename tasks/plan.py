@@ -64,11 +64,13 @@ def plan_build(
     config: DatasetConfig | RelationalConfig | dict[str, Any] | None,
     overrides: dict[str, Any],
     preflight: bool = True,
+    translated: bool = False,
 ) -> DatasetConfig | RelationalConfig:
     """The config to build: read (or validated, if given inline), overrides (config path ->
     value) applied, `{{ prefect.variables.NAME }}` provider settings resolved, every output
     path inside the worker's output root (relative ones anchored at it), and the LLM endpoint
-    and limits checked (`preflight=False`: the caller, e.g. the CLI, checked it already)."""
+    and limits checked (`preflight=False`: the caller, e.g. the CLI, checked it already).
+    `translated`: the config was written from plain words, and its name chosen by the model."""
     if (config_path is None) == (config is None):
         both = config_path is not None
         raise ConfigError(
@@ -101,6 +103,8 @@ def plan_build(
         confine(base, Path(root))
     elif _deployment_run() is not None:
         kept_after_the_run(base)
+    if translated and "output.dir" not in overrides:
+        _not_replacing(base)
     if _deployment_run() is not None and as_of is not None:
         base._slot = _instant(as_of)  # a retry or rerun of this slot does not append again
     for table in llm_tables(base):
@@ -109,6 +113,19 @@ def plan_build(
             preflight = False  # one provider for every table
         ensure_limits(table)
     return base
+
+
+def _not_replacing(config: DatasetConfig | RelationalConfig) -> None:
+    """A config from plain words writes where the model's name for it points (out/customers):
+    a run replaced another deployment's `customers` with two columns. It writes there only
+    when nothing was built there, or when `out` says so."""
+    if (config.output_dir / "manifest.json").is_file():
+        raise ConfigError(
+            f"the config written from the description builds '{config.name}' into "
+            f"{config.output_dir}, which holds a dataset built earlier: a run from plain words "
+            "does not replace it unless told to",
+            hint=f"pass out: a new folder, or out: {config.output_dir} to replace that dataset",
+        )
 
 
 def kept_after_the_run(config: DatasetConfig | RelationalConfig) -> None:

@@ -373,6 +373,22 @@ def test_a_description_alone_is_translated_then_built(
     [translated] = [a for a in artifacts if a.key and a.key.endswith("-config")]
     assert "```yaml" in translated.data and "rows: 30" in translated.data
 
+    # The model names the dataset, and so its folder: a run from plain words replaced another
+    # deployment's dataset of that name. Now it builds there only into nothing, or when told.
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("SYNTHAIX_OUTPUT_ROOT", str(root))
+    words = "customers with name, age and a short review"
+    with simulator(models=("gpt-4o-mini",)) as sim:
+        monkeypatch.setenv("OPENAI_BASE_URL", sim.url)
+        first = build_dataset(description=words, rows=20, return_state=True).result()
+        folder = Path(first.outputs["duckdb"]).parent
+        again = build_dataset(description=words, rows=25, return_state=True)
+        assert again.is_failed() and "does not replace it unless told to" in again.message
+        assert f"out: {folder}" in again.message
+        told = build_dataset(description=words, rows=25, out=str(folder), return_state=True)
+    assert folder.is_relative_to(root) and told.result().rows.delivered == 25
+
     # Plain words beside a config (deployments preset config_path) are refused, not ignored.
     path = _llm_config(tmp_path, "http://127.0.0.1:9/v1")
     state = build_dataset(config_path=str(path), description="weather", return_state=True)
