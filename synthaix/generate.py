@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from synthaix.llm.client import LlmClient
 
 # Raised when a sampler makes other values for the same config and seed (2: full names in the
-# locale's order): an interrupted build never resumes from chunks the older samplers made.
-SAMPLER_VERSION = 2
+# locale's order; 3: a full name's parts of one gender, locales' own names): an interrupted
+# build never resumes from chunks the older samplers made.
+SAMPLER_VERSION = 3
 
 
 @dataclass(frozen=True)
