@@ -50,21 +50,21 @@ class Chunk:
 
 @dataclass(frozen=True)
 class LlmFill:
-    """The rows of a table a multi-table preview pays the LLM for: the first `rows`, and those
-    whose column holds one of its listed `keys` (rows that rows shown elsewhere read). The
-    others keep their llm columns empty and stay: every table's rows are still the build's."""
+    """The rows of a table a multi-table preview pays the LLM for (the rows shown, and those
+    that rows shown elsewhere read), told apart by the hash of their `columns`: values made
+    before the llm columns, the same in both of the preview's makes. `every`: all rows. The
+    others keep their llm columns empty, and stay (as do rows whose answers were unusable):
+    every table's rows are still the build's."""
 
-    rows: int = 0
-    keys: tuple[tuple[str, pa.Array], ...] = ()  # (column, values)
+    columns: tuple[str, ...] = ()
+    hashes: np.ndarray | None = field(default=None, compare=False)
+    every: bool = False
 
-    def mask(self, values: dict[str, pa.Array], first_row: int, rows: int) -> np.ndarray:
-        wanted = np.arange(first_row, first_row + rows) < self.rows
-        for column, listed in self.keys:
-            if column not in values:  # made after an llm column: no way to tell, so all
-                return np.ones(rows, dtype=bool)
-            found = pc.is_in(values[column], value_set=listed)
-            wanted |= pc.fill_null(found, False).to_numpy(zero_copy_only=False)
-        return wanted
+    def mask(self, values: dict[str, pa.Array], rows: int) -> np.ndarray:
+        if self.every or self.hashes is None or not set(self.columns) <= values.keys():
+            return np.ones(rows, dtype=bool)
+        made = pa.table({name: values[name] for name in self.columns})
+        return np.isin(key_hashes(made, list(self.columns)), self.hashes)
 
 
 def plan_chunks(
@@ -163,11 +163,12 @@ def _generate_chunk(
                 wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
                 if chunk.llm_fill is not None:
                     if fill is None:
-                        fill = chunk.llm_fill.mask(values, chunk.first_row, chunk.rows)
+                        fill = chunk.llm_fill.mask(values, chunk.rows)
                     wanted &= fill
                 filled, mask = filler.fill(values, chunk.rows, wanted)
                 values.update(filled)
-                complete &= mask if fill is None else mask | ~fill
+                if chunk.llm_fill is None:  # a preview's rows stay, filled or not
+                    complete &= mask
             array = values[column.name]
         else:
             ctx = ChunkContext(chunk.rows, chunk.first_row, rng, config.locale, values)

@@ -351,3 +351,50 @@ def test_a_multi_table_preview_pays_for_the_rows_shown_and_those_they_read(
     assert len(reviews) == 3 and all('""' not in row["review"] for row in reviews)
     assert all(tables["reviews"]["review"].is_valid().to_pylist())
     assert tables["products"]["name"].null_count == 0
+
+
+def test_a_multi_table_preview_fills_the_rows_it_shows_whatever_was_dropped(
+    tmp_path: Path,
+) -> None:
+    """A constraint dropped early products, so the rows shown had row numbers past the rows
+    asked for, and those were left empty; reviews read their product's name through a
+    sampler column of items (`label`), and got it empty."""
+    from llm_helpers import provider, simulator
+
+    text = """
+    name: shop
+    seed: 5
+    chunk_size: 400
+    tables:
+      - name: products
+        rows: 60
+        constraints: ["price > 50"]
+        columns:
+          - {name: product_id, type: sequence, primary_key: true}
+          - {name: price, type: integer, min: 1, max: 100}
+          - {name: name, type: llm, prompt: "A product name", max_length: 40}
+      - name: items
+        rows: 200
+        columns:
+          - {name: item_id, type: sequence, primary_key: true}
+          - {name: product_id, type: reference, to: products.product_id}
+          - {name: label, type: expression, template: "item of {{ products.name }}"}
+      - name: reviews
+        parent: items
+        count: {distribution: poisson, mean: 0.5, max: 1}
+        columns:
+          - {name: review_id, type: sequence, primary_key: true}
+          - {name: item_id, type: reference, to: items.item_id}
+          - {name: text, type: llm, prompt: "A review about {{ items.label }}", max_length: 80}
+    """
+    with simulator(record=True) as sim:
+        config = load_config(
+            write(tmp_path, text + f"provider: {json.dumps(provider(sim.url))}\n", "shop")
+        )
+        tables = preview_tables(config, rows=5)
+        asked = [row["text"] for row in _asked(sim.state.requests(), "text")]
+    assert tables["products"]["name"].null_count == 0
+    assert tables["reviews"]["text"].null_count == 0
+    assert asked and all(not prompt.endswith("item of ") for prompt in asked), asked
+    labels = tables["items"]["label"].to_pylist()
+    assert all(label != "item of " for label in labels), labels

@@ -13,8 +13,10 @@ LLM columns are paid for only where they are seen: the tables are first made wit
 (samplers only, no request), which tells the rows shown and the related rows those read
 (a review's product, through its item); the second make fills the llm columns of those rows
 and leaves the others' empty. Both makes leave llm text out of the duplicate checks (empty
-in most rows, it would make them alike), so their rows are the same. Without a provider the
-first make is the preview, llm columns empty.
+in most rows, it would make them alike), and a row whose answers were unusable stays, empty,
+so their rows are the same; only a constraint over llm values may drop a row of the second
+(its parent's children then differ, and a row shown after it may stay empty). Without a
+provider the first make is the preview, llm columns empty.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,15 +35,15 @@ from synthaix.build.executor import ThreadExecutor
 from synthaix.build.preview import dedupe_without_llm_columns
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.reference import AggregateColumn
+from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
+from synthaix.dedupe.keys import key_hashes
 from synthaix.errors import ConfigError
 from synthaix.generate import LlmFill
 from synthaix.llm.stats import LlmStats
 from synthaix.relational.build import DatasetBuild, related_reads
 from synthaix.relational.config import RelationalConfig, TableConfig, TablePlan, needed_for
 from synthaix.relational.counts import total_bounds
-
-ALL = 2**62  # LlmFill.rows of a table whose every row may be read (a siblings list's)
 
 
 def preview_tables(
@@ -57,8 +60,8 @@ def preview_tables(
     shown = keep if only is None else [only]
     with tempfile.TemporaryDirectory(prefix="synthaix-preview-") as folder:
         made, totals, _ = _make(config, rows, Path(folder) / "samplers", keep)
-        if llm and any(_has_llm(config, name) for name in keep):
-            fills = _fills(config, keep, shown, made, rows)
+        fills = _fills(config, keep, shown, made, rows) if llm else {}
+        if fills:  # some llm values are seen: the second make pays for those
             made, _, spent = _make(config, rows, Path(folder) / "out", keep, fills, totals)
             if on_spent is not None:
                 on_spent(spent)
@@ -102,32 +105,47 @@ def _fills(
     rows: int,
 ) -> dict[str, LlmFill]:
     """Which rows of each table the second make fills: the first `rows` of a table shown, and
-    the rows that the rows filled or shown of later tables read (a review's product, through
-    its item), found by their keys in the first make. A table whose llm values a siblings
-    list or an aggregate reads (rows no key points at) is filled whole."""
-    prefix = {name: rows if name in shown else 0 for name in keep}
-    for name in keep:
-        for other, fields in _read_whole(config.plan(name)):
-            if other in prefix and fields & _llm_fed(config, other):
-                prefix[other] = ALL
+    the rows that the rows shown (or read) of later tables read where they read llm values
+    (a review's product, through its item), found by their keys in the first make. A table
+    whose llm values a siblings list or an aggregate reads (rows no key points at) is filled
+    whole. No entry: a table none of whose llm values is seen."""
+    fed = _llm_fed(config)
+    whole = {
+        other
+        for name in keep
+        for other, fields in _read_whole(config.plan(name))
+        if other in made and fields & fed[other]
+    }
     wanted: dict[tuple[str, str], list[pa.Array]] = {}  # (table, key column): key values
+    seen: dict[str, pa.Table] = {}
     for name in reversed(keep):  # readers first: the rows they read are known before
         plan, table = config.plan(name), made[name]
-        seen = pc.less(pa.array(range(table.num_rows)), prefix[name])
+        picked = pc.less(pa.array(range(table.num_rows)), rows if name in shown else 0)
         for (owner, key), values in wanted.items():
             if owner == name:
-                seen = pc.or_(seen, pc.is_in(table[key], value_set=_distinct(values)))
-        seen_rows = table.filter(seen)
+                picked = pc.or_(picked, pc.is_in(table[key], value_set=_distinct(values)))
+        seen[name] = table.filter(picked)
         for alias, field in related_reads(plan):
             target = plan.aliases[alias]
-            if field in _llm_fed(config, target.table):
-                pointed = _pointed(plan, alias, seen_rows, made)
+            if field in fed[target.table]:
+                pointed = _pointed(plan, alias, seen[name], made)
                 wanted.setdefault((target.table, target.key), []).append(pointed)
     fills = {}
     for name in keep:
-        keys = tuple((key, _distinct(v)) for (owner, key), v in wanted.items() if owner == name)
-        if _has_llm(config, name) and (prefix[name] or keys):
-            fills[name] = LlmFill(prefix[name], keys)
+        if not _has_llm(config, name) or not (name in whole or seen[name].num_rows):
+            continue
+        # Values made before the llm columns and from no llm value: the same in both makes.
+        columns = []
+        for column in config.plan(name).config.columns:
+            if isinstance(column, LlmColumn):
+                break
+            if not column.is_late and column.name not in fed[name]:
+                columns.append(column.name)
+        if name in whole or not columns:
+            fills[name] = LlmFill(every=True)
+        else:
+            hashes = np.unique(key_hashes(seen[name], columns))
+            fills[name] = LlmFill(tuple(columns), hashes)
     return fills
 
 
@@ -152,12 +170,24 @@ def _read_whole(plan: TablePlan) -> list[tuple[str, set[str]]]:
     return found
 
 
-def _llm_fed(config: RelationalConfig, name: str) -> set[str]:
-    """The table's llm columns and the columns made from them."""
-    fed: set[str] = set()
-    for column in config.plan(name).config.columns:
-        if isinstance(column, LlmColumn) or column.references() & fed:
-            fed.add(column.name)
+def _llm_fed(config: RelationalConfig) -> dict[str, set[str]]:
+    """Each table's llm columns and the columns made from llm values: its own, a related
+    row's (`items.label` from `products.name`), a siblings list's."""
+    fed: dict[str, set[str]] = {}
+    for name in config.order:  # a table reads only tables built before it
+        plan = config.plan(name)
+        read = {
+            f"{alias.name}.{field}"
+            for alias in plan.aliases.values()
+            for field in fed.get(alias.table, ())
+        }
+        read |= {s.name for s in plan.spec.siblings if set(s.columns) & fed.get(s.table, set())}
+        own: set[str] = set()
+        for column in plan.config.columns:
+            reads = column.references()
+            if isinstance(column, LlmColumn) or any(resolve(r, own | read) for r in reads):
+                own.add(column.name)
+        fed[name] = own
     return fed
 
 
