@@ -51,7 +51,7 @@ def build_dataset(
     """Build a dataset from a YAML config file, an inline config, or plain words, and return
     its manifest. Empty parameters take the config's values."""
     quiet_user_errors()
-    config_path, config = config_path or None, config or None  # a cleared field: not given
+    config_path, config, description = p.given(config_path), config or None, p.given(description)
     overrides = typed(
         dict(rows=rows, seed=seed, as_of=as_of or scheduled_as_of(), mode=mode, out=out)
         | dict(runner=runner, workers=workers, chunk_size=chunk_size, model=model)

@@ -97,7 +97,12 @@ PREFLIGHT = _described(
 )
 
 
+def given(text: str | None) -> str | None:
+    """A text parameter, or None when empty or blank (a form's cleared field)."""
+    return text if text and text.strip() else None
+
+
 def provider_for(model: str | None, base_url: str | None) -> ProviderConfig:
     """The provider that translates a description: the run's model and endpoint, if given."""
-    given = {"model": model, "base_url": base_url}
-    return ProviderConfig(**{k: v for k, v in given.items() if v and v.strip()})
+    chosen = {"model": given(model), "base_url": given(base_url)}
+    return ProviderConfig(**{k: v for k, v in chosen.items() if v is not None})

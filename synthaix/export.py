@@ -11,7 +11,6 @@ user's (a file, or a file in a folder they name) that exists is never overwritte
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthaix.columns.refs import table_hint
 from synthaix.errors import OutputError
 from synthaix.files import hidden_temporary, recorded_export, remember_export
 from synthaix.relational.manifest import DatasetManifest, is_dataset_manifest
@@ -134,7 +134,7 @@ def _table_parts(output_dir: Path, names: list[str], table: str | None) -> tuple
     elif table not in names:
         raise OutputError(
             f"{output_dir} has no table '{table}'; its tables: {listed}",
-            hint=_table_hint(table, names),
+            hint=table_hint(table, names),
         )
     folder = (output_dir / ".current" / table).resolve()
     parts = [str(p) for p in sorted(folder.glob("part-*.parquet"))]
@@ -143,8 +143,3 @@ def _table_parts(output_dir: Path, names: list[str], table: str | None) -> tuple
             f"{output_dir} has no built table {table}", hint="run synthaix build first"
         )
     return table, parts
-
-
-def _table_hint(table: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(table, names, n=1)
-    return f"did you mean --table {close[0]}?" if close else "pass one of them to --table"

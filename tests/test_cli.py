@@ -271,4 +271,4 @@ def test_sim_on_a_taken_port_says_so_with_a_fix() -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert f"error: sim: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
-    assert "--port 0 for a free one" in done.stderr and "Traceback" not in done.stderr
+    assert "--port 0: a free one" in done.stderr and "Traceback" not in done.stderr

@@ -106,8 +106,13 @@ def test_yaml_booleans_among_category_values_are_named(tmp_path: Path) -> None:
         "  - {name: quoted, type: category, values: ['no', 'SE']}\n"
     )
     message = _error(tmp_path, text)
-    assert "bad.yaml:4: columns[0] (answer): YAML read values as booleans (true, false)" in message
-    assert "bad.yaml:5: columns[1] (country): YAML read values as booleans (false)" in message
+    assert (
+        "bad.yaml:4: columns[0] (answer).values: YAML read values as booleans (true, false)"
+        in message
+    )
+    assert (
+        "bad.yaml:5: columns[1] (country).values: YAML read values as booleans (false)" in message
+    )
     assert "quote them, e.g. 'no'" in message and "2 problems" in message
 
 

@@ -684,6 +684,9 @@ def test_export_reads_its_target_as_a_user_means_it(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "names a csv file, but --format is jsonl" in result.output
     assert "name it o.jsonl, or pass --format csv" in result.output
     assert not (tmp_path / "o.csv").exists()
+    result = runner.invoke(app, ["export", source, "-o", str(tmp_path / "rows.json")])
+    assert result.exit_code == 2 and "not one JSON document" in result.output
+    assert "name it rows.jsonl" in result.output and not (tmp_path / "rows.json").exists()
 
 
 def test_a_users_foreign_key_to_a_synthaix_table_is_refused_before_generating(

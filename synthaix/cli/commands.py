@@ -4,7 +4,6 @@ sim."""
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from synthaix.cli.app import (
     out,
 )
 from synthaix.columns.llm import LlmColumn
+from synthaix.columns.refs import table_hint
 from synthaix.config import DatasetConfig, load_config
 from synthaix.errors import ConfigError, OutputError, SynthaixError
 from synthaix.fence import confine, output_root, rebase
@@ -87,19 +87,16 @@ def _as_built(config: Path, assignments: list[str] | None, as_of: dt.datetime | 
     return dataset
 
 
-def _table_hint(table: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(table, names, n=1)
-    return f"did you mean --table {close[0]}?" if close else "pass one of them to --table"
-
-
 def _embedder_notes(dataset: Any) -> list[str]:
     """What validate sees of the near check's embedder that the config's rules cannot: a
     package missing here (another machine, a worker, may have it), a price that prices
     nothing."""
     import importlib.util
 
+    from synthaix.dedupe.keys import text_columns
+
     configs = [dataset.plan(n).config for n in dataset.order] if _is_tables(dataset) else [dataset]
-    used = {c.dedupe.embedder for c in configs if c.dedupe.near is not False}
+    used = {c.dedupe.embedder for c in configs if text_columns(c)}  # the near check is on
     notes = []
     if (
         "sentence-transformers" in used
@@ -240,7 +237,7 @@ def preview(
         if table is not None and table not in names:
             raise ConfigError(
                 f"{config} has no table '{table}'; its tables: {', '.join(names)}",
-                hint=_table_hint(table, names),
+                hint=table_hint(table, names),
             )
         if table is None and fmt != "table" and len(names) > 1:
             raise ConfigError(
@@ -379,6 +376,11 @@ def _export_target(output: str | None, fmt: str | None) -> tuple[Path | None, An
     target = Path(output)
     if output.endswith(("/", os.sep)) or target.is_dir():
         return target, fmt or "csv", True
+    if target.suffix.lower() == ".json":  # a reader expects one JSON document there
+        raise OutputError(
+            f"-o {output}: export writes JSON Lines (one object a line), not one JSON document",
+            hint=f"name it {target.with_suffix('.jsonl').name}",
+        )
     named = _SUFFIXES.get(target.suffix.lower())
     if fmt is not None and named is not None and named != fmt:
         raise OutputError(
@@ -497,7 +499,7 @@ def sim(
     except ValueError as exc:  # limits out of range
         _fail(SynthaixError(f"sim: {exc}"), False)
     except OSError as exc:  # the port is taken (another simulator?), or the host not ours
-        hint = "pick another with --port, or --port 0 for a free one"
+        hint = "pick another --port (--port 0: a free one), or a --host of this machine"
         _fail(
             SynthaixError(f"sim: cannot listen on {host}:{port}: {exc.strerror}", hint=hint), False
         )

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synthaix.columns.base import ChunkContext, Column, RelationCheck
 from synthaix.columns.conditional import Conditional, Key, Problems, Stat, require, sql_literal
 from synthaix.sqlexpr import quote
 
-# bool first: pydantic would read YAML's yes/no (true/false) as the numbers 1/0; kept as they
-# came, the check below names them.
-Scalar = bool | str | int | float
+Scalar = str | int | float
 
 
 class CategoryColumn(Conditional):
@@ -29,18 +27,25 @@ class CategoryColumn(Conditional):
         "params gives values for every value of that column.",
     )
 
+    @field_validator("values", mode="before")
+    @classmethod
+    def _no_booleans(cls, values: Any) -> Any:
+        """YAML reads unquoted yes/no/on/off as booleans, which pydantic took for 1 and 0."""
+        items = list(values) if isinstance(values, dict | list) else []  # a mapping's keys
+        read = [str(v).lower() for v in items if isinstance(v, bool)]
+        if read:
+            raise ValueError(
+                f"YAML read values as booleans ({', '.join(read)}): unquoted yes, no, on, off, "
+                "true and false (any case: NO, a country code, too) are booleans in YAML; "
+                "quote them, e.g. 'no', or use a boolean column"
+            )
+        return values
+
     def _check(self) -> None:
         require(self, "values")
         items = self.labels()
         if not items:
             raise ValueError("values must not be empty")
-        if any(isinstance(v, bool) for v in items):
-            read = ", ".join(str(v).lower() for v in items if isinstance(v, bool))
-            raise ValueError(
-                f"YAML read values as booleans ({read}): unquoted yes, no, on, off, true and "
-                "false (any case: NO, a country code, too) are booleans in YAML; quote them, "
-                "e.g. 'no', or use a boolean column"
-            )
         if len({_kind(v) == "text" for v in items}) > 1:
             raise ValueError("values mix text and numbers; quote the numbers to make all text")
         if len(set(items)) != len(items):

@@ -164,3 +164,9 @@ def did_you_mean(name: str, names: Iterable[str]) -> str:
     """`; did you mean 'age'?` for a misspelt column name, or nothing."""
     close = difflib.get_close_matches(name, list(names), n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def table_hint(table: str, names: list[str]) -> str:
+    """The hint for an unknown --table: the closest of `names`, or to pick one."""
+    close = difflib.get_close_matches(table, names, n=1)
+    return f"did you mean --table {close[0]}?" if close else "pass one of them to --table"
