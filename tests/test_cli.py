@@ -117,6 +117,26 @@ def test_a_build_without_a_terminal_prints_progress_lines(
 
 
 @pytest.mark.usefixtures("prefect_server")
+def test_plain_progress_lines_keep_coming_while_one_chunk_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table of llm columns is often one chunk: lines came only as chunks finished, so a
+    build of one slow chunk said nothing until its end."""
+    from llm_helpers import provider, simulator
+
+    import synthaix.cli.build as build_command
+
+    monkeypatch.setattr(build_command, "PLAIN_EVERY", 0.3)
+    with simulator(latency=2.0) as sim:
+        columns = [{"name": "id", "type": "sequence"}, {"name": "note", "type": "llm"}]
+        data = {"name": "notes", "rows": 10, "columns": columns, "provider": provider(sim.url)}
+        config = write_config(tmp_path / "notes.yaml", data)
+        result = runner.invoke(app, ["build", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "notes: 0 of 10 rows (0%), " in result.output
+
+
+@pytest.mark.usefixtures("prefect_server")
 def test_a_build_sends_its_runs_heartbeats_and_none_after_it(tmp_path: Path) -> None:
     """With a running server, the CLI sends the flow run's heartbeats itself (Prefect's thread,
     which the engine joins when the flow ends, held every build up by up to 1 s): one at the
