@@ -398,3 +398,54 @@ def test_a_multi_table_preview_fills_the_rows_it_shows_whatever_was_dropped(
     assert asked and all(not prompt.endswith("item of ") for prompt in asked), asked
     labels = tables["items"]["label"].to_pylist()
     assert all(label != "item of " for label in labels), labels
+
+
+def test_a_siblings_list_of_llm_values_is_filled_for_the_parents_shown(tmp_path: Path) -> None:
+    """A ticket lists its customer's orders' notes: the preview filled every order's note, each
+    asked for with an empty related value; a constraint over llm values left rows shown
+    empty (the rows it dropped shifted unfilled ones into view): it is not applied, and said."""
+    from llm_helpers import provider, simulator
+
+    text = """
+    name: desk
+    seed: 2
+    chunk_size: 200
+    tables:
+      - name: customers
+        rows: 60
+        columns:
+          - {name: customer_id, type: sequence, primary_key: true}
+          - {name: tier, type: category, values: [basic, gold]}
+      - name: orders
+        parent: customers
+        count: {distribution: poisson, mean: 2}
+        constraints: [{name: long_note, check: "length(note) > 60"}]
+        columns:
+          - {name: order_id, type: sequence, primary_key: true}
+          - {name: customer_id, type: reference, to: customers.customer_id}
+          - {name: note, type: llm, prompt: "A note for a {{ customers.tier }} customer", max_length: 80}
+      - name: tickets
+        parent: customers
+        count: {distribution: poisson, mean: 1}
+        siblings: [{name: recent, table: orders, columns: [note], limit: 2}]
+        columns:
+          - {name: ticket_id, type: sequence, primary_key: true}
+          - {name: customer_id, type: reference, to: customers.customer_id}
+          - name: body
+            type: llm
+            prompt: "A ticket about {% for o in recent %}[{{ o.note }}]{% endfor %}"
+            max_length: 80
+    """
+    with simulator(record=True) as sim:
+        path = write(tmp_path, text + f"provider: {json.dumps(provider(sim.url))}\n", "desk")
+        shown = runner.invoke(app, ["preview", str(path), "--rows", "3"])
+        log = sim.state.requests()
+        tables = preview_tables(load_config(path), rows=3)
+    assert shown.exit_code == 0, shown.output
+    assert "constraints over llm values (long_note) are not applied" in shown.output
+    customers = set(tables["tickets"]["customer_id"].to_pylist())
+    notes = _asked(log, "note")
+    assert 3 <= len(notes) <= 3 + 2 * 3 * len(customers) < 60, len(notes)
+    bodies = [row["body"] for row in _asked(log, "body")]
+    assert len(bodies) == 3 and all("[]" not in body for body in bodies), bodies
+    assert tables["orders"]["note"].null_count == 0 and tables["tickets"]["body"].null_count == 0

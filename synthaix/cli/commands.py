@@ -231,6 +231,7 @@ def preview(
     from synthaix.build.preview import preview_rows
 
     spent: list[LlmStats] = []  # what the llm columns shown cost
+    notes: list[str] = []
     try:
         dataset = _as_built(config, assignments, as_of)  # what `build --set` would build
         names = list(dataset.order) if _is_tables(dataset) else [dataset.name]
@@ -247,7 +248,7 @@ def preview(
             )
         if _is_tables(dataset):
             from synthaix.relational.config import needed_for
-            from synthaix.relational.preview import preview_tables
+            from synthaix.relational.preview import preview_tables, unapplied_constraints
 
             dataset = dataset.with_overrides(seed=seed)
             built = needed_for(dataset, table) if table is not None else dataset.order
@@ -255,6 +256,11 @@ def preview(
             with_llm = [c for c in configs if any(isinstance(x, LlmColumn) for x in c.columns)]
             reachable = bool(with_llm) and _llm_reachable(with_llm[0])
             tables = preview_tables(dataset, rows, llm=reachable, only=table, on_spent=spent.append)
+            if unchecked := unapplied_constraints(dataset, built):
+                notes.append(
+                    f"constraints over llm values ({', '.join(unchecked)}) are not applied in a "
+                    "multi-table preview: a build drops and redraws the rows that break them"
+                )
         else:
             dataset = dataset.with_overrides(seed=seed)
             reachable = _llm_reachable(dataset)
@@ -264,6 +270,8 @@ def preview(
         _fail(exc, debug)
     for name, rows_of in tables.items():  # with --table, only that one was made
         _show_rows(dataset, name, rows_of, fmt, several=_is_tables(dataset))
+    for note in notes:  # on stderr, as the cost: csv and jsonl stay clean
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if spent and spent[0].requests:  # on stderr: csv and jsonl stay clean
         console.print(f"[dim]llm columns of the rows shown:[/] {spend(spent[0])}", highlight=False)
 

@@ -25,6 +25,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +45,7 @@ from synthaix.llm.stats import LlmStats
 from synthaix.relational.build import DatasetBuild, related_reads
 from synthaix.relational.config import RelationalConfig, TableConfig, TablePlan, needed_for
 from synthaix.relational.counts import total_bounds
+from synthaix.sqlexpr import checked
 
 
 def preview_tables(
@@ -107,20 +109,23 @@ def _fills(
     """Which rows of each table the second make fills: the first `rows` of a table shown, and
     the rows that the rows shown (or read) of later tables read where they read llm values
     (a review's product, through its item), found by their keys in the first make. A table
-    whose llm values a siblings list or an aggregate reads (rows no key points at) is filled
-    whole. No entry: a table none of whose llm values is seen."""
+    whose llm values an aggregate reads (rows no key points at) is filled whole. No entry: a
+    table none of whose llm values is seen."""
     fed = _llm_fed(config)
-    whole = {
-        other
+    whole = {  # an aggregate reads all of a parent's children, the rows none is shown of too
+        column.of
         for name in keep
-        for other, fields in _read_whole(config.plan(name))
-        if other in made and fields & fed[other]
+        for column in config.plan(name).spec.columns
+        if isinstance(column, AggregateColumn)
+        and column.of in made
+        and set(re.findall(r"[A-Za-z_]\w*", column.expr)) & fed[column.of]
     }
     wanted: dict[tuple[str, str], list[pa.Array]] = {}  # (table, key column): key values
     seen: dict[str, pa.Table] = {}
     for name in reversed(keep):  # readers first: the rows they read are known before
         plan, table = config.plan(name), made[name]
-        picked = pc.less(pa.array(range(table.num_rows)), rows if name in shown else 0)
+        first = table.num_rows if name in whole else rows if name in shown else 0
+        picked = pc.less(pa.array(range(table.num_rows)), first)
         for (owner, key), values in wanted.items():
             if owner == name:
                 picked = pc.or_(picked, pc.is_in(table[key], value_set=_distinct(values)))
@@ -130,6 +135,15 @@ def _fills(
             if field in fed[target.table]:
                 pointed = _pointed(plan, alias, seen[name], made)
                 wanted.setdefault((target.table, target.key), []).append(pointed)
+        for listed in plan.spec.siblings:  # the rows of the same parent its rows list
+            if listed.table not in made or not set(listed.columns) & fed[listed.table]:
+                continue
+            mine, theirs = plan.spec.parent_link(), config.plan(listed.table).spec.parent_link()
+            if mine is None or theirs is None:  # no column says a row's parent: all rows
+                whole.add(listed.table)
+                continue
+            parents = seen[name][mine.name].combine_chunks()
+            wanted.setdefault((listed.table, theirs.name), []).append(parents)
     fills = {}
     for name in keep:
         if not _has_llm(config, name) or not (name in whole or seen[name].num_rows):
@@ -161,13 +175,23 @@ def _pointed(plan: TablePlan, alias: str, rows: pa.Table, made: dict[str, pa.Tab
     return via_rows[target.column].combine_chunks()
 
 
-def _read_whole(plan: TablePlan) -> list[tuple[str, set[str]]]:
-    """(table, columns) its siblings lists and aggregates read: rows no key points at."""
-    found = [(s.table, set(s.columns)) for s in plan.spec.siblings]
-    for column in plan.spec.columns:
-        if isinstance(column, AggregateColumn):
-            found.append((column.of, set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", column.expr))))
-    return found
+def unapplied_constraints(config: RelationalConfig, names: list[str]) -> list[str]:
+    """The constraints of these tables over llm values, which a preview leaves out: held to
+    them, a row filled in the second make could drop (and its children change), and the
+    rows after it, not filled, show empty."""
+    fed = _llm_fed(config)
+    return [
+        constraint.label
+        for name in names
+        for constraint in config.plan(name).config.constraints
+        if set(checked(constraint.check)[1]) & fed[name]
+    ]
+
+
+def _label(constraint: Any) -> str:
+    if isinstance(constraint, dict):
+        return constraint.get("name") or constraint["check"]
+    return constraint
 
 
 def _llm_fed(config: RelationalConfig) -> dict[str, set[str]]:
@@ -246,6 +270,8 @@ def _scratch(
         if _has_llm(config, table["name"]):  # llm text, empty in most rows, is checked by none
             plain = dedupe_without_llm_columns(config.plan(table["name"]).config).dedupe
             table["dedupe"].update(exact=plain.exact, near=plain.near)
+            unchecked = set(unapplied_constraints(config, [table["name"]]))
+            table["constraints"] = [c for c in table["constraints"] if _label(c) not in unchecked]
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
     return RelationalConfig.model_validate(data), scaled
