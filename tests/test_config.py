@@ -114,6 +114,17 @@ def test_yaml_booleans_among_category_values_are_named(tmp_path: Path) -> None:
         "bad.yaml:5: columns[1] (country).values: YAML read values as booleans (false)" in message
     )
     assert "quote them, e.g. 'no'" in message and "2 problems" in message
+    text = (
+        "name: x\nrows: 10\ncolumns:\n"
+        "  - {name: a, type: category, values: [null, a]}\n"
+        "  - {name: b, type: category, values: [2024-01-01, b]}\n"
+    )
+    message = _error(tmp_path, text)  # pydantic's union text, before
+    assert "bad.yaml:4: columns[0] (a).values: values hold a null" in message
+    assert (
+        "bad.yaml:5: columns[1] (b).values: values hold 2024-01-01, which YAML reads as a date"
+        in message
+    )
 
 
 def test_unknown_keys_are_errors_with_suggestion(tmp_path: Path) -> None:

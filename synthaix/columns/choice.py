@@ -32,6 +32,13 @@ class CategoryColumn(Conditional):
     def _no_booleans(cls, values: Any) -> Any:
         """YAML reads unquoted yes/no/on/off as booleans, which pydantic took for 1 and 0."""
         items = list(values) if isinstance(values, dict | list) else []  # a mapping's keys
+        if any(v is None for v in items):
+            raise ValueError("values hold a null (an empty item): a share of nulls is `nullable:`")
+        if others := [v for v in items if not isinstance(v, str | int | float)]:
+            raise ValueError(
+                f"values hold {others[0]}, which YAML reads as a {type(others[0]).__name__}: "
+                f"values are text or numbers; quote it ('{others[0]}'), or use a date column"
+            )
         read = [str(v).lower() for v in items if isinstance(v, bool)]
         if read:
             raise ValueError(
