@@ -21,11 +21,10 @@ provider the first make is the preview, llm columns empty.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +44,10 @@ from synthaix.llm.stats import LlmStats
 from synthaix.relational.build import DatasetBuild, related_reads
 from synthaix.relational.config import RelationalConfig, TableConfig, TablePlan, needed_for
 from synthaix.relational.counts import total_bounds
-from synthaix.sqlexpr import checked
+from synthaix.sqlexpr import checked, checked_aggregate
+
+if TYPE_CHECKING:
+    from synthaix.constraints import Constraint
 
 
 def preview_tables(
@@ -118,7 +120,7 @@ def _fills(
         for column in config.plan(name).spec.columns
         if isinstance(column, AggregateColumn)
         and column.of in made
-        and set(re.findall(r"[A-Za-z_]\w*", column.expr)) & fed[column.of]
+        and set(checked_aggregate(column.expr)[1]) & fed[column.of]
     }
     wanted: dict[tuple[str, str], list[pa.Array]] = {}  # (table, key column): key values
     seen: dict[str, pa.Table] = {}
@@ -181,17 +183,13 @@ def unapplied_constraints(config: RelationalConfig, names: list[str]) -> list[st
     rows after it, not filled, show empty."""
     fed = _llm_fed(config)
     return [
-        constraint.label
-        for name in names
-        for constraint in config.plan(name).config.constraints
-        if set(checked(constraint.check)[1]) & fed[name]
+        rule.label for n in names for rule in config.table(n).constraints if _over(rule, fed[n])
     ]
 
 
-def _label(constraint: Any) -> str:
-    if isinstance(constraint, dict):
-        return constraint.get("name") or constraint["check"]
-    return constraint
+def _over(rule: Constraint, columns: set[str]) -> bool:
+    """Whether the constraint reads one of these columns."""
+    return bool(set(checked(rule.check)[1]) & columns)
 
 
 def _llm_fed(config: RelationalConfig) -> dict[str, set[str]]:
@@ -265,13 +263,15 @@ def _scratch(
         if spec.count is None:
             mean = spec.rows / max(config.plan(spec.parent).estimated_rows, 1.0)
             table["count"] = {"distribution": "poisson", "mean": mean}
+    fed = _llm_fed(config)
     for table in data["tables"]:
+        name = table["name"]
         table["dedupe"] = {**table["dedupe"], "uri": None}  # its table in `out`, not the user's
-        if _has_llm(config, table["name"]):  # llm text, empty in most rows, is checked by none
-            plain = dedupe_without_llm_columns(config.plan(table["name"]).config).dedupe
+        if _has_llm(config, name):  # llm text, empty in most rows, is checked by none
+            plain = dedupe_without_llm_columns(config.plan(name).config).dedupe
             table["dedupe"].update(exact=plain.exact, near=plain.near)
-            unchecked = set(unapplied_constraints(config, [table["name"]]))
-            table["constraints"] = [c for c in table["constraints"] if _label(c) not in unchecked]
+            rules = zip(table["constraints"], config.table(name).constraints, strict=True)
+            table["constraints"] = [c for c, rule in rules if not _over(rule, fed[name])]
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
     return RelationalConfig.model_validate(data), scaled
