@@ -372,6 +372,30 @@ def test_faker_methods_with_arguments_get_their_arrow_types() -> None:
     assert generate_all(config).equals(table)
 
 
+def test_faker_date_args_written_as_text_are_dates() -> None:
+    """A quoted ISO date (or one from JSON) is what the user meant; Faker's parser reads only
+    offsets such as -30d. Text arguments of other methods stay text."""
+    columns = [
+        {
+            "name": "day",
+            "type": "faker",
+            "method": "date_between_dates",
+            "args": {"date_start": "2020-01-01", "date_end": "2020-01-31"},
+        },
+        {
+            "name": "at",
+            "type": "faker",
+            "method": "date_time_between",
+            "args": {"start_date": "2021-03-01T12:00:00", "end_date": "2021-03-01T13:00:00"},
+        },
+        {"name": "code", "type": "faker", "method": "bothify", "args": {"text": "2020-01-01"}},
+    ]
+    table = generate_all(make_config(columns, rows=200))
+    assert {(d.year, d.month) for d in table["day"].to_pylist()} == {(2020, 1)}
+    assert {(t.day, t.hour) for t in table["at"].to_pylist()} == {(1, 12)}
+    assert set(table["code"].to_pylist()) == {"2020-01-01"}
+
+
 def test_faker_method_pool_and_unique_work_as_for_other_faker_types() -> None:
     pooled = {"name": "x", "type": "faker", "method": "ean13", "pool": 50}
     values = generate_all(make_config([pooled], rows=1000, chunk_size=1000))["x"].to_pylist()

@@ -19,6 +19,7 @@ import re
 import sys
 import threading
 import types
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from synthaix.columns.base import MAX_RENDERED_CHARS, ChunkContext, Column, RelationCheck
 from synthaix.columns.conditional import quote
@@ -777,6 +778,24 @@ def _clock_reads() -> Iterator[list[str]]:
         sys.setprofile(previous)
 
 
+def _dated_args(locale: str, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with ISO dates written as text ("2020-01-01", quoted or from JSON) made dates
+    where the method takes a date: Faker's own parser reads only offsets such as -30d."""
+    if method not in _provider_methods(locale):
+        return args  # the probe says what is wrong
+    params = inspect.signature(getattr(faker_for(locale, 0), method)).parameters
+    dated = dict(args)
+    for arg, value in args.items():
+        hint = params[arg].annotation if arg in params else None
+        if not isinstance(value, str) or dt.date not in typing.get_args(hint):
+            continue
+        with contextlib.suppress(ValueError):
+            day = dt.datetime.fromisoformat(value)
+            plain = len(value) == 10 and day == dt.datetime.combine(day.date(), dt.time())
+            dated[arg] = day.date() if plain else day
+    return dated
+
+
 def _typed(method: str, samples: list[Any], as_: str | None) -> FakerMethod:
     kinds = {type(v) for v in samples if v is not None}
     if not kinds or kinds - _VALUE_TYPES.keys():
@@ -841,6 +860,13 @@ class FakerMethodColumn(_PooledColumn):
         if match is None or (match[1] and not int(match[2]) <= int(match[1]) in range(1, 39)):
             raise ValueError(f"as: '{as_}' is not text, double or decimal(p,s), s <= p <= 38")
         return as_
+
+    @field_validator("args")
+    @classmethod
+    def _dates(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "method" not in info.data:  # the method's own error says what is wrong
+            return args
+        return _dated_args(info.data.get("locale") or "en_US", info.data["method"], args)
 
     @model_validator(mode="after")
     def _check_method(self) -> Self:
