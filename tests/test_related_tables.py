@@ -268,6 +268,54 @@ def test_append_adds_parents_with_their_children(tmp_path: Path) -> None:
     assert kept == before  # earlier rows unchanged, their totals included
 
 
+def test_an_append_keeps_a_catalogue_of_rows_0_and_new_rows_look_it_up(tmp_path: Path) -> None:
+    """More customers and orders for the same products: `rows: 0` on an append keeps a root
+    table's rows, and the new items look up the stored products. It is refused where it
+    would leave the table empty (an overwrite, or nothing built yet), naming the fix."""
+    from synthaix.errors import OutputError
+    from synthaix.overrides import apply_overrides
+    from synthaix.relational.preview import preview_tables
+    from synthaix.report.tables import check_tables
+
+    path = write_shop(tmp_path, customers=100, chunk=300)
+    data = yaml.safe_load(path.read_text())  # a child of the kept table: no new parent
+    variants = [
+        {"name": "variant_id", "type": "sequence", "primary_key": True},
+        {"name": "product_id", "type": "reference", "to": "products.product_id"},
+    ]
+    data["tables"].append(
+        {"name": "variants", "parent": "products", "rows": 90, "columns": variants}
+    )
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    with pytest.raises(ConfigError, match=r"tables\[1\].*rows: 0 keeps a table's stored rows"):
+        apply_overrides(config, {"tables.products.rows": 0})
+    keep = apply_overrides(config, {"mode": "append", "tables.products.rows": 0})
+    with pytest.raises(OutputError, match="holds no build of shop yet") as raised:
+        build(keep)
+    with pytest.raises(OutputError, match="cannot preview products"):
+        preview_tables(keep, 5)
+    assert "build the dataset first" in str(raised.value.hint)
+    assert not (tmp_path / "out").exists()
+    build(config)
+    db = tmp_path / "out" / "shop.duckdb"
+    products = query(db, "SELECT * FROM products ORDER BY ALL")
+    second = build(keep)
+    assert second.rows["products"] == 40 and second.tables["products"].rows.delivered == 0
+    assert second.rows["variants"] == 90 and second.tables["variants"].rows.delivered == 0
+    assert second.rows["customers"] == 200
+    assert query(db, "SELECT * FROM products ORDER BY ALL") == products
+    assert query(db, "SELECT count(*) FROM orders WHERE customer_id > 100")[0][0] > 0
+    orphans = "SELECT count(*) FROM items i LEFT JOIN products p USING (product_id) WHERE p.product_id IS NULL"
+    assert query(db, orphans) == [(0,)]
+    prices = "SELECT count(*) FROM items i JOIN products p USING (product_id) WHERE i.unit_price <> p.price"
+    assert query(db, prices) == [(0,)]
+    failed = [c for c in check_tables(tmp_path / "out") if not c.passed]
+    assert failed == []
+    shown = preview_tables(keep, 5)["products"]  # as the stored rows were made
+    assert [tuple(r.values()) for r in shown.to_pylist()] == products[:5]
+
+
 def test_an_append_slot_built_already_appends_no_table_again(tmp_path: Path) -> None:
     """A retry or rerun of a deployment's multi-table append slot appended every table again;
     it now leaves the dataset as it is and says so. Another slot appends; an overwrite

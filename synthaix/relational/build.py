@@ -177,6 +177,8 @@ class DatasetBuild:
         spec = plan.spec
         parent = writer.tables[spec.parent]  # type: ignore[index]
         new_parents = sum(pq.ParquetFile(p).metadata.num_rows for p in parent.parts)
+        if new_parents == 0 and self._kept(spec.name):  # its parents' rows are all stored
+            return np.zeros(0, dtype=np.int64)
         seed = np.random.SeedSequence([self.config.seed, crc(spec.name), parent.existing.rows])
         rng = np.random.default_rng(seed)
         count = spec.count
@@ -191,6 +193,14 @@ class DatasetBuild:
         if spec.rows is not None:
             counts = reconcile(counts, spec.rows, lows, highs, rng)
         return counts
+
+    def _kept(self, name: str) -> bool:
+        """Whether the table descends from a table an append keeps (`rows: 0`): it gets no
+        new parent, so no child, whatever its total says."""
+        spec = self.config.table(name)
+        while spec.parent is not None:
+            spec = self.config.table(spec.parent)
+        return spec.rows == 0
 
     def _relations(self, plan: TablePlan, writer: RelationalWriter) -> TableRelations:
         config = self.config

@@ -154,10 +154,11 @@ class TableConfig(StrictModel):
     description: str | None = Field(default=None, description="What a row is, in plain words.")
     rows: int | None = Field(
         default=None,
-        gt=0,
+        ge=0,
         le=10_000_000_000,
         description="Rows to deliver. With a parent: the exact total, shared out between the "
-        "parents by `count` (default: the sum of the counts drawn).",
+        "parents by `count` (default: the sum of the counts drawn). 0, on an append: the "
+        "table keeps its rows (a fixed catalogue), and new rows elsewhere look them up.",
     )
     parent: str | None = Field(
         default=None, pattern=IDENTIFIER, description="Make rows per row of this table."
@@ -191,6 +192,8 @@ class TableConfig(StrictModel):
     def _check(self) -> Self:
         if self.parent is None and self.rows is None:
             raise ValueError("a table without a parent needs rows")
+        if self.parent is not None and self.rows == 0:
+            fail_at(("rows",), "a child table of 0 rows: leave rows out and set count")
         if self.parent is None and self.count is not None:  # at its line, stood in for below
             fail_at(("count",), "count is children per parent row: set parent too")
         if self.parent is not None and self.count is None and self.rows is None:
@@ -272,6 +275,11 @@ class RelationalConfig(OutputPaths, StrictModel):
             for c, column in enumerate(table.columns)
         ]
         problems = settle(self, columns) or _plan_tables(self, names_only)
+        problems += [
+            (("tables", i, "rows"), _KEPT_ON_APPEND)
+            for i, table in enumerate(self.tables)
+            if table.rows == 0 and table.parent is None and self.mode != "append"
+        ]
         if problems:
             raise CrossFieldError(problems)
         return self
@@ -289,6 +297,12 @@ class RelationalConfig(OutputPaths, StrictModel):
 
     def children(self, table: str) -> list[str]:
         return [t.name for t in self.tables if t.parent == table]
+
+
+_KEPT_ON_APPEND = (
+    "rows: 0 keeps a table's stored rows on an append (mode: append, or --mode append); "
+    "a build that replaces the dataset needs at least 1"
+)
 
 
 # -- planning ------------------------------------------------------------------------------

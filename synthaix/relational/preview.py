@@ -38,12 +38,13 @@ from synthaix.columns.reference import AggregateColumn
 from synthaix.columns.refs import resolve
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.keys import key_hashes
-from synthaix.errors import ConfigError
+from synthaix.errors import ConfigError, OutputError, SynthaixError
 from synthaix.generate import LlmFill
 from synthaix.llm.stats import LlmStats
 from synthaix.relational.build import DatasetBuild, related_reads
 from synthaix.relational.config import RelationalConfig, TableConfig, TablePlan, needed_for
 from synthaix.relational.counts import total_bounds
+from synthaix.relational.manifest import read_dataset_manifest
 from synthaix.sqlexpr import checked, checked_aggregate
 
 if TYPE_CHECKING:
@@ -248,8 +249,10 @@ def _scratch(
         if spec.parent is None:
             chunk = spec.chunk_size or config.chunk_size
             assert spec.rows is not None  # a root table sets rows
-            table["rows"] = min(spec.rows, max(rows, chunk))
-            scale[name], known[name] = table["rows"] / spec.rows, table["rows"]
+            # A table an append keeps: as its stored rows were made (by this config's seed).
+            total = spec.rows or _stored_rows(config, name)
+            table["rows"] = min(total, max(rows, chunk))
+            scale[name], known[name] = table["rows"] / total, table["rows"]
             continue
         scale[name] = scale[spec.parent]
         if spec.rows is None or scale[name] == 1.0:  # counts alone, or the build's total
@@ -275,6 +278,18 @@ def _scratch(
     data["mode"] = "overwrite"
     data["output"] = {**data["output"], "dir": out, "duckdb": None, "formats": ["parquet"]}
     return RelationalConfig.model_validate(data), scaled
+
+
+def _stored_rows(config: RelationalConfig, table: str) -> int:
+    """The rows `table` holds in the config's output (a table an append keeps, `rows: 0`)."""
+    try:
+        return read_dataset_manifest(config.output_dir).tables[table].rows.total
+    except (OSError, SynthaixError, KeyError):
+        raise OutputError(
+            f"cannot preview {table} (rows: 0 keeps its stored rows): {config.output_dir} "
+            f"holds no build of {config.name} with it",
+            hint="build the dataset first, or preview with rows of at least 1",
+        ) from None
 
 
 def _scaled_total(spec: TableConfig, scale: float, parents: int | None) -> int:

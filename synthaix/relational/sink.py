@@ -257,7 +257,16 @@ def check_same_tables(
     config: RelationalConfig, previous: DatasetManifest | None, where: Path
 ) -> None:
     """An append adds rows to the tables the dataset has. A new table would hold children of
-    the new parents only (its report failed); a table left out would be dropped."""
+    the new parents only (its report failed); a table left out would be dropped. A table
+    kept on the append (`rows: 0`) needs rows stored."""
+    kept = [t.name for t in config.tables if t.rows == 0]
+    if previous is None and kept:
+        raise OutputError(
+            f"cannot keep the rows of {', '.join(kept)} (rows: 0): {where} holds no build of "
+            f"{config.name} yet, so there are none to keep",
+            hint="build the dataset first with rows of at least 1 in every table without a "
+            "parent, then append",
+        )
     if previous is None:
         return
     new = [t for t in config.order if t not in previous.tables]

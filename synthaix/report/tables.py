@@ -125,8 +125,9 @@ def tables_report(output_dir: Path) -> TablesReport:
         profile = profile_source(sources[name], duplicate_key(plan.config))
         table = manifest.tables.get(name)
         column_checks = run_checks(plan.config, profile, table, nulls.get(name, {}))
-        if plan.spec.parent is not None:  # its rows follow the parents' counts (checked
-            # below): the table holds what its manifest says the build delivered
+        if plan.spec.parent is not None or plan.spec.rows == 0:  # its rows follow the
+            # parents' counts (checked below), or an append kept them: the table holds what
+            # its manifest says
             column_checks = [c for c in column_checks if c.name != "row count"]
             if table is not None:
                 column_checks.insert(0, manifest_row_count(profile.rows, table))
