@@ -624,6 +624,77 @@ def test_names_are_the_locales_own_and_a_full_names_parts_share_a_gender() -> No
     assert 0.45 < share < 0.55
 
 
+def test_names_follow_a_gender_column_or_a_fixed_gender_and_the_check_sees_a_swap() -> None:
+    """Separate first and family name columns drew their genders apart (Любовь Жданов in
+    ru_RU), and no name followed a gender column. With `gender:` each follows the row's
+    (case and spaces aside; other values and nulls get either), or one fixed gender; the
+    report's relation check holds every name to Faker's own list of its row's gender."""
+    from faker.providers.person.en_US import Provider as English
+    from faker.providers.person.ru_RU import Provider as Russian
+
+    columns = [
+        {"name": "sex", "type": "category", "values": {"F": 4, " female": 1, "m": 4, "X": 1}},
+        {"name": "first", "type": "person.first_name", "gender": "sex"},
+        {"name": "last", "type": "person.last_name", "gender": "sex"},
+        {"name": "full", "type": "person.full_name", "gender": "sex"},
+        {"name": "mum", "type": "person.full_name", "gender": "female", "locale": "en_US"},
+    ]
+    config = make_config(columns, rows=3000, locale="ru_RU")
+    table = generate_all(config)
+    women = set(Russian.first_names_female) | set(Russian.last_names_female)
+    men = set(Russian.first_names_male) | set(Russian.last_names_male)
+    either = 0
+    for row in table.to_pylist():
+        names = [row["first"], row["last"], *row["full"].split(" ")]
+        said = row["sex"].strip().lower()
+        if said in ("f", "female"):
+            assert all(n in women for n in names), row
+        elif said == "m":
+            assert all(n in men for n in names), row
+        else:  # X: either gender, but the full name's two parts still agree
+            assert all(n in women for n in names[2:]) or all(n in men for n in names[2:]), row
+            either += row["first"] in Russian.first_names_female
+        mum_first, _, mum_last = row["mum"].partition(" ")
+        assert mum_first in English.first_names_female and mum_last in English.last_names
+    xs = table["sex"].to_pylist().count("X")
+    assert 0.35 < either / xs < 0.65
+    checks = {c.column: c for col in config.columns for c in col.relation_checks("ru_RU")}
+    assert set(checks) == {"first", "last", "full", "mum"}
+    with duckdb.connect() as con:
+        con.register("data", table)
+        assert {n: c.run(con)[0] for n, c in checks.items()} == dict.fromkeys(checks, 0)
+        swapped = table.set_column(
+            0, "sex", pa.array(["M" if s == "F" else "F" for s in table["sex"].to_pylist()])
+        )
+        con.register("data", swapped)
+        failed, observed = checks["last"].run(con)
+        assert failed >= 2000 and "names not of their gender; e.g." in observed
+        con.register("data", table.set_column(4, "mum", pa.array(["John Smith"] * 3000)))
+        assert checks["mum"].run(con)[0] == 3000
+
+
+def test_a_gender_column_must_say_a_gender(tmp_path: Path) -> None:
+    base = {"name": "first", "type": "person.first_name"}
+    wrong = {
+        "an integer": (
+            [{"name": "g", "type": "integer", "min": 0, "max": 1}],
+            "'g' is int64, not text",
+        ),
+        "no value": (
+            [{"name": "g", "type": "category", "values": ["a", "b"]}],
+            "none of 'g''s values",
+        ),
+        "misspelt": (
+            [{"name": "gender", "type": "category", "values": ["F"]}],
+            "did you mean 'gender'",
+        ),
+    }
+    for case, (earlier, message) in wrong.items():
+        target = "gendr" if case == "misspelt" else "g"
+        error = _load_error(tmp_path, [*earlier, {**base, "gender": target}])
+        assert message in error and "bad.yaml:5" in error, (case, error)
+
+
 def test_full_names_follow_the_locales_order() -> None:
     """ja_JP, zh_CN and hu_HU write the family name first (zh_CN without a space), as Faker's
     own formats do; given names came first everywhere."""

@@ -118,8 +118,9 @@ class Column(StrictModel):
         a `by` value with no parameters): (path inside this column, message) each."""
         return []
 
-    def relation_checks(self) -> list[RelationCheck]:
-        """The relations this column declares, for the report and the tests to verify."""
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
+        """The relations this column declares, for the report and the tests to verify
+        (`locale`: the dataset's, for columns whose relation depends on it)."""
         return []
 
     def arrow_type(self) -> pa.DataType:

@@ -251,7 +251,7 @@ class Conditional(Column):
             found.append((loc, message))
         return found
 
-    def relation_checks(self) -> list[RelationCheck]:
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
         if self.by is None:
             return self._row_checks("TRUE")
         checks = self._segments_check()

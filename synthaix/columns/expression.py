@@ -96,7 +96,7 @@ class ExpressionColumn(Column):
             total *= size
         return total
 
-    def relation_checks(self) -> list[RelationCheck]:
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
         relation = f"{self.name} = {self.template}"
         return [RelationCheck(self.name, relation, "", verify=self._verify)]
 

@@ -198,7 +198,7 @@ class PatternColumn(Column):
     def capacity(self, earlier: Mapping[str, int | None], locale: str) -> int | None:
         return distinct_strings(self.parts)
 
-    def relation_checks(self) -> list[RelationCheck]:
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
         name, regex = f'"{self.name}"', "'" + self.pattern.replace("'", "''") + "'"
         sql = (
             f"SELECT count(*) FILTER (WHERE NOT regexp_full_match({name}, {regex})) AS failed, "

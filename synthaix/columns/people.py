@@ -32,12 +32,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from synthaix.columns.base import MAX_RENDERED_CHARS, ChunkContext, Column, RelationCheck
+from synthaix.columns.base import (
+    MAX_RENDERED_CHARS,
+    ROWS_PER_BATCH,
+    ChunkContext,
+    Column,
+    RelationCheck,
+)
 from synthaix.columns.conditional import quote
 from synthaix.columns.refs import not_a_column
 from synthaix.errors import ConfigError
 
 if TYPE_CHECKING:  # Faker is imported when a value is made: 65 ms of every CLI start else
+    import duckdb
     from faker import Faker
 
 _FAKER_METHODS = {
@@ -221,10 +228,44 @@ class _LocaleColumn(Column):
         return True
 
 
+# Values of a gender column, any case: the rest (and nulls) get names of either gender.
+FEMALE = ("female", "f", "woman", "w")
+MALE = ("male", "m", "man")
+
+
 class NameColumn(_LocaleColumn):
     """First, last or full names, with the locale's real name frequencies."""
 
     type: Literal["person.first_name", "person.last_name", "person.full_name"]
+    gender: str | None = Field(
+        default=None,
+        description="The names' gender: female, male, or an earlier column holding each row's "
+        "(female/f/woman/w or male/m/man, any case; other values and nulls get either). First "
+        "names follow it, and family names where they differ by gender (ru_RU, pl_PL).",
+    )
+
+    def references(self) -> set[str]:
+        return set() if self.gender in (None, "female", "male") else {self.gender}  # type: ignore[arg-type]
+
+    def problems(self, earlier: dict[str, Column]) -> list[tuple[tuple[str | int, ...], str]]:
+        column = earlier.get(self.gender or "")
+        if column is None or not self.references():
+            return []
+        if not pa.types.is_string(kind := column.arrow_type()):
+            return [(("gender",), f"'{self.gender}' is {kind}, not text (female, male, ...)")]
+        labels = getattr(column, "labels", None)
+        if labels is None:
+            return []
+        known = [v for v in labels() if str(v).strip().lower() in FEMALE + MALE]
+        if not known:
+            return [
+                (
+                    ("gender",),
+                    f"none of '{self.gender}''s values {labels()} says a gender: name them "
+                    f"female/f/woman/w or male/m/man (any case)",
+                )
+            ]
+        return []
 
     def arrow_type(self) -> pa.DataType:
         return pa.string()
@@ -240,22 +281,27 @@ class NameColumn(_LocaleColumn):
         return total
 
     def _methods(self, locale: str) -> list[tuple[str, ...]]:
-        """The Faker methods each gender's names come from (one gender: no split)."""
-        if self.type != "person.full_name":
-            return [(self.type.removeprefix("person."),)]
-        if gendered(locale):
-            return [
-                ("first_name_male", "last_name_male"),
-                ("first_name_female", "last_name_female"),
-            ]
-        return [("first_name", "last_name")]
+        """The Faker methods each gender's names come from, male then female (one entry: no
+        split)."""
+        parts = {
+            "person.first_name": ("first_name",),
+            "person.last_name": ("last_name",),
+            "person.full_name": ("first_name", "last_name"),
+        }[self.type]
+        split = self.gender is not None or (self.type == "person.full_name" and gendered(locale))
+        if not split:
+            return [parts]
+        genders = [g for g in ("male", "female") if self.gender in (None, g) or self.references()]
+        return [tuple(f"{part}_{gender}" for part in parts) for gender in genders]
 
     def generate(self, ctx: ChunkContext) -> pa.Array:
         locale = self._locale(ctx)
         genders = self._methods(locale)
-        # One gender per row, drawn first, when the parts must agree; else no draw (the
-        # values of locales whose names do not split stay as they were).
+        # One gender per row, drawn first, when the parts must agree or a column says it; else
+        # no draw (the values of locales whose names do not split stay as they were).
         female = ctx.rng.random(ctx.rows) < 0.5 if len(genders) > 1 else None
+        if female is not None and self.references():
+            female = self._said(ctx.values[self.gender], female)  # type: ignore[index]
         drawn = [self._draw(locale, methods, ctx) for methods in genders]
         parts = drawn[0]
         if female is not None:
@@ -265,6 +311,57 @@ class NameColumn(_LocaleColumn):
             return parts[0]
         family_first, between = name_order(locale)
         return pc.binary_join_element_wise(*(parts[::-1] if family_first else parts), between)
+
+    @staticmethod
+    def _said(genders: pa.Array, drawn: np.ndarray) -> np.ndarray:
+        """Female where the gender column says so, male where it says that, else `drawn`."""
+        codes = _gender_codes(genders)
+        return np.where(codes < 0, drawn, codes == 1)
+
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
+        if self.gender is None:
+            return []
+        relation = f"{self.name} are {self.gender} names"
+        if self.references():
+            relation = f"{self.name} follows the gender in {self.gender}"
+        return [
+            RelationCheck(
+                self.name, relation, "", verify=lambda con: self._verify_gender(con, locale)
+            )
+        ]
+
+    def _verify_gender(self, con: duckdb.DuckDBPyConnection, locale: str) -> tuple[int, str] | None:
+        """Each stored name against the locale's lists of its row's gender (either list where
+        the row says none); None where the locale makes names its own way (no list)."""
+        locale = self.locale or locale
+        parts = (
+            ("first_name", "last_name")
+            if self.type == "person.full_name"
+            else (self.type.removeprefix("person."),)
+        )
+        lists: dict[int, list[set[str]]] = {}
+        for code, gender in ((0, "male"), (1, "female")):
+            found = [name_source(locale, f"{part}_{gender}") for part in parts]
+            if any(isinstance(f, str) for f in found):
+                return None
+            lists[code] = [set(f[0]) for f in found]  # type: ignore[index]
+        family_first, between = name_order(locale)
+        value = quote(self.name)
+        said = quote(self.gender) if self.references() else f"'{self.gender}'"
+        query = f"SELECT {value}, {said} FROM data WHERE {value} IS NOT NULL"
+        failed = checked = 0
+        example = ""
+        reader = con.sql(query).to_arrow_reader(ROWS_PER_BATCH)
+        for batch in reader:
+            codes = _gender_codes(batch.column(1))
+            for name, code in zip(batch.column(0).to_pylist(), codes.tolist(), strict=True):
+                genders = (0, 1) if code < 0 else (code,)
+                if not any(_fits(name, lists[g], family_first, between) for g in genders):
+                    failed += 1
+                    example = example or f"; e.g. {name!r}"
+            checked += batch.num_rows
+        reader.close()  # the connection runs one query at a time
+        return failed, f"{failed:,} of {checked:,} names not of their gender{example}"
 
     def _draw(self, locale: str, methods: tuple[str, ...], ctx: ChunkContext) -> list[pa.Array]:
         drawn = []
@@ -278,6 +375,28 @@ class NameColumn(_LocaleColumn):
             picks = ctx.rng.choice(len(names), size=ctx.rows, p=p)
             drawn.append(pa.array(names).take(pa.array(picks)))
         return drawn
+
+
+def _gender_codes(genders: pa.Array) -> np.ndarray:
+    """1 where a gender column's value says female, 0 male, -1 neither (or null)."""
+    said = pc.utf8_lower(pc.utf8_trim_whitespace(genders.cast(pa.string())))
+    female = pc.fill_null(pc.is_in(said, pa.array(FEMALE)), False).to_numpy(False)
+    male = pc.fill_null(pc.is_in(said, pa.array(MALE)), False).to_numpy(False)
+    return np.where(female, 1, np.where(male, 0, -1)).astype(np.int8)
+
+
+def _fits(name: str, lists: list[set[str]], family_first: bool, between: str) -> bool:
+    """Whether `name` is one of a list's names, or (two lists) a given and a family name
+    joined as the locale writes them: split where the separator stands."""
+    if len(lists) == 1:
+        return name in lists[0]
+    first, last = lists[::-1] if family_first else lists
+    cuts = (
+        range(1, len(name))
+        if not between
+        else [m.start() for m in re.finditer(re.escape(between), name)]
+    )
+    return any(name[:cut] in first and name[cut + len(between) :] in last for cut in cuts)
 
 
 class _PooledColumn(_LocaleColumn):
@@ -516,7 +635,7 @@ class HandleColumn(_PooledColumn):
         )
         return " OR ".join([*(f"{quote(name)} IS NULL" for name in self.from_), empty])
 
-    def relation_checks(self) -> list[RelationCheck]:
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
         if self.from_ is None:
             return []
         name = quote(self.name)

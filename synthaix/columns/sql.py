@@ -81,7 +81,7 @@ class SqlColumn(Column):
     def arrow_type(self) -> pa.DataType:
         return self._arrow if self._arrow is not None else pa.null()
 
-    def relation_checks(self) -> list[RelationCheck]:
+    def relation_checks(self, locale: str = "en_US") -> list[RelationCheck]:
         name = quote(self.name)
         differs = f"{name} IS DISTINCT FROM {self.term}"
         if self.nullable:  # rows nulled on purpose are not derived values

@@ -28,7 +28,7 @@ def column_relations(
         check
         for column in config.columns
         if column.name not in (spanned or ())
-        for check in column.relation_checks()
+        for check in column.relation_checks(config.locale)
         if not (check.shape and check.column in (reshaped or ()))
     ]
 
