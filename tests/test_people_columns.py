@@ -637,7 +637,7 @@ def test_names_follow_a_gender_column_or_a_fixed_gender_and_the_check_sees_a_swa
         {"name": "first", "type": "person.first_name", "gender": "sex"},
         {"name": "last", "type": "person.last_name", "gender": "sex"},
         {"name": "full", "type": "person.full_name", "gender": "sex"},
-        {"name": "mum", "type": "person.full_name", "gender": "female", "locale": "en_US"},
+        {"name": "mum", "type": "person.full_name", "gender": "Female", "locale": "en_US"},
     ]
     config = make_config(columns, rows=3000, locale="ru_RU")
     table = generate_all(config)

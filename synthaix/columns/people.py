@@ -244,6 +244,12 @@ class NameColumn(_LocaleColumn):
         "names follow it, and family names where they differ by gender (ru_RU, pl_PL).",
     )
 
+    @field_validator("gender")
+    @classmethod
+    def _fixed_gender(cls, gender: str | None) -> str | None:
+        fixed = (gender or "").strip().lower()
+        return fixed if fixed in ("female", "male") else gender  # Female, not a column
+
     def references(self) -> set[str]:
         return set() if self.gender in (None, "female", "male") else {self.gender}  # type: ignore[arg-type]
 
