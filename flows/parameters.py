@@ -41,7 +41,7 @@ DESCRIPTION = _described(
 Rows = Annotated[int, Field(ge=1, le=10_000_000_000)] | None
 ROWS = _described(
     "Rows to deliver (a multi-table dataset: rows of each table without a parent; children "
-    "follow their counts). Append: rows to add." + _EMPTY
+    "follow their counts, and a child's rows total scales with them). Append: rows to add." + _EMPTY
 )
 Seed = Annotated[int, Field(ge=0)] | Literal["as_of"] | None
 SEED = _described(

@@ -94,10 +94,7 @@ def _set(data: dict[str, Any], path: str, value: Any, config: Any, origin: str) 
             hint=f"e.g. tables.{data['tables'][0]['name']}.{path}",
         )
     if path == "rows" and tables:
-        # A dataset's size is its root tables' sizes; children follow from their counts.
-        for table in data["tables"]:
-            if table.get("parent") is None:
-                table["rows"] = value
+        _dataset_rows(data["tables"], value)
         return
     if path == "output.dir" and value is not None:
         value = Path(value)
@@ -121,6 +118,25 @@ def _set(data: dict[str, Any], path: str, value: Any, config: Any, origin: str) 
             f"e.g. {'.'.join(parts[:-1])}.<name>.{last}"
         )
     node[last] = value
+
+
+def _dataset_rows(tables: list[dict[str, Any]], rows: Any) -> None:
+    """A dataset's size is its root tables' sizes (but those an append keeps, `rows: 0`);
+    children follow from their counts, and a child's `rows` total scales with its root: the
+    config's 2,500 shifts for 2,000 customers are 625 for 500, not 5 a customer."""
+    named = {table["name"]: table for table in tables}
+    scale: dict[str, float] = {}
+    for table in tables:
+        if table.get("parent") is None and table.get("rows"):
+            scale[table["name"]] = rows / table["rows"] if isinstance(rows, int) else 1.0
+            table["rows"] = rows
+    for table in tables:
+        root = table
+        while root.get("parent") in named and root is not named[root["parent"]]:
+            root = named[root["parent"]]
+        factor = scale.get(root["name"])
+        if table is not root and table.get("rows") and factor is not None:
+            table["rows"] = max(1, round(table["rows"] * factor))
 
 
 def _child(node: Any, part: str, where: str, origin: str) -> Any:

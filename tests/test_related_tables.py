@@ -316,6 +316,43 @@ def test_an_append_keeps_a_catalogue_of_rows_0_and_new_rows_look_it_up(tmp_path:
     assert [tuple(r.values()) for r in shown.to_pylist()] == products[:5]
 
 
+def test_rows_sizes_root_tables_and_scales_child_totals(tmp_path: Path) -> None:
+    """`--rows 500` on 2,000 customers with 2,500 shifts gave the 500 customers all 2,500
+    (each one the count's max, 5, where the config meant about 1.25); a child total now
+    scales with its root, and a table an append keeps stays kept."""
+    from synthaix.overrides import apply_overrides
+
+    path = write_shop(tmp_path, customers=2000)
+    data = yaml.safe_load(path.read_text())
+    shifts = {
+        "name": "shifts",
+        "parent": "customers",
+        "rows": 2500,
+        "count": {"distribution": "poisson", "mean": 1.25, "max": 5},
+        "columns": [{"name": "customer_id", "type": "reference", "to": "customers.customer_id"}],
+    }
+    data["tables"].append(shifts)
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    smaller = apply_overrides(config, {"rows": 500})
+    sizes = {t.name: t.rows for t in smaller.tables}
+    assert sizes == {
+        "customers": 500,
+        "products": 500,
+        "items": None,
+        "orders": None,
+        "shifts": 625,
+    }
+    kept = apply_overrides(config, {"mode": "append", "tables.products.rows": 0})
+    assert apply_overrides(kept, {"rows": 100}).table("products").rows == 0
+    manifest = build(smaller)
+    per_customer = query(
+        tmp_path / "out" / "shop.duckdb",
+        "SELECT count(*) FILTER (WHERE n = 5) FROM (SELECT count(*) n FROM shifts GROUP BY customer_id)",
+    )
+    assert manifest.rows["shifts"] == 625 and per_customer[0][0] < 25  # all 500 had 5
+
+
 def test_an_append_slot_built_already_appends_no_table_again(tmp_path: Path) -> None:
     """A retry or rerun of a deployment's multi-table append slot appended every table again;
     it now leaves the dataset as it is and says so. Another slot appends; an overwrite

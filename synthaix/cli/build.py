@@ -287,7 +287,13 @@ UNSET = "Unset: the config's value."
 def build(
     configs: ConfigsArg,
     rows: Annotated[
-        int | None, typer.Option(min=1, help=f"Rows to build. {UNSET}", show_default=False)
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rows to build (of a multi-table config: of each table without a parent; "
+            f"children's totals scale with them). {UNSET}",
+            show_default=False,
+        ),
     ] = None,
     seed: Annotated[
         Any,

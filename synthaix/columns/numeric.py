@@ -505,6 +505,15 @@ class _Numeric(Anchored):
         elif not _is_number(kind := other.arrow_type()):
             message = f"{self.correlated_with} holds {kind}; a correlation needs a number column"
             found.append((("correlated_with",), message))
+        elif isinstance(other, SequenceColumn):
+            # Its values rise along the rows while ranks are taken chunk by chunk: each chunk
+            # correlated 0.89, the whole table 0.22.
+            message = (
+                f"{self.correlated_with} is a sequence, which rises with the row number, and a "
+                "correlation is drawn chunk by chunk, so it would hold within chunks only; "
+                "correlate with a column drawn per row (an integer, float or date)"
+            )
+            found.append((("correlated_with",), message))
         return found
 
     def _check_range(self) -> None:
