@@ -428,6 +428,10 @@ def test_the_correlation_check_fails_on_independent_values() -> None:
     failed, text = _run(check, _replace(table, "income", shuffled))
     assert failed == 1 and "declared 0.582" in text
     assert _run(check, _replace(table, "income", -_numbers(table["income"])))[0] == 1
+    # A constant column over 20,000 rows has no correlation; it passed as "not measurable".
+    failed, text = _run(check, _replace(table, "income", np.full(table.num_rows, 50000.0)))
+    assert failed == 1 and text.startswith("none: a column is constant over")
+    assert _run(check, table.slice(0, 5)) == (0, "not measurable: under 10 rows")
 
 
 def test_the_normal_functions_match_the_standard_library() -> None:

@@ -254,6 +254,34 @@ def test_duplicates_are_not_counted_without_key_columns(tmp_path: Path) -> None:
     assert "<b>n/a</b><small class=muted>no columns to compare" in write_report(out).read_text()
 
 
+def test_a_repeated_primary_key_or_dedupe_key_fails_its_check(tmp_path: Path) -> None:
+    """A single table's primary key and its exact dedupe were shown, not checked: a copied
+    (k, a) pair, or a row repeating another's key, passed every check."""
+    out = tmp_path / "out"
+    columns = [
+        {"name": "k", "type": "integer", "min": 1, "max": 1000, "primary_key": True},
+        {"name": "a", "type": "category", "values": ["x", "y"], "primary_key": True},
+        {"name": "v", "type": "float", "min": 0, "max": 1},
+    ]
+    _build(out, columns, rows=200, dedupe={"key": ["k", "a"]})
+    checks = check_dataset(out)
+    key, dedupe = (
+        _check(checks, "(dataset)", "primary key"),
+        _check(checks, "(dataset)", "exact dedupe"),
+    )
+    assert key.passed and dedupe.passed and dedupe.expected == "no row repeats another's (k, a)"
+
+    def repeat(rows: Rows) -> Rows:
+        rows[1] |= {"k": rows[0]["k"], "a": rows[0]["a"]}
+        rows[2]["k"] = None
+        return rows
+
+    _edit(out / "data", repeat)
+    failed = check_dataset(out)
+    assert {("(dataset)", "primary key"), ("(dataset)", "exact dedupe")} <= _failed(failed)
+    assert _check(failed, "(dataset)", "primary key").observed == "1 duplicate and 1 null keys"
+
+
 FILTERED = [
     {"name": "id", "type": "sequence"},
     {"name": "v", "type": "float", "min": 0, "max": 1},

@@ -113,15 +113,26 @@ def _report(output_dir: Path, target: Path | None, debug: bool, force: bool = Fa
         path, checks = write_checked_report(output_dir, target, overwrite=force)
     except FileNotFoundError as exc:
         _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
-    except Exception as exc:  # e.g. a DuckDB database another program holds
-        _fail(exc, debug)
+    except Exception as exc:  # a part edited or cut short, a database another program holds
+        if debug:
+            traceback_of(exc)
+        stale = " (a report.html there is from an earlier run)" if target is None else ""
+        _fail(
+            SynthaixError(
+                f"cannot check {output_dir}: {unexpected(exc)}",
+                hint="its data does not read as its manifest says: a file changed, cut short "
+                f"or held by another program{stale}; build it again to replace it",
+            ),
+            False,
+        )
     out.print(f"  report: {path}")
-    failed = [f"{c.column} {c.name}" for c in checks if not c.passed]
-    tally = f"  checks {len(checks) - len(failed)}/{len(checks)} pass"
+    failed = Counter(f"{c.column} {c.name}" for c in checks if not c.passed)
+    tally = f"  checks {len(checks) - failed.total()}/{len(checks)} pass"
     if not failed:
         out.print(tally, highlight=False)
         return
-    more = f" and {len(failed) - 10:,} more" if len(failed) > 10 else ""
-    names = escape(", ".join(failed[:10]))
+    labels = [f"{name} x{n}" if n > 1 else name for name, n in failed.items()]
+    more = f" and {len(labels) - 10:,} more" if len(labels) > 10 else ""
+    names = escape(", ".join(labels[:10]))
     out.print(f"{tally}; [bold red]FAIL[/]: {names}{more}", highlight=False)
     raise typer.Exit(1)

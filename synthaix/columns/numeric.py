@@ -578,10 +578,13 @@ class _Numeric(Anchored):
             "sum(ty * ty - 1) AS sy FROM r), "
             f"b AS (SELECT *, {declared!r} AS d, {declared!r} * sqrt(greatest(0, "
             f"{ties.format('sx')} * {ties.format('sy')})) AS tied, 0.05 + 4 / sqrt(n) AS tol "
-            "FROM s WHERE n >= 10 AND NOT isnan(rs)) "  # a constant column has no correlation
-            "SELECT coalesce(max((rs < least(d, tied) - tol OR rs > greatest(d, tied) + tol)"
-            f"::INT), 0) AS failed, coalesce(max({measured}), "
-            "'not measurable: under 10 rows, or a constant column') AS observed FROM b"
+            "FROM s WHERE n >= 10) "
+            # A constant column has no correlation: the one declared is not there.
+            "SELECT coalesce(max(CASE WHEN rs IS NULL OR isnan(rs) THEN 1 ELSE "
+            "(rs < least(d, tied) - tol OR rs > greatest(d, tied) + tol)::INT END), 0) AS failed, "
+            "coalesce(max(CASE WHEN rs IS NULL OR isnan(rs) THEN printf('none: a column is "
+            f"constant over %,d rows', n::BIGINT) ELSE {measured} END), "
+            "'not measurable: under 10 rows') AS observed FROM b"
         )
         relation = (
             f"{self.name} ~ {self.correlated_with}: Gaussian copula, rho {self.rho} "

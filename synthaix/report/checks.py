@@ -66,7 +66,28 @@ def run_checks(
                 checks += _column_checks(
                     con, column, seen, column.name in filtered, own, spans.get(column.name)
                 )
+        key = [c.name for c in config.columns if c.primary_key]
+        if key and set(key) <= present:
+            checks.append(_primary_key(con, key))
+    if config.dedupe.exact and profile.duplicate_rows is not None:
+        found, over = profile.duplicate_rows, ", ".join(profile.duplicate_key)
+        expected = f"no row repeats another's ({over})"
+        checks.append(Check("(dataset)", "exact dedupe", expected, f"{found:,}", found == 0))
     return checks
+
+
+def _primary_key(con: duckdb.DuckDBPyConnection, key: list[str]) -> Check:
+    terms = ", ".join(quote(name) for name in key)
+    any_null = " OR ".join(f"{quote(name)} IS NULL" for name in key)
+    row = con.execute(
+        "SELECT (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM data "
+        f"WHERE NOT ({any_null}) GROUP BY {terms})), (SELECT count(*) FROM data WHERE {any_null})"
+    ).fetchone()
+    assert row is not None
+    duplicates, nulls = row
+    observed = f"{duplicates:,} duplicate and {nulls:,} null keys"
+    relation = f"({', '.join(key)}) unique and not null"
+    return Check("(dataset)", "primary key", relation, observed, duplicates + nulls == 0)
 
 
 def spanned(config: DatasetConfig, manifest: Manifest | None) -> set[str]:
