@@ -32,11 +32,13 @@ tables:
       - {name: customer_id, type: sequence, primary_key: true}
       - {name: tier, type: category, values: {gold: 0.2, basic: 0.8}}
       - {name: signup_date, type: date, start: 2022-01-01, end: 2023-12-31}
+      - {name: favourite, type: reference, to: products.product_id, weights: {column: popularity}}
   - name: products
     rows: 50
     columns:
       - {name: product_id, type: sequence, primary_key: true}
       - {name: price, type: float, min: 1, max: 100, decimals: 2}
+      - {name: popularity, type: integer, min: 0, max: 4}
   - name: orders
     parent: customers
     count: {distribution: poisson, mean: 3, min: 0, max: 8, by: tier, params: {gold: {mean: 6}}}
@@ -85,6 +87,7 @@ def test_a_clean_build_passes_every_check(shop: Path) -> None:
         ("items", "", "primary key"),  # composite: (order_id, line)
         ("orders", "previous_order", "self reference"),
         ("orders", "customer_id", "foreign key"),
+        ("customers", "favourite", "weights"),
         ("items", "product_id", "foreign key"),
         ("orders", "customer_id", "children per parent"),
         ("orders", "customer_id", "mean children"),
@@ -141,6 +144,11 @@ def _more_children(rows: Rows) -> Rows:
     return rows + extra
 
 
+def _two_way_loop(rows: Rows) -> Rows:
+    rows[8]["previous_order"], rows[9]["previous_order"] = rows[9]["order_id"], rows[8]["order_id"]
+    return rows
+
+
 CORRUPTIONS = {
     "orphan foreign key": (
         "orders",
@@ -151,6 +159,21 @@ CORRUPTIONS = {
         "orders",
         _set(5, "previous_order", lambda rows: "not-an-order"),
         {("orders", "previous_order", "self reference")},
+    ),
+    "a row its own previous order": (
+        "orders",
+        _set(7, "previous_order", lambda rows: rows[7]["order_id"]),
+        {("orders", "previous_order", "self reference")},
+    ),
+    "two orders each other's previous": (
+        "orders",
+        _two_way_loop,
+        {("orders", "previous_order", "self reference")},
+    ),
+    "a favourite no weight can draw": (
+        "products",
+        lambda rows: [{**row, "popularity": 0} for row in rows],
+        {("customers", "favourite", "weights")},
     ),
     "duplicate key": (
         "customers",

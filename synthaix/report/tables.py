@@ -4,7 +4,8 @@ single-table dataset, then what holds between the tables, verified by querying t
 never by trusting the generator:
 
 - keys: primary keys (single or composite) have no duplicates and no nulls;
-- references: every non-null foreign key (self references too) names an existing row;
+- references: every non-null foreign key (self references too) names an existing row, self
+  references never loop, a lookup weighted by a column names no row it weighs 0;
 - children per parent: within the declared count's [min, max] (parents without children
   included), mean near the declared one (per `by` value), total equal to `rows` if set;
 - aggregates: equal to the aggregate recomputed over the children (or the default);
@@ -24,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow.compute as pc
 
 from synthaix.build.manifest import Manifest, chunks_and_rows, cost_lines, resume_lines
-from synthaix.columns.reference import AggregateColumn, ReferenceColumn
+from synthaix.columns.reference import AggregateColumn, ColumnWeights, ReferenceColumn
 from synthaix.files import REPORT_MARK, write_text_atomic
 from synthaix.relational.config import CountParams, RelationalConfig, TableConfig
 from synthaix.relational.counts import count_moments, params_of
@@ -179,7 +182,12 @@ def relational_checks(
         for name in config.order:
             spec = config.table(name)
             checks += _key(con, spec)
-            checks += [_reference(con, name, c) for _, c in spec.references()]
+            for _, column in spec.references():
+                checks.append(_reference(con, name, column))
+                if column.table == name:
+                    checks.append(_loops(con, name, column))
+                if isinstance(column.weights, ColumnWeights):
+                    checks.append(_unweighted(con, name, column, column.weights.column))
             checks += _children(con, config, spec)
             checks += [
                 _aggregate(con, config, name, c, types[name][c.name])
@@ -197,8 +205,7 @@ def relational_checks(
 def _one(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
 ) -> tuple[Any, ...]:
-    row = con.execute(sql, params or []).fetchone()
-    assert row is not None
+    (row,) = con.execute(sql, params or []).fetchall()  # all: the result is finished
     return row
 
 
@@ -230,6 +237,39 @@ def _reference(con: duckdb.DuckDBPyConnection, table: str, column: ReferenceColu
     name = "self reference" if column.table == table else "foreign key"
     observed = f"{orphans:,} of {keys:,} keys name no row of {column.table}"
     return TableCheck(table, column.name, name, f"{column.name} → {column.to}", orphans, observed)
+
+
+def _loops(con: duckdb.DuckDBPyConnection, table: str, column: ReferenceColumn) -> TableCheck:
+    """Rows whose chain of self references never ends (a row pointing at itself, two at each
+    other): each row points at an earlier one, so every chain ends at a row pointing nowhere.
+    Pointer doubling follows every chain at once: after k steps each row knows the row 2^k
+    up its chain, and a chain of n rows ends within log2(n) steps."""
+    rows = con.sql(
+        f"SELECT {quote(column.key)}, {quote(column.name)} FROM t.{quote(table)}"
+    ).to_arrow_table()
+    keys, refs = rows.column(0).combine_chunks(), rows.column(1).combine_chunks()
+    up = pc.fill_null(pc.index_in(refs, value_set=keys), -1).to_numpy().astype(np.int64)
+    for _ in range(max(1, len(up).bit_length()) + 1):
+        up = np.where(up >= 0, up[np.maximum(up, 0)], -1)
+    looping = int((up >= 0).sum())
+    observed = f"{looping:,} of {len(up):,} rows in or leading into a loop"
+    relation = f"{column.name} chains end: no row reaches itself"
+    return TableCheck(table, column.name, "self reference", relation, looping, observed)
+
+
+def _unweighted(
+    con: duckdb.DuckDBPyConnection, table: str, column: ReferenceColumn, weight: str
+) -> TableCheck:
+    """References to rows a column weight makes undrawable (0, negative or null)."""
+    col, key, w = quote(column.name), quote(column.key), quote(weight)
+    drawn, refs = _one(
+        con,
+        f"SELECT count(*) FILTER (WHERE coalesce(p.{w}, 0) <= 0), count(*) FROM "
+        f"t.{quote(table)} AS c JOIN t.{quote(column.table)} AS p ON p.{key} = c.{col}",
+    )
+    relation = f"{column.name} → rows of {column.table} with {weight} > 0"
+    observed = f"{drawn:,} of {refs:,} keys name a row whose {weight} is 0, negative or null"
+    return TableCheck(table, column.name, "weights", relation, drawn, observed)
 
 
 def _children(
