@@ -9,6 +9,7 @@ Built without Prefect, through the engines; each corruption is made on a copy of
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -339,8 +340,28 @@ def test_a_filter_reshapes_what_its_columns_were_drawn_from(tmp_path: Path) -> N
         return rows
 
     _edit(tmp_path / ".current", edit)
-    failed = [(c.column, c.expected) for c in check_dataset(tmp_path) if not c.passed]
-    assert failed == [("price", "price within its min and max, where category = a")]
+    failed = [(c.column, c.name, c.expected) for c in check_dataset(tmp_path) if not c.passed]
+    assert failed == [  # and the DuckDB table, not edited, no longer holds the Parquet's rows
+        ("price", "relation", "price within its min and max, where category = a"),
+        ("(dataset)", "duckdb copy", "the same rows as the Parquet parts"),
+    ]
+
+
+def test_an_edit_of_the_duckdb_table_beside_parquet_fails_its_copy_check(
+    single: Path, tmp_path: Path
+) -> None:
+    """The report reads the Parquet parts: 5 repeated ids and 99 changed values in the
+    DuckDB table passed every check."""
+    out = _copy(single, tmp_path)
+    assert _check(check_dataset(out), "(dataset)", "duckdb copy").passed
+    with duckdb.connect(str(out / "t.duckdb")) as con:
+        con.execute("UPDATE t SET x = x + 1 WHERE id <= 99 AND x IS NOT NULL")
+        con.execute("INSERT INTO t SELECT * FROM t LIMIT 5")
+    copy = _check(check_dataset(out), "(dataset)", "duckdb copy")
+    found = re.fullmatch(
+        r"([\d,]+) of 1,005 rows not in the Parquet, (\d+) Parquet rows missing", copy.observed
+    )
+    assert not copy.passed and found and int(found[1]) == int(found[2]) + 5 > 5, copy.observed
 
 
 def test_exact_dedupe_near_capacity_reshapes_its_key(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
@@ -20,9 +21,17 @@ from synthaix.columns.people import HandleColumn
 from synthaix.columns.reference import AggregateColumn, ReferenceColumn
 from synthaix.columns.sql import SqlColumn
 from synthaix.columns.temporal import DateColumn, DatetimeColumn
-from synthaix.config import DatasetConfig
+from synthaix.config import DatasetConfig, OutputPaths
 from synthaix.dedupe.keys import key_columns
-from synthaix.report.profile import ColumnProfile, DatasetProfile, source_view
+from synthaix.errors import SynthaixError
+from synthaix.report.profile import (
+    ColumnProfile,
+    DatasetProfile,
+    Source,
+    database_source,
+    sandboxed,
+    source_view,
+)
 from synthaix.sqlexpr import checked, quote
 
 if TYPE_CHECKING:
@@ -74,6 +83,28 @@ def run_checks(
         expected = f"no row repeats another's ({over})"
         checks.append(Check("(dataset)", "exact dedupe", expected, f"{found:,}", found == 0))
     return checks
+
+
+def duckdb_copy(config: OutputPaths, output_dir: Path, table: str, parquet: Source) -> Check | None:
+    """Whether the output's DuckDB table holds the rows of its Parquet parts, and no others,
+    when it has both: the report checks the Parquet, and an edit of the DuckDB table would
+    pass unseen. None: one of the two is not written."""
+    if parquet.database is not None or "duckdb" not in config.output.formats:
+        return None
+    expected = "the same rows as the Parquet parts"
+    try:
+        database = database_source(config, output_dir, table)
+        with sandboxed([parquet, database]) as con:
+            p, d = parquet.sql, database.sql
+            [(missing, extra, rows)] = con.execute(
+                f"SELECT (SELECT count(*) FROM (SELECT * FROM {p} EXCEPT ALL SELECT * FROM {d})), "
+                f"(SELECT count(*) FROM (SELECT * FROM {d} EXCEPT ALL SELECT * FROM {p})), "
+                f"(SELECT count(*) FROM {d})"
+            ).fetchall()
+    except (OSError, SynthaixError, duckdb.Error) as exc:
+        return Check("(dataset)", "duckdb copy", expected, f"unreadable: {exc}"[:300], False)
+    observed = f"{extra:,} of {rows:,} rows not in the Parquet, {missing:,} Parquet rows missing"
+    return Check("(dataset)", "duckdb copy", expected, observed, missing + extra == 0)
 
 
 def _primary_key(con: duckdb.DuckDBPyConnection, key: list[str]) -> Check:

@@ -12,7 +12,7 @@ from synthaix.build.manifest import Manifest, cost_lines, read_manifest, resume_
 from synthaix.errors import OutputError
 from synthaix.files import REPORT_MARK, is_own_report, write_text_atomic
 from synthaix.llm.stats import usd
-from synthaix.report.checks import Check, reshaped, run_checks, spanned
+from synthaix.report.checks import Check, duckdb_copy, reshaped, run_checks, spanned
 from synthaix.report.profile import (
     ColumnProfile,
     DatasetProfile,
@@ -81,6 +81,8 @@ def _checked(output_dir: Path) -> tuple[Manifest, DatasetProfile, list[Check]]:
     profile = profile_source(dataset_source(config, output_dir), duplicate_key(config))
     checks = run_checks(config, profile, manifest)
     checks += verify(config, profile.source, reshaped(config, manifest), spanned(config, manifest))
+    if (copy := duckdb_copy(config, output_dir, config.table, profile.source)) is not None:
+        checks.append(copy)
     return manifest, profile, checks
 
 

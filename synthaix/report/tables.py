@@ -37,6 +37,7 @@ from synthaix.relational.manifest import DatasetManifest, read_dataset_manifest
 from synthaix.report.checks import (
     Check,
     OwnNulls,
+    duckdb_copy,
     manifest_row_count,
     own_nulls,
     reshaped,
@@ -135,6 +136,8 @@ def tables_report(output_dir: Path) -> TablesReport:
             column_checks = [c for c in column_checks if c.name != "row count"]
             if table is not None:
                 column_checks.insert(0, manifest_row_count(profile.rows, table))
+        if (copy := duckdb_copy(config, output_dir, name, sources[name])) is not None:
+            column_checks.append(copy)
         mine = [c for c in relational if c.table == name]
         sections.append(TableSection(name, manifest.tables[name], profile, column_checks, mine))
     return TablesReport(manifest, sections)
