@@ -602,3 +602,11 @@ def test_a_duckdb_only_multi_table_output_is_checked_in_its_duckdb_tables(tmp_pa
         con.execute("INSERT INTO products VALUES (1000, 5.0)")
     failed = _table_failed(check_tables(out))
     assert {("lines", "qty", "range"), ("products", "(dataset)", "row count")} <= failed, failed
+
+
+def test_a_value_just_past_a_bound_is_shown_with_its_digits() -> None:
+    """50.004 over a max of 50 read `[0, 50]` on both sides of a failed check."""
+    from synthaix.report.checks import _range
+
+    (check,) = _range("discount", 0.0, 50.0, 0.0, 50.004)
+    assert not check.passed and (check.expected, check.observed) == ("[0, 50]", "[0.0, 50.004]")

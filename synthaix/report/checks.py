@@ -403,6 +403,8 @@ def _range(column: str, low: Any, high: Any, seen_low: Any, seen_high: Any) -> l
     low, high = _comparable(low, seen_low), _comparable(high, seen_high)
     ok = (low is None or seen_low >= low) and (high is None or seen_high <= high)
     expected, observed = f"[{_fmt(low)}, {_fmt(high)}]", f"[{_fmt(seen_low)}, {_fmt(seen_high)}]"
+    if not ok and expected == observed:  # 50.004 over a max of 50 read [0, 50] on both sides
+        observed = f"[{seen_low!r}, {seen_high!r}]"
     return [Check(column, "range", expected, observed, ok)]
 
 
