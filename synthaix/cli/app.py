@@ -95,6 +95,11 @@ def _say_spent(exc: BaseException) -> None:
         console.print(f"[dim]spent before failing:[/] {spend(spent)}", highlight=False)
 
 
+def rows_text(count: int) -> str:
+    """`1 row`, `2,000 rows`."""
+    return f"{count:,} row{'s' * (count != 1)}"
+
+
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{cause} {n:,}" for cause, n in counter.most_common())
 

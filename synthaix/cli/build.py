@@ -29,6 +29,7 @@ from synthaix.cli.app import (
     app,
     console,
     out,
+    rows_text,
     traceback_of,
     unexpected,
 )
@@ -396,7 +397,7 @@ def build(
     delivered, llm, fills = manifest.rows.delivered, manifest.llm, manifest.fill_rounds
     appended = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
     out.print(
-        f"[green]built[/] {manifest.dataset}: {delivered:,} rows{appended} in {wall:.1f} s "
+        f"[green]built[/] {manifest.dataset}: {rows_text(delivered)}{appended} in {wall:.1f} s "
         f"(flow {manifest.build_seconds:.1f} s, {manifest.rows_per_second:,.0f} rows/s)"
     )
     if manifest.resumed_chunks:
@@ -460,7 +461,7 @@ def _redrawn(dropped: Dropped) -> str:
 
 def _print_tables(manifest: DatasetManifest, wall: float) -> None:
     out.print(
-        f"[green]built[/] {manifest.dataset}: {manifest.delivered:,} rows in "
+        f"[green]built[/] {manifest.dataset}: {rows_text(manifest.delivered)} in "
         f"{len(manifest.tables)} tables in {wall:.1f} s"
     )
     for name in manifest.order:
@@ -481,7 +482,7 @@ def _print_tables(manifest: DatasetManifest, wall: float) -> None:
             if table.resumed_chunks
             else ""
         )
-        out.print(f"  {name}: {table.rows.delivered:,} rows{appended}{redrawn}{cost}{resumed}")
+        out.print(f"  {name}: {rows_text(table.rows.delivered)}{appended}{redrawn}{cost}{resumed}")
         if timed_out := llm.retries.get("timeout", 0):  # as for one table: cost understated
             out.print(f"    timed out: {timed_out:,} {TIMED_OUT}")
         _llm_details(llm, "    ")
@@ -684,11 +685,11 @@ def _built_line(manifest: Any, seconds: float, output_dir: Path) -> str:
 
     if isinstance(manifest, DatasetManifest):
         delivered = manifest.delivered
-        what = f"{delivered:,} rows in {len(manifest.tables)} tables"
+        what = f"{rows_text(delivered)} in {len(manifest.tables)} tables"
     else:
         delivered = manifest.rows.delivered
         total = f" ({manifest.rows.total:,} in total)" if manifest.mode == "append" else ""
-        what = f"{delivered:,} rows{total}"
+        what = f"{rows_text(delivered)}{total}"
     rate = delivered / seconds if seconds > 0 else 0.0
     paid = f", llm {spend(manifest.llm)}" if manifest.llm.requests else ""
     return (

@@ -27,6 +27,7 @@ from synthaix.cli.app import (
     app,
     console,
     out,
+    rows_text,
 )
 from synthaix.columns.llm import LlmColumn
 from synthaix.columns.refs import table_hint
@@ -136,7 +137,7 @@ def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = Fa
         out.print(f"[green]OK[/] {config} is valid; outputs go to {dataset.output_dir}")
         return
     seed = f"as_of ({dataset.seed})" if dataset._seed_as_of else dataset.seed
-    title = f"{dataset.name}: {_rows(dataset.rows)}, seed {seed}"
+    title = f"{dataset.name}: {rows_text(dataset.rows)}, seed {seed}"
     table = Table("column", "type", "nullable", "unique", title=title)
     for c in dataset.columns:
         nullable = f"{c.nullable:.0%}" if c.nullable else ""
@@ -188,10 +189,10 @@ def _show_tables(dataset: Any) -> None:
             mean = count.resolved(count)[0] if count else 0.0
             per = f", {count.distribution} {mean:g} per {spec.parent}" if count else ""
             about = plan.estimated_rows
-            size = _rows(spec.rows) if spec.rows else f"~{about:,.0f} row{'s' * (about != 1)}"
+            size = rows_text(spec.rows) if spec.rows else f"~{about:,.0f} row{'s' * (about != 1)}"
             size += per
         else:
-            size = _rows(spec.rows or 0)
+            size = rows_text(spec.rows or 0)
         reads = ", ".join(
             [f"{a.name} ({a.kind})" for a in plan.aliases.values()]
             + [f"{s.table} (siblings, as {s.name})" for s in spec.siblings]
@@ -304,10 +305,6 @@ def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool
         path = Path(folder) / f"rows.{fmt}"
         write_rows(table, fmt, path)  # type: ignore[arg-type]
         sys.stdout.write(path.read_text(encoding="utf-8"))
-
-
-def _rows(count: int) -> str:
-    return f"{count:,} row{'s' * (count != 1)}"
 
 
 def _column_groups(table: pa.Table, width: int) -> list[tuple[int, int]]:

@@ -356,7 +356,10 @@ def _aggregate(
         f"FROM t.{quote(table)} AS p LEFT JOIN a ON a.k = p.{quote(link.key)})",
         [column.default],
     )
-    default = "" if column.default is None else f", else {column.default!r}"
+    shown = repr(column.default)
+    if isinstance(column.default, bool):  # as SQL writes it
+        shown = shown.lower()
+    default = "" if column.default is None else f", else {shown}"
     relation = f"{column.name} = {column.expr} over {column.of}{default}"
     observed = f"{failed:,} of {rows:,} rows differ from the recomputed value"
     return TableCheck(table, column.name, "aggregate", relation, failed, observed)
