@@ -168,12 +168,15 @@ def render(manifest: Manifest, profile: DatasetProfile, checks: list[Check]) -> 
 def _summary_table(manifest: Manifest, profile: DatasetProfile) -> str:
     rows, dropped, llm = manifest.rows, manifest.dropped, manifest.llm
     counts = (
-        f"{rows.delivered:,} delivered of {rows.generated:,} generated (the rest dropped, or "
-        f"{rows.unused:,} unused: made beyond the rows needed), {rows.total:,}"
+        f"the build delivered {rows.delivered:,} of {rows.generated:,} generated (the rest "
+        f"dropped, or {rows.unused:,} unused: made beyond the rows needed); {profile.rows:,} in "
+        f"the dataset now"
     )
+    if profile.rows != rows.total:  # read from the data: a part removed or copied since
+        counts += f", where the manifest says {rows.total:,}"
     exact = manifest.dataset_config().dedupe.exact
     items = [
-        ("rows", f"{counts} in the dataset"),
+        ("rows", counts),
         ("duplicates", duplicates_line(profile, exact)),
         ("dropped", dropped.causes()),
     ]
