@@ -398,7 +398,7 @@ def _rate(column: str, name: str, expected: float, observed: float, n: int) -> C
 
 
 def _range(column: str, low: Any, high: Any, seen_low: Any, seen_high: Any) -> list[Check]:
-    if seen_low is None:
+    if seen_low is None or (low is None and high is None):  # no bound: nothing to check
         return []
     low, high = _comparable(low, seen_low), _comparable(high, seen_high)
     ok = (low is None or seen_low >= low) and (high is None or seen_high <= high)
