@@ -9,6 +9,7 @@ Built without Prefect, through the engines; each corruption is made on a copy of
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -218,6 +219,12 @@ def test_the_report_command_prints_the_tally_and_fails_with_a_check(
     assert failed and tally.startswith(f"{passed}/{passed + failed} pass; FAIL: "), tally
     assert "twice null rate" in tally, tally
     assert "FAIL" in (copy / "report.html").read_text(encoding="utf-8")  # written all the same
+    result = CliRunner().invoke(app, ["report", str(copy), "--json", "--force"])
+    assert result.exit_code == 1, result.output
+    said = json.loads(result.stdout)
+    assert (said["checks"], said["failed"]) == (passed + failed, failed)
+    null_rate = {"column": "twice", "name": "null rate", "passed": False}
+    assert any(null_rate.items() <= r.items() for r in said["results"]), said["results"]
 
 
 def test_a_duckdb_only_output_is_checked_in_its_duckdb_table(tmp_path: Path) -> None:

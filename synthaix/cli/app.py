@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import traceback
 from collections import Counter
 from pathlib import Path
@@ -104,7 +105,13 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{cause} {n:,}" for cause, n in counter.most_common())
 
 
-def _report(output_dir: Path, target: Path | None, debug: bool, force: bool = False) -> None:
+def _report(
+    output_dir: Path,
+    target: Path | None,
+    debug: bool,
+    force: bool = False,
+    as_json: bool = False,
+) -> None:
     """Write the report and print its checks' tally; exit 1 when one fails, the report
     written all the same. `build --report` calls this too: a build that published data
     failing its checks exits 1, after its summary."""
@@ -130,6 +137,21 @@ def _report(output_dir: Path, target: Path | None, debug: bool, force: bool = Fa
             ),
             False,
         )
+    if as_json:  # for scripts: every check, and the same exit codes
+        import dataclasses
+        import json
+
+        failing = sum(not c.passed for c in checks)
+        document = {
+            "report": str(path),
+            "checks": len(checks),
+            "failed": failing,
+            "results": [dataclasses.asdict(c) for c in checks],
+        }
+        sys.stdout.write(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+        if failing:
+            raise typer.Exit(1)
+        return
     out.print(f"  report: {path}")
     failed = Counter(f"{c.column} {c.name}" for c in checks if not c.passed)
     tally = f"  checks {len(checks) - failed.total()}/{len(checks)} pass"

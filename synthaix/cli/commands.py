@@ -167,12 +167,20 @@ def report_command(
     output_dir: Annotated[Path, typer.Argument(help="A build's output directory.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
     force: ForceOpt = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print every check as JSON (column, name, expected, observed, passed) "
+            "instead of the tally; the exit codes stay: 1 when a check fails.",
+        ),
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Write a self-contained HTML report: profile, charts, constraint checks, samples
     (for multi-table datasets: per table, with keys, references and counts checked)."""
     _refuse_existing(output, force, debug)
-    _report(output_dir, output, debug, force)
+    _report(output_dir, output, debug, force, as_json)
 
 
 def _is_tables(config: object) -> bool:
