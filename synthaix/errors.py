@@ -6,6 +6,17 @@ import re
 
 #: user:password@ of a URL (a key put in provider.base_url): never shown.
 URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+#: A query parameter that carries a credential (?api-key=..., &sig=..., &token=...).
+URL_SECRET_QUERY = re.compile(
+    r"(?<=[?&])([\w.-]*(?:key|token|secret|sig|signature|password|auth|code)[\w.-]*=)[^&#\s]+",
+    re.IGNORECASE,
+)
+
+
+def masked_urls(text: str) -> str:
+    """`text` with the credentials a URL in it may carry masked: user:password@ and the
+    values of query parameters named like a key (api-version and the like stay readable)."""
+    return URL_SECRET_QUERY.sub(r"\1***", URL_USERINFO.sub("***@", text))
 
 
 class SynthaixError(Exception):
@@ -18,9 +29,9 @@ class SynthaixError(Exception):
     transient: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(URL_USERINFO.sub("***@", message))
+        super().__init__(masked_urls(message))
         if hint is not None:
-            self.hint = URL_USERINFO.sub("***@", hint)
+            self.hint = masked_urls(hint)
 
 
 class ConfigError(SynthaixError):

@@ -307,6 +307,35 @@ def test_a_key_in_the_base_url_is_refused_in_a_config_and_masked_in_errors(
     assert "sk-url-secret-0042" not in result.output
 
 
+def test_a_query_string_or_azure_deployment_url_is_refused_with_the_v1_url_and_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`?api-key=...` in $OPENAI_BASE_URL was printed whole in the error (the client adds its
+    paths after the query, so such a URL never works), and an Azure deployment URL got the
+    generic "not an OpenAI-compatible endpoint"."""
+    from typer.testing import CliRunner
+
+    from synthaix.cli import app
+    from synthaix.errors import masked_urls
+
+    said = masked_urls("at http://h/v1?api-key=qSECRET789&api-version=2024-06-01&sig=a%2Fb")
+    assert said == "at http://h/v1?api-key=***&api-version=2024-06-01&sig=***"
+    columns = [{"name": "bio", "type": "llm", "prompt": "A one-line bio"}]
+    data = {"name": "b", "rows": 5, "columns": columns, "output": {"dir": str(tmp_path / "out")}}
+    deployment = "https://r.openai.azure.com/openai/deployments/gpt4o?api-version=2024-06-01"
+    config = write_config(tmp_path / "b.yaml", {**data, "provider": {"base_url": deployment}})
+    refused = CliRunner().invoke(app, ["validate", str(config)])
+    assert refused.exit_code == 2 and "an Azure deployment URL" in refused.output
+    assert "https://<resource>.openai.azure.com/openai/v1" in refused.output
+    config = write_config(tmp_path / "b.yaml", data)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1?api-key=qSECRET789")
+    result = CliRunner().invoke(app, ["build", str(config)])
+    assert (
+        result.exit_code == 2 and "$OPENAI_BASE_URL: base_url has a query string" in result.output
+    )
+    assert "qSECRET789" not in result.output
+
+
 def test_an_unexpected_error_shows_no_secret_and_stays_readable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -357,6 +357,28 @@ def test_an_endpoint_that_answered_then_fell_silent_fails_after_the_window() -> 
     assert limited.stop(2, elapsed=245, since_answer=250) is None
 
 
+def test_once_a_request_gives_up_on_a_silent_endpoint_the_others_stop_at_once() -> None:
+    """An endpoint that answered, then hung: each request waited out a window of its own, and
+    requests sent later started theirs, so a build at timeout 10 failed after 580 s, not ~70.
+    A request whose next attempt comes after another gave up (and no answer since) stops."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(64)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    client = LlmClient(ProviderConfig(base_url=url, model="x", timeout=1, max_attempts=8))
+    pacer = client.pacer  # the endpoint's, which every request of the process shares
+    pacer.last_answer = time.monotonic() - 70  # it answered, 70 s ago
+    pacer.give_up("no answer for 70 s")
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderError, match=r"gave up after 1 attempt \(no answer for 70 s\)"):
+            client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 4  # one timeout, where 8 attempts took 8 s and more
+    pacer.last_answer = time.monotonic()  # an answer since: the endpoint serves again
+    assert pacer.given_up() is None
+
+
 def test_a_server_closing_the_connection_is_not_said_unreachable() -> None:
     """The simulator crashed on a schema and dropped each connection: the build said "cannot
     reach ... is the server running?" of a server that had just answered."""

@@ -18,7 +18,7 @@ from pydantic_core import to_jsonable_python
 
 from synthaix import progress
 from synthaix.config import DatasetConfig
-from synthaix.errors import URL_USERINFO, OutputError
+from synthaix.errors import OutputError, masked_urls
 from synthaix.llm.stats import EMBEDDING_PRICE, LlmStats, spend
 
 log = logging.getLogger("synthaix")
@@ -353,7 +353,7 @@ def redact(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, "***")
-        return URL_USERINFO.sub("***@", value)
+        return masked_urls(value)
     return value
 
 

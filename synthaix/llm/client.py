@@ -301,6 +301,9 @@ class LlmClient:
 
         def attempt() -> T:
             stopping.check(build)  # a retry of a stopped build's request is not sent either
+            if first_sent and (reason := pacer.given_up()):  # its first attempt still goes
+                stopped.append((len(first_sent), reason))
+                raise ProviderError(f"gave up ({reason})", cause="timeout", transient=False)
             queued, limited = place.take()
             recorder.queued(queued)
             recorder.waited(limited)
@@ -356,6 +359,9 @@ class LlmClient:
         def stop(state: RetryCallState) -> bool:
             elapsed = time.monotonic() - first_sent[0]
             reason = budget(state).stop(state.attempt_number, elapsed, pacer.since_answer())
+            if reason and reason.startswith("no answer"):
+                pacer.give_up(reason)  # the endpoint, not this request: the others stop too
+            reason = reason or pacer.given_up()
             if reason:
                 stopped.append((state.attempt_number, reason))
             return reason is not None
@@ -380,7 +386,7 @@ class LlmClient:
                 raise
             attempts, reason = stopped[-1]
             raise ProviderError(
-                f"gave up after {attempts} attempts ({reason}): {exc}",
+                f"gave up after {attempts} attempt{'s' * (attempts != 1)} ({reason}): {exc}",
                 cause=exc.cause,
                 transient=False,  # retried here already: no other layer retries it again
                 hint=exc.hint or _gave_up_hint(exc.cause, self.provider.timeout),

@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Any, TypeVar
 
-from synthaix.errors import URL_USERINFO, ConfigError, ProviderError, RedactedError
+from synthaix.errors import ConfigError, ProviderError, RedactedError, masked_urls
 from synthaix.llm.provider import TEMPLATED_FIELDS, VARIABLE_TEMPLATE, ProviderConfig
 
 C = TypeVar("C")
@@ -172,7 +172,7 @@ def scrubbed(text: str) -> str:
     """`text` without the secrets the process holds, nor user:password@ in URLs."""
     for secret in process_secrets():
         text = text.replace(secret, "***")
-    return URL_USERINFO.sub("***@", text)
+    return masked_urls(text)
 
 
 _LONGEST = 2_000

@@ -364,6 +364,8 @@ class Pacer:
         self.last_answer: float | None = None  # time.monotonic() of the last good answer
         self.latencies: deque[float] = deque(maxlen=50)  # of the recent answers, in seconds
         self.failing = 0  # attempts that failed in a row, process-wide (0 after an answer)
+        # Why a request gave up on a silent endpoint, and when; cleared by the next answer.
+        self._given_up: tuple[float, str] | None = None
         self._lock = threading.Condition()
         self._line: deque[object] = deque()
 
@@ -433,6 +435,24 @@ class Pacer:
         """The slowest of the recent answers, in seconds (None before any)."""
         with self._lock:
             return max(self.latencies) if self.latencies else None
+
+    def give_up(self, reason: str) -> None:
+        """A request gave up on the endpoint (no answer within the budget's window): the
+        others give up too at their next attempt, instead of each waiting out a window of its
+        own (a hung endpoint kept a build retrying for 10 minutes at timeout 10)."""
+        with self._lock:
+            self._given_up = (time.monotonic(), reason)
+
+    def given_up(self) -> str | None:
+        """Why another request gave up, while no answer has come since; else None."""
+        with self._lock:
+            if self._given_up is None:
+                return None
+            when, reason = self._given_up
+            if self.last_answer is not None and self.last_answer > when:
+                self._given_up = None
+                return None
+            return reason
 
     def since_answer(self) -> float | None:
         last = self.last_answer

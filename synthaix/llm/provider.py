@@ -10,13 +10,31 @@ from pydantic import Field, field_validator, model_validator
 
 from synthaix.columns.base import StrictModel
 from synthaix.columns.conditional import fail_at
-from synthaix.errors import URL_USERINFO
+from synthaix.errors import URL_USERINFO, ConfigError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # `{{ prefect.variables.NAME }}`, as in prefect.yaml: resolved at run time from the Prefect
 # Variable NAME (synthaix.llm.credentials.resolve_provider), in these string fields.
 VARIABLE_TEMPLATE = re.compile(r"\{\{\s*prefect\.variables\.([\w\-]+)\s*\}\}")
 TEMPLATED_FIELDS = ("base_url", "model", "api_key_env", "api_key_block")
+
+
+def endpoint_problem(url: str) -> str | None:
+    """Why an endpoint URL cannot work, or None: the client adds its paths (/chat/completions)
+    after the URL, so a query string ends up before them, lost; an Azure deployment URL
+    takes an api-version the OpenAI client does not send."""
+    azure = (
+        "for Azure OpenAI use its v1 API: https://<resource>.openai.azure.com/openai/v1 with "
+        "the deployment's name as model and the key in the variable api_key_env names"
+    )
+    if "/openai/deployments/" in url:
+        return f"an Azure deployment URL (/openai/deployments/...) needs api-version; {azure}"
+    if "?" in url:
+        return (
+            "base_url has a query string (?...), which the client's paths would follow and "
+            f"lose; leave it out (a key goes in api_key_env or api_key_block); {azure}"
+        )
+    return None
 
 
 class ProviderConfig(StrictModel):
@@ -101,6 +119,8 @@ class ProviderConfig(StrictModel):
                 f"'{value}' is no http:// or https:// URL; an OpenAI-compatible endpoint looks "
                 "like http://127.0.0.1:11434/v1 or https://api.openai.com/v1"
             )
+        if value and not templated and (problem := endpoint_problem(value)):
+            raise ValueError(problem)
         if value and URL_USERINFO.search(value):
             raise ValueError(
                 "keep credentials out of base_url (user:password@): the config is stored with "
@@ -125,7 +145,12 @@ class ProviderConfig(StrictModel):
         return self
 
     def resolved_base_url(self) -> str:
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        """The endpoint: base_url, else $OPENAI_BASE_URL (checked as base_url is), else
+        OpenAI's. ConfigError for one that cannot work."""
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        if not self.base_url and (problem := endpoint_problem(url)):
+            raise ConfigError(f"$OPENAI_BASE_URL: {problem}")
+        return url.rstrip("/")
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD, or None when the provider is not priced."""
