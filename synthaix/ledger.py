@@ -58,11 +58,14 @@ KEEP_OTHERS = 2  # ledgers of other configs kept, newest first (each holds paid-
 
 def generation_hash(config: DatasetConfig) -> str:
     """What the generated chunks depend on: the config without `runner` (how chunks are run),
-    the provider's limits and prices (what requests may do, and cost), so a restart with more
-    workers, another runner or a corrected price still finds the saved chunks."""
+    the provider's limits and prices (what requests may do, and cost), nor where the model is
+    served and with which key (the same model restarted on another port, or a failover
+    gateway), so a restart with more workers, another runner, a corrected price or the
+    endpoint's new address still finds the saved chunks."""
     data = config.model_dump(mode="json", by_alias=True, exclude={"runner"})
     limits = ("max_concurrency", "rpm", "tpm", "timeout", "max_attempts")
-    for name in (*limits, "price_input_per_million", "price_output_per_million"):
+    served = ("base_url", "api_key_env", "api_key_block")
+    for name in (*limits, *served, "price_input_per_million", "price_output_per_million"):
         data["provider"].pop(name, None)
     data["dedupe"].pop("price_per_million", None)
     # The prompt templates are code, not config: their text is part of the key too, so an

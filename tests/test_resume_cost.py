@@ -572,6 +572,12 @@ def test_the_ledger_key_holds_what_the_code_makes_from_a_config(monkeypatch) -> 
     monkeypatch.undo()
     monkeypatch.setattr(ledger, "_PROMPTS_SOURCE", b"an edited prompt")
     assert ledger.generation_hash(config) != key
+    monkeypatch.undo()
+    # Where the model is served is not what it makes: a vLLM restarted on another port, or a
+    # failover gateway, resumes the chunks paid for (all 73 requests were paid again).
+    moved = config.with_overrides(base_url="http://127.0.0.1:9999/v1")
+    assert ledger.generation_hash(moved) == key
+    assert ledger.generation_hash(config.with_overrides(model="another")) != key
 
 
 def test_chunks_are_answered_in_order_so_a_stopped_build_keeps_whole_chunks(
