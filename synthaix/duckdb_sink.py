@@ -67,10 +67,14 @@ def publish(
     build_id: str,
     parts: list[Path],
     legacy: bool,
+    loaded: list[Path] | None = None,
 ) -> None:
-    """Load `parts` as `table` and swap it in, in one transaction."""
+    """Load `parts` as `table` and swap it in, in one transaction. `loaded`: the parts the
+    table now holds (an append's earlier ones), to refuse replacing a table changed since."""
     stage = f"__synthaix_stage_{build_id.replace('-', '_')}"
     with publishing(path, [table], dataset, legacy) as con:
+        if loaded:
+            check_unchanged(con, path, table, loaded)
         con.execute(
             f"CREATE TABLE {_quote(stage)} AS SELECT * FROM read_parquet(?)",
             [[str(p) for p in parts]],
@@ -102,6 +106,36 @@ def publishing(
             raise
         finally:
             con.close()
+
+
+def check_unchanged(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, loaded: list[Path]
+) -> None:
+    """Refuse to replace our `table` when it no longer holds what it was loaded from (the
+    Parquet parts `loaded`): rows added or deleted, columns added, dropped or retyped. An
+    append rebuilds the table from the Parquet, and those changes would be lost unseen."""
+    if _find_table(con, table) is None:
+        return  # dropped by the user: loaded anew
+    files = [str(p) for p in loaded]
+    ((rows,),) = con.execute(f"SELECT count(*) FROM {_quote(table)}").fetchall()
+    ((stored,),) = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()
+    columns = con.execute(f"DESCRIBE {_quote(table)}").fetchall()
+    expected = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()
+    changed = []
+    if rows != stored:
+        changed.append(f"{rows:,} rows where its Parquet holds {stored:,}")
+    if [c[:2] for c in columns] != [c[:2] for c in expected]:
+        names = {c[0] for c in columns} ^ {c[0] for c in expected}
+        changed.append(f"other columns ({', '.join(sorted(names)) or 'types changed'})")
+    if changed:
+        raise OutputError(
+            f"table '{table}' in {path} was changed since SynthAIx published it "
+            f"({'; '.join(changed)}); an append loads the table anew from the Parquet and "
+            "would lose those changes, so nothing was written",
+            hint=f"keep your changes in a table of your own (CREATE TABLE mine AS SELECT * "
+            f"FROM {table}), then DROP TABLE {table} and build again (the dataset's rows come "
+            "back from the Parquet)",
+        )
 
 
 def comment_table(con: duckdb.DuckDBPyConnection, table: str, dataset: str, build: str) -> None:

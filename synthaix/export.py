@@ -4,20 +4,18 @@ A multi-table dataset (`tables:`) is exported one table at a time: `table` names
 be left out when the dataset has a single table). Without a target the file goes into the
 build's output folder, `<dataset>.<fmt>` (one table) or `<table>.<fmt>` (a table of a
 multi-table dataset), and may replace only an export SynthAIx wrote there (`.exports.json`
-fingerprints each; with no record, a file of exactly the dataset's columns); a target of the
-user's (a file, or a file in a folder they name) that exists is never overwritten unless
-`overwrite`."""
+fingerprints each: a file of the user's of that name, or an export edited since, is not one);
+a target of the user's (a file, or a file in a folder they name) that exists is never
+overwritten unless `overwrite`."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synthaix.columns.refs import table_hint
 from synthaix.errors import OutputError
@@ -42,7 +40,7 @@ def export_dataset(
     chosen = target is not None
     if target is None or folder or target.is_dir():
         target = (target or output_dir) / f"{name}.{fmt}"
-    ours = not chosen and _earlier_export(target, fmt, parts)
+    ours = not chosen and bool(recorded_export(target))
     if target.exists() and not overwrite and not ours:
         hint = "choose another -o path, or add --force"
         if not chosen:  # a file of the user's in the output folder, or one edited since
@@ -63,25 +61,6 @@ def export_dataset(
     if target.parent.resolve() == output_dir.resolve():
         remember_export(target)
     return target
-
-
-def _earlier_export(target: Path, fmt: Format, parts: list[str]) -> bool:
-    """Whether `target` is an export SynthAIx wrote: as recorded when it was written, or,
-    with no record (an export of 0.1), a file of exactly the dataset's columns."""
-    recorded = recorded_export(target)
-    if recorded is not None or not target.is_file():
-        return bool(recorded)
-    columns = pq.read_schema(parts[0]).names
-    try:
-        if fmt == "parquet":
-            return pq.read_schema(target).names == columns
-        with target.open(encoding="utf-8", newline="") as file:
-            first = file.readline()
-        if fmt == "csv":
-            return next(csv.reader([first]), []) == columns
-        return list(json.loads(first)) == columns
-    except (OSError, ValueError, pa.ArrowInvalid):
-        return False
 
 
 def write_rows(table: pa.Table, fmt: Format, target: Path) -> None:

@@ -331,6 +331,7 @@ class DatasetWriter:
                     self.build_id,
                     all_parts,
                     self.legacy,
+                    loaded=[version / part.name for part in self.existing.parts],
                 )
             except BaseException:  # rolled back (a cancelled run interrupts the load)
                 drop_unpublished(version, config.duckdb_path, config.table, config.name)

@@ -464,8 +464,8 @@ def test_a_report_or_export_of_the_users_in_the_output_folder_is_never_replaced(
     assert not report.exists()  # its own report of the earlier data: dropped
     os.utime(csv, (0, 0))  # a copy of the folder that kept no times: still its own
     assert runner.invoke(app, ["export", str(out)]).exit_code == 0
-    (out / ".exports.json").unlink()  # an export of 0.1: known by its columns
-    assert runner.invoke(app, ["export", str(out)]).exit_code == 0
+    (out / ".exports.json").unlink()  # no record: a user's file of the dataset's columns (a
+    assert runner.invoke(app, ["export", str(out)]).exit_code == 2  # COPY of it) was replaced
     assert runner.invoke(app, ["export", str(out), "-o", str(out), "--force"]).exit_code == 0
     assert runner.invoke(app, ["export", str(out)]).exit_code == 0
     csv.write_text(csv.read_text() + "1,edited by hand,2\n")  # no longer what export wrote
@@ -715,3 +715,28 @@ def test_a_users_foreign_key_to_a_synthaix_table_is_refused_before_generating(
         Build(load_config(path), ThreadExecutor(load_config(path))).run()
     assert "create 'favourites' without REFERENCES shop" in (caught.value.hint or "")
     assert file_sums(tmp_path) == sums
+
+
+def test_an_append_never_drops_what_the_user_changed_in_its_duckdb_table(tmp_path: Path) -> None:
+    """An append loads the table anew from the Parquet: a row and a column the user had added
+    to it were dropped without a word. The append is refused, nothing written, and goes
+    through once the user has moved the changes away (DROP TABLE: loaded anew)."""
+    config = make_config(COLUMNS, rows=50, output={"dir": str(tmp_path / "o")})
+    database = config.duckdb_path
+    _write_rows(config, 50)
+    appending = config.with_overrides(mode="append")
+    _write_rows(appending, 20)  # unchanged: appends
+    with duckdb.connect(str(database)) as con:
+        con.execute("INSERT INTO t VALUES (999, 'mine', 1)")
+        con.execute("ALTER TABLE t ADD COLUMN note VARCHAR")
+    sums = file_sums(tmp_path)
+    with pytest.raises(
+        OutputError, match=r"71 rows where its Parquet holds 70; other columns \(note\)"
+    ):
+        _write_rows(appending, 20)
+    assert file_sums(tmp_path) == sums
+    assert _rows(database, "SELECT count(*), count(note) FROM t WHERE name = 'mine'") == [(1, 0)]
+    with duckdb.connect(str(database)) as con:
+        con.execute("DROP TABLE t")
+    _write_rows(appending, 20)
+    assert _rows(database, "SELECT count(*) FROM t") == [(90,)]

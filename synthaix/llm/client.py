@@ -299,12 +299,21 @@ class LlmClient:
         place = _Place(self._slots, pacer.aimd, order)
         first_sent: list[float] = []  # the budget counts from here, not from a wait in line
 
+        def given_up() -> None:
+            if reason := pacer.given_up():  # queued requests too: each would wait a timeout
+                raise ProviderError(
+                    f"gave up: another request had {reason}", cause="timeout", transient=False
+                )
+
         def attempt() -> T:
             stopping.check(build)  # a retry of a stopped build's request is not sent either
-            if first_sent and (reason := pacer.given_up()):  # its first attempt still goes
-                stopped.append((len(first_sent), reason))
-                raise ProviderError(f"gave up ({reason})", cause="timeout", transient=False)
+            given_up()
             queued, limited = place.take()
+            try:
+                given_up()  # checked again: the place may have taken a while
+            except ProviderError:
+                place.give()
+                raise
             recorder.queued(queued)
             recorder.waited(limited)
             if not first_sent:

@@ -358,6 +358,8 @@ class Pacer:
     for the buckets to hold its share, and it looks again whenever an answer re-synchronises
     them, so a wait computed before an answer never sends a request the server cannot take."""
 
+    GIVE_UP_HOLD = 60.0  # seconds a give-up stops the process's other requests
+
     def __init__(self, ceiling: int) -> None:
         self.buckets = {kind: LearnedBucket(exact=kind == "requests") for kind in KINDS}
         self.aimd = Aimd(ceiling)
@@ -444,12 +446,14 @@ class Pacer:
             self._given_up = (time.monotonic(), reason)
 
     def given_up(self) -> str | None:
-        """Why another request gave up, while no answer has come since; else None."""
+        """Why another request gave up, within the last GIVE_UP_HOLD seconds and with no
+        answer since; else None (a later build of the process tries the endpoint again)."""
         with self._lock:
             if self._given_up is None:
                 return None
             when, reason = self._given_up
-            if self.last_answer is not None and self.last_answer > when:
+            answered = self.last_answer is not None and self.last_answer > when
+            if answered or time.monotonic() - when > self.GIVE_UP_HOLD:
                 self._given_up = None
                 return None
             return reason

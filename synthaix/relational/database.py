@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from synthaix.duckdb_sink import _quote, comment_table, publishing
+from synthaix.duckdb_sink import _quote, check_unchanged, comment_table, publishing
 from synthaix.relational.sink import TableOutput
 
 
@@ -22,6 +22,9 @@ def publish_tables(
     path: Path, dataset: str, build_id: str, tables: list[TableOutput], foreign_keys: bool
 ) -> None:
     with publishing(path, [t.name for t in tables], dataset, False, in_tables=True) as con:
+        for table in tables:
+            if table.loaded:
+                check_unchanged(con, path, table.name, table.loaded)
         for name in _ours_children_first(con, dataset):
             con.execute(f"DROP TABLE {_quote(name)}")
         for table in tables:  # in build order: parents first

@@ -105,6 +105,7 @@ class TableOutput:
     primary_key: list[str]
     foreign_keys: list[tuple[str, str, str]]  # (column, table, key)
     unique: list[str] = field(default_factory=list)  # referenced keys besides the primary key
+    loaded: list[Path] = field(default_factory=list)  # what the table holds now (an append's)
 
 
 class RelationalWriter:
@@ -220,7 +221,8 @@ class RelationalWriter:
                 _fsync(part)
                 os.replace(part, folder / part.name)
             parts = sorted(folder.glob("part-*.parquet"))
-            published.append(dataclasses.replace(output, parts=parts))
+            loaded = [folder / part.name for part in writer.existing.parts]
+            published.append(dataclasses.replace(output, parts=parts, loaded=loaded))
         write_text_atomic(version / DATASET_MANIFEST, manifest_json + "\n")
         formats = self.config.output.formats
         if "duckdb" in formats:
