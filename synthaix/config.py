@@ -784,4 +784,8 @@ def config_json_schema() -> dict[str, Any]:
 
     from synthaix.relational.config import RelationalConfig
 
-    return TypeAdapter(DatasetConfig | RelationalConfig).json_schema()
+    schema = TypeAdapter(DatasetConfig | RelationalConfig).json_schema()
+    return {"title": SCHEMA_TITLE, **schema}  # what `schema -o` knows its own file by
+
+
+SCHEMA_TITLE = "SynthAIx dataset config"

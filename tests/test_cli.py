@@ -60,6 +60,13 @@ def test_schema_exports_json_schema(tmp_path: Path) -> None:
     single, tables = (schema["$defs"][ref["$ref"].split("/")[-1]] for ref in schema["anyOf"])
     assert "columns" in single["properties"] and "rows" in single["required"]
     assert "tables" in tables["properties"] and "tables" in tables["required"]
+    assert runner.invoke(app, ["schema", "-o", str(target)]).exit_code == 0  # its own: again
+    config = tmp_path / "mine.yaml"  # `schema -o mine.yaml` replaced a config with the schema
+    config.write_text("name: mine\n")
+    refused = runner.invoke(app, ["schema", "-o", str(config)])
+    assert refused.exit_code == 2 and "exists" in refused.output
+    assert config.read_text() == "name: mine\n"
+    assert runner.invoke(app, ["schema", "-o", str(config), "--force"]).exit_code == 0
 
 
 def test_validate_notes_what_the_embedder_needs_or_ignores(tmp_path: Path) -> None:

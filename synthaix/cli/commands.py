@@ -149,17 +149,31 @@ def validate(config: ConfigArg, assignments: SetOpt = None, debug: DebugOpt = Fa
 @app.command()
 def schema(
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write to this file.")
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Write to this file (it replaces only a schema it wrote)."
+        ),
     ] = None,
+    force: ForceOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Print the JSON Schema of dataset configs (for editor completion and checks)."""
-    from synthaix.config import config_json_schema
+    from synthaix.config import SCHEMA_TITLE, config_json_schema
+    from synthaix.files import write_text_atomic
 
     text = json.dumps(config_json_schema(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        return
+    try:
+        ours = json.loads(output.read_text(encoding="utf-8")).get("title") == SCHEMA_TITLE
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    _refuse_existing(output, force or ours, debug)  # a config of the user's was replaced
+    try:
+        write_text_atomic(output, text)
+    except OSError as exc:
+        _fail(exc, debug)
 
 
 @app.command("report")
