@@ -740,3 +740,34 @@ def test_an_append_never_drops_what_the_user_changed_in_its_duckdb_table(tmp_pat
         con.execute("DROP TABLE t")
     _write_rows(appending, 20)
     assert _rows(database, "SELECT count(*) FROM t") == [(90,)]
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_an_error_after_the_publish_says_published_and_exits_0(tmp_path: Path, monkeypatch) -> None:
+    """The Prefect server went away as the run ended: the build had published (250,000 rows
+    where 200,000 were), said `error: ConnectError` and exited 1, so a retry appended the
+    rows again. An error before the publish says nothing was."""
+    from synthaix.cli import build as cli_build
+
+    real = cli_build._flow
+
+    def failing_after(**kwargs: Any) -> Any:
+        real()(**kwargs)
+        raise ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(cli_build, "_flow", lambda: failing_after)
+    config = _config(tmp_path)
+    result = _build(config)
+    assert result.exit_code == 0, result.output
+    assert "published:" in result.output and "Connection refused" in result.output
+    assert table_counts(tmp_path / "out" / "shop.duckdb") == {"shop": 300}
+
+    def failing_before(**kwargs: Any) -> Any:
+        progress.started("shop", 300)  # generating, then the error
+        raise ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(cli_build, "_flow", lambda: failing_before)
+    result = _build(config, "--mode", "append")
+    assert result.exit_code == 1 and "Connection refused" in result.output
+    assert "nothing published:" in result.output
+    assert table_counts(tmp_path / "out" / "shop.duckdb") == {"shop": 300}

@@ -376,7 +376,15 @@ def build(
                 watch.as_of = dataset.as_of
                 manifest = _flow()(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
+        if watch.phase == "published":  # its data are whole: a retry would append them twice
+            _after_publish(dataset, exc)
+            return
+        started_building = watch.building != ""
         watch.not_published()
+        if started_building:  # it had started: say, as an interrupt does, what became of it
+            console.print(
+                f"[yellow]nothing published:[/] {escape(str(dataset.output_dir))} is as it was"
+            )
         _fail(exc, debug)
     finally:
         for signum, handler in previous_handlers.items():
@@ -617,6 +625,9 @@ def _build_batch(
                     watch.as_of = dataset.as_of
                     manifest = build_dataset(config=dataset, preflight=False)
                 except Exception as exc:
+                    if watch.phase == "published":  # whole: not to be built again
+                        _after_publish(dataset, exc)
+                        continue
                     watch.not_published()
                     watch.current = None
                     watch.failed.append(dataset.name)
@@ -644,6 +655,18 @@ def _build_batch(
     checked = f", {failing_checks} failing report checks" if failing_checks else ""
     out.print(f"{len(paths) - len(codes)} built, {len(codes)} failed{checked}")
     return min([*codes, *([1] if failing_checks else [])], default=0)
+
+
+def _after_publish(dataset: Any, exc: Exception) -> None:
+    """The build published, then failed (the Prefect server went away as the run ended):
+    what the output holds is this build, whole; said so, with exit 0, so that a retry does
+    not build (or append) it again."""
+    console.print(
+        f"[yellow]published:[/] {escape(dataset.name)} in {escape(str(dataset.output_dir))} "
+        f"holds this build; an error came after the publish, outside its data: "
+        f"{escape(unexpected(exc) if not isinstance(exc, SynthaixError) else str(exc))}",
+        highlight=False,
+    )
 
 
 def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:
