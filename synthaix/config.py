@@ -33,6 +33,7 @@ from synthaix.constraints import Constraint, as_constraint
 from synthaix.dedupe.settings import DedupeConfig
 from synthaix.errors import ConfigError
 from synthaix.llm.provider import ProviderConfig
+from synthaix.ownership import not_root_or_home
 from synthaix.sqlexpr import checked
 from synthaix.yaml_source import YamlDocument
 
@@ -62,12 +63,7 @@ class OutputConfig(StrictModel):
     @field_validator("dir")
     @classmethod
     def _not_root_or_home(cls, folder: Path | None) -> Path | None:
-        # Each dataset gets a folder of its own; these two are never one.
-        resolved = folder.expanduser().resolve() if folder is not None else None
-        if resolved is not None and resolved in (Path(resolved.anchor), Path.home().resolve()):
-            where = "the root folder" if resolved == Path(resolved.anchor) else "the home folder"
-            raise ValueError(f"{folder} is {where}; set a folder of its own, e.g. out/<name>")
-        return folder
+        return not_root_or_home(folder, "out/<name>")
 
 
 class RunnerConfig(StrictModel):

@@ -31,6 +31,16 @@ _OURS = {"data", ".current", ".versions", ".staging", ".lock", "manifest.json", 
 _OURS |= {".dedupe", ".ledger", MARKER}
 
 
+def not_root_or_home(folder: Path | None, example: str) -> Path | None:
+    """Each dataset gets a folder of its own (its output, its dedupe database); the root and
+    home folders are never one."""
+    resolved = folder.expanduser().resolve() if folder is not None else None
+    if resolved is not None and resolved in (Path(resolved.anchor), Path.home().resolve()):
+        where = "the root folder" if resolved == Path(resolved.anchor) else "the home folder"
+        raise ValueError(f"{folder} is {where}; set a folder of its own, e.g. {example}")
+    return folder
+
+
 def check_output_dir(root: Path, dataset: str) -> bool:
     """Refuse a folder SynthAIx may not write into; True when a marker must be written.
     (The root and home folders never get here: the config refuses them.)"""
@@ -47,6 +57,8 @@ def check_output_dir(root: Path, dataset: str) -> bool:
     marker = root / MARKER
     if marker.is_file():
         owner = _marker_dataset(marker)
+        if owner != dataset and _abandoned(root):  # a first build killed before it published
+            return True
         if owner != dataset:
             raise OutputError(
                 f"output.dir {root} holds the SynthAIx dataset '{owner}', not '{dataset}'",
@@ -76,6 +88,18 @@ def check_output_dir(root: Path, dataset: str) -> bool:
     )
 
 
+def check_database_path(root: Path, database: Path) -> None:
+    """output.duckdb must not be a name the output folder keeps for SynthAIx's own files:
+    the database replaced the manifest, or took `data` (the Parquet link) and failed after
+    its commit."""
+    if database.parent.resolve() == root.resolve() and database.name in _OURS:
+        raise OutputError(
+            f"output.duckdb {database} is the name of a file SynthAIx keeps in its output "
+            "folder; nothing was written",
+            hint=f"name the database otherwise, e.g. {root / 'dataset.duckdb'}",
+        )
+
+
 def claim(root: Path, dataset: str) -> None:
     """Mark a folder as this dataset's output (after `check_output_dir` allowed it)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -83,6 +107,21 @@ def claim(root: Path, dataset: str) -> None:
     temporary = root / f".{MARKER}.tmp"
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, root / MARKER)
+
+
+def _abandoned(root: Path) -> bool:
+    """Whether the folder holds only what a first build leaves when killed before anything
+    was published (its marker, lock and empty working folders): no data, nothing to resume.
+    (A build holding the lock was refused before: `sink.not_locked`.)"""
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            if entry.name in (MARKER, ".lock"):
+                continue
+            working = entry.name in (".staging", ".versions") and not entry.is_symlink()
+            if not (working and entry.is_dir() and not any(entry.iterdir())):
+                return False
+        return True
+    return False
 
 
 def unclaim(root: Path, made: bool) -> None:
@@ -180,7 +219,8 @@ def _marker_dataset(marker: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise OutputError(
             f"{marker} is damaged: {exc}",
-            hint="if the folder is a SynthAIx output, delete the marker's folder and rebuild",
+            hint="if the folder is this dataset's output, write the marker again: "
+            '{"owner": "synthaix", "dataset": "<name>"} (its data, ledger and files stay)',
         ) from exc
 
 

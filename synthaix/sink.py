@@ -41,6 +41,7 @@ from synthaix.files import is_own_report, write_text_atomic
 from synthaix.ownership import (
     MARKER,
     TEMP_LINK,
+    check_database_path,
     check_output_dir,
     claim,
     os_errors,
@@ -71,6 +72,7 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
             and config.duckdb_path == root / f"{config.name}.duckdb"
         )
         if "duckdb" in config.output.formats:
+            check_database_path(root, config.duckdb_path)
             duckdb_sink.check_target(config.duckdb_path, config.table, config.name, legacy)
     check_dedupe_target(config)  # a `dedupe.uri` is outside the output: it may hold the user's
     return needs_marker, legacy

@@ -771,3 +771,36 @@ def test_an_error_after_the_publish_says_published_and_exits_0(tmp_path: Path, m
     assert result.exit_code == 1 and "Connection refused" in result.output
     assert "nothing published:" in result.output
     assert table_counts(tmp_path / "out" / "shop.duckdb") == {"shop": 300}
+
+
+def test_a_database_named_as_synthaix_keeps_its_files_and_a_dedupe_uri_at_home_are_refused(
+    tmp_path: Path,
+) -> None:
+    """output.duckdb at out/manifest.json replaced the manifest with the database (and `data`
+    failed after the commit); dedupe.uri at / or ~ passed validate as output.dir does not."""
+    for name in ("manifest.json", "data", ".lock", ".synthaix-output"):
+        config = _config(tmp_path, duckdb=str(tmp_path / "out" / name))
+        result = runner.invoke(app, ["validate", str(config)])
+        assert result.exit_code == 2 and "name of a file SynthAIx keeps" in result.output, name
+    assert not (tmp_path / "out").exists()
+    for uri, where in (("/", "root"), (str(Path.home()), "home")):  # (~ in YAML is null)
+        result = runner.invoke(
+            app, ["validate", str(_config(tmp_path)), "--set", f"dedupe.uri={uri}"]
+        )
+        assert result.exit_code == 2 and f"is the {where} folder" in result.output, result.output
+
+
+def test_a_folder_a_killed_first_build_left_is_not_claimed(tmp_path: Path) -> None:
+    """`kill -9` of a first build leaves its marker and lock: another dataset's build there
+    was refused (`holds the SynthAIx dataset 'customers'`), though nothing was ever in it."""
+    out = tmp_path / "out"
+    (out / ".staging").mkdir(parents=True)
+    (out / ".synthaix-output").write_text('{"owner": "synthaix", "dataset": "customers"}\n')
+    (out / ".lock").touch()
+    config = make_config(COLUMNS, rows=10, output={"dir": str(out)})
+    _write_rows(config, 10)
+    assert _rows(config.duckdb_path, "SELECT count(*) FROM t") == [(10,)]
+    (out / "mine.txt").write_text("a file of the user's: the folder is someone's again")
+    other = make_config(COLUMNS, name="other", rows=10, output={"dir": str(out)})
+    with pytest.raises(OutputError, match="holds the SynthAIx dataset 't'"):
+        sink.check_output(other)

@@ -102,8 +102,8 @@ def test_a_load_into_duckdb_that_fails_leaves_no_version_behind(
     # version stays, and the next build rolls the Parquet side forward to it.
     publish = duckdb_sink.publish
 
-    def committed_then_interrupted(*args: object) -> None:
-        publish(*args)  # type: ignore[arg-type]
+    def committed_then_interrupted(*args: object, **kwargs: object) -> None:
+        publish(*args, **kwargs)  # type: ignore[arg-type]
         raise KeyboardInterrupt
 
     monkeypatch.setattr(duckdb_sink, "publish", committed_then_interrupted)

@@ -208,7 +208,9 @@ class Manifest(_Section):
             )
             raise OutputError(
                 f"the manifest of {where} cannot be read ({problems})",
-                hint="it was written by another SynthAIx version: rebuild with mode: overwrite",
+                hint="an edited or damaged manifest.json, or one of another program or "
+                "SynthAIx version; an append or resume reads the manifest kept in the last "
+                "Parquet part instead, and an overwrite writes a new one",
             ) from None
 
 

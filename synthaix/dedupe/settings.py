@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synthaix.columns.base import StrictModel
+from synthaix.ownership import not_root_or_home
 
 DEFAULT_DIMS = 256
 DEFAULT_THRESHOLD = 0.8
@@ -72,6 +74,14 @@ class DedupeConfig(StrictModel):
         description="LanceDB database holding the dataset's dedupe table: a directory or an "
         "object-store URI such as s3://bucket/dedupe (default: <output dir>/.dedupe).",
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _not_root_or_home(cls, uri: str | None) -> str | None:
+        if uri is not None and "://" not in uri:  # a folder (object stores are not checked)
+            not_root_or_home(Path(uri), "out/<name>/.dedupe")
+        return uri
+
     index_rows: int = Field(
         default=50_000,
         ge=1_000,

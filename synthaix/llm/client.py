@@ -302,7 +302,10 @@ class LlmClient:
         def given_up() -> None:
             if reason := pacer.given_up():  # queued requests too: each would wait a timeout
                 raise ProviderError(
-                    f"gave up: another request had {reason}", cause="timeout", transient=False
+                    f"gave up, as another request to {self.base_url} did ({reason})",
+                    cause="timeout",
+                    transient=False,
+                    hint=_gave_up_hint("timeout", self.provider.timeout),
                 )
 
         def attempt() -> T:

@@ -32,6 +32,7 @@ from synthaix.dedupe.target import check_dedupe_target
 from synthaix.errors import OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import (
+    check_database_path,
     check_output_dir,
     os_errors,
     remove_stale_builds,
@@ -154,6 +155,7 @@ class RelationalWriter:
         with os_errors("check"):
             check_output_dir(self.root, self.config.name)
             if "duckdb" in self.config.output.formats:
+                check_database_path(self.root, self.config.duckdb_path)
                 for table in self.config.order:
                     duckdb_sink.check_target(
                         self.config.duckdb_path, table, self.config.name, False, in_tables=True
