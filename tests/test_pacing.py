@@ -370,7 +370,8 @@ def test_once_a_request_gives_up_on_a_silent_endpoint_the_others_stop_at_once() 
     pacer.give_up("no answer for 70 s")
     started = time.monotonic()
     try:
-        with pytest.raises(ProviderError, match=r"gave up, as another request to .* did \(no answer for 70 s\)"):
+        gave_up = r"gave up, as another request to .* did \(no answer for 70 s\)"
+        with pytest.raises(ProviderError, match=gave_up):
             client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
     finally:
         silent.close()
