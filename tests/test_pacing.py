@@ -383,6 +383,19 @@ def test_once_a_request_gives_up_on_a_silent_endpoint_the_others_stop_at_once() 
     assert pacer.given_up() is None
 
 
+def test_https_to_a_plain_http_server_says_the_tls_handshake_failed() -> None:
+    """`--base-url https://` against a local HTTP server said "is the server running?" of a
+    server that was running."""
+    with simulator() as sim:
+        url = sim.url.replace("http://", "https://", 1)
+        client = LlmClient(ProviderConfig(base_url=url, model="x", timeout=2, max_attempts=1))
+        with pytest.raises(ProviderError) as caught:
+            client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
+    assert "cannot reach https://" in str(caught.value)
+    assert caught.value.hint and "TLS handshake failed" in caught.value.hint
+    assert sim.url in caught.value.hint  # the http:// URL to use
+
+
 def test_a_server_closing_the_connection_is_not_said_unreachable() -> None:
     """The simulator crashed on a schema and dropped each connection: the build said "cannot
     reach ... is the server running?" of a server that had just answered."""

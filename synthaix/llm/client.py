@@ -448,11 +448,14 @@ class LlmClient:
                 "between dropped them",
             )
         if isinstance(exc, openai.APIConnectionError):
+            hint = "is the server running? check provider.base_url (or $OPENAI_BASE_URL)"
+            if _tls_failed(exc) and where.startswith("https://"):
+                hint = (
+                    "the TLS handshake failed: a local server (vLLM, Ollama, llama.cpp) "
+                    f"usually speaks plain HTTP, {where.replace('https://', 'http://', 1)}"
+                )
             return ProviderError(
-                f"cannot reach {where}",
-                cause="connection",
-                transient=True,
-                hint="is the server running? check provider.base_url (or $OPENAI_BASE_URL)",
+                f"cannot reach {where}", cause="connection", transient=True, hint=hint
             )
         status = getattr(exc, "status_code", 0)
         detail = _detail(exc)
@@ -625,6 +628,18 @@ def _connected(exc: openai.APIConnectionError) -> bool:
         "ProxyError",
         "UnsupportedProtocol",
     }
+
+
+def _tls_failed(exc: BaseException) -> bool:
+    """Whether an SSL error is among the causes (https:// to a plain-HTTP server)."""
+    import ssl
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "SSL" in type(seen).__name__:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _retry_after(exc: openai.APIError) -> float | None:
