@@ -383,6 +383,20 @@ def test_once_a_request_gives_up_on_a_silent_endpoint_the_others_stop_at_once() 
     assert pacer.given_up() is None
 
 
+def test_a_port_that_accepts_and_never_answers_says_so_at_the_check() -> None:
+    """The endpoint check said only `http://.../v1 timed out`, with no hint."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    try:
+        with pytest.raises(ProviderError) as caught:
+            LlmClient(ProviderConfig(base_url=url, model="x", timeout=1)).check()
+    finally:
+        silent.close()
+    assert f"{url} timed out: GET /models had no answer in 1 s" == str(caught.value)
+    assert caught.value.hint and "accepted the connection and never answered" in caught.value.hint
+
+
 def test_https_to_a_plain_http_server_says_the_tls_handshake_failed() -> None:
     """`--base-url https://` against a local HTTP server said "is the server running?" of a
     server that was running."""
@@ -687,3 +701,22 @@ def test_a_long_wait_for_the_configured_limits_is_said_and_a_stop_cuts_it_short(
             stopping.forget("b1")
     assert time.monotonic() - started < 2
     assert len(notes.said) == 1 and "for the configured limits (provider.tpm 60)" in notes.said[0]
+
+
+def test_a_failed_build_says_how_many_requests_timed_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A build ending well says `timed out: N requests: a provider may bill them`; one that
+    failed on timeouts (86 of them) said nothing of them."""
+    import typer
+
+    from synthaix.cli.app import _fail
+    from synthaix.llm.stats import attach_spent
+
+    failure = ProviderError("gave up after 8 attempts (no answer for 70 s)", cause="timeout")
+    attach_spent(failure, LlmStats(requests=12, retries={"timeout": 86}))
+    with pytest.raises(typer.Exit):
+        _fail(failure, debug=False)
+    said = capsys.readouterr().err
+    assert "spent before failing: 12 requests" in said
+    assert "timed out: 86 requests: a provider may bill them" in said

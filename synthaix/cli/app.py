@@ -92,8 +92,13 @@ def unexpected(exc: BaseException) -> str:
 
 def _say_spent(exc: BaseException) -> None:
     """What a failed build paid for before it failed: a provider bills those requests."""
-    if (spent := spent_before(exc)).requests:
+    spent = spent_before(exc)
+    if spent.requests:
         console.print(f"[dim]spent before failing:[/] {spend(spent)}", highlight=False)
+    if timed_out := spent.retries.get("timeout", 0):  # as a build that ends says it
+        from synthaix.build.manifest import TIMED_OUT
+
+        console.print(f"[dim]timed out:[/] {timed_out:,} {TIMED_OUT}", highlight=False)
 
 
 def rows_text(count: int) -> str:

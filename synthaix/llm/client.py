@@ -120,10 +120,19 @@ class LlmClient:
         that is no LLM endpoint at all (a web server would be retried for minutes)."""
         import openai
 
+        waited = min(15, self.provider.timeout)
         try:
-            raw = self._openai.models.with_raw_response.list(timeout=min(15, self.provider.timeout))
+            raw = self._openai.models.with_raw_response.list(timeout=waited)
         except openai.NotFoundError:
             seen = "HTTP 404"  # some real servers have no /models: a tiny completion decides
+        except openai.APITimeoutError:
+            raise ProviderError(
+                f"{self.base_url} timed out: GET /models had no answer in {waited:g} s",
+                cause="timeout",
+                hint="the server accepted the connection and never answered: check that the "
+                "port is the LLM server's (not a proxy or another service), and that it is "
+                "not stuck loading a model",
+            ) from None
         except openai.APIError as exc:
             raise self._wrap(exc) from None
         else:
