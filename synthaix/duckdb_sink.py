@@ -34,10 +34,17 @@ def table_comment(dataset: str, build_id: str) -> str:
 
 
 def check_target(
-    path: Path, table: str, dataset: str, legacy: bool, in_tables: bool = False
+    path: Path,
+    table: str,
+    dataset: str,
+    legacy: bool,
+    in_tables: bool = False,
+    builds: set[str] | None = None,
 ) -> None:
     """Refuse, before anything is written, a target SynthAIx may not publish into.
-    `in_tables`: the table is one of a multi-table dataset's (named under tables:)."""
+    `in_tables`: the table is one of a multi-table dataset's (named under tables:). `builds`:
+    the builds the output folder holds; a table of this dataset made by none of them is
+    another output's (two outputs sharing one database replaced each other's table)."""
     if not path.exists() and not path.is_symlink():
         check_creatable(path)
         return
@@ -57,6 +64,16 @@ def check_target(
         raise _open_error(path, exc) from exc
     with con:
         _check_owner(con, path, table, dataset, legacy, in_tables)
+        found = _find_table(con, table)
+    prefix = f"synthaix:{dataset}:"
+    comment = (found[1] or "") if found else ""
+    if builds is not None and comment.startswith(prefix) and comment[len(prefix) :] not in builds:
+        raise OutputError(
+            f"table '{table}' in {path} holds the dataset {dataset} of another output (build "
+            f"{comment[len(prefix) :]}, not one of this output's); two outputs sharing a "
+            "database would replace each other's table, so nothing was written",
+            hint="give each output its own output.duckdb, or drop that table yourself if it may go",
+        )
     check_writable(path.parent)  # DuckDB writes a .wal file beside the database
 
 

@@ -88,6 +88,14 @@ def check_output_dir(root: Path, dataset: str) -> bool:
     )
 
 
+def output_builds(root: Path) -> set[str]:
+    """The builds whose versions the output folder holds (the published one among them)."""
+    versions = root / ".versions"
+    if not versions.is_dir():
+        return set()
+    return {entry.name for entry in versions.iterdir() if re.fullmatch(BUILD_ID, entry.name)}
+
+
 def check_database_path(root: Path, database: Path) -> None:
     """output.duckdb must not be a name the output folder keeps for SynthAIx's own files:
     the database replaced the manifest, or took `data` (the Parquet link) and failed after

@@ -45,6 +45,7 @@ from synthaix.ownership import (
     check_output_dir,
     claim,
     os_errors,
+    output_builds,
     remove_build_folder,
     remove_stale_builds,
     say_removed,
@@ -73,7 +74,13 @@ def check_output(config: DatasetConfig) -> tuple[bool, bool]:
         )
         if "duckdb" in config.output.formats:
             check_database_path(root, config.duckdb_path)
-            duckdb_sink.check_target(config.duckdb_path, config.table, config.name, legacy)
+            duckdb_sink.check_target(
+                config.duckdb_path,
+                config.table,
+                config.name,
+                legacy,
+                builds=None if legacy else output_builds(root),
+            )
     check_dedupe_target(config)  # a `dedupe.uri` is outside the output: it may hold the user's
     return needs_marker, legacy
 

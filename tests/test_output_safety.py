@@ -804,3 +804,18 @@ def test_a_folder_a_killed_first_build_left_is_not_claimed(tmp_path: Path) -> No
     other = make_config(COLUMNS, name="other", rows=10, output={"dir": str(out)})
     with pytest.raises(OutputError, match="holds the SynthAIx dataset 't'"):
         sink.check_output(other)
+
+
+def test_two_outputs_sharing_a_database_do_not_replace_each_others_table(tmp_path: Path) -> None:
+    """Ownership was by dataset name alone: out/b's build replaced out/a's 300 rows in the
+    shared database with its 3, while out/a's manifest still said 300."""
+    shared = tmp_path / "shared.duckdb"
+    first = make_config(
+        COLUMNS, rows=30, output={"dir": str(tmp_path / "a"), "duckdb": str(shared)}
+    )
+    _write_rows(first, 30)
+    _write_rows(first.with_overrides(mode="append"), 5)  # its own output: goes on
+    other = first.with_overrides(out=tmp_path / "b")
+    with pytest.raises(OutputError, match="holds the dataset t of another output"):
+        sink.check_output(other)
+    assert _rows(shared, "SELECT count(*) FROM t") == [(35,)]

@@ -35,6 +35,7 @@ from synthaix.ownership import (
     check_database_path,
     check_output_dir,
     os_errors,
+    output_builds,
     remove_stale_builds,
     say_removed,
 )
@@ -158,7 +159,12 @@ class RelationalWriter:
                 check_database_path(self.root, self.config.duckdb_path)
                 for table in self.config.order:
                     duckdb_sink.check_target(
-                        self.config.duckdb_path, table, self.config.name, False, in_tables=True
+                        self.config.duckdb_path,
+                        table,
+                        self.config.name,
+                        False,
+                        in_tables=True,
+                        builds=output_builds(self.root),
                     )
             check_dedupe_target(self.config)
 
