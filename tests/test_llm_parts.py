@@ -138,7 +138,10 @@ def test_truncated_answers_keep_what_parsed_and_shrink_batches() -> None:
     assert filler.size < 20  # halved: the model's own max_tokens cannot hold 20 rows
     stories = arrays["story"].to_pylist()
     assert mask.all() and all(stories)
-    assert recorder.stats.rejected_rows["malformed_json"] > 0  # the rows never written
+    # The rows never written: not returned (they were counted as malformed JSON, which the
+    # cut answer was not: it repaired, and its rows before the cut were kept).
+    assert recorder.stats.rejected_rows["not_returned"] > 0
+    assert recorder.stats.rejected_rows["malformed_json"] == 0
     # The row being written when the answer was cut is dropped, not delivered cut mid-word
     # (the repaired JSON closes its string, and a shorter text still validates). The
     # simulator's texts end with a full stop.

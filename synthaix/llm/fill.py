@@ -263,8 +263,9 @@ class StageFiller:
         if answer.rejected.pop("malformed_json", 0):
             answer.repaired = True  # nothing usable: every row of the batch is lost to it
         absent = count - len(answer.rows) - sum(answer.rejected.values())
-        if absent > 0:  # rows lost to broken JSON, or a short answer
-            answer.rejected["malformed_json" if answer.repaired else "not_returned"] += absent
+        if absent > 0:  # rows lost to broken JSON, or a short answer (one cut at max_tokens)
+            broken = answer.repaired and not truncated
+            answer.rejected["malformed_json" if broken else "not_returned"] += absent
         self.recorder.rejected(answer.rejected)
         return batch, answer
 
