@@ -100,10 +100,14 @@ def check_database_path(root: Path, database: Path) -> None:
     """output.duckdb must not be a name the output folder keeps for SynthAIx's own files:
     the database replaced the manifest, or took `data` (the Parquet link) and failed after
     its commit."""
-    if database.parent.resolve() == root.resolve() and database.name in _OURS:
+    try:
+        inside = database.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return  # outside the output folder
+    if inside and inside[0] in _OURS:  # data/x.duckdb went with the version it was put in
         raise OutputError(
-            f"output.duckdb {database} is the name of a file SynthAIx keeps in its output "
-            "folder; nothing was written",
+            f"output.duckdb {database} is (or is inside) {inside[0]}, which SynthAIx keeps in "
+            "its output folder; nothing was written",
             hint=f"name the database otherwise, e.g. {root / 'dataset.duckdb'}",
         )
 

@@ -778,10 +778,10 @@ def test_a_database_named_as_synthaix_keeps_its_files_and_a_dedupe_uri_at_home_a
 ) -> None:
     """output.duckdb at out/manifest.json replaced the manifest with the database (and `data`
     failed after the commit); dedupe.uri at / or ~ passed validate as output.dir does not."""
-    for name in ("manifest.json", "data", ".lock", ".synthaix-output"):
+    for name in ("manifest.json", "data", ".lock", ".synthaix-output", "data/x.duckdb"):
         config = _config(tmp_path, duckdb=str(tmp_path / "out" / name))
         result = runner.invoke(app, ["validate", str(config)])
-        assert result.exit_code == 2 and "name of a file SynthAIx keeps" in result.output, name
+        assert result.exit_code == 2 and "which SynthAIx keeps" in result.output, name
     assert not (tmp_path / "out").exists()
     for uri, where in (("/", "root"), (str(Path.home()), "home")):  # (~ in YAML is null)
         result = runner.invoke(

@@ -673,6 +673,13 @@ def test_names_follow_a_gender_column_or_a_fixed_gender_and_the_check_sees_a_swa
         assert checks["mum"].run(con)[0] == 3000
 
 
+def test_a_faker_column_of_an_unknown_locale_says_so() -> None:
+    """The date-argument check asked the unknown locale for its methods: AttributeError."""
+    column = {"name": "x", "type": "faker", "method": "iban", "locale": "xx_XX"}
+    with pytest.raises(ConfigError, match="unknown locale 'xx_XX'"):
+        make_config([column])
+
+
 def test_a_gender_column_must_say_a_gender(tmp_path: Path) -> None:
     base = {"name": "first", "type": "person.first_name"}
     wrong = {

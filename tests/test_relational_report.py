@@ -282,3 +282,49 @@ def test_by_keys_true_and_numbers_survive_the_manifest(tmp_path: Path) -> None:
     assert "'true':" in data["config_yaml"]
     manifest.write_text(json.dumps(data), "utf-8")
     assert not _failed(check_tables(out))
+
+
+def test_the_loop_check_lets_null_references_and_keys_end_a_chain() -> None:
+    """A null reference matched a null key, so every root counted as in a loop."""
+    import duckdb
+
+    from synthaix.columns.reference import ReferenceColumn
+    from synthaix.report.tables import _loops
+
+    boss = ReferenceColumn(name="boss", type="reference", to="e.id")
+    with duckdb.connect() as con:
+        con.execute("CREATE SCHEMA t")
+        con.execute(
+            "CREATE TABLE t.e AS SELECT * FROM (VALUES (1, NULL), (2, 1), (NULL, 2)) v(id, boss)"
+        )
+        assert _loops(con, "e", boss).failed == 0
+        con.execute("INSERT INTO t.e VALUES (4, 5), (5, 4), (6, 6)")
+        assert _loops(con, "e", boss).failed == 3
+
+
+def test_weights_a_parent_link_ignores_are_not_checked(tmp_path: Path) -> None:
+    """A parent link takes the row's own parent, whatever its weights: the weights check
+    failed half of the orders, whose customers weighed 0."""
+    config = tmp_path / "w.yaml"
+    config.write_text(
+        f"""
+name: w
+seed: 1
+tables:
+  - name: customers
+    rows: 40
+    columns:
+      - {{name: customer_id, type: sequence, primary_key: true}}
+      - {{name: w, type: integer, min: 0, max: 1}}
+  - name: orders
+    parent: customers
+    count: {{distribution: uniform, min: 1, max: 2}}
+    columns:
+      - {{name: customer_id, type: reference, to: customers.customer_id, weights: {{column: w}}}}
+output: {{dir: '{tmp_path / "out"}'}}
+""",
+        encoding="utf-8",
+    )
+    DatasetBuild(load_config(config), lambda table: ThreadExecutor(table)).run()
+    checks = check_tables(tmp_path / "out")
+    assert not _failed(checks) and not [c for c in checks if c.name == "weights"]

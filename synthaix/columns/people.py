@@ -989,9 +989,14 @@ class FakerMethodColumn(_PooledColumn):
     @field_validator("args")
     @classmethod
     def _dates(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        if "method" not in info.data:  # the method's own error says what is wrong
+        locale = info.data.get("locale") or "en_US"
+        try:
+            check_locale(locale)
+        except ValueError:
+            return args  # the locale's own error says what is wrong
+        if "method" not in info.data:  # as does the method's
             return args
-        return _dated_args(info.data.get("locale") or "en_US", info.data["method"], args)
+        return _dated_args(locale, info.data["method"], args)
 
     @model_validator(mode="after")
     def _check_method(self) -> Self:

@@ -189,7 +189,8 @@ def relational_checks(
                 checks.append(_reference(con, name, column))
                 if column.table == name:
                     checks.append(_loops(con, name, column))
-                if isinstance(column.weights, ColumnWeights):
+                lookup = column.table != name and column is not spec.parent_link()
+                if lookup and isinstance(column.weights, ColumnWeights):  # else not drawn by it
                     checks.append(_unweighted(con, name, column, column.weights.column))
             checks += _children(con, config, spec)
             checks += [
@@ -251,7 +252,8 @@ def _loops(con: duckdb.DuckDBPyConnection, table: str, column: ReferenceColumn) 
         f"SELECT {quote(column.key)}, {quote(column.name)} FROM t.{quote(table)}"
     ).to_arrow_table()
     keys, refs = rows.column(0).combine_chunks(), rows.column(1).combine_chunks()
-    up = pc.fill_null(pc.index_in(refs, value_set=keys), -1).to_numpy().astype(np.int64)
+    found = pc.index_in(refs, value_set=keys, skip_nulls=True)  # a null points nowhere
+    up = pc.fill_null(found, -1).to_numpy().astype(np.int64)
     for _ in range(max(1, len(up).bit_length()) + 1):
         up = np.where(up >= 0, up[np.maximum(up, 0)], -1)
     looping = int((up >= 0).sum())
