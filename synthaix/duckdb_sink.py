@@ -125,25 +125,37 @@ def publishing(
             con.close()
 
 
+def fingerprint(con: duckdb.DuckDBPyConnection, rows: str) -> tuple[int, int]:
+    """The row count and the sum of the row hashes of the SQL `rows`: equal for the same rows
+    in any order, computed streaming (a full compare held whole rows in memory)."""
+    ((count, summed),) = con.execute(
+        f"SELECT count(*), coalesce(sum(hash(r)::HUGEINT), 0) FROM (SELECT * FROM {rows}) r"
+    ).fetchall()
+    return int(count), int(summed)
+
+
 def check_unchanged(
     con: duckdb.DuckDBPyConnection, path: Path, table: str, loaded: list[Path]
 ) -> None:
     """Refuse to replace our `table` when it no longer holds what it was loaded from (the
-    Parquet parts `loaded`): rows added or deleted, columns added, dropped or retyped. An
-    append rebuilds the table from the Parquet, and those changes would be lost unseen."""
+    Parquet parts `loaded`): rows added, deleted or updated, columns added, dropped or
+    retyped. An append loads the table anew from the Parquet: those changes would be lost."""
     if _find_table(con, table) is None:
         return  # dropped by the user: loaded anew
-    files = [str(p) for p in loaded]
-    ((rows,),) = con.execute(f"SELECT count(*) FROM {_quote(table)}").fetchall()
-    ((stored,),) = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in loaded)
+    parquet = f"read_parquet([{files}])"
     columns = con.execute(f"DESCRIBE {_quote(table)}").fetchall()
-    expected = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [files]).fetchall()
+    expected = con.execute(f"DESCRIBE SELECT * FROM {parquet}").fetchall()
     changed = []
-    if rows != stored:
-        changed.append(f"{rows:,} rows where its Parquet holds {stored:,}")
     if [c[:2] for c in columns] != [c[:2] for c in expected]:
         names = {c[0] for c in columns} ^ {c[0] for c in expected}
         changed.append(f"other columns ({', '.join(sorted(names)) or 'types changed'})")
+    else:
+        (rows, mine), (stored, theirs) = fingerprint(con, _quote(table)), fingerprint(con, parquet)
+        if rows != stored:
+            changed.append(f"{rows:,} rows where its Parquet holds {stored:,}")
+        elif mine != theirs:
+            changed.append("values changed")
     if changed:
         raise OutputError(
             f"table '{table}' in {path} was changed since SynthAIx published it "

@@ -730,12 +730,19 @@ def test_an_append_never_drops_what_the_user_changed_in_its_duckdb_table(tmp_pat
         con.execute("INSERT INTO t VALUES (999, 'mine', 1)")
         con.execute("ALTER TABLE t ADD COLUMN note VARCHAR")
     sums = file_sums(tmp_path)
-    with pytest.raises(
-        OutputError, match=r"71 rows where its Parquet holds 70; other columns \(note\)"
-    ):
+    with pytest.raises(OutputError, match=r"changed since .* \(other columns \(note\)\)"):
         _write_rows(appending, 20)
     assert file_sums(tmp_path) == sums
     assert _rows(database, "SELECT count(*), count(note) FROM t WHERE name = 'mine'") == [(1, 0)]
+    with duckdb.connect(str(database)) as con:
+        con.execute("ALTER TABLE t DROP COLUMN note")
+    with pytest.raises(OutputError, match=r"\(71 rows where its Parquet holds 70\)"):
+        _write_rows(appending, 20)
+    with duckdb.connect(str(database)) as con:
+        con.execute("DELETE FROM t WHERE name = 'mine'")
+        con.execute("UPDATE t SET v = v + 1 WHERE id = 3")  # same rows, a value changed
+    with pytest.raises(OutputError, match=r"\(values changed\)"):
+        _write_rows(appending, 20)
     with duckdb.connect(str(database)) as con:
         con.execute("DROP TABLE t")
     _write_rows(appending, 20)
