@@ -378,6 +378,9 @@ def test_once_a_request_gives_up_on_a_silent_endpoint_the_others_stop_at_once() 
     assert time.monotonic() - started < 1  # not sent, where 8 attempts took 8 s and more
     pacer.last_answer = time.monotonic()  # an answer since: the endpoint serves again
     assert pacer.given_up() is None
+    pacer.give_up("no answer for 70 s")
+    pacer.answered_check()  # a new build's endpoint check answered: its requests go
+    assert pacer.given_up() is None
     pacer.give_up("no answer for 70 s")  # a minute later, a new build tries the endpoint again
     pacer._given_up = (time.monotonic() - Pacer.GIVE_UP_HOLD - 1, "no answer for 70 s")
     assert pacer.given_up() is None

@@ -130,7 +130,14 @@ def _report(
         path, checks = write_checked_report(output_dir, target, overwrite=force)
     except FileNotFoundError as exc:
         _fail(SynthaixError(f"{exc}", hint="build the dataset first: synthaix build CONFIG"), debug)
+    except SynthaixError as exc:  # worded already, with its own hint
+        _fail(exc, debug)
     except Exception as exc:  # a part edited or cut short, a database another program holds
+        import duckdb
+        import pyarrow as pa
+
+        if not isinstance(exc, duckdb.Error | pa.ArrowException | OSError):
+            _fail(exc, debug)  # a bug: said as one, exit 1
         if debug:
             traceback_of(exc)
         stale = " (a report.html there is from an earlier run)" if target is None else ""

@@ -143,6 +143,7 @@ class LlmClient:
             if not isinstance(data, list):
                 seen = f"{_seen(raw.http_response)}, not a list of models"
             else:
+                self.pacer.answered_check()  # it answers: a give-up of earlier is over
                 models = [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
                 if models and self.provider.model not in models:
                     raise ProviderError(
@@ -379,8 +380,9 @@ class LlmClient:
 
         def stop(state: RetryCallState) -> bool:
             elapsed = time.monotonic() - first_sent[0]
-            reason = budget(state).stop(state.attempt_number, elapsed, pacer.since_answer())
-            if reason and reason.startswith("no answer"):
+            bounds = budget(state)
+            reason = bounds.stop(state.attempt_number, elapsed, pacer.since_answer())
+            if reason and bounds.silent:  # no HTTP answer at all (not 429s or 5xx)
                 pacer.give_up(reason)  # the endpoint, not this request: the others stop too
             reason = reason or pacer.given_up()
             if reason:

@@ -445,6 +445,11 @@ class Pacer:
         with self._lock:
             self._given_up = (time.monotonic(), reason)
 
+    def answered_check(self) -> None:
+        """The endpoint answered a check (a new build's): requests go to it again."""
+        with self._lock:
+            self._given_up = None
+
     def given_up(self) -> str | None:
         """Why another request gave up, within the last GIVE_UP_HOLD seconds and with no
         answer since; else None (a later build of the process tries the endpoint again)."""
