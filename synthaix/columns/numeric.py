@@ -575,22 +575,38 @@ class _Numeric(Anchored):
             f"count(*) OVER (PARTITION BY {y})::DOUBLE AS ty "
             f"FROM data WHERE {x} IS NOT NULL AND {y} IS NOT NULL AND ({where})), "
             "s AS (SELECT corr(rx, ry) AS rs, count(*)::DOUBLE AS n, sum(tx * tx - 1) AS sx, "
-            "sum(ty * ty - 1) AS sy FROM r), "
+            "sum(ty * ty - 1) AS sy, count(DISTINCT rx) AS vx, count(DISTINCT ry) AS vy FROM r), "
             f"b AS (SELECT *, {declared!r} AS d, {declared!r} * sqrt(greatest(0, "
-            f"{ties.format('sx')} * {ties.format('sy')})) AS tied, 0.05 + 4 / sqrt(n) AS tol "
+            f"{ties.format('sx')} * {ties.format('sy')})) AS tied, 0.05 + 4 / sqrt(n) AS tol, "
+            # This column constant where its base varies, over more rows than its own
+            # distribution could plausibly stay constant for: the correlation is not there.
+            f"vy = 1 AND vx > 1 AND n >= {self._varies_within()} AS flat "
             "FROM s WHERE n >= 10) "
-            # A constant column has no correlation: the one declared is not there.
-            "SELECT coalesce(max(CASE WHEN rs IS NULL OR isnan(rs) THEN 1 ELSE "
+            "SELECT coalesce(max(CASE WHEN flat THEN 1 WHEN rs IS NULL OR isnan(rs) THEN 0 ELSE "
             "(rs < least(d, tied) - tol OR rs > greatest(d, tied) + tol)::INT END), 0) AS failed, "
-            "coalesce(max(CASE WHEN rs IS NULL OR isnan(rs) THEN printf('none: a column is "
-            f"constant over %,d rows', n::BIGINT) ELSE {measured} END), "
-            "'not measurable: under 10 rows') AS observed FROM b"
+            "coalesce(max(CASE WHEN flat THEN printf('none: constant over %,d rows', n::BIGINT) "
+            "WHEN rs IS NULL OR isnan(rs) THEN 'not measurable: a constant column' "
+            f"ELSE {measured} END), 'not measurable: under 10 rows') AS observed FROM b"
         )
         relation = (
             f"{self.name} ~ {self.correlated_with}: Gaussian copula, rho {self.rho} "
             f"(Spearman {declared:.3f})"
         )
         return RelationCheck(self.name, relation, sql, shape=True)
+
+    def _varies_within(self) -> int:
+        """Rows past which this column's own distribution is all but sure to take two values
+        (a Poisson of mean 0.05 is all zeros in 20 rows a third of the time); never, for one
+        that cannot vary (min = max, std 0)."""
+        never = 2**62
+        low, high = getattr(self, "min", None), getattr(self, "max", None)
+        if low is not None and high is not None and low == high:
+            return never
+        if self.distribution == "poisson":
+            return max(1000, math.ceil(40 / self.mean)) if self.mean else never
+        if self.distribution in ("normal", "lognormal") and self.std == 0:
+            return never
+        return 1000
 
     def _typed(self, values: np.ndarray, ctx: ChunkContext) -> pa.Array:
         raise NotImplementedError
