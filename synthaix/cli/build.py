@@ -36,7 +36,7 @@ from synthaix.cli.app import (
 from synthaix.columns.llm import LlmColumn
 from synthaix.config import load_config
 from synthaix.dedupe.target import lance_tables
-from synthaix.errors import ConfigError, SynthaixError
+from synthaix.errors import ConfigError, OutputError, SynthaixError
 from synthaix.fence import confine, dedupe_path, output_root, rebase
 from synthaix.llm.stats import EMBEDDING_PRICE, spend, spent_before, usd
 from synthaix.overrides import apply_overrides, parse_assignment, typed
@@ -377,7 +377,8 @@ def build(
                 manifest = _flow()(config=dataset, preflight=False)  # checked above
     except Exception as exc:  # the one place that turns any failure into a one-line message
         if watch.phase == "published":  # its data are whole: a retry would append them twice
-            _after_publish(dataset, exc)
+            if code := _after_publish(dataset, exc):
+                raise typer.Exit(code) from None
             return
         started_building = watch.building != ""
         watch.not_published()
@@ -626,7 +627,8 @@ def _build_batch(
                     manifest = build_dataset(config=dataset, preflight=False)
                 except Exception as exc:
                     if watch.phase == "published":  # whole: not to be built again
-                        _after_publish(dataset, exc)
+                        if code := _after_publish(dataset, exc):
+                            codes.append(code)
                         continue
                     watch.not_published()
                     watch.current = None
@@ -657,16 +659,20 @@ def _build_batch(
     return min([*codes, *([1] if failing_checks else [])], default=0)
 
 
-def _after_publish(dataset: Any, exc: Exception) -> None:
-    """The build published, then failed (the Prefect server went away as the run ended):
-    what the output holds is this build, whole; said so, with exit 0, so that a retry does
-    not build (or append) it again."""
+def _after_publish(dataset: Any, exc: Exception) -> int:
+    """The build published, then failed: what the output holds is this build, whole; said
+    so, so that a retry does not build (or append) it again. The exit code: 0 when the error
+    was outside the output (the Prefect server went away as the run ended), 2 when a part of
+    it is still to update (its Parquet link or manifest: readers see the earlier build)."""
     console.print(
         f"[yellow]published:[/] {escape(dataset.name)} in {escape(str(dataset.output_dir))} "
-        f"holds this build; an error came after the publish, outside its data: "
+        f"holds this build; an error came after the publish: "
         f"{escape(unexpected(exc) if not isinstance(exc, SynthaixError) else str(exc))}",
         highlight=False,
     )
+    if hint := getattr(exc, "hint", None):
+        console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False)
+    return 2 if isinstance(exc, OutputError) else 0
 
 
 def _distinct_outputs(ready: list[tuple[Path, Any]]) -> None:

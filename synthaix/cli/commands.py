@@ -166,7 +166,11 @@ def schema(
         sys.stdout.write(text)
         return
     try:
-        ours = json.loads(output.read_text(encoding="utf-8")).get("title") == SCHEMA_TITLE
+        found = json.loads(output.read_text(encoding="utf-8"))
+        # Its title, or (written before it had one) the definitions of both config kinds.
+        ours = found.get("title") == SCHEMA_TITLE or {"DatasetConfig", "RelationalConfig"} <= set(
+            found.get("$defs", {})
+        )
     except (OSError, ValueError, AttributeError):
         ours = False
     _refuse_existing(output, force or ours, debug)  # a config of the user's was replaced

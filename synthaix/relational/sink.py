@@ -250,13 +250,26 @@ class RelationalWriter:
                 raise
         else:
             progress.publishing()
-        _replace_symlink(self.current_link, Path(".versions") / self.build_id)
-        if "parquet" in formats:
-            if not self.data_link.is_symlink():
-                _replace_symlink(self.data_link, Path(".current"))
-        elif self.data_link.is_symlink():
-            self.data_link.unlink()
-        write_text_atomic(self.root / "manifest.json", manifest_json + "\n")
+        try:
+            _replace_symlink(self.current_link, Path(".versions") / self.build_id)
+            if "parquet" in formats:
+                if not self.data_link.is_symlink():
+                    _replace_symlink(self.data_link, Path(".current"))
+            elif self.data_link.is_symlink():
+                self.data_link.unlink()
+            write_text_atomic(self.root / "manifest.json", manifest_json + "\n")
+        except OSError as exc:  # as for one table: committed in DuckDB, or not at all
+            current = self.current_link
+            linked = current.is_symlink() and Path(os.readlink(current)).name == self.build_id
+            if "duckdb" not in formats and not linked:
+                progress.not_published()
+                raise
+            progress.published()
+            raise OutputError(
+                f"build {self.build_id} is published, but updating "
+                f"{exc.filename2 or exc.filename} failed: {exc.strerror}",
+                hint="fix that path; the next build completes the Parquet link and manifest",
+            ) from exc
         drop_stale_report(self.root)
         progress.published()
         remove_stale_builds(self.root / ".versions", keep=self.build_id)
