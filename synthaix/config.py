@@ -267,6 +267,23 @@ def _dedupe_problems(config: DatasetConfig):
                 yield where, f"'{name}' is not a column{guess} (columns: {', '.join(types)})"
             elif field_ == "text" and not pa.types.is_string(types[name]):
                 yield where, f"'{name}' is not a text column; near-duplicate search embeds text"
+    keys = [c for c in config.columns if c.primary_key]
+    names = [c.name for c in keys]
+    key, exact = config.dedupe.key, config.dedupe.exact
+    held = len(keys) < 2 or any(c.type in ("sequence", "uuid") for c in keys)  # type: ignore[attr-defined]
+    if not (held or config._in_tables or (exact and set(key or names) <= set(names))):
+        yield (
+            ("dedupe",),
+            f"the primary key ({', '.join(names)}) holds only when the exact dedupe compares "
+            f"rows by it (or by some of its columns); with {_dedupe_said(config)} two rows "
+            f"could share it: set dedupe.key to [{', '.join(names)}], or drop primary_key",
+        )
+
+
+def _dedupe_said(config: DatasetConfig) -> str:
+    if not config.dedupe.exact:
+        return "dedupe.exact: false"
+    return f"dedupe.key [{', '.join(config.dedupe.key or [])}]"
 
 
 def _column_problems(config: DatasetConfig):

@@ -618,3 +618,19 @@ def test_a_value_just_past_a_bound_is_shown_with_its_digits() -> None:
 
     (check,) = _range("discount", 0.0, 50.0, 0.0, 50.004)
     assert not check.passed and (check.expected, check.observed) == ("[0, 50]", "[0.0, 50.004]")
+
+
+def test_a_composite_primary_key_the_dedupe_would_not_hold_is_refused() -> None:
+    """With `dedupe: {exact: false}` or a `key` of other columns, two rows could share a
+    composite primary key: the report's key check then failed data the config allowed."""
+    from synthaix.errors import ConfigError
+
+    columns = [
+        {"name": "k", "type": "integer", "min": 1, "max": 1000, "primary_key": True},
+        {"name": "a", "type": "category", "values": ["x", "y"], "primary_key": True},
+        {"name": "v", "type": "float", "min": 0, "max": 1},
+    ]
+    for dedupe, said in (({"exact": False}, "dedupe.exact: false"), ({"key": ["v"]}, "key [v]")):
+        with pytest.raises(ConfigError, match=rf"primary key \(k, a\) holds only.*{said}"):
+            make_config(columns, dedupe=dedupe)
+    make_config(columns, dedupe={"key": ["k"]})  # a part of it: held
