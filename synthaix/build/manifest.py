@@ -208,9 +208,9 @@ class Manifest(_Section):
             )
             raise OutputError(
                 f"the manifest of {where} cannot be read ({problems})",
-                hint="an edited or damaged manifest.json, or one of another program or "
-                "SynthAIx version; an append or resume reads the manifest kept in the last "
-                "Parquet part instead, and an overwrite writes a new one",
+                hint="it was edited, or written by another program or SynthAIx version: "
+                "rebuild with mode: overwrite (an append still reads the copy of the manifest "
+                "kept in the last Parquet part, when that one reads)",
             ) from None
 
 
