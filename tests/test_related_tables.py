@@ -491,8 +491,9 @@ def test_a_drawn_primary_key_holds_each_value_once(tmp_path: Path) -> None:
     wide = {"name": "a", "type": "integer", "min": 1, "max": 1000, "primary_key": True}
     key = [{"name": "n", "type": "sequence", "primary_key": True}, wide]
     assert make_single(key).dedupe.key is None  # a sequence makes every key distinct
-    off = make_single([c.model_dump() for c in single.columns], exact=False)
-    assert off.dedupe.key is None and not off.dedupe.exact  # turned off: left off
+    # Turned off, nothing would hold the key (the report's key check then failed): refused.
+    with pytest.raises(ConfigError, match=r"primary key \(id, a, b\) holds only when"):
+        make_single([c.model_dump() for c in single.columns], exact=False)
     one = make_single([{"name": "id", "type": "integer", "min": 1, "max": 60, "primary_key": True}])
     assert one.columns[0].unique
 
