@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import secrets
+import time
 from pathlib import Path
 
 REPORT_MARK = "<meta name=generator content=SynthAIx>"  # in the <head> of every report
@@ -26,8 +29,19 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 def hidden_temporary(path: Path) -> Path:
     """A name beside `path` for writing it first, in a folder of the user's: no file of
-    theirs already (SynthAIx's own folders use fixed names, which its cleanup knows)."""
+    theirs already (SynthAIx's own folders use fixed names, which its cleanup knows). The
+    temporaries of `path` a killed writer left, untouched for an hour, go first (a killed
+    export left 6 MB beside its target for good); one written to lately is another writer's."""
+    stale = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            ours = stale.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink()
+            if ours and time.time() - entry.stat().st_mtime > STALE_TEMPORARY:
+                entry.unlink(missing_ok=True)
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+STALE_TEMPORARY = 3600.0  # seconds since a temporary was last written to
 
 
 def is_own_report(path: Path) -> bool:

@@ -826,3 +826,20 @@ def test_two_outputs_sharing_a_database_do_not_replace_each_others_table(tmp_pat
     with pytest.raises(OutputError, match="holds the dataset t of another output"):
         sink.check_output(other)
     assert _rows(shared, "SELECT count(*) FROM t") == [(35,)]
+
+
+def test_an_export_removes_what_a_killed_export_of_that_file_left(tmp_path: Path) -> None:
+    """A killed export left its hidden temporary (6 MB) beside the target for good. The next
+    export of that file removes those untouched for an hour; a younger one (another export
+    writing now) and files of other names stay."""
+    config = make_config(COLUMNS, rows=10, output={"dir": str(tmp_path / "o")})
+    _write_rows(config, 10)
+    out = config.output_dir
+    old, young = out / ".t.csv.0123abcd.tmp", out / ".t.csv.89abcdef.tmp"
+    other, mine = out / ".u.csv.0123abcd.tmp", out / ".t.csv.notes.tmp"
+    for path in (old, young, other, mine):
+        path.write_text("partial")
+    for path in (old, other, mine):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert runner.invoke(app, ["export", str(out)]).exit_code == 0
+    assert not old.exists() and young.exists() and other.exists() and mine.exists()
