@@ -140,10 +140,11 @@ def check_unchanged(
     """Refuse to replace our `table` when it no longer holds what it was loaded from (the
     Parquet parts `loaded`): rows added, deleted or updated, columns added, dropped or
     retyped. An append loads the table anew from the Parquet: those changes would be lost."""
+    from synthaix.report.profile import parquet_source  # as duckdb: when a database opens
+
     if _find_table(con, table) is None:
         return  # dropped by the user: loaded anew
-    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in loaded)
-    parquet = f"read_parquet([{files}])"
+    parquet = parquet_source([str(p) for p in loaded])
     columns = con.execute(f"DESCRIBE {_quote(table)}").fetchall()
     expected = con.execute(f"DESCRIBE SELECT * FROM {parquet}").fetchall()
     changed = []

@@ -112,15 +112,20 @@ def duckdb_copy(config: OutputPaths, output_dir: Path, table: str, parquet: Sour
     return Check("(dataset)", "duckdb copy", expected, observed, same)
 
 
-def _primary_key(con: duckdb.DuckDBPyConnection, key: list[str]) -> Check:
+def key_violations(con: duckdb.DuckDBPyConnection, rows: str, key: list[str]) -> tuple[int, int]:
+    """Rows of the SQL `rows` repeating another's `key` (single or composite), and rows with
+    a null in it: a primary key's two ways to break."""
     terms = ", ".join(quote(name) for name in key)
     any_null = " OR ".join(f"{quote(name)} IS NULL" for name in key)
-    row = con.execute(
-        "SELECT (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM data "
-        f"WHERE NOT ({any_null}) GROUP BY {terms})), (SELECT count(*) FROM data WHERE {any_null})"
-    ).fetchone()
-    assert row is not None
-    duplicates, nulls = row
+    [(duplicates, nulls)] = con.execute(
+        f"SELECT (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {rows} "
+        f"WHERE NOT ({any_null}) GROUP BY {terms})), (SELECT count(*) FROM {rows} WHERE {any_null})"
+    ).fetchall()
+    return int(duplicates), int(nulls)
+
+
+def _primary_key(con: duckdb.DuckDBPyConnection, key: list[str]) -> Check:
+    duplicates, nulls = key_violations(con, "data", key)
     observed = f"{duplicates:,} duplicate and {nulls:,} null keys"
     relation = f"({', '.join(key)}) unique and not null"
     return Check("(dataset)", "primary key", relation, observed, duplicates + nulls == 0)

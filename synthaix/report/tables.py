@@ -38,6 +38,7 @@ from synthaix.report.checks import (
     Check,
     OwnNulls,
     duckdb_copy,
+    key_violations,
     manifest_row_count,
     own_nulls,
     reshaped,
@@ -214,17 +215,11 @@ def _one(
 
 
 def _key(con: duckdb.DuckDBPyConnection, spec: TableConfig) -> list[TableCheck]:
-    key = [quote(c) for c in spec.primary_key]
-    if not key:
+    if not spec.primary_key:
         return []
-    table, columns = f"t.{quote(spec.name)}", ", ".join(key)
-    any_null = " OR ".join(f"{k} IS NULL" for k in key)
-    duplicates, nulls, rows = _one(
-        con,
-        f"SELECT (SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table} "
-        f"WHERE NOT ({any_null}) GROUP BY {columns})), "
-        f"(SELECT count(*) FROM {table} WHERE {any_null}), (SELECT count(*) FROM {table})",
-    )
+    table = f"t.{quote(spec.name)}"
+    duplicates, nulls = key_violations(con, table, spec.primary_key)
+    (rows,) = _one(con, f"SELECT count(*) FROM {table}")
     observed = f"{duplicates:,} duplicate and {nulls:,} null keys in {rows:,} rows"
     relation = f"({', '.join(spec.primary_key)}) unique and not null"
     return [TableCheck(spec.name, "", "primary key", relation, duplicates + nulls, observed)]
