@@ -264,11 +264,12 @@ def _check_not_referenced(
 def _find_table(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str | None] | None:
     """The table's name as stored, and its comment. DuckDB names are case-insensitive, even
     quoted: "People" and "people" are one table."""
-    return con.execute(
+    found = con.execute(
         "SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'main' "
         "AND lower(table_name) = lower(?)",
         [table],
-    ).fetchone()
+    ).fetchall()
+    return found[0] if found else None
 
 
 def _connect_waiting(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:

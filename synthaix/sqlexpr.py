@@ -130,7 +130,9 @@ def _checked(expr: str, *, aggregates: bool) -> tuple[str, frozenset[str]]:
         raise ExpressionError(f"it is {len(expr):,} characters; at most {MAX_EXPRESSION_CHARS:,}")
     try:
         parsed = json.loads(
-            connection().execute("SELECT json_serialize_sql(?)", [f"SELECT {expr}"]).fetchone()[0]
+            connection()
+            .execute("SELECT json_serialize_sql(?)", [f"SELECT {expr}"])
+            .fetchall()[0][0]
         )
     except duckdb.Error as exc:  # pragma: no cover - json_serialize_sql reports errors inline
         raise ExpressionError(str(exc)) from None
@@ -158,7 +160,7 @@ def _checked(expr: str, *, aggregates: bool) -> tuple[str, frozenset[str]]:
     if node["select_list"][0].get("alias"):
         raise ExpressionError("leave out the alias (AS ...): the column's name is its alias")
     rendered = connection().execute("SELECT json_deserialize_sql(?)", [json.dumps(parsed)])
-    return rendered.fetchone()[0].removeprefix("SELECT "), frozenset(columns)
+    return rendered.fetchall()[0][0].removeprefix("SELECT "), frozenset(columns)
 
 
 # As the sampler columns make them: `integer` is 64-bit, `float` double precision.
@@ -355,7 +357,7 @@ def _quoting(expr: str, words: list[str]) -> str:
 def _parses(expr: str) -> bool:
     """As one value: in parentheses, so a quoted last word cannot pass as an alias."""
     sql = f"SELECT ({expr}\n)"  # the newline ends a -- comment the expression may end with
-    text = connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+    text = connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
     return not json.loads(text).get("error")
 
 

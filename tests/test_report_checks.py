@@ -149,6 +149,22 @@ def test_a_template_is_rendered_again_from_the_rows_inputs(single: Path, tmp_pat
     assert not check.passed and check.observed.startswith("2 of 1,000 rows differ; e.g. 'n0' ")
 
 
+def test_a_streamed_check_after_an_sql_relation_runs(tmp_path: Path) -> None:
+    """A gendered name's check reads its rows with con.sql(); after an offset's SQL check
+    left its result open (fetchone), DuckDB refused it and the whole report failed."""
+    columns = [
+        {"name": "sex", "type": "category", "values": {"F": 1, "M": 1}},
+        {"name": "a", "type": "date", "start": "2022-01-01", "end": "2024-12-31"},
+        {"name": "b", "type": "date", "after": "a", "offset": {"max": "5d"}},
+        {"name": "first", "type": "person.first_name", "gender": "sex"},
+        {"name": "label", "type": "expression", "template": "{{ first }} {{ b }}"},
+    ]
+    _build(tmp_path / "out", columns, rows=200)
+    checks = check_dataset(tmp_path / "out")
+    assert {c.column for c in checks if c.name == "relation"} >= {"b", "first", "label"}
+    assert _failed(checks) == set()
+
+
 def test_a_template_over_a_time_zone_aware_value_passes_on_any_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -262,7 +262,7 @@ def own_nulls(con: duckdb.DuckDBPyConnection, config: DatasetConfig) -> OwnNulls
                 f"SELECT count(*) FILTER (WHERE {quote(column.name)} IS NULL AND NOT e), "
                 f"count(*) FILTER (WHERE NOT e) FROM (SELECT *, coalesce(({source}), false) "
                 "AS e FROM data)"
-            ).fetchone()
+            ).fetchall()[0]
         except duckdb.Error:  # an input missing or not computable here: unknown
             continue
         found[column.name] = (nulls, rows)

@@ -135,7 +135,7 @@ def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
         "AND lower(table_name) = lower(?)",
         [DATABASE, table],
-    ).fetchone()
+    ).fetchall()[0]
     return bool(found and found[0])
 
 
@@ -178,7 +178,7 @@ def profile_dataset(output_dir: Path, sample_rows: int = 10) -> DatasetProfile:
 
 def profile_source(source: Source, key: list[str], sample_rows: int = 10) -> DatasetProfile:
     with source_view(source) as con:
-        rows = con.execute("SELECT count(*) FROM data").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM data").fetchall()[0][0]
         described = con.execute("DESCRIBE data").fetchall()
         columns = [_profile_column(con, name, sql_type, rows) for name, sql_type, *_ in described]
         types = {name: sql_type for name, sql_type, *_ in described}
@@ -203,8 +203,9 @@ def _duplicates(
         f"lower(trim({quote(name)}, {_WHITESPACE}))" if types[name] == "VARCHAR" else quote(name)
         for name in key
     )
-    distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {terms} FROM data)").fetchone()
-    return rows - distinct[0]
+    query = f"SELECT count(*) FROM (SELECT DISTINCT {terms} FROM data)"
+    (distinct,) = con.execute(query).fetchall()[0]
+    return rows - distinct
 
 
 def _profile_column(
@@ -225,7 +226,7 @@ def _profile_column(
         + (f"avg({spread}), stddev_samp({spread}), " if numeric else "NULL, NULL, ")
         + (f"max(length({col})), " if text else "NULL, ")
         + f"min({spread}), max({spread}) FROM data"
-    ).fetchone()
+    ).fetchall()[0]
     profile = ColumnProfile(name, sql_type, rows, *stats[:7])
     nulls, distinct, first, last = stats[0], stats[1], stats[7], stats[8]
     many = distinct > 0.5 * (rows - nulls)  # top values of text would all be 1s: show lengths
