@@ -316,6 +316,36 @@ def test_an_append_keeps_a_catalogue_of_rows_0_and_new_rows_look_it_up(tmp_path:
     assert [tuple(r.values()) for r in shown.to_pylist()] == products[:5]
 
 
+def test_a_kept_catalogue_in_a_childs_key_is_sized_by_its_stored_rows(tmp_path: Path) -> None:
+    """A key (order_id, product_id) through a kept catalogue (`rows: 0`) holds as many items
+    per order as the catalogue has stored rows: validate counted the 0 of the config and
+    refused configs/shop.yaml's documented append. It is checked against the stored rows."""
+    from synthaix.overrides import apply_overrides
+
+    path = write_shop(tmp_path, customers=60, chunk=300)
+    data = yaml.safe_load(path.read_text())
+    data["tables"][1]["rows"] = 8
+    data["tables"][2]["dedupe"] = {"key": ["order_id", "product_id"]}
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    keep = apply_overrides(config, {"mode": "append", "tables.products.rows": 0})
+    build(config)
+    assert build(keep).tables["products"].rows.delivered == 0
+    db = tmp_path / "out" / "shop.duckdb"
+    pairs = "SELECT count(*) - count(DISTINCT (order_id, product_id)) FROM items"
+    assert query(db, pairs) == [(0,)]
+    uniform = {"distribution": "uniform", "min": 1, "max": 9}
+    wider = apply_overrides(keep, {"tables.items.count": uniform})  # loads: 8 stored unknown
+    with pytest.raises(ConfigError) as refused:
+        build(wider)
+    assert str(refused.value) == (
+        f"cannot append to {tmp_path / 'out'}: a parent may get 9 children, but the key "
+        "(order_id, product_id) holds only 8 rows per orders row; lower the count (e.g. "
+        "max: 8) or give products more rows"
+    )
+    assert query(db, "SELECT count(*) FROM products") == [(8,)]
+
+
 def test_rows_sizes_root_tables_and_scales_child_totals(tmp_path: Path) -> None:
     """`--rows 500` on 2,000 customers with 2,500 shifts gave the 500 customers all 2,500
     (each one the count's max, 5, where the config meant about 1.25); a child total now
@@ -1161,7 +1191,7 @@ def test_a_count_the_key_cannot_hold_per_parent_is_refused(
     path.write_text(SHIFTS.replace("COUNT", count))
     message = (
         f"{said}, but the key (employee_id, day) holds only 31 rows per employees row; lower "
-        "the count (e.g. max: 31) or widen the ranges of day"
+        "the count (e.g. max: 31) or widen the range of day"
     )
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
@@ -357,10 +358,14 @@ def _plan_tables(config: RelationalConfig, names_only: bool = False) -> Problems
     return problems
 
 
-def _key_per_parent_problems(config: RelationalConfig) -> Problems:
+def _key_per_parent_problems(
+    config: RelationalConfig, kept: Mapping[str, int] | None = None
+) -> Problems:
     """A child whose dedupe key (a composite primary key) includes its parent link holds only
     so many rows per parent: the product of the other key columns' values. A count above it
-    failed after every fill-up round (a month's 31 days for 40 shifts an employee)."""
+    failed after every fill-up round (a month's 31 days for 40 shifts an employee). `kept`:
+    the stored rows of the tables an append keeps (`rows: 0`), known once the output is read
+    (`kept_key_problems`); without them a key through a kept table is not checked."""
     from synthaix.config import _Capacities
 
     problems: Problems = []
@@ -369,13 +374,20 @@ def _key_per_parent_problems(config: RelationalConfig) -> Problems:
         key = plan.config.dedupe.key if plan is not None and plan.config.dedupe.exact else None
         if plan is None or link is None or table.count is None or not key or link.name not in key:
             continue
-        capacities, per_parent = _Capacities(plan.config.locale), 1
+        capacities, per_parent, widen = _Capacities(plan.config.locale), 1, []
         for column in plan.config.columns:
             capacities.add(column)
         for name in (k for k in key if k != link.name):
             column = next(c for c in plan.config.columns if c.name == name)
             target = config.table(column.table) if isinstance(column, ReferenceColumn) else None
-            size = (target.rows if target.parent is None else None) if target else capacities[name]
+            if target is None:
+                size = capacities[name]
+                widen.append(f"widen the range of {name}")
+            elif target.parent is not None:
+                size = None
+            else:
+                size = target.rows or (kept or {}).get(target.name)
+                widen.append(f"give {target.name} more rows")
             if size is None:
                 break
             per_parent *= size
@@ -388,10 +400,17 @@ def _key_per_parent_problems(config: RelationalConfig) -> Problems:
                         ("tables", i, "count"),
                         f"{over}, but the key ({', '.join(key)}) holds only {per_parent:,} rows "
                         f"per {table.parent} row; lower the count (e.g. max: {per_parent}) or "
-                        f"widen the ranges of {', '.join(k for k in key if k != link.name)}",
+                        f"{' or '.join(widen)}",
                     )
                 )
     return problems
+
+
+def kept_key_problems(config: RelationalConfig, stored: Mapping[str, int]) -> list[str]:
+    """`_key_per_parent_problems` once an append's kept tables' stored rows are known."""
+    if not any(t.rows == 0 for t in config.tables):
+        return []
+    return [message for _, message in _key_per_parent_problems(config, stored)]
 
 
 def _above(

@@ -29,7 +29,7 @@ from synthaix import duckdb_sink, progress
 from synthaix.build.manifest import Manifest
 from synthaix.config import DatasetConfig
 from synthaix.dedupe.target import check_dedupe_target
-from synthaix.errors import OutputError
+from synthaix.errors import ConfigError, OutputError
 from synthaix.files import write_text_atomic
 from synthaix.ownership import (
     check_database_path,
@@ -39,7 +39,7 @@ from synthaix.ownership import (
     remove_stale_builds,
     say_removed,
 )
-from synthaix.relational.config import RelationalConfig
+from synthaix.relational.config import RelationalConfig, kept_key_problems
 from synthaix.relational.manifest import DatasetManifest
 from synthaix.sink import (
     DatasetWriter,
@@ -302,6 +302,9 @@ def check_same_tables(
             f"({'; '.join(said)}); an append adds rows to the tables it has",
             hint="use mode: overwrite (or --mode overwrite) to rebuild the dataset with them",
         )
+    problems = kept_key_problems(config, previous.rows)
+    if problems:
+        raise ConfigError(f"cannot append to {where}: {'; '.join(problems)}")
 
 
 __all__ = ["Existing", "RelationalWriter", "TableOutput", "TableWriter", "check_same_tables"]
