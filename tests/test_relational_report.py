@@ -328,3 +328,44 @@ output: {{dir: '{tmp_path / "out"}'}}
     DatasetBuild(load_config(config), lambda table: ThreadExecutor(table)).run()
     checks = check_tables(tmp_path / "out")
     assert not _failed(checks) and not [c for c in checks if c.name == "weights"]
+
+
+ORG = """
+name: org
+seed: 3
+tables:
+  - name: employees
+    rows: {rows}
+    columns:
+      - {{name: employee_id, type: sequence, primary_key: true}}
+      - {{name: manager_id, type: reference, to: employees.employee_id}}
+      - {{name: mentor_id, type: reference, to: employees.employee_id, alias: m, nullable: 0.3}}
+output: {{dir: '{out}'}}
+"""
+
+
+@pytest.mark.parametrize("rows", [1, 400])
+def test_a_self_references_first_row_is_a_root_whatever_nullable_says(
+    tmp_path: Path, rows: int
+) -> None:
+    """The first row has no earlier row to point at: a self reference not nullable failed
+    its null rate on every build (1 of 400 rows), and a 1-row table failed at 30 %."""
+    path = tmp_path / "org.yaml"
+    path.write_text(ORG.format(rows=rows, out=tmp_path / "out"), "utf-8")
+    DatasetBuild(load_config(path), ThreadExecutor).run()
+    checks = check_tables(tmp_path / "out")
+    assert not _failed(checks), _failed(checks)
+    rates = {c.column: c for c in checks if c.name == "null rate"}
+    assert rates["manager_id"].relation == "only the first row (a root)"
+    assert rates["manager_id"].observed == f"1 of {rows:,} rows"
+    assert rates["mentor_id"].relation.endswith("(the first row aside, a root)")
+
+
+def test_a_self_reference_null_beyond_its_root_fails() -> None:
+    from synthaix.report.checks import _self_null_rate
+
+    assert not _self_null_rate("manager_id", 0.0, 2, 400).passed
+    assert not _self_null_rate("manager_id", 0.0, 0, 400).passed  # the first row points
+    assert _self_null_rate("manager_id", 0.0, 0, 0).passed
+    assert not _self_null_rate("mentor_id", 0.05, 100, 400).passed
+    assert _self_null_rate("mentor_id", 0.05, 21, 400).passed

@@ -305,6 +305,8 @@ def _column_checks(
         ok = seen.null_rate >= column.nullable - slack - 0.005
         expected = f"≥ {column.nullable:.1%} (inputs' nulls carry through)"
         out = [Check(name, "null rate", expected, f"{seen.null_rate:.1%}", ok)]
+    elif isinstance(column, ReferenceColumn) and column.is_late:
+        out = [] if filtered else [_self_null_rate(name, column.nullable, seen.nulls, n)]
     elif column.nullable == 0:
         observed = f"{seen.nulls:,} of {n:,} rows"
         out = [Check(name, "null rate", "none (not nullable)", observed, seen.nulls == 0)]
@@ -398,6 +400,21 @@ def _own_null_rate(column: str, nullable: float, nulls: int, rows: int, all_null
     check = _rate(column, "null rate", nullable, nulls / rows if rows else 0.0, rows)
     check.expected += " where the inputs give a value"
     check.observed += note
+    return check
+
+
+def _self_null_rate(column: str, nullable: float, nulls: int, rows: int) -> Check:
+    """A self reference: the dataset's first row has no earlier row to point at, a root
+    whatever `nullable` says; the other rows are null at `nullable`."""
+    roots = min(rows, 1)
+    if nullable == 0:
+        expected = "only the first row (a root)" if roots else "none"
+        return Check(column, "null rate", expected, f"{nulls:,} of {rows:,} rows", nulls == roots)
+    others = rows - roots
+    check = _rate(
+        column, "null rate", nullable, (nulls - roots) / others if others else 0.0, others
+    )
+    check.expected += " (the first row aside, a root)"
     return check
 
 
