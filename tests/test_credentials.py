@@ -360,3 +360,24 @@ def test_an_unexpected_error_shows_no_secret_and_stays_readable(
         assert "TypeError: Could not serialize the argument {'api': {'key': '***'" in said
         if not debug:
             assert "characters more; --debug shows them" in said and len(said) < 2_500
+
+
+def test_reading_prefect_without_an_api_turns_prefects_telemetry_off(tmp_path: Path) -> None:
+    """With no API, a block or Variable is read through Prefect's own temporary server. The
+    CLI reads them before importing the flows, whose defaults turn telemetry off: that
+    server called Prefect's servers (and logged a traceback when offline)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path)
+    code = (
+        "import sys\n"
+        "from synthaix.llm.credentials import _cache_key\n"
+        "_cache_key('k')\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().server.analytics_enabled, 'flows' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "False"]

@@ -20,6 +20,7 @@ import sys
 import threading
 from typing import Any, TypeVar
 
+from synthaix import prefect_env
 from synthaix.errors import ConfigError, ProviderError, RedactedError, masked_urls
 from synthaix.llm.provider import TEMPLATED_FIELDS, VARIABLE_TEMPLATE, ProviderConfig
 
@@ -94,6 +95,7 @@ def _variable(field: str, name: str, values: dict[str, Any]) -> str:
 
 
 def _read_variable(field: str, name: str) -> Any:
+    prefect_env.apply()
     from prefect.variables import Variable
 
     try:
@@ -195,6 +197,7 @@ def forget_secrets() -> None:
 
 
 def _cache_key(name: str) -> tuple[str, str]:
+    prefect_env.apply()
     from prefect.settings import PREFECT_API_URL
 
     return (PREFECT_API_URL.value() or "", name)
