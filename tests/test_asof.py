@@ -249,3 +249,15 @@ def test_preview_takes_as_of_as_build_does(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     days = {dt.date.fromisoformat(line) for line in shown.output.split()[1:]}
     assert len(days) > 5 and min(days) >= dt.date(2024, 12, 2) and max(days) <= dt.date(2025, 1, 1)
+    # A config that uses as_of only through --set (seed: as_of) gets the seed build would:
+    # loaded without a use for it, the --as-of was dropped, and each run drew another seed.
+    from synthaix.asof import derived_seed
+
+    plain = {"name": "p", "rows": 20, "columns": [{"name": "n", "type": "integer", "min": 0, "max": 999}]}
+    config = write_config(tmp_path / "p.yaml", plain)
+    command = ["preview", str(config), "--rows", "3", "--set", "seed=as_of"]
+    seed = derived_seed(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    for _ in range(2):
+        shown = CliRunner().invoke(app, [*command, "--as-of", "2025-01-01T00:00"])
+        assert shown.exit_code == 0, shown.output
+        assert f"p: first 3 rows (seed {seed})" in shown.output

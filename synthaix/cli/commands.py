@@ -81,6 +81,8 @@ def _as_built(config: Path, assignments: list[str] | None, as_of: dt.datetime | 
     dataset = load_config(config, as_of=as_of)
     if assignments:
         changes = dict(parse_assignment(a) for a in assignments)
+        if as_of is not None:  # kept only where used: --set seed=as_of may use it (as build)
+            changes["as_of"] = as_of
         dataset = apply_overrides(dataset, changes, origin="options")
     if root := output_root():
         dataset = rebase(dataset, root)
@@ -307,7 +309,7 @@ def _show_rows(dataset: Any, name: str, table: pa.Table, fmt: str, several: bool
     """One table's rows; csv and jsonl print nothing else (the caller shows one table)."""
     if fmt == "table":
         name = f"{dataset.name}.{name}" if several else name
-        title = f"{name}: first {table.num_rows} rows (seed {dataset.seed})"
+        title = f"{name}: first {rows_text(table.num_rows)} (seed {dataset.seed})"
         groups = _column_groups(table, out.width)
         for first, last in groups:
             which = f"column {last}" if last == first + 1 else f"columns {first + 1}-{last}"
