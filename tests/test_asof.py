@@ -253,7 +253,8 @@ def test_preview_takes_as_of_as_build_does(tmp_path: Path) -> None:
     # loaded without a use for it, the --as-of was dropped, and each run drew another seed.
     from synthaix.asof import derived_seed
 
-    plain = {"name": "p", "rows": 20, "columns": [{"name": "n", "type": "integer", "min": 0, "max": 999}]}
+    column = {"name": "n", "type": "integer", "min": 0, "max": 999}
+    plain = {"name": "p", "rows": 20, "columns": [column]}
     config = write_config(tmp_path / "p.yaml", plain)
     command = ["preview", str(config), "--rows", "3", "--set", "seed=as_of"]
     seed = derived_seed(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
