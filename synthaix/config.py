@@ -729,6 +729,9 @@ _KNOWN_KEYS = sorted(
 )
 
 
+CONDITIONAL_TYPES = [name for name, cls in REGISTRY.items() if issubclass(cls, Conditional)]
+
+
 _TABLE_KEYS = {"columns", "constraints", "dedupe", "rows", "parent", "count", "siblings"}
 
 
@@ -741,6 +744,11 @@ def _message(error: dict[str, Any]) -> str:
         )
     if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in _TABLE_KEYS:
         return f"'{loc[0]}' is set per table: put it in a table under tables:"
+    if kind == "extra_forbidden" and loc[-1] in ("by", "params") and "columns" in loc:
+        return (
+            f"'{loc[-1]}' works on {', '.join(CONDITIONAL_TYPES)} columns only (parameters "
+            "per value of another column; see docs/coherent-rows.md)"
+        )
     if kind == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _KNOWN_KEYS, n=1)
         if close and close[0] == loc[-1]:  # a key of another place in the config
@@ -778,7 +786,9 @@ def _is_percent(value: Any) -> bool:
 def _label(loc: tuple[str | int, ...], data: Any) -> str:
     """`('columns', 3, 'integer', 'min')` -> `columns[3] (age).min`, skipping union tags."""
     label, node = "", data
-    for part in loc:
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and node.get("type") == part in REGISTRY and i < len(loc) - 1:
+            continue  # the column's union tag, even where a field has its name (`pattern`)
         if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
             node = node[part]
             name = node.get("name") if isinstance(node, dict) else None

@@ -136,6 +136,22 @@ def test_unknown_keys_are_errors_with_suggestion(tmp_path: Path) -> None:
     assert "bad.yaml:5: columns[0] (a).mn: unknown key 'mn'; did you mean 'min'?" in message
 
 
+def test_by_on_a_column_without_params_names_the_types_that_have_them(tmp_path: Path) -> None:
+    """It said "'by' does not belong here" at `columns[1] (code).pattern.by`: the location
+    took the union tag `pattern` for the column's field of that name."""
+    text = (
+        "name: x\nrows: 10\ncolumns:\n  - {name: c, type: category, values: [a, b]}\n"
+        '  - {name: code, type: pattern, pattern: "X[0-9]{3}", by: c}\n'
+        '  - {name: p, type: pattern, pattern: "[a-"}\n'
+    )
+    message = _error(tmp_path, text)
+    assert (
+        "bad.yaml:5: columns[1] (code).by: 'by' works on integer, float, category, boolean, "
+        "date, datetime columns only" in message
+    )
+    assert "bad.yaml:6: columns[2] (p).pattern: '[' at position 1" in message
+
+
 def test_references_must_be_earlier_columns(tmp_path: Path) -> None:
     text = (
         "name: x\nrows: 10\ncolumns:\n"
