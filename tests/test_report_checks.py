@@ -633,7 +633,18 @@ def test_a_value_just_past_a_bound_is_shown_with_its_digits() -> None:
     from synthaix.report.checks import _range
 
     (check,) = _range("discount", 0.0, 50.0, 0.0, 50.004)
-    assert not check.passed and (check.expected, check.observed) == ("[0, 50]", "[0.0, 50.004]")
+    assert not check.passed and (check.expected, check.observed) == ("[0, 50]", "[0, 50.004]")
+    (check,) = _range("discount", 0.0, 50.0, 0.0, 50.0000001)  # past six digits: as stored
+    assert (check.expected, check.observed) == ("[0, 50]", "[0.0, 50.0000001]")
+
+
+def test_numbers_in_checks_keep_their_digits() -> None:
+    """A mean of 9,987 read `1e+04` against an expected `1e+04 ± 4e+02`."""
+    from synthaix.report.checks import significant
+
+    assert significant(9987.123, 6) == "9,987.12" and significant(10000.0, 6) == "10,000"
+    assert significant(310.4, 2) == "310" and significant(0.012345, 4) == "0.01235"
+    assert significant(-3.14159, 3) == "-3.14" and significant(0.0, 4) == "0"
 
 
 def test_a_composite_primary_key_the_dedupe_would_not_hold_is_refused() -> None:

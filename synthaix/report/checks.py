@@ -324,8 +324,9 @@ def _column_checks(
         expected = _expected_mean(column)
         if expected is not None and seen.mean is not None and seen.std is not None and not filtered:
             slack = 4 * seen.std / math.sqrt(max(non_null, 1)) + 0.03 * abs(expected)
-            ok, mean = abs(seen.mean - expected) <= slack, f"{seen.mean:,.3g}"
-            out.append(Check(name, "mean", f"{expected:,.3g} ± {slack:,.2g}", mean, ok))
+            ok, mean = abs(seen.mean - expected) <= slack, significant(seen.mean, 6)
+            said = f"{significant(expected, 6)} ± {significant(slack, 2)}"
+            out.append(Check(name, "mean", said, mean, ok))
     elif isinstance(column, DateColumn | DatetimeColumn):
         out += _range(name, *(bounds or column.bounds()), seen.minimum, seen.maximum)
     elif isinstance(column, CategoryColumn):
@@ -488,4 +489,14 @@ def _comparable(bound: Any, seen: Any) -> Any:
 def _fmt(value: Any) -> str:
     if value is None:
         return "open"
-    return f"{value:,.4g}" if isinstance(value, float) else str(value)
+    return significant(value, 6) if isinstance(value, float) else str(value)
+
+
+def significant(value: float, digits: int) -> str:
+    """`value` to `digits` significant digits, without an exponent (`{:.3g}` showed a mean of
+    9,987 as 1e+04, and one could not tell it from its expected 10,000): 12,345.7, 0.0123."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    text = f"{round(value, decimals):,.{max(decimals, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

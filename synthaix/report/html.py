@@ -12,7 +12,14 @@ from synthaix.build.manifest import Manifest, cost_lines, read_manifest, resume_
 from synthaix.errors import OutputError
 from synthaix.files import REPORT_MARK, is_own_report, write_text_atomic
 from synthaix.llm.stats import usd
-from synthaix.report.checks import Check, duckdb_copy, reshaped, run_checks, spanned
+from synthaix.report.checks import (
+    Check,
+    duckdb_copy,
+    reshaped,
+    run_checks,
+    significant,
+    spanned,
+)
 from synthaix.report.profile import (
     ColumnProfile,
     DatasetProfile,
@@ -296,5 +303,5 @@ def _fmt(value: Any, column: ColumnProfile | None = None) -> str:
         moment = dt.datetime.fromtimestamp(value, dt.UTC)  # histogram edges of dates are epochs
         return moment.strftime("%Y-%m-%d" if column.sql_type == "DATE" else "%Y-%m-%d %H:%M")
     if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return significant(value, 4) if abs(value) < 1e6 else f"{value:,.0f}"
     return str(value)

@@ -43,6 +43,7 @@ from synthaix.report.checks import (
     own_nulls,
     reshaped,
     run_checks,
+    significant,
     spanned,
 )
 from synthaix.report.html import (
@@ -323,11 +324,11 @@ def _children(
         expected, std = count_moments(count.distribution, mean, low, high)
         slack = 4 * std / math.sqrt(parents) + 0.02 * expected + 1e-9
         off = abs(observed_mean - expected) > slack
-        relation = f"mean {per} {expected:.3g} ± {slack:.2g} ({count.distribution} {mean:g})"
+        said = f"{significant(expected, 4)} ± {significant(slack, 2)}"
+        relation = f"mean {per} {said} ({count.distribution} {mean:g})"
+        observed = significant(observed_mean, 4)
         checks.append(
-            TableCheck(
-                spec.name, link.name, "mean children", relation, int(off), f"{observed_mean:.3g}"
-            )
+            TableCheck(spec.name, link.name, "mean children", relation, int(off), observed)
         )
     return checks
 
