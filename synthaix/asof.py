@@ -40,7 +40,7 @@ class Relative(str):
 
     @classmethod
     def _checked(cls, text: str) -> Relative:
-        from synthaix.columns.temporal import parse_duration
+        from synthaix.columns.temporal import not_a_duration, parse_duration
 
         match = _RELATIVE.fullmatch(text.lower())
         if match is None or (match[1] is None and match[3] is None):
@@ -52,7 +52,7 @@ class Relative(str):
         if amount is not None:
             found = parse_duration(amount)
             if found is None:
-                raise ValueError(f"'{amount}' is not a duration; write e.g. 30s, 15min, 1h, 5d")
+                raise ValueError(f"'{text}' is not a relative time: {not_a_duration(amount)}")
             if found[2] and not found[0].is_integer():
                 raise ValueError(f"'{amount}': months and years move in whole units")
         return cls(text.strip().lower())

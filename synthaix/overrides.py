@@ -43,7 +43,13 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2024-02-30
-        raise ConfigError(f"--set {path}: cannot read the value {raw!r}: {exc}") from None
+        if raw.strip().startswith("{{"):  # a template (a Prefect Variable's): YAML's {{ }}
+            return path, raw.strip()  # is a mapping in a mapping, never a value
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"--set {path}: cannot read the value {raw!r} as YAML ({first})",
+            hint=f"quote a text value: --set '{path}=\"...\"'",
+        ) from None
     return path, value
 
 

@@ -104,6 +104,20 @@ def test_overrides_address_nested_values_and_say_what_is_wrong() -> None:
         apply_overrides(config, {"runner.workers": 0})
     with pytest.raises(ConfigError, match=r"is not key\.path=value"):
         parse_assignment("rows")
+    # A template as the README writes it: YAML reads {{ }} as a mapping key, and failed.
+    template = "{{ prefect.variables.llm_model }}"
+    assert parse_assignment(f"provider.model={template}") == ("provider.model", template)
+    with pytest.raises(ConfigError, match=r"as YAML \(while parsing a flow sequence") as bad:
+        parse_assignment("columns.a.values=[a, b")
+    assert bad.value.hint == "quote a text value: --set 'columns.a.values=\"...\"'"
+    # A relative time's bad unit: the whole value said, and every unit.
+    column = {"name": "m", "type": "datetime", "start": "-1mon", "end": "now"}
+    with pytest.raises(ConfigError) as bad:
+        make_config([column])
+    assert (
+        "'-1mon' is not a relative time: '1mon' is not a duration; write e.g. 30s, 15min, 1h, "
+        "5d, 2w, 3mo or 1y" in str(bad.value)
+    )
     # One message for a path of the other kind of config (it listed 5 validation errors).
     with pytest.raises(ConfigError, match=r"tables\.t\.rows: t has no tables:") as caught:
         apply_overrides(config, {"tables.t.rows": 3})

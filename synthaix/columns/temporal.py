@@ -48,7 +48,7 @@ def parse_duration(text: str) -> tuple[float, int, bool] | None:
     return float(match[1]), size, calendar
 
 
-def _not_a_duration(raw: object) -> str:
+def not_a_duration(raw: object) -> str:
     match = _DURATION.fullmatch(str(raw).strip().lower())
     if match is not None and match[2] == "m":
         return f"'{raw}': m is ambiguous (minutes or months); write min or mo"
@@ -193,7 +193,7 @@ class _Temporal(Anchored):
                     fail_at(("offset", field), f"offsets are never negative; use {self._other}")
                 found = parse_duration(raw) if isinstance(raw, str) else None
                 if found is None:
-                    fail_at(("offset", field), _not_a_duration(raw))
+                    fail_at(("offset", field), not_a_duration(raw))
                 parsed[field] = found
         kinds = {calendar for _, _, calendar in parsed.values() if calendar is not None}
         if len(kinds) > 1:
