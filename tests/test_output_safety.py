@@ -779,6 +779,17 @@ def test_an_error_after_the_publish_says_published_and_exits_0(tmp_path: Path, m
     assert "nothing published:" in result.output
     assert table_counts(tmp_path / "out" / "shop.duckdb") == {"shop": 300}
 
+    def failing_in_the_publish(**kwargs: Any) -> Any:  # its rollback said not published,
+        progress.started("shop", 300)  # which cleared what the CLI told it had started by
+        progress.publishing()
+        progress.not_published()
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(cli_build, "_flow", lambda: failing_in_the_publish)
+    result = _build(config, "--mode", "append")
+    assert result.exit_code == 1 and "IndexError" in result.output
+    assert "nothing published:" in result.output
+
 
 def test_a_database_named_as_synthaix_keeps_its_files_and_a_dedupe_uri_at_home_are_refused(
     tmp_path: Path,

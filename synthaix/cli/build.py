@@ -95,6 +95,7 @@ class _Watch:
         self.heartbeats: Any = None  # flows.heartbeat.Heartbeats: they stop on an interrupt
         self.reason: str | None = None  # why, when not a signal from outside
         self.building = ""  # the dataset (or table) the bar counts, for the plain lines
+        self.began = False  # a build started generating: a failure says what became of it
         self.said_at = time.monotonic()  # the last plain line, or the build's start
         self._saying = threading.Lock()
 
@@ -112,6 +113,7 @@ class _Watch:
         from prefect.runtime import flow_run
 
         self.bar.update(self.task, description=f"building {dataset}", total=total_rows)
+        self.began = True
         if dataset != self.building:
             self.building, self.said_at = dataset, time.monotonic()
             if not console.is_terminal:  # a chunk may take minutes (llm columns): a clock too
@@ -380,9 +382,8 @@ def build(
             if code := _after_publish(dataset, exc):
                 raise typer.Exit(code) from None
             return
-        started_building = watch.building != ""
         watch.not_published()
-        if started_building:  # it had started: say, as an interrupt does, what became of it
+        if watch.began:  # it had started: say, as an interrupt does, what became of it
             console.print(
                 f"[yellow]nothing published:[/] {escape(str(dataset.output_dir))} is as it was"
             )
