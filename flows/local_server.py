@@ -57,6 +57,11 @@ class TemporaryServer:
             "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
             "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",  # it imports them all first
             "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+            # Leases of concurrency slots in files, not in the server's memory: they outlive
+            # a killed build's server, and its slots are then returned (server_process).
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
+                "prefect.server.concurrency.lease_storage.filesystem"
+            ),
             **os.environ,
             **changed,
             "PREFECT_UI_ENABLED": "0",

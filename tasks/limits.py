@@ -23,6 +23,11 @@ from synthaix.config import DatasetConfig
 from synthaix.errors import ProviderError
 from synthaix.llm.client import Gate
 
+# A slot is leased, and renewed while its request runs: a process killed holding one (a
+# cancelled Dask run's workers, which Prefect kills after 30 s) frees it when its lease ends.
+# Prefect's default of 300 s stalled the next build for 5 min; 60 s is the least it allows.
+LEASE_SECONDS = 60
+
 
 def limit_names(config: DatasetConfig) -> tuple[str | None, str | None]:
     name = config.runner.llm_limit
@@ -69,7 +74,7 @@ def limit_gate(config: DatasetConfig) -> Gate:
         try:
             if rpm_name:
                 rate_limit(rpm_name, strict=True)
-            slot = concurrency(name, occupy=1, strict=True)
+            slot = concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS)
             slot.__enter__()
         except Exception as exc:  # the Prefect API is down or busy: worth a retry
             raise ProviderError(

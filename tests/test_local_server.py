@@ -175,3 +175,50 @@ except Exception as exc:
         [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert done.stdout.split() == ["ValidationError", "True", "False"], done.stderr[-2000:]
+
+
+def test_a_killed_builds_concurrency_slots_come_back(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build killed while its requests held slots of runner.llm_limit never returned them:
+    a server run as ephemeral leaves Prefect's repossessor out, and kept leases in memory.
+    After max_concurrency such kills, every Dask build of the limit waited forever. (The
+    lease is 60 s, the least Prefect allows: this test waits that long.)"""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "sqlite+aiosqlite:///:memory:")
+    config = home / "llm.yaml"
+    config.write_text(
+        "name: lz\nrows: 10\ncolumns:\n  - {name: a, type: llm, prompt: x}\n"
+        "provider: {base_url: 'http://127.0.0.1:9/v1', model: m}\n"
+        "runner: {type: dask, llm_limit: leased}\n"
+    )
+    holder = (
+        "import os, sys\n"
+        "from synthaix.config import load_config\n"
+        "from tasks.limits import ensure_limits, limit_gate\n"
+        "config = load_config(sys.argv[1])\n"
+        "ensure_limits(config)\n"
+        "slot = limit_gate(config)()\n"
+        "slot.__enter__()\n"
+        "os._exit(0)  # killed: nothing released\n"
+    )
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), prefect_api() as server:
+        assert server is not None
+        settings = httpx.get(f"{server.api_url}/admin/settings", timeout=10).json()["server"]
+        assert settings["concurrency"]["lease_storage"].endswith(".filesystem")
+        env = {**os.environ, "PREFECT_API_URL": server.api_url, "PYTHONPATH": str(ROOT)}
+        subprocess.run([sys.executable, "-c", holder, str(config)], env=env, check=True)
+        killed = time.monotonic()
+
+        def held() -> int:
+            with get_client(sync_client=True) as client:
+                return client.read_global_concurrency_limit_by_name("leased").active_slots
+
+        assert held() == 1
+        while held() and time.monotonic() - killed < 150:
+            time.sleep(2)
+        assert held() == 0
