@@ -43,6 +43,7 @@ class TemporaryServer:
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.log = Path(tempfile.gettempdir()) / f"synthaix-prefect-{os.getpid()}.log"
+        _remove_orphaned_logs(self.log.parent)
 
     def spawn(self, settings: dict[str, str] | None = None) -> None:
         """Start the server process; `wait` for it to answer. `settings`: the Prefect settings
@@ -108,6 +109,20 @@ class TemporaryServer:
         if self in _running:
             _running.remove(self)
         self.log.unlink(missing_ok=True)
+
+
+def _remove_orphaned_logs(folder: Path) -> None:
+    """The logs of builds killed with -9 (whose `stop` never ran): those of dead processes."""
+    for log in folder.glob("synthaix-prefect-*.log"):
+        pid = log.stem.removeprefix("synthaix-prefect-")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.unlink(missing_ok=True)
+        except OSError:  # alive, another user's: theirs to remove
+            continue
 
 
 def spawn_early() -> TemporaryServer | None:

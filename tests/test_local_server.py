@@ -222,3 +222,24 @@ def test_a_killed_builds_concurrency_slots_come_back(
         while held() and time.monotonic() - killed < 150:
             time.sleep(2)
         assert held() == 0
+
+
+def test_logs_of_servers_killed_with_their_build_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build killed with -9 never ran `stop`: its server's empty log stayed in /tmp (150
+    of them on one machine). The next server removes those of processes gone."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    logs = {
+        "dead": tmp_path / f"synthaix-prefect-{gone.pid}.log",
+        "alive": tmp_path / f"synthaix-prefect-{os.getppid()}.log",
+        "not ours": tmp_path / "synthaix-prefect-notes.log",
+    }
+    for log in logs.values():
+        log.write_text("")
+    local_server.TemporaryServer()
+    assert {name for name, log in logs.items() if log.exists()} == {"alive", "not ours"}
