@@ -18,9 +18,14 @@ def chunk_runner(runner: RunnerConfig) -> TaskRunner[Any]:
             raise _missing("dask") from None
         if runner.address:
             return DaskTaskRunner(address=runner.address)
-        # A local cluster of worker processes; no dashboard (it would need a free port).
+        # A local cluster of worker processes, without a dashboard. Its scheduler still serves
+        # HTTP (health, metrics), on 8787 unless told: a second build at once warned that the
+        # port was taken. Any free local port instead.
         cluster = {"n_workers": runner.workers, "threads_per_worker": 1, "processes": True}
-        return DaskTaskRunner(cluster_kwargs={**cluster, "dashboard_address": None})
+        http = {"dashboard_address": "127.0.0.1:0"}
+        return DaskTaskRunner(
+            cluster_kwargs={**cluster, "dashboard_address": None, "scheduler_kwargs": http}
+        )
     if runner.type == "ray":
         try:
             from prefect_ray import RayTaskRunner
