@@ -73,6 +73,7 @@ def build_dataset(
                 steps, executor = TaskSteps(), PrefectChunkExecutor(config)
                 build = Build(config, executor, steps=steps, on_rows=live.advanced)
                 manifest, sample = build.run(), build.sample
+                live.finished()  # an append of a slot appended already delivers no row
             link = write_report(config) if report else None
             report_artifacts(config, manifest, sample, link)
             return manifest

@@ -52,6 +52,12 @@ class ProgressArtifact:
             description=f"Rows of {of} delivered, in percent",
         )
 
+    def finished(self) -> None:
+        """The build is whole: 100 %, also when it had nothing to deliver (a slot appended
+        already), which left the run's progress at 0 %."""
+        if self.done < self.total:
+            update_progress_artifact(self.id, progress=100.0)
+
     def advanced(self, table: pa.Table) -> None:
         self.done += table.num_rows
         now = time.monotonic()

@@ -20,6 +20,8 @@ from llm_helpers import provider, refuse_after, simulator
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
     ArtifactFilter,
     ArtifactFilterKey,
     FlowRunFilter,
@@ -179,6 +181,32 @@ def test_artifacts_show_progress_summary_and_sample(tmp_path: Path) -> None:
     assert by_key["arty-progress"].type == "progress" and by_key["arty-progress"].data == 100.0
     assert by_key["arty-sample"].type == "table" and "first" in str(by_key["arty-sample"].data)
     assert "300 rows" in by_key["arty-summary"].data
+
+
+def test_a_slot_appended_already_ends_at_100_percent(tmp_path: Path, monkeypatch) -> None:
+    """A deployment run's append of a slot that published appends nothing again: its
+    progress artifact stayed at 0 %, a finished run that looked stuck in the UI."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    import tasks.plan
+    from flows.build_dataset import build_dataset
+
+    run = SimpleNamespace(deployment_id="d", expected_start_time=dt.datetime(2025, 3, 1, 10))
+    monkeypatch.setattr(tasks.plan, "_deployment_run", lambda: run)
+    monkeypatch.setattr(tasks.plan, "_variable", lambda name: None)  # no output root
+    data = {"name": "slotted", "rows": 30, "mode": "append", "columns": COLUMNS[:2]}
+    path = write_config(tmp_path / "slotted.yaml", data)
+    for _ in range(2):
+        build_dataset(config_path=str(path), out=str(tmp_path / "out"))
+        with get_client(sync_client=True) as client:
+            (latest,) = client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(
+                    key=ArtifactCollectionFilterKey(any_=["slotted-progress"])
+                )
+            )
+        assert latest.data == 100.0
+    assert ds.dataset(tmp_path / "out" / "data").count_rows() == 30
 
 
 def test_each_table_of_a_dataset_shows_its_progress(tmp_path: Path) -> None:
