@@ -432,10 +432,18 @@ def test_a_server_closing_the_connection_is_not_said_unreachable() -> None:
     try:
         with pytest.raises(ProviderError) as caught:
             client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
+        # The process's other requests give up with it, saying the same: they said "no
+        # answer within provider.timeout (120 s)" of connections closed at once.
+        with pytest.raises(ProviderError) as other:
+            client.complete(MESSAGES, SCHEMA, 64, StatsRecorder())
     finally:
         closing.close()
     assert "closed the connection without an answer" in str(caught.value)
     assert "is the server running" not in (caught.value.hint or "")
+    assert str(other.value).startswith("gave up, as another request to")
+    assert "closed the connection without an answer" in str(other.value)
+    assert other.value.cause == caught.value.cause != "timeout"
+    assert other.value.hint == caught.value.hint
 
 
 def test_retries_back_off_exponentially_only_while_the_endpoint_fails_every_request() -> None:

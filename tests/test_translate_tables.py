@@ -227,6 +227,28 @@ def test_translate_refuses_a_bad_rows_or_output_before_asking(tmp_path: Path) ->
         assert sim.state.requests() == []
     assert zero.exit_code == 2 and "--rows" in zero.output
     assert folder.exit_code != 0 and f"{tmp_path} is a folder" in folder.output
+    # A credential in --base-url: pydantic's ValidationError, exit 1, before.
+    secret = ["translate", SHOP, "-o", str(tmp_path / "b.yaml"), "--model", "m"]
+    url = "http://user:sk-123@127.0.0.1:9/v1"
+    refused = CliRunner().invoke(app, [*secret, "--base-url", url])
+    assert refused.exit_code == 2
+    assert "error: --base-url: keep credentials out of base_url" in refused.output
+    assert "sk-123" not in refused.output
+
+
+def test_translate_against_a_slow_model_says_to_raise_its_timeout_option(tmp_path: Path) -> None:
+    """The hint said a lower provider.timeout gives up sooner, of a model that answered
+    every request, only slower than the timeout; translate's option is --timeout."""
+    from typer.testing import CliRunner
+
+    from synthaix.cli import app
+
+    with simulator(seed=2, latency=3) as sim:
+        base = ["translate", SHOP, "--base-url", sim.url, "--model", "sim-small"]
+        slow = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "x.yaml"), "--timeout", "1"])
+    assert slow.exit_code == 2, slow.output
+    assert "raise --timeout" in " ".join(slow.output.split())
+    assert "provider.timeout" not in slow.output
 
 
 def test_a_broken_design_answer_is_asked_again_and_flagged_when_it_stays_broken() -> None:

@@ -434,24 +434,27 @@ def translate(
     model: Annotated[str, typer.Option(help="Model name.")] = "gpt-4o-mini",
     api_key_env: Annotated[str, typer.Option(help="Variable holding the key.")] = "OPENAI_API_KEY",
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for the answer (a request is tried 8 times).")
+        float,
+        typer.Option(
+            help="Seconds to wait for an answer (a request is tried up to 8 times, for at most "
+            "8 x this)."
+        ),
     ] = 120,
     force: ForceOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Ask the LLM for a dataset config matching a description, and write it as YAML."""
     _refuse_existing(output, force, debug)
-    from synthaix.llm.provider import ProviderConfig
     from synthaix.llm.translate import to_yaml
     from synthaix.llm.translate import translate as run
 
     try:
-        provider = ProviderConfig(
-            base_url=base_url, model=model, api_key_env=api_key_env, timeout=timeout
-        )
+        provider = _translate_provider(base_url, model, api_key_env, timeout)
         config, notes = run(description, provider, rows=rows, name=_name_from(output))
         write_text_atomic(output, to_yaml(config, notes))
     except Exception as exc:
+        if isinstance(exc, SynthaixError) and exc.hint:  # the client's words for a config
+            exc.hint = exc.hint.replace("provider.timeout", "--timeout")
         _fail(exc, debug)
     if _is_tables(config):
         columns = sum(len(t.columns) for t in config.tables)
@@ -461,6 +464,21 @@ def translate(
     for note in notes:
         out.print(f"  repaired: {note}")
     out.print(f"next: synthaix validate {output} && synthaix build {output}")
+
+
+def _translate_provider(base_url: str | None, model: str, key_env: str, timeout: float) -> Any:
+    """The options as a ProviderConfig; one it refuses names the option (a credential in
+    --base-url raised pydantic's ValidationError, exit 1)."""
+    from pydantic import ValidationError
+
+    from synthaix.llm.provider import ProviderConfig
+
+    try:
+        return ProviderConfig(base_url=base_url, model=model, api_key_env=key_env, timeout=timeout)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-") if problem["loc"] else "options"
+        raise ConfigError(f"{option}: {problem['msg'].removeprefix('Value error, ')}") from None
 
 
 def _name_from(path: Path) -> str | None:

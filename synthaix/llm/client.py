@@ -311,11 +311,15 @@ class LlmClient:
 
         def given_up() -> None:
             if reason := pacer.given_up():  # queued requests too: each would wait a timeout
+                error = pacer.give_up_error
+                cause = getattr(error, "cause", "timeout")
+                said = f": {error}" if error is not None else ""
                 raise ProviderError(
-                    f"gave up, as another request to {self.base_url} did ({reason})",
-                    cause="timeout",
+                    f"gave up, as another request to {self.base_url} did ({reason}){said}",
+                    cause=cause,
                     transient=False,
-                    hint=_gave_up_hint("timeout", self.provider.timeout),
+                    hint=getattr(error, "hint", None)
+                    or _gave_up_hint(cause, self.provider.timeout),
                 )
 
         def attempt() -> T:
@@ -383,7 +387,9 @@ class LlmClient:
             bounds = budget(state)
             reason = bounds.stop(state.attempt_number, elapsed, pacer.since_answer())
             if reason and bounds.silent:  # no HTTP answer at all (not 429s or 5xx)
-                pacer.give_up(reason)  # the endpoint, not this request: the others stop too
+                failure = state.outcome.exception() if state.outcome else None
+                error = failure if isinstance(failure, Exception) else None
+                pacer.give_up(reason, error)  # the endpoint, not this request: the others too
             reason = reason or pacer.given_up()
             if reason:
                 stopped.append((state.attempt_number, reason))
@@ -661,9 +667,9 @@ def _retry_after(exc: openai.APIError) -> float | None:
 def _gave_up_hint(cause: str, timeout: float) -> str:
     if cause == "timeout":
         return (
-            f"no answer within provider.timeout ({timeout:g} s): check that the endpoint serves "
-            "completions (a model still loading, a wrong port); a lower provider.timeout gives "
-            "up sooner"
+            f"no answer within provider.timeout ({timeout:g} s): the endpoint may not serve "
+            "completions (a model still loading, a wrong port), or answers slower than that "
+            "(long answers, a busy server: raise provider.timeout)"
         )
     return "the endpoint keeps failing; try again later or lower provider.max_concurrency"
 

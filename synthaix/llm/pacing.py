@@ -368,6 +368,7 @@ class Pacer:
         self.failing = 0  # attempts that failed in a row, process-wide (0 after an answer)
         # Why a request gave up on a silent endpoint, and when; cleared by the next answer.
         self._given_up: tuple[float, str] | None = None
+        self.give_up_error: Exception | None = None  # the failure that gave up
         self._lock = threading.Condition()
         self._line: deque[object] = deque()
 
@@ -438,12 +439,14 @@ class Pacer:
         with self._lock:
             return max(self.latencies) if self.latencies else None
 
-    def give_up(self, reason: str) -> None:
+    def give_up(self, reason: str, error: Exception | None = None) -> None:
         """A request gave up on the endpoint (no answer within the budget's window): the
         others give up too at their next attempt, instead of each waiting out a window of its
-        own (a hung endpoint kept a build retrying for 10 minutes at timeout 10)."""
+        own (a hung endpoint kept a build retrying for 10 minutes at timeout 10). `error`: its
+        last failure, which theirs repeat (a dropped connection is no timeout)."""
         with self._lock:
             self._given_up = (time.monotonic(), reason)
+            self.give_up_error = error
 
     def answered_check(self) -> None:
         """The endpoint answered a check (a new build's): requests go to it again."""
