@@ -359,3 +359,19 @@ def test_a_childs_narrow_key_is_widened_to_the_rows_its_parents_make() -> None:
     assert _fix_tables(data["tables"], str(caught.value), notes)
     assert notes == ["orders.order_id: range widened to 1..500010"]
     assert isinstance(parse_any_config(data), RelationalConfig)
+
+
+def test_a_composite_key_of_narrow_columns_is_repaired_not_refused() -> None:
+    """Narrow columns turn the exact dedupe off; a composite primary key then holds nothing,
+    and translate exited 2 with advice about keys of a config the user never saw."""
+    from synthaix.llm.translate import _repair
+
+    columns = [
+        {"name": "stars", "type": "integer", "min": 1, "max": 5, "primary_key": True},
+        {"name": "tier", "type": "category", "values": ["a", "b", "c"], "primary_key": True},
+    ]
+    provider = ProviderConfig(base_url="http://127.0.0.1:9/v1", model="m")
+    config, notes = _repair({"columns": columns}, "ratings", provider, 500, "r")
+    assert config.dedupe.exact is False
+    assert not any(c.primary_key for c in config.columns)
+    assert "stars, tier: dropped primary_key (rows may repeat: no composite key holds)" in notes

@@ -333,7 +333,14 @@ def _fix_constraint(data: dict[str, Any], message: str, notes: list[str]) -> boo
 
 def _fix_dedupe(data: dict[str, Any], message: str, notes: list[str]) -> bool:
     """A design whose columns are all narrow (a rating and an age) cannot make `rows`
-    distinct rows: its rows may repeat."""
+    distinct rows: its rows may repeat. A composite primary key then holds nothing."""
+    if "holds only when the exact dedupe compares" in message:
+        keys = [c for c in data["columns"] if c.get("primary_key")]
+        for column in keys:
+            column.pop("primary_key")
+        said = ", ".join(c["name"] for c in keys)
+        notes.append(f"{said}: dropped primary_key (rows may repeat: no composite key holds)")
+        return bool(keys)
     if "the exact-dedupe key (" not in message or data.get("dedupe") == {"exact": False}:
         return False
     data["dedupe"] = {"exact": False}
