@@ -106,6 +106,9 @@ class ChunkResult:
     hashes: np.ndarray | None = None
     rejected: dict[str, int] = field(default_factory=dict)  # rows each constraint dropped
     parents: np.ndarray | None = None  # a child table's rows' parents (set by the engine)
+    # Rows left out before their llm columns were asked for, repeating a unique value of an
+    # earlier row of the chunk: the unique check's drops, made where they cost nothing.
+    unique_repeats: int = 0
 
 
 def generate_chunk(
@@ -140,6 +143,8 @@ def _generate_chunk(
     constrained: bool,
     recorder: StatsRecorder,
 ) -> ChunkResult:
+    from synthaix.assemble import sure_repeats  # it imports this module
+
     schema = dataset_schema(config)
     values: dict[str, pa.Array] = {}
     relations = config._relations
@@ -149,6 +154,7 @@ def _generate_chunk(
     if chunk.llm_rows is not None:
         complete[chunk.llm_rows :] = False
     fill: np.ndarray | None = None  # rows to fill (llm_fill), known at the first llm stage
+    repeating = np.zeros(chunk.rows, dtype=bool)  # left unfilled: a unique value repeated
     for column, field_ in zip(config.columns, schema, strict=True):
         rng = column_rng(config.seed, chunk.first_row, column.name)
         if isinstance(column, LlmColumn) and llm is None:
@@ -159,8 +165,12 @@ def _generate_chunk(
                 filler = StageFiller(
                     llm, config.description, stage, recorder, chunk.build, chunk.index
                 )
-                # Rows that already break a constraint are not worth a request.
+                # Rows that already break a constraint, or that the unique check drops for a
+                # value an earlier row holds, are not worth a request.
                 wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
+                if (repeats := sure_repeats(config, values, chunk.rows)) is not None:
+                    repeating |= wanted & repeats
+                    wanted &= ~repeats
                 if chunk.llm_fill is not None:
                     if fill is None:
                         fill = chunk.llm_fill.mask(values, chunk.rows)
@@ -194,4 +204,5 @@ def _generate_chunk(
         table = table.filter(pa.array(complete))
         row_ids = row_ids[complete]
     hashes = key_hashes(table, list(keys)) if keys else None
-    return ChunkResult(table, row_ids, recorder.stats, hashes, rejected)
+    repeated = int((repeating & ~complete).sum()) if chunk.llm_fill is None else 0
+    return ChunkResult(table, row_ids, recorder.stats, hashes, rejected, unique_repeats=repeated)

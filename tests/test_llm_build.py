@@ -217,6 +217,41 @@ def test_rows_that_break_a_constraint_cost_no_llm_request(tmp_path: Path) -> Non
     assert all(r["score"] > 5 and r["review"] for r in rows)
 
 
+def test_rows_repeating_a_unique_value_cost_no_llm_request(tmp_path: Path) -> None:
+    """A unique sampler column's repeats are known before any request, yet were sent to the
+    LLM and dropped afterwards: 460 rows paid for 400 delivered. Repeats within a chunk are
+    now left out first; those of earlier chunks still cost their request."""
+    from synthaix.build.engine import Build
+    from synthaix.build.executor import ThreadExecutor
+
+    with simulator(seed=4) as sim:
+        path = write_config(
+            tmp_path / "codes.yaml",
+            {
+                "name": "codes",
+                "rows": 300,
+                "chunk_size": 300,
+                "columns": [
+                    {"name": "code", "type": "integer", "min": 1, "max": 900, "unique": True},
+                    {"name": "note", "type": "llm", "prompt": "A note on code {{ code }}"},
+                ],
+                "provider": provider(sim.url, rows_per_request=10),
+                "output": {"dir": str(tmp_path / "out")},
+            },
+        )
+        config = load_config(path)
+        manifest = Build(config, ThreadExecutor(config)).run()
+    assert manifest.rows.delivered == 300
+    dropped = manifest.dropped
+    assert dropped.unique_value > 30  # ~45 of the first 300 draws repeat (birthday)
+    counted = 300 + dropped.total + manifest.rows.unused  # each dropped row counted once
+    assert manifest.rows.generated == counted and dropped.in_chunks == 0
+    # Only the first chunk's repeats are known before asking: fill-up rows may repeat its.
+    assert manifest.llm.rows_filled - 300 < dropped.unique_value / 2
+    rows = _read(tmp_path / "out" / "codes.duckdb", "codes")
+    assert len({r["code"] for r in rows}) == 300 and all(r["note"] for r in rows)
+
+
 def test_a_request_larger_than_the_token_limit_fails_at_once(tmp_path: Path) -> None:
     """A request over the endpoint's tokens-per-minute limit itself can never pass: its
     "Request too large" was retried as a rate limit until the build gave up minutes later."""

@@ -98,6 +98,7 @@ class Build:
         self.reused_chunks = 0
         self.reused_rows = 0
         self.rejected: dict[str, int] = {}  # rows each constraint dropped
+        self.unique_in_chunks = 0  # rows repeating a unique value, dropped before any request
         self.generated = 0  # rows of the chunks that came back, whatever became of them
         self.batches = 0  # batches admitted; batch N (from 0) is dedupe-N and write-part-N
         self._writes: ThreadPoolExecutor | None = None
@@ -305,6 +306,7 @@ class Build:
             self.generated += chunk.rows
             for name, count in result.rejected.items():
                 self.rejected[name] = self.rejected.get(name, 0) + count
+            self.unique_in_chunks += result.unique_repeats
             batches = assembler.add(chunk.index, _with_parents(chunk, result))
             coming = assembler.pending_rows + sum(b.table.num_rows for b in batches)
             if batches and assembler.missing > coming and self._is_open():
@@ -498,12 +500,12 @@ class Build:
     def _dropped(self, assembler: Assembler, dedupe: DedupeIndex) -> Dropped:
         return Dropped(
             invalid=self.llm.rejected_rows.get("gave_up", 0),
-            unique_value=assembler.dropped_duplicates,
+            unique_value=assembler.dropped_duplicates + self.unique_in_chunks,
             exact_duplicate=dedupe.stats.exact,
             near_duplicate=dedupe.stats.near,
             constraint=dict(self.rejected),
             # Rows that broke a constraint or got no valid LLM value never reach the assembler.
-            in_chunks=self.generated - assembler.generated,
+            in_chunks=self.generated - assembler.generated - self.unique_in_chunks,
         )
 
     def _ledger(self, first_row: int, attempt: str, published: str | None) -> ChunkLedger | None:
