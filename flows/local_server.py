@@ -112,16 +112,20 @@ class TemporaryServer:
 
 
 def _remove_orphaned_logs(folder: Path) -> None:
-    """The logs of builds killed with -9 (whose `stop` never ran): those of dead processes."""
+    """The logs of this user's builds killed with -9 (whose `stop` never ran): those of
+    processes gone. Another user's are theirs (a shared /tmp would refuse anyway)."""
     for log in folder.glob("synthaix-prefect-*.log"):
         pid = log.stem.removeprefix("synthaix-prefect-")
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
+            if log.lstat().st_uid != os.getuid():
+                continue
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            log.unlink(missing_ok=True)
-        except OSError:  # alive, another user's: theirs to remove
+            with contextlib.suppress(OSError):
+                log.unlink(missing_ok=True)
+        except OSError:  # alive (another user's process), or the file went: leave it
             continue
 
 

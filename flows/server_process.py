@@ -33,17 +33,23 @@ def main() -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
 
 
-def _repossess_expired_leases() -> None:
+def _repossess_expired_leases() -> bool:
     """Run Prefect's repossessor here too, which a server run as ephemeral leaves out: the
     slots of a global concurrency limit (runner.llm_limit) that a killed build held were never
     returned, and after max_concurrency such kills every build of that limit waited forever.
     Their leases are files under PREFECT_HOME (local_server), so the next build's server,
     or a build's beside it, finds them expired."""
-    from prefect.server.services import perpetual_services, repossessor
+    try:  # Prefect's internals: a release that moves them must not stop the server
+        from prefect.server.services import perpetual_services, repossessor
 
-    for service in perpetual_services._PERPETUAL_SERVICES:
-        if service.function is repossessor.monitor_expired_leases:
-            service.run_in_ephemeral = True
+        for service in perpetual_services._PERPETUAL_SERVICES:
+            if service.function is repossessor.monitor_expired_leases:
+                service.run_in_ephemeral = True
+                return True
+    except (ImportError, AttributeError):
+        pass
+    print("synthaix: Prefect's repossessor not found; leases of killed builds stay", flush=True)
+    return False
 
 
 if __name__ == "__main__":

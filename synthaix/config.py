@@ -744,7 +744,8 @@ def _message(error: dict[str, Any]) -> str:
         )
     if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in _TABLE_KEYS:
         return f"'{loc[0]}' is set per table: put it in a table under tables:"
-    if kind == "extra_forbidden" and loc[-1] in ("by", "params") and "columns" in loc:
+    on_a_column = len(loc) >= 3 and isinstance(loc[-3], int) and "columns" in loc
+    if kind == "extra_forbidden" and loc[-1] in ("by", "params") and on_a_column:
         return (
             f"'{loc[-1]}' works on {', '.join(CONDITIONAL_TYPES)} columns only (parameters "
             "per value of another column; see docs/coherent-rows.md)"

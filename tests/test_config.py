@@ -150,6 +150,9 @@ def test_by_on_a_column_without_params_names_the_types_that_have_them(tmp_path: 
         "date, datetime columns only" in message
     )
     assert "bad.yaml:6: columns[2] (p).pattern: '[' at position 1" in message
+    offset = "  - {name: d, type: date, after: c, offset: {max: 5d, by: c}}\n"
+    message = _error(tmp_path, text.replace(text.splitlines()[-1] + "\n", offset))
+    assert "columns[2] (d).offset.by: 'by' does not belong here" in message
 
 
 def test_references_must_be_earlier_columns(tmp_path: Path) -> None:

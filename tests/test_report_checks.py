@@ -645,6 +645,8 @@ def test_numbers_in_checks_keep_their_digits() -> None:
     assert significant(9987.123, 6) == "9,987.12" and significant(10000.0, 6) == "10,000"
     assert significant(310.4, 2) == "310" and significant(0.012345, 4) == "0.01235"
     assert significant(-3.14159, 3) == "-3.14" and significant(0.0, 4) == "0"
+    assert significant(1.234567e22, 6) == "1.23457e+22" and significant(5e-324, 4) == "4.941e-324"
+    assert significant(float("nan"), 4) == "nan" and significant(float("-inf"), 4) == "-inf"
 
 
 def test_a_composite_primary_key_the_dedupe_would_not_hold_is_refused() -> None:

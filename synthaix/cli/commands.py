@@ -78,11 +78,11 @@ def _busy_note(dataset: Any) -> str:
 def _as_built(config: Path, assignments: list[str] | None, as_of: dt.datetime | None = None) -> Any:
     """The config a build would make: with `--set` (and --as-of) applied, its outputs where a
     build would really write them (under SYNTHAIX_OUTPUT_ROOT)."""
-    dataset = load_config(config, as_of=as_of)
+    changes = dict(parse_assignment(a) for a in assignments or [])
+    if as_of is not None:  # as build: also an option (--set seed=as_of may use it), and
+        changes.setdefault("as_of", as_of)  # a --set as_of wins
+    dataset = load_config(config, as_of=changes.get("as_of"))
     if assignments:
-        changes = dict(parse_assignment(a) for a in assignments)
-        if as_of is not None:  # kept only where used: --set seed=as_of may use it (as build)
-            changes["as_of"] = as_of
         dataset = apply_overrides(dataset, changes, origin="options")
     if root := output_root():
         dataset = rebase(dataset, root)

@@ -14,6 +14,7 @@ concurrency, then the buckets learned from x-ratelimit-* headers and the configu
 from __future__ import annotations
 
 import contextlib
+import copy
 import heapq
 import itertools
 import math
@@ -388,7 +389,7 @@ class LlmClient:
             reason = bounds.stop(state.attempt_number, elapsed, pacer.since_answer())
             if reason and bounds.silent:  # no HTTP answer at all (not 429s or 5xx)
                 failure = state.outcome.exception() if state.outcome else None
-                error = failure if isinstance(failure, Exception) else None
+                error = _frameless(failure) if isinstance(failure, Exception) else None
                 pacer.give_up(reason, error)  # the endpoint, not this request: the others too
             reason = reason or pacer.given_up()
             if reason:
@@ -662,6 +663,13 @@ def _tls_failed(exc: BaseException) -> bool:
 def _retry_after(exc: openai.APIError) -> float | None:
     response = getattr(exc, "response", None)
     return retry_after(response.headers) if response is not None else None
+
+
+def _frameless(error: Exception) -> Exception:
+    """A copy that holds no traceback: the process's pacer keeps it, across builds."""
+    light = copy.copy(error).with_traceback(None)
+    light.__cause__ = light.__context__ = None
+    return light
 
 
 def _gave_up_hint(cause: str, timeout: float) -> str:

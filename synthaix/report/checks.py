@@ -305,8 +305,8 @@ def _column_checks(
         ok = seen.null_rate >= column.nullable - slack - 0.005
         expected = f"≥ {column.nullable:.1%} (inputs' nulls carry through)"
         out = [Check(name, "null rate", expected, f"{seen.null_rate:.1%}", ok)]
-    elif isinstance(column, ReferenceColumn) and column.is_late:
-        out = [] if filtered else [_self_null_rate(name, column.nullable, seen.nulls, n)]
+    elif isinstance(column, ReferenceColumn) and column.is_late:  # filled after any filter
+        out = [_self_null_rate(name, column.nullable, seen.nulls, n)]
     elif column.nullable == 0:
         observed = f"{seen.nulls:,} of {n:,} rows"
         out = [Check(name, "null rate", "none (not nullable)", observed, seen.nulls == 0)]
@@ -497,6 +497,8 @@ def significant(value: float, digits: int) -> str:
     9,987 as 1e+04, and one could not tell it from its expected 10,000): 12,345.7, 0.0123."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
+    if not 1e-6 <= abs(value) < 1e15:  # beyond, an exponent is the readable form
+        return f"{value:,.{digits}g}"
     decimals = digits - 1 - math.floor(math.log10(abs(value)))
     text = f"{round(value, decimals):,.{max(decimals, 0)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
