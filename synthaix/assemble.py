@@ -277,20 +277,19 @@ def _repeated(codes: np.ndarray) -> np.ndarray:
     return _first_rows(codes) != np.arange(len(codes))
 
 
-def sure_repeats(
-    config: DatasetConfig, values: dict[str, pa.Array], rows: int
-) -> np.ndarray | None:
-    """Rows of a chunk that the unique check will drop whatever else they hold: those
-    repeating an earlier row's value (not null) of the table's one unique column without a
-    repair. None when it cannot be told yet (no such column, or not made yet); with two,
-    whether a row stays depends on which earlier rows do."""
+def sure_repeats(config: DatasetConfig, values: dict[str, pa.Array]) -> np.ndarray | None:
+    """Rows of a chunk that the unique check drops, unless the earlier row whose value they
+    repeat is dropped first (its llm values unusable): those repeating an earlier row's value
+    (not null) of the table's one unique column without a repair. None when it cannot be
+    told yet (no such column, or not made yet); with two, whether a row stays depends on
+    which earlier rows do."""
     tracked = tracked_unique_columns(config)
     plain = [name for name in tracked if name not in tracked.repairs]
     if len(plain) != 1 or plain[0] not in values:
         return None
     column = pa.chunked_array([values[plain[0]]])
     codes = _codes(column, column.to_pylist())
-    return _repeated(codes) & (codes >= 0) if len(codes) == rows else None
+    return _repeated(codes) & (codes >= 0)
 
 
 @dataclass

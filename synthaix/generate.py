@@ -168,7 +168,7 @@ def _generate_chunk(
                 # Rows that already break a constraint, or that the unique check drops for a
                 # value an earlier row holds, are not worth a request.
                 wanted = complete & constraints.passing_so_far(config, values, chunk.rows)
-                if (repeats := sure_repeats(config, values, chunk.rows)) is not None:
+                if (repeats := sure_repeats(config, values)) is not None:
                     repeating |= wanted & repeats
                     wanted &= ~repeats
                 if chunk.llm_fill is not None:
